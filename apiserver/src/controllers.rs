@@ -1,0 +1,402 @@
+//! Controllers: Deployment → ReplicaSet → Pods, Endpoints for Services,
+//! garbage collection by ownerReferences, pod CIDRs for nodes. Each
+//! `reconcile_*` takes a [`Snapshot`] and returns [`Action`]s; [`run`] is the
+//! loop that takes snapshots and performs the actions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use crate::meta::{self, str_at};
+use crate::objects::{DeleteOpts, Objects, PatchType, WriteOpts};
+use crate::resources::{self, RESOURCES, Resource, Sub};
+use crate::selectors::LabelSelector;
+
+/// What a controller wants done.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Create an object.
+    Create(&'static Resource, String, Value),
+    /// Merge-patch an object (or its status).
+    Patch(&'static Resource, String, String, Value, bool),
+    /// Delete an object.
+    Delete(&'static Resource, String, String),
+}
+
+/// All objects of the kinds the controllers read.
+pub struct Snapshot {
+    /// Objects by resource plural.
+    pub by_resource: BTreeMap<&'static str, Vec<Value>>,
+}
+
+impl Snapshot {
+    fn of(&self, plural: &str) -> &[Value] {
+        self.by_resource.get(plural).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Reads the snapshot from the store.
+    pub fn read(objects: &Objects) -> Self {
+        let mut by_resource = BTreeMap::new();
+        for r in RESOURCES {
+            let (items, _) = objects.store().list(&r.prefix(None));
+            by_resource.insert(r.plural, items.into_iter().map(|s| (*s.value).clone()).collect());
+        }
+        Self { by_resource }
+    }
+}
+
+fn res(kind: &str, group: &str) -> &'static Resource {
+    resources::by_kind(group, kind).expect("kind is served")
+}
+
+fn controller_uid(obj: &Value) -> Option<&str> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|o| o.get("controller") == Some(&json!(true)))
+        .and_then(|o| o.get("uid").and_then(Value::as_str))
+}
+
+fn owner_ref(owner: &Value, kind: &str) -> Value {
+    json!([{"apiVersion": owner["apiVersion"], "kind": kind, "name": meta::name(owner), "uid": meta::uid(owner), "controller": true, "blockOwnerDeletion": true}])
+}
+
+fn terminating(o: &Value) -> bool {
+    o.pointer("/metadata/deletionTimestamp").is_some()
+}
+
+fn pod_ready(p: &Value) -> bool {
+    p.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
+        cs.iter().any(|c| c.get("type") == Some(&json!("Ready")) && c.get("status") == Some(&json!("True")))
+    })
+}
+
+fn active(p: &Value) -> bool {
+    !terminating(p) && !matches!(str_at(p, "/status/phase"), Some("Succeeded" | "Failed"))
+}
+
+fn int(o: &Value, p: &str) -> i64 {
+    o.pointer(p).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// Keeps each ReplicaSet's pod count at its replicas and its status true.
+pub fn reconcile_replicasets(s: &Snapshot) -> Vec<Action> {
+    let (rs_r, pod_r) = (res("ReplicaSet", "apps"), res("Pod", ""));
+    let mut actions = Vec::new();
+    for rs in s.of("replicasets") {
+        if terminating(rs) {
+            continue;
+        }
+        let (ns, uid) = (meta::namespace(rs), meta::uid(rs));
+        let mut owned: Vec<&Value> = s.of("pods").iter().filter(|p| meta::namespace(p) == ns && controller_uid(p) == Some(uid) && active(p)).collect();
+        let want = int(rs, "/spec/replicas");
+        let have = owned.len() as i64;
+        if have < want {
+            for _ in have..want {
+                let mut tmpl = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
+                let m = meta::metadata(&mut tmpl);
+                m.insert("generateName".into(), json!(format!("{}-", meta::name(rs))));
+                m.insert("namespace".into(), json!(ns));
+                m.insert("ownerReferences".into(), owner_ref(rs, "ReplicaSet"));
+                m.remove("name");
+                tmpl["apiVersion"] = json!("v1");
+                tmpl["kind"] = json!("Pod");
+                actions.push(Action::Create(pod_r, ns.to_string(), tmpl));
+            }
+        } else if have > want {
+            owned.sort_by_key(|p| (str_at(p, "/spec/nodeName").is_some(), pod_ready(p), std::cmp::Reverse(str_at(p, "/metadata/creationTimestamp").unwrap_or_default().to_string())));
+            for p in owned.iter().take((have - want) as usize) {
+                actions.push(Action::Delete(pod_r, ns.to_string(), meta::name(p).to_string()));
+            }
+        }
+        let ready = owned.iter().filter(|p| pod_ready(p)).count() as i64;
+        let status = json!({
+            "replicas": have, "fullyLabeledReplicas": have, "readyReplicas": ready, "availableReplicas": ready,
+            "observedGeneration": int(rs, "/metadata/generation"),
+        });
+        if !subset_equal(&status, rs.get("status")) {
+            actions.push(Action::Patch(rs_r, ns.to_string(), meta::name(rs).to_string(), json!({"status": status}), true));
+        }
+    }
+    actions
+}
+
+fn subset_equal(want: &Value, have: Option<&Value>) -> bool {
+    want.as_object().is_some_and(|w| w.iter().all(|(k, v)| {
+        let h = have.and_then(|h| h.get(k));
+        h == Some(v) || (v == &json!(0) && h.is_none())
+    }))
+}
+
+/// The pod-template-hash of a template.
+pub fn template_hash(template: &Value) -> String {
+    let text = serde_json::to_string(template).unwrap_or_default();
+    let h = text.bytes().fold(0x811c9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x01000193));
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut n = h;
+    (0..10).map(|_| { let c = ALPHABET[(n % 27) as usize] as char; n /= 27; if n == 0 { n = h.rotate_left(7) } c }).collect()
+}
+
+fn percent(v: Option<&Value>, total: i64, round_up: bool) -> i64 {
+    match v {
+        Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
+        Some(Value::String(s)) => {
+            let p: i64 = s.trim_end_matches('%').parse().unwrap_or(25);
+            if round_up { (p * total + 99) / 100 } else { p * total / 100 }
+        }
+        _ => if round_up { (25 * total + 99) / 100 } else { 25 * total / 100 },
+    }
+}
+
+/// Rolls each Deployment's ReplicaSets towards its template and replicas.
+pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
+    let (d_r, rs_r) = (res("Deployment", "apps"), res("ReplicaSet", "apps"));
+    let mut actions = Vec::new();
+    for d in s.of("deployments") {
+        if terminating(d) {
+            continue;
+        }
+        let (ns, uid, name) = (meta::namespace(d), meta::uid(d), meta::name(d));
+        let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        let hash = template_hash(&template);
+        let owned: Vec<&Value> = s.of("replicasets").iter().filter(|r| meta::namespace(r) == ns && controller_uid(r) == Some(uid)).collect();
+        let desired = int(d, "/spec/replicas");
+        let new_rs = owned.iter().find(|r| str_at(r, "/metadata/labels/pod-template-hash") == Some(hash.as_str())).copied();
+        let olds: Vec<&Value> = owned.iter().filter(|r| Some(**r) != new_rs).copied().collect();
+        let revision = |r: &Value| str_at(r, "/metadata/annotations/deployment.kubernetes.io~1revision").and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        let max_rev = owned.iter().map(|r| revision(r)).max().unwrap_or(0);
+        let recreate = str_at(d, "/spec/strategy/type") == Some("Recreate");
+        let surge = if recreate { 0 } else { percent(d.pointer("/spec/strategy/rollingUpdate/maxSurge"), desired, true) };
+        let unavailable = if recreate { desired } else { percent(d.pointer("/spec/strategy/rollingUpdate/maxUnavailable"), desired, false) };
+        let total_spec: i64 = owned.iter().map(|r| int(r, "/spec/replicas")).sum();
+        let old_pods: i64 = olds.iter().map(|r| int(r, "/status/replicas")).sum();
+        match new_rs {
+            None => {
+                let start = if olds.is_empty() { desired } else if recreate { 0 } else { (desired + surge - total_spec).clamp(0, desired) };
+                let mut labels = template.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
+                labels["pod-template-hash"] = json!(hash);
+                let mut tmpl = template.clone();
+                tmpl["metadata"]["labels"] = labels.clone();
+                let mut selector = d.pointer("/spec/selector").cloned().unwrap_or(json!({}));
+                selector["matchLabels"]["pod-template-hash"] = json!(hash);
+                let rs = json!({
+                    "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                    "metadata": {"name": format!("{name}-{hash}"), "namespace": ns, "labels": labels,
+                        "annotations": {"deployment.kubernetes.io/revision": (max_rev + 1).to_string(),
+                            "deployment.kubernetes.io/desired-replicas": desired.to_string(),
+                            "deployment.kubernetes.io/max-replicas": (desired + surge).to_string()},
+                        "ownerReferences": owner_ref(d, "Deployment")},
+                    "spec": {"replicas": start, "selector": selector, "template": tmpl},
+                });
+                actions.push(Action::Create(rs_r, ns.to_string(), rs));
+            }
+            Some(new) => {
+                let cur = int(new, "/spec/replicas");
+                let target = if olds.is_empty() {
+                    desired
+                } else if recreate {
+                    if old_pods == 0 { desired } else { 0 }
+                } else {
+                    (cur + (desired + surge - total_spec).max(0)).min(desired)
+                };
+                let target = if cur > desired { desired } else { target.max(cur) };
+                if target != cur {
+                    actions.push(Action::Patch(rs_r, ns.to_string(), meta::name(new).to_string(), json!({"spec": {"replicas": target}}), false));
+                }
+                let available: i64 = owned.iter().map(|r| int(r, "/status/availableReplicas")).sum();
+                let mut removable = if recreate { i64::MAX } else { (available - (desired - unavailable)).max(0) };
+                let new_done = int(new, "/status/availableReplicas") >= desired;
+                for old in &olds {
+                    let r = int(old, "/spec/replicas");
+                    if r == 0 {
+                        continue;
+                    }
+                    let cut = if new_done { r } else { r.min(removable) };
+                    if cut > 0 {
+                        removable -= cut;
+                        actions.push(Action::Patch(rs_r, ns.to_string(), meta::name(old).to_string(), json!({"spec": {"replicas": r - cut}}), false));
+                    }
+                }
+            }
+        }
+        let sum = |p: &str| owned.iter().map(|r| int(r, p)).sum::<i64>();
+        let updated = new_rs.map_or(0, |r| int(r, "/status/replicas"));
+        let available = sum("/status/availableReplicas");
+        let complete = new_rs.is_some_and(|r| int(r, "/status/availableReplicas") >= desired) && old_pods == 0 && updated == desired;
+        let keep = |ty: &str, status: &str, reason: &str, message: String| {
+            let old = d.pointer("/status/conditions").and_then(Value::as_array).and_then(|cs| cs.iter().find(|c| c.get("type") == Some(&json!(ty))));
+            let same = old.is_some_and(|c| c.get("status") == Some(&json!(status)) && c.get("reason") == Some(&json!(reason)));
+            if same {
+                return old.cloned().unwrap_or_default();
+            }
+            let now = meta::now();
+            json!({"type": ty, "status": status, "reason": reason, "message": message, "lastUpdateTime": now, "lastTransitionTime": now})
+        };
+        let avail_ok = available >= desired - unavailable;
+        let conditions = json!([
+            keep("Available", if avail_ok { "True" } else { "False" }, if avail_ok { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
+                if avail_ok { "Deployment has minimum availability.".into() } else { "Deployment does not have minimum availability.".into() }),
+            keep("Progressing", "True", if complete { "NewReplicaSetAvailable" } else { "ReplicaSetUpdated" },
+                format!("ReplicaSet \"{name}-{hash}\" {}", if complete { "has successfully progressed." } else { "is progressing." })),
+        ]);
+        let mut status = json!({
+            "observedGeneration": int(d, "/metadata/generation"), "replicas": sum("/status/replicas"),
+            "updatedReplicas": updated, "readyReplicas": sum("/status/readyReplicas"), "availableReplicas": available,
+            "conditions": conditions,
+        });
+        let unavail = (sum("/status/replicas") - available).max(desired - available).max(0);
+        if unavail > 0 {
+            status["unavailableReplicas"] = json!(unavail);
+        }
+        let mut have = d.get("status").cloned().unwrap_or(json!({}));
+        if unavail == 0 {
+            if let Some(m) = have.as_object_mut() {
+                m.remove("unavailableReplicas");
+            }
+        }
+        if !subset_equal(&status, Some(&have)) || (unavail == 0 && d.pointer("/status/unavailableReplicas").is_some()) {
+            let mut patch_status = status.clone();
+            if unavail == 0 {
+                patch_status["unavailableReplicas"] = Value::Null;
+            }
+            actions.push(Action::Patch(d_r, ns.to_string(), name.to_string(), json!({"status": patch_status}), true));
+        }
+    }
+    actions
+}
+
+/// Keeps an Endpoints object per selector Service listing its pods.
+pub fn reconcile_endpoints(s: &Snapshot) -> Vec<Action> {
+    let ep_r = res("Endpoints", "");
+    let mut actions = Vec::new();
+    let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
+    for svc in s.of("services") {
+        let Some(sel) = svc.pointer("/spec/selector").filter(|v| v.as_object().is_some_and(|m| !m.is_empty())) else { continue };
+        let (ns, name) = (meta::namespace(svc), meta::name(svc));
+        wanted.insert((ns.to_string(), name.to_string()));
+        let selector = LabelSelector::from_map(sel);
+        let mut pods: Vec<&Value> = s.of("pods").iter().filter(|p| {
+            meta::namespace(p) == ns && selector.matches_object(p) && str_at(p, "/status/podIP").is_some() && active(p)
+        }).collect();
+        pods.sort_by_key(|p| str_at(p, "/status/podIP").unwrap_or_default().to_string());
+        let addr = |p: &Value| json!({"ip": str_at(p, "/status/podIP"), "nodeName": str_at(p, "/spec/nodeName"),
+            "targetRef": {"kind": "Pod", "namespace": ns, "name": meta::name(p), "uid": meta::uid(p)}});
+        let ready: Vec<Value> = pods.iter().filter(|p| pod_ready(p)).map(|p| addr(p)).collect();
+        let not_ready: Vec<Value> = pods.iter().filter(|p| !pod_ready(p)).map(|p| addr(p)).collect();
+        let ports: Vec<Value> = svc.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default().iter().map(|p| {
+            let target = match p.get("targetPort") {
+                Some(Value::String(named)) => pods.first().and_then(|pod| {
+                    pod.pointer("/spec/containers").and_then(Value::as_array)?.iter()
+                        .flat_map(|c| c.get("ports").and_then(Value::as_array).cloned().unwrap_or_default())
+                        .find(|cp| cp.get("name") == Some(&json!(named)))
+                        .and_then(|cp| cp.get("containerPort").cloned())
+                }).unwrap_or(json!(0)),
+                Some(v) => v.clone(),
+                None => p.get("port").cloned().unwrap_or(json!(0)),
+            };
+            let mut port = json!({"port": target, "protocol": p.get("protocol").cloned().unwrap_or(json!("TCP"))});
+            if let Some(n) = p.get("name") {
+                port["name"] = n.clone();
+            }
+            port
+        }).collect();
+        let subsets = if pods.is_empty() {
+            json!([])
+        } else {
+            let mut sub = json!({"ports": ports});
+            if !ready.is_empty() { sub["addresses"] = json!(ready); }
+            if !not_ready.is_empty() { sub["notReadyAddresses"] = json!(not_ready); }
+            json!([sub])
+        };
+        let existing = s.of("endpoints").iter().find(|e| meta::namespace(e) == ns && meta::name(e) == name);
+        match existing {
+            None => actions.push(Action::Create(ep_r, ns.to_string(), json!({
+                "apiVersion": "v1", "kind": "Endpoints",
+                "metadata": {"name": name, "namespace": ns, "labels": svc.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
+                    "annotations": {"shoal.dev/managed-by": "endpoints-controller"}},
+                "subsets": subsets,
+            }))),
+            Some(e) if e.get("subsets").unwrap_or(&json!([])) != &subsets => {
+                actions.push(Action::Patch(ep_r, ns.to_string(), name.to_string(), json!({"subsets": subsets}), false));
+            }
+            Some(_) => {}
+        }
+    }
+    for e in s.of("endpoints") {
+        let managed = str_at(e, "/metadata/annotations/shoal.dev~1managed-by") == Some("endpoints-controller");
+        let key = (meta::namespace(e).to_string(), meta::name(e).to_string());
+        if managed && !wanted.contains(&key) {
+            actions.push(Action::Delete(ep_r, key.0, key.1));
+        }
+    }
+    actions
+}
+
+/// Deletes objects whose owners are all gone.
+pub fn reconcile_garbage(s: &Snapshot) -> Vec<Action> {
+    let uids: BTreeSet<&str> = s.by_resource.values().flatten().map(meta::uid).collect();
+    let mut actions = Vec::new();
+    for r in RESOURCES {
+        for o in s.of(r.plural) {
+            let owners = o.pointer("/metadata/ownerReferences").and_then(Value::as_array);
+            if owners.is_some_and(|os| !os.is_empty() && os.iter().all(|w| !uids.contains(w.get("uid").and_then(Value::as_str).unwrap_or_default()))) {
+                actions.push(Action::Delete(r, meta::namespace(o).to_string(), meta::name(o).to_string()));
+            }
+        }
+    }
+    actions
+}
+
+/// Gives every node a pod CIDR.
+pub fn reconcile_node_cidrs(s: &Snapshot, cluster_cidr: &str) -> Vec<Action> {
+    let Ok(cidr) = cluster_cidr.parse() else { return Vec::new() };
+    let Ok(mut alloc) = shoal_cni::NodeCidrAllocator::new(cidr, 24) else { return Vec::new() };
+    for n in s.of("nodes") {
+        if let Some(c) = str_at(n, "/spec/podCIDR").and_then(|c| c.parse().ok()) {
+            alloc.reserve(c);
+        }
+    }
+    let node_r = res("Node", "");
+    let mut actions = Vec::new();
+    for n in s.of("nodes").iter().filter(|n| str_at(n, "/spec/podCIDR").is_none()) {
+        if let Ok(c) = alloc.allocate() {
+            actions.push(Action::Patch(node_r, String::new(), meta::name(n).to_string(), json!({"spec": {"podCIDR": c.to_string(), "podCIDRs": [c.to_string()]}}), false));
+        }
+    }
+    actions
+}
+
+async fn perform(objects: &Objects, a: Action) {
+    let result = match &a {
+        Action::Create(r, ns, obj) => objects.create(r, ns, obj.clone(), WriteOpts::default()).await.map(|_| ()),
+        Action::Patch(r, ns, name, p, status) => objects
+            .patch(r, ns, name, PatchType::Merge, p, status.then_some(Sub::Status), WriteOpts::default())
+            .await
+            .map(|_| ()),
+        Action::Delete(r, ns, name) => objects.delete(r, ns, name, DeleteOpts::default()).await.map(|_| ()),
+    };
+    match result {
+        Ok(()) => {}
+        Err(e) if e.code == 404 || e.code == 409 => tracing::debug!("controller action {a:?}: {e}"),
+        Err(e) => tracing::warn!("controller action failed: {e}"),
+    }
+}
+
+/// Runs every controller until the task is dropped.
+pub async fn run(objects: Objects, cluster_cidr: String) {
+    let Ok((_, mut rx)) = objects.store().watch(None) else { return };
+    loop {
+        let snap = Snapshot::read(&objects);
+        let mut actions = reconcile_node_cidrs(&snap, &cluster_cidr);
+        actions.extend(reconcile_deployments(&snap));
+        actions.extend(reconcile_replicasets(&snap));
+        actions.extend(reconcile_endpoints(&snap));
+        actions.extend(reconcile_garbage(&snap));
+        futures::future::join_all(actions.into_iter().map(|a| perform(&objects, a))).await;
+        match rx.recv().await {
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(_) => return,
+        }
+        while rx.try_recv().is_ok() {}
+    }
+}

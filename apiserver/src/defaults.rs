@@ -1,0 +1,135 @@
+//! Defaulting, as the Kubernetes API server applies it on create and update.
+
+use serde_json::{Map, Value, json};
+
+use crate::meta::default_key;
+
+/// Fills defaults of a pod spec (also used for pod templates).
+pub fn pod_spec(spec: &mut Value) {
+    let Some(s) = spec.as_object_mut() else { return };
+    default_key(s, "restartPolicy", json!("Always"));
+    default_key(s, "terminationGracePeriodSeconds", json!(30));
+    default_key(s, "dnsPolicy", json!("ClusterFirst"));
+    default_key(s, "schedulerName", json!("default-scheduler"));
+    default_key(s, "securityContext", json!({}));
+    default_key(s, "enableServiceLinks", json!(true));
+    for list in ["containers", "initContainers"] {
+        if let Some(cs) = s.get_mut(list).and_then(Value::as_array_mut) {
+            for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                container(c);
+            }
+        }
+    }
+}
+
+fn container(c: &mut Map<String, Value>) {
+    let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+    let last = image.rsplit('/').next().unwrap_or(image);
+    let latest = !image.contains('@') && (!last.contains(':') || last.ends_with(":latest"));
+    default_key(c, "imagePullPolicy", json!(if latest { "Always" } else { "IfNotPresent" }));
+    default_key(c, "terminationMessagePath", json!("/dev/termination-log"));
+    default_key(c, "terminationMessagePolicy", json!("File"));
+    default_key(c, "resources", json!({}));
+    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            default_key(p, "protocol", json!("TCP"));
+        }
+    }
+}
+
+/// The QoS class of a pod spec.
+pub fn qos_class(spec: &Value) -> &'static str {
+    let cs = spec.get("containers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let any = cs.iter().any(|c| {
+        c.pointer("/resources/requests").and_then(Value::as_object).is_some_and(|m| !m.is_empty())
+            || c.pointer("/resources/limits").and_then(Value::as_object).is_some_and(|m| !m.is_empty())
+    });
+    let guaranteed = !cs.is_empty()
+        && cs.iter().all(|c| {
+            let l = c.pointer("/resources/limits");
+            ["cpu", "memory"].iter().all(|k| l.and_then(|l| l.get(*k)).is_some())
+                && c.pointer("/resources/requests").is_none_or(|r| r == l.unwrap_or(&Value::Null))
+        });
+    if guaranteed {
+        "Guaranteed"
+    } else if any {
+        "Burstable"
+    } else {
+        "BestEffort"
+    }
+}
+
+/// Defaults by kind. Service address allocation is done by the caller.
+pub fn apply(kind: &str, obj: &mut Value) {
+    match kind {
+        "Pod" => {
+            if let Some(spec) = obj.get_mut("spec") {
+                pod_spec(spec);
+            }
+        }
+        "Deployment" => {
+            let spec = obj.get_mut("spec").and_then(Value::as_object_mut);
+            if let Some(s) = spec {
+                default_key(s, "replicas", json!(1));
+                default_key(s, "revisionHistoryLimit", json!(10));
+                default_key(s, "progressDeadlineSeconds", json!(600));
+                default_key(s, "strategy", json!({}));
+                if let Some(st) = s.get_mut("strategy").and_then(Value::as_object_mut) {
+                    default_key(st, "type", json!("RollingUpdate"));
+                    if st.get("type") == Some(&json!("RollingUpdate")) {
+                        default_key(st, "rollingUpdate", json!({}));
+                        if let Some(ru) = st.get_mut("rollingUpdate").and_then(Value::as_object_mut) {
+                            default_key(ru, "maxUnavailable", json!("25%"));
+                            default_key(ru, "maxSurge", json!("25%"));
+                        }
+                    }
+                }
+                if let Some(t) = s.get_mut("template").and_then(|t| t.get_mut("spec")) {
+                    pod_spec(t);
+                }
+            }
+        }
+        "ReplicaSet" => {
+            if let Some(s) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                default_key(s, "replicas", json!(1));
+                if let Some(t) = s.get_mut("template").and_then(|t| t.get_mut("spec")) {
+                    pod_spec(t);
+                }
+            }
+        }
+        "Service" => {
+            if let Some(s) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                default_key(s, "type", json!("ClusterIP"));
+                default_key(s, "sessionAffinity", json!("None"));
+                default_key(s, "internalTrafficPolicy", json!("Cluster"));
+                default_key(s, "ipFamilies", json!(["IPv4"]));
+                default_key(s, "ipFamilyPolicy", json!("SingleStack"));
+                if matches!(s.get("type").and_then(Value::as_str), Some("NodePort" | "LoadBalancer")) {
+                    default_key(s, "externalTrafficPolicy", json!("Cluster"));
+                }
+                if let Some(ports) = s.get_mut("ports").and_then(Value::as_array_mut) {
+                    for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                        default_key(p, "protocol", json!("TCP"));
+                        if let Some(port) = p.get("port").cloned() {
+                            default_key(p, "targetPort", port);
+                        }
+                    }
+                }
+            }
+        }
+        "Secret" => {
+            if let Some(m) = obj.as_object_mut() {
+                default_key(m, "type", json!("Opaque"));
+            }
+        }
+        "Namespace" => {
+            if let Some(m) = obj.as_object_mut() {
+                default_key(m, "status", json!({}));
+            }
+            if let Some(st) = obj.get_mut("status").and_then(Value::as_object_mut) {
+                default_key(st, "phase", json!("Active"));
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,143 @@
+//! API errors, rendered at the HTTP edge as `kind: Status` objects.
+
+use serde_json::{Value, json};
+
+/// A failed API call, with the Kubernetes reason and HTTP code.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// HTTP status code.
+    pub code: u16,
+    /// Kubernetes reason (`NotFound`, `Conflict`, …).
+    pub reason: &'static str,
+    /// Human-readable message.
+    pub message: String,
+    /// `details`, if any.
+    pub details: Option<Value>,
+}
+
+/// Result with an API error.
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// A field-level cause of an `Invalid` error.
+#[derive(Debug, Clone)]
+pub struct Cause {
+    /// `FieldValueRequired`, `FieldValueInvalid`, …
+    pub kind: &'static str,
+    /// The field path, e.g. `spec.containers[0].name`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        Self { code, reason, message: message.into(), details: None }
+    }
+
+    /// 400 BadRequest.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "BadRequest", message)
+    }
+
+    /// 404 NotFound for `resource` (plural, with group) `name`.
+    pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
+        let qualified = if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") };
+        let mut e = Self::new(404, "NotFound", format!("{qualified} \"{name}\" not found"));
+        e.details = Some(json!({"name": name, "group": group, "kind": plural}));
+        e
+    }
+
+    /// 404 for a path the server does not serve.
+    pub fn no_route() -> Self {
+        Self::new(404, "NotFound", "the server could not find the requested resource")
+    }
+
+    /// 409 AlreadyExists.
+    pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
+        let qualified = if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") };
+        let mut e = Self::new(409, "AlreadyExists", format!("{qualified} \"{name}\" already exists"));
+        e.details = Some(json!({"name": name, "group": group, "kind": plural}));
+        e
+    }
+
+    /// 409 Conflict on a stale resourceVersion.
+    pub fn conflict(group: &str, plural: &str, name: &str) -> Self {
+        let qualified = if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") };
+        let mut e = Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {qualified} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
+        );
+        e.details = Some(json!({"name": name, "group": group, "kind": plural}));
+        e
+    }
+
+    /// 422 Invalid with field causes.
+    pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
+        let qualified = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let list: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
+        let mut e = Self::new(422, "Invalid", format!("{qualified} \"{name}\" is invalid: {}", list.join(", ")));
+        e.details = Some(json!({
+            "name": name, "group": group, "kind": kind,
+            "causes": causes.iter().map(|c| json!({"reason": c.kind, "message": c.message, "field": c.field})).collect::<Vec<_>>(),
+        }));
+        e
+    }
+
+    /// 405 MethodNotAllowed.
+    pub fn method_not_allowed() -> Self {
+        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+    }
+
+    /// 410 Expired for a resourceVersion older than the kept history.
+    pub fn expired(message: impl Into<String>) -> Self {
+        Self::new(410, "Expired", message)
+    }
+
+    /// 401 Unauthorized.
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    /// 413 RequestEntityTooLarge.
+    pub fn too_large() -> Self {
+        Self::new(413, "RequestEntityTooLarge", "the request body is too large")
+    }
+
+    /// 415 UnsupportedMediaType.
+    pub fn unsupported_media_type(ct: &str) -> Self {
+        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct:?})"))
+    }
+
+    /// 500 InternalError; the message is generic, details go to the log.
+    pub fn internal(context: impl std::fmt::Display) -> Self {
+        tracing::error!("internal error: {context}");
+        Self::new(500, "InternalError", "an error on the server has prevented the request from succeeding")
+    }
+
+    /// 503 ServiceUnavailable.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "ServiceUnavailable", message)
+    }
+
+    /// The `Status` object.
+    pub fn to_status(&self) -> Value {
+        let mut s = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": self.message, "reason": self.reason, "code": self.code,
+        });
+        if let Some(d) = &self.details {
+            s["details"] = d.clone();
+        }
+        s
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::unavailable(format!("storage is unavailable: {e}"))
+    }
+}

@@ -1,0 +1,400 @@
+//! The HTTPS front of the API: TLS with client-certificate authentication,
+//! path routing, content negotiation and `Status` errors.
+
+mod discovery;
+mod logs;
+mod openapi;
+mod table;
+mod watch;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::error::{ApiError, Result};
+use crate::objects::{DeleteOpts, Objects, PatchType, WriteOpts};
+use crate::resources::{self, Resource, Sub};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::validation::FieldValidation;
+
+pub use openapi::KUBE_VERSION;
+pub use table::{human_duration, pod_status};
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// Shared state of the HTTP API.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The object API.
+    pub objects: Objects,
+    /// TLS client config used to reach node agents (logs).
+    pub kubelet_client: Arc<rustls::ClientConfig>,
+}
+
+/// Whether the TLS peer presented a certificate the CA signed.
+#[derive(Clone, Copy)]
+struct Authenticated(bool);
+
+/// Serves the API on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: ApiState) {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!("TLS handshake with {peer}: {e}");
+                    return;
+                }
+            };
+            let auth = Authenticated(tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty()));
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let state = state.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(state, auth, peer, req).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc).await {
+                tracing::debug!("connection from {peer}: {e}");
+            }
+        });
+    }
+}
+
+fn json_response(code: StatusCode, v: &Value, content_type: &str) -> Response<Body> {
+    let mut r = Response::new(Body::from(serde_json::to_vec(v).unwrap_or_default()));
+    *r.status_mut() = code;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")));
+    r
+}
+
+fn ok(v: &Value) -> Response<Body> {
+    json_response(StatusCode::OK, v, "application/json")
+}
+
+fn error_response(e: &ApiError) -> Response<Body> {
+    json_response(StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.to_status(), "application/json")
+}
+
+fn with_warnings(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            r.headers_mut().append("Warning", v);
+        }
+    }
+    r
+}
+
+async fn handle(state: ApiState, auth: Authenticated, peer: SocketAddr, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let resp = if !auth.0 && !matches!(path.as_str(), "/healthz" | "/readyz" | "/livez") {
+        error_response(&ApiError::unauthorized())
+    } else {
+        match route(&state, req).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        }
+    };
+    tracing::debug!(%peer, %method, %path, status = resp.status().as_u16(), elapsed = ?started.elapsed(), "request");
+    resp
+}
+
+/// Query parameters.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(q: Option<&str>) -> Self {
+        Self(form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect())
+    }
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+    }
+    fn flag(&self, k: &str) -> bool {
+        matches!(self.get(k), Some("true" | "1"))
+    }
+    fn write_opts(&self) -> Result<WriteOpts> {
+        Ok(WriteOpts {
+            dry_run: self.get("dryRun") == Some("All"),
+            field_validation: FieldValidation::parse(self.get("fieldValidation"))?,
+        })
+    }
+}
+
+async fn read_body(req: Request<hyper::body::Incoming>) -> Result<(HeaderMap, Bytes)> {
+    let (parts, body) = req.into_parts();
+    let limited = http_body_util::Limited::new(body, MAX_BODY);
+    let bytes = limited.collect().await.map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() { ApiError::too_large() } else { ApiError::bad_request(format!("reading the body: {e}")) }
+    })?;
+    Ok((parts.headers, bytes.to_bytes()))
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Value> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+}
+
+/// A request for a resource path.
+struct Target {
+    r: &'static Resource,
+    ns: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+    watch: bool,
+}
+
+async fn route(state: &ApiState, req: Request<hyper::body::Incoming>) -> Result<Response<Body>> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let query = Query::parse(req.uri().query());
+    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let get = req.method() == Method::GET;
+    let aggregated = |core: bool| Ok(json_response(StatusCode::OK, &discovery::aggregated(core), discovery::AGGREGATED));
+    match segs.as_slice() {
+        ["healthz"] | ["readyz"] | ["livez"] if get => return Ok(Response::new(Body::from("ok"))),
+        ["version"] if get => {
+            return Ok(ok(&json!({
+                "major": "1", "minor": "32", "gitVersion": format!("{KUBE_VERSION}-shoal.{}", env!("CARGO_PKG_VERSION")),
+                "gitCommit": "", "gitTreeState": "clean", "buildDate": "", "goVersion": "", "compiler": "rustc",
+                "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
+            })));
+        }
+        ["api"] if get => return if discovery::wants_aggregated(&accept) { aggregated(true) } else { Ok(ok(&discovery::api_versions())) },
+        ["apis"] if get => return if discovery::wants_aggregated(&accept) { aggregated(false) } else { Ok(ok(&discovery::group_list())) },
+        ["api", "v1"] if get => return Ok(ok(&discovery::resource_list("", "v1").unwrap_or_default())),
+        ["apis", g] if get => return discovery::group(g).map(|v| ok(&v)).ok_or_else(ApiError::no_route),
+        ["apis", g, v] if get => return discovery::resource_list(g, v).map(|v| ok(&v)).ok_or_else(ApiError::no_route),
+        ["openapi", "v3"] if get => return Ok(ok(&openapi::root())),
+        ["openapi", "v3", "api", v] if get => return doc("", v),
+        ["openapi", "v3", "apis", g, v] if get => return doc(g, v),
+        ["openapi", "v2"] if get => return Err(ApiError { code: 404, reason: "NotFound", message: "OpenAPI v2 is not served; use /openapi/v3".into(), details: None }),
+        _ => {}
+    }
+    let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", v, rest),
+        ["apis", g, v, rest @ ..] => (g, v, rest),
+        _ => return Err(ApiError::no_route()),
+    };
+    let (watch_prefix, rest) = match rest {
+        ["watch", rest @ ..] => (true, rest),
+        r => (false, r),
+    };
+    let namespaced_path = matches!(rest, ["namespaces", _, plural, ..] if resources::find(group, version, plural).is_some_and(|r| r.namespaced));
+    let target = if namespaced_path {
+        let r = resources::find(group, version, rest[2]).ok_or_else(ApiError::no_route)?;
+        if rest.len() > 5 {
+            return Err(ApiError::no_route());
+        }
+        Target { r, ns: Some(rest[1].to_string()), name: rest.get(3).map(|s| s.to_string()), sub: rest.get(4).map(|s| s.to_string()), watch: watch_prefix }
+    } else {
+        let plural = rest.first().ok_or_else(ApiError::no_route)?;
+        let r = resources::find(group, version, plural).ok_or_else(ApiError::no_route)?;
+        if rest.len() > 3 {
+            return Err(ApiError::no_route());
+        }
+        Target { r, ns: None, name: rest.get(1).map(|s| s.to_string()), sub: rest.get(2).map(|s| s.to_string()), watch: watch_prefix }
+    };
+    if target.r.namespaced && target.ns.is_none() && target.name.is_some() {
+        return Err(ApiError::no_route());
+    }
+    resource(state, target, query, accept, req).await
+}
+
+fn doc(group: &str, version: &str) -> Result<Response<Body>> {
+    let d = openapi::document(group, version);
+    if d.is_null() { Err(ApiError::no_route()) } else { Ok(ok(d)) }
+}
+
+fn sub_of(r: &Resource, sub: Option<&str>) -> Result<Option<Sub>> {
+    match sub {
+        None => Ok(None),
+        Some(s) => r.subresources.iter().copied().find(|x| x.name() == s).map(Some).ok_or_else(ApiError::no_route),
+    }
+}
+
+fn scale_of(obj: &Value) -> Value {
+    let m = &obj["metadata"];
+    json!({
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"], "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"]},
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": obj.pointer("/spec/selector/matchLabels").and_then(Value::as_object)
+                .map(|l| l.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(",")).unwrap_or_default(),
+        },
+    })
+}
+
+fn list_kind(r: &Resource) -> String {
+    format!("{}List", r.kind)
+}
+
+async fn resource(state: &ApiState, t: Target, q: Query, accept: String, req: Request<hyper::body::Incoming>) -> Result<Response<Body>> {
+    let r = t.r;
+    let objects = &state.objects;
+    let ns = t.ns.clone().unwrap_or_default();
+    let sub = sub_of(r, t.sub.as_deref())?;
+    let method = req.method().clone();
+    let table = table::wants_table(&accept);
+    let full = q.get("includeObject") == Some("Object");
+    match (method, t.name.as_deref(), sub) {
+        (Method::GET, None, None) => {
+            let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())?;
+            let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or_default())?;
+            if t.watch || q.flag("watch") {
+                return watch::watch(objects, r, t.ns.as_deref(), labels, fields, &q, table).await;
+            }
+            let (items, rev) = objects.list(r, t.ns.as_deref(), &labels, &fields);
+            let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
+            let after = q.get("continue").filter(|c| !c.is_empty()).map(decode_continue).transpose()?;
+            let mut page: Vec<&Value> = items
+                .iter()
+                .map(|s| &*s.value)
+                .filter(|v| after.as_ref().is_none_or(|a| list_key(v) > *a))
+                .collect();
+            let cont = (page.len() > limit).then(|| {
+                page.truncate(limit);
+                encode_continue(&list_key(page[limit - 1]))
+            });
+            let rev = rev.to_string();
+            if table {
+                return Ok(ok(&table::table(r.kind, &page, &rev, cont.as_deref(), full, true)));
+            }
+            let mut meta = json!({"resourceVersion": rev});
+            if let Some(c) = cont {
+                meta["continue"] = json!(c);
+            }
+            Ok(ok(&json!({"kind": list_kind(r), "apiVersion": r.api_version(), "metadata": meta, "items": page})))
+        }
+        (Method::GET, Some(name), s) => {
+            let cur = objects.get(r, &ns, name)?;
+            match s {
+                Some(Sub::Scale) => Ok(ok(&scale_of(&cur.value))),
+                Some(Sub::Log) => logs::proxy(state, &cur.value, &q).await,
+                Some(Sub::Binding) => Err(ApiError::method_not_allowed()),
+                _ if table => Ok(ok(&table::table(r.kind, &[&*cur.value], &cur.revision.to_string(), None, full, true))),
+                _ => Ok(ok(&cur.value)),
+            }
+        }
+        (Method::POST, None, None) => {
+            let opts = q.write_opts()?;
+            let (_, body) = read_body(req).await?;
+            let w = objects.create(r, &ns, parse_json(&body)?, opts).await?;
+            Ok(with_warnings(json_response(StatusCode::CREATED, &w.object, "application/json"), &w.warnings))
+        }
+        (Method::POST, Some(name), Some(Sub::Binding)) => {
+            let (_, body) = read_body(req).await?;
+            let binding = parse_json(&body)?;
+            let node = binding.pointer("/target/name").and_then(Value::as_str).ok_or_else(|| ApiError::bad_request("binding.target.name is required"))?;
+            crate::scheduler::bind(objects, &ns, name, node).await?;
+            Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}), "application/json"))
+        }
+        (Method::PUT, Some(name), s @ (None | Some(Sub::Status))) => {
+            let opts = q.write_opts()?;
+            let (_, body) = read_body(req).await?;
+            let w = objects.update(r, &ns, name, parse_json(&body)?, s, opts).await?;
+            Ok(with_warnings(ok(&w.object), &w.warnings))
+        }
+        (Method::PUT | Method::PATCH, Some(name), Some(Sub::Scale)) => {
+            let is_patch = req.method() == Method::PATCH;
+            let opts = q.write_opts()?;
+            let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            let (_, body) = read_body(req).await?;
+            let body = parse_json(&body)?;
+            let cur = objects.get(r, &ns, name)?;
+            let scale = if is_patch {
+                match PatchType::from_content_type(&ct)? {
+                    PatchType::Json => crate::patch::json(&scale_of(&cur.value), &body)?,
+                    PatchType::Merge => crate::patch::merge(&scale_of(&cur.value), &body),
+                    PatchType::Strategic => crate::patch::strategic_merge(&scale_of(&cur.value), &body)?,
+                }
+            } else {
+                body
+            };
+            let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64).ok_or_else(|| ApiError::bad_request("spec.replicas is required"))?;
+            let p = json!({"spec": {"replicas": replicas}});
+            let w = objects.patch(r, &ns, name, PatchType::Merge, &p, None, opts).await?;
+            Ok(ok(&scale_of(&w.object)))
+        }
+        (Method::PATCH, Some(name), s @ (None | Some(Sub::Status))) => {
+            let opts = q.write_opts()?;
+            let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            let ty = PatchType::from_content_type(&ct)?;
+            let (_, body) = read_body(req).await?;
+            let w = objects.patch(r, &ns, name, ty, &parse_json(&body)?, s, opts).await?;
+            Ok(with_warnings(ok(&w.object), &w.warnings))
+        }
+        (Method::DELETE, Some(name), None) => {
+            let (_, body) = read_body(req).await?;
+            let opts = delete_opts(&q, &body)?;
+            let v = objects.delete(r, &ns, name, opts).await?;
+            Ok(ok(&v))
+        }
+        (Method::DELETE, None, None) => {
+            let (_, body) = read_body(req).await?;
+            let opts = delete_opts(&q, &body)?;
+            let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())?;
+            let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or_default())?;
+            let (items, _) = objects.list(r, t.ns.as_deref(), &labels, &fields);
+            for s in &items {
+                let (n, nsp) = (crate::meta::name(&s.value), crate::meta::namespace(&s.value));
+                match objects.delete(r, nsp, n, opts.clone()).await {
+                    Ok(_) => {}
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(ok(&json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})))
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+fn delete_opts(q: &Query, body: &[u8]) -> Result<DeleteOpts> {
+    let b: Value = if body.is_empty() { json!({}) } else { parse_json(body)? };
+    let grace = q.get("gracePeriodSeconds").and_then(|g| g.parse().ok()).or_else(|| b.get("gracePeriodSeconds").and_then(Value::as_i64));
+    Ok(DeleteOpts {
+        grace_period: grace,
+        uid: b.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from),
+        resource_version: b.pointer("/preconditions/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok()),
+        dry_run: q.get("dryRun") == Some("All") || b.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.contains(&json!("All"))),
+    })
+}
+
+fn list_key(v: &Value) -> String {
+    format!("{}/{}", crate::meta::namespace(v), crate::meta::name(v))
+}
+
+fn encode_continue(key: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
+}
+
+fn decode_continue(c: &str) -> Result<String> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| ApiError::bad_request("invalid continue token"))
+}

@@ -1,0 +1,120 @@
+//! WATCH: newline-delimited JSON events, from a resourceVersion or from the
+//! current state, filtered by namespace and selectors.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{Response, header};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{Query, table};
+use crate::error::{ApiError, Result};
+use crate::objects::Objects;
+use crate::resources::Resource;
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::store::{Event, EventKind};
+
+pub(super) async fn watch(
+    objects: &Objects,
+    r: &'static Resource,
+    ns: Option<&str>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+    q: &Query,
+    as_table: bool,
+) -> Result<Response<Body>> {
+    let prefix = r.prefix(ns);
+    let store = objects.store().clone();
+    let from: Option<u64> = q.get("resourceVersion").filter(|v| !v.is_empty() && *v != "0").map(|v| {
+        v.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))
+    }).transpose()?;
+    let (initial, start) = match from {
+        Some(rv) => (Vec::new(), rv),
+        None => {
+            let (items, rev) = store.list(&prefix);
+            (items.into_iter().map(|s| s.value).collect::<Vec<_>>(), rev)
+        }
+    };
+    let (backlog, mut rx) = store.watch(Some(start)).map_err(|too_old| {
+        ApiError::expired(format!("too old resource version: {start} ({})", too_old.oldest))
+    })?;
+    let timeout = q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).unwrap_or(1800);
+    let bookmarks = q.flag("allowWatchBookmarks");
+    let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(256);
+    let matches = move |v: &Value| labels.matches_object(v) && fields.matches(v);
+    tokio::spawn(async move {
+        let mut first = true;
+        let mut send = |ty: &str, obj: &Value| {
+            let object = if as_table && ty != "BOOKMARK" {
+                let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
+                let t = table::table(r.kind, &[obj], rv, None, false, first);
+                first = false;
+                t
+            } else {
+                obj.clone()
+            };
+            let mut line = serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
+            line.push(b'\n');
+            Bytes::from(line)
+        };
+        for obj in initial.iter().filter(|o| matches(o)) {
+            if tx.send(Ok(send("ADDED", obj))).await.is_err() {
+                return;
+            }
+        }
+        let deadline = tokio::time::sleep(Duration::from_secs(timeout));
+        tokio::pin!(deadline);
+        let mut bookmark = tokio::time::interval(Duration::from_secs(30));
+        bookmark.tick().await;
+        let mut last_rev = start;
+        let mut pending = backlog.into_iter();
+        loop {
+            let event: std::sync::Arc<Event> = match pending.next() {
+                Some(e) => e,
+                None => tokio::select! {
+                    _ = &mut deadline => return,
+                    _ = bookmark.tick(), if bookmarks => {
+                        let b = json!({"kind": r.kind, "apiVersion": r.api_version(), "metadata": {"resourceVersion": last_rev.to_string()}});
+                        if tx.send(Ok(send("BOOKMARK", &b))).await.is_err() { return; }
+                        continue;
+                    }
+                    e = rx.recv() => match e {
+                        Ok(e) => e,
+                        Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return,
+                    },
+                    _ = tx.closed() => return,
+                },
+            };
+            last_rev = event.revision;
+            if !event.key.starts_with(&prefix) {
+                continue;
+            }
+            let now = event.kind != EventKind::Deleted && matches(&event.object);
+            let before = event.prev.as_deref().is_some_and(|p| matches(p));
+            let ty = match (event.kind, before, now) {
+                (EventKind::Deleted, true, _) => "DELETED",
+                (EventKind::Deleted, false, _) => continue,
+                (_, false, true) => "ADDED",
+                (_, true, true) => "MODIFIED",
+                (_, true, false) => "DELETED",
+                (_, false, false) => continue,
+            };
+            if tx.send(Ok(send(ty, &event.object))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream = tokio_stream_from(body_rx);
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache, private"));
+    Ok(resp)
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

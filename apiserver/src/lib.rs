@@ -1,0 +1,29 @@
+//! shoal's control plane: the Kubernetes API over a Raft-replicated store,
+//! with the scheduler and controllers.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! use shoal_apiserver::server::{Server, ServerConfig};
+//! let server = Server::start(ServerConfig {
+//!     data_dir: "/tmp/shoal".into(),
+//!     listen: "127.0.0.1:6443".parse()?,
+//!     hosts: vec![],
+//!     cluster_cidr: "10.244.0.0/16".into(),
+//! }).await?;
+//! println!("API at https://{}", server.addr);
+//! # Ok(()) }
+//! ```
+pub mod store;
+pub mod defaults;
+pub mod error;
+pub mod meta;
+pub mod objects;
+pub mod patch;
+pub mod resources;
+pub mod selectors;
+pub mod validation;
+pub mod pki;
+pub mod http;
+pub mod scheduler;
+pub mod controllers;
+pub mod server;

@@ -1,0 +1,60 @@
+//! Small helpers over object metadata.
+
+use serde_json::{Map, Value};
+
+/// Now as an RFC 3339 timestamp with second precision, as Kubernetes writes.
+pub fn now() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// A timestamp `secs` seconds from now.
+pub fn now_plus(secs: i64) -> String {
+    let t = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(secs);
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Parses an RFC 3339 timestamp.
+pub fn parse_time(s: &str) -> Option<jiff::Timestamp> {
+    s.parse().ok()
+}
+
+/// A random suffix of `n` characters from Kubernetes' alphabet (no vowels).
+pub fn random_suffix(n: usize) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..n).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// `obj.metadata`, created if missing.
+pub fn metadata(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = Value::Object(Map::new());
+    }
+    obj["metadata"].as_object_mut().expect("metadata is an object")
+}
+
+/// A string field of `obj` at a JSON pointer.
+pub fn str_at<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
+    obj.pointer(pointer).and_then(Value::as_str)
+}
+
+/// `metadata.name`.
+pub fn name(obj: &Value) -> &str {
+    str_at(obj, "/metadata/name").unwrap_or_default()
+}
+
+/// `metadata.namespace`.
+pub fn namespace(obj: &Value) -> &str {
+    str_at(obj, "/metadata/namespace").unwrap_or_default()
+}
+
+/// `metadata.uid`.
+pub fn uid(obj: &Value) -> &str {
+    str_at(obj, "/metadata/uid").unwrap_or_default()
+}
+
+/// Sets a key of a JSON object if it is absent or null.
+pub fn default_key(map: &mut Map<String, Value>, key: &str, value: Value) {
+    if map.get(key).is_none_or(Value::is_null) {
+        map.insert(key.to_string(), value);
+    }
+}

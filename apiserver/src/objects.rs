@@ -1,0 +1,494 @@
+//! Object semantics shared by the HTTP API and the in-process controllers:
+//! metadata, defaulting, validation, preconditions, graceful deletion.
+
+use serde_json::{Value, json};
+
+use crate::defaults;
+use crate::error::{ApiError, Result};
+use crate::meta::{self, default_key, metadata};
+use crate::patch;
+use crate::resources::{self, Resource, Sub};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::store::{Command, Cond, Failure, Outcome, Store, Stored};
+use crate::validation::{self, FieldValidation};
+
+/// Options of a write.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteOpts {
+    /// `dryRun=All`: validate and default, store nothing.
+    pub dry_run: bool,
+    /// How unknown fields are treated.
+    pub field_validation: FieldValidation,
+}
+
+impl Default for WriteOpts {
+    fn default() -> Self {
+        Self { dry_run: false, field_validation: FieldValidation::Ignore }
+    }
+}
+
+/// Options of a delete.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOpts {
+    /// `gracePeriodSeconds`.
+    pub grace_period: Option<i64>,
+    /// `preconditions.uid`.
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub resource_version: Option<u64>,
+    /// `dryRun=All`.
+    pub dry_run: bool,
+}
+
+/// A successful write.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The object as stored.
+    pub object: Value,
+    /// Warnings for the `Warning` header.
+    pub warnings: Vec<String>,
+}
+
+/// The patch formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    /// `application/json-patch+json`.
+    Json,
+    /// `application/merge-patch+json`.
+    Merge,
+    /// `application/strategic-merge-patch+json`.
+    Strategic,
+}
+
+impl PatchType {
+    /// The patch type of a Content-Type header.
+    pub fn from_content_type(ct: &str) -> Result<Self> {
+        match ct.split(';').next().unwrap_or_default().trim() {
+            "application/json-patch+json" => Ok(Self::Json),
+            "application/merge-patch+json" => Ok(Self::Merge),
+            "application/strategic-merge-patch+json" => Ok(Self::Strategic),
+            other => Err(ApiError::unsupported_media_type(other)),
+        }
+    }
+}
+
+/// The object API over the store.
+#[derive(Clone)]
+pub struct Objects {
+    store: Store,
+}
+
+fn outcome_err(r: &Resource, name: &str, f: Failure) -> ApiError {
+    match f {
+        Failure::NotFound => ApiError::not_found(r.group, r.plural, name),
+        Failure::AlreadyExists => ApiError::already_exists(r.group, r.plural, name),
+        Failure::Conflict { .. } => ApiError::conflict(r.group, r.plural, name),
+    }
+}
+
+/// Everything but `metadata` and `status`: a change here bumps `generation`.
+fn spec_view(obj: &Value) -> Value {
+    let mut v = obj.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+    }
+    v
+}
+
+impl Objects {
+    /// The API over `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// One object.
+    pub fn get(&self, r: &Resource, ns: &str, name: &str) -> Result<Stored> {
+        self.store.get(&r.key(ns, name)).ok_or_else(|| ApiError::not_found(r.group, r.plural, name))
+    }
+
+    /// Objects of a resource, filtered, and the list's revision.
+    pub fn list(
+        &self,
+        r: &Resource,
+        ns: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+    ) -> (Vec<Stored>, u64) {
+        let (items, rev) = self.store.list(&r.prefix(ns));
+        let items = items.into_iter().filter(|s| labels.matches_object(&s.value) && fields.matches(&s.value)).collect();
+        (items, rev)
+    }
+
+    async fn put(&self, r: &Resource, obj: Value, cond: Cond) -> Result<Value> {
+        let name = meta::name(&obj).to_string();
+        let key = r.key(meta::namespace(&obj), &name);
+        match self.store.write(Command::Put { key, value: obj, cond }).await? {
+            Outcome::Applied { object: Some(o), .. } => Ok(o),
+            Outcome::Applied { object: None, .. } => Err(ApiError::internal("put applied without an object")),
+            Outcome::Failed(f) => Err(outcome_err(r, &name, f)),
+        }
+    }
+
+    async fn remove(&self, r: &Resource, ns: &str, name: &str, cond: Cond) -> Result<Value> {
+        match self.store.write(Command::Delete { key: r.key(ns, name), cond }).await? {
+            Outcome::Applied { object, .. } => Ok(object.unwrap_or(Value::Null)),
+            Outcome::Failed(f) => Err(outcome_err(r, name, f)),
+        }
+    }
+
+    fn check_type_meta(r: &Resource, obj: &mut Value) -> Result<()> {
+        let av = r.api_version();
+        let m = obj.as_object_mut().ok_or_else(|| ApiError::bad_request("the object is not a JSON object"))?;
+        match m.get("apiVersion").and_then(Value::as_str) {
+            Some(v) if v != av => {
+                return Err(ApiError::bad_request(format!("the API version in the data ({v}) does not match the expected API version ({av})")));
+            }
+            _ => {}
+        }
+        match m.get("kind").and_then(Value::as_str) {
+            Some(k) if k != r.kind => {
+                return Err(ApiError::bad_request(format!("the kind in the data ({k}) does not match the expected kind ({})", r.kind)));
+            }
+            _ => {}
+        }
+        m.insert("apiVersion".into(), json!(av));
+        m.insert("kind".into(), json!(r.kind));
+        Ok(())
+    }
+
+    /// Creates an object in namespace `ns` (ignored for cluster resources).
+    pub async fn create(&self, r: &Resource, ns: &str, mut obj: Value, opts: WriteOpts) -> Result<Written> {
+        let warnings = validation::decode(r, &obj, opts.field_validation)?;
+        Self::check_type_meta(r, &mut obj)?;
+        let m = metadata(&mut obj);
+        if r.namespaced {
+            match m.get("namespace").and_then(Value::as_str) {
+                Some(n) if !n.is_empty() && n != ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => {
+                    m.insert("namespace".into(), json!(ns));
+                }
+            }
+        } else {
+            m.remove("namespace");
+        }
+        let generate = m.get("generateName").and_then(Value::as_str).map(String::from);
+        let named = m.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+        if !named {
+            if let Some(prefix) = &generate {
+                m.insert("name".into(), json!(format!("{prefix}{}", meta::random_suffix(5))));
+            }
+        }
+        m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        m.insert("creationTimestamp".into(), json!(meta::now()));
+        m.insert("generation".into(), json!(1));
+        for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+            m.remove(k);
+        }
+        if r.namespaced && self.store.get(&resources::RESOURCES[0].key("", ns)).is_none() {
+            return Err(ApiError::not_found("", "namespaces", ns));
+        }
+        self.prepare_create(r, &mut obj);
+        defaults::apply(r.kind, &mut obj);
+        if r.kind == "Service" {
+            self.allocate_service(&mut obj, None)?;
+        }
+        validation::validate(r, &obj)?;
+        if opts.dry_run {
+            return Ok(Written { object: obj, warnings });
+        }
+        for attempt in 0..5 {
+            match self.put(r, obj.clone(), Cond::Absent).await {
+                Err(e) if e.reason == "AlreadyExists" && !named && generate.is_some() && attempt < 4 => {
+                    let prefix = generate.clone().unwrap_or_default();
+                    metadata(&mut obj).insert("name".into(), json!(format!("{prefix}{}", meta::random_suffix(5))));
+                }
+                other => return other.map(|object| Written { object, warnings }),
+            }
+        }
+        Err(ApiError::internal("generateName retries exhausted"))
+    }
+
+    fn prepare_create(&self, r: &Resource, obj: &mut Value) {
+        match r.kind {
+            "Pod" => {
+                let qos = defaults::qos_class(obj.get("spec").unwrap_or(&Value::Null));
+                obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+            }
+            "Deployment" | "ReplicaSet" | "Service" => {
+                obj["status"] = json!({});
+                if r.kind == "Service" {
+                    obj["status"] = json!({"loadBalancer": {}});
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Allocates a ClusterIP and NodePorts the spec leaves open, keeping
+    /// those of `previous`.
+    fn allocate_service(&self, obj: &mut Value, previous: Option<&Value>) -> Result<()> {
+        let svc = resources::by_kind("", "Service").expect("services are served");
+        let (all, _) = self.store.list(&svc.prefix(None));
+        let own_uid = meta::uid(obj).to_string();
+        let others: Vec<&Value> = all.iter().map(|s| &*s.value).filter(|v| meta::uid(v) != own_uid).collect();
+        let spec = obj.get_mut("spec").and_then(Value::as_object_mut).ok_or_else(|| ApiError::bad_request("a Service needs a spec"))?;
+        let ty = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+        if ty != "ExternalName" {
+            if let Some(ip) = previous.and_then(|p| p.pointer("/spec/clusterIP")).filter(|v| v.is_string()) {
+                default_key(spec, "clusterIP", ip.clone());
+            }
+            let requested = spec.get("clusterIP").and_then(Value::as_str).unwrap_or_default().to_string();
+            let ip = if requested.is_empty() {
+                let used: Vec<&str> = others.iter().filter_map(|v| meta::str_at(v, "/spec/clusterIP")).collect();
+                (10u32..4094)
+                    .map(|n| format!("10.96.{}.{}", n / 256, n % 256))
+                    .find(|ip| !used.contains(&ip.as_str()))
+                    .ok_or_else(|| ApiError::internal("service IP range exhausted"))?
+            } else {
+                requested
+            };
+            spec.insert("clusterIP".into(), json!(ip));
+            spec.insert("clusterIPs".into(), json!([ip]));
+        }
+        if ty == "NodePort" || ty == "LoadBalancer" {
+            let mut used: Vec<i64> = others
+                .iter()
+                .flat_map(|v| v.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default())
+                .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
+                .collect();
+            let prev_ports = previous.and_then(|p| p.pointer("/spec/ports")).and_then(Value::as_array).cloned().unwrap_or_default();
+            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                    let keep = prev_ports.iter().find(|q| q.get("port") == p.get("port")).and_then(|q| q.get("nodePort")).cloned();
+                    if let Some(k) = keep {
+                        default_key(p, "nodePort", k);
+                    }
+                    match p.get("nodePort").and_then(Value::as_i64).filter(|n| *n != 0) {
+                        Some(n) if used.contains(&n) => {
+                            return Err(ApiError::invalid("", "Service", "", vec![crate::error::Cause {
+                                kind: "FieldValueInvalid",
+                                field: "spec.ports[].nodePort".into(),
+                                message: format!("Invalid value: {n}: provided port is already allocated"),
+                            }]));
+                        }
+                        Some(n) => used.push(n),
+                        None => {
+                            let start = 30000 + rand::random_range(0..2768);
+                            let n = (0..2768)
+                                .map(|i| 30000 + (start - 30000 + i) % 2768)
+                                .find(|n| !used.contains(n))
+                                .ok_or_else(|| ApiError::internal("node port range exhausted"))?;
+                            used.push(n);
+                            p.insert("nodePort".into(), json!(n));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces an object (PUT), or its status with `sub = Some(Status)`.
+    pub async fn update(
+        &self,
+        r: &Resource,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+        sub: Option<Sub>,
+        opts: WriteOpts,
+    ) -> Result<Written> {
+        let warnings = validation::decode(r, &obj, opts.field_validation)?;
+        Self::check_type_meta(r, &mut obj)?;
+        if meta::name(&obj) != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                meta::name(&obj)
+            )));
+        }
+        let wanted: Option<u64> = meta::str_at(&obj, "/metadata/resourceVersion").and_then(|s| s.parse().ok());
+        for _ in 0..8 {
+            let cur = self.get(r, ns, name)?;
+            let cond = Cond::Revision(wanted.unwrap_or(cur.revision));
+            match self.update_from(r, &cur, obj.clone(), sub, opts, cond).await {
+                Err(e) if e.reason == "Conflict" && wanted.is_none() => continue,
+                other => return other.map(|object| Written { object, warnings }),
+            }
+        }
+        Err(ApiError::conflict(r.group, r.plural, name))
+    }
+
+    /// Applies a patch to the current object and stores the result.
+    pub async fn patch(
+        &self,
+        r: &Resource,
+        ns: &str,
+        name: &str,
+        ty: PatchType,
+        body: &Value,
+        sub: Option<Sub>,
+        opts: WriteOpts,
+    ) -> Result<Written> {
+        for _ in 0..8 {
+            let cur = self.get(r, ns, name)?;
+            let patched = match ty {
+                PatchType::Json => patch::json(&cur.value, body)?,
+                PatchType::Merge => patch::merge(&cur.value, body),
+                PatchType::Strategic => patch::strategic_merge(&cur.value, body)?,
+            };
+            let warnings = validation::decode(r, &patched, opts.field_validation)?;
+            let pinned: Option<u64> = meta::str_at(&patched, "/metadata/resourceVersion").and_then(|s| s.parse().ok());
+            let cond = Cond::Revision(pinned.filter(|p| *p != cur.revision).unwrap_or(cur.revision));
+            match self.update_from(r, &cur, patched, sub, opts, cond).await {
+                Err(e) if e.reason == "Conflict" && pinned == Some(cur.revision) => continue,
+                other => return other.map(|object| Written { object, warnings }),
+            }
+        }
+        Err(ApiError::conflict(r.group, r.plural, name))
+    }
+
+    async fn update_from(
+        &self,
+        r: &Resource,
+        cur: &Stored,
+        mut obj: Value,
+        sub: Option<Sub>,
+        opts: WriteOpts,
+        cond: Cond,
+    ) -> Result<Value> {
+        Self::check_type_meta(r, &mut obj)?;
+        let old = &*cur.value;
+        let mut new = if sub == Some(Sub::Status) {
+            let mut n = old.clone();
+            n["status"] = obj.get("status").cloned().unwrap_or(Value::Null);
+            n
+        } else {
+            if r.has(Sub::Status) {
+                match old.get("status") {
+                    Some(s) => obj["status"] = s.clone(),
+                    None => {
+                        if let Some(m) = obj.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+            }
+            obj
+        };
+        {
+            let om = old.get("metadata").cloned().unwrap_or_default();
+            let nm = metadata(&mut new);
+            for k in ["uid", "creationTimestamp", "namespace", "name", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+                match om.get(k) {
+                    Some(v) => nm.insert(k.into(), v.clone()),
+                    None => nm.remove(k),
+                };
+            }
+            nm.insert("resourceVersion".into(), json!(cur.revision.to_string()));
+        }
+        defaults::apply(r.kind, &mut new);
+        if r.kind == "Service" {
+            self.allocate_service(&mut new, Some(old))?;
+        }
+        if spec_view(&new) != spec_view(old) {
+            let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+            metadata(&mut new).insert("generation".into(), json!(g + 1));
+        }
+        validation::validate(r, &new)?;
+        if new == *old || opts.dry_run {
+            return Ok(new);
+        }
+        let finalizing = new.pointer("/metadata/deletionTimestamp").is_some()
+            && new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+            && !(r.kind == "Pod" && meta::str_at(&new, "/spec/nodeName").is_some());
+        if finalizing {
+            return self.remove(r, meta::namespace(&new), meta::name(&new), cond).await;
+        }
+        self.put(r, new, cond).await
+    }
+
+    /// Deletes an object. Pods bound to a node and objects with finalizers
+    /// are marked with `deletionTimestamp` and removed later.
+    pub async fn delete(&self, r: &Resource, ns: &str, name: &str, opts: DeleteOpts) -> Result<Value> {
+        for _ in 0..8 {
+            let cur = self.get(r, ns, name)?;
+            let obj = &*cur.value;
+            if opts.uid.as_deref().is_some_and(|u| u != meta::uid(obj)) {
+                return Err(ApiError::conflict(r.group, r.plural, name));
+            }
+            if opts.resource_version.is_some_and(|v| v != cur.revision) {
+                return Err(ApiError::conflict(r.group, r.plural, name));
+            }
+            let has_finalizers = obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+            let bound_pod = r.kind == "Pod"
+                && meta::str_at(obj, "/spec/nodeName").is_some()
+                && obj.pointer("/status/phase").and_then(Value::as_str).is_none_or(|p| p != "Succeeded" && p != "Failed");
+            let grace = opts
+                .grace_period
+                .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+                .unwrap_or(30)
+                .max(0);
+            let graceful = has_finalizers || (bound_pod && grace > 0);
+            if opts.dry_run {
+                return Ok(obj.clone());
+            }
+            let result = if graceful {
+                if obj.pointer("/metadata/deletionTimestamp").is_some() && !bound_pod {
+                    return Ok(obj.clone());
+                }
+                let mut marked = obj.clone();
+                let m = metadata(&mut marked);
+                let already = m.get("deletionGracePeriodSeconds").and_then(Value::as_i64);
+                if already.is_some_and(|a| a <= grace) {
+                    return Ok(obj.clone());
+                }
+                m.insert("deletionTimestamp".into(), json!(meta::now_plus(if bound_pod { grace } else { 0 })));
+                m.insert("deletionGracePeriodSeconds".into(), json!(if bound_pod { grace } else { 0 }));
+                self.put(r, marked, Cond::Revision(cur.revision)).await
+            } else {
+                self.remove(r, ns, name, Cond::Revision(cur.revision)).await
+            };
+            match result {
+                Err(e) if e.reason == "Conflict" => continue,
+                other => return other,
+            }
+        }
+        Err(ApiError::conflict(r.group, r.plural, name))
+    }
+
+    /// Records a core/v1 Event about `involved`.
+    pub async fn event(&self, involved: &Value, ty: &str, reason: &str, message: &str, component: &str) {
+        let ev = resources::by_kind("", "Event").expect("events are served");
+        let ns = match meta::namespace(involved) {
+            "" => "default",
+            n => n,
+        };
+        let now = meta::now();
+        let obj = json!({
+            "metadata": {"name": format!("{}.{:x}", meta::name(involved), rand::random::<u64>()), "namespace": ns},
+            "involvedObject": {
+                "kind": involved.get("kind"), "apiVersion": involved.get("apiVersion"),
+                "name": meta::name(involved), "namespace": meta::namespace(involved),
+                "uid": meta::uid(involved),
+                "resourceVersion": involved.pointer("/metadata/resourceVersion"),
+            },
+            "reason": reason, "message": message, "type": ty,
+            "source": {"component": component},
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "reportingComponent": component, "reportingInstance": "",
+        });
+        if let Err(e) = self.create(ev, ns, obj, WriteOpts::default()).await {
+            tracing::warn!("recording event {reason}: {e}");
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The three PATCH formats: JSON patch (RFC 6902), JSON merge patch (RFC 7386)
+//! and Kubernetes strategic merge patch.
+
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, Result};
+
+/// The merge key of a list field in the built-in kinds, chosen by the field's
+/// name and, where a name is shared, by which key the elements carry.
+fn merge_key(field: &str, sample: &[Value]) -> Option<&'static str> {
+    let has = |k: &str| sample.iter().any(|e| e.get(k).is_some());
+    Some(match field {
+        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "imagePullSecrets"
+        | "resourceClaims" => "name",
+        "volumeMounts" => "mountPath",
+        "volumeDevices" => "devicePath",
+        "conditions" | "addresses" => "type",
+        "ownerReferences" => "uid",
+        "hostAliases" => "ip",
+        "topologySpreadConstraints" => "topologyKey",
+        "ports" if has("containerPort") => "containerPort",
+        "ports" => "port",
+        _ => return None,
+    })
+}
+
+/// Applies a strategic merge patch to `original`.
+pub fn strategic_merge(original: &Value, patch: &Value) -> Result<Value> {
+    match (original, patch) {
+        (Value::Object(o), Value::Object(p)) => Ok(Value::Object(merge_map(o, p)?)),
+        (_, Value::Object(p)) => Ok(Value::Object(merge_map(&Map::new(), p)?)),
+        _ => Err(ApiError::bad_request("a strategic merge patch must be a JSON object")),
+    }
+}
+
+fn merge_map(original: &Map<String, Value>, patch: &Map<String, Value>) -> Result<Map<String, Value>> {
+    if patch.get("$patch").and_then(Value::as_str) == Some("replace") {
+        let mut out = patch.clone();
+        out.remove("$patch");
+        return Ok(out);
+    }
+    let mut out = original.clone();
+    let retain: Option<Vec<String>> = patch
+        .get("$retainKeys")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect());
+    for (k, pv) in patch {
+        if k == "$patch" || k == "$retainKeys" || k.starts_with("$setElementOrder/") {
+            continue;
+        }
+        if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
+            if let (Some(Value::Array(list)), Some(del)) = (out.get_mut(field), pv.as_array()) {
+                list.retain(|v| !del.contains(v));
+            }
+            continue;
+        }
+        if pv.is_null() {
+            out.remove(k);
+            continue;
+        }
+        let merged = match (out.get(k), pv) {
+            (Some(Value::Object(o)), Value::Object(p)) => {
+                if p.get("$patch").and_then(Value::as_str) == Some("delete") {
+                    out.remove(k);
+                    continue;
+                }
+                Value::Object(merge_map(o, p)?)
+            }
+            (_, Value::Object(p)) => {
+                if p.get("$patch").and_then(Value::as_str) == Some("delete") {
+                    out.remove(k);
+                    continue;
+                }
+                Value::Object(merge_map(&Map::new(), p)?)
+            }
+            (Some(Value::Array(o)), Value::Array(p)) => Value::Array(merge_list(k, o, p)?),
+            (None, Value::Array(p)) => Value::Array(merge_list(k, &[], p)?),
+            (_, v) => v.clone(),
+        };
+        out.insert(k.clone(), merged);
+    }
+    if let Some(keep) = retain {
+        out.retain(|k, _| keep.contains(k));
+    }
+    Ok(out)
+}
+
+fn merge_list(field: &str, original: &[Value], patch: &[Value]) -> Result<Vec<Value>> {
+    if patch.iter().any(|e| e.get("$patch").and_then(Value::as_str) == Some("replace")) {
+        return Ok(patch.iter().filter(|e| e.get("$patch").is_none()).cloned().collect());
+    }
+    let sample: Vec<Value> = original.iter().chain(patch).cloned().collect();
+    let Some(key) = merge_key(field, &sample) else {
+        return Ok(patch
+            .iter()
+            .map(|e| match e {
+                Value::Object(m) => Value::Object(strip_directives(m)),
+                v => v.clone(),
+            })
+            .collect());
+    };
+    let mut out: Vec<Value> = original.to_vec();
+    for pe in patch {
+        let Value::Object(pm) = pe else {
+            return Err(ApiError::bad_request(format!("list {field} with merge key {key} holds a non-object element")));
+        };
+        let id = pm.get(key);
+        let pos = id.and_then(|id| out.iter().position(|e| e.get(key) == Some(id)));
+        let delete = pm.get("$patch").and_then(Value::as_str) == Some("delete");
+        match (pos, delete) {
+            (Some(i), true) => {
+                out.remove(i);
+            }
+            (None, true) => {}
+            (Some(i), false) => {
+                let merged = match &out[i] {
+                    Value::Object(om) => merge_map(om, pm)?,
+                    _ => strip_directives(pm),
+                };
+                out[i] = Value::Object(merged);
+            }
+            (None, false) => out.push(Value::Object(merge_map(&Map::new(), pm)?)),
+        }
+    }
+    Ok(out)
+}
+
+fn strip_directives(m: &Map<String, Value>) -> Map<String, Value> {
+    m.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// Applies an RFC 7386 JSON merge patch.
+pub fn merge(original: &Value, patch: &Value) -> Value {
+    let mut out = original.clone();
+    json_patch::merge(&mut out, patch);
+    out
+}
+
+/// Applies an RFC 6902 JSON patch.
+pub fn json(original: &Value, patch: &Value) -> Result<Value> {
+    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+    let mut out = original.clone();
+    json_patch::patch(&mut out, &ops).map_err(|e| ApiError::bad_request(format!("the JSON patch failed: {e}")))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merges_containers_by_name_and_deletes() {
+        let orig = json!({"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}], "replicas": 1}});
+        let patch = json!({"spec": {
+            "$setElementOrder/containers": [{"name": "a"}],
+            "containers": [{"name": "a", "image": "z"}, {"name": "b", "$patch": "delete"}],
+            "replicas": null
+        }});
+        let got = strategic_merge(&orig, &patch).unwrap();
+        assert_eq!(got, json!({"spec": {"containers": [{"name": "a", "image": "z"}]}}));
+    }
+
+    #[test]
+    fn lists_without_merge_key_are_replaced_and_directives_apply() {
+        let orig = json!({"args": ["a", "b"], "finalizers": ["x", "y"], "m": {"a": 1, "b": 2}});
+        let patch = json!({"args": ["c"], "$deleteFromPrimitiveList/finalizers": ["x"], "m": {"$patch": "replace", "c": 3}});
+        assert_eq!(strategic_merge(&orig, &patch).unwrap(), json!({"args": ["c"], "finalizers": ["y"], "m": {"c": 3}}));
+        let retain = json!({"m": {"$retainKeys": ["a"], "a": 5}});
+        assert_eq!(strategic_merge(&orig, &retain).unwrap()["m"], json!({"a": 5}));
+    }
+
+    #[test]
+    fn service_and_container_ports_use_their_keys() {
+        let orig = json!({"ports": [{"port": 80, "name": "http"}]});
+        let patch = json!({"ports": [{"port": 80, "targetPort": 8080}]});
+        assert_eq!(strategic_merge(&orig, &patch).unwrap(), json!({"ports": [{"port": 80, "name": "http", "targetPort": 8080}]}));
+    }
+
+    #[test]
+    fn json_and_merge_patches() {
+        let orig = json!({"a": {"b": 1}});
+        assert_eq!(merge(&orig, &json!({"a": {"b": null, "c": 2}})), json!({"a": {"c": 2}}));
+        let p = json!([{"op": "replace", "path": "/a/b", "value": 3}]);
+        assert_eq!(json(&orig, &p).unwrap(), json!({"a": {"b": 3}}));
+        assert!(json(&orig, &json!([{"op": "remove", "path": "/nope"}])).is_err());
+        assert!(json(&orig, &json!({"op": "x"})).is_err());
+    }
+}

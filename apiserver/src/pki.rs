@@ -1,0 +1,192 @@
+//! The cluster's certificate authority and the certificates made from it at
+//! first start: the API server's serving certificate, the admin client
+//! certificate of the kubeconfig, and the node agent's serving and client
+//! certificates.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+use rustls::RootCertStore;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Errors making or loading certificates.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// Certificate generation failed.
+    #[error("generating certificates: {0}")]
+    Gen(#[from] rcgen::Error),
+    /// A file could not be read or written.
+    #[error("certificate files: {0}")]
+    Io(#[from] std::io::Error),
+    /// A PEM file is malformed.
+    #[error("malformed PEM in {0}")]
+    Pem(String),
+    /// rustls refused the material.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+}
+
+/// A certificate and key in PEM.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    /// The certificate.
+    pub cert: String,
+    /// The private key.
+    pub key: String,
+}
+
+/// The PKI of a cluster, under `<data-dir>/pki`.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    /// The CA certificate in PEM.
+    pub ca: String,
+    /// The API server's serving pair.
+    pub apiserver: Pair,
+    /// The administrator's client pair (kubeconfig).
+    pub admin: Pair,
+    /// The node agent's serving pair (kubelet API).
+    pub node_serving: Pair,
+    /// The node agent's client pair for the API.
+    pub node_client: Pair,
+    /// The API server's client pair towards node agents.
+    pub apiserver_kubelet_client: Pair,
+}
+
+fn leaf(
+    issuer: &Issuer<'_, KeyPair>,
+    cn: &str,
+    org: Option<&str>,
+    sans: Vec<String>,
+    usages: Vec<ExtendedKeyUsagePurpose>,
+) -> Result<Pair, rcgen::Error> {
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::new(sans)?;
+    p.distinguished_name.push(DnType::CommonName, cn);
+    if let Some(o) = org {
+        p.distinguished_name.push(DnType::OrganizationName, o);
+    }
+    p.extended_key_usages = usages;
+    p.not_after = rcgen::date_time_ymd(2046, 1, 1);
+    let cert = p.signed_by(&key, issuer)?;
+    Ok(Pair { cert: cert.pem(), key: key.serialize_pem() })
+}
+
+impl Pki {
+    /// Loads the PKI from `dir`, creating it on first start. `hosts` are the
+    /// names and addresses the API server and node are reached at.
+    pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Self, PkiError> {
+        let names = ["ca", "apiserver", "admin", "node-serving", "node-client", "apiserver-kubelet-client"];
+        let path = |n: &str, ext: &str| -> PathBuf { dir.join(format!("{n}.{ext}")) };
+        if !path("ca", "crt").exists() {
+            std::fs::create_dir_all(dir)?;
+            let ca_key = KeyPair::generate()?;
+            let mut ca = CertificateParams::new(Vec::<String>::new())?;
+            ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            ca.distinguished_name.push(DnType::CommonName, "shoal-ca");
+            ca.not_after = rcgen::date_time_ymd(2046, 1, 1);
+            let ca_cert = ca.self_signed(&ca_key)?;
+            let issuer = Issuer::new(ca, ca_key);
+            use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+            let mut sans: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "kubernetes".into(), "kubernetes.default".into()];
+            sans.extend(hosts.iter().cloned());
+            sans.dedup();
+            let pairs = [
+                ("apiserver", leaf(&issuer, "kube-apiserver", None, sans.clone(), vec![ServerAuth])?),
+                ("admin", leaf(&issuer, "shoal-admin", Some("system:masters"), vec![], vec![ClientAuth])?),
+                ("node-serving", leaf(&issuer, "shoal-node", None, sans, vec![ServerAuth])?),
+                ("node-client", leaf(&issuer, "system:node:shoal", Some("system:nodes"), vec![], vec![ClientAuth])?),
+                ("apiserver-kubelet-client", leaf(&issuer, "kube-apiserver-kubelet-client", Some("system:masters"), vec![], vec![ClientAuth])?),
+            ];
+            for (n, pair) in &pairs {
+                std::fs::write(path(n, "crt"), &pair.cert)?;
+                write_private(&path(n, "key"), &pair.key)?;
+            }
+            std::fs::write(path("ca", "crt"), ca_cert.pem())?;
+        }
+        let read = |n: &str| -> Result<Pair, PkiError> {
+            Ok(Pair { cert: std::fs::read_to_string(path(n, "crt"))?, key: std::fs::read_to_string(path(n, "key"))? })
+        };
+        let _ = names;
+        Ok(Self {
+            ca: std::fs::read_to_string(path("ca", "crt"))?,
+            apiserver: read("apiserver")?,
+            admin: read("admin")?,
+            node_serving: read("node-serving")?,
+            node_client: read("node-client")?,
+            apiserver_kubelet_client: read("apiserver-kubelet-client")?,
+        })
+    }
+
+    /// A kubeconfig for `server` authenticating with `pair`.
+    pub fn kubeconfig(&self, server: &str, user: &str, pair: &Pair) -> String {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: shoal\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: shoal\n  context:\n    cluster: shoal\n    user: {user}\n    namespace: default\ncurrent-context: shoal\n",
+            b64(&self.ca),
+            b64(&pair.cert),
+            b64(&pair.key)
+        )
+    }
+
+    /// Root store holding the cluster CA.
+    pub fn roots(&self) -> Result<RootCertStore, PkiError> {
+        let mut roots = RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(self.ca.as_bytes()) {
+            roots.add(c.map_err(|_| PkiError::Pem("ca.crt".into()))?).map_err(|e| PkiError::Tls(e.to_string()))?;
+        }
+        Ok(roots)
+    }
+
+    /// A server config presenting `pair` that asks for (but does not
+    /// require) a client certificate signed by the CA, so requests without
+    /// one can be answered with 401.
+    pub fn server_config(&self, pair: &Pair, alpn: &[&[u8]]) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+        let verifier = WebPkiClientVerifier::builder_with_provider(
+            Arc::new(self.roots()?),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| PkiError::Tls(e.to_string()))?;
+        let (certs, key) = parse_pair(pair)?;
+        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| PkiError::Tls(e.to_string()))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)
+            .map_err(|e| PkiError::Tls(e.to_string()))?;
+        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(cfg))
+    }
+
+    /// A client config trusting the CA and presenting `pair`.
+    pub fn client_config(&self, pair: &Pair) -> Result<Arc<rustls::ClientConfig>, PkiError> {
+        let (certs, key) = parse_pair(pair)?;
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| PkiError::Tls(e.to_string()))?
+            .with_root_certificates(self.roots()?)
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| PkiError::Tls(e.to_string()))?;
+        Ok(Arc::new(cfg))
+    }
+}
+
+fn parse_pair(pair: &Pair) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PkiError> {
+    let certs = CertificateDer::pem_slice_iter(pair.cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| PkiError::Pem("certificate".into()))?;
+    let key = PrivateKeyDer::from_pem_slice(pair.key.as_bytes()).map_err(|_| PkiError::Pem("private key".into()))?;
+    Ok((certs, key))
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())
+}

@@ -1,0 +1,104 @@
+//! Starting the control plane: PKI, store, API listener, scheduler and
+//! controllers.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::http::{ApiState, serve};
+use crate::objects::{Objects, WriteOpts};
+use crate::pki::Pki;
+use crate::resources;
+use crate::store::Store;
+
+/// Settings of the control plane.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where the store and the PKI live.
+    pub data_dir: PathBuf,
+    /// Address the API listens on.
+    pub listen: SocketAddr,
+    /// Extra names and addresses for the serving certificate.
+    pub hosts: Vec<String>,
+    /// The range node pod CIDRs are cut from.
+    pub cluster_cidr: String,
+}
+
+/// A running control plane.
+pub struct Server {
+    /// The PKI.
+    pub pki: Pki,
+    /// The object API.
+    pub objects: Objects,
+    /// The address the API listens on.
+    pub addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Errors starting the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Certificates.
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The listener.
+    #[error("listening on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    /// Writing the initial objects.
+    #[error("creating initial objects: {0}")]
+    Init(crate::error::ApiError),
+}
+
+impl Server {
+    /// Starts everything and returns once the API accepts requests.
+    pub async fn start(config: ServerConfig) -> Result<Self, StartError> {
+        let pki = Pki::load_or_create(&config.data_dir.join("pki"), &config.hosts)?;
+        let store = Store::open_single(&config.data_dir.join("store"), 1, &config.listen.to_string()).await?;
+        let objects = Objects::new(store);
+        ensure_initial_objects(&objects).await.map_err(StartError::Init)?;
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
+        let addr = listener.local_addr().map_err(|e| StartError::Listen(config.listen, e))?;
+        let tls = pki.server_config(&pki.apiserver, &[b"h2", b"http/1.1"])?;
+        let state = ApiState { objects: objects.clone(), kubelet_client: pki.client_config(&pki.apiserver_kubelet_client)? };
+        let tasks = vec![
+            tokio::spawn(serve(listener, tls, state)),
+            tokio::spawn(crate::scheduler::run(objects.clone())),
+            tokio::spawn(crate::controllers::run(objects.clone(), config.cluster_cidr.clone())),
+        ];
+        Ok(Self { pki, objects, addr, tasks })
+    }
+
+    /// Stops the tasks and the store.
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.objects.store().shutdown().await;
+    }
+}
+
+async fn ensure_initial_objects(objects: &Objects) -> Result<(), crate::error::ApiError> {
+    let ns = resources::by_kind("", "Namespace").expect("namespaces are served");
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        if objects.get(ns, "", name).is_err() {
+            objects.create(ns, "", json!({"metadata": {"name": name}}), WriteOpts::default()).await?;
+        }
+    }
+    let svc = resources::by_kind("", "Service").expect("services are served");
+    if objects.get(svc, "default", "kubernetes").is_err() {
+        let obj = json!({"metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "targetPort": 6443}]}});
+        objects.create(svc, "default", obj, WriteOpts::default()).await?;
+    }
+    Ok(())
+}
+
+/// Keeps `Arc` in the public API surface small.
+pub type SharedServer = Arc<Server>;

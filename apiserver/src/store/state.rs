@@ -1,0 +1,355 @@
+//! The state machine: every object by key, persisted in redb and mirrored in
+//! memory for reads, with a history of recent changes for watches.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{
+    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, StorageError, StoredMembership,
+};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use super::types::{Command, Cond, Event, EventKind, Failure, Outcome, Stored, TypeConfig};
+use super::{read_err, write_err};
+
+const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// How many changes are kept for watches that resume from a revision.
+const HISTORY: usize = 100_000;
+
+/// What readers share with the state machine.
+pub struct Shared {
+    objects: RwLock<BTreeMap<String, Stored>>,
+    hub: Mutex<Hub>,
+}
+
+struct Hub {
+    revision: u64,
+    /// Changes after `history_from` are all in `history`.
+    history_from: u64,
+    history: VecDeque<Arc<Event>>,
+    tx: broadcast::Sender<Arc<Event>>,
+}
+
+/// The requested revision is older than the kept history.
+#[derive(Debug, Clone, Copy)]
+pub struct TooOld {
+    /// The oldest revision a watch can start from.
+    pub oldest: u64,
+}
+
+impl Shared {
+    /// The object at `key`.
+    pub fn get(&self, key: &str) -> Option<Stored> {
+        self.objects.read().expect("objects lock").get(key).cloned()
+    }
+
+    /// Every object whose key starts with `prefix`, and the revision of the
+    /// snapshot they were read at.
+    pub fn list(&self, prefix: &str) -> (Vec<Stored>, u64) {
+        let objects = self.objects.read().expect("objects lock");
+        let revision = self.hub.lock().expect("hub lock").revision;
+        let items = objects.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v.clone()).collect();
+        (items, revision)
+    }
+
+    /// The latest applied revision.
+    pub fn revision(&self) -> u64 {
+        self.hub.lock().expect("hub lock").revision
+    }
+
+    /// Changes after `from` (all kept ones when `None` means "from now"),
+    /// and a receiver for the changes that follow.
+    pub fn watch(&self, from: Option<u64>) -> Result<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>), TooOld> {
+        let hub = self.hub.lock().expect("hub lock");
+        let rx = hub.tx.subscribe();
+        let Some(from) = from else { return Ok((Vec::new(), rx)) };
+        if from < hub.history_from {
+            return Err(TooOld { oldest: hub.history_from });
+        }
+        let backlog = hub.history.iter().filter(|e| e.revision > from).cloned().collect();
+        Ok((backlog, rx))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    last_applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+    objects: BTreeMap<String, Value>,
+}
+
+/// The Raft state machine.
+pub struct StateMachine {
+    db: Arc<Database>,
+    shared: Arc<Shared>,
+    last_applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+    snapshot: Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>,
+}
+
+impl StateMachine {
+    /// Opens the state at `path`, loading every object into memory.
+    pub fn open(path: &Path) -> Result<Self, redb::Error> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        txn.open_table(OBJECTS)?;
+        txn.open_table(META)?;
+        txn.commit()?;
+        let txn = db.begin_read()?;
+        let mut objects = BTreeMap::new();
+        for item in txn.open_table(OBJECTS)?.iter()? {
+            let (k, v) = item?;
+            let value: Value = serde_json::from_slice(v.value()).map_err(|e| redb::Error::Io(e.into()))?;
+            let revision = resource_version(&value);
+            objects.insert(k.value().to_string(), Stored { value: Arc::new(value), revision });
+        }
+        let meta = txn.open_table(META)?;
+        let get = |key: &str| -> Result<Option<Vec<u8>>, redb::Error> { Ok(meta.get(key)?.map(|v| v.value().to_vec())) };
+        fn decode<T: serde::de::DeserializeOwned>(b: Vec<u8>) -> Result<T, redb::Error> {
+            serde_json::from_slice(&b).map_err(|e| redb::Error::Io(e.into()))
+        }
+        let last_applied: Option<LogId<u64>> = get("last_applied")?.map(decode).transpose()?.flatten();
+        let membership: StoredMembership<u64, BasicNode> =
+            get("membership")?.map(decode).transpose()?.unwrap_or_default();
+        drop(meta);
+        drop(txn);
+        let revision = last_applied.map_or(0, |l| l.index);
+        let (tx, _) = broadcast::channel(16_384);
+        let hub = Hub { revision, history_from: revision, history: VecDeque::new(), tx };
+        let shared = Arc::new(Shared { objects: RwLock::new(objects), hub: Mutex::new(hub) });
+        Ok(Self { db: Arc::new(db), shared, last_applied, membership, snapshot: None })
+    }
+
+    /// The read side shared with the API.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    fn body(&self) -> SnapshotBody {
+        let objects = self.shared.objects.read().expect("objects lock");
+        SnapshotBody {
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
+            objects: objects.iter().map(|(k, v)| (k.clone(), (*v.value).clone())).collect(),
+        }
+    }
+}
+
+/// The revision recorded in an object's `metadata.resourceVersion`.
+pub fn resource_version(value: &Value) -> u64 {
+    value.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+fn check(cond: Cond, current: Option<&Stored>) -> Result<(), Failure> {
+    match (cond, current) {
+        (Cond::Any, _) => Ok(()),
+        (Cond::Absent, None) => Ok(()),
+        (Cond::Absent, Some(_)) => Err(Failure::AlreadyExists),
+        (Cond::Present | Cond::Revision(_), None) => Err(Failure::NotFound),
+        (Cond::Present, Some(_)) => Ok(()),
+        (Cond::Revision(r), Some(cur)) if cur.revision == r => Ok(()),
+        (Cond::Revision(_), Some(cur)) => Err(Failure::Conflict { current: cur.revision }),
+    }
+}
+
+enum DbOp {
+    Put(String, Vec<u8>),
+    Delete(String),
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError<u64>> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut outcomes = Vec::new();
+        let mut ops = Vec::new();
+        let mut events = Vec::new();
+        let mut objects = self.shared.objects.write().expect("objects lock");
+        for entry in entries {
+            let revision = entry.log_id.index;
+            self.last_applied = Some(entry.log_id);
+            let outcome = match entry.payload {
+                EntryPayload::Blank => Outcome::Applied { revision, object: None },
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), m);
+                    Outcome::Applied { revision, object: None }
+                }
+                EntryPayload::Normal(Command::Put { key, mut value, cond }) => {
+                    let current = objects.get(&key);
+                    match check(cond, current) {
+                        Err(f) => Outcome::Failed(f),
+                        Ok(()) => {
+                            if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+                                meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+                            }
+                            let prev = current.map(|c| c.value.clone());
+                            let value = Arc::new(value);
+                            let bytes = serde_json::to_vec(&*value).map_err(write_err)?;
+                            ops.push(DbOp::Put(key.clone(), bytes));
+                            objects.insert(key.clone(), Stored { value: value.clone(), revision });
+                            let kind = if prev.is_some() { EventKind::Modified } else { EventKind::Added };
+                            events.push(Arc::new(Event { revision, kind, key, object: value.clone(), prev }));
+                            Outcome::Applied { revision, object: Some((*value).clone()) }
+                        }
+                    }
+                }
+                EntryPayload::Normal(Command::Delete { key, cond }) => match check(cond, objects.get(&key)) {
+                    Err(f) => Outcome::Failed(f),
+                    Ok(()) => match objects.remove(&key) {
+                        None => Outcome::Failed(Failure::NotFound),
+                        Some(old) => {
+                            ops.push(DbOp::Delete(key.clone()));
+                            let mut last = (*old.value).clone();
+                            if let Some(meta) = last.get_mut("metadata").and_then(Value::as_object_mut) {
+                                meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+                            }
+                            let last = Arc::new(last);
+                            events.push(Arc::new(Event {
+                                revision,
+                                kind: EventKind::Deleted,
+                                key,
+                                object: last.clone(),
+                                prev: Some(old.value),
+                            }));
+                            Outcome::Applied { revision, object: Some((*last).clone()) }
+                        }
+                    },
+                },
+            };
+            outcomes.push(outcome);
+        }
+        let last_applied = serde_json::to_vec(&self.last_applied).map_err(write_err)?;
+        let membership = serde_json::to_vec(&self.membership).map_err(write_err)?;
+        tokio::task::block_in_place(|| -> Result<(), StorageError<u64>> {
+            let txn = self.db.begin_write().map_err(write_err)?;
+            {
+                let mut table = txn.open_table(OBJECTS).map_err(write_err)?;
+                for op in &ops {
+                    match op {
+                        DbOp::Put(k, v) => {
+                            table.insert(k.as_str(), v.as_slice()).map_err(write_err)?;
+                        }
+                        DbOp::Delete(k) => {
+                            table.remove(k.as_str()).map_err(write_err)?;
+                        }
+                    }
+                }
+                let mut meta = txn.open_table(META).map_err(write_err)?;
+                meta.insert("last_applied", last_applied.as_slice()).map_err(write_err)?;
+                meta.insert("membership", membership.as_slice()).map_err(write_err)?;
+            }
+            txn.commit().map_err(write_err)
+        })?;
+        let mut hub = self.shared.hub.lock().expect("hub lock");
+        drop(objects);
+        hub.revision = self.last_applied.map_or(hub.revision, |l| l.index);
+        for event in events {
+            hub.history.push_back(event.clone());
+            if hub.history.len() > HISTORY {
+                if let Some(old) = hub.history.pop_front() {
+                    hub.history_from = old.revision;
+                }
+            }
+            let _ = hub.tx.send(event);
+        }
+        Ok(outcomes)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        SnapshotBuilder { last_applied: self.last_applied, membership: self.membership.clone(), body }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        let bytes = snapshot.into_inner();
+        let body: SnapshotBody = serde_json::from_slice(&bytes).map_err(read_err)?;
+        tokio::task::block_in_place(|| -> Result<(), StorageError<u64>> {
+            let txn = self.db.begin_write().map_err(write_err)?;
+            {
+                let mut table = txn.open_table(OBJECTS).map_err(write_err)?;
+                table.retain(|_, _| false).map_err(write_err)?;
+                for (k, v) in &body.objects {
+                    let b = serde_json::to_vec(v).map_err(write_err)?;
+                    table.insert(k.as_str(), b.as_slice()).map_err(write_err)?;
+                }
+                let mut m = txn.open_table(META).map_err(write_err)?;
+                m.insert("last_applied", serde_json::to_vec(&meta.last_log_id).map_err(write_err)?.as_slice())
+                    .map_err(write_err)?;
+                m.insert("membership", serde_json::to_vec(&meta.last_membership).map_err(write_err)?.as_slice())
+                    .map_err(write_err)?;
+            }
+            txn.commit().map_err(write_err)
+        })?;
+        let revision = meta.last_log_id.map_or(0, |l| l.index);
+        *self.shared.objects.write().expect("objects lock") = body
+            .objects
+            .into_iter()
+            .map(|(k, v)| {
+                let r = resource_version(&v);
+                (k, Stored { value: Arc::new(v), revision: r })
+            })
+            .collect();
+        {
+            let mut hub = self.shared.hub.lock().expect("hub lock");
+            hub.revision = revision;
+            hub.history.clear();
+            hub.history_from = revision;
+        }
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        self.snapshot = Some((meta.clone(), bytes));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        Ok(self
+            .snapshot
+            .as_ref()
+            .map(|(meta, bytes)| Snapshot { meta: meta.clone(), snapshot: Box::new(Cursor::new(bytes.clone())) }))
+    }
+}
+
+/// Builds a snapshot from a copy of the state taken when it was requested.
+pub struct SnapshotBuilder {
+    last_applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+    body: Vec<u8>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        let id = format!("{}-{}", self.last_applied.map_or(0, |l| l.index), uuid::Uuid::new_v4());
+        let meta = SnapshotMeta {
+            last_log_id: self.last_applied,
+            last_membership: self.membership.clone(),
+            snapshot_id: id,
+        };
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(std::mem::take(&mut self.body))) })
+    }
+}

@@ -1,0 +1,311 @@
+//! Request validation: decoding against the kind's schema (type errors,
+//! unknown fields for `fieldValidation`) and the semantic checks that give
+//! `422 Invalid`.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use schemars::r#gen::{SchemaGenerator, SchemaSettings};
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, Cause, Result};
+use crate::resources::{RESOURCES, Resource};
+use crate::selectors::LabelSelector;
+
+/// The OpenAPI definitions of every served kind, keyed by definition name.
+pub fn definitions() -> &'static BTreeMap<String, Value> {
+    static DEFS: OnceLock<BTreeMap<String, Value>> = OnceLock::new();
+    DEFS.get_or_init(|| {
+        let mut g = SchemaGenerator::new(SchemaSettings::openapi3());
+        for r in RESOURCES {
+            (r.schema)(&mut g);
+        }
+        g.take_definitions()
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::to_value(v).unwrap_or(Value::Null)))
+            .collect()
+    })
+}
+
+fn resolve<'a>(schema: &'a Value) -> &'a Value {
+    let mut s = schema;
+    for _ in 0..8 {
+        match s.get("$ref").and_then(Value::as_str) {
+            Some(r) => match definitions().get(r.rsplit('/').next().unwrap_or(r)) {
+                Some(d) => s = d,
+                None => return s,
+            },
+            None => {
+                if let Some(inner) = s.get("allOf").and_then(Value::as_array).and_then(|a| a.first()) {
+                    s = inner;
+                } else {
+                    return s;
+                }
+            }
+        }
+    }
+    s
+}
+
+fn unknown_fields(value: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
+    let schema = resolve(schema);
+    match value {
+        Value::Object(map) => {
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                for (k, v) in map {
+                    let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    match props.get(k) {
+                        Some(sub) => unknown_fields(v, sub, &p, out),
+                        None => out.push(p),
+                    }
+                }
+            } else if let Some(extra) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+                for (k, v) in map {
+                    unknown_fields(v, extra, &format!("{path}.{k}"), out);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    unknown_fields(v, item_schema, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// How to treat fields the schema does not know (`?fieldValidation=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Drop them silently.
+    Ignore,
+    /// Drop them with a `Warning` header.
+    Warn,
+    /// Reject the request.
+    Strict,
+}
+
+impl FieldValidation {
+    /// Parses the query value; kubectl's default is Strict, the server's Warn.
+    pub fn parse(s: Option<&str>) -> Result<Self> {
+        match s {
+            None | Some("") | Some("Warn") => Ok(Self::Warn),
+            Some("Ignore") => Ok(Self::Ignore),
+            Some("Strict") => Ok(Self::Strict),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation {other} is invalid: valid values are \"Ignore\", \"Warn\" and \"Strict\""
+            ))),
+        }
+    }
+}
+
+/// Decodes `obj` as the resource's kind. Returns the warnings for unknown
+/// fields (empty under Strict, which fails instead).
+pub fn decode(r: &Resource, obj: &Value, mode: FieldValidation) -> Result<Vec<String>> {
+    let cannot = |detail: String| {
+        ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {detail}",
+            r.kind, r.version, r.kind
+        ))
+    };
+    if !obj.is_object() {
+        return Err(cannot("the object is not a JSON object".into()));
+    }
+    (r.decode)(obj).map_err(cannot)?;
+    if mode == FieldValidation::Ignore {
+        return Ok(Vec::new());
+    }
+    let mut unknown = Vec::new();
+    if let Some(schema) = definitions().get(r.schema_name) {
+        unknown_fields(obj, schema, "", &mut unknown);
+    }
+    unknown.retain(|f| f != "status" && !f.starts_with("metadata.managedFields"));
+    if unknown.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    match mode {
+        FieldValidation::Strict => Err(cannot(format!("strict decoding error: {}", list.join(", ")))),
+        _ => Ok(list),
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+fn is_label_value(s: &str) -> bool {
+    s.is_empty()
+        || (s.len() <= 63
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && s.as_bytes()[0].is_ascii_alphanumeric()
+            && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric())
+}
+
+fn is_label_key(s: &str) -> bool {
+    let (prefix, name) = match s.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    prefix.is_none_or(is_dns_subdomain) && !name.is_empty() && is_label_value(name)
+}
+
+struct Causes(Vec<Cause>);
+
+impl Causes {
+    fn required(&mut self, field: impl Into<String>, what: &str) {
+        self.0.push(Cause { kind: "FieldValueRequired", field: field.into(), message: format!("Required value: {what}") });
+    }
+    fn invalid(&mut self, field: impl Into<String>, value: &Value, why: &str) {
+        self.0.push(Cause { kind: "FieldValueInvalid", field: field.into(), message: format!("Invalid value: {value}: {why}") });
+    }
+}
+
+/// Semantic checks of an object about to be stored.
+pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
+    let mut c = Causes(Vec::new());
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let name_ok = match r.kind {
+        "Namespace" | "Service" => is_dns_label(name),
+        _ => is_dns_subdomain(name),
+    };
+    if name.is_empty() {
+        c.required("metadata.name", "name or generateName is required");
+    } else if !name_ok {
+        c.invalid("metadata.name", &Value::String(name.into()), "a lowercase RFC 1123 name must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character");
+    }
+    for field in ["labels", "annotations"] {
+        if let Some(map) = obj.pointer(&format!("/metadata/{field}")).and_then(Value::as_object) {
+            for (k, v) in map {
+                if !is_label_key(k) {
+                    c.invalid(format!("metadata.{field}"), &Value::String(k.clone()), "name part must consist of alphanumeric characters, '-', '_' or '.'");
+                }
+                if field == "labels" && !v.as_str().is_some_and(is_label_value) {
+                    c.invalid(format!("metadata.labels"), v, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character");
+                }
+            }
+        }
+    }
+    match r.kind {
+        "Pod" => pod_spec(obj.get("spec"), "spec", &mut c),
+        "Deployment" | "ReplicaSet" => {
+            let spec = obj.get("spec");
+            if spec.and_then(|s| s.get("replicas")).and_then(Value::as_i64).is_some_and(|n| n < 0) {
+                c.invalid("spec.replicas", &spec.unwrap()["replicas"], "must be greater than or equal to 0");
+            }
+            match spec.and_then(|s| s.get("selector")) {
+                None => c.required("spec.selector", ""),
+                Some(sel) => {
+                    let empty = sel.get("matchLabels").and_then(Value::as_object).is_none_or(Map::is_empty)
+                        && sel.get("matchExpressions").and_then(Value::as_array).is_none_or(Vec::is_empty);
+                    let labels = spec.and_then(|s| s.pointer("/template/metadata/labels"));
+                    if empty {
+                        c.invalid("spec.selector", sel, "empty selector is invalid for deployment");
+                    } else if !LabelSelector::from_object(sel).matches(labels) {
+                        c.invalid("spec.template.metadata.labels", labels.unwrap_or(&Value::Null), "`selector` does not match template `labels`");
+                    }
+                }
+            }
+            pod_spec(spec.and_then(|s| s.pointer("/template/spec")), "spec.template.spec", &mut c);
+        }
+        "Service" => {
+            let ports = obj.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
+            for (i, p) in ports.iter().enumerate() {
+                let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+                if !(1..=65535).contains(&port) {
+                    c.invalid(format!("spec.ports[{i}].port"), &p["port"], "must be between 1 and 65535, inclusive");
+                }
+                if let Some(np) = p.get("nodePort").and_then(Value::as_i64) {
+                    if np != 0 && !(30000..=32767).contains(&np) {
+                        c.invalid(format!("spec.ports[{i}].nodePort"), &p["nodePort"], "provided port is not in the valid range. The range of valid ports is 30000-32767");
+                    }
+                }
+            }
+            let ty = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
+            if !["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"].contains(&ty) {
+                c.0.push(Cause { kind: "FieldValueNotSupported", field: "spec.type".into(), message: format!("Unsupported value: \"{ty}\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"") });
+            }
+        }
+        _ => {}
+    }
+    if c.0.is_empty() { Ok(()) } else { Err(ApiError::invalid(r.group, r.kind, name, c.0)) }
+}
+
+fn pod_spec(spec: Option<&Value>, path: &str, c: &mut Causes) {
+    let containers = spec.and_then(|s| s.get("containers")).and_then(Value::as_array);
+    let Some(containers) = containers.filter(|v| !v.is_empty()) else {
+        c.required(format!("{path}.containers"), "");
+        return;
+    };
+    let mut seen = Vec::new();
+    for (i, ct) in containers.iter().enumerate() {
+        let name = ct.get("name").and_then(Value::as_str).unwrap_or_default();
+        if name.is_empty() {
+            c.required(format!("{path}.containers[{i}].name"), "");
+        } else if !is_dns_label(name) {
+            c.invalid(format!("{path}.containers[{i}].name"), &ct["name"], "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'");
+        } else if seen.contains(&name) {
+            c.0.push(Cause { kind: "FieldValueDuplicate", field: format!("{path}.containers[{i}].name"), message: format!("Duplicate value: \"{name}\"") });
+        }
+        seen.push(name);
+        if ct.get("image").and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
+            c.required(format!("{path}.containers[{i}].image"), "");
+        }
+    }
+    if let Some(p) = spec.and_then(|s| s.get("restartPolicy")).and_then(Value::as_str) {
+        if !["Always", "OnFailure", "Never"].contains(&p) {
+            c.0.push(Cause { kind: "FieldValueNotSupported", field: format!("{path}.restartPolicy"), message: format!("Unsupported value: \"{p}\": supported values: \"Always\", \"OnFailure\", \"Never\"") });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::by_kind;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_fields_per_mode() {
+        let d = by_kind("apps", "Deployment").unwrap();
+        let obj = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"},
+            "spec": {"replica": 2, "selector": {"matchLabels": {"a": "b"}},
+            "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i", "bogus": 1}]}}}});
+        let err = decode(d, &obj, FieldValidation::Strict).unwrap_err();
+        assert_eq!(err.code, 400);
+        assert!(err.message.contains("unknown field \"spec.replica\""), "{}", err.message);
+        assert!(err.message.contains("spec.template.spec.containers[0].bogus"), "{}", err.message);
+        assert_eq!(decode(d, &obj, FieldValidation::Warn).unwrap().len(), 2);
+        assert!(decode(d, &obj, FieldValidation::Ignore).unwrap().is_empty());
+    }
+
+    #[test]
+    fn type_errors_are_bad_requests() {
+        let d = by_kind("apps", "Deployment").unwrap();
+        let obj = json!({"metadata": {"name": "a"}, "spec": {"replicas": "two"}});
+        assert_eq!(decode(d, &obj, FieldValidation::Ignore).unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn semantic_checks() {
+        let d = by_kind("apps", "Deployment").unwrap();
+        let bad = json!({"metadata": {"name": "Bad_Name"}, "spec": {"selector": {"matchLabels": {"a": "b"}},
+            "template": {"metadata": {"labels": {"a": "c"}}, "spec": {"containers": [{"name": "c"}]}}}});
+        let err = validate(d, &bad).unwrap_err();
+        assert_eq!(err.code, 422);
+        let causes = err.details.unwrap()["causes"].as_array().unwrap().len();
+        assert_eq!(causes, 3, "{}", err.message);
+        let pod = by_kind("", "Pod").unwrap();
+        assert!(validate(pod, &json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}})).is_ok());
+    }
+}

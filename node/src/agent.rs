@@ -1,0 +1,196 @@
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use serde_json::json;
+use shoal_cni::PodIpam;
+use shoal_runtime_wasm::Runtime;
+
+use crate::pods::PodWorker;
+
+/// Settings of a node agent.
+#[derive(Clone)]
+pub struct AgentConfig {
+    /// The Node's name.
+    pub node_name: String,
+    /// Where logs and pod state live.
+    pub data_dir: PathBuf,
+    /// The node's address (NodePorts and the kubelet API listen here).
+    pub node_ip: IpAddr,
+    /// Port of the kubelet API.
+    pub kubelet_port: u16,
+    /// TLS config of the kubelet API.
+    pub kubelet_tls: Arc<rustls::ServerConfig>,
+    /// Allocatable pods.
+    pub max_pods: u32,
+}
+
+/// What the agent's tasks share.
+pub(crate) struct Shared {
+    pub config: AgentConfig,
+    pub client: kube::Client,
+    pub runtime: Arc<Runtime>,
+    pub ipam: Mutex<Option<PodIpam>>,
+    pub pods: Mutex<HashMap<String, PodWorker>>,
+    pub by_name: Mutex<HashMap<(String, String), String>>,
+    pub http: crate::proxy::HttpTargets,
+}
+
+/// A running node agent.
+pub struct Agent {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+/// Errors starting the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The API refused a request.
+    #[error("API: {0}")]
+    Api(#[from] kube::Error),
+    /// A local resource failed.
+    #[error("{0}")]
+    Local(String),
+}
+
+fn kernel_version() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+fn node_status(config: &AgentConfig) -> serde_json::Value {
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()))
+        .unwrap_or(1 << 20);
+    let capacity = json!({"cpu": cpus.to_string(), "memory": format!("{mem_kib}Ki"), "pods": config.max_pods.to_string()});
+    json!({
+        "capacity": capacity, "allocatable": capacity,
+        "conditions": [
+            {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "shoal node agent is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now},
+            {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory", "message": "", "lastHeartbeatTime": now, "lastTransitionTime": now},
+            {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure", "message": "", "lastHeartbeatTime": now, "lastTransitionTime": now},
+            {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID", "message": "", "lastHeartbeatTime": now, "lastTransitionTime": now},
+        ],
+        "addresses": [{"type": "InternalIP", "address": config.node_ip.to_string()}, {"type": "Hostname", "address": config.node_name}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": config.kubelet_port}},
+        "nodeInfo": {
+            "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": kernel_version(),
+            "osImage": "shoal", "containerRuntimeVersion": format!("shoal-wasm://{}", env!("CARGO_PKG_VERSION")),
+            "kubeletVersion": "v1.32.0-shoal", "kubeProxyVersion": "v1.32.0-shoal",
+            "operatingSystem": "linux", "architecture": if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH },
+        },
+    })
+}
+
+impl Agent {
+    /// Registers the node and starts the agent's loops.
+    pub async fn start(config: AgentConfig, client: kube::Client, runtime: Arc<Runtime>) -> Result<Self, AgentError> {
+        let nodes: Api<Node> = Api::all(client.clone());
+        let name = config.node_name.clone();
+        if nodes.get_opt(&name).await?.is_none() {
+            let node: Node = serde_json::from_value(json!({
+                "metadata": {"name": name, "labels": {
+                    "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH },
+                    "node-role.kubernetes.io/control-plane": "",
+                }},
+            }))
+            .map_err(|e| AgentError::Local(e.to_string()))?;
+            nodes.create(&PostParams::default(), &node).await?;
+        }
+        nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": node_status(&config)}))).await?;
+        let cidr = loop {
+            let n = nodes.get(&name).await?;
+            if let Some(c) = n.spec.and_then(|s| s.pod_cidr) {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let cidr = cidr.parse().map_err(|e: shoal_cni::Error| AgentError::Local(e.to_string()))?;
+        let mut ipam = PodIpam::new(cidr);
+        let pods: Api<Pod> = Api::all(client.clone());
+        let mine = pods.list(&ListParams::default().fields(&format!("spec.nodeName={name}"))).await?;
+        for p in &mine.items {
+            if let Some(ip) = p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).and_then(|ip| ip.parse().ok()) {
+                ipam.reserve(ip);
+            }
+        }
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            client: client.clone(),
+            runtime,
+            ipam: Mutex::new(Some(ipam)),
+            pods: Mutex::new(HashMap::new()),
+            by_name: Mutex::new(HashMap::new()),
+            http: crate::proxy::HttpTargets::default(),
+        });
+        let listen = SocketAddr::new(config.node_ip, config.kubelet_port);
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| AgentError::Local(format!("kubelet API on {listen}: {e}")))?;
+        let tasks = vec![
+            tokio::spawn(heartbeat(shared.clone())),
+            tokio::spawn(watch_pods(shared.clone())),
+            tokio::spawn(crate::kubelet_api::serve(shared.clone(), listener)),
+            tokio::spawn(crate::proxy::run(shared.clone())),
+        ];
+        Ok(Self { tasks, shared })
+    }
+
+    /// Stops the agent's loops and every pod instance on this node.
+    pub fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for (_, w) in self.shared.pods.lock().expect("pods lock").drain() {
+            w.abort();
+        }
+    }
+}
+
+async fn heartbeat(shared: Arc<Shared>) {
+    let name = shared.config.node_name.clone();
+    let nodes: Api<Node> = Api::all(shared.client.clone());
+    let leases: Api<Lease> = Api::namespaced(shared.client.clone(), "kube-node-lease");
+    loop {
+        let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string();
+        let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name},
+            "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now}});
+        let pp = PatchParams::default();
+        if leases.get_opt(&name).await.ok().flatten().is_none() {
+            if let Ok(l) = serde_json::from_value::<Lease>(lease.clone()) {
+                let _ = leases.create(&PostParams::default(), &l).await;
+            }
+        } else if let Err(e) = leases.patch(&name, &pp, &Patch::Merge(&lease)).await {
+            tracing::warn!("renewing node lease: {e}");
+        }
+        if let Err(e) = nodes.patch_status(&name, &pp, &Patch::Merge(json!({"status": node_status(&shared.config)}))).await {
+            tracing::warn!("posting node status: {e}");
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+}
+
+async fn watch_pods(shared: Arc<Shared>) {
+    let pods: Api<Pod> = Api::all(shared.client.clone());
+    let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", shared.config.node_name));
+    let mut stream = watcher(pods, cfg).boxed();
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => crate::pods::observe(&shared, p),
+            Ok(watcher::Event::Delete(p)) => crate::pods::forget(&shared, &p),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("watching pods: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The kubelet API the control plane calls: container logs, health.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::Frame;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncBufReadExt, AsyncSeekExt};
+
+use crate::agent::Shared;
+use crate::logs::{log_path, split_line};
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+fn text(code: StatusCode, s: impl Into<String>) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(s.into())).map_err(|never: Infallible| match never {}).boxed());
+    *r.status_mut() = code;
+    r
+}
+
+pub(crate) async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(shared.config.kubelet_tls.clone());
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let (acceptor, shared) = (acceptor.clone(), shared.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let authenticated = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let shared = shared.clone();
+                async move {
+                    if !authenticated {
+                        return Ok::<_, Infallible>(text(StatusCode::UNAUTHORIZED, "Unauthorized"));
+                    }
+                    Ok(handle(shared, req).await)
+                }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), svc).await;
+        });
+    }
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let query: Vec<(String, String)> = form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).into_owned().collect();
+    let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["healthz"] => text(StatusCode::OK, "ok"),
+        ["containerLogs", ns, pod, container] => {
+            let uid = shared.by_name.lock().expect("names lock").get(&(ns.to_string(), pod.to_string())).cloned();
+            let Some(uid) = uid else {
+                return text(StatusCode::NOT_FOUND, format!("pod {ns}/{pod} is not running on this node"));
+            };
+            let previous = matches!(q("previous"), Some("true" | "1"));
+            let file = log_path(&shared.config.data_dir, &uid, container, previous);
+            let follow = matches!(q("follow"), Some("true" | "1")) && !previous;
+            let timestamps = matches!(q("timestamps"), Some("true" | "1"));
+            let tail: Option<usize> = q("tailLines").and_then(|t| t.parse().ok());
+            match tokio::fs::File::open(&file).await {
+                Ok(f) => stream_log(shared, uid, f, follow, timestamps, tail).await,
+                Err(_) if previous => text(StatusCode::BAD_REQUEST, format!("previous terminated container \"{container}\" in pod \"{pod}\" not found")),
+                Err(_) => text(StatusCode::BAD_REQUEST, format!("container \"{container}\" in pod \"{pod}\" is waiting to start")),
+            }
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+async fn stream_log(shared: Arc<Shared>, uid: String, mut file: tokio::fs::File, follow: bool, timestamps: bool, tail: Option<usize>) -> Response<Body> {
+    let mut start = 0u64;
+    if let Some(n) = tail {
+        let all = tokio::fs::read_to_string(log_path_of(&file)).await.unwrap_or_default();
+        let _ = all;
+        let content = {
+            let mut s = String::new();
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut file, &mut s).await;
+            s
+        };
+        let lines: Vec<&str> = content.split_inclusive('\n').collect();
+        let skip = lines.len().saturating_sub(n);
+        start = lines[..skip].iter().map(|l| l.len() as u64).sum();
+    }
+    let _ = file.seek(std::io::SeekFrom::Start(start)).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(64);
+    tokio::spawn(async move {
+        let mut reader = tokio::io::BufReader::new(file);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line).await {
+                Ok(0) => {
+                    let alive = shared.pods.lock().expect("pods lock").contains_key(&uid);
+                    if !follow || !alive {
+                        return;
+                    }
+                    if tx.is_closed() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(_) if !line.ends_with('\n') => {
+                    // A line still being written: wait for its end.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let mut rest = String::new();
+                    let _ = reader.read_line(&mut rest).await;
+                    line.push_str(&rest);
+                    if emit(&tx, &line, timestamps).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {
+                    if emit(&tx, &line, timestamps).await.is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+    Response::new(BodyExt::boxed(StreamBody::new(stream)))
+}
+
+fn log_path_of(_f: &tokio::fs::File) -> std::path::PathBuf {
+    std::path::PathBuf::new()
+}
+
+async fn emit(tx: &tokio::sync::mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>, line: &str, timestamps: bool) -> Result<(), ()> {
+    let (ts, text) = split_line(line);
+    let out = if timestamps { format!("{ts} {text}") } else { text.to_string() };
+    tx.send(Ok(Frame::data(Bytes::from(out)))).await.map_err(|_| ())
+}

@@ -1,0 +1,13 @@
+//! shoal's node agent: registers a Node, runs the pods bound to it as Wasm
+//! instances, reports their status, serves their logs and proxies Services.
+//!
+//! The agent speaks to the control plane only through the Kubernetes API
+//! (kube-rs), so it can join any conformant apiserver.
+
+mod agent;
+mod kubelet_api;
+mod logs;
+mod pods;
+mod proxy;
+
+pub use agent::{Agent, AgentConfig};

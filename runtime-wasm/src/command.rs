@@ -1,0 +1,113 @@
+use std::sync::Arc;
+
+use wasmtime::Store;
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+
+use crate::host::{ComponentHost, CoreHost};
+use crate::output::SinkStream;
+use crate::workload::Pre;
+use crate::{OutputSink, Runtime, Workload};
+
+/// How one container instance is started.
+#[derive(Clone)]
+pub struct CommandSpec {
+    /// `argv`, with the program name first.
+    pub argv: Vec<String>,
+    /// Environment variables.
+    pub env: Vec<(String, String)>,
+    /// Where stdout goes.
+    pub stdout: Arc<dyn OutputSink>,
+    /// Where stderr goes.
+    pub stderr: Arc<dyn OutputSink>,
+    /// Cap on the instance's linear memory, from `limits.memory`.
+    pub memory_limit: Option<usize>,
+}
+
+/// How a command instance ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// The guest exited with a status code (0 for a normal return).
+    Code(i32),
+    /// The guest trapped.
+    Trap(String),
+    /// The guest needed more memory than its limit.
+    OutOfMemory(String),
+    /// The instance could not start.
+    StartFailed(String),
+}
+
+impl Exit {
+    /// The exit code Kubernetes reports for this end.
+    pub fn code(&self) -> i32 {
+        match self {
+            Exit::Code(c) => *c,
+            Exit::OutOfMemory(_) => 137,
+            Exit::Trap(_) | Exit::StartFailed(_) => 1,
+        }
+    }
+}
+
+pub(crate) fn wasi_builder(spec: &CommandSpec) -> WasiCtxBuilder {
+    let mut b = WasiCtxBuilder::new();
+    b.args(&spec.argv)
+        .envs(&spec.env)
+        .stdout(SinkStream(spec.stdout.clone()))
+        .stderr(SinkStream(spec.stderr.clone()));
+    b
+}
+
+pub(crate) fn classify(err: wasmtime::Error) -> Exit {
+    if let Some(code) = err.downcast_ref::<I32Exit>() {
+        return Exit::Code(code.0);
+    }
+    let text = format!("{err:#}");
+    if text.contains("forcing trap when growing memory") || text.contains("memory allocation failed") {
+        Exit::OutOfMemory(text)
+    } else {
+        Exit::Trap(text)
+    }
+}
+
+impl Runtime {
+    /// Runs a command workload until it exits. Dropping the future stops the
+    /// instance. HTTP workloads are not commands and end at once with
+    /// [`Exit::StartFailed`].
+    pub async fn run_command(&self, workload: &Workload, spec: CommandSpec) -> Exit {
+        match &workload.pre {
+            Pre::Command(pre) => {
+                let host = ComponentHost::new(wasi_builder(&spec).build(), spec.memory_limit);
+                let mut store = Store::new(self.engine_ref(), host);
+                store.limiter(|h| &mut h.limits);
+                store.epoch_deadline_async_yield_and_update(1);
+                let command = match pre.instantiate_async(&mut store).await {
+                    Ok(c) => c,
+                    Err(e) => return Exit::StartFailed(format!("{e:#}")),
+                };
+                match command.wasi_cli_run().call_run(&mut store).await {
+                    Ok(Ok(())) => Exit::Code(0),
+                    Ok(Err(())) => Exit::Code(1),
+                    Err(e) => classify(e),
+                }
+            }
+            Pre::Core(pre) => {
+                let host = CoreHost::new(wasi_builder(&spec).build_p1(), spec.memory_limit);
+                let mut store = Store::new(self.engine_ref(), host);
+                store.limiter(|h| &mut h.limits);
+                store.epoch_deadline_async_yield_and_update(1);
+                let instance = match pre.instantiate_async(&mut store).await {
+                    Ok(i) => i,
+                    Err(e) => return Exit::StartFailed(format!("{e:#}")),
+                };
+                let start = match instance.get_typed_func::<(), ()>(&mut store, "_start") {
+                    Ok(f) => f,
+                    Err(e) => return Exit::StartFailed(format!("{e:#}")),
+                };
+                match start.call_async(&mut store, ()).await {
+                    Ok(()) => Exit::Code(0),
+                    Err(e) => classify(e),
+                }
+            }
+            Pre::Http(_) => Exit::StartFailed("an HTTP component is served, not run".into()),
+        }
+    }
+}

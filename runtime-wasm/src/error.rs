@@ -1,0 +1,44 @@
+/// Errors of the Wasm runtime. Every message is safe to show on a pod.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The image is not in the local image store.
+    #[error("image {0:?} not found in the node's image store (import it with `shoal images import`)")]
+    ImageNotFound(String),
+    /// The image reference cannot be parsed.
+    #[error("invalid image reference {0:?}")]
+    InvalidImageRef(String),
+    /// The image's bytes are not a WebAssembly module or component.
+    #[error("image {image} is not a WebAssembly module or component")]
+    NotWasm {
+        /// The image reference.
+        image: String,
+    },
+    /// The module or component is malformed or cannot be compiled.
+    #[error("image {image} failed to compile: {reason}")]
+    Compile {
+        /// The image reference.
+        image: String,
+        /// Why compilation failed.
+        reason: String,
+    },
+    /// A component of a world shoal does not run.
+    #[error("image {image} is a component exporting none of wasi:cli/run or wasi:http/incoming-handler (exports: {exports})")]
+    UnsupportedWorld {
+        /// The image reference.
+        image: String,
+        /// The component's exports.
+        exports: String,
+    },
+    /// Instantiation failed (missing imports, limits exhausted).
+    #[error("instantiation failed: {0}")]
+    Instantiate(String),
+    /// Filesystem trouble in the image store.
+    #[error("image store: {0}")]
+    Io(#[from] std::io::Error),
+    /// The engine could not be configured.
+    #[error("engine: {0}")]
+    Engine(String),
+}
+
+/// Result with the runtime's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

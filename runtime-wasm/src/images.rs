@@ -1,0 +1,160 @@
+//! The node's local image store: content-addressed blobs plus a name index.
+//!
+//! Layout under the store's root:
+//! `blobs/sha256/<hex>` holds module bytes, `index.json` maps normalised
+//! image references to digests. Writers replace `index.json` atomically, so
+//! `shoal images import` can run while the agent reads.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result};
+
+/// A normalised image reference: `[registry/]repository:tag` or `...@sha256:…`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ImageRef(String);
+
+impl ImageRef {
+    /// Parses and normalises a reference as a container runtime does:
+    /// `docker.io/library/` is implied and `:latest` is the default tag.
+    pub fn parse(s: &str) -> Result<Self> {
+        let s = s.trim();
+        let valid = !s.is_empty()
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c))
+            && !s.starts_with(['/', ':', '@', '.', '-'])
+            && !s.ends_with(['/', ':', '@']);
+        if !valid {
+            return Err(Error::InvalidImageRef(s.to_string()));
+        }
+        let mut name = s.to_string();
+        for prefix in ["docker.io/library/", "docker.io/"] {
+            if let Some(rest) = name.strip_prefix(prefix) {
+                name = rest.to_string();
+                break;
+            }
+        }
+        let last = name.rsplit('/').next().unwrap_or(&name);
+        if !last.contains(':') && !name.contains('@') {
+            name.push_str(":latest");
+        }
+        Ok(Self(name))
+    }
+
+    /// The normalised text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The local image store of one node.
+#[derive(Debug, Clone)]
+pub struct ImageStore {
+    root: PathBuf,
+}
+
+impl ImageStore {
+    /// A store rooted at `root` (created on first import).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.root.join("index.json")
+    }
+
+    fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        self.root.join("blobs").join("sha256").join(hex)
+    }
+
+    fn read_index(&self) -> Result<BTreeMap<String, String>> {
+        match std::fs::read(self.index_path()) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stores `bytes` under `name`, returning the digest (`sha256:…`).
+    pub fn import(&self, name: &str, bytes: &[u8]) -> Result<String> {
+        let name = ImageRef::parse(name)?;
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        let blob = self.blob_path(&digest);
+        std::fs::create_dir_all(blob.parent().expect("blob path has a parent"))?;
+        if !blob.exists() {
+            write_atomic(&blob, bytes)?;
+        }
+        let mut index = self.read_index()?;
+        index.insert(name.0, digest.clone());
+        let json = serde_json::to_vec_pretty(&index).expect("index serialises");
+        write_atomic(&self.index_path(), &json)?;
+        Ok(digest)
+    }
+
+    /// The digest an image reference names, if present. A reference by
+    /// digest (`name@sha256:…`) resolves when that blob is present.
+    pub fn resolve(&self, image: &ImageRef) -> Result<Option<String>> {
+        if let Some((_, digest)) = image.as_str().split_once('@') {
+            return Ok(self.blob_path(digest).exists().then(|| digest.to_string()));
+        }
+        Ok(self.read_index()?.get(image.as_str()).cloned())
+    }
+
+    /// Reads a blob by digest.
+    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        Ok(std::fs::read(self.blob_path(digest))?)
+    }
+
+    /// Every image name with its digest.
+    pub fn list(&self) -> Result<BTreeMap<String, String>> {
+        self.read_index()
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_normalise() {
+        assert_eq!(ImageRef::parse("hello:v1").unwrap().as_str(), "hello:v1");
+        assert_eq!(ImageRef::parse("hello").unwrap().as_str(), "hello:latest");
+        assert_eq!(ImageRef::parse("docker.io/library/hello:v1").unwrap().as_str(), "hello:v1");
+        assert_eq!(ImageRef::parse("localhost:5000/a/b").unwrap().as_str(), "localhost:5000/a/b:latest");
+        assert!(ImageRef::parse("").is_err());
+        assert!(ImageRef::parse("a b").is_err());
+        assert!(ImageRef::parse("../x").is_err());
+    }
+
+    #[test]
+    fn import_then_resolve() {
+        let dir = std::env::temp_dir().join(format!("shoal-images-{}", std::process::id()));
+        let store = ImageStore::new(&dir);
+        let d = store.import("m:v1", b"\0asm\x01\0\0\0").unwrap();
+        assert_eq!(store.resolve(&ImageRef::parse("m:v1").unwrap()).unwrap(), Some(d.clone()));
+        assert_eq!(store.read_blob(&d).unwrap(), b"\0asm\x01\0\0\0");
+        assert_eq!(store.resolve(&ImageRef::parse("m:v2").unwrap()).unwrap(), None);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

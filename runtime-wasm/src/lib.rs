@@ -1,0 +1,34 @@
+//! shoal's WebAssembly runtime: one wasmtime engine per node, running pods'
+//! containers as in-process instances.
+//!
+//! A container's image resolves to a module in the [`ImageStore`]; the
+//! runtime compiles it once per digest into a [`Workload`], recognising from
+//! the binary itself whether it is a `wasi:http/proxy` component (served one
+//! instance per request), a WASI preview 2 command component or a WASI
+//! preview 1 command module (both long-running, with captured output).
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), shoal_runtime_wasm::Error> {
+//! use shoal_runtime_wasm::{Runtime, RuntimeConfig};
+//! let rt = Runtime::new(RuntimeConfig::new("/tmp/shoal"))?;
+//! let workload = rt.load("hello-http:v1").await?;
+//! assert!(workload.is_http());
+//! # Ok(()) }
+//! ```
+
+mod command;
+mod engine;
+mod error;
+mod host;
+mod http;
+mod images;
+mod output;
+mod workload;
+
+pub use command::{CommandSpec, Exit};
+pub use engine::{Runtime, RuntimeConfig};
+pub use error::{Error, Result};
+pub use http::{HttpBody, HttpResponse};
+pub use images::{ImageRef, ImageStore};
+pub use output::OutputSink;
+pub use workload::{Workload, WorkloadKind};

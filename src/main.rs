@@ -1,0 +1,172 @@
+//! The `shoal` command: one binary for the control plane, the node agent and
+//! the tools around them.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+/// A Kubernetes-compatible cluster whose pods are WebAssembly modules.
+#[derive(Parser)]
+#[command(name = "shoal", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a single-node cluster (control plane and node) in the foreground.
+    Up(UpArgs),
+    /// Manage the node's local image store.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Args, Clone)]
+struct UpArgs {
+    /// Where the store, certificates, images and logs live.
+    #[arg(long, env = "SHOAL_DATA_DIR", default_value = "/var/lib/shoal")]
+    data_dir: PathBuf,
+    /// Where to write the administrator's kubeconfig (default: DATA_DIR/kubeconfig).
+    #[arg(long, env = "SHOAL_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Port of the Kubernetes API.
+    #[arg(long, env = "SHOAL_API_PORT", default_value_t = 6443)]
+    api_port: u16,
+    /// Address the API listens on.
+    #[arg(long, env = "SHOAL_BIND_ADDRESS", default_value = "127.0.0.1")]
+    bind_address: IpAddr,
+    /// The node's address: NodePorts and the kubelet API listen here.
+    #[arg(long, env = "SHOAL_NODE_IP", default_value = "127.0.0.1")]
+    node_ip: IpAddr,
+    /// Port of the node's kubelet API.
+    #[arg(long, env = "SHOAL_KUBELET_PORT", default_value_t = 10250)]
+    kubelet_port: u16,
+    /// Name of the node.
+    #[arg(long, env = "SHOAL_NODE_NAME", default_value = "shoal")]
+    node_name: String,
+    /// Range the nodes' pod CIDRs are cut from.
+    #[arg(long, env = "SHOAL_CLUSTER_CIDR", default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// Pods the node accepts.
+    #[arg(long, env = "SHOAL_MAX_PODS", default_value_t = 1000)]
+    max_pods: u32,
+}
+
+#[derive(Subcommand)]
+enum ImagesCommand {
+    /// Put a Wasm module into the local image store under NAME:TAG.
+    Import {
+        /// The node's data directory.
+        #[arg(long, env = "SHOAL_DATA_DIR", default_value = "/var/lib/shoal")]
+        data_dir: PathBuf,
+        /// The .wasm file.
+        file: PathBuf,
+        /// The image reference pods use, e.g. `hello-http:v1`.
+        name: String,
+    },
+    /// List the images in the local image store.
+    List {
+        /// The node's data directory.
+        #[arg(long, env = "SHOAL_DATA_DIR", default_value = "/var/lib/shoal")]
+        data_dir: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG").unwrap_or_else(|_| "warn,shoal=info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Up(args) => tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(up(args)),
+        Command::Images { command: ImagesCommand::Import { data_dir, file, name } } => import(&data_dir, &file, &name),
+        Command::Images { command: ImagesCommand::List { data_dir } } => {
+            let store = shoal_runtime_wasm::ImageStore::new(data_dir.join("images"));
+            for (name, digest) in store.list()? {
+                println!("{name}\t{digest}");
+            }
+            Ok(())
+        }
+        Command::Version => {
+            println!("shoal {} (Kubernetes API {})", env!("CARGO_PKG_VERSION"), shoal_apiserver::http::KUBE_VERSION);
+            Ok(())
+        }
+    }
+}
+
+fn import(data_dir: &Path, file: &Path, name: &str) -> Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    if !bytes.starts_with(b"\0asm") {
+        eprintln!("warning: {} does not start with the WebAssembly magic number; pods using it will fail to start", file.display());
+    }
+    let store = shoal_runtime_wasm::ImageStore::new(data_dir.join("images"));
+    let digest = store.import(name, &bytes)?;
+    println!("imported {} as {name} ({digest})", file.display());
+    Ok(())
+}
+
+async fn up(args: UpArgs) -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let listen = SocketAddr::new(args.bind_address, args.api_port);
+    let hosts = vec![args.bind_address.to_string(), args.node_ip.to_string()];
+    let server = shoal_apiserver::server::Server::start(shoal_apiserver::server::ServerConfig {
+        data_dir: args.data_dir.clone(),
+        listen,
+        hosts,
+        cluster_cidr: args.cluster_cidr.clone(),
+    })
+    .await
+    .context("starting the control plane")?;
+    let host = if args.bind_address.is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { args.bind_address };
+    let url = format!("https://{}", SocketAddr::new(host, server.addr.port()));
+    let kubeconfig_path = args.kubeconfig.clone().unwrap_or_else(|| args.data_dir.join("kubeconfig"));
+    if let Some(dir) = kubeconfig_path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_private(&kubeconfig_path, &server.pki.kubeconfig(&url, "admin", &server.pki.admin))?;
+    let node_kc = kube::config::Kubeconfig::from_yaml(&server.pki.kubeconfig(&url, &format!("system:node:{}", args.node_name), &server.pki.node_client))?;
+    let kc = kube::Config::from_custom_kubeconfig(node_kc, &kube::config::KubeConfigOptions::default()).await?;
+    let client = kube::Client::try_from(kc)?;
+    let runtime = shoal_runtime_wasm::Runtime::new(shoal_runtime_wasm::RuntimeConfig::new(&args.data_dir))?;
+    let agent = shoal_node::Agent::start(
+        shoal_node::AgentConfig {
+            node_name: args.node_name.clone(),
+            data_dir: args.data_dir.join("node"),
+            node_ip: args.node_ip,
+            kubelet_port: args.kubelet_port,
+            kubelet_tls: server.pki.server_config(&server.pki.node_serving, &[b"http/1.1"])?,
+            max_pods: args.max_pods,
+        },
+        client,
+        Arc::clone(&runtime),
+    )
+    .await
+    .context("starting the node agent")?;
+    println!(
+        "shoal is ready: API at {url}, node {}. Use it with: export KUBECONFIG={}",
+        args.node_name,
+        kubeconfig_path.display()
+    );
+    tokio::signal::ctrl_c().await?;
+    eprintln!("shutting down");
+    agent.shutdown();
+    server.shutdown().await;
+    Ok(())
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())
+}
