@@ -362,12 +362,11 @@ async fn run_container(ctx: ContainerCtx) {
                 let what = if reason == "ErrImagePull" { format!("Failed to pull image \"{image}\": {msg}") } else { format!("Error: {msg}") };
                 event(shared, &ctx.pod, "Warning", "Failed", &what).await;
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                st.state = State::Waiting(back.into(), format!("Back-off pulling image \"{image}\": {msg}"));
                 if reason == "ErrImagePull" {
-                    st.state = State::Waiting(back.into(), format!("Back-off pulling image \"{image}\""));
+                    st.state = State::Waiting(back.into(), format!("Back-off pulling image \"{image}\": {msg}"));
                     event(shared, &ctx.pod, "Normal", "BackOff", &format!("Back-off pulling image \"{image}\"")).await;
+                    send(&st).await;
                 }
-                send(&st).await;
                 tokio::time::sleep(backoff(failures)).await;
                 failures += 1;
             }
@@ -375,9 +374,9 @@ async fn run_container(ctx: ContainerCtx) {
     };
     event(shared, &ctx.pod, "Normal", "Pulled", &format!("Container image \"{image}\" already present on machine")).await;
     let root = shared.config.data_dir.clone();
-    let env: Vec<(String, String)> = ctx.spec.get("env").and_then(Value::as_array).cloned().unwrap_or_default().iter()
-        .filter_map(|e| Some((e.get("name")?.as_str()?.to_string(), e.get("value").and_then(Value::as_str).unwrap_or_default().to_string())))
-        .collect();
+    let mut env: Vec<(String, String)> = vec![("HOSTNAME".into(), ctx.pod.metadata.name.clone().unwrap_or_default())];
+    env.extend(ctx.spec.get("env").and_then(Value::as_array).cloned().unwrap_or_default().iter()
+        .filter_map(|e| Some((e.get("name")?.as_str()?.to_string(), e.get("value").and_then(Value::as_str).unwrap_or_default().to_string()))));
     let mut argv: Vec<String> = Vec::new();
     for k in ["command", "args"] {
         if let Some(a) = ctx.spec.get(k).and_then(Value::as_array) {

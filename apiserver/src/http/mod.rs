@@ -142,6 +142,11 @@ impl Query {
 
 async fn read_body(req: Request<hyper::body::Incoming>) -> Result<(HeaderMap, Bytes)> {
     let (parts, body) = req.into_parts();
+    let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if ct.starts_with("application/vnd.kubernetes.protobuf") || ct.starts_with("application/yaml") {
+        // Clients fall back to JSON on 415.
+        return Err(ApiError::unsupported_media_type(ct));
+    }
     let limited = http_body_util::Limited::new(body, MAX_BODY);
     let bytes = limited.collect().await.map_err(|e| {
         if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() { ApiError::too_large() } else { ApiError::bad_request(format!("reading the body: {e}")) }

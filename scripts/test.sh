@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test shoal has: unit tests of each crate and the end-to-end
+# tests that start the real `shoal` binary and drive it with kubectl.
+# Installs what it needs on a fresh machine first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v curl >/dev/null || need_apt+=(curl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+command -v kubectl >/dev/null || { echo "kubectl (1.32) is required on PATH" >&2; exit 1; }
+rustup target add wasm32-wasip2 >/dev/null
+
+examples/build.sh
+cargo build --locked --bins
+if command -v cargo-nextest >/dev/null; then
+  cargo nextest run --locked --workspace --no-fail-fast
+else
+  cargo test --locked --workspace --no-fail-fast
+fi

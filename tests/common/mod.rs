@@ -1,0 +1,195 @@
+//! A shoal cluster started from the real binary, driven with the real
+//! kubectl.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running `shoal up`.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub api_port: u16,
+    kubelet_port: u16,
+    child: Option<Child>,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The path of an example's module, building the examples if needed.
+pub fn example(name: &str) -> PathBuf {
+    let path = repo().join("examples").join(name).join(format!("{name}.wasm"));
+    if !path.exists() {
+        let st = Command::new("bash").arg(repo().join("examples/build.sh")).status().expect("running examples/build.sh");
+        assert!(st.success(), "building the examples failed");
+    }
+    path
+}
+
+impl Cluster {
+    /// Starts a cluster in a fresh data directory.
+    pub fn start(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("shoal-e2e-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut c = Self { kubeconfig: dir.join("kubeconfig"), dir, api_port: free_port(), kubelet_port: free_port(), child: None };
+        c.boot();
+        c
+    }
+
+    /// Starts `shoal up` on this cluster's data directory and waits for its
+    /// ready line.
+    pub fn boot(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(["up", "--data-dir"])
+            .arg(&self.dir)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["--api-port", &self.api_port.to_string(), "--kubelet-port", &self.kubelet_port.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(self.dir.join("shoal.log")).unwrap()))
+            .spawn()
+            .expect("starting shoal");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("shoal did not become ready; log:\n{}", self.log()));
+        assert!(line.contains("shoal is ready"), "unexpected first line: {line}");
+        assert!(line.contains(&format!("KUBECONFIG={}", self.kubeconfig.display())), "{line}");
+        self.child = Some(child);
+    }
+
+    /// Stops shoal with SIGINT (as Ctrl-C) and waits for it to exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("shoal did not stop within 20s of SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("shoal.log")).unwrap_or_default()
+    }
+
+    /// Runs kubectl against the cluster.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECACHEDIR", self.dir.join("kube-cache"))
+            .arg(format!("--cache-dir={}", self.dir.join("kube-cache").display()))
+            .stdin(Stdio::null())
+            .output()
+            .expect("running kubectl")
+    }
+
+    /// Runs kubectl and returns stdout, failing the test on error.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(out.status.success(), "kubectl {args:?} failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs kubectl expecting failure and returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(!out.status.success(), "kubectl {args:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// Imports a module into the node's image store with `shoal images import`.
+    pub fn import(&self, file: &Path, name: &str) {
+        let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(["images", "import", "--data-dir"])
+            .arg(&self.dir)
+            .arg(file)
+            .arg(name)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Polls `kubectl args` until `pred` holds on its stdout.
+    pub fn wait_for(&self, args: &[&str], what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            let out = self.kubectl(args);
+            last = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            if out.status.success() && pred(&last) {
+                return last;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("timed out waiting for {what}; last output of kubectl {args:?}:\n{last}\nshoal log tail:\n{}", tail(&self.log(), 40));
+    }
+}
+
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns the status code and body, or None when the
+/// connection fails.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, decode_chunked(&body)))
+}
+
+fn decode_chunked(body: &str) -> String {
+    // Bodies of unknown length arrive chunked; keep the text lines only.
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { return body.to_string() };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    if out.is_empty() { body.to_string() } else { out }
+}
