@@ -1,1 +1,145 @@
-fn main() {}
+//! `kubectl apply` → pod Running latency on a single-node `shoal up`.
+//!
+//! Starts the real binary, imports the hello-http example, then creates
+//! pods one at a time and measures, for each, the time from the request to
+//! the watch event that shows it Running and Ready:
+//!
+//! - `api`: the pod is POSTed with kube-rs (what `kubectl apply` sends);
+//! - `kubectl`: `kubectl apply -f` is run as a process (adds kubectl's own
+//!   start-up, ~tens of ms).
+//!
+//! Run with `cargo bench --bench pod_startup` (PODS=N to change the count).
+//! Target (DESIGN.md): p50 ≤ 50 ms, p99 ≤ 200 ms; Kubernetes' SLO is p99 ≤ 5 s.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use kube::runtime::watcher;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn pod_manifest(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"bench": "startup"}},
+        "spec": {"containers": [{"name": "hello", "image": "hello-http:v1", "ports": [{"containerPort": 8080}]}]},
+    })
+}
+
+fn main() {
+    let pods: usize = std::env::var("PODS").ok().and_then(|p| p.parse().ok()).unwrap_or(100);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let module = root.join("examples/hello-http/hello-http.wasm");
+    if !module.exists() {
+        assert!(Command::new("bash").arg(root.join("examples/build.sh")).status().unwrap().success());
+    }
+    let dir = std::env::temp_dir().join(format!("shoal-bench-startup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    let bin = env!("CARGO_BIN_EXE_shoal");
+    let mut child = Command::new(bin)
+        .args(["up", "--data-dir"])
+        .arg(&dir)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["--api-port", &free_port().to_string(), "--kubelet-port", &free_port().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.contains("ready"), "{first}");
+    assert!(Command::new(bin).args(["images", "import", "--data-dir"]).arg(&dir).arg(&module).arg("hello-http:v1").stdout(Stdio::null()).status().unwrap().success());
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (api_ms, kubectl_ms) = rt.block_on(async {
+        let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+        let client = kube::Client::try_from(cfg).unwrap();
+        let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let running: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let seen = running.clone();
+        let watch_api = api.clone();
+        tokio::spawn(async move {
+            let mut s = watcher(watch_api, watcher::Config::default().labels("bench=startup")).boxed();
+            while let Some(Ok(ev)) = s.next().await {
+                if let watcher::Event::Apply(p) | watcher::Event::InitApply(p) = ev {
+                    let ready = p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+                    if ready {
+                        seen.lock().unwrap().entry(p.metadata.name.unwrap_or_default()).or_insert_with(Instant::now);
+                    }
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let wait = |name: String| {
+            let running = running.clone();
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                loop {
+                    if let Some(t) = running.lock().unwrap().get(&name) {
+                        return *t;
+                    }
+                    assert!(Instant::now() < deadline, "{name} never became Running");
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+            }
+        };
+        // Warm-up: the first pod compiles the module.
+        let warm: Pod = serde_json::from_value(pod_manifest("warmup")).unwrap();
+        api.create(&PostParams::default(), &warm).await.unwrap();
+        wait("warmup".into()).await;
+        let mut api_ms = Vec::new();
+        for i in 0..pods {
+            let name = format!("api-{i}");
+            let pod: Pod = serde_json::from_value(pod_manifest(&name)).unwrap();
+            let t0 = Instant::now();
+            api.create(&PostParams::default(), &pod).await.unwrap();
+            let t1 = wait(name).await;
+            api_ms.push((t1 - t0).as_secs_f64() * 1000.0);
+        }
+        let mut kubectl_ms = Vec::new();
+        for i in 0..pods {
+            let name = format!("kubectl-{i}");
+            let file = dir.join(format!("{name}.json"));
+            std::fs::File::create(&file).unwrap().write_all(pod_manifest(&name).to_string().as_bytes()).unwrap();
+            let t0 = Instant::now();
+            let st = Command::new("kubectl").arg("apply").arg("-f").arg(&file).env("KUBECONFIG", &kubeconfig).stdout(Stdio::null()).status().unwrap();
+            assert!(st.success());
+            let t1 = wait(name).await;
+            kubectl_ms.push((t1 - t0).as_secs_f64() * 1000.0);
+        }
+        (api_ms, kubectl_ms)
+    });
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("pod start latency, {pods} pods each, single node, wasm (hello-http)");
+    for (label, mut v) in [("api (POST → Running)", api_ms), ("kubectl apply → Running", kubectl_ms)] {
+        v.sort_by(f64::total_cmp);
+        let (p50, p99) = (percentile(&v, 0.5), percentile(&v, 0.99));
+        println!(
+            "{label:28} p50 {p50:7.2} ms  p99 {p99:7.2} ms  max {:7.2} ms | target p50 ≤ 50 ms ({:.2}× of budget), p99 ≤ 200 ms ({:.2}×); Kubernetes SLO p99 ≤ 5000 ms ({:.0}× faster)",
+            v[v.len() - 1],
+            p50 / 50.0,
+            p99 / 200.0,
+            5000.0 / p99
+        );
+    }
+}

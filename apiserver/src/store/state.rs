@@ -92,8 +92,11 @@ pub struct StateMachine {
     shared: Arc<Shared>,
     last_applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, BasicNode>,
-    snapshot: Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>,
+    snapshot: CurrentSnapshot,
 }
+
+/// The latest snapshot, built or installed, shared with snapshot builders.
+type CurrentSnapshot = Arc<Mutex<Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>>>;
 
 impl StateMachine {
     /// Opens the state at `path`, loading every object into memory.
@@ -125,7 +128,7 @@ impl StateMachine {
         let (tx, _) = broadcast::channel(16_384);
         let hub = Hub { revision, history_from: revision, history: VecDeque::new(), tx };
         let shared = Arc::new(Shared { objects: RwLock::new(objects), hub: Mutex::new(hub) });
-        Ok(Self { db: Arc::new(db), shared, last_applied, membership, snapshot: None })
+        Ok(Self { db: Arc::new(db), shared, last_applied, membership, snapshot: Arc::default() })
     }
 
     /// The read side shared with the API.
@@ -275,7 +278,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
-        SnapshotBuilder { last_applied: self.last_applied, membership: self.membership.clone(), body }
+        SnapshotBuilder { last_applied: self.last_applied, membership: self.membership.clone(), body, current: self.snapshot.clone() }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
@@ -323,13 +326,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.snapshot = Some((meta.clone(), bytes));
+        *self.snapshot.lock().expect("snapshot lock") = Some((meta.clone(), bytes));
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
         Ok(self
             .snapshot
+            .lock()
+            .expect("snapshot lock")
             .as_ref()
             .map(|(meta, bytes)| Snapshot { meta: meta.clone(), snapshot: Box::new(Cursor::new(bytes.clone())) }))
     }
@@ -340,6 +345,7 @@ pub struct SnapshotBuilder {
     last_applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, BasicNode>,
     body: Vec<u8>,
+    current: CurrentSnapshot,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -350,6 +356,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.membership.clone(),
             snapshot_id: id,
         };
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(std::mem::take(&mut self.body))) })
+        let body = std::mem::take(&mut self.body);
+        *self.current.lock().expect("snapshot lock") = Some((meta.clone(), body.clone()));
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(body)) })
     }
 }
