@@ -63,6 +63,19 @@ fn quick_start_end_to_end() {
     let deploy = c.ok(&["get", "deployment", "hello-http"]);
     assert!(deploy.lines().nth(1).is_some_and(|l| l.split_whitespace().collect::<Vec<_>>()[1..4] == ["1/1", "1", "1"]), "{deploy}");
 
+    // A template change rolls the Deployment onto a new ReplicaSet.
+    c.import(&example("hello-http"), "hello-http:v2");
+    c.ok(&["set", "image", "deployment/hello-http", "hello=hello-http:v2"]);
+    let rollout = c.ok(&["rollout", "status", "deployment/hello-http", "--timeout=60s"]);
+    assert!(rollout.contains("successfully rolled out"), "{rollout}");
+    let images = c.wait_for(&["get", "pods", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image} {.status.phase}{\"\\n\"}{end}"], "only v2 pods", |o| {
+        let lines: Vec<&str> = o.lines().filter(|l| l.starts_with("hello-http")).collect();
+        lines.len() == 1 && lines[0] == "hello-http:v2 Running"
+    });
+    assert!(!images.contains("hello-http:v1"));
+    let rs = c.ok(&["get", "rs", "-l", "app=hello-http"]);
+    assert_eq!(rs.lines().count(), 3, "old and new ReplicaSets: {rs}");
+
     c.import(&example("hello-cmd"), "hello-cmd:v1");
     c.ok(&["apply", "-f", repo().join("examples/hello-cmd/k8s.yaml").to_str().unwrap()]);
     c.wait_for(&["get", "pod", "hello-cmd"], "hello-cmd Running", |o| o.contains(" Running "));

@@ -400,3 +400,101 @@ pub async fn run(objects: Objects, cluster_cidr: String) {
         while rx.try_recv().is_ok() {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(items: &[(&'static str, Value)]) -> Snapshot {
+        let mut by_resource: BTreeMap<&'static str, Vec<Value>> = BTreeMap::new();
+        for (plural, v) in items {
+            by_resource.entry(plural).or_default().push(v.clone());
+        }
+        Snapshot { by_resource }
+    }
+
+    fn deployment(replicas: i64, image: &str) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "d", "uid": "dep-uid", "generation": 2},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": image}]}}}})
+    }
+
+    fn rs_of(d: &Value, replicas: i64, available: i64) -> Value {
+        let hash = template_hash(&d["spec"]["template"]);
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": format!("web-{hash}"), "namespace": "d", "uid": format!("rs-{hash}"),
+                "labels": {"app": "web", "pod-template-hash": hash},
+                "ownerReferences": [{"uid": "dep-uid", "controller": true, "kind": "Deployment", "name": "web"}]},
+            "spec": {"replicas": replicas, "template": d["spec"]["template"]},
+            "status": {"replicas": available, "availableReplicas": available, "readyReplicas": available}})
+    }
+
+    #[test]
+    fn a_new_deployment_gets_a_replicaset_at_full_size() {
+        let d = deployment(3, "a:v1");
+        let actions = reconcile_deployments(&snap(&[("deployments", d)]));
+        let created: Vec<&Value> = actions.iter().filter_map(|a| match a { Action::Create(_, _, o) => Some(o), _ => None }).collect();
+        assert_eq!(created.len(), 1);
+        assert_eq!(created[0]["spec"]["replicas"], json!(3));
+        assert_eq!(created[0]["metadata"]["ownerReferences"][0]["uid"], json!("dep-uid"));
+        assert!(created[0]["spec"]["selector"]["matchLabels"]["pod-template-hash"].is_string());
+    }
+
+    #[test]
+    fn a_template_change_rolls_within_surge() {
+        let old_d = deployment(4, "a:v1");
+        let new_d = deployment(4, "a:v2");
+        let old_rs = rs_of(&old_d, 4, 4);
+        let new_rs = rs_of(&new_d, 0, 0);
+        let s = snap(&[("deployments", new_d.clone()), ("replicasets", old_rs), ("replicasets", new_rs)]);
+        let actions = reconcile_deployments(&s);
+        let scaled: Vec<(String, i64)> = actions.iter().filter_map(|a| match a {
+            Action::Patch(r, _, name, p, false) if r.kind == "ReplicaSet" => Some((name.clone(), p["spec"]["replicas"].as_i64().unwrap())),
+            _ => None,
+        }).collect();
+        let new_name = format!("web-{}", template_hash(&new_d["spec"]["template"]));
+        assert!(scaled.contains(&(new_name, 1)), "surge of 25% of 4 = 1 new pod first: {scaled:?}");
+        let old_name = format!("web-{}", template_hash(&old_d["spec"]["template"]));
+        assert!(scaled.contains(&(old_name, 3)), "maxUnavailable 1 lets one old pod go: {scaled:?}");
+    }
+
+    #[test]
+    fn replicasets_create_and_trim_pods() {
+        let d = deployment(2, "a:v1");
+        let rs = rs_of(&d, 2, 0);
+        let actions = reconcile_replicasets(&snap(&[("replicasets", rs.clone())]));
+        assert_eq!(actions.iter().filter(|a| matches!(a, Action::Create(..))).count(), 2);
+        let pod = |n: &str| json!({"metadata": {"name": n, "namespace": "d", "creationTimestamp": "2026-01-01T00:00:00Z",
+            "ownerReferences": [{"uid": rs["metadata"]["uid"], "controller": true}]}, "status": {"phase": "Running"}});
+        let mut small = rs.clone();
+        small["spec"]["replicas"] = json!(1);
+        let actions = reconcile_replicasets(&snap(&[("replicasets", small), ("pods", pod("p1")), ("pods", pod("p2"))]));
+        assert_eq!(actions.iter().filter(|a| matches!(a, Action::Delete(..))).count(), 1);
+    }
+
+    #[test]
+    fn endpoints_follow_ready_pods_and_named_ports() {
+        let svc = json!({"metadata": {"name": "web", "namespace": "d"}, "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}});
+        let pod = |n: &str, ip: &str, ready: &str| json!({"metadata": {"name": n, "namespace": "d", "uid": n, "labels": {"app": "web"}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}]},
+            "status": {"podIP": ip, "phase": "Running", "conditions": [{"type": "Ready", "status": ready}]}});
+        let s = snap(&[("services", svc), ("pods", pod("a", "10.0.0.2", "True")), ("pods", pod("b", "10.0.0.3", "False"))]);
+        let actions = reconcile_endpoints(&s);
+        let Some(Action::Create(_, _, ep)) = actions.first() else { panic!("{actions:?}") };
+        assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], json!("10.0.0.2"));
+        assert_eq!(ep["subsets"][0]["notReadyAddresses"][0]["ip"], json!("10.0.0.3"));
+        assert_eq!(ep["subsets"][0]["ports"][0]["port"], json!(8080));
+    }
+
+    #[test]
+    fn orphans_are_collected() {
+        let orphan = json!({"metadata": {"name": "p", "namespace": "d", "uid": "x", "ownerReferences": [{"uid": "gone"}]}});
+        let owned = json!({"metadata": {"name": "q", "namespace": "d", "uid": "y", "ownerReferences": [{"uid": "rs1"}]}});
+        let owner = json!({"metadata": {"name": "r", "namespace": "d", "uid": "rs1"}});
+        let actions = reconcile_garbage(&snap(&[("pods", orphan), ("pods", owned), ("replicasets", owner)]));
+        assert_eq!(actions.len(), 1);
+        assert!(matches!(&actions[0], Action::Delete(r, _, n) if r.kind == "Pod" && n == "p"));
+    }
+}

@@ -1,0 +1,99 @@
+//! The runtime against small modules written in the text format: kinds are
+//! recognised from the binary, output is captured, traps and memory limits
+//! end the instance with a reason.
+
+use std::sync::{Arc, Mutex};
+
+use shoal_runtime_wasm::{CommandSpec, Error, Exit, OutputSink, Runtime, RuntimeConfig, WorkloadKind};
+
+#[derive(Default)]
+struct Capture(Mutex<Vec<u8>>);
+
+impl OutputSink for Capture {
+    fn write(&self, bytes: &[u8]) {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+    }
+}
+
+fn runtime() -> (Arc<Runtime>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = RuntimeConfig::new(dir.path());
+    cfg.pool_instances = 16;
+    (Runtime::new(cfg).unwrap(), dir)
+}
+
+fn spec(out: Arc<Capture>, memory_limit: Option<usize>) -> CommandSpec {
+    CommandSpec { argv: vec!["prog".into(), "a1".into()], env: vec![("K".into(), "V".into())], stdout: out.clone(), stderr: out, memory_limit }
+}
+
+const HELLO: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hi from wasm\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 13))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (call $exit (i32.const 3))))"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn core_command_output_and_exit_code() {
+    let (rt, _dir) = runtime();
+    rt.images().import("hello:v1", &wat::parse_str(HELLO).unwrap()).unwrap();
+    let w = rt.load("hello:v1").await.unwrap();
+    assert_eq!(w.kind(), WorkloadKind::CoreCommand);
+    let out = Arc::new(Capture::default());
+    assert_eq!(rt.run_command(&w, spec(out.clone(), None)).await, Exit::Code(3));
+    assert_eq!(String::from_utf8(out.0.lock().unwrap().clone()).unwrap(), "hi from wasm\n");
+    let again = rt.load("docker.io/library/hello:v1").await.unwrap();
+    assert!(Arc::ptr_eq(&w, &again), "a second load of the same digest does not compile again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traps_memory_limits_and_bad_images() {
+    let (rt, _dir) = runtime();
+    rt.images().import("trap:v1", &wat::parse_str(r#"(module (func (export "_start") unreachable))"#).unwrap()).unwrap();
+    let w = rt.load("trap:v1").await.unwrap();
+    match rt.run_command(&w, spec(Arc::default(), None)).await {
+        Exit::Trap(m) => assert!(m.contains("unreachable"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let grow = r#"(module (memory (export "memory") 1) (func (export "_start") (drop (memory.grow (i32.const 100)))))"#;
+    rt.images().import("grow:v1", &wat::parse_str(grow).unwrap()).unwrap();
+    let w = rt.load("grow:v1").await.unwrap();
+    assert_eq!(rt.run_command(&w, spec(Arc::default(), None)).await, Exit::Code(0));
+    match rt.run_command(&w, spec(Arc::default(), Some(1 << 20))).await {
+        Exit::OutOfMemory(_) => {}
+        other => panic!("growth past limits.memory is OOMKilled, got {other:?}"),
+    }
+    rt.images().import("junk:v1", b"not wasm at all").unwrap();
+    assert!(matches!(rt.load("junk:v1").await, Err(Error::NotWasm { .. })));
+    rt.images().import("trunc:v1", &wat::parse_str(HELLO).unwrap()[..40]).unwrap();
+    assert!(matches!(rt.load("trunc:v1").await, Err(Error::Compile { .. })));
+    rt.images().import("lib:v1", &wat::parse_str("(module (func (export \"f\")))").unwrap()).unwrap();
+    assert!(matches!(rt.load("lib:v1").await, Err(Error::Compile { .. })), "a core module without _start is refused");
+    assert!(matches!(rt.load("absent:v1").await, Err(Error::ImageNotFound(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_guest_does_not_starve_others_and_stops_when_dropped() {
+    let (rt, _dir) = runtime();
+    rt.images().import("spin:v1", &wat::parse_str(r#"(module (func (export "_start") (loop (br 0))))"#).unwrap()).unwrap();
+    let w = rt.load("spin:v1").await.unwrap();
+    let spinners: Vec<_> = (0..4)
+        .map(|_| {
+            let (rt, w) = (rt.clone(), w.clone());
+            tokio::spawn(async move { rt.run_command(&w, spec(Arc::default(), None)).await })
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(t.elapsed() < std::time::Duration::from_millis(500), "the executor still runs other tasks");
+    for s in &spinners {
+        s.abort();
+    }
+    for s in spinners {
+        assert!(s.await.unwrap_err().is_cancelled());
+    }
+}
