@@ -24,7 +24,11 @@ use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -41,11 +45,20 @@ fn pod_manifest(name: &str) -> serde_json::Value {
 }
 
 fn main() {
-    let pods: usize = std::env::var("PODS").ok().and_then(|p| p.parse().ok()).unwrap_or(100);
+    let pods: usize = std::env::var("PODS")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(100);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let module = root.join("examples/hello-http/hello-http.wasm");
     if !module.exists() {
-        assert!(Command::new("bash").arg(root.join("examples/build.sh")).status().unwrap().success());
+        assert!(
+            Command::new("bash")
+                .arg(root.join("examples/build.sh"))
+                .status()
+                .unwrap()
+                .success()
+        );
     }
     let dir = std::env::temp_dir().join(format!("shoal-bench-startup-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -57,32 +70,64 @@ fn main() {
         .arg(&dir)
         .arg("--kubeconfig")
         .arg(&kubeconfig)
-        .args(["--api-port", &free_port().to_string(), "--kubelet-port", &free_port().to_string()])
+        .args([
+            "--api-port",
+            &free_port().to_string(),
+            "--kubelet-port",
+            &free_port().to_string(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
     assert!(first.contains("ready"), "{first}");
-    assert!(Command::new(bin).args(["images", "import", "--data-dir"]).arg(&dir).arg(&module).arg("hello-http:v1").stdout(Stdio::null()).status().unwrap().success());
+    assert!(
+        Command::new(bin)
+            .args(["images", "import", "--data-dir"])
+            .arg(&dir)
+            .arg(&module)
+            .arg("hello-http:v1")
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (api_ms, kubectl_ms) = rt.block_on(async {
         let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
         let client = kube::Client::try_from(cfg).unwrap();
         let api: Api<Pod> = Api::namespaced(client.clone(), "default");
         let running: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
         let seen = running.clone();
         let watch_api = api.clone();
         tokio::spawn(async move {
-            let mut s = watcher(watch_api, watcher::Config::default().labels("bench=startup")).boxed();
+            let mut s = watcher(
+                watch_api,
+                watcher::Config::default().labels("bench=startup"),
+            )
+            .boxed();
             while let Some(Ok(ev)) = s.next().await {
                 if let watcher::Event::Apply(p) | watcher::Event::InitApply(p) = ev {
-                    let ready = p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+                    let ready = p
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|cs| {
+                            cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                        });
                     if ready {
-                        seen.lock().unwrap().entry(p.metadata.name.unwrap_or_default()).or_insert_with(Instant::now);
+                        seen.lock()
+                            .unwrap()
+                            .entry(p.metadata.name.unwrap_or_default())
+                            .or_insert_with(Instant::now);
                     }
                 }
             }
@@ -118,20 +163,35 @@ fn main() {
         for i in 0..pods {
             let name = format!("kubectl-{i}");
             let file = dir.join(format!("{name}.json"));
-            std::fs::File::create(&file).unwrap().write_all(pod_manifest(&name).to_string().as_bytes()).unwrap();
+            std::fs::File::create(&file)
+                .unwrap()
+                .write_all(pod_manifest(&name).to_string().as_bytes())
+                .unwrap();
             let t0 = Instant::now();
-            let st = Command::new("kubectl").arg("apply").arg("-f").arg(&file).env("KUBECONFIG", &kubeconfig).stdout(Stdio::null()).status().unwrap();
+            let st = Command::new("kubectl")
+                .arg("apply")
+                .arg("-f")
+                .arg(&file)
+                .env("KUBECONFIG", &kubeconfig)
+                .stdout(Stdio::null())
+                .status()
+                .unwrap();
             assert!(st.success());
             let t1 = wait(name).await;
             kubectl_ms.push((t1 - t0).as_secs_f64() * 1000.0);
         }
         (api_ms, kubectl_ms)
     });
-    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
     println!("pod start latency, {pods} pods each, single node, wasm (hello-http)");
-    for (label, mut v) in [("api (POST → Running)", api_ms), ("kubectl apply → Running", kubectl_ms)] {
+    for (label, mut v) in [
+        ("api (POST → Running)", api_ms),
+        ("kubectl apply → Running", kubectl_ms),
+    ] {
         v.sort_by(f64::total_cmp);
         let (p50, p99) = (percentile(&v, 0.5), percentile(&v, 0.99));
         println!(

@@ -83,13 +83,28 @@ enum ImagesCommand {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG").unwrap_or_else(|_| "warn,shoal=info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
+                .unwrap_or_else(|_| "warn,shoal=info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Up(args) => tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(up(args)),
-        Command::Images { command: ImagesCommand::Import { data_dir, file, name } } => import(&data_dir, &file, &name),
-        Command::Images { command: ImagesCommand::List { data_dir } } => {
+        Command::Up(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(up(args)),
+        Command::Images {
+            command:
+                ImagesCommand::Import {
+                    data_dir,
+                    file,
+                    name,
+                },
+        } => import(&data_dir, &file, &name),
+        Command::Images {
+            command: ImagesCommand::List { data_dir },
+        } => {
             let store = shoal_runtime_wasm::ImageStore::new(data_dir.join("images"));
             for (name, digest) in store.list()? {
                 println!("{name}\t{digest}");
@@ -97,7 +112,11 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Version => {
-            println!("shoal {} (Kubernetes API {})", env!("CARGO_PKG_VERSION"), shoal_apiserver::http::KUBE_VERSION);
+            println!(
+                "shoal {} (Kubernetes API {})",
+                env!("CARGO_PKG_VERSION"),
+                shoal_apiserver::http::KUBE_VERSION
+            );
             Ok(())
         }
     }
@@ -106,7 +125,10 @@ fn main() -> Result<()> {
 fn import(data_dir: &Path, file: &Path, name: &str) -> Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     if !bytes.starts_with(b"\0asm") {
-        eprintln!("warning: {} does not start with the WebAssembly magic number; pods using it will fail to start", file.display());
+        eprintln!(
+            "warning: {} does not start with the WebAssembly magic number; pods using it will fail to start",
+            file.display()
+        );
     }
     let store = shoal_runtime_wasm::ImageStore::new(data_dir.join("images"));
     let digest = store.import(name, &bytes)?;
@@ -116,7 +138,8 @@ fn import(data_dir: &Path, file: &Path, name: &str) -> Result<()> {
 
 async fn up(args: UpArgs) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let listen = SocketAddr::new(args.bind_address, args.api_port);
     let hosts = vec![args.bind_address.to_string(), args.node_ip.to_string()];
     let server = shoal_apiserver::server::Server::start(shoal_apiserver::server::ServerConfig {
@@ -127,24 +150,43 @@ async fn up(args: UpArgs) -> Result<()> {
     })
     .await
     .context("starting the control plane")?;
-    let host = if args.bind_address.is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { args.bind_address };
+    let host = if args.bind_address.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        args.bind_address
+    };
     let url = format!("https://{}", SocketAddr::new(host, server.addr.port()));
-    let kubeconfig_path = args.kubeconfig.clone().unwrap_or_else(|| args.data_dir.join("kubeconfig"));
+    let kubeconfig_path = args
+        .kubeconfig
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("kubeconfig"));
     if let Some(dir) = kubeconfig_path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    write_private(&kubeconfig_path, &server.pki.kubeconfig(&url, "admin", &server.pki.admin))?;
-    let node_kc = kube::config::Kubeconfig::from_yaml(&server.pki.kubeconfig(&url, &format!("system:node:{}", args.node_name), &server.pki.node_client))?;
-    let kc = kube::Config::from_custom_kubeconfig(node_kc, &kube::config::KubeConfigOptions::default()).await?;
+    write_private(
+        &kubeconfig_path,
+        &server.pki.kubeconfig(&url, "admin", &server.pki.admin),
+    )?;
+    let node_kc = kube::config::Kubeconfig::from_yaml(&server.pki.kubeconfig(
+        &url,
+        &format!("system:node:{}", args.node_name),
+        &server.pki.node_client,
+    ))?;
+    let kc =
+        kube::Config::from_custom_kubeconfig(node_kc, &kube::config::KubeConfigOptions::default())
+            .await?;
     let client = kube::Client::try_from(kc)?;
-    let runtime = shoal_runtime_wasm::Runtime::new(shoal_runtime_wasm::RuntimeConfig::new(&args.data_dir))?;
+    let runtime =
+        shoal_runtime_wasm::Runtime::new(shoal_runtime_wasm::RuntimeConfig::new(&args.data_dir))?;
     let agent = shoal_node::Agent::start(
         shoal_node::AgentConfig {
             node_name: args.node_name.clone(),
             data_dir: args.data_dir.join("node"),
             node_ip: args.node_ip,
             kubelet_port: args.kubelet_port,
-            kubelet_tls: server.pki.server_config(&server.pki.node_serving, &[b"http/1.1"])?,
+            kubelet_tls: server
+                .pki
+                .server_config(&server.pki.node_serving, &[b"http/1.1"])?,
             max_pods: args.max_pods,
         },
         client,
@@ -167,6 +209,11 @@ async fn up(args: UpArgs) -> Result<()> {
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(text.as_bytes())
 }

@@ -8,7 +8,10 @@ use common::{Cluster, example};
 
 fn write(c: &Cluster, name: &str, text: &str) -> String {
     let p = c.dir.join(name);
-    std::fs::File::create(&p).unwrap().write_all(text.as_bytes()).unwrap();
+    std::fs::File::create(&p)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     p.to_str().unwrap().to_string()
 }
 
@@ -17,49 +20,118 @@ fn manifests_modules_and_traps() {
     let c = Cluster::start("bad");
     c.import(&example("hello-cmd"), "hello-cmd:v1");
     c.ok(&["run", "steady", "--image=hello-cmd:v1"]);
-    c.wait_for(&["get", "pod", "steady"], "steady Running", |o| o.contains(" Running "));
+    c.wait_for(&["get", "pod", "steady"], "steady Running", |o| {
+        o.contains(" Running ")
+    });
 
-    let unknown = write(&c, "unknown.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\nspec:\n  replica: 2\n  selector:\n    matchLabels: {app: x}\n  template:\n    metadata:\n      labels: {app: x}\n    spec:\n      containers:\n      - {name: c, image: i:v1}\n");
+    let unknown = write(
+        &c,
+        "unknown.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\nspec:\n  replica: 2\n  selector:\n    matchLabels: {app: x}\n  template:\n    metadata:\n      labels: {app: x}\n    spec:\n      containers:\n      - {name: c, image: i:v1}\n",
+    );
     let err = c.fails(&["apply", "--validate=strict", "-f", &unknown]);
-    assert!(err.contains("Error from server (BadRequest)") && err.contains("unknown field \"spec.replica\""), "{err}");
+    assert!(
+        err.contains("Error from server (BadRequest)")
+            && err.contains("unknown field \"spec.replica\""),
+        "{err}"
+    );
 
-    let invalid = write(&c, "invalid.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: Bad_Name\nspec:\n  selector:\n    matchLabels: {app: x}\n  template:\n    metadata:\n      labels: {app: other}\n    spec:\n      containers:\n      - {name: c}\n");
+    let invalid = write(
+        &c,
+        "invalid.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: Bad_Name\nspec:\n  selector:\n    matchLabels: {app: x}\n  template:\n    metadata:\n      labels: {app: other}\n    spec:\n      containers:\n      - {name: c}\n",
+    );
     let err = c.fails(&["apply", "-f", &invalid]);
-    assert!(err.contains("is invalid") && err.contains("metadata.name") && err.contains("`selector` does not match template `labels`") && err.contains("containers[0].image: Required value"), "{err}");
+    assert!(
+        err.contains("is invalid")
+            && err.contains("metadata.name")
+            && err.contains("`selector` does not match template `labels`")
+            && err.contains("containers[0].image: Required value"),
+        "{err}"
+    );
     let err = c.fails(&["get", "pod", "nope"]);
-    assert!(err.contains("Error from server (NotFound): pods \"nope\" not found"), "{err}");
+    assert!(
+        err.contains("Error from server (NotFound): pods \"nope\" not found"),
+        "{err}"
+    );
 
     // Bytes that are not Wasm.
     let garbage = c.dir.join("garbage.wasm");
     std::fs::write(&garbage, b"this is not a wasm module").unwrap();
     c.import(&garbage, "garbage:v1");
     c.ok(&["run", "garbage", "--image=garbage:v1"]);
-    let d = c.wait_for(&["describe", "pod", "garbage"], "CreateContainerError", |o| o.contains("CreateContainerError"));
-    assert!(d.contains("is not a WebAssembly module or component"), "{d}");
+    let d = c.wait_for(
+        &["describe", "pod", "garbage"],
+        "CreateContainerError",
+        |o| o.contains("CreateContainerError"),
+    );
+    assert!(
+        d.contains("is not a WebAssembly module or component"),
+        "{d}"
+    );
     assert!(d.contains("Warning  Failed"), "an event says why: {d}");
 
     // An image that was never imported.
     c.ok(&["run", "missing", "--image=never-imported:v1"]);
-    let d = c.wait_for(&["describe", "pod", "missing"], "image pull failure", |o| o.contains("ErrImagePull") || o.contains("ImagePullBackOff"));
+    let d = c.wait_for(&["describe", "pod", "missing"], "image pull failure", |o| {
+        o.contains("ErrImagePull") || o.contains("ImagePullBackOff")
+    });
     assert!(d.contains("never-imported:v1"), "{d}");
-    assert!(c.ok(&["get", "pod", "missing"]).contains("ImagePullBackOff") || d.contains("ErrImagePull"));
+    assert!(
+        c.ok(&["get", "pod", "missing"])
+            .contains("ImagePullBackOff")
+            || d.contains("ErrImagePull")
+    );
 
     // A command that traps: terminated with a reason, then restarted.
     let trap = c.dir.join("trap.wasm");
-    std::fs::write(&trap, wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#).unwrap()).unwrap();
+    std::fs::write(
+        &trap,
+        wat::parse_str(
+            r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#,
+        )
+        .unwrap(),
+    )
+    .unwrap();
     c.import(&trap, "trap:v1");
     c.ok(&["run", "trap-once", "--image=trap:v1", "--restart=Never"]);
     let st = c.wait_for(&["get", "pod", "trap-once", "-o", "jsonpath={.status.phase} {.status.containerStatuses[0].state.terminated.reason} {.status.containerStatuses[0].state.terminated.exitCode}"], "terminated", |o| o.starts_with("Failed"));
     assert_eq!(st.trim(), "Failed Error 1");
-    let msg = c.ok(&["get", "pod", "trap-once", "-o", "jsonpath={.status.containerStatuses[0].state.terminated.message}"]);
+    let msg = c.ok(&[
+        "get",
+        "pod",
+        "trap-once",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].state.terminated.message}",
+    ]);
     assert!(msg.contains("unreachable"), "the trap is reported: {msg}");
     c.ok(&["run", "trap-loop", "--image=trap:v1"]);
-    c.wait_for(&["get", "pod", "trap-loop", "-o", "jsonpath={.status.containerStatuses[0].restartCount}"], "a restart", |o| o.trim().parse::<u32>().unwrap_or(0) >= 1);
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            "trap-loop",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        ],
+        "a restart",
+        |o| o.trim().parse::<u32>().unwrap_or(0) >= 1,
+    );
     let pods = c.ok(&["get", "pods"]);
-    assert!(pods.lines().any(|l| l.starts_with("trap-loop") && (l.contains("CrashLoopBackOff") || l.contains("Error") || l.contains("Running"))), "{pods}");
+    assert!(
+        pods.lines().any(|l| l.starts_with("trap-loop")
+            && (l.contains("CrashLoopBackOff") || l.contains("Error") || l.contains("Running"))),
+        "{pods}"
+    );
 
     // The rest of the node is unaffected.
-    let steady = c.ok(&["get", "pod", "steady", "-o", "jsonpath={.status.phase} {.status.containerStatuses[0].restartCount}"]);
+    let steady = c.ok(&[
+        "get",
+        "pod",
+        "steady",
+        "-o",
+        "jsonpath={.status.phase} {.status.containerStatuses[0].restartCount}",
+    ]);
     assert_eq!(steady, "Running 0");
     assert!(c.ok(&["get", "nodes"]).contains(" Ready "));
 }
@@ -73,7 +145,13 @@ fn anonymous_requests_are_unauthorized() {
     let anon: String = full
         .lines()
         .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
-        .map(|l| if l == "  user:" { "  user: {token: not-a-credential}\n".to_string() } else { format!("{l}\n") })
+        .map(|l| {
+            if l == "  user:" {
+                "  user: {token: not-a-credential}\n".to_string()
+            } else {
+                format!("{l}\n")
+            }
+        })
         .collect();
     let path = c.dir.join("anon-kubeconfig");
     std::fs::write(&path, anon).unwrap();
@@ -85,6 +163,12 @@ fn anonymous_requests_are_unauthorized() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("the server has asked for the client to provide credentials"), "{err}");
-    assert!(c.ok(&["get", "pods"]).is_empty(), "the admin kubeconfig is accepted");
+    assert!(
+        err.contains("the server has asked for the client to provide credentials"),
+        "{err}"
+    );
+    assert!(
+        c.ok(&["get", "pods"]).is_empty(),
+        "the admin kubeconfig is accepted"
+    );
 }

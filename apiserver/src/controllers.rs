@@ -31,7 +31,10 @@ pub struct Snapshot {
 
 impl Snapshot {
     fn of(&self, plural: &str) -> &[Value] {
-        self.by_resource.get(plural).map(Vec::as_slice).unwrap_or(&[])
+        self.by_resource
+            .get(plural)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// Reads the snapshot from the store.
@@ -39,7 +42,10 @@ impl Snapshot {
         let mut by_resource = BTreeMap::new();
         for r in RESOURCES {
             let (items, _) = objects.store().list(&r.prefix(None));
-            by_resource.insert(r.plural, items.into_iter().map(|s| (*s.value).clone()).collect());
+            by_resource.insert(
+                r.plural,
+                items.into_iter().map(|s| (*s.value).clone()).collect(),
+            );
         }
         Self { by_resource }
     }
@@ -66,9 +72,13 @@ fn terminating(o: &Value) -> bool {
 }
 
 fn pod_ready(p: &Value) -> bool {
-    p.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
-        cs.iter().any(|c| c.get("type") == Some(&json!("Ready")) && c.get("status") == Some(&json!("True")))
-    })
+    p.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("type") == Some(&json!("Ready")) && c.get("status") == Some(&json!("True"))
+            })
+        })
 }
 
 fn active(p: &Value) -> bool {
@@ -88,7 +98,11 @@ pub fn reconcile_replicasets(s: &Snapshot) -> Vec<Action> {
             continue;
         }
         let (ns, uid) = (meta::namespace(rs), meta::uid(rs));
-        let mut owned: Vec<&Value> = s.of("pods").iter().filter(|p| meta::namespace(p) == ns && controller_uid(p) == Some(uid) && active(p)).collect();
+        let mut owned: Vec<&Value> = s
+            .of("pods")
+            .iter()
+            .filter(|p| meta::namespace(p) == ns && controller_uid(p) == Some(uid) && active(p))
+            .collect();
         let want = int(rs, "/spec/replicas");
         let have = owned.len() as i64;
         if have < want {
@@ -104,9 +118,23 @@ pub fn reconcile_replicasets(s: &Snapshot) -> Vec<Action> {
                 actions.push(Action::Create(pod_r, ns.to_string(), tmpl));
             }
         } else if have > want {
-            owned.sort_by_key(|p| (str_at(p, "/spec/nodeName").is_some(), pod_ready(p), std::cmp::Reverse(str_at(p, "/metadata/creationTimestamp").unwrap_or_default().to_string())));
+            owned.sort_by_key(|p| {
+                (
+                    str_at(p, "/spec/nodeName").is_some(),
+                    pod_ready(p),
+                    std::cmp::Reverse(
+                        str_at(p, "/metadata/creationTimestamp")
+                            .unwrap_or_default()
+                            .to_string(),
+                    ),
+                )
+            });
             for p in owned.iter().take((have - want) as usize) {
-                actions.push(Action::Delete(pod_r, ns.to_string(), meta::name(p).to_string()));
+                actions.push(Action::Delete(
+                    pod_r,
+                    ns.to_string(),
+                    meta::name(p).to_string(),
+                ));
             }
         }
         let ready = owned.iter().filter(|p| pod_ready(p)).count() as i64;
@@ -115,26 +143,45 @@ pub fn reconcile_replicasets(s: &Snapshot) -> Vec<Action> {
             "observedGeneration": int(rs, "/metadata/generation"),
         });
         if !subset_equal(&status, rs.get("status")) {
-            actions.push(Action::Patch(rs_r, ns.to_string(), meta::name(rs).to_string(), json!({"status": status}), true));
+            actions.push(Action::Patch(
+                rs_r,
+                ns.to_string(),
+                meta::name(rs).to_string(),
+                json!({"status": status}),
+                true,
+            ));
         }
     }
     actions
 }
 
 fn subset_equal(want: &Value, have: Option<&Value>) -> bool {
-    want.as_object().is_some_and(|w| w.iter().all(|(k, v)| {
-        let h = have.and_then(|h| h.get(k));
-        h == Some(v) || (v == &json!(0) && h.is_none())
-    }))
+    want.as_object().is_some_and(|w| {
+        w.iter().all(|(k, v)| {
+            let h = have.and_then(|h| h.get(k));
+            h == Some(v) || (v == &json!(0) && h.is_none())
+        })
+    })
 }
 
 /// The pod-template-hash of a template.
 pub fn template_hash(template: &Value) -> String {
     let text = serde_json::to_string(template).unwrap_or_default();
-    let h = text.bytes().fold(0x811c9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x01000193));
+    let h = text.bytes().fold(0x811c9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x01000193)
+    });
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut n = h;
-    (0..10).map(|_| { let c = ALPHABET[(n % 27) as usize] as char; n /= 27; if n == 0 { n = h.rotate_left(7) } c }).collect()
+    (0..10)
+        .map(|_| {
+            let c = ALPHABET[(n % 27) as usize] as char;
+            n /= 27;
+            if n == 0 {
+                n = h.rotate_left(7)
+            }
+            c
+        })
+        .collect()
 }
 
 fn percent(v: Option<&Value>, total: i64, round_up: bool) -> i64 {
@@ -142,9 +189,19 @@ fn percent(v: Option<&Value>, total: i64, round_up: bool) -> i64 {
         Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
         Some(Value::String(s)) => {
             let p: i64 = s.trim_end_matches('%').parse().unwrap_or(25);
-            if round_up { (p * total + 99) / 100 } else { p * total / 100 }
+            if round_up {
+                (p * total + 99) / 100
+            } else {
+                p * total / 100
+            }
         }
-        _ => if round_up { (25 * total + 99) / 100 } else { 25 * total / 100 },
+        _ => {
+            if round_up {
+                (25 * total + 99) / 100
+            } else {
+                25 * total / 100
+            }
+        }
     }
 }
 
@@ -159,21 +216,64 @@ pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
         let (ns, uid, name) = (meta::namespace(d), meta::uid(d), meta::name(d));
         let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
         let hash = template_hash(&template);
-        let owned: Vec<&Value> = s.of("replicasets").iter().filter(|r| meta::namespace(r) == ns && controller_uid(r) == Some(uid)).collect();
+        let owned: Vec<&Value> = s
+            .of("replicasets")
+            .iter()
+            .filter(|r| meta::namespace(r) == ns && controller_uid(r) == Some(uid))
+            .collect();
         let desired = int(d, "/spec/replicas");
-        let new_rs = owned.iter().find(|r| str_at(r, "/metadata/labels/pod-template-hash") == Some(hash.as_str())).copied();
-        let olds: Vec<&Value> = owned.iter().filter(|r| Some(**r) != new_rs).copied().collect();
-        let revision = |r: &Value| str_at(r, "/metadata/annotations/deployment.kubernetes.io~1revision").and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        let new_rs = owned
+            .iter()
+            .find(|r| str_at(r, "/metadata/labels/pod-template-hash") == Some(hash.as_str()))
+            .copied();
+        let olds: Vec<&Value> = owned
+            .iter()
+            .filter(|r| Some(**r) != new_rs)
+            .copied()
+            .collect();
+        let revision = |r: &Value| {
+            str_at(
+                r,
+                "/metadata/annotations/deployment.kubernetes.io~1revision",
+            )
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0)
+        };
         let max_rev = owned.iter().map(|r| revision(r)).max().unwrap_or(0);
         let recreate = str_at(d, "/spec/strategy/type") == Some("Recreate");
-        let surge = if recreate { 0 } else { percent(d.pointer("/spec/strategy/rollingUpdate/maxSurge"), desired, true) };
-        let unavailable = if recreate { desired } else { percent(d.pointer("/spec/strategy/rollingUpdate/maxUnavailable"), desired, false) };
+        let surge = if recreate {
+            0
+        } else {
+            percent(
+                d.pointer("/spec/strategy/rollingUpdate/maxSurge"),
+                desired,
+                true,
+            )
+        };
+        let unavailable = if recreate {
+            desired
+        } else {
+            percent(
+                d.pointer("/spec/strategy/rollingUpdate/maxUnavailable"),
+                desired,
+                false,
+            )
+        };
         let total_spec: i64 = owned.iter().map(|r| int(r, "/spec/replicas")).sum();
         let old_pods: i64 = olds.iter().map(|r| int(r, "/status/replicas")).sum();
         match new_rs {
             None => {
-                let start = if olds.is_empty() { desired } else if recreate { 0 } else { (desired + surge - total_spec).clamp(0, desired) };
-                let mut labels = template.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
+                let start = if olds.is_empty() {
+                    desired
+                } else if recreate {
+                    0
+                } else {
+                    (desired + surge - total_spec).clamp(0, desired)
+                };
+                let mut labels = template
+                    .pointer("/metadata/labels")
+                    .cloned()
+                    .unwrap_or(json!({}));
                 labels["pod-template-hash"] = json!(hash);
                 let mut tmpl = template.clone();
                 tmpl["metadata"]["labels"] = labels.clone();
@@ -199,12 +299,29 @@ pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
                 } else {
                     (cur + (desired + surge - total_spec).max(0)).min(desired)
                 };
-                let target = if cur > desired { desired } else { target.max(cur) };
+                let target = if cur > desired {
+                    desired
+                } else {
+                    target.max(cur)
+                };
                 if target != cur {
-                    actions.push(Action::Patch(rs_r, ns.to_string(), meta::name(new).to_string(), json!({"spec": {"replicas": target}}), false));
+                    actions.push(Action::Patch(
+                        rs_r,
+                        ns.to_string(),
+                        meta::name(new).to_string(),
+                        json!({"spec": {"replicas": target}}),
+                        false,
+                    ));
                 }
-                let available: i64 = owned.iter().map(|r| int(r, "/status/availableReplicas")).sum();
-                let mut removable = if recreate { i64::MAX } else { (available - (desired - unavailable)).max(0) };
+                let available: i64 = owned
+                    .iter()
+                    .map(|r| int(r, "/status/availableReplicas"))
+                    .sum();
+                let mut removable = if recreate {
+                    i64::MAX
+                } else {
+                    (available - (desired - unavailable)).max(0)
+                };
                 let new_done = int(new, "/status/availableReplicas") >= desired;
                 for old in &olds {
                     let r = int(old, "/spec/replicas");
@@ -214,7 +331,13 @@ pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
                     let cut = if new_done { r } else { r.min(removable) };
                     if cut > 0 {
                         removable -= cut;
-                        actions.push(Action::Patch(rs_r, ns.to_string(), meta::name(old).to_string(), json!({"spec": {"replicas": r - cut}}), false));
+                        actions.push(Action::Patch(
+                            rs_r,
+                            ns.to_string(),
+                            meta::name(old).to_string(),
+                            json!({"spec": {"replicas": r - cut}}),
+                            false,
+                        ));
                     }
                 }
             }
@@ -222,10 +345,17 @@ pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
         let sum = |p: &str| owned.iter().map(|r| int(r, p)).sum::<i64>();
         let updated = new_rs.map_or(0, |r| int(r, "/status/replicas"));
         let available = sum("/status/availableReplicas");
-        let complete = new_rs.is_some_and(|r| int(r, "/status/availableReplicas") >= desired) && old_pods == 0 && updated == desired;
+        let complete = new_rs.is_some_and(|r| int(r, "/status/availableReplicas") >= desired)
+            && old_pods == 0
+            && updated == desired;
         let keep = |ty: &str, status: &str, reason: &str, message: String| {
-            let old = d.pointer("/status/conditions").and_then(Value::as_array).and_then(|cs| cs.iter().find(|c| c.get("type") == Some(&json!(ty))));
-            let same = old.is_some_and(|c| c.get("status") == Some(&json!(status)) && c.get("reason") == Some(&json!(reason)));
+            let old = d
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| c.get("type") == Some(&json!(ty))));
+            let same = old.is_some_and(|c| {
+                c.get("status") == Some(&json!(status)) && c.get("reason") == Some(&json!(reason))
+            });
             if same {
                 return old.cloned().unwrap_or_default();
             }
@@ -234,32 +364,69 @@ pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
         };
         let avail_ok = available >= desired - unavailable;
         let conditions = json!([
-            keep("Available", if avail_ok { "True" } else { "False" }, if avail_ok { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
-                if avail_ok { "Deployment has minimum availability.".into() } else { "Deployment does not have minimum availability.".into() }),
-            keep("Progressing", "True", if complete { "NewReplicaSetAvailable" } else { "ReplicaSetUpdated" },
-                format!("ReplicaSet \"{name}-{hash}\" {}", if complete { "has successfully progressed." } else { "is progressing." })),
+            keep(
+                "Available",
+                if avail_ok { "True" } else { "False" },
+                if avail_ok {
+                    "MinimumReplicasAvailable"
+                } else {
+                    "MinimumReplicasUnavailable"
+                },
+                if avail_ok {
+                    "Deployment has minimum availability.".into()
+                } else {
+                    "Deployment does not have minimum availability.".into()
+                }
+            ),
+            keep(
+                "Progressing",
+                "True",
+                if complete {
+                    "NewReplicaSetAvailable"
+                } else {
+                    "ReplicaSetUpdated"
+                },
+                format!(
+                    "ReplicaSet \"{name}-{hash}\" {}",
+                    if complete {
+                        "has successfully progressed."
+                    } else {
+                        "is progressing."
+                    }
+                )
+            ),
         ]);
         let mut status = json!({
             "observedGeneration": int(d, "/metadata/generation"), "replicas": sum("/status/replicas"),
             "updatedReplicas": updated, "readyReplicas": sum("/status/readyReplicas"), "availableReplicas": available,
             "conditions": conditions,
         });
-        let unavail = (sum("/status/replicas") - available).max(desired - available).max(0);
+        let unavail = (sum("/status/replicas") - available)
+            .max(desired - available)
+            .max(0);
         if unavail > 0 {
             status["unavailableReplicas"] = json!(unavail);
         }
         let mut have = d.get("status").cloned().unwrap_or(json!({}));
-        if unavail == 0 {
-            if let Some(m) = have.as_object_mut() {
-                m.remove("unavailableReplicas");
-            }
+        if unavail == 0
+            && let Some(m) = have.as_object_mut()
+        {
+            m.remove("unavailableReplicas");
         }
-        if !subset_equal(&status, Some(&have)) || (unavail == 0 && d.pointer("/status/unavailableReplicas").is_some()) {
+        if !subset_equal(&status, Some(&have))
+            || (unavail == 0 && d.pointer("/status/unavailableReplicas").is_some())
+        {
             let mut patch_status = status.clone();
             if unavail == 0 {
                 patch_status["unavailableReplicas"] = Value::Null;
             }
-            actions.push(Action::Patch(d_r, ns.to_string(), name.to_string(), json!({"status": patch_status}), true));
+            actions.push(Action::Patch(
+                d_r,
+                ns.to_string(),
+                name.to_string(),
+                json!({"status": patch_status}),
+                true,
+            ));
         }
     }
     actions
@@ -271,18 +438,40 @@ pub fn reconcile_endpoints(s: &Snapshot) -> Vec<Action> {
     let mut actions = Vec::new();
     let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
     for svc in s.of("services") {
-        let Some(sel) = svc.pointer("/spec/selector").filter(|v| v.as_object().is_some_and(|m| !m.is_empty())) else { continue };
+        let Some(sel) = svc
+            .pointer("/spec/selector")
+            .filter(|v| v.as_object().is_some_and(|m| !m.is_empty()))
+        else {
+            continue;
+        };
         let (ns, name) = (meta::namespace(svc), meta::name(svc));
         wanted.insert((ns.to_string(), name.to_string()));
         let selector = LabelSelector::from_map(sel);
-        let mut pods: Vec<&Value> = s.of("pods").iter().filter(|p| {
-            meta::namespace(p) == ns && selector.matches_object(p) && str_at(p, "/status/podIP").is_some() && active(p)
-        }).collect();
+        let mut pods: Vec<&Value> = s
+            .of("pods")
+            .iter()
+            .filter(|p| {
+                meta::namespace(p) == ns
+                    && selector.matches_object(p)
+                    && str_at(p, "/status/podIP").is_some()
+                    && active(p)
+            })
+            .collect();
         pods.sort_by_key(|p| str_at(p, "/status/podIP").unwrap_or_default().to_string());
-        let addr = |p: &Value| json!({"ip": str_at(p, "/status/podIP"), "nodeName": str_at(p, "/spec/nodeName"),
-            "targetRef": {"kind": "Pod", "namespace": ns, "name": meta::name(p), "uid": meta::uid(p)}});
-        let ready: Vec<Value> = pods.iter().filter(|p| pod_ready(p)).map(|p| addr(p)).collect();
-        let not_ready: Vec<Value> = pods.iter().filter(|p| !pod_ready(p)).map(|p| addr(p)).collect();
+        let addr = |p: &Value| {
+            json!({"ip": str_at(p, "/status/podIP"), "nodeName": str_at(p, "/spec/nodeName"),
+            "targetRef": {"kind": "Pod", "namespace": ns, "name": meta::name(p), "uid": meta::uid(p)}})
+        };
+        let ready: Vec<Value> = pods
+            .iter()
+            .filter(|p| pod_ready(p))
+            .map(|p| addr(p))
+            .collect();
+        let not_ready: Vec<Value> = pods
+            .iter()
+            .filter(|p| !pod_ready(p))
+            .map(|p| addr(p))
+            .collect();
         let ports: Vec<Value> = svc.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default().iter().map(|p| {
             let target = match p.get("targetPort") {
                 Some(Value::String(named)) => pods.first().and_then(|pod| {
@@ -304,11 +493,18 @@ pub fn reconcile_endpoints(s: &Snapshot) -> Vec<Action> {
             json!([])
         } else {
             let mut sub = json!({"ports": ports});
-            if !ready.is_empty() { sub["addresses"] = json!(ready); }
-            if !not_ready.is_empty() { sub["notReadyAddresses"] = json!(not_ready); }
+            if !ready.is_empty() {
+                sub["addresses"] = json!(ready);
+            }
+            if !not_ready.is_empty() {
+                sub["notReadyAddresses"] = json!(not_ready);
+            }
             json!([sub])
         };
-        let existing = s.of("endpoints").iter().find(|e| meta::namespace(e) == ns && meta::name(e) == name);
+        let existing = s
+            .of("endpoints")
+            .iter()
+            .find(|e| meta::namespace(e) == ns && meta::name(e) == name);
         match existing {
             None => actions.push(Action::Create(ep_r, ns.to_string(), json!({
                 "apiVersion": "v1", "kind": "Endpoints",
@@ -323,7 +519,8 @@ pub fn reconcile_endpoints(s: &Snapshot) -> Vec<Action> {
         }
     }
     for e in s.of("endpoints") {
-        let managed = str_at(e, "/metadata/annotations/shoal.dev~1managed-by") == Some("endpoints-controller");
+        let managed = str_at(e, "/metadata/annotations/shoal.dev~1managed-by")
+            == Some("endpoints-controller");
         let key = (meta::namespace(e).to_string(), meta::name(e).to_string());
         if managed && !wanted.contains(&key) {
             actions.push(Action::Delete(ep_r, key.0, key.1));
@@ -338,9 +535,20 @@ pub fn reconcile_garbage(s: &Snapshot) -> Vec<Action> {
     let mut actions = Vec::new();
     for r in RESOURCES {
         for o in s.of(r.plural) {
-            let owners = o.pointer("/metadata/ownerReferences").and_then(Value::as_array);
-            if owners.is_some_and(|os| !os.is_empty() && os.iter().all(|w| !uids.contains(w.get("uid").and_then(Value::as_str).unwrap_or_default()))) {
-                actions.push(Action::Delete(r, meta::namespace(o).to_string(), meta::name(o).to_string()));
+            let owners = o
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array);
+            if owners.is_some_and(|os| {
+                !os.is_empty()
+                    && os.iter().all(|w| {
+                        !uids.contains(w.get("uid").and_then(Value::as_str).unwrap_or_default())
+                    })
+            }) {
+                actions.push(Action::Delete(
+                    r,
+                    meta::namespace(o).to_string(),
+                    meta::name(o).to_string(),
+                ));
             }
         }
     }
@@ -349,8 +557,12 @@ pub fn reconcile_garbage(s: &Snapshot) -> Vec<Action> {
 
 /// Gives every node a pod CIDR.
 pub fn reconcile_node_cidrs(s: &Snapshot, cluster_cidr: &str) -> Vec<Action> {
-    let Ok(cidr) = cluster_cidr.parse() else { return Vec::new() };
-    let Ok(mut alloc) = shoal_cni::NodeCidrAllocator::new(cidr, 24) else { return Vec::new() };
+    let Ok(cidr) = cluster_cidr.parse() else {
+        return Vec::new();
+    };
+    let Ok(mut alloc) = shoal_cni::NodeCidrAllocator::new(cidr, 24) else {
+        return Vec::new();
+    };
     for n in s.of("nodes") {
         if let Some(c) = str_at(n, "/spec/podCIDR").and_then(|c| c.parse().ok()) {
             alloc.reserve(c);
@@ -358,9 +570,19 @@ pub fn reconcile_node_cidrs(s: &Snapshot, cluster_cidr: &str) -> Vec<Action> {
     }
     let node_r = res("Node", "");
     let mut actions = Vec::new();
-    for n in s.of("nodes").iter().filter(|n| str_at(n, "/spec/podCIDR").is_none()) {
+    for n in s
+        .of("nodes")
+        .iter()
+        .filter(|n| str_at(n, "/spec/podCIDR").is_none())
+    {
         if let Ok(c) = alloc.allocate() {
-            actions.push(Action::Patch(node_r, String::new(), meta::name(n).to_string(), json!({"spec": {"podCIDR": c.to_string(), "podCIDRs": [c.to_string()]}}), false));
+            actions.push(Action::Patch(
+                node_r,
+                String::new(),
+                meta::name(n).to_string(),
+                json!({"spec": {"podCIDR": c.to_string(), "podCIDRs": [c.to_string()]}}),
+                false,
+            ));
         }
     }
     actions
@@ -368,12 +590,26 @@ pub fn reconcile_node_cidrs(s: &Snapshot, cluster_cidr: &str) -> Vec<Action> {
 
 async fn perform(objects: &Objects, a: Action) {
     let result = match &a {
-        Action::Create(r, ns, obj) => objects.create(r, ns, obj.clone(), WriteOpts::default()).await.map(|_| ()),
-        Action::Patch(r, ns, name, p, status) => objects
-            .patch(r, ns, name, PatchType::Merge, p, status.then_some(Sub::Status), WriteOpts::default())
+        Action::Create(r, ns, obj) => objects
+            .create(r, ns, obj.clone(), WriteOpts::default())
             .await
             .map(|_| ()),
-        Action::Delete(r, ns, name) => objects.delete(r, ns, name, DeleteOpts::default()).await.map(|_| ()),
+        Action::Patch(r, ns, name, p, status) => objects
+            .patch(
+                r,
+                ns,
+                name,
+                PatchType::Merge,
+                p,
+                status.then_some(Sub::Status),
+                WriteOpts::default(),
+            )
+            .await
+            .map(|_| ()),
+        Action::Delete(r, ns, name) => objects
+            .delete(r, ns, name, DeleteOpts::default())
+            .await
+            .map(|_| ()),
     };
     match result {
         Ok(()) => {}
@@ -384,7 +620,9 @@ async fn perform(objects: &Objects, a: Action) {
 
 /// Runs every controller until the task is dropped.
 pub async fn run(objects: Objects, cluster_cidr: String) {
-    let Ok((_, mut rx)) = objects.store().watch(None) else { return };
+    let Ok((_, mut rx)) = objects.store().watch(None) else {
+        return;
+    };
     loop {
         let snap = Snapshot::read(&objects);
         let mut actions = reconcile_node_cidrs(&snap, &cluster_cidr);
@@ -435,10 +673,19 @@ mod tests {
     fn a_new_deployment_gets_a_replicaset_at_full_size() {
         let d = deployment(3, "a:v1");
         let actions = reconcile_deployments(&snap(&[("deployments", d)]));
-        let created: Vec<&Value> = actions.iter().filter_map(|a| match a { Action::Create(_, _, o) => Some(o), _ => None }).collect();
+        let created: Vec<&Value> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Create(_, _, o) => Some(o),
+                _ => None,
+            })
+            .collect();
         assert_eq!(created.len(), 1);
         assert_eq!(created[0]["spec"]["replicas"], json!(3));
-        assert_eq!(created[0]["metadata"]["ownerReferences"][0]["uid"], json!("dep-uid"));
+        assert_eq!(
+            created[0]["metadata"]["ownerReferences"][0]["uid"],
+            json!("dep-uid")
+        );
         assert!(created[0]["spec"]["selector"]["matchLabels"]["pod-template-hash"].is_string());
     }
 
@@ -448,16 +695,31 @@ mod tests {
         let new_d = deployment(4, "a:v2");
         let old_rs = rs_of(&old_d, 4, 4);
         let new_rs = rs_of(&new_d, 0, 0);
-        let s = snap(&[("deployments", new_d.clone()), ("replicasets", old_rs), ("replicasets", new_rs)]);
+        let s = snap(&[
+            ("deployments", new_d.clone()),
+            ("replicasets", old_rs),
+            ("replicasets", new_rs),
+        ]);
         let actions = reconcile_deployments(&s);
-        let scaled: Vec<(String, i64)> = actions.iter().filter_map(|a| match a {
-            Action::Patch(r, _, name, p, false) if r.kind == "ReplicaSet" => Some((name.clone(), p["spec"]["replicas"].as_i64().unwrap())),
-            _ => None,
-        }).collect();
+        let scaled: Vec<(String, i64)> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Patch(r, _, name, p, false) if r.kind == "ReplicaSet" => {
+                    Some((name.clone(), p["spec"]["replicas"].as_i64().unwrap()))
+                }
+                _ => None,
+            })
+            .collect();
         let new_name = format!("web-{}", template_hash(&new_d["spec"]["template"]));
-        assert!(scaled.contains(&(new_name, 1)), "surge of 25% of 4 = 1 new pod first: {scaled:?}");
+        assert!(
+            scaled.contains(&(new_name, 1)),
+            "surge of 25% of 4 = 1 new pod first: {scaled:?}"
+        );
         let old_name = format!("web-{}", template_hash(&old_d["spec"]["template"]));
-        assert!(scaled.contains(&(old_name, 3)), "maxUnavailable 1 lets one old pod go: {scaled:?}");
+        assert!(
+            scaled.contains(&(old_name, 3)),
+            "maxUnavailable 1 lets one old pod go: {scaled:?}"
+        );
     }
 
     #[test]
@@ -465,26 +727,55 @@ mod tests {
         let d = deployment(2, "a:v1");
         let rs = rs_of(&d, 2, 0);
         let actions = reconcile_replicasets(&snap(&[("replicasets", rs.clone())]));
-        assert_eq!(actions.iter().filter(|a| matches!(a, Action::Create(..))).count(), 2);
-        let pod = |n: &str| json!({"metadata": {"name": n, "namespace": "d", "creationTimestamp": "2026-01-01T00:00:00Z",
-            "ownerReferences": [{"uid": rs["metadata"]["uid"], "controller": true}]}, "status": {"phase": "Running"}});
+        assert_eq!(
+            actions
+                .iter()
+                .filter(|a| matches!(a, Action::Create(..)))
+                .count(),
+            2
+        );
+        let pod = |n: &str| {
+            json!({"metadata": {"name": n, "namespace": "d", "creationTimestamp": "2026-01-01T00:00:00Z",
+            "ownerReferences": [{"uid": rs["metadata"]["uid"], "controller": true}]}, "status": {"phase": "Running"}})
+        };
         let mut small = rs.clone();
         small["spec"]["replicas"] = json!(1);
-        let actions = reconcile_replicasets(&snap(&[("replicasets", small), ("pods", pod("p1")), ("pods", pod("p2"))]));
-        assert_eq!(actions.iter().filter(|a| matches!(a, Action::Delete(..))).count(), 1);
+        let actions = reconcile_replicasets(&snap(&[
+            ("replicasets", small),
+            ("pods", pod("p1")),
+            ("pods", pod("p2")),
+        ]));
+        assert_eq!(
+            actions
+                .iter()
+                .filter(|a| matches!(a, Action::Delete(..)))
+                .count(),
+            1
+        );
     }
 
     #[test]
     fn endpoints_follow_ready_pods_and_named_ports() {
         let svc = json!({"metadata": {"name": "web", "namespace": "d"}, "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}});
-        let pod = |n: &str, ip: &str, ready: &str| json!({"metadata": {"name": n, "namespace": "d", "uid": n, "labels": {"app": "web"}},
+        let pod = |n: &str, ip: &str, ready: &str| {
+            json!({"metadata": {"name": n, "namespace": "d", "uid": n, "labels": {"app": "web"}},
             "spec": {"nodeName": "n1", "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}]},
-            "status": {"podIP": ip, "phase": "Running", "conditions": [{"type": "Ready", "status": ready}]}});
-        let s = snap(&[("services", svc), ("pods", pod("a", "10.0.0.2", "True")), ("pods", pod("b", "10.0.0.3", "False"))]);
+            "status": {"podIP": ip, "phase": "Running", "conditions": [{"type": "Ready", "status": ready}]}})
+        };
+        let s = snap(&[
+            ("services", svc),
+            ("pods", pod("a", "10.0.0.2", "True")),
+            ("pods", pod("b", "10.0.0.3", "False")),
+        ]);
         let actions = reconcile_endpoints(&s);
-        let Some(Action::Create(_, _, ep)) = actions.first() else { panic!("{actions:?}") };
+        let Some(Action::Create(_, _, ep)) = actions.first() else {
+            panic!("{actions:?}")
+        };
         assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], json!("10.0.0.2"));
-        assert_eq!(ep["subsets"][0]["notReadyAddresses"][0]["ip"], json!("10.0.0.3"));
+        assert_eq!(
+            ep["subsets"][0]["notReadyAddresses"][0]["ip"],
+            json!("10.0.0.3")
+        );
         assert_eq!(ep["subsets"][0]["ports"][0]["port"], json!(8080));
     }
 
@@ -493,7 +784,11 @@ mod tests {
         let orphan = json!({"metadata": {"name": "p", "namespace": "d", "uid": "x", "ownerReferences": [{"uid": "gone"}]}});
         let owned = json!({"metadata": {"name": "q", "namespace": "d", "uid": "y", "ownerReferences": [{"uid": "rs1"}]}});
         let owner = json!({"metadata": {"name": "r", "namespace": "d", "uid": "rs1"}});
-        let actions = reconcile_garbage(&snap(&[("pods", orphan), ("pods", owned), ("replicasets", owner)]));
+        let actions = reconcile_garbage(&snap(&[
+            ("pods", orphan),
+            ("pods", owned),
+            ("replicasets", owner),
+        ]));
         assert_eq!(actions.len(), 1);
         assert!(matches!(&actions[0], Action::Delete(r, _, n) if r.kind == "Pod" && n == "p"));
     }

@@ -6,7 +6,9 @@ use crate::meta::default_key;
 
 /// Fills defaults of a pod spec (also used for pod templates).
 pub fn pod_spec(spec: &mut Value) {
-    let Some(s) = spec.as_object_mut() else { return };
+    let Some(s) = spec.as_object_mut() else {
+        return;
+    };
     default_key(s, "restartPolicy", json!("Always"));
     default_key(s, "terminationGracePeriodSeconds", json!(30));
     default_key(s, "dnsPolicy", json!("ClusterFirst"));
@@ -26,7 +28,11 @@ fn container(c: &mut Map<String, Value>) {
     let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
     let last = image.rsplit('/').next().unwrap_or(image);
     let latest = !image.contains('@') && (!last.contains(':') || last.ends_with(":latest"));
-    default_key(c, "imagePullPolicy", json!(if latest { "Always" } else { "IfNotPresent" }));
+    default_key(
+        c,
+        "imagePullPolicy",
+        json!(if latest { "Always" } else { "IfNotPresent" }),
+    );
     default_key(c, "terminationMessagePath", json!("/dev/termination-log"));
     default_key(c, "terminationMessagePolicy", json!("File"));
     default_key(c, "resources", json!({}));
@@ -39,16 +45,27 @@ fn container(c: &mut Map<String, Value>) {
 
 /// The QoS class of a pod spec.
 pub fn qos_class(spec: &Value) -> &'static str {
-    let cs = spec.get("containers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let cs = spec
+        .get("containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let any = cs.iter().any(|c| {
-        c.pointer("/resources/requests").and_then(Value::as_object).is_some_and(|m| !m.is_empty())
-            || c.pointer("/resources/limits").and_then(Value::as_object).is_some_and(|m| !m.is_empty())
+        c.pointer("/resources/requests")
+            .and_then(Value::as_object)
+            .is_some_and(|m| !m.is_empty())
+            || c.pointer("/resources/limits")
+                .and_then(Value::as_object)
+                .is_some_and(|m| !m.is_empty())
     });
     let guaranteed = !cs.is_empty()
         && cs.iter().all(|c| {
             let l = c.pointer("/resources/limits");
-            ["cpu", "memory"].iter().all(|k| l.and_then(|l| l.get(*k)).is_some())
-                && c.pointer("/resources/requests").is_none_or(|r| r == l.unwrap_or(&Value::Null))
+            ["cpu", "memory"]
+                .iter()
+                .all(|k| l.and_then(|l| l.get(*k)).is_some())
+                && c.pointer("/resources/requests")
+                    .is_none_or(|r| r == l.unwrap_or(&Value::Null))
         });
     if guaranteed {
         "Guaranteed"
@@ -78,7 +95,8 @@ pub fn apply(kind: &str, obj: &mut Value) {
                     default_key(st, "type", json!("RollingUpdate"));
                     if st.get("type") == Some(&json!("RollingUpdate")) {
                         default_key(st, "rollingUpdate", json!({}));
-                        if let Some(ru) = st.get_mut("rollingUpdate").and_then(Value::as_object_mut) {
+                        if let Some(ru) = st.get_mut("rollingUpdate").and_then(Value::as_object_mut)
+                        {
                             default_key(ru, "maxUnavailable", json!("25%"));
                             default_key(ru, "maxSurge", json!("25%"));
                         }
@@ -104,7 +122,10 @@ pub fn apply(kind: &str, obj: &mut Value) {
                 default_key(s, "internalTrafficPolicy", json!("Cluster"));
                 default_key(s, "ipFamilies", json!(["IPv4"]));
                 default_key(s, "ipFamilyPolicy", json!("SingleStack"));
-                if matches!(s.get("type").and_then(Value::as_str), Some("NodePort" | "LoadBalancer")) {
+                if matches!(
+                    s.get("type").and_then(Value::as_str),
+                    Some("NodePort" | "LoadBalancer")
+                ) {
                     default_key(s, "externalTrafficPolicy", json!("Cluster"));
                 }
                 if let Some(ports) = s.get_mut("ports").and_then(Value::as_array_mut) {

@@ -32,7 +32,12 @@ pub struct Cause {
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { code, reason, message: message.into(), details: None }
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     /// 400 BadRequest.
@@ -42,7 +47,11 @@ impl ApiError {
 
     /// 404 NotFound for `resource` (plural, with group) `name`.
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
-        let qualified = if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") };
+        let qualified = if group.is_empty() {
+            plural.to_string()
+        } else {
+            format!("{plural}.{group}")
+        };
         let mut e = Self::new(404, "NotFound", format!("{qualified} \"{name}\" not found"));
         e.details = Some(json!({"name": name, "group": group, "kind": plural}));
         e
@@ -50,20 +59,36 @@ impl ApiError {
 
     /// 404 for a path the server does not serve.
     pub fn no_route() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     /// 409 AlreadyExists.
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
-        let qualified = if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") };
-        let mut e = Self::new(409, "AlreadyExists", format!("{qualified} \"{name}\" already exists"));
+        let qualified = if group.is_empty() {
+            plural.to_string()
+        } else {
+            format!("{plural}.{group}")
+        };
+        let mut e = Self::new(
+            409,
+            "AlreadyExists",
+            format!("{qualified} \"{name}\" already exists"),
+        );
         e.details = Some(json!({"name": name, "group": group, "kind": plural}));
         e
     }
 
     /// 409 Conflict on a stale resourceVersion.
     pub fn conflict(group: &str, plural: &str, name: &str) -> Self {
-        let qualified = if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") };
+        let qualified = if group.is_empty() {
+            plural.to_string()
+        } else {
+            format!("{plural}.{group}")
+        };
         let mut e = Self::new(
             409,
             "Conflict",
@@ -77,9 +102,20 @@ impl ApiError {
 
     /// 422 Invalid with field causes.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
-        let qualified = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
-        let list: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
-        let mut e = Self::new(422, "Invalid", format!("{qualified} \"{name}\" is invalid: {}", list.join(", ")));
+        let qualified = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
+        let list: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        let mut e = Self::new(
+            422,
+            "Invalid",
+            format!("{qualified} \"{name}\" is invalid: {}", list.join(", ")),
+        );
         e.details = Some(json!({
             "name": name, "group": group, "kind": kind,
             "causes": causes.iter().map(|c| json!({"reason": c.kind, "message": c.message, "field": c.field})).collect::<Vec<_>>(),
@@ -89,7 +125,11 @@ impl ApiError {
 
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
     }
 
     /// 410 Expired for a resourceVersion older than the kept history.
@@ -104,18 +144,32 @@ impl ApiError {
 
     /// 413 RequestEntityTooLarge.
     pub fn too_large() -> Self {
-        Self::new(413, "RequestEntityTooLarge", "the request body is too large")
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            "the request body is too large",
+        )
     }
 
     /// 415 UnsupportedMediaType.
     pub fn unsupported_media_type(ct: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct:?})"))
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct:?})"
+            ),
+        )
     }
 
     /// 500 InternalError; the message is generic, details go to the log.
     pub fn internal(context: impl std::fmt::Display) -> Self {
         tracing::error!("internal error: {context}");
-        Self::new(500, "InternalError", "an error on the server has prevented the request from succeeding")
+        Self::new(
+            500,
+            "InternalError",
+            "an error on the server has prevented the request from succeeding",
+        )
     }
 
     /// 503 ServiceUnavailable.

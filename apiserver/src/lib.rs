@@ -13,17 +13,17 @@
 //! println!("API at https://{}", server.addr);
 //! # Ok(()) }
 //! ```
-pub mod store;
+pub mod controllers;
 pub mod defaults;
 pub mod error;
+pub mod http;
 pub mod meta;
 pub mod objects;
 pub mod patch;
-pub mod resources;
-pub mod selectors;
-pub mod validation;
 pub mod pki;
-pub mod http;
+pub mod resources;
 pub mod scheduler;
-pub mod controllers;
+pub mod selectors;
 pub mod server;
+pub mod store;
+pub mod validation;

@@ -4,7 +4,9 @@ use serde_json::{Map, Value};
 
 /// Now as an RFC 3339 timestamp with second precision, as Kubernetes writes.
 pub fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// A timestamp `secs` seconds from now.
@@ -21,7 +23,9 @@ pub fn parse_time(s: &str) -> Option<jiff::Timestamp> {
 /// A random suffix of `n` characters from Kubernetes' alphabet (no vowels).
 pub fn random_suffix(n: usize) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..n).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
+    (0..n)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// `obj.metadata`, created if missing.
@@ -29,7 +33,9 @@ pub fn metadata(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = Value::Object(Map::new());
     }
-    obj["metadata"].as_object_mut().expect("metadata is an object")
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
 }
 
 /// A string field of `obj` at a JSON pointer.

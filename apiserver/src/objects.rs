@@ -23,7 +23,10 @@ pub struct WriteOpts {
 
 impl Default for WriteOpts {
     fn default() -> Self {
-        Self { dry_run: false, field_validation: FieldValidation::Ignore }
+        Self {
+            dry_run: false,
+            field_validation: FieldValidation::Ignore,
+        }
     }
 }
 
@@ -109,7 +112,9 @@ impl Objects {
 
     /// One object.
     pub fn get(&self, r: &Resource, ns: &str, name: &str) -> Result<Stored> {
-        self.store.get(&r.key(ns, name)).ok_or_else(|| ApiError::not_found(r.group, r.plural, name))
+        self.store
+            .get(&r.key(ns, name))
+            .ok_or_else(|| ApiError::not_found(r.group, r.plural, name))
     }
 
     /// Objects of a resource, filtered, and the list's revision.
@@ -121,22 +126,44 @@ impl Objects {
         fields: &FieldSelector,
     ) -> (Vec<Stored>, u64) {
         let (items, rev) = self.store.list(&r.prefix(ns));
-        let items = items.into_iter().filter(|s| labels.matches_object(&s.value) && fields.matches(&s.value)).collect();
+        let items = items
+            .into_iter()
+            .filter(|s| labels.matches_object(&s.value) && fields.matches(&s.value))
+            .collect();
         (items, rev)
     }
 
     async fn put(&self, r: &Resource, obj: Value, cond: Cond) -> Result<Value> {
         let name = meta::name(&obj).to_string();
         let key = r.key(meta::namespace(&obj), &name);
-        match self.store.write(Command::Put { key, value: obj, cond }).await? {
-            Outcome::Applied { object: Some(o), .. } => Ok(o),
-            Outcome::Applied { object: None, .. } => Err(ApiError::internal("put applied without an object")),
+        match self
+            .store
+            .write(Command::Put {
+                key,
+                value: obj,
+                cond,
+            })
+            .await?
+        {
+            Outcome::Applied {
+                object: Some(o), ..
+            } => Ok(o),
+            Outcome::Applied { object: None, .. } => {
+                Err(ApiError::internal("put applied without an object"))
+            }
             Outcome::Failed(f) => Err(outcome_err(r, &name, f)),
         }
     }
 
     async fn remove(&self, r: &Resource, ns: &str, name: &str, cond: Cond) -> Result<Value> {
-        match self.store.write(Command::Delete { key: r.key(ns, name), cond }).await? {
+        match self
+            .store
+            .write(Command::Delete {
+                key: r.key(ns, name),
+                cond,
+            })
+            .await?
+        {
             Outcome::Applied { object, .. } => Ok(object.unwrap_or(Value::Null)),
             Outcome::Failed(f) => Err(outcome_err(r, name, f)),
         }
@@ -144,16 +171,23 @@ impl Objects {
 
     fn check_type_meta(r: &Resource, obj: &mut Value) -> Result<()> {
         let av = r.api_version();
-        let m = obj.as_object_mut().ok_or_else(|| ApiError::bad_request("the object is not a JSON object"))?;
+        let m = obj
+            .as_object_mut()
+            .ok_or_else(|| ApiError::bad_request("the object is not a JSON object"))?;
         match m.get("apiVersion").and_then(Value::as_str) {
             Some(v) if v != av => {
-                return Err(ApiError::bad_request(format!("the API version in the data ({v}) does not match the expected API version ({av})")));
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({v}) does not match the expected API version ({av})"
+                )));
             }
             _ => {}
         }
         match m.get("kind").and_then(Value::as_str) {
             Some(k) if k != r.kind => {
-                return Err(ApiError::bad_request(format!("the kind in the data ({k}) does not match the expected kind ({})", r.kind)));
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({})",
+                    r.kind
+                )));
             }
             _ => {}
         }
@@ -163,7 +197,13 @@ impl Objects {
     }
 
     /// Creates an object in namespace `ns` (ignored for cluster resources).
-    pub async fn create(&self, r: &Resource, ns: &str, mut obj: Value, opts: WriteOpts) -> Result<Written> {
+    pub async fn create(
+        &self,
+        r: &Resource,
+        ns: &str,
+        mut obj: Value,
+        opts: WriteOpts,
+    ) -> Result<Written> {
         let warnings = validation::decode(r, &obj, opts.field_validation)?;
         Self::check_type_meta(r, &mut obj)?;
         let m = metadata(&mut obj);
@@ -181,20 +221,37 @@ impl Objects {
         } else {
             m.remove("namespace");
         }
-        let generate = m.get("generateName").and_then(Value::as_str).map(String::from);
-        let named = m.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-        if !named {
-            if let Some(prefix) = &generate {
-                m.insert("name".into(), json!(format!("{prefix}{}", meta::random_suffix(5))));
-            }
+        let generate = m
+            .get("generateName")
+            .and_then(Value::as_str)
+            .map(String::from);
+        let named = m
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        if !named && let Some(prefix) = &generate {
+            m.insert(
+                "name".into(),
+                json!(format!("{prefix}{}", meta::random_suffix(5))),
+            );
         }
         m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         m.insert("creationTimestamp".into(), json!(meta::now()));
         m.insert("generation".into(), json!(1));
-        for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+        for k in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
             m.remove(k);
         }
-        if r.namespaced && self.store.get(&resources::RESOURCES[0].key("", ns)).is_none() {
+        if r.namespaced
+            && self
+                .store
+                .get(&resources::RESOURCES[0].key("", ns))
+                .is_none()
+        {
             return Err(ApiError::not_found("", "namespaces", ns));
         }
         self.prepare_create(r, &mut obj);
@@ -204,13 +261,24 @@ impl Objects {
         }
         validation::validate(r, &obj)?;
         if opts.dry_run {
-            return Ok(Written { object: obj, warnings });
+            return Ok(Written {
+                object: obj,
+                warnings,
+            });
         }
         for attempt in 0..5 {
             match self.put(r, obj.clone(), Cond::Absent).await {
-                Err(e) if e.reason == "AlreadyExists" && !named && generate.is_some() && attempt < 4 => {
+                Err(e)
+                    if e.reason == "AlreadyExists"
+                        && !named
+                        && generate.is_some()
+                        && attempt < 4 =>
+                {
                     let prefix = generate.clone().unwrap_or_default();
-                    metadata(&mut obj).insert("name".into(), json!(format!("{prefix}{}", meta::random_suffix(5))));
+                    metadata(&mut obj).insert(
+                        "name".into(),
+                        json!(format!("{prefix}{}", meta::random_suffix(5))),
+                    );
                 }
                 other => return other.map(|object| Written { object, warnings }),
             }
@@ -240,16 +308,37 @@ impl Objects {
         let svc = resources::by_kind("", "Service").expect("services are served");
         let (all, _) = self.store.list(&svc.prefix(None));
         let own_uid = meta::uid(obj).to_string();
-        let others: Vec<&Value> = all.iter().map(|s| &*s.value).filter(|v| meta::uid(v) != own_uid).collect();
-        let spec = obj.get_mut("spec").and_then(Value::as_object_mut).ok_or_else(|| ApiError::bad_request("a Service needs a spec"))?;
-        let ty = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+        let others: Vec<&Value> = all
+            .iter()
+            .map(|s| &*s.value)
+            .filter(|v| meta::uid(v) != own_uid)
+            .collect();
+        let spec = obj
+            .get_mut("spec")
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| ApiError::bad_request("a Service needs a spec"))?;
+        let ty = spec
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP")
+            .to_string();
         if ty != "ExternalName" {
-            if let Some(ip) = previous.and_then(|p| p.pointer("/spec/clusterIP")).filter(|v| v.is_string()) {
+            if let Some(ip) = previous
+                .and_then(|p| p.pointer("/spec/clusterIP"))
+                .filter(|v| v.is_string())
+            {
                 default_key(spec, "clusterIP", ip.clone());
             }
-            let requested = spec.get("clusterIP").and_then(Value::as_str).unwrap_or_default().to_string();
+            let requested = spec
+                .get("clusterIP")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             let ip = if requested.is_empty() {
-                let used: Vec<&str> = others.iter().filter_map(|v| meta::str_at(v, "/spec/clusterIP")).collect();
+                let used: Vec<&str> = others
+                    .iter()
+                    .filter_map(|v| meta::str_at(v, "/spec/clusterIP"))
+                    .collect();
                 (10u32..4094)
                     .map(|n| format!("10.96.{}.{}", n / 256, n % 256))
                     .find(|ip| !used.contains(&ip.as_str()))
@@ -263,23 +352,47 @@ impl Objects {
         if ty == "NodePort" || ty == "LoadBalancer" {
             let mut used: Vec<i64> = others
                 .iter()
-                .flat_map(|v| v.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default())
+                .flat_map(|v| {
+                    v.pointer("/spec/ports")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default()
+                })
                 .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
                 .collect();
-            let prev_ports = previous.and_then(|p| p.pointer("/spec/ports")).and_then(Value::as_array).cloned().unwrap_or_default();
+            let prev_ports = previous
+                .and_then(|p| p.pointer("/spec/ports"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
                 for p in ports.iter_mut().filter_map(Value::as_object_mut) {
-                    let keep = prev_ports.iter().find(|q| q.get("port") == p.get("port")).and_then(|q| q.get("nodePort")).cloned();
+                    let keep = prev_ports
+                        .iter()
+                        .find(|q| q.get("port") == p.get("port"))
+                        .and_then(|q| q.get("nodePort"))
+                        .cloned();
                     if let Some(k) = keep {
                         default_key(p, "nodePort", k);
                     }
-                    match p.get("nodePort").and_then(Value::as_i64).filter(|n| *n != 0) {
+                    match p
+                        .get("nodePort")
+                        .and_then(Value::as_i64)
+                        .filter(|n| *n != 0)
+                    {
                         Some(n) if used.contains(&n) => {
-                            return Err(ApiError::invalid("", "Service", "", vec![crate::error::Cause {
-                                kind: "FieldValueInvalid",
-                                field: "spec.ports[].nodePort".into(),
-                                message: format!("Invalid value: {n}: provided port is already allocated"),
-                            }]));
+                            return Err(ApiError::invalid(
+                                "",
+                                "Service",
+                                "",
+                                vec![crate::error::Cause {
+                                    kind: "FieldValueInvalid",
+                                    field: "spec.ports[].nodePort".into(),
+                                    message: format!(
+                                        "Invalid value: {n}: provided port is already allocated"
+                                    ),
+                                }],
+                            ));
                         }
                         Some(n) => used.push(n),
                         None => {
@@ -316,11 +429,15 @@ impl Objects {
                 meta::name(&obj)
             )));
         }
-        let wanted: Option<u64> = meta::str_at(&obj, "/metadata/resourceVersion").and_then(|s| s.parse().ok());
+        let wanted: Option<u64> =
+            meta::str_at(&obj, "/metadata/resourceVersion").and_then(|s| s.parse().ok());
         for _ in 0..8 {
             let cur = self.get(r, ns, name)?;
             let cond = Cond::Revision(wanted.unwrap_or(cur.revision));
-            match self.update_from(r, &cur, obj.clone(), sub, opts, cond).await {
+            match self
+                .update_from(r, &cur, obj.clone(), sub, opts, cond)
+                .await
+            {
                 Err(e) if e.reason == "Conflict" && wanted.is_none() => continue,
                 other => return other.map(|object| Written { object, warnings }),
             }
@@ -329,6 +446,7 @@ impl Objects {
     }
 
     /// Applies a patch to the current object and stores the result.
+    #[allow(clippy::too_many_arguments)]
     pub async fn patch(
         &self,
         r: &Resource,
@@ -347,8 +465,13 @@ impl Objects {
                 PatchType::Strategic => patch::strategic_merge(&cur.value, body)?,
             };
             let warnings = validation::decode(r, &patched, opts.field_validation)?;
-            let pinned: Option<u64> = meta::str_at(&patched, "/metadata/resourceVersion").and_then(|s| s.parse().ok());
-            let cond = Cond::Revision(pinned.filter(|p| *p != cur.revision).unwrap_or(cur.revision));
+            let pinned: Option<u64> =
+                meta::str_at(&patched, "/metadata/resourceVersion").and_then(|s| s.parse().ok());
+            let cond = Cond::Revision(
+                pinned
+                    .filter(|p| *p != cur.revision)
+                    .unwrap_or(cur.revision),
+            );
             match self.update_from(r, &cur, patched, sub, opts, cond).await {
                 Err(e) if e.reason == "Conflict" && pinned == Some(cur.revision) => continue,
                 other => return other.map(|object| Written { object, warnings }),
@@ -388,7 +511,15 @@ impl Objects {
         {
             let om = old.get("metadata").cloned().unwrap_or_default();
             let nm = metadata(&mut new);
-            for k in ["uid", "creationTimestamp", "namespace", "name", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+            for k in [
+                "uid",
+                "creationTimestamp",
+                "namespace",
+                "name",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ] {
                 match om.get(k) {
                     Some(v) => nm.insert(k.into(), v.clone()),
                     None => nm.remove(k),
@@ -401,7 +532,10 @@ impl Objects {
             self.allocate_service(&mut new, Some(old))?;
         }
         if spec_view(&new) != spec_view(old) {
-            let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+            let g = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             metadata(&mut new).insert("generation".into(), json!(g + 1));
         }
         validation::validate(r, &new)?;
@@ -409,17 +543,28 @@ impl Objects {
             return Ok(new);
         }
         let finalizing = new.pointer("/metadata/deletionTimestamp").is_some()
-            && new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+            && new
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
             && !(r.kind == "Pod" && meta::str_at(&new, "/spec/nodeName").is_some());
         if finalizing {
-            return self.remove(r, meta::namespace(&new), meta::name(&new), cond).await;
+            return self
+                .remove(r, meta::namespace(&new), meta::name(&new), cond)
+                .await;
         }
         self.put(r, new, cond).await
     }
 
     /// Deletes an object. Pods bound to a node and objects with finalizers
     /// are marked with `deletionTimestamp` and removed later.
-    pub async fn delete(&self, r: &Resource, ns: &str, name: &str, opts: DeleteOpts) -> Result<Value> {
+    pub async fn delete(
+        &self,
+        r: &Resource,
+        ns: &str,
+        name: &str,
+        opts: DeleteOpts,
+    ) -> Result<Value> {
         for _ in 0..8 {
             let cur = self.get(r, ns, name)?;
             let obj = &*cur.value;
@@ -429,13 +574,22 @@ impl Objects {
             if opts.resource_version.is_some_and(|v| v != cur.revision) {
                 return Err(ApiError::conflict(r.group, r.plural, name));
             }
-            let has_finalizers = obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+            let has_finalizers = obj
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
             let bound_pod = r.kind == "Pod"
                 && meta::str_at(obj, "/spec/nodeName").is_some()
-                && obj.pointer("/status/phase").and_then(Value::as_str).is_none_or(|p| p != "Succeeded" && p != "Failed");
+                && obj
+                    .pointer("/status/phase")
+                    .and_then(Value::as_str)
+                    .is_none_or(|p| p != "Succeeded" && p != "Failed");
             let grace = opts
                 .grace_period
-                .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+                .or_else(|| {
+                    obj.pointer("/spec/terminationGracePeriodSeconds")
+                        .and_then(Value::as_i64)
+                })
                 .unwrap_or(30)
                 .max(0);
             let graceful = has_finalizers || (bound_pod && grace > 0);
@@ -452,8 +606,14 @@ impl Objects {
                 if already.is_some_and(|a| a <= grace) {
                     return Ok(obj.clone());
                 }
-                m.insert("deletionTimestamp".into(), json!(meta::now_plus(if bound_pod { grace } else { 0 })));
-                m.insert("deletionGracePeriodSeconds".into(), json!(if bound_pod { grace } else { 0 }));
+                m.insert(
+                    "deletionTimestamp".into(),
+                    json!(meta::now_plus(if bound_pod { grace } else { 0 })),
+                );
+                m.insert(
+                    "deletionGracePeriodSeconds".into(),
+                    json!(if bound_pod { grace } else { 0 }),
+                );
                 self.put(r, marked, Cond::Revision(cur.revision)).await
             } else {
                 self.remove(r, ns, name, Cond::Revision(cur.revision)).await
@@ -467,7 +627,14 @@ impl Objects {
     }
 
     /// Records a core/v1 Event about `involved`.
-    pub async fn event(&self, involved: &Value, ty: &str, reason: &str, message: &str, component: &str) {
+    pub async fn event(
+        &self,
+        involved: &Value,
+        ty: &str,
+        reason: &str,
+        message: &str,
+        component: &str,
+    ) {
         let ev = resources::by_kind("", "Event").expect("events are served");
         let ns = match meta::namespace(involved) {
             "" => "default",

@@ -10,7 +10,12 @@ use crate::error::{ApiError, Result};
 fn merge_key(field: &str, sample: &[Value]) -> Option<&'static str> {
     let has = |k: &str| sample.iter().any(|e| e.get(k).is_some());
     Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "imagePullSecrets"
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
         | "resourceClaims" => "name",
         "volumeMounts" => "mountPath",
         "volumeDevices" => "devicePath",
@@ -29,21 +34,27 @@ pub fn strategic_merge(original: &Value, patch: &Value) -> Result<Value> {
     match (original, patch) {
         (Value::Object(o), Value::Object(p)) => Ok(Value::Object(merge_map(o, p)?)),
         (_, Value::Object(p)) => Ok(Value::Object(merge_map(&Map::new(), p)?)),
-        _ => Err(ApiError::bad_request("a strategic merge patch must be a JSON object")),
+        _ => Err(ApiError::bad_request(
+            "a strategic merge patch must be a JSON object",
+        )),
     }
 }
 
-fn merge_map(original: &Map<String, Value>, patch: &Map<String, Value>) -> Result<Map<String, Value>> {
+fn merge_map(
+    original: &Map<String, Value>,
+    patch: &Map<String, Value>,
+) -> Result<Map<String, Value>> {
     if patch.get("$patch").and_then(Value::as_str) == Some("replace") {
         let mut out = patch.clone();
         out.remove("$patch");
         return Ok(out);
     }
     let mut out = original.clone();
-    let retain: Option<Vec<String>> = patch
-        .get("$retainKeys")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect());
+    let retain: Option<Vec<String>> = patch.get("$retainKeys").and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect()
+    });
     for (k, pv) in patch {
         if k == "$patch" || k == "$retainKeys" || k.starts_with("$setElementOrder/") {
             continue;
@@ -86,8 +97,15 @@ fn merge_map(original: &Map<String, Value>, patch: &Map<String, Value>) -> Resul
 }
 
 fn merge_list(field: &str, original: &[Value], patch: &[Value]) -> Result<Vec<Value>> {
-    if patch.iter().any(|e| e.get("$patch").and_then(Value::as_str) == Some("replace")) {
-        return Ok(patch.iter().filter(|e| e.get("$patch").is_none()).cloned().collect());
+    if patch
+        .iter()
+        .any(|e| e.get("$patch").and_then(Value::as_str) == Some("replace"))
+    {
+        return Ok(patch
+            .iter()
+            .filter(|e| e.get("$patch").is_none())
+            .cloned()
+            .collect());
     }
     let sample: Vec<Value> = original.iter().chain(patch).cloned().collect();
     let Some(key) = merge_key(field, &sample) else {
@@ -102,7 +120,9 @@ fn merge_list(field: &str, original: &[Value], patch: &[Value]) -> Result<Vec<Va
     let mut out: Vec<Value> = original.to_vec();
     for pe in patch {
         let Value::Object(pm) = pe else {
-            return Err(ApiError::bad_request(format!("list {field} with merge key {key} holds a non-object element")));
+            return Err(ApiError::bad_request(format!(
+                "list {field} with merge key {key} holds a non-object element"
+            )));
         };
         let id = pm.get(key);
         let pos = id.and_then(|id| out.iter().position(|e| e.get(key) == Some(id)));
@@ -126,7 +146,10 @@ fn merge_list(field: &str, original: &[Value], patch: &[Value]) -> Result<Vec<Va
 }
 
 fn strip_directives(m: &Map<String, Value>) -> Map<String, Value> {
-    m.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, v)| (k.clone(), v.clone())).collect()
+    m.iter()
+        .filter(|(k, _)| !k.starts_with('$'))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// Applies an RFC 7386 JSON merge patch.
@@ -141,7 +164,8 @@ pub fn json(original: &Value, patch: &Value) -> Result<Value> {
     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
     let mut out = original.clone();
-    json_patch::patch(&mut out, &ops).map_err(|e| ApiError::bad_request(format!("the JSON patch failed: {e}")))?;
+    json_patch::patch(&mut out, &ops)
+        .map_err(|e| ApiError::bad_request(format!("the JSON patch failed: {e}")))?;
     Ok(out)
 }
 
@@ -159,29 +183,44 @@ mod tests {
             "replicas": null
         }});
         let got = strategic_merge(&orig, &patch).unwrap();
-        assert_eq!(got, json!({"spec": {"containers": [{"name": "a", "image": "z"}]}}));
+        assert_eq!(
+            got,
+            json!({"spec": {"containers": [{"name": "a", "image": "z"}]}})
+        );
     }
 
     #[test]
     fn lists_without_merge_key_are_replaced_and_directives_apply() {
         let orig = json!({"args": ["a", "b"], "finalizers": ["x", "y"], "m": {"a": 1, "b": 2}});
         let patch = json!({"args": ["c"], "$deleteFromPrimitiveList/finalizers": ["x"], "m": {"$patch": "replace", "c": 3}});
-        assert_eq!(strategic_merge(&orig, &patch).unwrap(), json!({"args": ["c"], "finalizers": ["y"], "m": {"c": 3}}));
+        assert_eq!(
+            strategic_merge(&orig, &patch).unwrap(),
+            json!({"args": ["c"], "finalizers": ["y"], "m": {"c": 3}})
+        );
         let retain = json!({"m": {"$retainKeys": ["a"], "a": 5}});
-        assert_eq!(strategic_merge(&orig, &retain).unwrap()["m"], json!({"a": 5}));
+        assert_eq!(
+            strategic_merge(&orig, &retain).unwrap()["m"],
+            json!({"a": 5})
+        );
     }
 
     #[test]
     fn service_and_container_ports_use_their_keys() {
         let orig = json!({"ports": [{"port": 80, "name": "http"}]});
         let patch = json!({"ports": [{"port": 80, "targetPort": 8080}]});
-        assert_eq!(strategic_merge(&orig, &patch).unwrap(), json!({"ports": [{"port": 80, "name": "http", "targetPort": 8080}]}));
+        assert_eq!(
+            strategic_merge(&orig, &patch).unwrap(),
+            json!({"ports": [{"port": 80, "name": "http", "targetPort": 8080}]})
+        );
     }
 
     #[test]
     fn json_and_merge_patches() {
         let orig = json!({"a": {"b": 1}});
-        assert_eq!(merge(&orig, &json!({"a": {"b": null, "c": 2}})), json!({"a": {"c": 2}}));
+        assert_eq!(
+            merge(&orig, &json!({"a": {"b": null, "c": 2}})),
+            json!({"a": {"c": 2}})
+        );
         let p = json!([{"op": "replace", "path": "/a/b", "value": 3}]);
         assert_eq!(json(&orig, &p).unwrap(), json!({"a": {"b": 3}}));
         assert!(json(&orig, &json!([{"op": "remove", "path": "/nope"}])).is_err());

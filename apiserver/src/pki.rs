@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine as _;
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+};
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
@@ -72,14 +74,24 @@ fn leaf(
     p.extended_key_usages = usages;
     p.not_after = rcgen::date_time_ymd(2046, 1, 1);
     let cert = p.signed_by(&key, issuer)?;
-    Ok(Pair { cert: cert.pem(), key: key.serialize_pem() })
+    Ok(Pair {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
 }
 
 impl Pki {
     /// Loads the PKI from `dir`, creating it on first start. `hosts` are the
     /// names and addresses the API server and node are reached at.
     pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Self, PkiError> {
-        let names = ["ca", "apiserver", "admin", "node-serving", "node-client", "apiserver-kubelet-client"];
+        let names = [
+            "ca",
+            "apiserver",
+            "admin",
+            "node-serving",
+            "node-client",
+            "apiserver-kubelet-client",
+        ];
         let path = |n: &str, ext: &str| -> PathBuf { dir.join(format!("{n}.{ext}")) };
         if !path("ca", "crt").exists() {
             std::fs::create_dir_all(dir)?;
@@ -91,15 +103,59 @@ impl Pki {
             let ca_cert = ca.self_signed(&ca_key)?;
             let issuer = Issuer::new(ca, ca_key);
             use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
-            let mut sans: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "kubernetes".into(), "kubernetes.default".into()];
+            let mut sans: Vec<String> = vec![
+                "localhost".into(),
+                "127.0.0.1".into(),
+                "kubernetes".into(),
+                "kubernetes.default".into(),
+            ];
             sans.extend(hosts.iter().cloned());
             sans.dedup();
             let pairs = [
-                ("apiserver", leaf(&issuer, "kube-apiserver", None, sans.clone(), vec![ServerAuth])?),
-                ("admin", leaf(&issuer, "shoal-admin", Some("system:masters"), vec![], vec![ClientAuth])?),
-                ("node-serving", leaf(&issuer, "shoal-node", None, sans, vec![ServerAuth])?),
-                ("node-client", leaf(&issuer, "system:node:shoal", Some("system:nodes"), vec![], vec![ClientAuth])?),
-                ("apiserver-kubelet-client", leaf(&issuer, "kube-apiserver-kubelet-client", Some("system:masters"), vec![], vec![ClientAuth])?),
+                (
+                    "apiserver",
+                    leaf(
+                        &issuer,
+                        "kube-apiserver",
+                        None,
+                        sans.clone(),
+                        vec![ServerAuth],
+                    )?,
+                ),
+                (
+                    "admin",
+                    leaf(
+                        &issuer,
+                        "shoal-admin",
+                        Some("system:masters"),
+                        vec![],
+                        vec![ClientAuth],
+                    )?,
+                ),
+                (
+                    "node-serving",
+                    leaf(&issuer, "shoal-node", None, sans, vec![ServerAuth])?,
+                ),
+                (
+                    "node-client",
+                    leaf(
+                        &issuer,
+                        "system:node:shoal",
+                        Some("system:nodes"),
+                        vec![],
+                        vec![ClientAuth],
+                    )?,
+                ),
+                (
+                    "apiserver-kubelet-client",
+                    leaf(
+                        &issuer,
+                        "kube-apiserver-kubelet-client",
+                        Some("system:masters"),
+                        vec![],
+                        vec![ClientAuth],
+                    )?,
+                ),
             ];
             for (n, pair) in &pairs {
                 std::fs::write(path(n, "crt"), &pair.cert)?;
@@ -108,7 +164,10 @@ impl Pki {
             std::fs::write(path("ca", "crt"), ca_cert.pem())?;
         }
         let read = |n: &str| -> Result<Pair, PkiError> {
-            Ok(Pair { cert: std::fs::read_to_string(path(n, "crt"))?, key: std::fs::read_to_string(path(n, "key"))? })
+            Ok(Pair {
+                cert: std::fs::read_to_string(path(n, "crt"))?,
+                key: std::fs::read_to_string(path(n, "key"))?,
+            })
         };
         let _ = names;
         Ok(Self {
@@ -136,7 +195,9 @@ impl Pki {
     pub fn roots(&self) -> Result<RootCertStore, PkiError> {
         let mut roots = RootCertStore::empty();
         for c in CertificateDer::pem_slice_iter(self.ca.as_bytes()) {
-            roots.add(c.map_err(|_| PkiError::Pem("ca.crt".into()))?).map_err(|e| PkiError::Tls(e.to_string()))?;
+            roots
+                .add(c.map_err(|_| PkiError::Pem("ca.crt".into()))?)
+                .map_err(|e| PkiError::Tls(e.to_string()))?;
         }
         Ok(roots)
     }
@@ -144,7 +205,11 @@ impl Pki {
     /// A server config presenting `pair` that asks for (but does not
     /// require) a client certificate signed by the CA, so requests without
     /// one can be answered with 401.
-    pub fn server_config(&self, pair: &Pair, alpn: &[&[u8]]) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+    pub fn server_config(
+        &self,
+        pair: &Pair,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<rustls::ServerConfig>, PkiError> {
         let verifier = WebPkiClientVerifier::builder_with_provider(
             Arc::new(self.roots()?),
             Arc::new(rustls::crypto::ring::default_provider()),
@@ -153,12 +218,14 @@ impl Pki {
         .build()
         .map_err(|e| PkiError::Tls(e.to_string()))?;
         let (certs, key) = parse_pair(pair)?;
-        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| PkiError::Tls(e.to_string()))?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(certs, key)
-            .map_err(|e| PkiError::Tls(e.to_string()))?;
+        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| PkiError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| PkiError::Tls(e.to_string()))?;
         cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(cfg))
     }
@@ -166,27 +233,37 @@ impl Pki {
     /// A client config trusting the CA and presenting `pair`.
     pub fn client_config(&self, pair: &Pair) -> Result<Arc<rustls::ClientConfig>, PkiError> {
         let (certs, key) = parse_pair(pair)?;
-        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| PkiError::Tls(e.to_string()))?
-            .with_root_certificates(self.roots()?)
-            .with_client_auth_cert(certs, key)
-            .map_err(|e| PkiError::Tls(e.to_string()))?;
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| PkiError::Tls(e.to_string()))?
+        .with_root_certificates(self.roots()?)
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| PkiError::Tls(e.to_string()))?;
         Ok(Arc::new(cfg))
     }
 }
 
-fn parse_pair(pair: &Pair) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PkiError> {
+fn parse_pair(
+    pair: &Pair,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PkiError> {
     let certs = CertificateDer::pem_slice_iter(pair.cert.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| PkiError::Pem("certificate".into()))?;
-    let key = PrivateKeyDer::from_pem_slice(pair.key.as_bytes()).map_err(|_| PkiError::Pem("private key".into()))?;
+    let key = PrivateKeyDer::from_pem_slice(pair.key.as_bytes())
+        .map_err(|_| PkiError::Pem("private key".into()))?;
     Ok((certs, key))
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(text.as_bytes())
 }

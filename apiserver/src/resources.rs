@@ -61,17 +61,30 @@ pub struct Resource {
 impl Resource {
     /// `v1` or `apps/v1`.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     /// The first key segment: `pods` or `deployments.apps`.
     pub fn storage_prefix(&self) -> String {
-        if self.group.is_empty() { self.plural.to_string() } else { format!("{}.{}", self.plural, self.group) }
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
     }
 
     /// The storage key of an object.
     pub fn key(&self, namespace: &str, name: &str) -> String {
-        format!("{}/{}/{}", self.storage_prefix(), if self.namespaced { namespace } else { "" }, name)
+        format!(
+            "{}/{}/{}",
+            self.storage_prefix(),
+            if self.namespaced { namespace } else { "" },
+            name
+        )
     }
 
     /// The key prefix of every object in `namespace` (all when `None`).
@@ -89,7 +102,16 @@ impl Resource {
 
     /// The verbs the resource supports.
     pub fn verbs(&self) -> &'static [&'static str] {
-        &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+        &[
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
     }
 }
 
@@ -101,83 +123,198 @@ macro_rules! schema {
 
 macro_rules! decode {
     ($t:ty) => {
-        |v: &serde_json::Value| <$t as serde::Deserialize>::deserialize(v).map(|_| ()).map_err(|e| e.to_string())
+        |v: &serde_json::Value| {
+            <$t as serde::Deserialize>::deserialize(v)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
     };
 }
 
 /// Every resource served, in discovery order.
 pub static RESOURCES: &[Resource] = &[
     Resource {
-        group: "", version: "v1", kind: "Namespace", plural: "namespaces", singular: "namespace",
-        namespaced: false, short_names: &["ns"], categories: &[], subresources: &[Sub::Status],
-        schema: schema!(core::Namespace), schema_name: "io.k8s.api.core.v1.Namespace", decode: decode!(core::Namespace),
+        group: "",
+        version: "v1",
+        kind: "Namespace",
+        plural: "namespaces",
+        singular: "namespace",
+        namespaced: false,
+        short_names: &["ns"],
+        categories: &[],
+        subresources: &[Sub::Status],
+        schema: schema!(core::Namespace),
+        schema_name: "io.k8s.api.core.v1.Namespace",
+        decode: decode!(core::Namespace),
     },
     Resource {
-        group: "", version: "v1", kind: "Node", plural: "nodes", singular: "node",
-        namespaced: false, short_names: &["no"], categories: &[], subresources: &[Sub::Status],
-        schema: schema!(core::Node), schema_name: "io.k8s.api.core.v1.Node", decode: decode!(core::Node),
+        group: "",
+        version: "v1",
+        kind: "Node",
+        plural: "nodes",
+        singular: "node",
+        namespaced: false,
+        short_names: &["no"],
+        categories: &[],
+        subresources: &[Sub::Status],
+        schema: schema!(core::Node),
+        schema_name: "io.k8s.api.core.v1.Node",
+        decode: decode!(core::Node),
     },
     Resource {
-        group: "", version: "v1", kind: "Pod", plural: "pods", singular: "pod",
-        namespaced: true, short_names: &["po"], categories: &["all"],
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        plural: "pods",
+        singular: "pod",
+        namespaced: true,
+        short_names: &["po"],
+        categories: &["all"],
         subresources: &[Sub::Status, Sub::Log, Sub::Binding],
-        schema: schema!(core::Pod), schema_name: "io.k8s.api.core.v1.Pod", decode: decode!(core::Pod),
+        schema: schema!(core::Pod),
+        schema_name: "io.k8s.api.core.v1.Pod",
+        decode: decode!(core::Pod),
     },
     Resource {
-        group: "", version: "v1", kind: "Service", plural: "services", singular: "service",
-        namespaced: true, short_names: &["svc"], categories: &["all"], subresources: &[Sub::Status],
-        schema: schema!(core::Service), schema_name: "io.k8s.api.core.v1.Service", decode: decode!(core::Service),
+        group: "",
+        version: "v1",
+        kind: "Service",
+        plural: "services",
+        singular: "service",
+        namespaced: true,
+        short_names: &["svc"],
+        categories: &["all"],
+        subresources: &[Sub::Status],
+        schema: schema!(core::Service),
+        schema_name: "io.k8s.api.core.v1.Service",
+        decode: decode!(core::Service),
     },
     Resource {
-        group: "", version: "v1", kind: "Endpoints", plural: "endpoints", singular: "endpoints",
-        namespaced: true, short_names: &["ep"], categories: &[], subresources: &[],
-        schema: schema!(core::Endpoints), schema_name: "io.k8s.api.core.v1.Endpoints", decode: decode!(core::Endpoints),
+        group: "",
+        version: "v1",
+        kind: "Endpoints",
+        plural: "endpoints",
+        singular: "endpoints",
+        namespaced: true,
+        short_names: &["ep"],
+        categories: &[],
+        subresources: &[],
+        schema: schema!(core::Endpoints),
+        schema_name: "io.k8s.api.core.v1.Endpoints",
+        decode: decode!(core::Endpoints),
     },
     Resource {
-        group: "", version: "v1", kind: "ConfigMap", plural: "configmaps", singular: "configmap",
-        namespaced: true, short_names: &["cm"], categories: &[], subresources: &[],
-        schema: schema!(core::ConfigMap), schema_name: "io.k8s.api.core.v1.ConfigMap", decode: decode!(core::ConfigMap),
+        group: "",
+        version: "v1",
+        kind: "ConfigMap",
+        plural: "configmaps",
+        singular: "configmap",
+        namespaced: true,
+        short_names: &["cm"],
+        categories: &[],
+        subresources: &[],
+        schema: schema!(core::ConfigMap),
+        schema_name: "io.k8s.api.core.v1.ConfigMap",
+        decode: decode!(core::ConfigMap),
     },
     Resource {
-        group: "", version: "v1", kind: "Secret", plural: "secrets", singular: "secret",
-        namespaced: true, short_names: &[], categories: &[], subresources: &[],
-        schema: schema!(core::Secret), schema_name: "io.k8s.api.core.v1.Secret", decode: decode!(core::Secret),
+        group: "",
+        version: "v1",
+        kind: "Secret",
+        plural: "secrets",
+        singular: "secret",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        schema: schema!(core::Secret),
+        schema_name: "io.k8s.api.core.v1.Secret",
+        decode: decode!(core::Secret),
     },
     Resource {
-        group: "", version: "v1", kind: "Event", plural: "events", singular: "event",
-        namespaced: true, short_names: &["ev"], categories: &[], subresources: &[],
-        schema: schema!(core::Event), schema_name: "io.k8s.api.core.v1.Event", decode: decode!(core::Event),
+        group: "",
+        version: "v1",
+        kind: "Event",
+        plural: "events",
+        singular: "event",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        subresources: &[],
+        schema: schema!(core::Event),
+        schema_name: "io.k8s.api.core.v1.Event",
+        decode: decode!(core::Event),
     },
     Resource {
-        group: "", version: "v1", kind: "ServiceAccount", plural: "serviceaccounts", singular: "serviceaccount",
-        namespaced: true, short_names: &["sa"], categories: &[], subresources: &[],
-        schema: schema!(core::ServiceAccount), schema_name: "io.k8s.api.core.v1.ServiceAccount", decode: decode!(core::ServiceAccount),
+        group: "",
+        version: "v1",
+        kind: "ServiceAccount",
+        plural: "serviceaccounts",
+        singular: "serviceaccount",
+        namespaced: true,
+        short_names: &["sa"],
+        categories: &[],
+        subresources: &[],
+        schema: schema!(core::ServiceAccount),
+        schema_name: "io.k8s.api.core.v1.ServiceAccount",
+        decode: decode!(core::ServiceAccount),
     },
     Resource {
-        group: "apps", version: "v1", kind: "Deployment", plural: "deployments", singular: "deployment",
-        namespaced: true, short_names: &["deploy"], categories: &["all"], subresources: &[Sub::Status, Sub::Scale],
-        schema: schema!(apps::Deployment), schema_name: "io.k8s.api.apps.v1.Deployment", decode: decode!(apps::Deployment),
+        group: "apps",
+        version: "v1",
+        kind: "Deployment",
+        plural: "deployments",
+        singular: "deployment",
+        namespaced: true,
+        short_names: &["deploy"],
+        categories: &["all"],
+        subresources: &[Sub::Status, Sub::Scale],
+        schema: schema!(apps::Deployment),
+        schema_name: "io.k8s.api.apps.v1.Deployment",
+        decode: decode!(apps::Deployment),
     },
     Resource {
-        group: "apps", version: "v1", kind: "ReplicaSet", plural: "replicasets", singular: "replicaset",
-        namespaced: true, short_names: &["rs"], categories: &["all"], subresources: &[Sub::Status, Sub::Scale],
-        schema: schema!(apps::ReplicaSet), schema_name: "io.k8s.api.apps.v1.ReplicaSet", decode: decode!(apps::ReplicaSet),
+        group: "apps",
+        version: "v1",
+        kind: "ReplicaSet",
+        plural: "replicasets",
+        singular: "replicaset",
+        namespaced: true,
+        short_names: &["rs"],
+        categories: &["all"],
+        subresources: &[Sub::Status, Sub::Scale],
+        schema: schema!(apps::ReplicaSet),
+        schema_name: "io.k8s.api.apps.v1.ReplicaSet",
+        decode: decode!(apps::ReplicaSet),
     },
     Resource {
-        group: "coordination.k8s.io", version: "v1", kind: "Lease", plural: "leases", singular: "lease",
-        namespaced: true, short_names: &[], categories: &[], subresources: &[],
-        schema: schema!(coordination::Lease), schema_name: "io.k8s.api.coordination.v1.Lease", decode: decode!(coordination::Lease),
+        group: "coordination.k8s.io",
+        version: "v1",
+        kind: "Lease",
+        plural: "leases",
+        singular: "lease",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        schema: schema!(coordination::Lease),
+        schema_name: "io.k8s.api.coordination.v1.Lease",
+        decode: decode!(coordination::Lease),
     },
 ];
 
 /// The resource served at `group`/`version` under `plural`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
-    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// The resource of a kind.
 pub fn by_kind(group: &str, kind: &str) -> Option<&'static Resource> {
-    RESOURCES.iter().find(|r| r.group == group && r.kind == kind)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.kind == kind)
 }
 
 /// The group/version pairs served, core first.

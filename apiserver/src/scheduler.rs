@@ -22,33 +22,64 @@ pub fn cpu_millis(q: &str) -> Option<i64> {
 /// Parses a memory quantity into bytes.
 pub fn bytes(q: &str) -> Option<i64> {
     let units: [(&str, i64); 10] = [
-        ("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40),
-        ("k", 1_000), ("M", 1_000_000), ("G", 1_000_000_000), ("T", 1_000_000_000_000), ("m", 0), ("", 1),
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+        ("k", 1_000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("T", 1_000_000_000_000),
+        ("m", 0),
+        ("", 1),
     ];
     for (suffix, mult) in units {
-        if let Some(n) = q.strip_suffix(suffix) {
-            if let Ok(v) = n.parse::<f64>() {
-                return Some(if mult == 0 { (v / 1000.0) as i64 } else { (v * mult as f64) as i64 });
-            }
+        if let Some(n) = q.strip_suffix(suffix)
+            && let Ok(v) = n.parse::<f64>()
+        {
+            return Some(if mult == 0 {
+                (v / 1000.0) as i64
+            } else {
+                (v * mult as f64) as i64
+            });
         }
     }
     None
 }
 
 fn requests(pod: &Value) -> (i64, i64) {
-    let cs = pod.pointer("/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let cs = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     cs.iter().fold((0, 0), |(c, m), ct| {
-        let r = ct.pointer("/resources/requests").or_else(|| ct.pointer("/resources/limits"));
-        let cpu = r.and_then(|r| r.get("cpu")).and_then(Value::as_str).and_then(cpu_millis).unwrap_or(0);
-        let mem = r.and_then(|r| r.get("memory")).and_then(Value::as_str).and_then(bytes).unwrap_or(0);
+        let r = ct
+            .pointer("/resources/requests")
+            .or_else(|| ct.pointer("/resources/limits"));
+        let cpu = r
+            .and_then(|r| r.get("cpu"))
+            .and_then(Value::as_str)
+            .and_then(cpu_millis)
+            .unwrap_or(0);
+        let mem = r
+            .and_then(|r| r.get("memory"))
+            .and_then(Value::as_str)
+            .and_then(bytes)
+            .unwrap_or(0);
         (c + cpu, m + mem)
     })
 }
 
 fn node_ready(node: &Value) -> bool {
-    node.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
-        cs.iter().any(|c| c.get("type") == Some(&json!("Ready")) && c.get("status") == Some(&json!("True")))
-    }) && node.pointer("/spec/unschedulable") != Some(&json!(true))
+    node.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("type") == Some(&json!("Ready")) && c.get("status") == Some(&json!("True"))
+            })
+        })
+        && node.pointer("/spec/unschedulable") != Some(&json!(true))
 }
 
 /// One decision: pod (namespace, name) goes to node, or why it cannot.
@@ -116,28 +147,46 @@ pub fn decide(pods: &[&Value], nodes: &[&Value]) -> Vec<Decision> {
         }
     }
     let mut out = Vec::new();
-    for p in pods.iter().filter(|p| str_at(p, "/spec/nodeName").is_none() && p.pointer("/metadata/deletionTimestamp").is_none()) {
+    for p in pods.iter().filter(|p| {
+        str_at(p, "/spec/nodeName").is_none() && p.pointer("/metadata/deletionTimestamp").is_none()
+    }) {
         if str_at(p, "/spec/schedulerName").is_some_and(|s| s != "default-scheduler") {
             continue;
         }
         let (c, m) = requests(p);
         let selector = p.pointer("/spec/nodeSelector").and_then(Value::as_object);
         let fits = |r: &Room| {
-            selector.is_none_or(|s| s.iter().all(|(k, v)| r.labels.get(k) == Some(v))) && r.cpu >= c && r.mem >= m && r.pods > 0
+            selector.is_none_or(|s| s.iter().all(|(k, v)| r.labels.get(k) == Some(v)))
+                && r.cpu >= c
+                && r.mem >= m
+                && r.pods > 0
         };
-        let best = rooms.iter_mut().filter(|r| fits(r)).max_by_key(|r| (r.pods, r.cpu));
+        let best = rooms
+            .iter_mut()
+            .filter(|r| fits(r))
+            .max_by_key(|r| (r.pods, r.cpu));
         let (namespace, pod) = (meta::namespace(p).to_string(), meta::name(p).to_string());
         match best {
             Some(r) => {
                 r.cpu -= c;
                 r.mem -= m;
                 r.pods -= 1;
-                out.push(Decision::Bind { namespace, pod, node: r.name.clone() });
+                out.push(Decision::Bind {
+                    namespace,
+                    pod,
+                    node: r.name.clone(),
+                });
             }
             None => {
                 let total = nodes.len();
-                let message = format!("0/{total} nodes are available: no Ready node matches the pod's node selector and has room for cpu {c}m, memory {m} bytes.");
-                out.push(Decision::Unschedulable { namespace, pod, message });
+                let message = format!(
+                    "0/{total} nodes are available: no Ready node matches the pod's node selector and has room for cpu {c}m, memory {m} bytes."
+                );
+                out.push(Decision::Unschedulable {
+                    namespace,
+                    pod,
+                    message,
+                });
             }
         }
     }
@@ -155,16 +204,48 @@ pub async fn bind(objects: &Objects, ns: &str, name: &str, node: &str) -> Result
     pod["spec"]["nodeName"] = json!(node);
     set_condition(&mut pod, "PodScheduled", "True", None, None);
     let p = json!({"spec": {"nodeName": node}, "metadata": {"resourceVersion": cur.revision.to_string()}});
-    objects.patch(pods, ns, name, PatchType::Merge, &p, None, WriteOpts::default()).await?;
+    objects
+        .patch(
+            pods,
+            ns,
+            name,
+            PatchType::Merge,
+            &p,
+            None,
+            WriteOpts::default(),
+        )
+        .await?;
     let status = json!({"status": {"conditions": pod["status"]["conditions"]}});
-    objects.patch(pods, ns, name, PatchType::Merge, &status, Some(resources::Sub::Status), WriteOpts::default()).await?;
+    objects
+        .patch(
+            pods,
+            ns,
+            name,
+            PatchType::Merge,
+            &status,
+            Some(resources::Sub::Status),
+            WriteOpts::default(),
+        )
+        .await?;
     Ok(())
 }
 
 /// Sets a pod condition, keeping its transition time when unchanged.
-pub fn set_condition(pod: &mut Value, ty: &str, status: &str, reason: Option<&str>, message: Option<&str>) {
-    let conds = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
-    let mut out: Vec<Value> = conds.into_iter().filter(|c| c.get("type") != Some(&json!(ty))).collect();
+pub fn set_condition(
+    pod: &mut Value,
+    ty: &str,
+    status: &str,
+    reason: Option<&str>,
+    message: Option<&str>,
+) {
+    let conds = pod["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut out: Vec<Value> = conds
+        .into_iter()
+        .filter(|c| c.get("type") != Some(&json!(ty)))
+        .collect();
     let mut c = json!({"type": ty, "status": status, "lastProbeTime": null, "lastTransitionTime": meta::now()});
     if let Some(r) = reason {
         c["reason"] = json!(r);
@@ -181,7 +262,9 @@ pub async fn run(objects: Objects) {
     let pods_r = resources::by_kind("", "Pod").expect("pods are served");
     let nodes_r = resources::by_kind("", "Node").expect("nodes are served");
     let mut reported: BTreeMap<String, String> = BTreeMap::new();
-    let Ok((_, mut rx)) = objects.store().watch(None) else { return };
+    let Ok((_, mut rx)) = objects.store().watch(None) else {
+        return;
+    };
     loop {
         let (pods, _) = objects.store().list(&pods_r.prefix(None));
         let (nodes, _) = objects.store().list(&nodes_r.prefix(None));
@@ -189,25 +272,59 @@ pub async fn run(objects: Objects) {
         let nodes: Vec<&Value> = nodes.iter().map(|s| &*s.value).collect();
         for d in decide(&pods, &nodes) {
             match d {
-                Decision::Bind { namespace, pod, node } => match bind(&objects, &namespace, &pod, &node).await {
+                Decision::Bind {
+                    namespace,
+                    pod,
+                    node,
+                } => match bind(&objects, &namespace, &pod, &node).await {
                     Ok(()) => {
                         reported.remove(&format!("{namespace}/{pod}"));
                         if let Ok(p) = objects.get(pods_r, &namespace, &pod) {
                             let msg = format!("Successfully assigned {namespace}/{pod} to {node}");
-                            objects.event(&p.value, "Normal", "Scheduled", &msg, "default-scheduler").await;
+                            objects
+                                .event(&p.value, "Normal", "Scheduled", &msg, "default-scheduler")
+                                .await;
                         }
                     }
                     Err(e) => tracing::debug!("binding {namespace}/{pod}: {e}"),
                 },
-                Decision::Unschedulable { namespace, pod, message } => {
+                Decision::Unschedulable {
+                    namespace,
+                    pod,
+                    message,
+                } => {
                     let key = format!("{namespace}/{pod}");
                     if reported.get(&key) != Some(&message) {
                         if let Ok(p) = objects.get(pods_r, &namespace, &pod) {
                             let mut v = (*p.value).clone();
-                            set_condition(&mut v, "PodScheduled", "False", Some("Unschedulable"), Some(&message));
+                            set_condition(
+                                &mut v,
+                                "PodScheduled",
+                                "False",
+                                Some("Unschedulable"),
+                                Some(&message),
+                            );
                             let st = json!({"status": {"conditions": v["status"]["conditions"]}});
-                            let _ = objects.patch(pods_r, &namespace, &pod, PatchType::Merge, &st, Some(resources::Sub::Status), WriteOpts::default()).await;
-                            objects.event(&p.value, "Warning", "FailedScheduling", &message, "default-scheduler").await;
+                            let _ = objects
+                                .patch(
+                                    pods_r,
+                                    &namespace,
+                                    &pod,
+                                    PatchType::Merge,
+                                    &st,
+                                    Some(resources::Sub::Status),
+                                    WriteOpts::default(),
+                                )
+                                .await;
+                            objects
+                                .event(
+                                    &p.value,
+                                    "Warning",
+                                    "FailedScheduling",
+                                    &message,
+                                    "default-scheduler",
+                                )
+                                .await;
                         }
                         reported.insert(key, message);
                     }
@@ -253,13 +370,26 @@ mod tests {
 
     #[test]
     fn honours_readiness_selectors_and_capacity() {
-        let (a, b) = (node("a", true, json!({"disk": "ssd"})), node("b", false, json!({})));
+        let (a, b) = (
+            node("a", true, json!({"disk": "ssd"})),
+            node("b", false, json!({})),
+        );
         let p1 = pod("p1", "1500m", json!({"disk": "ssd"}));
         let p2 = pod("p2", "1", json!({}));
         let p3 = pod("p3", "100m", json!({"disk": "hdd"}));
         let got = decide(&[&p1, &p2, &p3], &[&a, &b]);
-        assert_eq!(got[0], Decision::Bind { namespace: "d".into(), pod: "p1".into(), node: "a".into() });
-        assert!(matches!(got[1], Decision::Unschedulable { .. }), "only 500m left on a; b is not Ready");
+        assert_eq!(
+            got[0],
+            Decision::Bind {
+                namespace: "d".into(),
+                pod: "p1".into(),
+                node: "a".into()
+            }
+        );
+        assert!(
+            matches!(got[1], Decision::Unschedulable { .. }),
+            "only 500m left on a; b is not Ready"
+        );
         assert!(matches!(got[2], Decision::Unschedulable { .. }));
     }
 }

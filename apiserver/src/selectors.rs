@@ -33,13 +33,25 @@ fn split_top(s: &str) -> Vec<&str> {
         }
     }
     parts.push(&s[start..]);
-    parts.into_iter().map(str::trim).filter(|p| !p.is_empty()).collect()
+    parts
+        .into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 fn set(v: &str) -> Result<Vec<String>> {
     let inner = v.trim().strip_prefix('(').and_then(|x| x.strip_suffix(')'));
-    let inner = inner.ok_or_else(|| ApiError::bad_request(format!("unable to parse requirement: expected a set in parentheses, got {v:?}")))?;
-    Ok(inner.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+    let inner = inner.ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "unable to parse requirement: expected a set in parentheses, got {v:?}"
+        ))
+    })?;
+    Ok(inner
+        .split(',')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect())
 }
 
 impl LabelSelector {
@@ -63,10 +75,17 @@ impl LabelSelector {
                 Req::Exists(part.to_string())
             };
             let key = match &req {
-                Req::Eq(k, _) | Req::NotEq(k, _) | Req::In(k, _) | Req::NotIn(k, _) | Req::Exists(k) | Req::NotExists(k) => k,
+                Req::Eq(k, _)
+                | Req::NotEq(k, _)
+                | Req::In(k, _)
+                | Req::NotIn(k, _)
+                | Req::Exists(k)
+                | Req::NotExists(k) => k,
             };
             if key.is_empty() || key.contains(' ') {
-                return Err(ApiError::bad_request(format!("unable to parse requirement: invalid label key {key:?}")));
+                return Err(ApiError::bad_request(format!(
+                    "unable to parse requirement: invalid label key {key:?}"
+                )));
             }
             reqs.push(req);
         }
@@ -78,16 +97,27 @@ impl LabelSelector {
         let mut reqs = Vec::new();
         if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
             for (k, v) in m {
-                reqs.push(Req::Eq(k.clone(), v.as_str().unwrap_or_default().to_string()));
+                reqs.push(Req::Eq(
+                    k.clone(),
+                    v.as_str().unwrap_or_default().to_string(),
+                ));
             }
         }
         if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
             for e in exprs {
-                let key = e.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
+                let key = e
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 let values: Vec<String> = e
                     .get("values")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 reqs.push(match e.get("operator").and_then(Value::as_str) {
                     Some("In") => Req::In(key, values),
@@ -104,7 +134,11 @@ impl LabelSelector {
     pub fn from_map(map: &Value) -> Self {
         Self(
             map.as_object()
-                .map(|m| m.iter().map(|(k, v)| Req::Eq(k.clone(), v.as_str().unwrap_or_default().into())).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| Req::Eq(k.clone(), v.as_str().unwrap_or_default().into()))
+                        .collect()
+                })
                 .unwrap_or_default(),
         )
     }
@@ -149,7 +183,9 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{part}'; can't understand '{part}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{part}'; can't understand '{part}'"
+                )));
             };
             reqs.push((k.trim().to_string(), eq, v.trim().to_string()));
         }
@@ -158,7 +194,10 @@ impl FieldSelector {
 
     /// The value required for `field`, if the selector pins it with `=`.
     pub fn exact(&self, field: &str) -> Option<&str> {
-        self.0.iter().find(|(k, eq, _)| k == field && *eq).map(|(_, _, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, eq, _)| k == field && *eq)
+            .map(|(_, _, v)| v.as_str())
     }
 
     /// Whether the object's fields match.
@@ -205,6 +244,11 @@ mod tests {
         assert!(m("metadata.name=a,spec.nodeName=n1"));
         assert!(!m("status.phase!=Running"));
         assert!(m("spec.schedulerName="));
-        assert_eq!(FieldSelector::parse("metadata.name=a").unwrap().exact("metadata.name"), Some("a"));
+        assert_eq!(
+            FieldSelector::parse("metadata.name=a")
+                .unwrap()
+                .exact("metadata.name"),
+            Some("a")
+        );
     }
 }

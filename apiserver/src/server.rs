@@ -60,19 +60,41 @@ impl Server {
     /// Starts everything and returns once the API accepts requests.
     pub async fn start(config: ServerConfig) -> Result<Self, StartError> {
         let pki = Pki::load_or_create(&config.data_dir.join("pki"), &config.hosts)?;
-        let store = Store::open_single(&config.data_dir.join("store"), 1, &config.listen.to_string()).await?;
+        let store = Store::open_single(
+            &config.data_dir.join("store"),
+            1,
+            &config.listen.to_string(),
+        )
+        .await?;
         let objects = Objects::new(store);
-        ensure_initial_objects(&objects).await.map_err(StartError::Init)?;
-        let listener = TcpListener::bind(config.listen).await.map_err(|e| StartError::Listen(config.listen, e))?;
-        let addr = listener.local_addr().map_err(|e| StartError::Listen(config.listen, e))?;
+        ensure_initial_objects(&objects)
+            .await
+            .map_err(StartError::Init)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| StartError::Listen(config.listen, e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Listen(config.listen, e))?;
         let tls = pki.server_config(&pki.apiserver, &[b"h2", b"http/1.1"])?;
-        let state = ApiState { objects: objects.clone(), kubelet_client: pki.client_config(&pki.apiserver_kubelet_client)? };
+        let state = ApiState {
+            objects: objects.clone(),
+            kubelet_client: pki.client_config(&pki.apiserver_kubelet_client)?,
+        };
         let tasks = vec![
             tokio::spawn(serve(listener, tls, state)),
             tokio::spawn(crate::scheduler::run(objects.clone())),
-            tokio::spawn(crate::controllers::run(objects.clone(), config.cluster_cidr.clone())),
+            tokio::spawn(crate::controllers::run(
+                objects.clone(),
+                config.cluster_cidr.clone(),
+            )),
         ];
-        Ok(Self { pki, objects, addr, tasks })
+        Ok(Self {
+            pki,
+            objects,
+            addr,
+            tasks,
+        })
     }
 
     /// Stops the tasks and the store.
@@ -88,14 +110,23 @@ async fn ensure_initial_objects(objects: &Objects) -> Result<(), crate::error::A
     let ns = resources::by_kind("", "Namespace").expect("namespaces are served");
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         if objects.get(ns, "", name).is_err() {
-            objects.create(ns, "", json!({"metadata": {"name": name}}), WriteOpts::default()).await?;
+            objects
+                .create(
+                    ns,
+                    "",
+                    json!({"metadata": {"name": name}}),
+                    WriteOpts::default(),
+                )
+                .await?;
         }
     }
     let svc = resources::by_kind("", "Service").expect("services are served");
     if objects.get(svc, "default", "kubernetes").is_err() {
         let obj = json!({"metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
             "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "targetPort": 6443}]}});
-        objects.create(svc, "default", obj, WriteOpts::default()).await?;
+        objects
+            .create(svc, "default", obj, WriteOpts::default())
+            .await?;
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ pub fn definitions() -> &'static BTreeMap<String, Value> {
     })
 }
 
-fn resolve<'a>(schema: &'a Value) -> &'a Value {
+fn resolve(schema: &Value) -> &Value {
     let mut s = schema;
     for _ in 0..8 {
         match s.get("$ref").and_then(Value::as_str) {
@@ -36,7 +36,11 @@ fn resolve<'a>(schema: &'a Value) -> &'a Value {
                 None => return s,
             },
             None => {
-                if let Some(inner) = s.get("allOf").and_then(Value::as_array).and_then(|a| a.first()) {
+                if let Some(inner) = s
+                    .get("allOf")
+                    .and_then(Value::as_array)
+                    .and_then(|a| a.first())
+                {
                     s = inner;
                 } else {
                     return s;
@@ -53,13 +57,18 @@ fn unknown_fields(value: &Value, schema: &Value, path: &str, out: &mut Vec<Strin
         Value::Object(map) => {
             if let Some(props) = schema.get("properties").and_then(Value::as_object) {
                 for (k, v) in map {
-                    let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
                     match props.get(k) {
                         Some(sub) => unknown_fields(v, sub, &p, out),
                         None => out.push(p),
                     }
                 }
-            } else if let Some(extra) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+            } else if let Some(extra) = schema.get("additionalProperties").filter(|a| a.is_object())
+            {
                 for (k, v) in map {
                     unknown_fields(v, extra, &format!("{path}.{k}"), out);
                 }
@@ -125,9 +134,15 @@ pub fn decode(r: &Resource, obj: &Value, mode: FieldValidation) -> Result<Vec<St
     if unknown.is_empty() {
         return Ok(Vec::new());
     }
-    let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    let list: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
     match mode {
-        FieldValidation::Strict => Err(cannot(format!("strict decoding error: {}", list.join(", ")))),
+        FieldValidation::Strict => Err(cannot(format!(
+            "strict decoding error: {}",
+            list.join(", ")
+        ))),
         _ => Ok(list),
     }
 }
@@ -135,7 +150,8 @@ pub fn decode(r: &Resource, obj: &Value, mode: FieldValidation) -> Result<Vec<St
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -147,7 +163,8 @@ fn is_dns_subdomain(s: &str) -> bool {
 fn is_label_value(s: &str) -> bool {
     s.is_empty()
         || (s.len() <= 63
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             && s.as_bytes()[0].is_ascii_alphanumeric()
             && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric())
 }
@@ -164,17 +181,28 @@ struct Causes(Vec<Cause>);
 
 impl Causes {
     fn required(&mut self, field: impl Into<String>, what: &str) {
-        self.0.push(Cause { kind: "FieldValueRequired", field: field.into(), message: format!("Required value: {what}") });
+        self.0.push(Cause {
+            kind: "FieldValueRequired",
+            field: field.into(),
+            message: format!("Required value: {what}"),
+        });
     }
     fn invalid(&mut self, field: impl Into<String>, value: &Value, why: &str) {
-        self.0.push(Cause { kind: "FieldValueInvalid", field: field.into(), message: format!("Invalid value: {value}: {why}") });
+        self.0.push(Cause {
+            kind: "FieldValueInvalid",
+            field: field.into(),
+            message: format!("Invalid value: {value}: {why}"),
+        });
     }
 }
 
 /// Semantic checks of an object about to be stored.
 pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
     let mut c = Causes(Vec::new());
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let name_ok = match r.kind {
         "Namespace" | "Service" => is_dns_label(name),
         _ => is_dns_subdomain(name),
@@ -185,13 +213,20 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
         c.invalid("metadata.name", &Value::String(name.into()), "a lowercase RFC 1123 name must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character");
     }
     for field in ["labels", "annotations"] {
-        if let Some(map) = obj.pointer(&format!("/metadata/{field}")).and_then(Value::as_object) {
+        if let Some(map) = obj
+            .pointer(&format!("/metadata/{field}"))
+            .and_then(Value::as_object)
+        {
             for (k, v) in map {
                 if !is_label_key(k) {
-                    c.invalid(format!("metadata.{field}"), &Value::String(k.clone()), "name part must consist of alphanumeric characters, '-', '_' or '.'");
+                    c.invalid(
+                        format!("metadata.{field}"),
+                        &Value::String(k.clone()),
+                        "name part must consist of alphanumeric characters, '-', '_' or '.'",
+                    );
                 }
                 if field == "labels" && !v.as_str().is_some_and(is_label_value) {
-                    c.invalid(format!("metadata.labels"), v, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character");
+                    c.invalid("metadata.labels".to_string(), v, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character");
                 }
             }
         }
@@ -200,49 +235,93 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
         "Pod" => pod_spec(obj.get("spec"), "spec", &mut c),
         "Deployment" | "ReplicaSet" => {
             let spec = obj.get("spec");
-            if spec.and_then(|s| s.get("replicas")).and_then(Value::as_i64).is_some_and(|n| n < 0) {
-                c.invalid("spec.replicas", &spec.unwrap()["replicas"], "must be greater than or equal to 0");
+            if spec
+                .and_then(|s| s.get("replicas"))
+                .and_then(Value::as_i64)
+                .is_some_and(|n| n < 0)
+            {
+                c.invalid(
+                    "spec.replicas",
+                    &spec.unwrap()["replicas"],
+                    "must be greater than or equal to 0",
+                );
             }
             match spec.and_then(|s| s.get("selector")) {
                 None => c.required("spec.selector", ""),
                 Some(sel) => {
-                    let empty = sel.get("matchLabels").and_then(Value::as_object).is_none_or(Map::is_empty)
-                        && sel.get("matchExpressions").and_then(Value::as_array).is_none_or(Vec::is_empty);
+                    let empty = sel
+                        .get("matchLabels")
+                        .and_then(Value::as_object)
+                        .is_none_or(Map::is_empty)
+                        && sel
+                            .get("matchExpressions")
+                            .and_then(Value::as_array)
+                            .is_none_or(Vec::is_empty);
                     let labels = spec.and_then(|s| s.pointer("/template/metadata/labels"));
                     if empty {
-                        c.invalid("spec.selector", sel, "empty selector is invalid for deployment");
+                        c.invalid(
+                            "spec.selector",
+                            sel,
+                            "empty selector is invalid for deployment",
+                        );
                     } else if !LabelSelector::from_object(sel).matches(labels) {
-                        c.invalid("spec.template.metadata.labels", labels.unwrap_or(&Value::Null), "`selector` does not match template `labels`");
+                        c.invalid(
+                            "spec.template.metadata.labels",
+                            labels.unwrap_or(&Value::Null),
+                            "`selector` does not match template `labels`",
+                        );
                     }
                 }
             }
-            pod_spec(spec.and_then(|s| s.pointer("/template/spec")), "spec.template.spec", &mut c);
+            pod_spec(
+                spec.and_then(|s| s.pointer("/template/spec")),
+                "spec.template.spec",
+                &mut c,
+            );
         }
         "Service" => {
-            let ports = obj.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
+            let ports = obj
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             for (i, p) in ports.iter().enumerate() {
                 let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
                 if !(1..=65535).contains(&port) {
-                    c.invalid(format!("spec.ports[{i}].port"), &p["port"], "must be between 1 and 65535, inclusive");
+                    c.invalid(
+                        format!("spec.ports[{i}].port"),
+                        &p["port"],
+                        "must be between 1 and 65535, inclusive",
+                    );
                 }
-                if let Some(np) = p.get("nodePort").and_then(Value::as_i64) {
-                    if np != 0 && !(30000..=32767).contains(&np) {
-                        c.invalid(format!("spec.ports[{i}].nodePort"), &p["nodePort"], "provided port is not in the valid range. The range of valid ports is 30000-32767");
-                    }
+                if let Some(np) = p.get("nodePort").and_then(Value::as_i64)
+                    && np != 0
+                    && !(30000..=32767).contains(&np)
+                {
+                    c.invalid(format!("spec.ports[{i}].nodePort"), &p["nodePort"], "provided port is not in the valid range. The range of valid ports is 30000-32767");
                 }
             }
-            let ty = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
+            let ty = obj
+                .pointer("/spec/type")
+                .and_then(Value::as_str)
+                .unwrap_or("ClusterIP");
             if !["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"].contains(&ty) {
                 c.0.push(Cause { kind: "FieldValueNotSupported", field: "spec.type".into(), message: format!("Unsupported value: \"{ty}\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"") });
             }
         }
         _ => {}
     }
-    if c.0.is_empty() { Ok(()) } else { Err(ApiError::invalid(r.group, r.kind, name, c.0)) }
+    if c.0.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(r.group, r.kind, name, c.0))
+    }
 }
 
 fn pod_spec(spec: Option<&Value>, path: &str, c: &mut Causes) {
-    let containers = spec.and_then(|s| s.get("containers")).and_then(Value::as_array);
+    let containers = spec
+        .and_then(|s| s.get("containers"))
+        .and_then(Value::as_array);
     let Some(containers) = containers.filter(|v| !v.is_empty()) else {
         c.required(format!("{path}.containers"), "");
         return;
@@ -255,17 +334,33 @@ fn pod_spec(spec: Option<&Value>, path: &str, c: &mut Causes) {
         } else if !is_dns_label(name) {
             c.invalid(format!("{path}.containers[{i}].name"), &ct["name"], "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'");
         } else if seen.contains(&name) {
-            c.0.push(Cause { kind: "FieldValueDuplicate", field: format!("{path}.containers[{i}].name"), message: format!("Duplicate value: \"{name}\"") });
+            c.0.push(Cause {
+                kind: "FieldValueDuplicate",
+                field: format!("{path}.containers[{i}].name"),
+                message: format!("Duplicate value: \"{name}\""),
+            });
         }
         seen.push(name);
-        if ct.get("image").and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
+        if ct
+            .get("image")
+            .and_then(Value::as_str)
+            .is_none_or(|s| s.trim().is_empty())
+        {
             c.required(format!("{path}.containers[{i}].image"), "");
         }
     }
-    if let Some(p) = spec.and_then(|s| s.get("restartPolicy")).and_then(Value::as_str) {
-        if !["Always", "OnFailure", "Never"].contains(&p) {
-            c.0.push(Cause { kind: "FieldValueNotSupported", field: format!("{path}.restartPolicy"), message: format!("Unsupported value: \"{p}\": supported values: \"Always\", \"OnFailure\", \"Never\"") });
-        }
+    if let Some(p) = spec
+        .and_then(|s| s.get("restartPolicy"))
+        .and_then(Value::as_str)
+        && !["Always", "OnFailure", "Never"].contains(&p)
+    {
+        c.0.push(Cause {
+            kind: "FieldValueNotSupported",
+            field: format!("{path}.restartPolicy"),
+            message: format!(
+                "Unsupported value: \"{p}\": supported values: \"Always\", \"OnFailure\", \"Never\""
+            ),
+        });
     }
 }
 
@@ -283,8 +378,17 @@ mod tests {
             "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i", "bogus": 1}]}}}});
         let err = decode(d, &obj, FieldValidation::Strict).unwrap_err();
         assert_eq!(err.code, 400);
-        assert!(err.message.contains("unknown field \"spec.replica\""), "{}", err.message);
-        assert!(err.message.contains("spec.template.spec.containers[0].bogus"), "{}", err.message);
+        assert!(
+            err.message.contains("unknown field \"spec.replica\""),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.message
+                .contains("spec.template.spec.containers[0].bogus"),
+            "{}",
+            err.message
+        );
         assert_eq!(decode(d, &obj, FieldValidation::Warn).unwrap().len(), 2);
         assert!(decode(d, &obj, FieldValidation::Ignore).unwrap().is_empty());
     }
@@ -293,7 +397,10 @@ mod tests {
     fn type_errors_are_bad_requests() {
         let d = by_kind("apps", "Deployment").unwrap();
         let obj = json!({"metadata": {"name": "a"}, "spec": {"replicas": "two"}});
-        assert_eq!(decode(d, &obj, FieldValidation::Ignore).unwrap_err().code, 400);
+        assert_eq!(
+            decode(d, &obj, FieldValidation::Ignore).unwrap_err().code,
+            400
+        );
     }
 
     #[test]

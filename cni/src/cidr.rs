@@ -17,11 +17,18 @@ impl Ipv4Cidr {
         if prefix > 32 {
             return Err(Error::InvalidCidr(format!("{addr}/{prefix}")));
         }
-        Ok(Self { base: u32::from(addr) & Self::mask(prefix), prefix })
+        Ok(Self {
+            base: u32::from(addr) & Self::mask(prefix),
+            prefix,
+        })
     }
 
     fn mask(prefix: u8) -> u32 {
-        if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) }
+        if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(prefix))
+        }
     }
 
     /// The prefix length.
@@ -46,7 +53,8 @@ impl Ipv4Cidr {
 
     /// The offset of `addr` inside the network, if it belongs to it.
     pub fn offset_of(&self, addr: Ipv4Addr) -> Option<u64> {
-        self.contains(addr).then(|| u64::from(u32::from(addr) - self.base))
+        self.contains(addr)
+            .then(|| u64::from(u32::from(addr) - self.base))
     }
 
     /// Whether `addr` belongs to the network.

@@ -15,17 +15,23 @@ impl NodeCidrAllocator {
     /// An allocator of `/node_prefix` subnets of `cluster`.
     pub fn new(cluster: Ipv4Cidr, node_prefix: u8) -> Result<Self> {
         if node_prefix < cluster.prefix() || node_prefix > 30 {
-            return Err(Error::InvalidCidr(format!("{cluster} split into /{node_prefix}")));
+            return Err(Error::InvalidCidr(format!(
+                "{cluster} split into /{node_prefix}"
+            )));
         }
-        Ok(Self { cluster, node_prefix, used: BTreeSet::new() })
+        Ok(Self {
+            cluster,
+            node_prefix,
+            used: BTreeSet::new(),
+        })
     }
 
     /// Marks a subnet as taken (one recorded on an existing node).
     pub fn reserve(&mut self, cidr: Ipv4Cidr) {
-        if cidr.prefix() == self.node_prefix {
-            if let Some(off) = self.cluster.offset_of(cidr.network()) {
-                self.used.insert(off >> (32 - u32::from(self.node_prefix)));
-            }
+        if cidr.prefix() == self.node_prefix
+            && let Some(off) = self.cluster.offset_of(cidr.network())
+        {
+            self.used.insert(off >> (32 - u32::from(self.node_prefix)));
         }
     }
 
@@ -36,7 +42,10 @@ impl NodeCidrAllocator {
             .find(|i| !self.used.contains(i))
             .ok_or_else(|| Error::Exhausted(self.cluster.to_string()))?;
         self.used.insert(index);
-        Ok(self.cluster.subnet(self.node_prefix, index).expect("index below count"))
+        Ok(self
+            .cluster
+            .subnet(self.node_prefix, index)
+            .expect("index below count"))
     }
 }
 
@@ -54,7 +63,11 @@ pub struct PodIpam {
 impl PodIpam {
     /// Address management over `cidr`.
     pub fn new(cidr: Ipv4Cidr) -> Self {
-        Self { cidr, used: BTreeSet::new(), next: 2 }
+        Self {
+            cidr,
+            used: BTreeSet::new(),
+            next: 2,
+        }
     }
 
     /// The node's pod CIDR.
@@ -131,7 +144,9 @@ mod tests {
         let mut ipam = PodIpam::new("10.0.0.0/29".parse().unwrap());
         assert!(ipam.reserve("10.0.0.3".parse().unwrap()));
         assert!(!ipam.reserve("10.0.1.3".parse().unwrap()));
-        let got: Vec<String> = (0..4).map(|_| ipam.allocate().unwrap().to_string()).collect();
+        let got: Vec<String> = (0..4)
+            .map(|_| ipam.allocate().unwrap().to_string())
+            .collect();
         assert_eq!(got, ["10.0.0.2", "10.0.0.4", "10.0.0.5", "10.0.0.6"]);
         assert!(ipam.allocate().is_err());
         ipam.release("10.0.0.4".parse().unwrap());

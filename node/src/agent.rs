@@ -61,15 +61,24 @@ pub enum AgentError {
 }
 
 fn kernel_version() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn node_status(config: &AgentConfig) -> serde_json::Value {
-    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mem_kib = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()))
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .unwrap_or(1 << 20);
     let capacity = json!({"cpu": cpus.to_string(), "memory": format!("{mem_kib}Ki"), "pods": config.max_pods.to_string()});
     json!({
@@ -93,7 +102,11 @@ fn node_status(config: &AgentConfig) -> serde_json::Value {
 
 impl Agent {
     /// Registers the node and starts the agent's loops.
-    pub async fn start(config: AgentConfig, client: kube::Client, runtime: Arc<Runtime>) -> Result<Self, AgentError> {
+    pub async fn start(
+        config: AgentConfig,
+        client: kube::Client,
+        runtime: Arc<Runtime>,
+    ) -> Result<Self, AgentError> {
         let nodes: Api<Node> = Api::all(client.clone());
         let name = config.node_name.clone();
         if nodes.get_opt(&name).await?.is_none() {
@@ -107,7 +120,13 @@ impl Agent {
             .map_err(|e| AgentError::Local(e.to_string()))?;
             nodes.create(&PostParams::default(), &node).await?;
         }
-        nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": node_status(&config)}))).await?;
+        nodes
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": node_status(&config)})),
+            )
+            .await?;
         let cidr = loop {
             let n = nodes.get(&name).await?;
             if let Some(c) = n.spec.and_then(|s| s.pod_cidr) {
@@ -115,12 +134,21 @@ impl Agent {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let cidr = cidr.parse().map_err(|e: shoal_cni::Error| AgentError::Local(e.to_string()))?;
+        let cidr = cidr
+            .parse()
+            .map_err(|e: shoal_cni::Error| AgentError::Local(e.to_string()))?;
         let mut ipam = PodIpam::new(cidr);
         let pods: Api<Pod> = Api::all(client.clone());
-        let mine = pods.list(&ListParams::default().fields(&format!("spec.nodeName={name}"))).await?;
+        let mine = pods
+            .list(&ListParams::default().fields(&format!("spec.nodeName={name}")))
+            .await?;
         for p in &mine.items {
-            if let Some(ip) = p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).and_then(|ip| ip.parse().ok()) {
+            if let Some(ip) = p
+                .status
+                .as_ref()
+                .and_then(|s| s.pod_ip.as_ref())
+                .and_then(|ip| ip.parse().ok())
+            {
                 ipam.reserve(ip);
             }
         }
@@ -134,7 +162,9 @@ impl Agent {
             http: crate::proxy::HttpTargets::default(),
         });
         let listen = SocketAddr::new(config.node_ip, config.kubelet_port);
-        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| AgentError::Local(format!("kubelet API on {listen}: {e}")))?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| AgentError::Local(format!("kubelet API on {listen}: {e}")))?;
         let tasks = vec![
             tokio::spawn(heartbeat(shared.clone())),
             tokio::spawn(watch_pods(shared.clone())),
@@ -160,7 +190,9 @@ async fn heartbeat(shared: Arc<Shared>) {
     let nodes: Api<Node> = Api::all(shared.client.clone());
     let leases: Api<Lease> = Api::namespaced(shared.client.clone(), "kube-node-lease");
     loop {
-        let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string();
+        let now = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+            .to_string();
         let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name},
             "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now}});
         let pp = PatchParams::default();
@@ -171,7 +203,14 @@ async fn heartbeat(shared: Arc<Shared>) {
         } else if let Err(e) = leases.patch(&name, &pp, &Patch::Merge(&lease)).await {
             tracing::warn!("renewing node lease: {e}");
         }
-        if let Err(e) = nodes.patch_status(&name, &pp, &Patch::Merge(json!({"status": node_status(&shared.config)}))).await {
+        if let Err(e) = nodes
+            .patch_status(
+                &name,
+                &pp,
+                &Patch::Merge(json!({"status": node_status(&shared.config)})),
+            )
+            .await
+        {
             tracing::warn!("posting node status: {e}");
         }
         tokio::time::sleep(Duration::from_secs(10)).await;
@@ -180,11 +219,14 @@ async fn heartbeat(shared: Arc<Shared>) {
 
 async fn watch_pods(shared: Arc<Shared>) {
     let pods: Api<Pod> = Api::all(shared.client.clone());
-    let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", shared.config.node_name));
+    let cfg =
+        watcher::Config::default().fields(&format!("spec.nodeName={}", shared.config.node_name));
     let mut stream = watcher(pods, cfg).boxed();
     while let Some(ev) = stream.next().await {
         match ev {
-            Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => crate::pods::observe(&shared, p),
+            Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => {
+                crate::pods::observe(&shared, p)
+            }
             Ok(watcher::Event::Delete(p)) => crate::pods::forget(&shared, &p),
             Ok(_) => {}
             Err(e) => {

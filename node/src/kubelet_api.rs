@@ -17,7 +17,11 @@ use crate::logs::{log_path, split_line};
 type Body = BoxBody<Bytes, std::io::Error>;
 
 fn text(code: StatusCode, s: impl Into<String>) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(s.into())).map_err(|never: Infallible| match never {}).boxed());
+    let mut r = Response::new(
+        Full::new(Bytes::from(s.into()))
+            .map_err(|never: Infallible| match never {})
+            .boxed(),
+    );
     *r.status_mut() = code;
     r
 }
@@ -25,11 +29,19 @@ fn text(code: StatusCode, s: impl Into<String>) -> Response<Body> {
 pub(crate) async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
     let acceptor = tokio_rustls::TlsAcceptor::from(shared.config.kubelet_tls.clone());
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
         let (acceptor, shared) = (acceptor.clone(), shared.clone());
         tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else { return };
-            let authenticated = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let authenticated = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .is_some_and(|c| !c.is_empty());
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let shared = shared.clone();
                 async move {
@@ -39,22 +51,35 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener
                     Ok(handle(shared, req).await)
                 }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), svc).await;
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
         });
     }
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
-    let query: Vec<(String, String)> = form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).into_owned().collect();
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
     let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
         ["healthz"] => text(StatusCode::OK, "ok"),
         ["containerLogs", ns, pod, container] => {
-            let uid = shared.by_name.lock().expect("names lock").get(&(ns.to_string(), pod.to_string())).cloned();
+            let uid = shared
+                .by_name
+                .lock()
+                .expect("names lock")
+                .get(&(ns.to_string(), pod.to_string()))
+                .cloned();
             let Some(uid) = uid else {
-                return text(StatusCode::NOT_FOUND, format!("pod {ns}/{pod} is not running on this node"));
+                return text(
+                    StatusCode::NOT_FOUND,
+                    format!("pod {ns}/{pod} is not running on this node"),
+                );
             };
             let previous = matches!(q("previous"), Some("true" | "1"));
             let file = log_path(&shared.config.data_dir, &uid, container, previous);
@@ -63,18 +88,35 @@ async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) -> Res
             let tail: Option<usize> = q("tailLines").and_then(|t| t.parse().ok());
             match tokio::fs::File::open(&file).await {
                 Ok(f) => stream_log(shared, uid, f, follow, timestamps, tail).await,
-                Err(_) if previous => text(StatusCode::BAD_REQUEST, format!("previous terminated container \"{container}\" in pod \"{pod}\" not found")),
-                Err(_) => text(StatusCode::BAD_REQUEST, format!("container \"{container}\" in pod \"{pod}\" is waiting to start")),
+                Err(_) if previous => text(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "previous terminated container \"{container}\" in pod \"{pod}\" not found"
+                    ),
+                ),
+                Err(_) => text(
+                    StatusCode::BAD_REQUEST,
+                    format!("container \"{container}\" in pod \"{pod}\" is waiting to start"),
+                ),
             }
         }
         _ => text(StatusCode::NOT_FOUND, "not found"),
     }
 }
 
-async fn stream_log(shared: Arc<Shared>, uid: String, mut file: tokio::fs::File, follow: bool, timestamps: bool, tail: Option<usize>) -> Response<Body> {
+async fn stream_log(
+    shared: Arc<Shared>,
+    uid: String,
+    mut file: tokio::fs::File,
+    follow: bool,
+    timestamps: bool,
+    tail: Option<usize>,
+) -> Response<Body> {
     let mut start = 0u64;
     if let Some(n) = tail {
-        let all = tokio::fs::read_to_string(log_path_of(&file)).await.unwrap_or_default();
+        let all = tokio::fs::read_to_string(log_path_of(&file))
+            .await
+            .unwrap_or_default();
         let _ = all;
         let content = {
             let mut s = String::new();
@@ -122,7 +164,8 @@ async fn stream_log(shared: Arc<Shared>, uid: String, mut file: tokio::fs::File,
             }
         }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+    let stream =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
     Response::new(BodyExt::boxed(StreamBody::new(stream)))
 }
 
@@ -130,8 +173,18 @@ fn log_path_of(_f: &tokio::fs::File) -> std::path::PathBuf {
     std::path::PathBuf::new()
 }
 
-async fn emit(tx: &tokio::sync::mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>, line: &str, timestamps: bool) -> Result<(), ()> {
+async fn emit(
+    tx: &tokio::sync::mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
+    line: &str,
+    timestamps: bool,
+) -> Result<(), ()> {
     let (ts, text) = split_line(line);
-    let out = if timestamps { format!("{ts} {text}") } else { text.to_string() };
-    tx.send(Ok(Frame::data(Bytes::from(out)))).await.map_err(|_| ())
+    let out = if timestamps {
+        format!("{ts} {text}")
+    } else {
+        text.to_string()
+    };
+    tx.send(Ok(Frame::data(Bytes::from(out))))
+        .await
+        .map_err(|_| ())
 }

@@ -19,8 +19,14 @@ impl LogSink {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self { file: Mutex::new((file, Vec::new())), stream })
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Self {
+            file: Mutex::new((file, Vec::new())),
+            stream,
+        })
     }
 }
 
@@ -31,7 +37,9 @@ impl OutputSink for LogSink {
         partial.extend_from_slice(bytes);
         while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = partial.drain(..=pos).collect();
-            let ts = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%fZ").to_string();
+            let ts = jiff::Timestamp::now()
+                .strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                .to_string();
             let mut out = Vec::with_capacity(line.len() + 40);
             out.extend_from_slice(ts.as_bytes());
             out.push(b' ');
@@ -41,7 +49,9 @@ impl OutputSink for LogSink {
             let _ = file.write_all(&out);
         }
         if partial.len() > 16 * 1024 {
-            let ts = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%fZ").to_string();
+            let ts = jiff::Timestamp::now()
+                .strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                .to_string();
             let _ = write!(file, "{ts} {} ", self.stream);
             let _ = file.write_all(partial);
             let _ = file.write_all(b"\n");
@@ -52,7 +62,11 @@ impl OutputSink for LogSink {
 
 /// The log file of a container of a pod.
 pub fn log_path(root: &Path, uid: &str, container: &str, previous: bool) -> PathBuf {
-    root.join("pods").join(uid).join(if previous { format!("{container}.log.1") } else { format!("{container}.log") })
+    root.join("pods").join(uid).join(if previous {
+        format!("{container}.log.1")
+    } else {
+        format!("{container}.log")
+    })
 }
 
 /// Splits a stored log line into its timestamp and the guest's text.

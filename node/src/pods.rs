@@ -27,19 +27,30 @@ impl PodWorker {
 }
 
 fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// Takes a new or changed pod from the watch.
 pub(crate) fn observe(shared: &Arc<Shared>, pod: Pod) {
-    let Some(uid) = pod.metadata.uid.clone() else { return };
-    let key = (pod.metadata.namespace.clone().unwrap_or_default(), pod.metadata.name.clone().unwrap_or_default());
+    let Some(uid) = pod.metadata.uid.clone() else {
+        return;
+    };
+    let key = (
+        pod.metadata.namespace.clone().unwrap_or_default(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    );
     let mut pods = shared.pods.lock().expect("pods lock");
     if let Some(w) = pods.get(&uid) {
         let _ = w.updates.send(pod);
         return;
     }
-    shared.by_name.lock().expect("names lock").insert(key, uid.clone());
+    shared
+        .by_name
+        .lock()
+        .expect("names lock")
+        .insert(key, uid.clone());
     let (tx, rx) = watch::channel(pod);
     let task = tokio::spawn(run_pod(shared.clone(), uid.clone(), rx));
     pods.insert(uid, PodWorker { task, updates: tx });
@@ -47,7 +58,9 @@ pub(crate) fn observe(shared: &Arc<Shared>, pod: Pod) {
 
 /// Takes a pod the API no longer has.
 pub(crate) fn forget(shared: &Arc<Shared>, pod: &Pod) {
-    let Some(uid) = pod.metadata.uid.as_deref() else { return };
+    let Some(uid) = pod.metadata.uid.as_deref() else {
+        return;
+    };
     if let Some(w) = shared.pods.lock().expect("pods lock").remove(uid) {
         w.abort();
     }
@@ -56,12 +69,19 @@ pub(crate) fn forget(shared: &Arc<Shared>, pod: &Pod) {
 
 fn cleanup(shared: &Arc<Shared>, pod: &Pod, uid: &str) {
     shared.http.remove_pod(uid);
-    if let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_ref()).and_then(|ip| ip.parse::<Ipv4Addr>().ok()) {
-        if let Some(ipam) = shared.ipam.lock().expect("ipam lock").as_mut() {
-            ipam.release(ip);
-        }
+    if let Some(ip) = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_ref())
+        .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+        && let Some(ipam) = shared.ipam.lock().expect("ipam lock").as_mut()
+    {
+        ipam.release(ip);
     }
-    let key = (pod.metadata.namespace.clone().unwrap_or_default(), pod.metadata.name.clone().unwrap_or_default());
+    let key = (
+        pod.metadata.namespace.clone().unwrap_or_default(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    );
     shared.by_name.lock().expect("names lock").remove(&key);
 }
 
@@ -69,7 +89,13 @@ fn cleanup(shared: &Arc<Shared>, pod: &Pod, uid: &str) {
 enum State {
     Waiting(String, String),
     Running(String),
-    Terminated { code: i32, reason: String, message: String, started: String, finished: String },
+    Terminated {
+        code: i32,
+        reason: String,
+        message: String,
+        started: String,
+        finished: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -98,7 +124,13 @@ fn state_json(s: &State) -> Value {
             json!({"waiting": w})
         }
         State::Running(started) => json!({"running": {"startedAt": started}}),
-        State::Terminated { code, reason, message, started, finished } => {
+        State::Terminated {
+            code,
+            reason,
+            message,
+            started,
+            finished,
+        } => {
             let mut t = json!({"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": finished});
             if !message.is_empty() {
                 t["message"] = json!(message);
@@ -109,7 +141,11 @@ fn state_json(s: &State) -> Value {
 }
 
 async fn event(shared: &Shared, pod: &Pod, ty: &str, reason: &str, message: &str) {
-    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let name = pod.metadata.name.clone().unwrap_or_default();
     let ev = json!({
         "metadata": {"name": format!("{name}.{:x}", rand_u64()), "namespace": ns},
@@ -120,24 +156,40 @@ async fn event(shared: &Shared, pod: &Pod, ty: &str, reason: &str, message: &str
         "reportingComponent": "kubelet", "reportingInstance": shared.config.node_name,
     });
     let api: Api<Event> = Api::namespaced(shared.client.clone(), &ns);
-    if let Ok(e) = serde_json::from_value::<Event>(ev) {
-        if let Err(err) = api.create(&PostParams::default(), &e).await {
-            tracing::debug!("recording event {reason}: {err}");
-        }
+    if let Ok(e) = serde_json::from_value::<Event>(ev)
+        && let Err(err) = api.create(&PostParams::default(), &e).await
+    {
+        tracing::debug!("recording event {reason}: {err}");
     }
 }
 
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     h.finish()
 }
 
 fn memory_limit(c: &Value) -> Option<usize> {
     let q = c.pointer("/resources/limits/memory")?.as_str()?;
-    let units = [("Ki", 1u64 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("k", 1000), ("M", 1_000_000), ("G", 1_000_000_000), ("", 1)];
-    units.iter().find_map(|(s, m)| q.strip_suffix(s).and_then(|n| n.parse::<f64>().ok()).map(|v| (v * *m as f64) as usize))
+    let units = [
+        ("Ki", 1u64 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("k", 1000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("", 1),
+    ];
+    units.iter().find_map(|(s, m)| {
+        q.strip_suffix(s)
+            .and_then(|n| n.parse::<f64>().ok())
+            .map(|v| (v * *m as f64) as usize)
+    })
 }
 
 async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<Pod>) {
@@ -146,7 +198,10 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(shared.client.clone(), &ns);
-    let finished = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
+    let finished = matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    );
     if pod.metadata.deletion_timestamp.is_some() || finished {
         wait_and_delete(&shared, &api, &pod, &uid, &mut updates, finished).await;
         return;
@@ -155,7 +210,12 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
     let allocated = match existing_ip {
         Some(ip) => Some(ip),
         None => {
-            let r = shared.ipam.lock().expect("ipam lock").as_mut().map(|i| i.allocate());
+            let r = shared
+                .ipam
+                .lock()
+                .expect("ipam lock")
+                .as_mut()
+                .map(|i| i.allocate());
             match r {
                 Some(Ok(ip)) => Some(ip.to_string()),
                 _ => None,
@@ -167,18 +227,42 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
         None => match Option::<String>::None {
             Some(ip) => ip,
             None => {
-                event(&shared, &pod, "Warning", "FailedCreatePodSandBox", "no free pod IP on the node").await;
+                event(
+                    &shared,
+                    &pod,
+                    "Warning",
+                    "FailedCreatePodSandBox",
+                    "no free pod IP on the node",
+                )
+                .await;
                 return;
             }
         },
     };
-    let start_time = pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0.to_string()).unwrap_or_else(now);
-    let containers: Vec<Value> = pod_json.pointer("/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
-    let policy = pod_json.pointer("/spec/restartPolicy").and_then(Value::as_str).unwrap_or("Always").to_string();
+    let start_time = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.start_time.as_ref())
+        .map(|t| t.0.to_string())
+        .unwrap_or_else(now);
+    let containers: Vec<Value> = pod_json
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let policy = pod_json
+        .pointer("/spec/restartPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("Always")
+        .to_string();
     let mut statuses: Vec<ContainerStatus> = containers
         .iter()
         .map(|c| ContainerStatus {
-            image: c.get("image").and_then(Value::as_str).unwrap_or_default().to_string(),
+            image: c
+                .get("image")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
             state: State::Waiting("ContainerCreating".into(), String::new()),
             last: None,
             restarts: 0,
@@ -189,11 +273,30 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
     let (tx, mut rx) = mpsc::channel::<Update>(64);
     let mut tasks = Vec::new();
     for (i, c) in containers.iter().enumerate() {
-        let ctx = ContainerCtx { shared: shared.clone(), pod: pod.clone(), uid: uid.clone(), ip: ip.clone(), index: i, spec: c.clone(), policy: policy.clone(), tx: tx.clone() };
+        let ctx = ContainerCtx {
+            shared: shared.clone(),
+            pod: pod.clone(),
+            uid: uid.clone(),
+            ip: ip.clone(),
+            index: i,
+            spec: c.clone(),
+            policy: policy.clone(),
+            tx: tx.clone(),
+        };
         tasks.push(tokio::spawn(run_container(ctx)));
     }
     drop(tx);
-    report(&shared, &api, &name, &pod_json, &ip, &start_time, &containers, &statuses).await;
+    report(
+        &shared,
+        &api,
+        &name,
+        &pod_json,
+        &ip,
+        &start_time,
+        &containers,
+        &statuses,
+    )
+    .await;
     loop {
         tokio::select! {
             u = rx.recv() => match u {
@@ -237,7 +340,14 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
     }
 }
 
-async fn wait_and_delete(shared: &Arc<Shared>, api: &Api<Pod>, pod: &Pod, uid: &str, updates: &mut watch::Receiver<Pod>, wait: bool) {
+async fn wait_and_delete(
+    shared: &Arc<Shared>,
+    api: &Api<Pod>,
+    pod: &Pod,
+    uid: &str,
+    updates: &mut watch::Receiver<Pod>,
+    wait: bool,
+) {
     if wait {
         loop {
             if updates.borrow().metadata.deletion_timestamp.is_some() {
@@ -249,7 +359,12 @@ async fn wait_and_delete(shared: &Arc<Shared>, api: &Api<Pod>, pod: &Pod, uid: &
         }
     }
     let mut latest = updates.borrow().clone();
-    if latest.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_none() {
+    if latest
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_ref())
+        .is_none()
+    {
         latest.status = pod.status.clone();
     }
     delete_now(shared, api, &latest, uid).await;
@@ -258,7 +373,14 @@ async fn wait_and_delete(shared: &Arc<Shared>, api: &Api<Pod>, pod: &Pod, uid: &
 async fn delete_now(shared: &Arc<Shared>, api: &Api<Pod>, pod: &Pod, uid: &str) {
     cleanup(shared, pod, uid);
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let dp = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid: Some(uid.to_string()), resource_version: None }), ..Default::default() };
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
     if let Err(e) = api.delete(&name, &dp).await {
         tracing::debug!("deleting pod {name}: {e}");
     }
@@ -266,23 +388,50 @@ async fn delete_now(shared: &Arc<Shared>, api: &Api<Pod>, pod: &Pod, uid: &str) 
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn report(shared: &Shared, api: &Api<Pod>, name: &str, pod: &Value, ip: &str, start: &str, containers: &[Value], statuses: &[ContainerStatus]) {
+async fn report(
+    shared: &Shared,
+    api: &Api<Pod>,
+    name: &str,
+    pod: &Value,
+    ip: &str,
+    start: &str,
+    containers: &[Value],
+    statuses: &[ContainerStatus],
+) {
     let all_ready = statuses.iter().all(|s| s.ready);
-    let any_running = statuses.iter().any(|s| matches!(s.state, State::Running(_)));
+    let any_running = statuses
+        .iter()
+        .any(|s| matches!(s.state, State::Running(_)));
     let all_done = statuses.iter().all(|s| s.done);
     let phase = if all_done {
-        if statuses.iter().all(|s| matches!(s.state, State::Terminated { code: 0, .. })) { "Succeeded" } else { "Failed" }
+        if statuses
+            .iter()
+            .all(|s| matches!(s.state, State::Terminated { code: 0, .. }))
+        {
+            "Succeeded"
+        } else {
+            "Failed"
+        }
     } else if any_running || statuses.iter().any(|s| s.restarts > 0) {
         "Running"
     } else {
         "Pending"
     };
-    let old_conds = pod.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let old_conds = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let cond = |ty: &str, ok: bool| {
         let status = if ok { "True" } else { "False" };
-        let prev = old_conds.iter().find(|c| c.get("type") == Some(&json!(ty)) && c.get("status") == Some(&json!(status)));
-        let t = prev.and_then(|c| c.get("lastTransitionTime").cloned()).unwrap_or(json!(now()));
-        let mut c = json!({"type": ty, "status": status, "lastProbeTime": null, "lastTransitionTime": t});
+        let prev = old_conds
+            .iter()
+            .find(|c| c.get("type") == Some(&json!(ty)) && c.get("status") == Some(&json!(status)));
+        let t = prev
+            .and_then(|c| c.get("lastTransitionTime").cloned())
+            .unwrap_or(json!(now()));
+        let mut c =
+            json!({"type": ty, "status": status, "lastProbeTime": null, "lastTransitionTime": t});
         if !ok && (ty == "Ready" || ty == "ContainersReady") {
             c["reason"] = json!("ContainersNotReady");
         }
@@ -311,13 +460,18 @@ async fn report(shared: &Shared, api: &Api<Pod>, name: &str, pod: &Value, ip: &s
         "hostIP": host, "hostIPs": [{"ip": host}], "podIP": ip, "podIPs": [{"ip": ip}],
         "startTime": start, "containerStatuses": cs,
     }});
-    if let Err(e) = api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await {
+    if let Err(e) = api
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+    {
         tracing::debug!("reporting status of {name}: {e}");
     }
 }
 
 fn meta_uid(pod: &Value) -> &str {
-    pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default()
+    pod.pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 struct ContainerCtx {
@@ -337,13 +491,33 @@ fn backoff(n: u32) -> Duration {
 
 async fn run_container(ctx: ContainerCtx) {
     let shared = &ctx.shared;
-    let name = ctx.spec.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-    let image = ctx.spec.get("image").and_then(Value::as_str).unwrap_or_default().to_string();
-    let mut st = ContainerStatus { image: image.clone(), state: State::Waiting("ContainerCreating".into(), String::new()), last: None, restarts: 0, ready: false, done: false };
+    let name = ctx
+        .spec
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let image = ctx
+        .spec
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let mut st = ContainerStatus {
+        image: image.clone(),
+        state: State::Waiting("ContainerCreating".into(), String::new()),
+        last: None,
+        restarts: 0,
+        ready: false,
+        done: false,
+    };
     let mut failures = 0u32;
     let send = |st: &ContainerStatus| {
         let tx = ctx.tx.clone();
-        let u = Update { index: ctx.index, status: st.clone() };
+        let u = Update {
+            index: ctx.index,
+            status: st.clone(),
+        };
         async move {
             let _ = tx.send(u).await;
         }
@@ -353,18 +527,34 @@ async fn run_container(ctx: ContainerCtx) {
             Ok(w) => break w,
             Err(e) => {
                 let (reason, back) = match e {
-                    RtError::ImageNotFound(_) | RtError::InvalidImageRef(_) => ("ErrImagePull", "ImagePullBackOff"),
+                    RtError::ImageNotFound(_) | RtError::InvalidImageRef(_) => {
+                        ("ErrImagePull", "ImagePullBackOff")
+                    }
                     _ => ("CreateContainerError", "CreateContainerError"),
                 };
                 let msg = e.to_string();
                 st.state = State::Waiting(reason.into(), msg.clone());
                 send(&st).await;
-                let what = if reason == "ErrImagePull" { format!("Failed to pull image \"{image}\": {msg}") } else { format!("Error: {msg}") };
+                let what = if reason == "ErrImagePull" {
+                    format!("Failed to pull image \"{image}\": {msg}")
+                } else {
+                    format!("Error: {msg}")
+                };
                 event(shared, &ctx.pod, "Warning", "Failed", &what).await;
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 if reason == "ErrImagePull" {
-                    st.state = State::Waiting(back.into(), format!("Back-off pulling image \"{image}\": {msg}"));
-                    event(shared, &ctx.pod, "Normal", "BackOff", &format!("Back-off pulling image \"{image}\"")).await;
+                    st.state = State::Waiting(
+                        back.into(),
+                        format!("Back-off pulling image \"{image}\": {msg}"),
+                    );
+                    event(
+                        shared,
+                        &ctx.pod,
+                        "Normal",
+                        "BackOff",
+                        &format!("Back-off pulling image \"{image}\""),
+                    )
+                    .await;
                     send(&st).await;
                 }
                 tokio::time::sleep(backoff(failures)).await;
@@ -372,11 +562,36 @@ async fn run_container(ctx: ContainerCtx) {
             }
         }
     };
-    event(shared, &ctx.pod, "Normal", "Pulled", &format!("Container image \"{image}\" already present on machine")).await;
+    event(
+        shared,
+        &ctx.pod,
+        "Normal",
+        "Pulled",
+        &format!("Container image \"{image}\" already present on machine"),
+    )
+    .await;
     let root = shared.config.data_dir.clone();
-    let mut env: Vec<(String, String)> = vec![("HOSTNAME".into(), ctx.pod.metadata.name.clone().unwrap_or_default())];
-    env.extend(ctx.spec.get("env").and_then(Value::as_array).cloned().unwrap_or_default().iter()
-        .filter_map(|e| Some((e.get("name")?.as_str()?.to_string(), e.get("value").and_then(Value::as_str).unwrap_or_default().to_string()))));
+    let mut env: Vec<(String, String)> = vec![(
+        "HOSTNAME".into(),
+        ctx.pod.metadata.name.clone().unwrap_or_default(),
+    )];
+    env.extend(
+        ctx.spec
+            .get("env")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| {
+                Some((
+                    e.get("name")?.as_str()?.to_string(),
+                    e.get("value")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                ))
+            }),
+    );
     let mut argv: Vec<String> = Vec::new();
     for k in ["command", "args"] {
         if let Some(a) = ctx.spec.get(k).and_then(Value::as_array) {
@@ -389,24 +604,63 @@ async fn run_container(ctx: ContainerCtx) {
     let mut crashes = 0u32;
     loop {
         let path = log_path(&root, &ctx.uid, &name, false);
-        let (stdout, stderr) = match (LogSink::open(&path, "stdout"), LogSink::open(&path, "stderr")) {
+        let (stdout, stderr) = match (
+            LogSink::open(&path, "stdout"),
+            LogSink::open(&path, "stderr"),
+        ) {
             (Ok(a), Ok(b)) => (Arc::new(a), Arc::new(b)),
             _ => {
-                st.state = State::Waiting("CreateContainerError".into(), format!("cannot open log file {}", path.display()));
+                st.state = State::Waiting(
+                    "CreateContainerError".into(),
+                    format!("cannot open log file {}", path.display()),
+                );
                 send(&st).await;
                 return;
             }
         };
-        let spec = CommandSpec { argv: argv.clone(), env: env.clone(), stdout, stderr, memory_limit: memory_limit(&ctx.spec) };
-        event(shared, &ctx.pod, "Normal", "Created", &format!("Created container {name}")).await;
-        event(shared, &ctx.pod, "Normal", "Started", &format!("Started container {name}")).await;
+        let spec = CommandSpec {
+            argv: argv.clone(),
+            env: env.clone(),
+            stdout,
+            stderr,
+            memory_limit: memory_limit(&ctx.spec),
+        };
+        event(
+            shared,
+            &ctx.pod,
+            "Normal",
+            "Created",
+            &format!("Created container {name}"),
+        )
+        .await;
+        event(
+            shared,
+            &ctx.pod,
+            "Normal",
+            "Started",
+            &format!("Started container {name}"),
+        )
+        .await;
         let started = now();
         st.state = State::Running(started.clone());
         st.ready = true;
         if workload.is_http() {
-            let ports: Vec<u16> = ctx.spec.get("ports").and_then(Value::as_array).cloned().unwrap_or_default().iter()
-                .filter_map(|p| p.get("containerPort").and_then(Value::as_u64).map(|p| p as u16)).collect();
-            shared.http.add(&ctx.uid, &ctx.ip, ports, workload.clone(), spec);
+            let ports: Vec<u16> = ctx
+                .spec
+                .get("ports")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|p| {
+                    p.get("containerPort")
+                        .and_then(Value::as_u64)
+                        .map(|p| p as u16)
+                })
+                .collect();
+            shared
+                .http
+                .add(&ctx.uid, &ctx.ip, ports, workload.clone(), spec);
             send(&st).await;
             return std::future::pending::<()>().await;
         }
@@ -420,7 +674,13 @@ async fn run_container(ctx: ContainerCtx) {
             Exit::OutOfMemory(m) => ("OOMKilled", m.clone()),
             Exit::StartFailed(m) => ("StartError", m.clone()),
         };
-        let term = State::Terminated { code: exit.code(), reason: reason.into(), message, started, finished: now() };
+        let term = State::Terminated {
+            code: exit.code(),
+            reason: reason.into(),
+            message,
+            started,
+            finished: now(),
+        };
         st.ready = false;
         let restart = match ctx.policy.as_str() {
             "Never" => false,
@@ -441,14 +701,28 @@ async fn run_container(ctx: ContainerCtx) {
         st.last = Some(term.clone());
         st.state = term;
         send(&st).await;
-        st.state = State::Waiting("CrashLoopBackOff".into(), format!("back-off {}s restarting failed container={name} pod={}_{}", delay.as_secs(), ctx.pod.metadata.name.clone().unwrap_or_default(), ctx.pod.metadata.namespace.clone().unwrap_or_default()));
+        st.state = State::Waiting(
+            "CrashLoopBackOff".into(),
+            format!(
+                "back-off {}s restarting failed container={name} pod={}_{}",
+                delay.as_secs(),
+                ctx.pod.metadata.name.clone().unwrap_or_default(),
+                ctx.pod.metadata.namespace.clone().unwrap_or_default()
+            ),
+        );
         send(&st).await;
         if exit.code() != 0 {
-            event(shared, &ctx.pod, "Warning", "BackOff", "Back-off restarting failed container").await;
+            event(
+                shared,
+                &ctx.pod,
+                "Warning",
+                "BackOff",
+                "Back-off restarting failed container",
+            )
+            .await;
         }
         tokio::time::sleep(delay).await;
         let _ = std::fs::rename(&path, log_path(&root, &ctx.uid, &name, true));
         st.restarts += 1;
     }
 }
-

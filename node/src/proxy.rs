@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use kube::api::Api;
-use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use shoal_runtime_wasm::{CommandSpec, Workload};
 
 use crate::agent::Shared;
@@ -36,25 +36,50 @@ struct Target {
 }
 
 impl HttpTargets {
-    pub fn add(&self, uid: &str, ip: &str, ports: Vec<u16>, workload: Arc<Workload>, spec: CommandSpec) {
+    pub fn add(
+        &self,
+        uid: &str,
+        ip: &str,
+        ports: Vec<u16>,
+        workload: Arc<Workload>,
+        spec: CommandSpec,
+    ) {
         let mut m = self.inner.lock().expect("targets lock");
         let ports = if ports.is_empty() { vec![80] } else { ports };
         for p in ports {
-            m.insert((ip.to_string(), p), Target { uid: uid.to_string(), workload: workload.clone(), spec: spec.clone() });
+            m.insert(
+                (ip.to_string(), p),
+                Target {
+                    uid: uid.to_string(),
+                    workload: workload.clone(),
+                    spec: spec.clone(),
+                },
+            );
         }
     }
 
     pub fn remove_pod(&self, uid: &str) {
-        self.inner.lock().expect("targets lock").retain(|_, t| t.uid != uid);
+        self.inner
+            .lock()
+            .expect("targets lock")
+            .retain(|_, t| t.uid != uid);
     }
 
     fn get(&self, ip: &str, port: u16) -> Option<Target> {
-        self.inner.lock().expect("targets lock").get(&(ip.to_string(), port)).cloned()
+        self.inner
+            .lock()
+            .expect("targets lock")
+            .get(&(ip.to_string(), port))
+            .cloned()
     }
 }
 
 fn text(code: StatusCode, s: impl Into<String>) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(s.into())).map_err(|never: Infallible| match never {}).boxed_unsync());
+    let mut r = Response::new(
+        Full::new(Bytes::from(s.into()))
+            .map_err(|never: Infallible| match never {})
+            .boxed_unsync(),
+    );
     *r.status_mut() = code;
     r
 }
@@ -62,8 +87,24 @@ fn text(code: StatusCode, s: impl Into<String>) -> Response<Body> {
 pub(crate) async fn run(shared: Arc<Shared>) {
     let (services, svc_writer) = reflector::store::<Service>();
     let (endpoints, ep_writer) = reflector::store::<Endpoints>();
-    let svc_stream = reflector(svc_writer, watcher(Api::<Service>::all(shared.client.clone()), watcher::Config::default())).default_backoff().touched_objects();
-    let ep_stream = reflector(ep_writer, watcher(Api::<Endpoints>::all(shared.client.clone()), watcher::Config::default())).default_backoff().touched_objects();
+    let svc_stream = reflector(
+        svc_writer,
+        watcher(
+            Api::<Service>::all(shared.client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let ep_stream = reflector(
+        ep_writer,
+        watcher(
+            Api::<Endpoints>::all(shared.client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
     tokio::spawn(svc_stream.for_each(|_| async {}));
     tokio::spawn(ep_stream.for_each(|_| async {}));
     let rr = Arc::new(AtomicUsize::new(0));
@@ -71,7 +112,12 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     loop {
         let mut wanted: HashMap<u16, ()> = HashMap::new();
         for svc in services.state() {
-            for p in svc.spec.as_ref().and_then(|s| s.ports.clone()).unwrap_or_default() {
+            for p in svc
+                .spec
+                .as_ref()
+                .and_then(|s| s.ports.clone())
+                .unwrap_or_default()
+            {
                 if let Some(np) = p.node_port {
                     wanted.insert(np as u16, ());
                 }
@@ -91,21 +137,52 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             let addr = std::net::SocketAddr::new(shared.config.node_ip, *port);
             match tokio::net::TcpListener::bind(addr).await {
                 Ok(l) => {
-                    let (shared, services, endpoints, rr, port) = (shared.clone(), services.clone(), endpoints.clone(), rr.clone(), *port);
-                    listeners.insert(port, tokio::spawn(async move {
-                        loop {
-                            let Ok((tcp, _)) = l.accept().await else { continue };
-                            let _ = tcp.set_nodelay(true);
-                            let (shared, services, endpoints, rr) = (shared.clone(), services.clone(), endpoints.clone(), rr.clone());
-                            tokio::spawn(async move {
-                                let svc = hyper::service::service_fn(move |req| {
-                                    let (shared, services, endpoints, rr) = (shared.clone(), services.clone(), endpoints.clone(), rr.clone());
-                                    async move { Ok::<_, Infallible>(forward(&shared, &services, &endpoints, &rr, port, req).await) }
+                    let (shared, services, endpoints, rr, port) = (
+                        shared.clone(),
+                        services.clone(),
+                        endpoints.clone(),
+                        rr.clone(),
+                        *port,
+                    );
+                    listeners.insert(
+                        port,
+                        tokio::spawn(async move {
+                            loop {
+                                let Ok((tcp, _)) = l.accept().await else {
+                                    continue;
+                                };
+                                let _ = tcp.set_nodelay(true);
+                                let (shared, services, endpoints, rr) = (
+                                    shared.clone(),
+                                    services.clone(),
+                                    endpoints.clone(),
+                                    rr.clone(),
+                                );
+                                tokio::spawn(async move {
+                                    let svc = hyper::service::service_fn(move |req| {
+                                        let (shared, services, endpoints, rr) = (
+                                            shared.clone(),
+                                            services.clone(),
+                                            endpoints.clone(),
+                                            rr.clone(),
+                                        );
+                                        async move {
+                                            Ok::<_, Infallible>(
+                                                forward(
+                                                    &shared, &services, &endpoints, &rr, port, req,
+                                                )
+                                                .await,
+                                            )
+                                        }
+                                    });
+                                    let _ = hyper::server::conn::http1::Builder::new()
+                                        .keep_alive(true)
+                                        .serve_connection(TokioIo::new(tcp), svc)
+                                        .await;
                                 });
-                                let _ = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(tcp), svc).await;
-                            });
-                        }
-                    }));
+                            }
+                        }),
+                    );
                 }
                 Err(e) => tracing::warn!("NodePort {port}: cannot listen on {addr}: {e}"),
             }
@@ -123,33 +200,61 @@ async fn forward(
     req: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
     let found = services.state().into_iter().find_map(|s| {
-        let port = s.spec.as_ref()?.ports.as_ref()?.iter().find(|p| p.node_port == Some(i32::from(node_port)))?.clone();
+        let port = s
+            .spec
+            .as_ref()?
+            .ports
+            .as_ref()?
+            .iter()
+            .find(|p| p.node_port == Some(i32::from(node_port)))?
+            .clone();
         Some((s, port))
     });
-    let Some((svc, port)) = found else { return text(StatusCode::SERVICE_UNAVAILABLE, "no service on this port\n") };
-    let (ns, name) = (svc.metadata.namespace.clone().unwrap_or_default(), svc.metadata.name.clone().unwrap_or_default());
-    let ep = endpoints.state().into_iter().find(|e| e.metadata.namespace.as_deref() == Some(ns.as_str()) && e.metadata.name.as_deref() == Some(name.as_str()));
+    let Some((svc, port)) = found else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "no service on this port\n");
+    };
+    let (ns, name) = (
+        svc.metadata.namespace.clone().unwrap_or_default(),
+        svc.metadata.name.clone().unwrap_or_default(),
+    );
+    let ep = endpoints.state().into_iter().find(|e| {
+        e.metadata.namespace.as_deref() == Some(ns.as_str())
+            && e.metadata.name.as_deref() == Some(name.as_str())
+    });
     let mut backends: Vec<(String, u16)> = Vec::new();
     for subset in ep.and_then(|e| e.subsets.clone()).unwrap_or_default() {
         let ports = subset.ports.unwrap_or_default();
-        let target = ports.iter().find(|p| p.name == port.name).or(ports.first()).map(|p| p.port as u16);
+        let target = ports
+            .iter()
+            .find(|p| p.name == port.name)
+            .or(ports.first())
+            .map(|p| p.port as u16);
         let Some(target) = target else { continue };
         for a in subset.addresses.unwrap_or_default() {
             backends.push((a.ip, target));
         }
     }
     if backends.is_empty() {
-        return text(StatusCode::SERVICE_UNAVAILABLE, format!("no ready endpoints for service {ns}/{name}\n"));
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no ready endpoints for service {ns}/{name}\n"),
+        );
     }
     let (ip, target_port) = backends[rr.fetch_add(1, Ordering::Relaxed) % backends.len()].clone();
     match shared.http.get(&ip, target_port) {
         Some(t) => match shared.runtime.serve_http(&t.workload, &t.spec, req).await {
-            Ok(resp) => resp.map(|b| b.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>).boxed_unsync()),
+            Ok(resp) => resp.map(|b| {
+                b.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                    .boxed_unsync()
+            }),
             Err(e) => {
                 tracing::warn!("{ns}/{name} via {ip}:{target_port}: {e}");
                 text(StatusCode::BAD_GATEWAY, "the backend failed to answer\n")
             }
         },
-        None => text(StatusCode::BAD_GATEWAY, format!("endpoint {ip}:{target_port} is not an HTTP workload on this node\n")),
+        None => text(
+            StatusCode::BAD_GATEWAY,
+            format!("endpoint {ip}:{target_port} is not an HTTP workload on this node\n"),
+        ),
     }
 }

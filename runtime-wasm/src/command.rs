@@ -61,7 +61,9 @@ pub(crate) fn classify(err: wasmtime::Error) -> Exit {
         return Exit::Code(code.0);
     }
     let text = format!("{err:#}");
-    if text.contains("forcing trap when growing memory") || text.contains("memory allocation failed") {
+    if text.contains("forcing trap when growing memory")
+        || text.contains("memory allocation failed")
+    {
         Exit::OutOfMemory(text)
     } else {
         Exit::Trap(text)

@@ -31,7 +31,11 @@ pub struct RuntimeConfig {
 impl RuntimeConfig {
     /// Defaults for a node whose data lives under `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self { image_dir: data_dir.into().join("images"), pool_instances: 1000, max_memory_bytes: 1 << 30 }
+        Self {
+            image_dir: data_dir.into().join("images"),
+            pool_instances: 1000,
+            max_memory_bytes: 1 << 30,
+        }
     }
 }
 
@@ -53,7 +57,8 @@ impl Runtime {
             Self::engine(&config, false)
         })?;
         let mut component_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut component_linker).map_err(|e| Error::Engine(e.to_string()))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut component_linker)
+            .map_err(|e| Error::Engine(e.to_string()))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component_linker)
             .map_err(|e| Error::Engine(e.to_string()))?;
         let mut core_linker = wasmtime::Linker::new(&engine);
@@ -108,24 +113,36 @@ impl Runtime {
     /// Resolves `image` in the image store and compiles it, once per digest.
     pub async fn load(&self, image: &str) -> Result<Arc<Workload>> {
         let image_ref = ImageRef::parse(image)?;
-        let digest =
-            self.images.resolve(&image_ref)?.ok_or_else(|| Error::ImageNotFound(image_ref.to_string()))?;
-        let cell = self.cache.lock().expect("cache lock").entry(digest.clone()).or_default().clone();
+        let digest = self
+            .images
+            .resolve(&image_ref)?
+            .ok_or_else(|| Error::ImageNotFound(image_ref.to_string()))?;
+        let cell = self
+            .cache
+            .lock()
+            .expect("cache lock")
+            .entry(digest.clone())
+            .or_default()
+            .clone();
         let workload = cell
             .get_or_try_init(|| async {
                 let bytes = self.images.read_blob(&digest)?;
                 let engine = self.engine.clone();
                 let (img, dig) = (image_ref.to_string(), digest.clone());
-                let compiled = tokio::task::spawn_blocking(move || compile(&engine, &img, &dig, &bytes))
-                    .await
-                    .map_err(|e| Error::Engine(format!("compiler task failed: {e}")))??;
+                let compiled =
+                    tokio::task::spawn_blocking(move || compile(&engine, &img, &dig, &bytes))
+                        .await
+                        .map_err(|e| Error::Engine(format!("compiler task failed: {e}")))??;
                 self.prepare(compiled).map(Arc::new)
             })
             .await?;
         Ok(workload.clone())
     }
 
-    fn prepare(&self, (digest, kind, compiled): (String, WorkloadKind, Compiled)) -> Result<Workload> {
+    fn prepare(
+        &self,
+        (digest, kind, compiled): (String, WorkloadKind, Compiled),
+    ) -> Result<Workload> {
         let inst = |e: wasmtime::Error| Error::Instantiate(format!("{e:#}"));
         let pre = match compiled {
             Compiled::Component(c) => {

@@ -2,7 +2,9 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The image is not in the local image store.
-    #[error("image {0:?} not found in the node's image store (import it with `shoal images import`)")]
+    #[error(
+        "image {0:?} not found in the node's image store (import it with `shoal images import`)"
+    )]
     ImageNotFound(String),
     /// The image reference cannot be parsed.
     #[error("invalid image reference {0:?}")]
@@ -22,7 +24,9 @@ pub enum Error {
         reason: String,
     },
     /// A component of a world shoal does not run.
-    #[error("image {image} is a component exporting none of wasi:cli/run or wasi:http/incoming-handler (exports: {exports})")]
+    #[error(
+        "image {image} is a component exporting none of wasi:cli/run or wasi:http/incoming-handler (exports: {exports})"
+    )]
     UnsupportedWorld {
         /// The image reference.
         image: String,

@@ -16,19 +16,31 @@ pub(crate) struct ComponentHost {
 
 impl ComponentHost {
     pub fn new(wasi: WasiCtx, memory_limit: Option<usize>) -> Self {
-        Self { wasi, http: WasiHttpCtx::new(), table: ResourceTable::new(), limits: limits(memory_limit) }
+        Self {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limits: limits(memory_limit),
+        }
     }
 }
 
 impl WasiView for ComponentHost {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for ComponentHost {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: Default::default() }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
+        }
     }
 }
 
@@ -40,7 +52,10 @@ pub(crate) struct CoreHost {
 
 impl CoreHost {
     pub fn new(wasi: WasiP1Ctx, memory_limit: Option<usize>) -> Self {
-        Self { wasi, limits: limits(memory_limit) }
+        Self {
+            wasi,
+            limits: limits(memory_limit),
+        }
     }
 }
 

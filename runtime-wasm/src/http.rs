@@ -29,12 +29,23 @@ impl Runtime {
         store.limiter(|h| &mut h.limits);
         store.epoch_deadline_async_yield_and_update(1);
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let req = store.data_mut().http().new_incoming_request(Scheme::Http, req).map_err(|e| format!("{e:#}"))?;
-        let out = store.data_mut().http().new_response_outparam(sender).map_err(|e| format!("{e:#}"))?;
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)
+            .map_err(|e| format!("{e:#}"))?;
+        let out = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .map_err(|e| format!("{e:#}"))?;
         let pre = pre.clone();
         let task = tokio::spawn(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
         });
         match receiver.await {
             Ok(Ok(resp)) => Ok(resp),

@@ -23,7 +23,8 @@ impl ImageRef {
     pub fn parse(s: &str) -> Result<Self> {
         let s = s.trim();
         let valid = !s.is_empty()
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c))
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c))
             && !s.starts_with(['/', ':', '@', '.', '-'])
             && !s.ends_with(['/', ':', '@']);
         if !valid {
@@ -140,8 +141,16 @@ mod tests {
     fn references_normalise() {
         assert_eq!(ImageRef::parse("hello:v1").unwrap().as_str(), "hello:v1");
         assert_eq!(ImageRef::parse("hello").unwrap().as_str(), "hello:latest");
-        assert_eq!(ImageRef::parse("docker.io/library/hello:v1").unwrap().as_str(), "hello:v1");
-        assert_eq!(ImageRef::parse("localhost:5000/a/b").unwrap().as_str(), "localhost:5000/a/b:latest");
+        assert_eq!(
+            ImageRef::parse("docker.io/library/hello:v1")
+                .unwrap()
+                .as_str(),
+            "hello:v1"
+        );
+        assert_eq!(
+            ImageRef::parse("localhost:5000/a/b").unwrap().as_str(),
+            "localhost:5000/a/b:latest"
+        );
         assert!(ImageRef::parse("").is_err());
         assert!(ImageRef::parse("a b").is_err());
         assert!(ImageRef::parse("../x").is_err());
@@ -152,9 +161,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("shoal-images-{}", std::process::id()));
         let store = ImageStore::new(&dir);
         let d = store.import("m:v1", b"\0asm\x01\0\0\0").unwrap();
-        assert_eq!(store.resolve(&ImageRef::parse("m:v1").unwrap()).unwrap(), Some(d.clone()));
+        assert_eq!(
+            store.resolve(&ImageRef::parse("m:v1").unwrap()).unwrap(),
+            Some(d.clone())
+        );
         assert_eq!(store.read_blob(&d).unwrap(), b"\0asm\x01\0\0\0");
-        assert_eq!(store.resolve(&ImageRef::parse("m:v2").unwrap()).unwrap(), None);
+        assert_eq!(
+            store.resolve(&ImageRef::parse("m:v2").unwrap()).unwrap(),
+            None
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

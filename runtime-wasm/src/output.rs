@@ -31,7 +31,11 @@ impl StdoutStream for SinkStream {
 struct SinkWriter(Arc<dyn OutputSink>);
 
 impl AsyncWrite for SinkWriter {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.0.write(buf);
         Poll::Ready(Ok(buf.len()))
     }

@@ -62,21 +62,31 @@ pub(crate) fn compile(
     digest: &str,
     bytes: &[u8],
 ) -> Result<(String, WorkloadKind, Compiled)> {
-    let compile_err = |e: wasmtime::Error| Error::Compile { image: image.to_string(), reason: format!("{e:#}") };
+    let compile_err = |e: wasmtime::Error| Error::Compile {
+        image: image.to_string(),
+        reason: format!("{e:#}"),
+    };
     if wasmparser::Parser::is_component(bytes) {
         let component = Component::new(engine, bytes).map_err(compile_err)?;
         let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
+        let exports: Vec<String> = ty
+            .exports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
         let exports_instance = |prefix: &str| {
-            ty.exports(engine)
-                .any(|(name, item)| name.starts_with(prefix) && matches!(item.ty, ComponentItem::ComponentInstance(_)))
+            ty.exports(engine).any(|(name, item)| {
+                name.starts_with(prefix) && matches!(item.ty, ComponentItem::ComponentInstance(_))
+            })
         };
         let kind = if exports_instance("wasi:http/incoming-handler@0.2") {
             WorkloadKind::Http
         } else if exports_instance("wasi:cli/run@0.2") {
             WorkloadKind::ComponentCommand
         } else {
-            return Err(Error::UnsupportedWorld { image: image.to_string(), exports: exports.join(", ") });
+            return Err(Error::UnsupportedWorld {
+                image: image.to_string(),
+                exports: exports.join(", "),
+            });
         };
         Ok((digest.to_string(), kind, Compiled::Component(component)))
     } else if wasmparser::Parser::is_core_wasm(bytes) {
@@ -87,8 +97,14 @@ pub(crate) fn compile(
                 reason: "core module has no `_start` export (not a WASI command)".into(),
             });
         }
-        Ok((digest.to_string(), WorkloadKind::CoreCommand, Compiled::Core(module)))
+        Ok((
+            digest.to_string(),
+            WorkloadKind::CoreCommand,
+            Compiled::Core(module),
+        ))
     } else {
-        Err(Error::NotWasm { image: image.to_string() })
+        Err(Error::NotWasm {
+            image: image.to_string(),
+        })
     }
 }

@@ -4,7 +4,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use shoal_runtime_wasm::{CommandSpec, Error, Exit, OutputSink, Runtime, RuntimeConfig, WorkloadKind};
+use shoal_runtime_wasm::{
+    CommandSpec, Error, Exit, OutputSink, Runtime, RuntimeConfig, WorkloadKind,
+};
 
 #[derive(Default)]
 struct Capture(Mutex<Vec<u8>>);
@@ -23,7 +25,13 @@ fn runtime() -> (Arc<Runtime>, tempfile::TempDir) {
 }
 
 fn spec(out: Arc<Capture>, memory_limit: Option<usize>) -> CommandSpec {
-    CommandSpec { argv: vec!["prog".into(), "a1".into()], env: vec![("K".into(), "V".into())], stdout: out.clone(), stderr: out, memory_limit }
+    CommandSpec {
+        argv: vec!["prog".into(), "a1".into()],
+        env: vec![("K".into(), "V".into())],
+        stdout: out.clone(),
+        stderr: out,
+        memory_limit,
+    }
 }
 
 const HELLO: &str = r#"(module
@@ -40,46 +48,94 @@ const HELLO: &str = r#"(module
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn core_command_output_and_exit_code() {
     let (rt, _dir) = runtime();
-    rt.images().import("hello:v1", &wat::parse_str(HELLO).unwrap()).unwrap();
+    rt.images()
+        .import("hello:v1", &wat::parse_str(HELLO).unwrap())
+        .unwrap();
     let w = rt.load("hello:v1").await.unwrap();
     assert_eq!(w.kind(), WorkloadKind::CoreCommand);
     let out = Arc::new(Capture::default());
-    assert_eq!(rt.run_command(&w, spec(out.clone(), None)).await, Exit::Code(3));
-    assert_eq!(String::from_utf8(out.0.lock().unwrap().clone()).unwrap(), "hi from wasm\n");
+    assert_eq!(
+        rt.run_command(&w, spec(out.clone(), None)).await,
+        Exit::Code(3)
+    );
+    assert_eq!(
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap(),
+        "hi from wasm\n"
+    );
     let again = rt.load("docker.io/library/hello:v1").await.unwrap();
-    assert!(Arc::ptr_eq(&w, &again), "a second load of the same digest does not compile again");
+    assert!(
+        Arc::ptr_eq(&w, &again),
+        "a second load of the same digest does not compile again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traps_memory_limits_and_bad_images() {
     let (rt, _dir) = runtime();
-    rt.images().import("trap:v1", &wat::parse_str(r#"(module (func (export "_start") unreachable))"#).unwrap()).unwrap();
+    rt.images()
+        .import(
+            "trap:v1",
+            &wat::parse_str(r#"(module (func (export "_start") unreachable))"#).unwrap(),
+        )
+        .unwrap();
     let w = rt.load("trap:v1").await.unwrap();
     match rt.run_command(&w, spec(Arc::default(), None)).await {
         Exit::Trap(m) => assert!(m.contains("unreachable"), "{m}"),
         other => panic!("{other:?}"),
     }
     let grow = r#"(module (memory (export "memory") 1) (func (export "_start") (drop (memory.grow (i32.const 100)))))"#;
-    rt.images().import("grow:v1", &wat::parse_str(grow).unwrap()).unwrap();
+    rt.images()
+        .import("grow:v1", &wat::parse_str(grow).unwrap())
+        .unwrap();
     let w = rt.load("grow:v1").await.unwrap();
-    assert_eq!(rt.run_command(&w, spec(Arc::default(), None)).await, Exit::Code(0));
-    match rt.run_command(&w, spec(Arc::default(), Some(1 << 20))).await {
+    assert_eq!(
+        rt.run_command(&w, spec(Arc::default(), None)).await,
+        Exit::Code(0)
+    );
+    match rt
+        .run_command(&w, spec(Arc::default(), Some(1 << 20)))
+        .await
+    {
         Exit::OutOfMemory(_) => {}
         other => panic!("growth past limits.memory is OOMKilled, got {other:?}"),
     }
     rt.images().import("junk:v1", b"not wasm at all").unwrap();
-    assert!(matches!(rt.load("junk:v1").await, Err(Error::NotWasm { .. })));
-    rt.images().import("trunc:v1", &wat::parse_str(HELLO).unwrap()[..40]).unwrap();
-    assert!(matches!(rt.load("trunc:v1").await, Err(Error::Compile { .. })));
-    rt.images().import("lib:v1", &wat::parse_str("(module (func (export \"f\")))").unwrap()).unwrap();
-    assert!(matches!(rt.load("lib:v1").await, Err(Error::Compile { .. })), "a core module without _start is refused");
-    assert!(matches!(rt.load("absent:v1").await, Err(Error::ImageNotFound(_))));
+    assert!(matches!(
+        rt.load("junk:v1").await,
+        Err(Error::NotWasm { .. })
+    ));
+    rt.images()
+        .import("trunc:v1", &wat::parse_str(HELLO).unwrap()[..40])
+        .unwrap();
+    assert!(matches!(
+        rt.load("trunc:v1").await,
+        Err(Error::Compile { .. })
+    ));
+    rt.images()
+        .import(
+            "lib:v1",
+            &wat::parse_str("(module (func (export \"f\")))").unwrap(),
+        )
+        .unwrap();
+    assert!(
+        matches!(rt.load("lib:v1").await, Err(Error::Compile { .. })),
+        "a core module without _start is refused"
+    );
+    assert!(matches!(
+        rt.load("absent:v1").await,
+        Err(Error::ImageNotFound(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_guest_does_not_starve_others_and_stops_when_dropped() {
     let (rt, _dir) = runtime();
-    rt.images().import("spin:v1", &wat::parse_str(r#"(module (func (export "_start") (loop (br 0))))"#).unwrap()).unwrap();
+    rt.images()
+        .import(
+            "spin:v1",
+            &wat::parse_str(r#"(module (func (export "_start") (loop (br 0))))"#).unwrap(),
+        )
+        .unwrap();
     let w = rt.load("spin:v1").await.unwrap();
     let spinners: Vec<_> = (0..4)
         .map(|_| {
@@ -89,7 +145,10 @@ async fn an_endless_guest_does_not_starve_others_and_stops_when_dropped() {
         .collect();
     let t = std::time::Instant::now();
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    assert!(t.elapsed() < std::time::Duration::from_millis(500), "the executor still runs other tasks");
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(500),
+        "the executor still runs other tasks"
+    );
     for s in &spinners {
         s.abort();
     }

@@ -20,7 +20,11 @@ pub struct Cluster {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn repo() -> PathBuf {
@@ -29,9 +33,15 @@ pub fn repo() -> PathBuf {
 
 /// The path of an example's module, building the examples if needed.
 pub fn example(name: &str) -> PathBuf {
-    let path = repo().join("examples").join(name).join(format!("{name}.wasm"));
+    let path = repo()
+        .join("examples")
+        .join(name)
+        .join(format!("{name}.wasm"));
     if !path.exists() {
-        let st = Command::new("bash").arg(repo().join("examples/build.sh")).status().expect("running examples/build.sh");
+        let st = Command::new("bash")
+            .arg(repo().join("examples/build.sh"))
+            .status()
+            .expect("running examples/build.sh");
         assert!(st.success(), "building the examples failed");
     }
     path
@@ -43,7 +53,13 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("shoal-e2e-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut c = Self { kubeconfig: dir.join("kubeconfig"), dir, api_port: free_port(), kubelet_port: free_port(), child: None };
+        let mut c = Self {
+            kubeconfig: dir.join("kubeconfig"),
+            dir,
+            api_port: free_port(),
+            kubelet_port: free_port(),
+            child: None,
+        };
         c.boot();
         c
     }
@@ -56,9 +72,16 @@ impl Cluster {
             .arg(&self.dir)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
-            .args(["--api-port", &self.api_port.to_string(), "--kubelet-port", &self.kubelet_port.to_string()])
+            .args([
+                "--api-port",
+                &self.api_port.to_string(),
+                "--kubelet-port",
+                &self.kubelet_port.to_string(),
+            ])
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(self.dir.join("shoal.log")).unwrap()))
+            .stderr(Stdio::from(
+                std::fs::File::create(self.dir.join("shoal.log")).unwrap(),
+            ))
             .spawn()
             .expect("starting shoal");
         let stdout = child.stdout.take().unwrap();
@@ -68,16 +91,27 @@ impl Cluster {
                 let _ = tx.send(line);
             }
         });
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("shoal did not become ready; log:\n{}", self.log()));
-        assert!(line.contains("shoal is ready"), "unexpected first line: {line}");
-        assert!(line.contains(&format!("KUBECONFIG={}", self.kubeconfig.display())), "{line}");
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("shoal did not become ready; log:\n{}", self.log()));
+        assert!(
+            line.contains("shoal is ready"),
+            "unexpected first line: {line}"
+        );
+        assert!(
+            line.contains(&format!("KUBECONFIG={}", self.kubeconfig.display())),
+            "{line}"
+        );
         self.child = Some(child);
     }
 
     /// Stops shoal with SIGINT (as Ctrl-C) and waits for it to exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(st) = child.try_wait().unwrap() {
@@ -101,7 +135,10 @@ impl Cluster {
             .args(args)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("KUBECACHEDIR", self.dir.join("kube-cache"))
-            .arg(format!("--cache-dir={}", self.dir.join("kube-cache").display()))
+            .arg(format!(
+                "--cache-dir={}",
+                self.dir.join("kube-cache").display()
+            ))
             .stdin(Stdio::null())
             .output()
             .expect("running kubectl")
@@ -110,14 +147,23 @@ impl Cluster {
     /// Runs kubectl and returns stdout, failing the test on error.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
-        assert!(out.status.success(), "kubectl {args:?} failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
     /// Runs kubectl expecting failure and returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
-        assert!(!out.status.success(), "kubectl {args:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8(out.stderr).unwrap()
     }
 
@@ -130,7 +176,11 @@ impl Cluster {
             .arg(name)
             .output()
             .unwrap();
-        assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "import failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Polls `kubectl args` until `pred` holds on its stdout.
@@ -139,13 +189,20 @@ impl Cluster {
         let mut last = String::new();
         while Instant::now() < deadline {
             let out = self.kubectl(args);
-            last = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            last = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
             if out.status.success() && pred(&last) {
                 return last;
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        panic!("timed out waiting for {what}; last output of kubectl {args:?}:\n{last}\nshoal log tail:\n{}", tail(&self.log(), 40));
+        panic!(
+            "timed out waiting for {what}; last output of kubectl {args:?}:\n{last}\nshoal log tail:\n{}",
+            tail(&self.log(), 40)
+        );
     }
 }
 
@@ -171,11 +228,18 @@ impl Drop for Cluster {
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let code = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((code, decode_chunked(&body)))
 }
 
@@ -184,12 +248,18 @@ fn decode_chunked(body: &str) -> String {
     let mut out = String::new();
     let mut rest = body;
     while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { return body.to_string() };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            return body.to_string();
+        };
         if n == 0 || after.len() < n {
             break;
         }
         out.push_str(&after[..n]);
         rest = after[n..].trim_start_matches("\r\n");
     }
-    if out.is_empty() { body.to_string() } else { out }
+    if out.is_empty() {
+        body.to_string()
+    } else {
+        out
+    }
 }

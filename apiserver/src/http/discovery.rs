@@ -10,7 +10,9 @@ pub const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=API
 
 /// Whether the Accept header asks for aggregated discovery v2.
 pub fn wants_aggregated(accept: &str) -> bool {
-    accept.split(',').any(|a| a.contains("as=APIGroupDiscoveryList") && a.contains("v=v2") && !a.contains("v=v2beta1"))
+    accept.split(',').any(|a| {
+        a.contains("as=APIGroupDiscoveryList") && a.contains("v=v2") && !a.contains("v=v2beta1")
+    })
 }
 
 fn sub_kind(r: &Resource, s: Sub) -> Value {
@@ -52,12 +54,17 @@ pub fn group_list() -> Value {
 pub fn group(group: &str) -> Option<Value> {
     let v = group_versions().into_iter().find(|(g, _)| *g == group)?.1;
     let gv = json!({"groupVersion": format!("{group}/{v}"), "version": v});
-    Some(json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": [gv.clone()], "preferredVersion": gv}))
+    Some(
+        json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": [gv.clone()], "preferredVersion": gv}),
+    )
 }
 
 /// `GET /api/v1` or `/apis/{g}/{v}` (legacy).
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let rs: Vec<&Resource> = RESOURCES.iter().filter(|r| r.group == group && r.version == version).collect();
+    let rs: Vec<&Resource> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if rs.is_empty() {
         return None;
     }
@@ -75,8 +82,14 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             }));
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out}),
+    )
 }
 
 fn aggregated_group(group: &str) -> Value {
@@ -113,6 +126,10 @@ fn aggregated_group(group: &str) -> Value {
 pub fn aggregated(core: bool) -> Value {
     let mut groups: Vec<&str> = group_versions().into_iter().map(|(g, _)| g).collect();
     groups.dedup();
-    let items: Vec<Value> = groups.into_iter().filter(|g| g.is_empty() == core).map(aggregated_group).collect();
+    let items: Vec<Value> = groups
+        .into_iter()
+        .filter(|g| g.is_empty() == core)
+        .map(aggregated_group)
+        .collect();
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }

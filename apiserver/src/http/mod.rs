@@ -66,13 +66,21 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state:
                     return;
                 }
             };
-            let auth = Authenticated(tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty()));
+            let auth = Authenticated(
+                tls.get_ref()
+                    .1
+                    .peer_certificates()
+                    .is_some_and(|c| !c.is_empty()),
+            );
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let state = state.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(state, auth, peer, req).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc).await {
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                .await
+            {
                 tracing::debug!("connection from {peer}: {e}");
             }
         });
@@ -82,7 +90,10 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state:
 fn json_response(code: StatusCode, v: &Value, content_type: &str) -> Response<Body> {
     let mut r = Response::new(Body::from(serde_json::to_vec(v).unwrap_or_default()));
     *r.status_mut() = code;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")),
+    );
     r
 }
 
@@ -91,7 +102,11 @@ fn ok(v: &Value) -> Response<Body> {
 }
 
 fn error_response(e: &ApiError) -> Response<Body> {
-    json_response(StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.to_status(), "application/json")
+    json_response(
+        StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &e.to_status(),
+        "application/json",
+    )
 }
 
 fn with_warnings(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
@@ -104,7 +119,12 @@ fn with_warnings(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
     r
 }
 
-async fn handle(state: ApiState, auth: Authenticated, peer: SocketAddr, req: Request<hyper::body::Incoming>) -> Response<Body> {
+async fn handle(
+    state: ApiState,
+    auth: Authenticated,
+    peer: SocketAddr,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
     let started = std::time::Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let resp = if !auth.0 && !matches!(path.as_str(), "/healthz" | "/readyz" | "/livez") {
@@ -124,7 +144,11 @@ struct Query(Vec<(String, String)>);
 
 impl Query {
     fn parse(q: Option<&str>) -> Self {
-        Self(form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect())
+        Self(
+            form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect(),
+        )
     }
     fn get(&self, k: &str) -> Option<&str> {
         self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
@@ -142,20 +166,31 @@ impl Query {
 
 async fn read_body(req: Request<hyper::body::Incoming>) -> Result<(HeaderMap, Bytes)> {
     let (parts, body) = req.into_parts();
-    let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let ct = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     if ct.starts_with("application/vnd.kubernetes.protobuf") || ct.starts_with("application/yaml") {
         // Clients fall back to JSON on 415.
         return Err(ApiError::unsupported_media_type(ct));
     }
     let limited = http_body_util::Limited::new(body, MAX_BODY);
     let bytes = limited.collect().await.map_err(|e| {
-        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() { ApiError::too_large() } else { ApiError::bad_request(format!("reading the body: {e}")) }
+        if e.downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            ApiError::too_large()
+        } else {
+            ApiError::bad_request(format!("reading the body: {e}"))
+        }
     })?;
     Ok((parts.headers, bytes.to_bytes()))
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Value> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
 }
 
 /// A request for a resource path.
@@ -170,10 +205,21 @@ struct Target {
 async fn route(state: &ApiState, req: Request<hyper::body::Incoming>) -> Result<Response<Body>> {
     let path = req.uri().path().trim_end_matches('/').to_string();
     let query = Query::parse(req.uri().query());
-    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let get = req.method() == Method::GET;
-    let aggregated = |core: bool| Ok(json_response(StatusCode::OK, &discovery::aggregated(core), discovery::AGGREGATED));
+    let aggregated = |core: bool| {
+        Ok(json_response(
+            StatusCode::OK,
+            &discovery::aggregated(core),
+            discovery::AGGREGATED,
+        ))
+    };
     match segs.as_slice() {
         ["healthz"] | ["readyz"] | ["livez"] if get => return Ok(Response::new(Body::from("ok"))),
         ["version"] if get => {
@@ -183,15 +229,44 @@ async fn route(state: &ApiState, req: Request<hyper::body::Incoming>) -> Result<
                 "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
             })));
         }
-        ["api"] if get => return if discovery::wants_aggregated(&accept) { aggregated(true) } else { Ok(ok(&discovery::api_versions())) },
-        ["apis"] if get => return if discovery::wants_aggregated(&accept) { aggregated(false) } else { Ok(ok(&discovery::group_list())) },
-        ["api", "v1"] if get => return Ok(ok(&discovery::resource_list("", "v1").unwrap_or_default())),
-        ["apis", g] if get => return discovery::group(g).map(|v| ok(&v)).ok_or_else(ApiError::no_route),
-        ["apis", g, v] if get => return discovery::resource_list(g, v).map(|v| ok(&v)).ok_or_else(ApiError::no_route),
+        ["api"] if get => {
+            return if discovery::wants_aggregated(&accept) {
+                aggregated(true)
+            } else {
+                Ok(ok(&discovery::api_versions()))
+            };
+        }
+        ["apis"] if get => {
+            return if discovery::wants_aggregated(&accept) {
+                aggregated(false)
+            } else {
+                Ok(ok(&discovery::group_list()))
+            };
+        }
+        ["api", "v1"] if get => {
+            return Ok(ok(&discovery::resource_list("", "v1").unwrap_or_default()));
+        }
+        ["apis", g] if get => {
+            return discovery::group(g)
+                .map(|v| ok(&v))
+                .ok_or_else(ApiError::no_route);
+        }
+        ["apis", g, v] if get => {
+            return discovery::resource_list(g, v)
+                .map(|v| ok(&v))
+                .ok_or_else(ApiError::no_route);
+        }
         ["openapi", "v3"] if get => return Ok(ok(&openapi::root())),
         ["openapi", "v3", "api", v] if get => return doc("", v),
         ["openapi", "v3", "apis", g, v] if get => return doc(g, v),
-        ["openapi", "v2"] if get => return Err(ApiError { code: 404, reason: "NotFound", message: "OpenAPI v2 is not served; use /openapi/v3".into(), details: None }),
+        ["openapi", "v2"] if get => {
+            return Err(ApiError {
+                code: 404,
+                reason: "NotFound",
+                message: "OpenAPI v2 is not served; use /openapi/v3".into(),
+                details: None,
+            });
+        }
         _ => {}
     }
     let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
@@ -209,14 +284,26 @@ async fn route(state: &ApiState, req: Request<hyper::body::Incoming>) -> Result<
         if rest.len() > 5 {
             return Err(ApiError::no_route());
         }
-        Target { r, ns: Some(rest[1].to_string()), name: rest.get(3).map(|s| s.to_string()), sub: rest.get(4).map(|s| s.to_string()), watch: watch_prefix }
+        Target {
+            r,
+            ns: Some(rest[1].to_string()),
+            name: rest.get(3).map(|s| s.to_string()),
+            sub: rest.get(4).map(|s| s.to_string()),
+            watch: watch_prefix,
+        }
     } else {
         let plural = rest.first().ok_or_else(ApiError::no_route)?;
         let r = resources::find(group, version, plural).ok_or_else(ApiError::no_route)?;
         if rest.len() > 3 {
             return Err(ApiError::no_route());
         }
-        Target { r, ns: None, name: rest.get(1).map(|s| s.to_string()), sub: rest.get(2).map(|s| s.to_string()), watch: watch_prefix }
+        Target {
+            r,
+            ns: None,
+            name: rest.get(1).map(|s| s.to_string()),
+            sub: rest.get(2).map(|s| s.to_string()),
+            watch: watch_prefix,
+        }
     };
     if target.r.namespaced && target.ns.is_none() && target.name.is_some() {
         return Err(ApiError::no_route());
@@ -226,13 +313,23 @@ async fn route(state: &ApiState, req: Request<hyper::body::Incoming>) -> Result<
 
 fn doc(group: &str, version: &str) -> Result<Response<Body>> {
     let d = openapi::document(group, version);
-    if d.is_null() { Err(ApiError::no_route()) } else { Ok(ok(d)) }
+    if d.is_null() {
+        Err(ApiError::no_route())
+    } else {
+        Ok(ok(d))
+    }
 }
 
 fn sub_of(r: &Resource, sub: Option<&str>) -> Result<Option<Sub>> {
     match sub {
         None => Ok(None),
-        Some(s) => r.subresources.iter().copied().find(|x| x.name() == s).map(Some).ok_or_else(ApiError::no_route),
+        Some(s) => r
+            .subresources
+            .iter()
+            .copied()
+            .find(|x| x.name() == s)
+            .map(Some)
+            .ok_or_else(ApiError::no_route),
     }
 }
 
@@ -254,7 +351,13 @@ fn list_kind(r: &Resource) -> String {
     format!("{}List", r.kind)
 }
 
-async fn resource(state: &ApiState, t: Target, q: Query, accept: String, req: Request<hyper::body::Incoming>) -> Result<Response<Body>> {
+async fn resource(
+    state: &ApiState,
+    t: Target,
+    q: Query,
+    accept: String,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Body>> {
     let r = t.r;
     let objects = &state.objects;
     let ns = t.ns.clone().unwrap_or_default();
@@ -270,8 +373,16 @@ async fn resource(state: &ApiState, t: Target, q: Query, accept: String, req: Re
                 return watch::watch(objects, r, t.ns.as_deref(), labels, fields, &q, table).await;
             }
             let (items, rev) = objects.list(r, t.ns.as_deref(), &labels, &fields);
-            let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
-            let after = q.get("continue").filter(|c| !c.is_empty()).map(decode_continue).transpose()?;
+            let limit: usize = q
+                .get("limit")
+                .and_then(|l| l.parse().ok())
+                .filter(|l| *l > 0)
+                .unwrap_or(usize::MAX);
+            let after = q
+                .get("continue")
+                .filter(|c| !c.is_empty())
+                .map(decode_continue)
+                .transpose()?;
             let mut page: Vec<&Value> = items
                 .iter()
                 .map(|s| &*s.value)
@@ -283,13 +394,22 @@ async fn resource(state: &ApiState, t: Target, q: Query, accept: String, req: Re
             });
             let rev = rev.to_string();
             if table {
-                return Ok(ok(&table::table(r.kind, &page, &rev, cont.as_deref(), full, true)));
+                return Ok(ok(&table::table(
+                    r.kind,
+                    &page,
+                    &rev,
+                    cont.as_deref(),
+                    full,
+                    true,
+                )));
             }
             let mut meta = json!({"resourceVersion": rev});
             if let Some(c) = cont {
                 meta["continue"] = json!(c);
             }
-            Ok(ok(&json!({"kind": list_kind(r), "apiVersion": r.api_version(), "metadata": meta, "items": page})))
+            Ok(ok(
+                &json!({"kind": list_kind(r), "apiVersion": r.api_version(), "metadata": meta, "items": page}),
+            ))
         }
         (Method::GET, Some(name), s) => {
             let cur = objects.get(r, &ns, name)?;
@@ -297,7 +417,14 @@ async fn resource(state: &ApiState, t: Target, q: Query, accept: String, req: Re
                 Some(Sub::Scale) => Ok(ok(&scale_of(&cur.value))),
                 Some(Sub::Log) => logs::proxy(state, &cur.value, &q).await,
                 Some(Sub::Binding) => Err(ApiError::method_not_allowed()),
-                _ if table => Ok(ok(&table::table(r.kind, &[&*cur.value], &cur.revision.to_string(), None, full, true))),
+                _ if table => Ok(ok(&table::table(
+                    r.kind,
+                    &[&*cur.value],
+                    &cur.revision.to_string(),
+                    None,
+                    full,
+                    true,
+                ))),
                 _ => Ok(ok(&cur.value)),
             }
         }
@@ -305,25 +432,42 @@ async fn resource(state: &ApiState, t: Target, q: Query, accept: String, req: Re
             let opts = q.write_opts()?;
             let (_, body) = read_body(req).await?;
             let w = objects.create(r, &ns, parse_json(&body)?, opts).await?;
-            Ok(with_warnings(json_response(StatusCode::CREATED, &w.object, "application/json"), &w.warnings))
+            Ok(with_warnings(
+                json_response(StatusCode::CREATED, &w.object, "application/json"),
+                &w.warnings,
+            ))
         }
         (Method::POST, Some(name), Some(Sub::Binding)) => {
             let (_, body) = read_body(req).await?;
             let binding = parse_json(&body)?;
-            let node = binding.pointer("/target/name").and_then(Value::as_str).ok_or_else(|| ApiError::bad_request("binding.target.name is required"))?;
+            let node = binding
+                .pointer("/target/name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::bad_request("binding.target.name is required"))?;
             crate::scheduler::bind(objects, &ns, name, node).await?;
-            Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}), "application/json"))
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                "application/json",
+            ))
         }
         (Method::PUT, Some(name), s @ (None | Some(Sub::Status))) => {
             let opts = q.write_opts()?;
             let (_, body) = read_body(req).await?;
-            let w = objects.update(r, &ns, name, parse_json(&body)?, s, opts).await?;
+            let w = objects
+                .update(r, &ns, name, parse_json(&body)?, s, opts)
+                .await?;
             Ok(with_warnings(ok(&w.object), &w.warnings))
         }
         (Method::PUT | Method::PATCH, Some(name), Some(Sub::Scale)) => {
             let is_patch = req.method() == Method::PATCH;
             let opts = q.write_opts()?;
-            let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            let ct = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
             let (_, body) = read_body(req).await?;
             let body = parse_json(&body)?;
             let cur = objects.get(r, &ns, name)?;
@@ -331,22 +475,36 @@ async fn resource(state: &ApiState, t: Target, q: Query, accept: String, req: Re
                 match PatchType::from_content_type(&ct)? {
                     PatchType::Json => crate::patch::json(&scale_of(&cur.value), &body)?,
                     PatchType::Merge => crate::patch::merge(&scale_of(&cur.value), &body),
-                    PatchType::Strategic => crate::patch::strategic_merge(&scale_of(&cur.value), &body)?,
+                    PatchType::Strategic => {
+                        crate::patch::strategic_merge(&scale_of(&cur.value), &body)?
+                    }
                 }
             } else {
                 body
             };
-            let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64).ok_or_else(|| ApiError::bad_request("spec.replicas is required"))?;
+            let replicas = scale
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| ApiError::bad_request("spec.replicas is required"))?;
             let p = json!({"spec": {"replicas": replicas}});
-            let w = objects.patch(r, &ns, name, PatchType::Merge, &p, None, opts).await?;
+            let w = objects
+                .patch(r, &ns, name, PatchType::Merge, &p, None, opts)
+                .await?;
             Ok(ok(&scale_of(&w.object)))
         }
         (Method::PATCH, Some(name), s @ (None | Some(Sub::Status))) => {
             let opts = q.write_opts()?;
-            let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            let ct = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
             let ty = PatchType::from_content_type(&ct)?;
             let (_, body) = read_body(req).await?;
-            let w = objects.patch(r, &ns, name, ty, &parse_json(&body)?, s, opts).await?;
+            let w = objects
+                .patch(r, &ns, name, ty, &parse_json(&body)?, s, opts)
+                .await?;
             Ok(with_warnings(ok(&w.object), &w.warnings))
         }
         (Method::DELETE, Some(name), None) => {
@@ -362,27 +520,48 @@ async fn resource(state: &ApiState, t: Target, q: Query, accept: String, req: Re
             let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or_default())?;
             let (items, _) = objects.list(r, t.ns.as_deref(), &labels, &fields);
             for s in &items {
-                let (n, nsp) = (crate::meta::name(&s.value), crate::meta::namespace(&s.value));
+                let (n, nsp) = (
+                    crate::meta::name(&s.value),
+                    crate::meta::namespace(&s.value),
+                );
                 match objects.delete(r, nsp, n, opts.clone()).await {
                     Ok(_) => {}
                     Err(e) if e.code == 404 => {}
                     Err(e) => return Err(e),
                 }
             }
-            Ok(ok(&json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})))
+            Ok(ok(
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+            ))
         }
         _ => Err(ApiError::method_not_allowed()),
     }
 }
 
 fn delete_opts(q: &Query, body: &[u8]) -> Result<DeleteOpts> {
-    let b: Value = if body.is_empty() { json!({}) } else { parse_json(body)? };
-    let grace = q.get("gracePeriodSeconds").and_then(|g| g.parse().ok()).or_else(|| b.get("gracePeriodSeconds").and_then(Value::as_i64));
+    let b: Value = if body.is_empty() {
+        json!({})
+    } else {
+        parse_json(body)?
+    };
+    let grace = q
+        .get("gracePeriodSeconds")
+        .and_then(|g| g.parse().ok())
+        .or_else(|| b.get("gracePeriodSeconds").and_then(Value::as_i64));
     Ok(DeleteOpts {
         grace_period: grace,
-        uid: b.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from),
-        resource_version: b.pointer("/preconditions/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok()),
-        dry_run: q.get("dryRun") == Some("All") || b.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.contains(&json!("All"))),
+        uid: b
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(String::from),
+        resource_version: b
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok()),
+        dry_run: q.get("dryRun") == Some("All")
+            || b.get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.contains(&json!("All"))),
     })
 }
 

@@ -7,7 +7,10 @@ use crate::meta::{parse_time, str_at};
 
 /// Whether the Accept header asks for a Table.
 pub fn wants_table(accept: &str) -> bool {
-    accept.split(',').next().is_some_and(|a| a.contains("as=Table"))
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|a| a.contains("as=Table"))
 }
 
 /// Kubernetes' short human duration (`5s`, `3m20s`, `2d4h`).
@@ -18,21 +21,33 @@ pub fn human_duration(secs: i64) -> String {
     }
     let m = s / 60;
     if m < 10 {
-        return if s % 60 == 0 { format!("{m}m") } else { format!("{m}m{}s", s % 60) };
+        return if s % 60 == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{}s", s % 60)
+        };
     }
     if m < 180 {
         return format!("{m}m");
     }
     let h = s / 3600;
     if h < 8 {
-        return if m % 60 == 0 { format!("{h}h") } else { format!("{h}h{}m", m % 60) };
+        return if m % 60 == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{}m", m % 60)
+        };
     }
     if h < 48 {
         return format!("{h}h");
     }
     let d = h / 24;
     if h < 24 * 8 {
-        return if h % 24 == 0 { format!("{d}d") } else { format!("{d}d{}h", h % 24) };
+        return if h % 24 == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{}h", h % 24)
+        };
     }
     if d < 365 * 2 {
         return format!("{d}d");
@@ -52,20 +67,39 @@ fn col(name: &str, ty: &str, priority: i32, description: &str) -> Value {
 }
 
 fn join_or_none(items: Vec<String>) -> String {
-    if items.is_empty() { "<none>".into() } else { items.join(",") }
+    if items.is_empty() {
+        "<none>".into()
+    } else {
+        items.join(",")
+    }
 }
 
 fn containers(obj: &Value, pointer: &str) -> (String, String) {
-    let cs = obj.pointer(pointer).and_then(Value::as_array).cloned().unwrap_or_default();
-    let names = cs.iter().filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from)).collect();
-    let images = cs.iter().filter_map(|c| c.get("image").and_then(Value::as_str).map(String::from)).collect();
+    let cs = obj
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let names = cs
+        .iter()
+        .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
+        .collect();
+    let images = cs
+        .iter()
+        .filter_map(|c| c.get("image").and_then(Value::as_str).map(String::from))
+        .collect();
     (join_or_none(names), join_or_none(images))
 }
 
 fn selector_string(sel: Option<&Value>) -> String {
-    let Some(sel) = sel else { return "<none>".into() };
+    let Some(sel) = sel else {
+        return "<none>".into();
+    };
     let mut parts: Vec<String> = Vec::new();
-    let labels = sel.get("matchLabels").or(Some(sel)).and_then(Value::as_object);
+    let labels = sel
+        .get("matchLabels")
+        .or(Some(sel))
+        .and_then(Value::as_object);
     if let Some(m) = labels {
         for (k, v) in m {
             if let Some(v) = v.as_str() {
@@ -82,8 +116,15 @@ fn int(obj: &Value, pointer: &str) -> i64 {
 
 /// The pod's STATUS column, as kubectl computes it.
 pub fn pod_status(pod: &Value) -> String {
-    let mut reason = str_at(pod, "/status/reason").or(str_at(pod, "/status/phase")).unwrap_or("Pending").to_string();
-    let statuses = pod.pointer("/status/containerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut reason = str_at(pod, "/status/reason")
+        .or(str_at(pod, "/status/phase"))
+        .unwrap_or("Pending")
+        .to_string();
+    let statuses = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     for cs in statuses.iter().rev() {
         if let Some(r) = str_at(cs, "/state/waiting/reason") {
             reason = r.to_string();
@@ -102,56 +143,175 @@ pub fn pod_status(pod: &Value) -> String {
 
 /// Columns and one row of cells for `obj` of `kind`.
 pub fn columns(kind: &str) -> Vec<Value> {
-    let name = col("Name", "string", 0, "Name must be unique within a namespace.");
-    let age = col("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created.");
+    let name = col(
+        "Name",
+        "string",
+        0,
+        "Name must be unique within a namespace.",
+    );
+    let age = col(
+        "Age",
+        "string",
+        0,
+        "CreationTimestamp is a timestamp representing the server time when this object was created.",
+    );
     match kind {
         "Pod" => vec![
-            name, col("Ready", "string", 0, "The aggregate readiness state of this pod for accepting traffic."),
-            col("Status", "string", 0, "The aggregate status of the containers in this pod."),
-            col("Restarts", "string", 0, "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
-            age, col("IP", "string", 1, "IP address allocated to the pod."),
-            col("Node", "string", 1, "Name of the node the pod is assigned to."),
-            col("Nominated Node", "string", 1, "Name of the node where the pod is nominated."),
+            name,
+            col(
+                "Ready",
+                "string",
+                0,
+                "The aggregate readiness state of this pod for accepting traffic.",
+            ),
+            col(
+                "Status",
+                "string",
+                0,
+                "The aggregate status of the containers in this pod.",
+            ),
+            col(
+                "Restarts",
+                "string",
+                0,
+                "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+            ),
+            age,
+            col("IP", "string", 1, "IP address allocated to the pod."),
+            col(
+                "Node",
+                "string",
+                1,
+                "Name of the node the pod is assigned to.",
+            ),
+            col(
+                "Nominated Node",
+                "string",
+                1,
+                "Name of the node where the pod is nominated.",
+            ),
             col("Readiness Gates", "string", 1, "Pod readiness gates."),
         ],
         "Node" => vec![
-            name, col("Status", "string", 0, "The status of the node"), col("Roles", "string", 0, "The roles of the node"),
-            age, col("Version", "string", 0, "Kubelet Version reported by the node."),
-            col("Internal-IP", "string", 1, "List of internal IPs."), col("External-IP", "string", 1, "List of external IPs."),
-            col("OS-Image", "string", 1, "OS Image."), col("Kernel-Version", "string", 1, "Kernel Version."),
-            col("Container-Runtime", "string", 1, "Container Runtime Version."),
+            name,
+            col("Status", "string", 0, "The status of the node"),
+            col("Roles", "string", 0, "The roles of the node"),
+            age,
+            col(
+                "Version",
+                "string",
+                0,
+                "Kubelet Version reported by the node.",
+            ),
+            col("Internal-IP", "string", 1, "List of internal IPs."),
+            col("External-IP", "string", 1, "List of external IPs."),
+            col("OS-Image", "string", 1, "OS Image."),
+            col("Kernel-Version", "string", 1, "Kernel Version."),
+            col(
+                "Container-Runtime",
+                "string",
+                1,
+                "Container Runtime Version.",
+            ),
         ],
         "Deployment" => vec![
-            name, col("Ready", "string", 0, "Number of the pod with ready state"),
-            col("Up-to-date", "string", 0, "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
-            col("Available", "string", 0, "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
-            age, col("Containers", "string", 1, "Names of each container in the template."),
-            col("Images", "string", 1, "Images referenced by each container in the template."),
+            name,
+            col("Ready", "string", 0, "Number of the pod with ready state"),
+            col(
+                "Up-to-date",
+                "string",
+                0,
+                "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+            ),
+            col(
+                "Available",
+                "string",
+                0,
+                "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+            ),
+            age,
+            col(
+                "Containers",
+                "string",
+                1,
+                "Names of each container in the template.",
+            ),
+            col(
+                "Images",
+                "string",
+                1,
+                "Images referenced by each container in the template.",
+            ),
             col("Selector", "string", 1, "Label selector for pods."),
         ],
         "ReplicaSet" => vec![
-            name, col("Desired", "integer", 0, "Number of desired pods."), col("Current", "integer", 0, "Number of actually running pods."),
-            col("Ready", "integer", 0, "Number of ready pods."), age,
-            col("Containers", "string", 1, "Names of each container in the template."),
-            col("Images", "string", 1, "Images referenced by each container in the template."),
+            name,
+            col("Desired", "integer", 0, "Number of desired pods."),
+            col("Current", "integer", 0, "Number of actually running pods."),
+            col("Ready", "integer", 0, "Number of ready pods."),
+            age,
+            col(
+                "Containers",
+                "string",
+                1,
+                "Names of each container in the template.",
+            ),
+            col(
+                "Images",
+                "string",
+                1,
+                "Images referenced by each container in the template.",
+            ),
             col("Selector", "string", 1, "Label selector for pods."),
         ],
         "Service" => vec![
-            name, col("Type", "string", 0, "The type of the service."), col("Cluster-IP", "string", 0, "The cluster IP of the service."),
-            col("External-IP", "string", 0, "The external IP of the service."), col("Port(s)", "string", 0, "The ports of the service."),
-            age, col("Selector", "string", 1, "The selector of the service."),
+            name,
+            col("Type", "string", 0, "The type of the service."),
+            col("Cluster-IP", "string", 0, "The cluster IP of the service."),
+            col(
+                "External-IP",
+                "string",
+                0,
+                "The external IP of the service.",
+            ),
+            col("Port(s)", "string", 0, "The ports of the service."),
+            age,
+            col("Selector", "string", 1, "The selector of the service."),
         ],
-        "Endpoints" => vec![name, col("Endpoints", "string", 0, "Endpoints of the service."), age],
-        "Namespace" => vec![name, col("Status", "string", 0, "The status of the namespace"), age],
-        "ConfigMap" => vec![name, col("Data", "string", 0, "Number of data entries."), age],
-        "Secret" => vec![name, col("Type", "string", 0, "The type of the secret"), col("Data", "string", 0, "Number of data entries."), age],
+        "Endpoints" => vec![
+            name,
+            col("Endpoints", "string", 0, "Endpoints of the service."),
+            age,
+        ],
+        "Namespace" => vec![
+            name,
+            col("Status", "string", 0, "The status of the namespace"),
+            age,
+        ],
+        "ConfigMap" => vec![
+            name,
+            col("Data", "string", 0, "Number of data entries."),
+            age,
+        ],
+        "Secret" => vec![
+            name,
+            col("Type", "string", 0, "The type of the secret"),
+            col("Data", "string", 0, "Number of data entries."),
+            age,
+        ],
         "ServiceAccount" => vec![name, col("Secrets", "string", 0, "Number of secrets."), age],
         "Event" => vec![
-            col("Last Seen", "string", 0, "Time when last event was seen."), col("Type", "string", 0, "Type of this event."),
-            col("Reason", "string", 0, "Reason of this event."), col("Object", "string", 0, "Object this event is about."),
+            col("Last Seen", "string", 0, "Time when last event was seen."),
+            col("Type", "string", 0, "Type of this event."),
+            col("Reason", "string", 0, "Reason of this event."),
+            col("Object", "string", 0, "Object this event is about."),
             col("Message", "string", 0, "Message of this event."),
         ],
-        "Lease" => vec![name, col("Holder", "string", 0, "Holder of the lease."), age],
+        "Lease" => vec![
+            name,
+            col("Holder", "string", 0, "Holder of the lease."),
+            age,
+        ],
         _ => vec![name, age],
     }
 }
@@ -163,97 +323,268 @@ pub fn cells(kind: &str, o: &Value) -> Vec<Value> {
     let s = |v: String| json!(v);
     match kind {
         "Pod" => {
-            let statuses = o.pointer("/status/containerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();
-            let total = o.pointer("/spec/containers").and_then(Value::as_array).map_or(0, Vec::len);
-            let ready = statuses.iter().filter(|c| c.get("ready") == Some(&json!(true))).count();
+            let statuses = o
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let total = o
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let ready = statuses
+                .iter()
+                .filter(|c| c.get("ready") == Some(&json!(true)))
+                .count();
             let restarts: i64 = statuses.iter().map(|c| int(c, "/restartCount")).sum();
             let last_restart = statuses
                 .iter()
                 .filter_map(|c| str_at(c, "/lastState/terminated/finishedAt").and_then(parse_time))
                 .max();
             let restarts = match last_restart {
-                Some(t) if restarts > 0 => format!("{restarts} ({} ago)", human_duration((jiff::Timestamp::now() - t).get_seconds())),
+                Some(t) if restarts > 0 => format!(
+                    "{restarts} ({} ago)",
+                    human_duration((jiff::Timestamp::now() - t).get_seconds())
+                ),
                 _ => restarts.to_string(),
             };
             vec![
-                name, s(format!("{ready}/{total}")), s(pod_status(o)), s(restarts), age,
+                name,
+                s(format!("{ready}/{total}")),
+                s(pod_status(o)),
+                s(restarts),
+                age,
                 s(str_at(o, "/status/podIP").unwrap_or("<none>").into()),
                 s(str_at(o, "/spec/nodeName").unwrap_or("<none>").into()),
-                s(str_at(o, "/status/nominatedNodeName").unwrap_or("<none>").into()), s("<none>".into()),
+                s(str_at(o, "/status/nominatedNodeName")
+                    .unwrap_or("<none>")
+                    .into()),
+                s("<none>".into()),
             ]
         }
         "Node" => {
-            let ready = o.pointer("/status/conditions").and_then(Value::as_array).and_then(|cs| {
-                cs.iter().find(|c| c.get("type") == Some(&json!("Ready"))).map(|c| c.get("status") == Some(&json!("True")))
-            });
-            let mut status = match ready { Some(true) => "Ready", Some(false) | None => "NotReady" }.to_string();
+            let ready = o
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| {
+                    cs.iter()
+                        .find(|c| c.get("type") == Some(&json!("Ready")))
+                        .map(|c| c.get("status") == Some(&json!("True")))
+                });
+            let mut status = match ready {
+                Some(true) => "Ready",
+                Some(false) | None => "NotReady",
+            }
+            .to_string();
             if o.pointer("/spec/unschedulable") == Some(&json!(true)) {
                 status.push_str(",SchedulingDisabled");
             }
             let addr = |t: &str| {
-                let a: Vec<String> = o.pointer("/status/addresses").and_then(Value::as_array).cloned().unwrap_or_default()
-                    .iter().filter(|a| a.get("type") == Some(&json!(t))).filter_map(|a| str_at(a, "/address").map(String::from)).collect();
-                if a.is_empty() { "<none>".to_string() } else { a.join(",") }
+                let a: Vec<String> = o
+                    .pointer("/status/addresses")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|a| a.get("type") == Some(&json!(t)))
+                    .filter_map(|a| str_at(a, "/address").map(String::from))
+                    .collect();
+                if a.is_empty() {
+                    "<none>".to_string()
+                } else {
+                    a.join(",")
+                }
             };
-            let roles: Vec<String> = o.pointer("/metadata/labels").and_then(Value::as_object).map(|m| {
-                m.keys().filter_map(|k| k.strip_prefix("node-role.kubernetes.io/").map(String::from)).collect()
-            }).unwrap_or_default();
-            let info = |k: &str| s(str_at(o, &format!("/status/nodeInfo/{k}")).unwrap_or("<unknown>").into());
-            vec![name, s(status), s(join_or_none(roles)), age, info("kubeletVersion"), s(addr("InternalIP")), s(addr("ExternalIP")),
-                info("osImage"), info("kernelVersion"), info("containerRuntimeVersion")]
+            let roles: Vec<String> = o
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.keys()
+                        .filter_map(|k| {
+                            k.strip_prefix("node-role.kubernetes.io/").map(String::from)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let info = |k: &str| {
+                s(str_at(o, &format!("/status/nodeInfo/{k}"))
+                    .unwrap_or("<unknown>")
+                    .into())
+            };
+            vec![
+                name,
+                s(status),
+                s(join_or_none(roles)),
+                age,
+                info("kubeletVersion"),
+                s(addr("InternalIP")),
+                s(addr("ExternalIP")),
+                info("osImage"),
+                info("kernelVersion"),
+                info("containerRuntimeVersion"),
+            ]
         }
         "Deployment" => {
             let (cn, ci) = containers(o, "/spec/template/spec/containers");
-            vec![name, s(format!("{}/{}", int(o, "/status/readyReplicas"), int(o, "/spec/replicas"))),
-                json!(int(o, "/status/updatedReplicas")), json!(int(o, "/status/availableReplicas")), age,
-                s(cn), s(ci), s(selector_string(o.pointer("/spec/selector")))]
+            vec![
+                name,
+                s(format!(
+                    "{}/{}",
+                    int(o, "/status/readyReplicas"),
+                    int(o, "/spec/replicas")
+                )),
+                json!(int(o, "/status/updatedReplicas")),
+                json!(int(o, "/status/availableReplicas")),
+                age,
+                s(cn),
+                s(ci),
+                s(selector_string(o.pointer("/spec/selector"))),
+            ]
         }
         "ReplicaSet" => {
             let (cn, ci) = containers(o, "/spec/template/spec/containers");
-            vec![name, json!(int(o, "/spec/replicas")), json!(int(o, "/status/replicas")), json!(int(o, "/status/readyReplicas")), age,
-                s(cn), s(ci), s(selector_string(o.pointer("/spec/selector")))]
+            vec![
+                name,
+                json!(int(o, "/spec/replicas")),
+                json!(int(o, "/status/replicas")),
+                json!(int(o, "/status/readyReplicas")),
+                age,
+                s(cn),
+                s(ci),
+                s(selector_string(o.pointer("/spec/selector"))),
+            ]
         }
         "Service" => {
-            let ports: Vec<String> = o.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default().iter().map(|p| {
-                let proto = str_at(p, "/protocol").unwrap_or("TCP");
-                match p.get("nodePort").and_then(Value::as_i64) {
-                    Some(n) => format!("{}:{n}/{proto}", int(p, "/port")),
-                    None => format!("{}/{proto}", int(p, "/port")),
-                }
-            }).collect();
+            let ports: Vec<String> = o
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|p| {
+                    let proto = str_at(p, "/protocol").unwrap_or("TCP");
+                    match p.get("nodePort").and_then(Value::as_i64) {
+                        Some(n) => format!("{}:{n}/{proto}", int(p, "/port")),
+                        None => format!("{}/{proto}", int(p, "/port")),
+                    }
+                })
+                .collect();
             let ty = str_at(o, "/spec/type").unwrap_or("ClusterIP");
-            let external = if ty == "LoadBalancer" { "<pending>" } else { "<none>" };
-            vec![name, s(ty.into()), s(str_at(o, "/spec/clusterIP").unwrap_or("<none>").into()), s(external.into()),
-                s(join_or_none(ports)), age, s(selector_string(o.pointer("/spec/selector")))]
+            let external = if ty == "LoadBalancer" {
+                "<pending>"
+            } else {
+                "<none>"
+            };
+            vec![
+                name,
+                s(ty.into()),
+                s(str_at(o, "/spec/clusterIP").unwrap_or("<none>").into()),
+                s(external.into()),
+                s(join_or_none(ports)),
+                age,
+                s(selector_string(o.pointer("/spec/selector"))),
+            ]
         }
         "Endpoints" => {
             let mut eps = Vec::new();
-            for subset in o.get("subsets").and_then(Value::as_array).cloned().unwrap_or_default() {
-                let ports: Vec<i64> = subset.get("ports").and_then(Value::as_array).cloned().unwrap_or_default().iter().map(|p| int(p, "/port")).collect();
-                for a in subset.get("addresses").and_then(Value::as_array).cloned().unwrap_or_default() {
+            for subset in o
+                .get("subsets")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+            {
+                let ports: Vec<i64> = subset
+                    .get("ports")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| int(p, "/port"))
+                    .collect();
+                for a in subset
+                    .get("addresses")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+                {
                     let ip = str_at(&a, "/ip").unwrap_or_default().to_string();
-                    if ports.is_empty() { eps.push(ip.clone()) } else { eps.extend(ports.iter().map(|p| format!("{ip}:{p}"))) }
+                    if ports.is_empty() {
+                        eps.push(ip.clone())
+                    } else {
+                        eps.extend(ports.iter().map(|p| format!("{ip}:{p}")))
+                    }
                 }
             }
-            let shown = if eps.len() > 3 { format!("{} + {} more...", eps[..3].join(","), eps.len() - 3) } else { join_or_none(eps) };
+            let shown = if eps.len() > 3 {
+                format!("{} + {} more...", eps[..3].join(","), eps.len() - 3)
+            } else {
+                join_or_none(eps)
+            };
             vec![name, s(shown), age]
         }
-        "Namespace" => vec![name, s(str_at(o, "/status/phase").unwrap_or("Active").into()), age],
+        "Namespace" => vec![
+            name,
+            s(str_at(o, "/status/phase").unwrap_or("Active").into()),
+            age,
+        ],
         "ConfigMap" => {
-            let n = o.get("data").and_then(Value::as_object).map_or(0, |m| m.len()) + o.get("binaryData").and_then(Value::as_object).map_or(0, |m| m.len());
+            let n = o
+                .get("data")
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.len())
+                + o.get("binaryData")
+                    .and_then(Value::as_object)
+                    .map_or(0, |m| m.len());
             vec![name, json!(n.to_string()), age]
         }
         "Secret" => {
-            let n = o.get("data").and_then(Value::as_object).map_or(0, |m| m.len());
-            vec![name, s(str_at(o, "/type").unwrap_or("Opaque").into()), json!(n.to_string()), age]
+            let n = o
+                .get("data")
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.len());
+            vec![
+                name,
+                s(str_at(o, "/type").unwrap_or("Opaque").into()),
+                json!(n.to_string()),
+                age,
+            ]
         }
-        "ServiceAccount" => vec![name, json!(o.get("secrets").and_then(Value::as_array).map_or(0, Vec::len).to_string()), age],
+        "ServiceAccount" => vec![
+            name,
+            json!(
+                o.get("secrets")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len)
+                    .to_string()
+            ),
+            age,
+        ],
         "Event" => {
-            let last = if o.get("lastTimestamp").is_some_and(|v| v.is_string()) { age_of(o, "/lastTimestamp") } else { age_of(o, "/eventTime") };
-            let obj = format!("{}/{}", str_at(o, "/involvedObject/kind").unwrap_or_default().to_lowercase(), str_at(o, "/involvedObject/name").unwrap_or_default());
-            vec![s(last), s(str_at(o, "/type").unwrap_or_default().into()), s(str_at(o, "/reason").unwrap_or_default().into()), s(obj), s(str_at(o, "/message").unwrap_or_default().into())]
+            let last = if o.get("lastTimestamp").is_some_and(|v| v.is_string()) {
+                age_of(o, "/lastTimestamp")
+            } else {
+                age_of(o, "/eventTime")
+            };
+            let obj = format!(
+                "{}/{}",
+                str_at(o, "/involvedObject/kind")
+                    .unwrap_or_default()
+                    .to_lowercase(),
+                str_at(o, "/involvedObject/name").unwrap_or_default()
+            );
+            vec![
+                s(last),
+                s(str_at(o, "/type").unwrap_or_default().into()),
+                s(str_at(o, "/reason").unwrap_or_default().into()),
+                s(obj),
+                s(str_at(o, "/message").unwrap_or_default().into()),
+            ]
         }
-        "Lease" => vec![name, s(str_at(o, "/spec/holderIdentity").unwrap_or("<none>").into()), age],
+        "Lease" => vec![
+            name,
+            s(str_at(o, "/spec/holderIdentity").unwrap_or("<none>").into()),
+            age,
+        ],
         _ => vec![name, age],
     }
 }
@@ -274,7 +605,14 @@ pub fn row(kind: &str, obj: &Value, full: bool) -> Value {
 }
 
 /// A Table of `objs`.
-pub fn table(kind: &str, objs: &[&Value], resource_version: &str, cont: Option<&str>, full: bool, with_columns: bool) -> Value {
+pub fn table(
+    kind: &str,
+    objs: &[&Value],
+    resource_version: &str,
+    cont: Option<&str>,
+    full: bool,
+    with_columns: bool,
+) -> Value {
     let mut meta = json!({"resourceVersion": resource_version});
     if let Some(c) = cont {
         meta["continue"] = json!(c);

@@ -27,9 +27,14 @@ pub(super) async fn watch(
 ) -> Result<Response<Body>> {
     let prefix = r.prefix(ns);
     let store = objects.store().clone();
-    let from: Option<u64> = q.get("resourceVersion").filter(|v| !v.is_empty() && *v != "0").map(|v| {
-        v.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))
-    }).transpose()?;
+    let from: Option<u64> = q
+        .get("resourceVersion")
+        .filter(|v| !v.is_empty() && *v != "0")
+        .map(|v| {
+            v.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))
+        })
+        .transpose()?;
     let (initial, start) = match from {
         Some(rv) => (Vec::new(), rv),
         None => {
@@ -38,9 +43,15 @@ pub(super) async fn watch(
         }
     };
     let (backlog, mut rx) = store.watch(Some(start)).map_err(|too_old| {
-        ApiError::expired(format!("too old resource version: {start} ({})", too_old.oldest))
+        ApiError::expired(format!(
+            "too old resource version: {start} ({})",
+            too_old.oldest
+        ))
     })?;
-    let timeout = q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).unwrap_or(1800);
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(1800);
     let bookmarks = q.flag("allowWatchBookmarks");
     let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(256);
     let matches = move |v: &Value| labels.matches_object(v) && fields.matches(v);
@@ -48,14 +59,18 @@ pub(super) async fn watch(
         let mut first = true;
         let mut send = |ty: &str, obj: &Value| {
             let object = if as_table && ty != "BOOKMARK" {
-                let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
+                let rv = obj
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let t = table::table(r.kind, &[obj], rv, None, false, first);
                 first = false;
                 t
             } else {
                 obj.clone()
             };
-            let mut line = serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
+            let mut line =
+                serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
             line.push(b'\n');
             Bytes::from(line)
         };
@@ -92,7 +107,7 @@ pub(super) async fn watch(
                 continue;
             }
             let now = event.kind != EventKind::Deleted && matches(&event.object);
-            let before = event.prev.as_deref().is_some_and(|p| matches(p));
+            let before = event.prev.as_deref().is_some_and(&matches);
             let ty = match (event.kind, before, now) {
                 (EventKind::Deleted, true, _) => "DELETED",
                 (EventKind::Deleted, false, _) => continue,
@@ -108,8 +123,14 @@ pub(super) async fn watch(
     });
     let stream = tokio_stream_from(body_rx);
     let mut resp = Response::new(Body::from_stream(stream));
-    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache, private"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache, private"),
+    );
     Ok(resp)
 }
 

@@ -32,7 +32,10 @@ impl LogStore {
         Ok(Self { db: Arc::new(db) })
     }
 
-    fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError<u64>> {
+    fn meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StorageError<u64>> {
         let txn = self.db.begin_read().map_err(read_err)?;
         let table = txn.open_table(META).map_err(read_err)?;
         match table.get(key).map_err(read_err)? {
@@ -44,7 +47,10 @@ impl LogStore {
     fn set_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StorageError<u64>> {
         let bytes = serde_json::to_vec(value).map_err(write_err)?;
         let txn = self.db.begin_write().map_err(write_err)?;
-        txn.open_table(META).map_err(write_err)?.insert(key, bytes.as_slice()).map_err(write_err)?;
+        txn.open_table(META)
+            .map_err(write_err)?
+            .insert(key, bytes.as_slice())
+            .map_err(write_err)?;
         txn.commit().map_err(write_err)
     }
 
@@ -83,7 +89,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
         let last_purged: Option<LogId<u64>> = self.meta("last_purged")?;
         let last = self.last_entry_id()?.or(last_purged);
-        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -98,7 +107,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.meta("vote")
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), StorageError<u64>> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<u64>>,
+    ) -> Result<(), StorageError<u64>> {
         tokio::task::block_in_place(|| self.set_meta("committed", &committed))
     }
 
@@ -106,7 +118,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.meta::<Option<LogId<u64>>>("committed")?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<u64>>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<u64>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -117,7 +133,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 let mut table = txn.open_table(LOG).map_err(write_err)?;
                 for entry in entries {
                     let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
-                    table.insert(entry.log_id.index, bytes.as_slice()).map_err(write_err)?;
+                    table
+                        .insert(entry.log_id.index, bytes.as_slice())
+                        .map_err(write_err)?;
                 }
             }
             txn.commit().map_err(write_err)
@@ -132,7 +150,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
         tokio::task::block_in_place(|| {
             let txn = self.db.begin_write().map_err(write_err)?;
-            txn.open_table(LOG).map_err(write_err)?.retain_in(log_id.index.., |_, _| false).map_err(write_err)?;
+            txn.open_table(LOG)
+                .map_err(write_err)?
+                .retain_in(log_id.index.., |_, _| false)
+                .map_err(write_err)?;
             txn.commit().map_err(write_err)
         })
     }
@@ -141,8 +162,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         tokio::task::block_in_place(|| {
             let bytes = serde_json::to_vec(&log_id).map_err(write_err)?;
             let txn = self.db.begin_write().map_err(write_err)?;
-            txn.open_table(META).map_err(write_err)?.insert("last_purged", bytes.as_slice()).map_err(write_err)?;
-            txn.open_table(LOG).map_err(write_err)?.retain_in(..=log_id.index, |_, _| false).map_err(write_err)?;
+            txn.open_table(META)
+                .map_err(write_err)?
+                .insert("last_purged", bytes.as_slice())
+                .map_err(write_err)?;
+            txn.open_table(LOG)
+                .map_err(write_err)?
+                .retain_in(..=log_id.index, |_, _| false)
+                .map_err(write_err)?;
             txn.commit().map_err(write_err)
         })
     }

@@ -5,6 +5,9 @@
 //! index as the object's `resourceVersion`, so one global revision orders
 //! every change, as in etcd. Reads come from the applied state in memory.
 
+// openraft's `StorageError` is the error type its storage traits demand.
+#![allow(clippy::result_large_err)]
+
 mod log;
 mod network;
 mod state;
@@ -16,10 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{AnyError, BasicNode, Config, ErrorSubject, ErrorVerb, Raft, StorageError, StorageIOError};
-use tokio::sync::broadcast;
+use openraft::{
+    AnyError, BasicNode, Config, ErrorSubject, ErrorVerb, Raft, StorageError, StorageIOError,
+};
 
-pub use state::{TooOld, resource_version};
+pub use state::{TooOld, WatchStart, resource_version};
 pub use types::{Command, Cond, Event, EventKind, Failure, Outcome, Stored, TypeConfig};
 
 /// Errors of the store.
@@ -67,7 +71,10 @@ impl Store {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(redb::Error::DatabaseAlreadyOpen) => {
-                    return Err(StoreError::Open(format!("{} is in use by another shoal process", dir.display())));
+                    return Err(StoreError::Open(format!(
+                        "{} is in use by another shoal process",
+                        dir.display()
+                    )));
                 }
                 Err(e) => return Err(StoreError::Open(e.to_string())),
             }
@@ -80,11 +87,20 @@ impl Store {
             election_timeout_max: 600,
             ..Default::default()
         };
-        let config = Arc::new(config.validate().map_err(|e| StoreError::Open(e.to_string()))?);
+        let config = Arc::new(
+            config
+                .validate()
+                .map_err(|e| StoreError::Open(e.to_string()))?,
+        );
         let raft = Raft::new(id, config, network::Network, log, sm)
             .await
             .map_err(|e| StoreError::Open(e.to_string()))?;
-        let members = BTreeMap::from([(id, BasicNode { addr: addr.to_string() })]);
+        let members = BTreeMap::from([(
+            id,
+            BasicNode {
+                addr: addr.to_string(),
+            },
+        )]);
         match raft.initialize(members).await {
             Ok(()) => {}
             Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {}
@@ -101,9 +117,9 @@ impl Store {
     pub async fn write(&self, command: Command) -> Result<Outcome, StoreError> {
         match self.raft.client_write(command).await {
             Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(StoreError::Raft(format!("not the leader (leader: {:?})", f.leader_id)))
-            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(
+                StoreError::Raft(format!("not the leader (leader: {:?})", f.leader_id)),
+            ),
             Err(e) => Err(StoreError::Raft(e.to_string())),
         }
     }
@@ -124,7 +140,7 @@ impl Store {
     }
 
     /// Changes after revision `from` and a receiver for what follows.
-    pub fn watch(&self, from: Option<u64>) -> Result<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>), TooOld> {
+    pub fn watch(&self, from: Option<u64>) -> Result<WatchStart, TooOld> {
         self.shared.watch(from)
     }
 
@@ -144,7 +160,10 @@ mod tests {
     struct Builder;
 
     impl StoreBuilder<TypeConfig, log::LogStore, state::StateMachine, tempfile::TempDir> for Builder {
-        async fn build(&self) -> Result<(tempfile::TempDir, log::LogStore, state::StateMachine), StorageError<u64>> {
+        async fn build(
+            &self,
+        ) -> Result<(tempfile::TempDir, log::LogStore, state::StateMachine), StorageError<u64>>
+        {
             let dir = tempfile::tempdir().map_err(write_err)?;
             let log = log::LogStore::open(&dir.path().join("log.redb")).map_err(write_err)?;
             let sm = state::StateMachine::open(&dir.path().join("sm.redb")).map_err(write_err)?;
@@ -158,36 +177,83 @@ mod tests {
     }
 
     fn put(key: &str, cond: Cond) -> Command {
-        Command::Put { key: key.into(), value: json!({"metadata": {"name": key}}), cond }
+        Command::Put {
+            key: key.into(),
+            value: json!({"metadata": {"name": key}}),
+            cond,
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn preconditions_revisions_watch_and_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_single(dir.path(), 1, "127.0.0.1:1").await.unwrap();
-        let Outcome::Applied { revision: r1, object } = store.write(put("a", Cond::Absent)).await.unwrap() else { panic!() };
-        assert_eq!(object.unwrap()["metadata"]["resourceVersion"], json!(r1.to_string()));
-        assert!(matches!(store.write(put("a", Cond::Absent)).await.unwrap(), Outcome::Failed(Failure::AlreadyExists)));
-        assert!(matches!(store.write(put("a", Cond::Revision(r1 + 100))).await.unwrap(), Outcome::Failed(Failure::Conflict { current }) if current == r1));
-        assert!(matches!(store.write(put("b", Cond::Present)).await.unwrap(), Outcome::Failed(Failure::NotFound)));
-        let Outcome::Applied { revision: r2, .. } = store.write(put("a", Cond::Revision(r1))).await.unwrap() else { panic!() };
+        let store = Store::open_single(dir.path(), 1, "127.0.0.1:1")
+            .await
+            .unwrap();
+        let Outcome::Applied {
+            revision: r1,
+            object,
+        } = store.write(put("a", Cond::Absent)).await.unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            object.unwrap()["metadata"]["resourceVersion"],
+            json!(r1.to_string())
+        );
+        assert!(matches!(
+            store.write(put("a", Cond::Absent)).await.unwrap(),
+            Outcome::Failed(Failure::AlreadyExists)
+        ));
+        assert!(
+            matches!(store.write(put("a", Cond::Revision(r1 + 100))).await.unwrap(), Outcome::Failed(Failure::Conflict { current }) if current == r1)
+        );
+        assert!(matches!(
+            store.write(put("b", Cond::Present)).await.unwrap(),
+            Outcome::Failed(Failure::NotFound)
+        ));
+        let Outcome::Applied { revision: r2, .. } =
+            store.write(put("a", Cond::Revision(r1))).await.unwrap()
+        else {
+            panic!()
+        };
         assert!(r2 > r1);
         let (backlog, _) = store.watch(Some(r1)).unwrap();
         assert_eq!(backlog.len(), 1);
         assert_eq!(backlog[0].kind, EventKind::Modified);
-        let Outcome::Applied { .. } = store.write(Command::Delete { key: "a".into(), cond: Cond::Any }).await.unwrap() else { panic!() };
+        let Outcome::Applied { .. } = store
+            .write(Command::Delete {
+                key: "a".into(),
+                cond: Cond::Any,
+            })
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
         store.write(put("b", Cond::Absent)).await.unwrap();
         let (backlog, _) = store.watch(Some(r2)).unwrap();
-        assert_eq!(backlog.iter().map(|e| e.kind).collect::<Vec<_>>(), [EventKind::Deleted, EventKind::Added]);
+        assert_eq!(
+            backlog.iter().map(|e| e.kind).collect::<Vec<_>>(),
+            [EventKind::Deleted, EventKind::Added]
+        );
         let rev = store.revision();
         store.shutdown().await;
         drop(store);
 
-        let store = Store::open_single(dir.path(), 1, "127.0.0.1:1").await.unwrap();
+        let store = Store::open_single(dir.path(), 1, "127.0.0.1:1")
+            .await
+            .unwrap();
         assert!(store.get("a").is_none());
-        assert_eq!(store.get("b").unwrap().value["metadata"]["name"], json!("b"));
+        assert_eq!(
+            store.get("b").unwrap().value["metadata"]["name"],
+            json!("b")
+        );
         assert!(store.revision() >= rev);
-        assert!(store.watch(Some(r1)).is_err(), "history before the restart is gone: 410");
+        assert!(
+            store.watch(Some(r1)).is_err(),
+            "history before the restart is gone: 410"
+        );
         let (items, _) = store.list("");
         assert_eq!(items.len(), 1);
         store.shutdown().await;

@@ -1,13 +1,13 @@
 //! Raft transport. A one-member group never sends an RPC; peers are not yet
 //! reachable, so every call reports the target unreachable.
 
+use openraft::BasicNode;
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
 
 use super::types::TypeConfig;
 
@@ -18,7 +18,9 @@ pub struct Network;
 pub struct Connection;
 
 fn unreachable<E: std::error::Error>() -> RPCError<u64, BasicNode, E> {
-    RPCError::Unreachable(Unreachable::new(&std::io::Error::other("no transport to other members")))
+    RPCError::Unreachable(Unreachable::new(&std::io::Error::other(
+        "no transport to other members",
+    )))
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -42,7 +44,10 @@ impl RaftNetwork<TypeConfig> for Connection {
         &mut self,
         _rpc: InstallSnapshotRequest<TypeConfig>,
         _option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>> {
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
         Err(unreachable())
     }
 

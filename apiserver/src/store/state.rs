@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
-    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, StorageError, StoredMembership,
+    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, StorageError,
+    StoredMembership,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,9 @@ struct Hub {
     tx: broadcast::Sender<Arc<Event>>,
 }
 
+/// The kept changes after a revision, and a receiver for the ones to come.
+pub type WatchStart = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
+
 /// The requested revision is older than the kept history.
 #[derive(Debug, Clone, Copy)]
 pub struct TooOld {
@@ -56,7 +60,11 @@ impl Shared {
     pub fn list(&self, prefix: &str) -> (Vec<Stored>, u64) {
         let objects = self.objects.read().expect("objects lock");
         let revision = self.hub.lock().expect("hub lock").revision;
-        let items = objects.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v.clone()).collect();
+        let items = objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect();
         (items, revision)
     }
 
@@ -67,14 +75,23 @@ impl Shared {
 
     /// Changes after `from` (all kept ones when `None` means "from now"),
     /// and a receiver for the changes that follow.
-    pub fn watch(&self, from: Option<u64>) -> Result<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>), TooOld> {
+    pub fn watch(&self, from: Option<u64>) -> Result<WatchStart, TooOld> {
         let hub = self.hub.lock().expect("hub lock");
         let rx = hub.tx.subscribe();
-        let Some(from) = from else { return Ok((Vec::new(), rx)) };
+        let Some(from) = from else {
+            return Ok((Vec::new(), rx));
+        };
         if from < hub.history_from {
-            return Err(TooOld { oldest: hub.history_from });
+            return Err(TooOld {
+                oldest: hub.history_from,
+            });
         }
-        let backlog = hub.history.iter().filter(|e| e.revision > from).cloned().collect();
+        let backlog = hub
+            .history
+            .iter()
+            .filter(|e| e.revision > from)
+            .cloned()
+            .collect();
         Ok((backlog, rx))
     }
 }
@@ -110,25 +127,51 @@ impl StateMachine {
         let mut objects = BTreeMap::new();
         for item in txn.open_table(OBJECTS)?.iter()? {
             let (k, v) = item?;
-            let value: Value = serde_json::from_slice(v.value()).map_err(|e| redb::Error::Io(e.into()))?;
+            let value: Value =
+                serde_json::from_slice(v.value()).map_err(|e| redb::Error::Io(e.into()))?;
             let revision = resource_version(&value);
-            objects.insert(k.value().to_string(), Stored { value: Arc::new(value), revision });
+            objects.insert(
+                k.value().to_string(),
+                Stored {
+                    value: Arc::new(value),
+                    revision,
+                },
+            );
         }
         let meta = txn.open_table(META)?;
-        let get = |key: &str| -> Result<Option<Vec<u8>>, redb::Error> { Ok(meta.get(key)?.map(|v| v.value().to_vec())) };
+        let get = |key: &str| -> Result<Option<Vec<u8>>, redb::Error> {
+            Ok(meta.get(key)?.map(|v| v.value().to_vec()))
+        };
         fn decode<T: serde::de::DeserializeOwned>(b: Vec<u8>) -> Result<T, redb::Error> {
             serde_json::from_slice(&b).map_err(|e| redb::Error::Io(e.into()))
         }
-        let last_applied: Option<LogId<u64>> = get("last_applied")?.map(decode).transpose()?.flatten();
-        let membership: StoredMembership<u64, BasicNode> =
-            get("membership")?.map(decode).transpose()?.unwrap_or_default();
+        let last_applied: Option<LogId<u64>> =
+            get("last_applied")?.map(decode).transpose()?.flatten();
+        let membership: StoredMembership<u64, BasicNode> = get("membership")?
+            .map(decode)
+            .transpose()?
+            .unwrap_or_default();
         drop(meta);
         drop(txn);
         let revision = last_applied.map_or(0, |l| l.index);
         let (tx, _) = broadcast::channel(16_384);
-        let hub = Hub { revision, history_from: revision, history: VecDeque::new(), tx };
-        let shared = Arc::new(Shared { objects: RwLock::new(objects), hub: Mutex::new(hub) });
-        Ok(Self { db: Arc::new(db), shared, last_applied, membership, snapshot: Arc::default() })
+        let hub = Hub {
+            revision,
+            history_from: revision,
+            history: VecDeque::new(),
+            tx,
+        };
+        let shared = Arc::new(Shared {
+            objects: RwLock::new(objects),
+            hub: Mutex::new(hub),
+        });
+        Ok(Self {
+            db: Arc::new(db),
+            shared,
+            last_applied,
+            membership,
+            snapshot: Arc::default(),
+        })
     }
 
     /// The read side shared with the API.
@@ -141,14 +184,21 @@ impl StateMachine {
         SnapshotBody {
             last_applied: self.last_applied,
             membership: self.membership.clone(),
-            objects: objects.iter().map(|(k, v)| (k.clone(), (*v.value).clone())).collect(),
+            objects: objects
+                .iter()
+                .map(|(k, v)| (k.clone(), (*v.value).clone()))
+                .collect(),
         }
     }
 }
 
 /// The revision recorded in an object's `metadata.resourceVersion`.
 pub fn resource_version(value: &Value) -> u64 {
-    value.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(0)
+    value
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 fn check(cond: Cond, current: Option<&Stored>) -> Result<(), Failure> {
@@ -159,7 +209,9 @@ fn check(cond: Cond, current: Option<&Stored>) -> Result<(), Failure> {
         (Cond::Present | Cond::Revision(_), None) => Err(Failure::NotFound),
         (Cond::Present, Some(_)) => Ok(()),
         (Cond::Revision(r), Some(cur)) if cur.revision == r => Ok(()),
-        (Cond::Revision(_), Some(cur)) => Err(Failure::Conflict { current: cur.revision }),
+        (Cond::Revision(_), Some(cur)) => Err(Failure::Conflict {
+            current: cur.revision,
+        }),
     }
 }
 
@@ -190,52 +242,96 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let revision = entry.log_id.index;
             self.last_applied = Some(entry.log_id);
             let outcome = match entry.payload {
-                EntryPayload::Blank => Outcome::Applied { revision, object: None },
+                EntryPayload::Blank => Outcome::Applied {
+                    revision,
+                    object: None,
+                },
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
-                    Outcome::Applied { revision, object: None }
+                    Outcome::Applied {
+                        revision,
+                        object: None,
+                    }
                 }
-                EntryPayload::Normal(Command::Put { key, mut value, cond }) => {
+                EntryPayload::Normal(Command::Put {
+                    key,
+                    mut value,
+                    cond,
+                }) => {
                     let current = objects.get(&key);
                     match check(cond, current) {
                         Err(f) => Outcome::Failed(f),
                         Ok(()) => {
-                            if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-                                meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+                            if let Some(meta) =
+                                value.get_mut("metadata").and_then(Value::as_object_mut)
+                            {
+                                meta.insert(
+                                    "resourceVersion".into(),
+                                    Value::String(revision.to_string()),
+                                );
                             }
                             let prev = current.map(|c| c.value.clone());
                             let value = Arc::new(value);
                             let bytes = serde_json::to_vec(&*value).map_err(write_err)?;
                             ops.push(DbOp::Put(key.clone(), bytes));
-                            objects.insert(key.clone(), Stored { value: value.clone(), revision });
-                            let kind = if prev.is_some() { EventKind::Modified } else { EventKind::Added };
-                            events.push(Arc::new(Event { revision, kind, key, object: value.clone(), prev }));
-                            Outcome::Applied { revision, object: Some((*value).clone()) }
+                            objects.insert(
+                                key.clone(),
+                                Stored {
+                                    value: value.clone(),
+                                    revision,
+                                },
+                            );
+                            let kind = if prev.is_some() {
+                                EventKind::Modified
+                            } else {
+                                EventKind::Added
+                            };
+                            events.push(Arc::new(Event {
+                                revision,
+                                kind,
+                                key,
+                                object: value.clone(),
+                                prev,
+                            }));
+                            Outcome::Applied {
+                                revision,
+                                object: Some((*value).clone()),
+                            }
                         }
                     }
                 }
-                EntryPayload::Normal(Command::Delete { key, cond }) => match check(cond, objects.get(&key)) {
-                    Err(f) => Outcome::Failed(f),
-                    Ok(()) => match objects.remove(&key) {
-                        None => Outcome::Failed(Failure::NotFound),
-                        Some(old) => {
-                            ops.push(DbOp::Delete(key.clone()));
-                            let mut last = (*old.value).clone();
-                            if let Some(meta) = last.get_mut("metadata").and_then(Value::as_object_mut) {
-                                meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+                EntryPayload::Normal(Command::Delete { key, cond }) => {
+                    match check(cond, objects.get(&key)) {
+                        Err(f) => Outcome::Failed(f),
+                        Ok(()) => match objects.remove(&key) {
+                            None => Outcome::Failed(Failure::NotFound),
+                            Some(old) => {
+                                ops.push(DbOp::Delete(key.clone()));
+                                let mut last = (*old.value).clone();
+                                if let Some(meta) =
+                                    last.get_mut("metadata").and_then(Value::as_object_mut)
+                                {
+                                    meta.insert(
+                                        "resourceVersion".into(),
+                                        Value::String(revision.to_string()),
+                                    );
+                                }
+                                let last = Arc::new(last);
+                                events.push(Arc::new(Event {
+                                    revision,
+                                    kind: EventKind::Deleted,
+                                    key,
+                                    object: last.clone(),
+                                    prev: Some(old.value),
+                                }));
+                                Outcome::Applied {
+                                    revision,
+                                    object: Some((*last).clone()),
+                                }
                             }
-                            let last = Arc::new(last);
-                            events.push(Arc::new(Event {
-                                revision,
-                                kind: EventKind::Deleted,
-                                key,
-                                object: last.clone(),
-                                prev: Some(old.value),
-                            }));
-                            Outcome::Applied { revision, object: Some((*last).clone()) }
-                        }
-                    },
-                },
+                        },
+                    }
+                }
             };
             outcomes.push(outcome);
         }
@@ -256,8 +352,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                 }
                 let mut meta = txn.open_table(META).map_err(write_err)?;
-                meta.insert("last_applied", last_applied.as_slice()).map_err(write_err)?;
-                meta.insert("membership", membership.as_slice()).map_err(write_err)?;
+                meta.insert("last_applied", last_applied.as_slice())
+                    .map_err(write_err)?;
+                meta.insert("membership", membership.as_slice())
+                    .map_err(write_err)?;
             }
             txn.commit().map_err(write_err)
         })?;
@@ -266,10 +364,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         hub.revision = self.last_applied.map_or(hub.revision, |l| l.index);
         for event in events {
             hub.history.push_back(event.clone());
-            if hub.history.len() > HISTORY {
-                if let Some(old) = hub.history.pop_front() {
-                    hub.history_from = old.revision;
-                }
+            if hub.history.len() > HISTORY
+                && let Some(old) = hub.history.pop_front()
+            {
+                hub.history_from = old.revision;
             }
             let _ = hub.tx.send(event);
         }
@@ -278,10 +376,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
-        SnapshotBuilder { last_applied: self.last_applied, membership: self.membership.clone(), body, current: self.snapshot.clone() }
+        SnapshotBuilder {
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
+            body,
+            current: self.snapshot.clone(),
+        }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -302,10 +407,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     table.insert(k.as_str(), b.as_slice()).map_err(write_err)?;
                 }
                 let mut m = txn.open_table(META).map_err(write_err)?;
-                m.insert("last_applied", serde_json::to_vec(&meta.last_log_id).map_err(write_err)?.as_slice())
-                    .map_err(write_err)?;
-                m.insert("membership", serde_json::to_vec(&meta.last_membership).map_err(write_err)?.as_slice())
-                    .map_err(write_err)?;
+                m.insert(
+                    "last_applied",
+                    serde_json::to_vec(&meta.last_log_id)
+                        .map_err(write_err)?
+                        .as_slice(),
+                )
+                .map_err(write_err)?;
+                m.insert(
+                    "membership",
+                    serde_json::to_vec(&meta.last_membership)
+                        .map_err(write_err)?
+                        .as_slice(),
+                )
+                .map_err(write_err)?;
             }
             txn.commit().map_err(write_err)
         })?;
@@ -315,7 +430,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .into_iter()
             .map(|(k, v)| {
                 let r = resource_version(&v);
-                (k, Stored { value: Arc::new(v), revision: r })
+                (
+                    k,
+                    Stored {
+                        value: Arc::new(v),
+                        revision: r,
+                    },
+                )
             })
             .collect();
         {
@@ -330,13 +451,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
         Ok(self
             .snapshot
             .lock()
             .expect("snapshot lock")
             .as_ref()
-            .map(|(meta, bytes)| Snapshot { meta: meta.clone(), snapshot: Box::new(Cursor::new(bytes.clone())) }))
+            .map(|(meta, bytes)| Snapshot {
+                meta: meta.clone(),
+                snapshot: Box::new(Cursor::new(bytes.clone())),
+            }))
     }
 }
 
@@ -350,7 +476,11 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
-        let id = format!("{}-{}", self.last_applied.map_or(0, |l| l.index), uuid::Uuid::new_v4());
+        let id = format!(
+            "{}-{}",
+            self.last_applied.map_or(0, |l| l.index),
+            uuid::Uuid::new_v4()
+        );
         let meta = SnapshotMeta {
             last_log_id: self.last_applied,
             last_membership: self.membership.clone(),
@@ -358,6 +488,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let body = std::mem::take(&mut self.body);
         *self.current.lock().expect("snapshot lock") = Some((meta.clone(), body.clone()));
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(body)) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(body)),
+        })
     }
 }
