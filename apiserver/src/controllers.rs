@@ -21,6 +21,8 @@ pub enum Action {
     Patch(&'static Resource, String, String, Value, bool),
     /// Delete an object.
     Delete(&'static Resource, String, String),
+    /// Record a Normal event about an object.
+    Event(Value, &'static str, String),
 }
 
 /// All objects of the kinds the controllers read.
@@ -117,6 +119,11 @@ pub fn reconcile_replicasets(s: &Snapshot) -> Vec<Action> {
                 tmpl["kind"] = json!("Pod");
                 actions.push(Action::Create(pod_r, ns.to_string(), tmpl));
             }
+            actions.push(Action::Event(
+                rs.clone(),
+                "SuccessfulCreate",
+                format!("Created {} pod(s)", want - have),
+            ));
         } else if have > want {
             owned.sort_by_key(|p| {
                 (
@@ -288,6 +295,11 @@ pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
                         "ownerReferences": owner_ref(d, "Deployment")},
                     "spec": {"replicas": start, "selector": selector, "template": tmpl},
                 });
+                actions.push(Action::Event(
+                    d.clone(),
+                    "ScalingReplicaSet",
+                    format!("Scaled up replica set {name}-{hash} from 0 to {start}"),
+                ));
                 actions.push(Action::Create(rs_r, ns.to_string(), rs));
             }
             Some(new) => {
@@ -305,6 +317,15 @@ pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
                     target.max(cur)
                 };
                 if target != cur {
+                    let dir = if target > cur { "up" } else { "down" };
+                    actions.push(Action::Event(
+                        d.clone(),
+                        "ScalingReplicaSet",
+                        format!(
+                            "Scaled {dir} replica set {} from {cur} to {target}",
+                            meta::name(new)
+                        ),
+                    ));
                     actions.push(Action::Patch(
                         rs_r,
                         ns.to_string(),
@@ -331,6 +352,15 @@ pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
                     let cut = if new_done { r } else { r.min(removable) };
                     if cut > 0 {
                         removable -= cut;
+                        actions.push(Action::Event(
+                            d.clone(),
+                            "ScalingReplicaSet",
+                            format!(
+                                "Scaled down replica set {} from {r} to {}",
+                                meta::name(old),
+                                r - cut
+                            ),
+                        ));
                         actions.push(Action::Patch(
                             rs_r,
                             ns.to_string(),
@@ -610,6 +640,17 @@ async fn perform(objects: &Objects, a: Action) {
             .delete(r, ns, name, DeleteOpts::default())
             .await
             .map(|_| ()),
+        Action::Event(involved, reason, message) => {
+            let component = if involved["kind"] == "Deployment" {
+                "deployment-controller"
+            } else {
+                "replicaset-controller"
+            };
+            objects
+                .event(involved, "Normal", reason, message, component)
+                .await;
+            Ok(())
+        }
     };
     match result {
         Ok(()) => {}

@@ -95,16 +95,20 @@ impl Store {
         let raft = Raft::new(id, config, network::Network, log, sm)
             .await
             .map_err(|e| StoreError::Open(e.to_string()))?;
-        let members = BTreeMap::from([(
-            id,
-            BasicNode {
-                addr: addr.to_string(),
-            },
-        )]);
-        match raft.initialize(members).await {
-            Ok(()) => {}
-            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {}
-            Err(e) => return Err(StoreError::Raft(e.to_string())),
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| StoreError::Raft(e.to_string()))?;
+        if !initialized {
+            let members = BTreeMap::from([(
+                id,
+                BasicNode {
+                    addr: addr.to_string(),
+                },
+            )]);
+            raft.initialize(members)
+                .await
+                .map_err(|e| StoreError::Raft(e.to_string()))?;
         }
         raft.wait(Some(Duration::from_secs(30)))
             .metrics(|m| m.current_leader == Some(id), "leader elected")
