@@ -98,7 +98,7 @@ fn main() {
     );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (api_ms, kubectl_ms) = rt.block_on(async {
+    let (api_ms, kubectl_ms, kubectl_exit_ms) = rt.block_on(async {
         let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
         let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
             .await
@@ -160,6 +160,7 @@ fn main() {
             api_ms.push((t1 - t0).as_secs_f64() * 1000.0);
         }
         let mut kubectl_ms = Vec::new();
+        let mut kubectl_exit_ms = Vec::new();
         for i in 0..pods {
             let name = format!("kubectl-{i}");
             let file = dir.join(format!("{name}.json"));
@@ -177,10 +178,11 @@ fn main() {
                 .status()
                 .unwrap();
             assert!(st.success());
+            kubectl_exit_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
             let t1 = wait(name).await;
             kubectl_ms.push((t1 - t0).as_secs_f64() * 1000.0);
         }
-        (api_ms, kubectl_ms)
+        (api_ms, kubectl_ms, kubectl_exit_ms)
     });
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -188,6 +190,13 @@ fn main() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
     println!("pod start latency, {pods} pods each, single node, wasm (hello-http)");
+    let mut exits = kubectl_exit_ms;
+    exits.sort_by(f64::total_cmp);
+    println!(
+        "(of which the kubectl process, start to exit: p50 {:.2} ms, p99 {:.2} ms)",
+        percentile(&exits, 0.5),
+        percentile(&exits, 0.99)
+    );
     for (label, mut v) in [
         ("api (POST → Running)", api_ms),
         ("kubectl apply → Running", kubectl_ms),

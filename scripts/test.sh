@@ -5,11 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
-command -v curl >/dev/null || need_apt+=(curl)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
-fi
 command -v kubectl >/dev/null || { echo "kubectl (1.32) is required on PATH" >&2; exit 1; }
 rustup target add wasm32-wasip2 >/dev/null
 

@@ -44,6 +44,11 @@ fn quick_start_end_to_end() {
         "--timeout=60s",
     ]);
     assert!(rollout.contains("successfully rolled out"), "{rollout}");
+    let again = c.ok(&["apply", "-f", manifest]);
+    assert!(
+        again.contains("deployment.apps/hello-http unchanged") && again.contains("service/hello-http unchanged"),
+        "re-applying the same manifest changes nothing: {again}"
+    );
 
     let wide = c.ok(&["get", "pods", "-o", "wide"]);
     let header = wide.lines().next().unwrap();

@@ -556,6 +556,13 @@ impl Objects {
         self.put(r, new, cond).await
     }
 
+    /// Stores `obj` in place of the object last written at `revision`,
+    /// bypassing update semantics (for in-process writers that built the
+    /// whole object, such as the scheduler's binding).
+    pub(crate) async fn replace_at(&self, r: &Resource, obj: Value, revision: u64) -> Result<Value> {
+        self.put(r, obj, Cond::Revision(revision)).await
+    }
+
     /// Deletes an object. Pods bound to a node and objects with finalizers
     /// are marked with `deletionTimestamp` and removed later.
     pub async fn delete(

@@ -203,30 +203,7 @@ pub async fn bind(objects: &Objects, ns: &str, name: &str, node: &str) -> Result
     let mut pod = (*cur.value).clone();
     pod["spec"]["nodeName"] = json!(node);
     set_condition(&mut pod, "PodScheduled", "True", None, None);
-    let p = json!({"spec": {"nodeName": node}, "metadata": {"resourceVersion": cur.revision.to_string()}});
-    objects
-        .patch(
-            pods,
-            ns,
-            name,
-            PatchType::Merge,
-            &p,
-            None,
-            WriteOpts::default(),
-        )
-        .await?;
-    let status = json!({"status": {"conditions": pod["status"]["conditions"]}});
-    objects
-        .patch(
-            pods,
-            ns,
-            name,
-            PatchType::Merge,
-            &status,
-            Some(resources::Sub::Status),
-            WriteOpts::default(),
-        )
-        .await?;
+    objects.replace_at(pods, pod, cur.revision).await?;
     Ok(())
 }
 

@@ -256,9 +256,9 @@ async fn route(state: &ApiState, req: Request<hyper::body::Incoming>) -> Result<
                 .map(|v| ok(&v))
                 .ok_or_else(ApiError::no_route);
         }
-        ["openapi", "v3"] if get => return Ok(ok(&openapi::root())),
-        ["openapi", "v3", "api", v] if get => return doc("", v),
-        ["openapi", "v3", "apis", g, v] if get => return doc(g, v),
+        ["openapi", "v3"] if get => return Ok(ok(openapi::root())),
+        ["openapi", "v3", "api", v] if get => return doc("", v, query.get("hash")),
+        ["openapi", "v3", "apis", g, v] if get => return doc(g, v, query.get("hash")),
         ["openapi", "v2"] if get => {
             return Err(ApiError {
                 code: 404,
@@ -311,13 +311,25 @@ async fn route(state: &ApiState, req: Request<hyper::body::Incoming>) -> Result<
     resource(state, target, query, accept, req).await
 }
 
-fn doc(group: &str, version: &str) -> Result<Response<Body>> {
+fn doc(group: &str, version: &str, hash: Option<&str>) -> Result<Response<Body>> {
     let d = openapi::document(group, version);
     if d.is_null() {
-        Err(ApiError::no_route())
-    } else {
-        Ok(ok(d))
+        return Err(ApiError::no_route());
     }
+    let mut r = ok(d);
+    let etag = format!("\"{}\"", openapi::hash_of(group, version));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    // A request naming the current hash may be cached for good, as the
+    // Kubernetes API server allows.
+    let cache = if hash.is_some_and(|h| etag.trim_matches('"') == h) {
+        "public, immutable"
+    } else {
+        "no-cache, private"
+    };
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    Ok(r)
 }
 
 fn sub_of(r: &Resource, sub: Option<&str>) -> Result<Option<Sub>> {

@@ -21,20 +21,29 @@ fn gv_path(group: &str, version: &str) -> String {
 }
 
 /// `GET /openapi/v3`.
-pub fn root() -> Value {
-    let mut paths = Map::new();
-    for (g, v) in group_versions() {
-        let p = gv_path(g, v);
-        let hash = format!(
-            "{:016X}",
-            fxhash(&serde_json::to_string(document(g, v)).unwrap_or_default())
-        );
-        paths.insert(
-            p.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}),
-        );
-    }
-    json!({"paths": paths})
+pub fn root() -> &'static Value {
+    static ROOT: OnceLock<Value> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let mut paths = Map::new();
+        for (g, v) in group_versions() {
+            let p = gv_path(g, v);
+            let hash = hash_of(g, v);
+            paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}));
+        }
+        json!({"paths": paths})
+    })
+}
+
+/// The content hash of a group/version document (its `?hash=`).
+pub fn hash_of(group: &str, version: &str) -> String {
+    static HASHES: OnceLock<Vec<((&'static str, &'static str), String)>> = OnceLock::new();
+    let hashes = HASHES.get_or_init(|| {
+        group_versions()
+            .into_iter()
+            .map(|(g, v)| ((g, v), format!("{:016X}", fxhash(&serde_json::to_string(document(g, v)).unwrap_or_default()))))
+            .collect()
+    });
+    hashes.iter().find(|((g, v), _)| *g == group && *v == version).map(|(_, h)| h.clone()).unwrap_or_default()
 }
 
 fn fxhash(s: &str) -> u64 {

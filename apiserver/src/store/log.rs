@@ -111,7 +111,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId<u64>>,
     ) -> Result<(), StorageError<u64>> {
-        tokio::task::block_in_place(|| self.set_meta("committed", &committed))
+        // Not fsynced: the committed index is a hint for re-applying after a
+        // restart; a lost one is re-learnt when the leader commits again.
+        tokio::task::block_in_place(|| {
+            let bytes = serde_json::to_vec(&committed).map_err(write_err)?;
+            let mut txn = self.db.begin_write().map_err(write_err)?;
+            txn.set_durability(redb::Durability::None).map_err(write_err)?;
+            txn.open_table(META)
+                .map_err(write_err)?
+                .insert("committed", bytes.as_slice())
+                .map_err(write_err)?;
+            txn.commit().map_err(write_err)
+        })
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {

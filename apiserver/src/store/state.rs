@@ -338,7 +338,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let last_applied = serde_json::to_vec(&self.last_applied).map_err(write_err)?;
         let membership = serde_json::to_vec(&self.membership).map_err(write_err)?;
         tokio::task::block_in_place(|| -> Result<(), StorageError<u64>> {
-            let txn = self.db.begin_write().map_err(write_err)?;
+            let mut txn = self.db.begin_write().map_err(write_err)?;
+            // Applied state is not fsynced: the Raft log is, and after a crash
+            // openraft re-applies the log from the last durable
+            // `last_applied`. Snapshots force a durable commit first.
+            txn.set_durability(redb::Durability::None).map_err(write_err)?;
             {
                 let mut table = txn.open_table(OBJECTS).map_err(write_err)?;
                 for op in &ops {
@@ -375,6 +379,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // Make every applied entry durable before the log below the snapshot
+        // may be purged.
+        let flushed = tokio::task::block_in_place(|| -> Result<(), redb::Error> {
+            let txn = self.db.begin_write()?;
+            txn.open_table(META)?;
+            txn.commit()?;
+            Ok(())
+        });
+        if let Err(e) = flushed {
+            tracing::error!("flushing the state machine before a snapshot: {e}");
+        }
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         SnapshotBuilder {
             last_applied: self.last_applied,
