@@ -163,7 +163,7 @@ async fn up(args: UpArgs) -> Result<()> {
     if let Some(dir) = kubeconfig_path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    write_private(
+    shoal_apiserver::pki::write_private(
         &kubeconfig_path,
         &server.pki.kubeconfig(&url, "admin", &server.pki.admin),
     )?;
@@ -204,16 +204,4 @@ async fn up(args: UpArgs) -> Result<()> {
     agent.shutdown();
     server.shutdown().await;
     Ok(())
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())
 }

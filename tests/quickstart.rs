@@ -46,7 +46,8 @@ fn quick_start_end_to_end() {
     assert!(rollout.contains("successfully rolled out"), "{rollout}");
     let again = c.ok(&["apply", "-f", manifest]);
     assert!(
-        again.contains("deployment.apps/hello-http unchanged") && again.contains("service/hello-http unchanged"),
+        again.contains("deployment.apps/hello-http unchanged")
+            && again.contains("service/hello-http unchanged"),
         "re-applying the same manifest changes nothing: {again}"
     );
 

@@ -74,13 +74,7 @@ fn terminating(o: &Value) -> bool {
 }
 
 fn pod_ready(p: &Value) -> bool {
-    p.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter().any(|c| {
-                c.get("type") == Some(&json!("Ready")) && c.get("status") == Some(&json!("True"))
-            })
-        })
+    meta::condition_true(p, "Ready")
 }
 
 fn active(p: &Value) -> bool {

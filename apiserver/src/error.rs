@@ -30,6 +30,15 @@ pub struct Cause {
     pub message: String,
 }
 
+/// `pods` or `deployments.apps`, as Kubernetes names a resource in messages.
+fn qualified(group: &str, resource: &str) -> String {
+    if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
+    }
+}
+
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
@@ -47,11 +56,7 @@ impl ApiError {
 
     /// 404 NotFound for `resource` (plural, with group) `name`.
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
-        let qualified = if group.is_empty() {
-            plural.to_string()
-        } else {
-            format!("{plural}.{group}")
-        };
+        let qualified = qualified(group, plural);
         let mut e = Self::new(404, "NotFound", format!("{qualified} \"{name}\" not found"));
         e.details = Some(json!({"name": name, "group": group, "kind": plural}));
         e
@@ -68,11 +73,7 @@ impl ApiError {
 
     /// 409 AlreadyExists.
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
-        let qualified = if group.is_empty() {
-            plural.to_string()
-        } else {
-            format!("{plural}.{group}")
-        };
+        let qualified = qualified(group, plural);
         let mut e = Self::new(
             409,
             "AlreadyExists",
@@ -84,11 +85,7 @@ impl ApiError {
 
     /// 409 Conflict on a stale resourceVersion.
     pub fn conflict(group: &str, plural: &str, name: &str) -> Self {
-        let qualified = if group.is_empty() {
-            plural.to_string()
-        } else {
-            format!("{plural}.{group}")
-        };
+        let qualified = qualified(group, plural);
         let mut e = Self::new(
             409,
             "Conflict",
@@ -102,11 +99,7 @@ impl ApiError {
 
     /// 422 Invalid with field causes.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
-        let qualified = if group.is_empty() {
-            kind.to_string()
-        } else {
-            format!("{kind}.{group}")
-        };
+        let qualified = qualified(group, kind);
         let list: Vec<String> = causes
             .iter()
             .map(|c| format!("{}: {}", c.field, c.message))

@@ -64,3 +64,15 @@ pub fn default_key(map: &mut Map<String, Value>, key: &str, value: Value) {
         map.insert(key.to_string(), value);
     }
 }
+
+/// Whether `status.conditions` holds a condition of type `ty` with status True.
+pub fn condition_true(obj: &Value, ty: &str) -> bool {
+    obj.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some(ty)
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        })
+}

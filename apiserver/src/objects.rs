@@ -559,7 +559,12 @@ impl Objects {
     /// Stores `obj` in place of the object last written at `revision`,
     /// bypassing update semantics (for in-process writers that built the
     /// whole object, such as the scheduler's binding).
-    pub(crate) async fn replace_at(&self, r: &Resource, obj: Value, revision: u64) -> Result<Value> {
+    pub(crate) async fn replace_at(
+        &self,
+        r: &Resource,
+        obj: Value,
+        revision: u64,
+    ) -> Result<Value> {
         self.put(r, obj, Cond::Revision(revision)).await
     }
 

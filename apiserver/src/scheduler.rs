@@ -72,14 +72,7 @@ fn requests(pod: &Value) -> (i64, i64) {
 }
 
 fn node_ready(node: &Value) -> bool {
-    node.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter().any(|c| {
-                c.get("type") == Some(&json!("Ready")) && c.get("status") == Some(&json!("True"))
-            })
-        })
-        && node.pointer("/spec/unschedulable") != Some(&json!(true))
+    meta::condition_true(node, "Ready") && node.pointer("/spec/unschedulable") != Some(&json!(true))
 }
 
 /// One decision: pod (namespace, name) goes to node, or why it cannot.

@@ -39,13 +39,25 @@ const MERGE_LISTS: &[(&str, &str, &str)] = &[
     ("io.k8s.api.core.v1.PodSpec", "volumes", "name"),
     ("io.k8s.api.core.v1.PodSpec", "imagePullSecrets", "name"),
     ("io.k8s.api.core.v1.PodSpec", "hostAliases", "ip"),
-    ("io.k8s.api.core.v1.PodSpec", "topologySpreadConstraints", "topologyKey"),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "topologySpreadConstraints",
+        "topologyKey",
+    ),
     ("io.k8s.api.core.v1.Container", "env", "name"),
     ("io.k8s.api.core.v1.Container", "ports", "containerPort"),
     ("io.k8s.api.core.v1.Container", "volumeMounts", "mountPath"),
-    ("io.k8s.api.core.v1.Container", "volumeDevices", "devicePath"),
+    (
+        "io.k8s.api.core.v1.Container",
+        "volumeDevices",
+        "devicePath",
+    ),
     ("io.k8s.api.core.v1.ServiceSpec", "ports", "port"),
-    ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "ownerReferences", "uid"),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        "ownerReferences",
+        "uid",
+    ),
     ("io.k8s.api.core.v1.PodStatus", "conditions", "type"),
     ("io.k8s.api.core.v1.NodeStatus", "conditions", "type"),
     ("io.k8s.api.core.v1.NodeStatus", "addresses", "type"),
@@ -55,11 +67,24 @@ const MERGE_LISTS: &[(&str, &str, &str)] = &[
 
 fn add_patch_extensions(defs: &mut BTreeMap<String, Value>) {
     for (def, prop, key) in MERGE_LISTS {
-        if let Some(p) = defs.get_mut(*def).and_then(|d| d.pointer_mut(&format!("/properties/{prop}"))).and_then(Value::as_object_mut) {
-            p.insert("x-kubernetes-patch-merge-key".into(), Value::String((*key).into()));
-            p.insert("x-kubernetes-patch-strategy".into(), Value::String("merge".into()));
+        if let Some(p) = defs
+            .get_mut(*def)
+            .and_then(|d| d.pointer_mut(&format!("/properties/{prop}")))
+            .and_then(Value::as_object_mut)
+        {
+            p.insert(
+                "x-kubernetes-patch-merge-key".into(),
+                Value::String((*key).into()),
+            );
+            p.insert(
+                "x-kubernetes-patch-strategy".into(),
+                Value::String("merge".into()),
+            );
             p.insert("x-kubernetes-list-type".into(), Value::String("map".into()));
-            p.insert("x-kubernetes-list-map-keys".into(), serde_json::json!([key]));
+            p.insert(
+                "x-kubernetes-list-map-keys".into(),
+                serde_json::json!([key]),
+            );
         }
     }
     if let Some(p) = defs
@@ -67,7 +92,10 @@ fn add_patch_extensions(defs: &mut BTreeMap<String, Value>) {
         .and_then(|d| d.pointer_mut("/properties/finalizers"))
         .and_then(Value::as_object_mut)
     {
-        p.insert("x-kubernetes-patch-strategy".into(), Value::String("merge".into()));
+        p.insert(
+            "x-kubernetes-patch-strategy".into(),
+            Value::String("merge".into()),
+        );
         p.insert("x-kubernetes-list-type".into(), Value::String("set".into()));
     }
 }

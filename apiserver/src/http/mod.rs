@@ -166,13 +166,9 @@ impl Query {
 
 async fn read_body(req: Request<hyper::body::Incoming>) -> Result<(HeaderMap, Bytes)> {
     let (parts, body) = req.into_parts();
-    let ct = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let ct = content_type(&parts.headers);
     if ct.starts_with("application/vnd.kubernetes.protobuf") || ct.starts_with("application/yaml") {
-        // Clients fall back to JSON on 415.
+        // Only JSON bodies are decoded (see docs/compatibility.md).
         return Err(ApiError::unsupported_media_type(ct));
     }
     let limited = http_body_util::Limited::new(body, MAX_BODY);
@@ -186,6 +182,13 @@ async fn read_body(req: Request<hyper::body::Incoming>) -> Result<(HeaderMap, By
         }
     })?;
     Ok((parts.headers, bytes.to_bytes()))
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Value> {
@@ -328,7 +331,8 @@ fn doc(group: &str, version: &str, hash: Option<&str>) -> Result<Response<Body>>
     } else {
         "no-cache, private"
     };
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     Ok(r)
 }
 
@@ -474,13 +478,8 @@ async fn resource(
         (Method::PUT | Method::PATCH, Some(name), Some(Sub::Scale)) => {
             let is_patch = req.method() == Method::PATCH;
             let opts = q.write_opts()?;
-            let ct = req
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            let (_, body) = read_body(req).await?;
+            let (headers, body) = read_body(req).await?;
+            let ct = content_type(&headers);
             let body = parse_json(&body)?;
             let cur = objects.get(r, &ns, name)?;
             let scale = if is_patch {
@@ -506,14 +505,8 @@ async fn resource(
         }
         (Method::PATCH, Some(name), s @ (None | Some(Sub::Status))) => {
             let opts = q.write_opts()?;
-            let ct = req
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            let ty = PatchType::from_content_type(&ct)?;
-            let (_, body) = read_body(req).await?;
+            let (headers, body) = read_body(req).await?;
+            let ty = PatchType::from_content_type(content_type(&headers))?;
             let w = objects
                 .patch(r, &ns, name, ty, &parse_json(&body)?, s, opts)
                 .await?;

@@ -28,7 +28,10 @@ pub fn root() -> &'static Value {
         for (g, v) in group_versions() {
             let p = gv_path(g, v);
             let hash = hash_of(g, v);
-            paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}));
+            paths.insert(
+                p.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}),
+            );
         }
         json!({"paths": paths})
     })
@@ -40,10 +43,22 @@ pub fn hash_of(group: &str, version: &str) -> String {
     let hashes = HASHES.get_or_init(|| {
         group_versions()
             .into_iter()
-            .map(|(g, v)| ((g, v), format!("{:016X}", fxhash(&serde_json::to_string(document(g, v)).unwrap_or_default()))))
+            .map(|(g, v)| {
+                (
+                    (g, v),
+                    format!(
+                        "{:016X}",
+                        fxhash(&serde_json::to_string(document(g, v)).unwrap_or_default())
+                    ),
+                )
+            })
             .collect()
     });
-    hashes.iter().find(|((g, v), _)| *g == group && *v == version).map(|(_, h)| h.clone()).unwrap_or_default()
+    hashes
+        .iter()
+        .find(|((g, v), _)| *g == group && *v == version)
+        .map(|(_, h)| h.clone())
+        .unwrap_or_default()
 }
 
 fn fxhash(s: &str) -> u64 {

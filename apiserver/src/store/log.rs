@@ -116,7 +116,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         tokio::task::block_in_place(|| {
             let bytes = serde_json::to_vec(&committed).map_err(write_err)?;
             let mut txn = self.db.begin_write().map_err(write_err)?;
-            txn.set_durability(redb::Durability::None).map_err(write_err)?;
+            txn.set_durability(redb::Durability::None)
+                .map_err(write_err)?;
             txn.open_table(META)
                 .map_err(write_err)?
                 .insert("committed", bytes.as_slice())

@@ -342,7 +342,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             // Applied state is not fsynced: the Raft log is, and after a crash
             // openraft re-applies the log from the last durable
             // `last_applied`. Snapshots force a durable commit first.
-            txn.set_durability(redb::Durability::None).map_err(write_err)?;
+            txn.set_durability(redb::Durability::None)
+                .map_err(write_err)?;
             {
                 let mut table = txn.open_table(OBJECTS).map_err(write_err)?;
                 for op in &ops {
