@@ -5,6 +5,7 @@
 //! (kube-rs), so it can join any conformant apiserver.
 
 mod agent;
+mod env;
 mod kubelet_api;
 mod logs;
 mod pods;

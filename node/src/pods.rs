@@ -571,27 +571,38 @@ async fn run_container(ctx: ContainerCtx) {
     )
     .await;
     let root = shared.config.data_dir.clone();
-    let mut env: Vec<(String, String)> = vec![(
-        "HOSTNAME".into(),
-        ctx.pod.metadata.name.clone().unwrap_or_default(),
-    )];
-    env.extend(
-        ctx.spec
-            .get("env")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|e| {
-                Some((
-                    e.get("name")?.as_str()?.to_string(),
-                    e.get("value")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                ))
-            }),
-    );
+    let pod_json = serde_json::to_value(&ctx.pod).unwrap_or_default();
+    let mut config_failures = 0u32;
+    let env = loop {
+        match crate::env::resolve(&shared.client, &pod_json, &ctx.spec).await {
+            Ok(mut env) => {
+                if !env.iter().any(|(k, _)| k == "HOSTNAME") {
+                    env.insert(
+                        0,
+                        (
+                            "HOSTNAME".into(),
+                            ctx.pod.metadata.name.clone().unwrap_or_default(),
+                        ),
+                    );
+                }
+                break env;
+            }
+            Err(msg) => {
+                st.state = State::Waiting("CreateContainerConfigError".into(), msg.clone());
+                send(&st).await;
+                event(
+                    shared,
+                    &ctx.pod,
+                    "Warning",
+                    "Failed",
+                    &format!("Error: {msg}"),
+                )
+                .await;
+                tokio::time::sleep(backoff(config_failures)).await;
+                config_failures += 1;
+            }
+        }
+    };
     let mut argv: Vec<String> = Vec::new();
     for k in ["command", "args"] {
         if let Some(a) = ctx.spec.get(k).and_then(Value::as_array) {

@@ -1,0 +1,226 @@
+//! A container's environment from its pod spec: `env` (with `value` and
+//! `valueFrom`) and `envFrom`, resolved against ConfigMaps, Secrets and the
+//! pod itself, as the kubelet does.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::Api;
+use serde_json::Value;
+
+/// Why an environment could not be built; shown as the container's
+/// `CreateContainerConfigError` message.
+pub(crate) type ConfigError = String;
+
+struct Sources {
+    client: kube::Client,
+    namespace: String,
+    config_maps: BTreeMap<String, Option<BTreeMap<String, String>>>,
+    secrets: BTreeMap<String, Option<BTreeMap<String, String>>>,
+}
+
+impl Sources {
+    async fn config_map(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<&BTreeMap<String, String>>, ConfigError> {
+        if !self.config_maps.contains_key(name) {
+            let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+            let data = api
+                .get_opt(name)
+                .await
+                .map_err(|e| format!("reading configmap {name:?}: {e}"))?
+                .map(|cm| {
+                    let mut d = cm.data.unwrap_or_default();
+                    for (k, v) in cm.binary_data.unwrap_or_default() {
+                        d.insert(k, String::from_utf8_lossy(&v.0).into_owned());
+                    }
+                    d
+                });
+            self.config_maps.insert(name.to_string(), data);
+        }
+        Ok(self.config_maps.get(name).and_then(Option::as_ref))
+    }
+
+    async fn secret(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<&BTreeMap<String, String>>, ConfigError> {
+        if !self.secrets.contains_key(name) {
+            let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+            let data = api
+                .get_opt(name)
+                .await
+                .map_err(|e| format!("reading secret {name:?}: {e}"))?
+                .map(|s| {
+                    let mut d: BTreeMap<String, String> = s
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                        .collect();
+                    d.extend(s.string_data.unwrap_or_default());
+                    d
+                });
+            self.secrets.insert(name.to_string(), data);
+        }
+        Ok(self.secrets.get(name).and_then(Option::as_ref))
+    }
+}
+
+fn field_ref(pod: &Value, path: &str) -> Result<String, ConfigError> {
+    let s = |p: &str| {
+        pod.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let bracket = |prefix: &str, map: &str| -> Option<String> {
+        let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
+        Some(
+            pod.pointer(&format!("/metadata/{map}"))
+                .and_then(|m| m.get(key))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        )
+    };
+    Ok(match path {
+        "metadata.name" => s("/metadata/name"),
+        "metadata.namespace" => s("/metadata/namespace"),
+        "metadata.uid" => s("/metadata/uid"),
+        "spec.nodeName" => s("/spec/nodeName"),
+        "spec.serviceAccountName" => s("/spec/serviceAccountName"),
+        "status.hostIP" => s("/status/hostIP"),
+        "status.podIP" => s("/status/podIP"),
+        _ => bracket("metadata.labels['", "labels")
+            .or_else(|| bracket("metadata.annotations['", "annotations"))
+            .ok_or_else(|| format!("unsupported fieldRef path {path:?}"))?,
+    })
+}
+
+fn resource_field_ref(container: &Value, r: &Value) -> Result<String, ConfigError> {
+    let resource = r
+        .get("resource")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let (section, name) = resource
+        .split_once('.')
+        .ok_or_else(|| format!("unsupported resourceFieldRef {resource:?}"))?;
+    let value = container
+        .pointer(&format!("/resources/{section}/{name}"))
+        .and_then(Value::as_str);
+    Ok(match (name, value) {
+        (_, Some(v)) => v.to_string(),
+        ("cpu", None) => std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .to_string(),
+        (_, None) => "0".to_string(),
+    })
+}
+
+/// The environment of `container` in `pod` (both as JSON), in the order
+/// Kubernetes builds it: `envFrom` first, then `env`, later entries winning.
+pub(crate) async fn resolve(
+    client: &kube::Client,
+    pod: &Value,
+    container: &Value,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut src = Sources {
+        client: client.clone(),
+        namespace: pod
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_string(),
+        config_maps: BTreeMap::new(),
+        secrets: BTreeMap::new(),
+    };
+    let mut env: Vec<(String, String)> = Vec::new();
+    let set = |env: &mut Vec<(String, String)>, k: String, v: String| {
+        env.retain(|(n, _)| *n != k);
+        env.push((k, v));
+    };
+    for from in container
+        .get("envFrom")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+    {
+        let prefix = from
+            .get("prefix")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        for (kind, field) in [("configmap", "configMapRef"), ("secret", "secretRef")] {
+            let Some(r) = from.get(field) else { continue };
+            let name = r.get("name").and_then(Value::as_str).unwrap_or_default();
+            let optional = r.get("optional").and_then(Value::as_bool).unwrap_or(false);
+            let data = if kind == "configmap" {
+                src.config_map(name).await?
+            } else {
+                src.secret(name).await?
+            };
+            match data {
+                Some(d) => {
+                    for (k, v) in d.clone() {
+                        set(&mut env, format!("{prefix}{k}"), v);
+                    }
+                }
+                None if optional => {}
+                None => return Err(format!("{kind} {name:?} not found")),
+            }
+        }
+    }
+    for e in container
+        .get("env")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+    {
+        let Some(name) = e.get("name").and_then(Value::as_str).map(String::from) else {
+            continue;
+        };
+        let value = match e.get("valueFrom") {
+            None => e
+                .get("value")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            Some(from) => {
+                if let Some(f) = from.pointer("/fieldRef/fieldPath").and_then(Value::as_str) {
+                    field_ref(pod, f)?
+                } else if let Some(r) = from.get("resourceFieldRef") {
+                    resource_field_ref(container, r)?
+                } else {
+                    let (kind, r) = match (from.get("configMapKeyRef"), from.get("secretKeyRef")) {
+                        (Some(r), _) => ("configmap", r),
+                        (_, Some(r)) => ("secret", r),
+                        _ => return Err(format!("env {name}: unsupported valueFrom")),
+                    };
+                    let source = r.get("name").and_then(Value::as_str).unwrap_or_default();
+                    let key = r.get("key").and_then(Value::as_str).unwrap_or_default();
+                    let optional = r.get("optional").and_then(Value::as_bool).unwrap_or(false);
+                    let data = if kind == "configmap" {
+                        src.config_map(source).await?
+                    } else {
+                        src.secret(source).await?
+                    };
+                    match data.map(|d| d.get(key).cloned()) {
+                        Some(Some(v)) => v,
+                        _ if optional => continue,
+                        None => return Err(format!("{kind} {source:?} not found")),
+                        Some(None) => {
+                            return Err(format!(
+                                "couldn't find key {key} in {kind} {}/{source}",
+                                src.namespace
+                            ));
+                        }
+                    }
+                }
+            }
+        };
+        set(&mut env, name, value);
+    }
+    Ok(env)
+}
