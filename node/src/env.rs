@@ -68,7 +68,7 @@ impl Sources {
     }
 }
 
-fn field_ref(pod: &Value, path: &str) -> Result<String, ConfigError> {
+pub(crate) fn field_ref(pod: &Value, path: &str) -> Result<String, ConfigError> {
     let s = |p: &str| {
         pod.pointer(p)
             .and_then(Value::as_str)

@@ -10,5 +10,6 @@ mod kubelet_api;
 mod logs;
 mod pods;
 mod proxy;
+mod volumes;
 
 pub use agent::{Agent, AgentConfig};

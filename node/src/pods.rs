@@ -83,6 +83,7 @@ fn cleanup(shared: &Arc<Shared>, pod: &Pod, uid: &str) {
         pod.metadata.name.clone().unwrap_or_default(),
     );
     shared.by_name.lock().expect("names lock").remove(&key);
+    let _ = std::fs::remove_dir_all(shared.config.data_dir.join("pods").join(uid));
 }
 
 #[derive(Debug, Clone)]
@@ -270,6 +271,44 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
             done: false,
         })
         .collect();
+    let pod_dir = shared.config.data_dir.join("pods").join(&uid);
+    let mut attempt = 0u32;
+    let volumes = loop {
+        match crate::volumes::prepare(&shared.client, &pod_json, &pod_dir).await {
+            Ok(v) => break Arc::new(v),
+            Err(msg) => {
+                for st in statuses.iter_mut() {
+                    st.state = State::Waiting("CreateContainerConfigError".into(), msg.clone());
+                }
+                report(
+                    &shared,
+                    &api,
+                    &name,
+                    &pod_json,
+                    &ip,
+                    &start_time,
+                    &containers,
+                    &statuses,
+                )
+                .await;
+                event(&shared, &pod, "Warning", "FailedMount", &msg).await;
+                let delay = backoff(attempt);
+                attempt += 1;
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    changed = updates.changed() => {
+                        let latest = updates.borrow().clone();
+                        if changed.is_err() || latest.metadata.deletion_timestamp.is_some() {
+                            let mut gone = latest;
+                            gone.status.get_or_insert_with(Default::default).pod_ip = Some(ip.clone());
+                            delete_now(&shared, &api, &gone, &uid).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    };
     let (tx, mut rx) = mpsc::channel::<Update>(64);
     let mut tasks = Vec::new();
     for (i, c) in containers.iter().enumerate() {
@@ -282,6 +321,7 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
             spec: c.clone(),
             policy: policy.clone(),
             tx: tx.clone(),
+            volumes: volumes.clone(),
         };
         tasks.push(tokio::spawn(run_container(ctx)));
     }
@@ -483,6 +523,7 @@ struct ContainerCtx {
     spec: Value,
     policy: String,
     tx: mpsc::Sender<Update>,
+    volumes: Arc<crate::volumes::Volumes>,
 }
 
 fn backoff(n: u32) -> Duration {
@@ -603,6 +644,22 @@ async fn run_container(ctx: ContainerCtx) {
             }
         }
     };
+    let preopens = match crate::volumes::mounts(&ctx.spec, &ctx.volumes) {
+        Ok(p) => p,
+        Err(msg) => {
+            st.state = State::Waiting("CreateContainerConfigError".into(), msg.clone());
+            send(&st).await;
+            event(
+                shared,
+                &ctx.pod,
+                "Warning",
+                "Failed",
+                &format!("Error: {msg}"),
+            )
+            .await;
+            return std::future::pending::<()>().await;
+        }
+    };
     let mut argv: Vec<String> = Vec::new();
     for k in ["command", "args"] {
         if let Some(a) = ctx.spec.get(k).and_then(Value::as_array) {
@@ -635,6 +692,7 @@ async fn run_container(ctx: ContainerCtx) {
             stdout,
             stderr,
             memory_limit: memory_limit(&ctx.spec),
+            preopens: preopens.clone(),
         };
         event(
             shared,

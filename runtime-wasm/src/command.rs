@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use wasmtime::Store;
-use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::host::{ComponentHost, CoreHost};
 use crate::output::SinkStream;
@@ -21,6 +21,19 @@ pub struct CommandSpec {
     pub stderr: Arc<dyn OutputSink>,
     /// Cap on the instance's linear memory, from `limits.memory`.
     pub memory_limit: Option<usize>,
+    /// Host directories the guest sees, confined to themselves.
+    pub preopens: Vec<Preopen>,
+}
+
+/// A host directory offered to the guest at a path of its own.
+#[derive(Debug, Clone)]
+pub struct Preopen {
+    /// The directory on the node.
+    pub host: std::path::PathBuf,
+    /// Where the guest sees it (the volume's `mountPath`).
+    pub guest: String,
+    /// Whether writes are refused.
+    pub read_only: bool,
 }
 
 /// How a command instance ended.
@@ -47,13 +60,22 @@ impl Exit {
     }
 }
 
-pub(crate) fn wasi_builder(spec: &CommandSpec) -> WasiCtxBuilder {
+pub(crate) fn wasi_builder(spec: &CommandSpec) -> Result<WasiCtxBuilder, String> {
     let mut b = WasiCtxBuilder::new();
     b.args(&spec.argv)
         .envs(&spec.env)
         .stdout(SinkStream(spec.stdout.clone()))
         .stderr(SinkStream(spec.stderr.clone()));
-    b
+    for p in &spec.preopens {
+        let perms = if p.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        b.preopened_dir(&p.host, &p.guest, perms)
+            .map_err(|e| format!("mounting {} at {}: {e:#}", p.host.display(), p.guest))?;
+    }
+    Ok(b)
 }
 
 pub(crate) fn classify(err: wasmtime::Error) -> Exit {
@@ -77,7 +99,11 @@ impl Runtime {
     pub async fn run_command(&self, workload: &Workload, spec: CommandSpec) -> Exit {
         match &workload.pre {
             Pre::Command(pre) => {
-                let host = ComponentHost::new(wasi_builder(&spec).build(), spec.memory_limit);
+                let wasi = match wasi_builder(&spec) {
+                    Ok(mut b) => b.build(),
+                    Err(e) => return Exit::StartFailed(e),
+                };
+                let host = ComponentHost::new(wasi, spec.memory_limit);
                 let mut store = Store::new(self.engine_ref(), host);
                 store.limiter(|h| &mut h.limits);
                 store.epoch_deadline_async_yield_and_update(1);
@@ -92,7 +118,11 @@ impl Runtime {
                 }
             }
             Pre::Core(pre) => {
-                let host = CoreHost::new(wasi_builder(&spec).build_p1(), spec.memory_limit);
+                let wasi = match wasi_builder(&spec) {
+                    Ok(mut b) => b.build_p1(),
+                    Err(e) => return Exit::StartFailed(e),
+                };
+                let host = CoreHost::new(wasi, spec.memory_limit);
                 let mut store = Store::new(self.engine_ref(), host);
                 store.limiter(|h| &mut h.limits);
                 store.epoch_deadline_async_yield_and_update(1);

@@ -25,7 +25,7 @@ mod images;
 mod output;
 mod workload;
 
-pub use command::{CommandSpec, Exit};
+pub use command::{CommandSpec, Exit, Preopen};
 pub use engine::{Runtime, RuntimeConfig};
 pub use error::{Error, Result};
 pub use http::{HttpBody, HttpResponse};

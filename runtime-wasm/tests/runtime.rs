@@ -31,6 +31,7 @@ fn spec(out: Arc<Capture>, memory_limit: Option<usize>) -> CommandSpec {
         stdout: out.clone(),
         stderr: out,
         memory_limit,
+        preopens: vec![],
     }
 }
 

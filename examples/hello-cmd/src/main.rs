@@ -1,10 +1,31 @@
 //! A WASI command that prints a numbered line every second, forever.
-//! `GREETING` in the environment replaces the default text.
+//!
+//! - `GREETING` replaces the default text.
+//! - `SHOW_FILES` (comma-separated paths) prints each file's contents, or
+//!   why it cannot be read, once at start.
+//! - `WRITE_FILES` (comma-separated paths) tries to write each file once at
+//!   start and prints the outcome.
 
 use std::io::Write;
 use std::time::Duration;
 
+fn list(var: &str) -> Vec<String> {
+    std::env::var(var).map(|v| v.split(',').filter(|s| !s.is_empty()).map(String::from).collect()).unwrap_or_default()
+}
+
 fn main() {
+    for path in list("SHOW_FILES") {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => println!("read {path}: {}", text.trim_end()),
+            Err(e) => println!("read {path}: error: {e}"),
+        }
+    }
+    for path in list("WRITE_FILES") {
+        match std::fs::write(&path, b"written by hello-cmd\n") {
+            Ok(()) => println!("write {path}: ok"),
+            Err(e) => println!("write {path}: error: {e}"),
+        }
+    }
     let greeting = std::env::var("GREETING").unwrap_or_else(|_| "hello from a wasm pod".to_string());
     let mut n = 0u64;
     loop {

@@ -1,0 +1,313 @@
+//! Pod volumes as directories on the node, offered to containers as WASI
+//! preopens at their `mountPath`: `emptyDir`, `configMap`, `secret`,
+//! `downwardAPI`, `projected` (materialised under the pod's directory) and
+//! `hostPath` (the node's own directory). A guest reaches nothing else of
+//! the host filesystem.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::Api;
+use serde_json::Value;
+use shoal_runtime_wasm::Preopen;
+
+/// Why a pod's volumes could not be set up (the container's
+/// `CreateContainerConfigError` message).
+pub(crate) type VolumeError = String;
+
+/// The host directory of each of a pod's volumes.
+pub(crate) type Volumes = BTreeMap<String, PathBuf>;
+
+/// A relative path with no `..` and no root, as Kubernetes requires of
+/// `items[].path` and `subPath`.
+fn safe_relative(p: &str) -> Option<PathBuf> {
+    let path = Path::new(p);
+    let ok = !p.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)));
+    ok.then(|| path.to_path_buf())
+}
+
+fn write_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), VolumeError> {
+    for (rel, bytes) in files {
+        let rel =
+            safe_relative(rel).ok_or_else(|| format!("invalid file path {rel:?} in volume"))?;
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+        }
+        std::fs::write(&path, bytes).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Keys of `data` as files, honouring `items` (key → path).
+fn select(
+    data: BTreeMap<String, Vec<u8>>,
+    items: Option<&Value>,
+) -> Result<BTreeMap<String, Vec<u8>>, VolumeError> {
+    let Some(items) = items.and_then(Value::as_array) else {
+        return Ok(data);
+    };
+    let mut out = BTreeMap::new();
+    for it in items {
+        let key = it.get("key").and_then(Value::as_str).unwrap_or_default();
+        let path = it.get("path").and_then(Value::as_str).unwrap_or(key);
+        let v = data
+            .get(key)
+            .ok_or_else(|| format!("key {key:?} not found in volume source"))?;
+        out.insert(path.to_string(), v.clone());
+    }
+    Ok(out)
+}
+
+async fn config_map(
+    client: &kube::Client,
+    ns: &str,
+    src: &Value,
+) -> Result<BTreeMap<String, Vec<u8>>, VolumeError> {
+    let name = src.get("name").and_then(Value::as_str).unwrap_or_default();
+    let optional = src
+        .get("optional")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    match api
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("reading configmap {name:?}: {e}"))?
+    {
+        Some(cm) => {
+            let mut data: BTreeMap<String, Vec<u8>> = cm
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect();
+            data.extend(
+                cm.binary_data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0)),
+            );
+            select(data, src.get("items"))
+        }
+        None if optional => Ok(BTreeMap::new()),
+        None => Err(format!("configmap {name:?} not found")),
+    }
+}
+
+async fn secret(
+    client: &kube::Client,
+    ns: &str,
+    src: &Value,
+    name_field: &str,
+) -> Result<BTreeMap<String, Vec<u8>>, VolumeError> {
+    let name = src
+        .get(name_field)
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let optional = src
+        .get("optional")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    match api
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("reading secret {name:?}: {e}"))?
+    {
+        Some(s) => {
+            let mut data: BTreeMap<String, Vec<u8>> = s
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            data.extend(
+                s.string_data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_bytes())),
+            );
+            select(data, src.get("items"))
+        }
+        None if optional => Ok(BTreeMap::new()),
+        None => Err(format!("secret {name:?} not found")),
+    }
+}
+
+fn downward(pod: &Value, src: &Value) -> Result<BTreeMap<String, Vec<u8>>, VolumeError> {
+    let mut out = BTreeMap::new();
+    for it in src
+        .get("items")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+    {
+        let path = it
+            .get("path")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let field = it
+            .pointer("/fieldRef/fieldPath")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let text = match field {
+            "metadata.labels" | "metadata.annotations" => {
+                let map = pod
+                    .pointer(&format!("/metadata/{}", &field[9..]))
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                map.iter()
+                    .map(|(k, v)| format!("{k}=\"{}\"\n", v.as_str().unwrap_or_default()))
+                    .collect()
+            }
+            f => crate::env::field_ref(pod, f)?,
+        };
+        out.insert(path, text.into_bytes());
+    }
+    Ok(out)
+}
+
+/// Sets up every volume of `pod` under `root` (the pod's directory).
+pub(crate) async fn prepare(
+    client: &kube::Client,
+    pod: &Value,
+    root: &Path,
+) -> Result<Volumes, VolumeError> {
+    let ns = pod
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let mut out = Volumes::new();
+    for v in pod
+        .pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+    {
+        let name = v
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let dir = root.join("volumes").join(&name);
+        let materialise = |files: BTreeMap<String, Vec<u8>>| -> Result<PathBuf, VolumeError> {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            write_files(&dir, &files)?;
+            Ok(dir.clone())
+        };
+        let path = if v.get("emptyDir").is_some() {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            dir.clone()
+        } else if let Some(src) = v.get("configMap") {
+            materialise(config_map(client, ns, src).await?)?
+        } else if let Some(src) = v.get("secret") {
+            materialise(secret(client, ns, src, "secretName").await?)?
+        } else if let Some(src) = v.get("downwardAPI") {
+            materialise(downward(pod, src)?)?
+        } else if let Some(src) = v.get("projected") {
+            let mut files = BTreeMap::new();
+            for s in src
+                .get("sources")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+            {
+                if let Some(c) = s.get("configMap") {
+                    files.extend(config_map(client, ns, c).await?);
+                } else if let Some(c) = s.get("secret") {
+                    files.extend(secret(client, ns, c, "name").await?);
+                } else if let Some(c) = s.get("downwardAPI") {
+                    files.extend(downward(pod, c)?);
+                } else {
+                    return Err(format!("volume {name:?}: unsupported projected source"));
+                }
+            }
+            materialise(files)?
+        } else if let Some(src) = v.get("hostPath") {
+            let p = PathBuf::from(src.get("path").and_then(Value::as_str).unwrap_or_default());
+            let ty = src.get("type").and_then(Value::as_str).unwrap_or_default();
+            if ty == "DirectoryOrCreate" {
+                std::fs::create_dir_all(&p)
+                    .map_err(|e| format!("creating {}: {e}", p.display()))?;
+            }
+            if !p.is_dir() {
+                return Err(format!(
+                    "hostPath {} is not a directory on the node",
+                    p.display()
+                ));
+            }
+            p
+        } else {
+            let kind = v
+                .as_object()
+                .and_then(|m| m.keys().find(|k| *k != "name").cloned())
+                .unwrap_or_default();
+            return Err(format!(
+                "volume {name:?}: volume type {kind:?} is not supported"
+            ));
+        };
+        out.insert(name, path);
+    }
+    Ok(out)
+}
+
+/// The preopens of one container from its `volumeMounts`.
+pub(crate) fn mounts(container: &Value, volumes: &Volumes) -> Result<Vec<Preopen>, VolumeError> {
+    let mut out = Vec::new();
+    for m in container
+        .get("volumeMounts")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+    {
+        let name = m.get("name").and_then(Value::as_str).unwrap_or_default();
+        let mount = m
+            .get("mountPath")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let host = volumes
+            .get(name)
+            .ok_or_else(|| format!("volumeMount {name:?} names no volume of the pod"))?;
+        let host = match m
+            .get("subPath")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            Some(sub) => {
+                let rel = safe_relative(sub).ok_or_else(|| format!("invalid subPath {sub:?}"))?;
+                let p = host.join(rel);
+                std::fs::create_dir_all(&p)
+                    .map_err(|e| format!("creating {}: {e}", p.display()))?;
+                p
+            }
+            None => host.clone(),
+        };
+        out.push(Preopen {
+            host,
+            guest: mount.to_string(),
+            read_only: m.get("readOnly").and_then(Value::as_bool).unwrap_or(false),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_must_stay_inside() {
+        assert!(safe_relative("a/b.txt").is_some());
+        for bad in ["", "/etc/passwd", "../x", "a/../../x", "./a"] {
+            assert!(safe_relative(bad).is_none(), "{bad}");
+        }
+    }
+}

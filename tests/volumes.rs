@@ -1,0 +1,106 @@
+//! Volumes are WASI preopens: a pod sees what its spec mounts and nothing
+//! else of the node.
+
+mod common;
+
+use common::{Cluster, example};
+
+#[test]
+fn mounted_volumes_and_nothing_else() {
+    let c = Cluster::start("volumes");
+    c.import(&example("hello-cmd"), "hello-cmd:v1");
+    let host_dir = c.dir.join("host-data");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("note.txt"), "from the node").unwrap();
+    let manifest = c.dir.join("volumes.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"apiVersion: v1
+kind: ConfigMap
+metadata: {{name: app-config}}
+data: {{greeting.txt: "hello from a configmap volume"}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: app-secret}}
+stringData: {{token: t0ps3cret}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: vols, labels: {{app: vols}}}}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {{name: config, configMap: {{name: app-config}}}}
+  - {{name: secret, secret: {{secretName: app-secret}}}}
+  - {{name: scratch, emptyDir: {{}}}}
+  - {{name: host, hostPath: {{path: {host}}}}}
+  - name: info
+    downwardAPI:
+      items:
+      - {{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}
+  containers:
+  - name: main
+    image: hello-cmd:v1
+    volumeMounts:
+    - {{name: config, mountPath: /config, readOnly: true}}
+    - {{name: secret, mountPath: /secret, readOnly: true}}
+    - {{name: scratch, mountPath: /scratch}}
+    - {{name: host, mountPath: /host, readOnly: true}}
+    - {{name: info, mountPath: /info}}
+    env:
+    - name: SHOW_FILES
+      value: /config/greeting.txt,/secret/token,/host/note.txt,/info/labels,/etc/passwd,/config/../../../etc/passwd
+    - name: WRITE_FILES
+      value: /scratch/out.txt,/config/new.txt,/host/new.txt,/tmp/x
+"#,
+            host = host_dir.display()
+        ),
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    let logs = c.wait_for(&["logs", "vols"], "the file report", |o| {
+        o.contains("write /tmp/x")
+    });
+    let line = |prefix: &str| {
+        logs.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in:\n{logs}"))
+            .to_string()
+    };
+    assert_eq!(
+        line("read /config/greeting.txt"),
+        "read /config/greeting.txt: hello from a configmap volume"
+    );
+    assert_eq!(line("read /secret/token"), "read /secret/token: t0ps3cret");
+    assert_eq!(
+        line("read /host/note.txt"),
+        "read /host/note.txt: from the node"
+    );
+    assert_eq!(line("read /info/labels"), "read /info/labels: app=\"vols\"");
+    assert!(line("read /etc/passwd:").contains("error"), "{logs}");
+    assert!(
+        line("read /config/../../../etc/passwd").contains("error"),
+        "{logs}"
+    );
+    assert_eq!(line("write /scratch/out.txt"), "write /scratch/out.txt: ok");
+    assert!(
+        line("write /config/new.txt").contains("error"),
+        "read-only mount: {logs}"
+    );
+    assert!(
+        line("write /host/new.txt").contains("error"),
+        "read-only mount: {logs}"
+    );
+    assert!(line("write /tmp/x").contains("error"), "{logs}");
+    assert!(!host_dir.join("new.txt").exists());
+
+    let bad = c.dir.join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: v1\nkind: Pod\nmetadata: {name: nocm}\nspec:\n  volumes:\n  - {name: c, configMap: {name: nope}}\n  containers:\n  - {name: main, image: hello-cmd:v1, volumeMounts: [{name: c, mountPath: /c}]}\n").unwrap();
+    c.ok(&["apply", "-f", bad.to_str().unwrap()]);
+    let d = c.wait_for(&["describe", "pod", "nocm"], "mount failure", |o| {
+        o.contains("CreateContainerConfigError")
+    });
+    assert!(d.contains("configmap \"nope\" not found"), "{d}");
+}
