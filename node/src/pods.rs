@@ -193,6 +193,15 @@ fn memory_limit(c: &Value) -> Option<usize> {
     })
 }
 
+/// `limits.cpu` in millicores.
+fn cpu_limit(c: &Value) -> Option<u32> {
+    let q = c.pointer("/resources/limits/cpu")?.as_str()?;
+    match q.strip_suffix('m') {
+        Some(m) => m.parse().ok(),
+        None => q.parse::<f64>().ok().map(|c| (c * 1000.0).round() as u32),
+    }
+}
+
 async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<Pod>) {
     let pod = updates.borrow().clone();
     let pod_json = serde_json::to_value(&pod).unwrap_or_default();
@@ -693,6 +702,7 @@ async fn run_container(ctx: ContainerCtx) {
             stderr,
             memory_limit: memory_limit(&ctx.spec),
             preopens: preopens.clone(),
+            cpu_millis: cpu_limit(&ctx.spec),
         };
         event(
             shared,

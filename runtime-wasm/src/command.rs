@@ -23,6 +23,8 @@ pub struct CommandSpec {
     pub memory_limit: Option<usize>,
     /// Host directories the guest sees, confined to themselves.
     pub preopens: Vec<Preopen>,
+    /// Share of a core the instance may use, in millicores (`limits.cpu`).
+    pub cpu_millis: Option<u32>,
 }
 
 /// A host directory offered to the guest at a path of its own.
@@ -106,7 +108,7 @@ impl Runtime {
                 let host = ComponentHost::new(wasi, spec.memory_limit);
                 let mut store = Store::new(self.engine_ref(), host);
                 store.limiter(|h| &mut h.limits);
-                store.epoch_deadline_async_yield_and_update(1);
+                crate::cpu::govern(&mut store, spec.cpu_millis);
                 let command = match pre.instantiate_async(&mut store).await {
                     Ok(c) => c,
                     Err(e) => return Exit::StartFailed(format!("{e:#}")),
@@ -125,7 +127,7 @@ impl Runtime {
                 let host = CoreHost::new(wasi, spec.memory_limit);
                 let mut store = Store::new(self.engine_ref(), host);
                 store.limiter(|h| &mut h.limits);
-                store.epoch_deadline_async_yield_and_update(1);
+                crate::cpu::govern(&mut store, spec.cpu_millis);
                 let instance = match pre.instantiate_async(&mut store).await {
                     Ok(i) => i,
                     Err(e) => return Exit::StartFailed(format!("{e:#}")),

@@ -27,7 +27,7 @@ impl Runtime {
         let host = ComponentHost::new(wasi_builder(spec)?.build(), spec.memory_limit);
         let mut store = Store::new(self.engine_ref(), host);
         store.limiter(|h| &mut h.limits);
-        store.epoch_deadline_async_yield_and_update(1);
+        crate::cpu::govern(&mut store, spec.cpu_millis);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let req = store
             .data_mut()

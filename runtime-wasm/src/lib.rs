@@ -17,6 +17,7 @@
 //! ```
 
 mod command;
+mod cpu;
 mod engine;
 mod error;
 mod host;

@@ -32,6 +32,7 @@ fn spec(out: Arc<Capture>, memory_limit: Option<usize>) -> CommandSpec {
         stderr: out,
         memory_limit,
         preopens: vec![],
+        cpu_millis: None,
     }
 }
 
@@ -156,4 +157,48 @@ async fn an_endless_guest_does_not_starve_others_and_stops_when_dropped() {
     for s in spinners {
         assert!(s.await.unwrap_err().is_cancelled());
     }
+}
+
+/// CPU time this process has used (user + system).
+fn cpu_time() -> std::time::Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    std::time::Duration::from_millis(ticks * 10)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_limits_throttle_a_busy_loop() {
+    let (rt, _dir) = runtime();
+    rt.images()
+        .import(
+            "spin:v1",
+            &wat::parse_str(r#"(module (func (export "_start") (loop (br 0))))"#).unwrap(),
+        )
+        .unwrap();
+    let w = rt.load("spin:v1").await.unwrap();
+    let mut used = Vec::new();
+    for limit in [Some(100), None] {
+        let mut s = spec(Arc::default(), None);
+        s.cpu_millis = limit;
+        let (rt2, w2) = (rt.clone(), w.clone());
+        let before = cpu_time();
+        let task = tokio::spawn(async move { rt2.run_command(&w2, s).await });
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        task.abort();
+        used.push((cpu_time() - before).as_secs_f64() / 1.5);
+    }
+    let (limited, unlimited) = (used[0], used[1]);
+    eprintln!("cpu share: limited to 100m {limited:.3}, unlimited {unlimited:.3}");
+    assert!(limited < 0.3, "a 100m guest used {limited:.2} of a core");
+    // Generous bounds: other tests may share the two cores.
+    assert!(
+        unlimited > 0.35 && unlimited > 2.5 * limited,
+        "an unlimited guest used {unlimited:.2} of a core"
+    );
 }
