@@ -6,6 +6,7 @@
 
 mod agent;
 mod env;
+mod images;
 mod kubelet_api;
 mod logs;
 mod pods;

@@ -572,30 +572,62 @@ async fn run_container(ctx: ContainerCtx) {
             let _ = tx.send(u).await;
         }
     };
+    let pod_value = serde_json::to_value(&ctx.pod).unwrap_or_default();
     let workload = loop {
-        match shared.runtime.load(&image).await {
-            Ok(w) => break w,
-            Err(e) => {
-                let (reason, back) = match e {
-                    RtError::ImageNotFound(_) | RtError::InvalidImageRef(_) => {
-                        ("ErrImagePull", "ImagePullBackOff")
+        let pulling_msg = format!("Pulling image \"{image}\"");
+        let pulling = event(shared, &ctx.pod, "Normal", "Pulling", &pulling_msg);
+        let obtained = crate::images::obtain(
+            &shared.runtime,
+            &shared.client,
+            &pod_value,
+            &ctx.spec,
+            pulling,
+        )
+        .await;
+        let loaded = match obtained {
+            Ok(how) => shared
+                .runtime
+                .load(&image)
+                .await
+                .map(|w| (w, how))
+                .map_err(|e| {
+                    let reason = match e {
+                        RtError::ImageNotFound(_) | RtError::InvalidImageRef(_) => "ErrImagePull",
+                        _ => "CreateContainerError",
+                    };
+                    crate::images::ImageFailure {
+                        reason,
+                        message: e.to_string(),
                     }
-                    _ => ("CreateContainerError", "CreateContainerError"),
+                }),
+            Err(f) => Err(f),
+        };
+        match loaded {
+            Ok((w, how)) => {
+                let msg = match how {
+                    crate::images::Obtained::Present => {
+                        format!("Container image \"{image}\" already present on machine")
+                    }
+                    crate::images::Obtained::Pulled { millis } => {
+                        format!("Successfully pulled image \"{image}\" in {millis}ms")
+                    }
                 };
-                let msg = e.to_string();
-                st.state = State::Waiting(reason.into(), msg.clone());
+                event(shared, &ctx.pod, "Normal", "Pulled", &msg).await;
+                break w;
+            }
+            Err(f) => {
+                st.state = State::Waiting(f.reason.into(), f.message.clone());
                 send(&st).await;
-                let what = if reason == "ErrImagePull" {
-                    format!("Failed to pull image \"{image}\": {msg}")
-                } else {
-                    format!("Error: {msg}")
+                let what = match f.reason {
+                    "ErrImagePull" => format!("Failed to pull image \"{image}\": {}", f.message),
+                    _ => format!("Error: {}", f.message),
                 };
                 event(shared, &ctx.pod, "Warning", "Failed", &what).await;
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                if reason == "ErrImagePull" {
+                if f.reason == "ErrImagePull" {
                     st.state = State::Waiting(
-                        back.into(),
-                        format!("Back-off pulling image \"{image}\": {msg}"),
+                        "ImagePullBackOff".into(),
+                        format!("Back-off pulling image \"{image}\": {}", f.message),
                     );
                     event(
                         shared,
@@ -612,14 +644,6 @@ async fn run_container(ctx: ContainerCtx) {
             }
         }
     };
-    event(
-        shared,
-        &ctx.pod,
-        "Normal",
-        "Pulled",
-        &format!("Container image \"{image}\" already present on machine"),
-    )
-    .await;
     let root = shared.config.data_dir.clone();
     let pod_json = serde_json::to_value(&ctx.pod).unwrap_or_default();
     let mut config_failures = 0u32;

@@ -6,6 +6,14 @@ pub enum Error {
         "image {0:?} not found in the node's image store (import it with `shoal images import`)"
     )]
     ImageNotFound(String),
+    /// Pulling from a registry failed.
+    #[error("pulling image {image:?}: {reason}")]
+    Pull {
+        /// The image reference.
+        image: String,
+        /// Why.
+        reason: String,
+    },
     /// The image reference cannot be parsed.
     #[error("invalid image reference {0:?}")]
     InvalidImageRef(String),

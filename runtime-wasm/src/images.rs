@@ -110,10 +110,13 @@ impl ImageStore {
     /// The digest an image reference names, if present. A reference by
     /// digest (`name@sha256:…`) resolves when that blob is present.
     pub fn resolve(&self, image: &ImageRef) -> Result<Option<String>> {
+        if let Some(d) = self.read_index()?.get(image.as_str()) {
+            return Ok(Some(d.clone()));
+        }
         if let Some((_, digest)) = image.as_str().split_once('@') {
             return Ok(self.blob_path(digest).exists().then(|| digest.to_string()));
         }
-        Ok(self.read_index()?.get(image.as_str()).cloned())
+        Ok(None)
     }
 
     /// Reads a blob by digest.

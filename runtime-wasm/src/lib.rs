@@ -24,6 +24,7 @@ mod host;
 mod http;
 mod images;
 mod output;
+mod registry;
 mod workload;
 
 pub use command::{CommandSpec, Exit, Preopen};
@@ -32,4 +33,5 @@ pub use error::{Error, Result};
 pub use http::{HttpBody, HttpResponse};
 pub use images::{ImageRef, ImageStore};
 pub use output::OutputSink;
+pub use registry::{Credentials, registry_host};
 pub use workload::{Workload, WorkloadKind};

@@ -483,7 +483,7 @@ async fn resource(
             let body = parse_json(&body)?;
             let cur = objects.get(r, &ns, name)?;
             let scale = if is_patch {
-                match PatchType::from_content_type(&ct)? {
+                match PatchType::from_content_type(ct)? {
                     PatchType::Json => crate::patch::json(&scale_of(&cur.value), &body)?,
                     PatchType::Merge => crate::patch::merge(&scale_of(&cur.value), &body),
                     PatchType::Strategic => {
