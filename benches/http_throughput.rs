@@ -1,0 +1,199 @@
+//! HTTP function throughput through a node's NodePort proxy, side by side
+//! with `wasmtime serve` (wasmtime-cli 48.0.8, the same wasmtime as shoal)
+//! on the same component and the same load generator (wrk).
+//!
+//! Needs `wrk` (Debian) and `wasmtime` 48.0.8 (`cargo install wasmtime-cli
+//! --version 48.0.8 --locked`; set WASMTIME=path if not on PATH).
+//! Run with `cargo bench --bench http_throughput`. Target (DESIGN.md):
+//! ≥ 1.0× `wasmtime serve`.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_http(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ok = Command::new("curl")
+            .args([
+                "-sf",
+                "-o",
+                "/dev/null",
+                &format!("http://127.0.0.1:{port}/"),
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return;
+        }
+        assert!(Instant::now() < deadline, "nothing answers on port {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs wrk and returns requests per second.
+fn wrk(port: u16, secs: u32) -> f64 {
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            "-c32",
+            &format!("-d{secs}s"),
+            &format!("http://127.0.0.1:{port}/"),
+        ])
+        .output()
+        .expect("wrk is installed (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("Non-2xx") {
+        panic!("errors under load:\n{text}");
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let module = root.join("examples/hello-http/hello-http.wasm");
+    if !module.exists() {
+        assert!(
+            Command::new("bash")
+                .arg(root.join("examples/build.sh"))
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let wasmtime = std::env::var("WASMTIME").unwrap_or_else(|_| {
+        if std::path::Path::new("/opt/wasmtime-48/bin/wasmtime").exists() {
+            "/opt/wasmtime-48/bin/wasmtime".into()
+        } else {
+            "wasmtime".into()
+        }
+    });
+    let version = Command::new(&wasmtime)
+        .arg("--version")
+        .output()
+        .expect("wasmtime-cli 48.0.8 is installed");
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    assert!(
+        version.contains("48.0.8"),
+        "the peer must be wasmtime 48.0.8, found {version}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("shoal-bench-http-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    let bin = env!("CARGO_BIN_EXE_shoal");
+    let mut shoal = Command::new(bin)
+        .args(["up", "--data-dir"])
+        .arg(&dir)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "--api-port",
+            &free_port().to_string(),
+            "--kubelet-port",
+            &free_port().to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(shoal.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("ready"));
+    assert!(
+        Command::new(bin)
+            .args(["images", "import", "--data-dir"])
+            .arg(&dir)
+            .arg(&module)
+            .arg("hello-http:v1")
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let manifest = dir.join("fn.yaml");
+    let node_port = 30000 + free_port() % 2700;
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: fn, labels: {{app: fn}}}}\nspec:\n  containers:\n  - {{name: fn, image: hello-http:v1, ports: [{{containerPort: 8080}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: fn}}\nspec:\n  type: NodePort\n  selector: {{app: fn}}\n  ports: [{{port: 80, targetPort: 8080, nodePort: {node_port}}}]\n"
+        ),
+    )
+    .unwrap();
+    assert!(
+        Command::new("kubectl")
+            .args(["apply", "-f"])
+            .arg(&manifest)
+            .env("KUBECONFIG", &kubeconfig)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_http(node_port);
+
+    let serve_port = free_port();
+    let mut serve = Command::new(&wasmtime)
+        .args([
+            "serve",
+            "-S",
+            "cli",
+            "-O",
+            "pooling-allocator",
+            "--addr",
+            &format!("127.0.0.1:{serve_port}"),
+        ])
+        .arg(&module)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_http(serve_port);
+
+    let secs = std::env::var("SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let _ = wrk(node_port, 2);
+    let _ = wrk(serve_port, 2);
+    let (mut ours, mut peer) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        ours.push(wrk(node_port, secs));
+        peer.push(wrk(serve_port, secs));
+    }
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let _ = Command::new("kill")
+        .args(["-INT", &shoal.id().to_string()])
+        .status();
+    let _ = shoal.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (o, p) = (median(ours.clone()), median(peer.clone()));
+    println!("hello-http, wrk -t2 -c32 -d{secs}s, 3 alternating runs each, medians");
+    println!("shoal NodePort proxy   {o:10.0} req/s  (runs: {ours:.0?})");
+    println!("wasmtime serve 48.0.8  {p:10.0} req/s  (runs: {peer:.0?})");
+    println!(
+        "ratio shoal / wasmtime serve: {:.2}× (target ≥ 1.0×)",
+        o / p
+    );
+}
