@@ -101,6 +101,19 @@ impl Runtime {
         Engine::new(&c).map_err(|e| Error::Engine(format!("{e:#}")))
     }
 
+    /// Where the compiled artifact of `digest` is cached: keyed by the
+    /// module digest and the engine's compatibility hash.
+    fn compiled_path(&self, digest: &str) -> std::path::PathBuf {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        self.images
+            .root()
+            .join("compiled")
+            .join(format!("{hex}-{:016x}.cwasm", h.finish()))
+    }
+
     /// The local image store.
     pub fn images(&self) -> &ImageStore {
         &self.images
@@ -129,10 +142,12 @@ impl Runtime {
                 let bytes = self.images.read_blob(&digest)?;
                 let engine = self.engine.clone();
                 let (img, dig) = (image_ref.to_string(), digest.clone());
-                let compiled =
-                    tokio::task::spawn_blocking(move || compile(&engine, &img, &dig, &bytes))
-                        .await
-                        .map_err(|e| Error::Engine(format!("compiler task failed: {e}")))??;
+                let cache = self.compiled_path(&digest);
+                let compiled = tokio::task::spawn_blocking(move || {
+                    compile(&engine, &img, &dig, &bytes, Some(&cache))
+                })
+                .await
+                .map_err(|e| Error::Engine(format!("compiler task failed: {e}")))??;
                 self.prepare(compiled).map(Arc::new)
             })
             .await?;

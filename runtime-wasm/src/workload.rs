@@ -3,6 +3,8 @@ use wasmtime::{Engine, InstancePre, Module};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use std::path::Path;
+
 use crate::host::{ComponentHost, CoreHost};
 
 use crate::{Error, Result};
@@ -61,13 +63,24 @@ pub(crate) fn compile(
     image: &str,
     digest: &str,
     bytes: &[u8],
+    cache: Option<&Path>,
 ) -> Result<(String, WorkloadKind, Compiled)> {
     let compile_err = |e: wasmtime::Error| Error::Compile {
         image: image.to_string(),
         reason: format!("{e:#}"),
     };
     if wasmparser::Parser::is_component(bytes) {
-        let component = Component::new(engine, bytes).map_err(compile_err)?;
+        let component =
+            match cache.and_then(|c| load_cached(c, |p| deserialize_component(engine, p))) {
+                Some(c) => c,
+                None => {
+                    let c = Component::new(engine, bytes).map_err(compile_err)?;
+                    if let Some(path) = cache {
+                        store_cached(path, c.serialize());
+                    }
+                    c
+                }
+            };
         let ty = component.component_type();
         let exports: Vec<String> = ty
             .exports(engine)
@@ -90,7 +103,16 @@ pub(crate) fn compile(
         };
         Ok((digest.to_string(), kind, Compiled::Component(component)))
     } else if wasmparser::Parser::is_core_wasm(bytes) {
-        let module = Module::new(engine, bytes).map_err(compile_err)?;
+        let module = match cache.and_then(|c| load_cached(c, |p| deserialize_module(engine, p))) {
+            Some(m) => m,
+            None => {
+                let m = Module::new(engine, bytes).map_err(compile_err)?;
+                if let Some(path) = cache {
+                    store_cached(path, m.serialize());
+                }
+                m
+            }
+        };
         if module.get_export("_start").is_none() {
             return Err(Error::Compile {
                 image: image.to_string(),
@@ -107,4 +129,54 @@ pub(crate) fn compile(
             image: image.to_string(),
         })
     }
+}
+
+/// Reads a compiled artifact from the cache; a missing, stale or unreadable
+/// one is ignored (and compiled again).
+fn load_cached<T>(path: &Path, read: impl FnOnce(&Path) -> wasmtime::Result<T>) -> Option<T> {
+    if !path.exists() {
+        return None;
+    }
+    match read(path) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!("ignoring cached artifact {}: {e:#}", path.display());
+            let _ = std::fs::remove_file(path);
+            None
+        }
+    }
+}
+
+fn store_cached(path: &Path, bytes: wasmtime::Result<Vec<u8>>) {
+    let write = || -> std::io::Result<()> {
+        let bytes = bytes.map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, path)
+    };
+    if let Err(e) = write() {
+        tracing::warn!("caching compiled artifact {}: {e}", path.display());
+    }
+}
+
+// Deserializing runs machine code from the file, so only artifacts this
+// runtime wrote into its own cache directory are ever read; the file name
+// carries the engine's compatibility hash, and wasmtime rejects artifacts
+// of another engine configuration.
+#[allow(unsafe_code)]
+fn deserialize_component(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: the file was produced by `Component::serialize` of an engine
+    // with this configuration and is only written by this process (atomic
+    // rename into the runtime's private cache directory).
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+#[allow(unsafe_code)]
+fn deserialize_module(engine: &Engine, path: &Path) -> wasmtime::Result<Module> {
+    // SAFETY: as for components: produced by `Module::serialize` into the
+    // runtime's private cache directory.
+    unsafe { Module::deserialize_file(engine, path) }
 }

@@ -202,3 +202,47 @@ async fn cpu_limits_throttle_a_busy_loop() {
         "an unlimited guest used {unlimited:.2} of a core"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiled_artifacts_survive_restarts_and_bad_cache_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let new_rt = || {
+        let mut cfg = RuntimeConfig::new(dir.path());
+        cfg.pool_instances = 16;
+        Runtime::new(cfg).unwrap()
+    };
+    let rt = new_rt();
+    rt.images()
+        .import("hello:v1", &wat::parse_str(HELLO).unwrap())
+        .unwrap();
+    rt.load("hello:v1").await.unwrap();
+    let cached: Vec<_> = std::fs::read_dir(dir.path().join("images/compiled"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(cached.len(), 1, "one artifact per digest: {cached:?}");
+    assert!(cached[0].to_string_lossy().ends_with(".cwasm"));
+    drop(rt);
+
+    let rt = new_rt();
+    let w = rt.load("hello:v1").await.unwrap();
+    assert_eq!(
+        rt.run_command(&w, spec(Arc::default(), None)).await,
+        Exit::Code(3),
+        "the cached artifact runs"
+    );
+    drop((w, rt));
+
+    // Replaced, not rewritten in place: the old artifact may still be mapped.
+    let tmp = cached[0].with_extension("junk");
+    std::fs::write(&tmp, b"not an artifact").unwrap();
+    std::fs::rename(&tmp, &cached[0]).unwrap();
+    let rt = new_rt();
+    let w = rt.load("hello:v1").await.unwrap();
+    assert_eq!(
+        rt.run_command(&w, spec(Arc::default(), None)).await,
+        Exit::Code(3),
+        "a bad cache file is recompiled"
+    );
+    assert_ne!(std::fs::read(&cached[0]).unwrap(), b"not an artifact");
+}
