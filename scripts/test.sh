@@ -5,13 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real components the tests start: an OCI registry (Debian), and the oras
-# and bcrypt Python packages to push to it.
+# Real components the tests use: an OCI registry (Debian), the oras and
+# bcrypt Python packages to push to it, and the Python kubernetes client.
 if ! command -v docker-registry >/dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null
 fi
-python3 -c 'import oras, bcrypt' 2>/dev/null || python3 -m pip install -q oras bcrypt
+python3 -c 'import oras, bcrypt, kubernetes' 2>/dev/null || python3 -m pip install -q oras bcrypt kubernetes
 command -v kubectl >/dev/null || { echo "kubectl (1.32) is required on PATH" >&2; exit 1; }
 rustup target add wasm32-wasip2 >/dev/null
 

@@ -539,6 +539,11 @@ impl Objects {
             metadata(&mut new).insert("generation".into(), json!(g + 1));
         }
         validation::validate(r, &new)?;
+        if let Cond::Revision(rev) = cond
+            && rev != cur.revision
+        {
+            return Err(ApiError::conflict(r.group, r.plural, meta::name(old)));
+        }
         if new == *old || opts.dry_run {
             return Ok(new);
         }

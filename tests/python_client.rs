@@ -1,0 +1,24 @@
+//! The official Python `kubernetes` client against shoal.
+
+mod common;
+
+use common::{Cluster, repo};
+
+#[test]
+fn python_kubernetes_client() {
+    let c = Cluster::start("python");
+    let out = std::process::Command::new("python3")
+        .arg(repo().join("tests/support/python_client.py"))
+        .arg(&c.kubeconfig)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("python client: ok"),
+        "{text}"
+    );
+}

@@ -1,0 +1,93 @@
+"""Drives a shoal cluster with the official Python `kubernetes` client:
+CRUD, the three patch types, status, list with selectors and a watch that
+resumes from a resourceVersion. Exits non-zero on the first mismatch.
+
+usage: python_client.py KUBECONFIG
+"""
+
+import sys
+
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
+
+
+def expect(cond, what):
+    if not cond:
+        raise SystemExit(f"FAILED: {what}")
+
+
+def main():
+    config.load_kube_config(config_file=sys.argv[1])
+    core = client.CoreV1Api()
+    apps = client.AppsV1Api()
+    ns = "default"
+
+    cm = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="py-cm", labels={"from": "python"}), data={"a": "1"})
+    created = core.create_namespaced_config_map(ns, cm)
+    expect(created.metadata.uid and created.metadata.resource_version, "create sets uid and resourceVersion")
+    rv0 = created.metadata.resource_version
+
+    try:
+        core.create_namespaced_config_map(ns, cm)
+        expect(False, "a second create conflicts")
+    except ApiException as e:
+        expect(e.status == 409 and "AlreadyExists" in e.body, f"409 AlreadyExists, got {e.status} {e.body}")
+
+    got = core.read_namespaced_config_map("py-cm", ns)
+    got.data["b"] = "2"
+    updated = core.replace_namespaced_config_map("py-cm", ns, got)
+    expect(updated.data == {"a": "1", "b": "2"}, "replace")
+    stale = got
+    stale.metadata.resource_version = rv0
+    try:
+        core.replace_namespaced_config_map("py-cm", ns, stale)
+        expect(False, "a stale replace conflicts")
+    except ApiException as e:
+        expect(e.status == 409 and "Conflict" in e.body, f"409 Conflict, got {e.status}")
+
+    merged = core.patch_namespaced_config_map("py-cm", ns, {"data": {"c": "3"}})
+    expect(merged.data.get("c") == "3", "strategic merge patch (the client's default for dicts)")
+    jp = core.patch_namespaced_config_map("py-cm", ns, [{"op": "remove", "path": "/data/a"}])
+    expect("a" not in jp.data, "JSON patch")
+
+    listed = core.list_namespaced_config_map(ns, label_selector="from=python")
+    expect([i.metadata.name for i in listed.items] == ["py-cm"], "label selector")
+    expect(core.list_namespaced_config_map(ns, label_selector="from=nowhere").items == [], "empty selection")
+
+    dep = client.V1Deployment(
+        metadata=client.V1ObjectMeta(name="py-dep"),
+        spec=client.V1DeploymentSpec(
+            replicas=0,
+            selector=client.V1LabelSelector(match_labels={"app": "py"}),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels={"app": "py"}),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="hello-cmd:v1")]),
+            ),
+        ),
+    )
+    d = apps.create_namespaced_deployment(ns, dep)
+    expect(d.spec.strategy.type == "RollingUpdate" and d.spec.revision_history_limit == 10, "deployment defaults")
+    scale = apps.patch_namespaced_deployment_scale("py-dep", ns, {"spec": {"replicas": 0}})
+    expect(scale.kind == "Scale", "scale subresource")
+    apps.delete_namespaced_deployment("py-dep", ns)
+
+    start = core.list_namespaced_config_map(ns).metadata.resource_version
+    core.patch_namespaced_config_map("py-cm", ns, {"data": {"d": "4"}})
+    core.delete_namespaced_config_map("py-cm", ns)
+    seen = []
+    for ev in watch.Watch().stream(core.list_namespaced_config_map, ns, resource_version=start, timeout_seconds=5):
+        seen.append((ev["type"], ev["object"].metadata.name))
+        if ev["type"] == "DELETED":
+            break
+    expect(seen == [("MODIFIED", "py-cm"), ("DELETED", "py-cm")], f"watch from a resourceVersion: {seen}")
+
+    try:
+        core.read_namespaced_config_map("py-cm", ns)
+        expect(False, "deleted")
+    except ApiException as e:
+        expect(e.status == 404, "404 after delete")
+    print("python client: ok")
+
+
+if __name__ == "__main__":
+    main()
