@@ -7,18 +7,11 @@
 //! Run with `cargo bench --bench http_throughput`. Target (DESIGN.md):
 //! ≥ 1.0× `wasmtime serve`.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn wait_http(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -67,17 +60,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let module = root.join("examples/hello-http/hello-http.wasm");
-    if !module.exists() {
-        assert!(
-            Command::new("bash")
-                .arg(root.join("examples/build.sh"))
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
+    let module = common::example("hello-http");
     let wasmtime = std::env::var("WASMTIME").unwrap_or_else(|_| {
         if std::path::Path::new("/opt/wasmtime-48/bin/wasmtime").exists() {
             "/opt/wasmtime-48/bin/wasmtime".into()
@@ -95,44 +78,11 @@ fn main() {
         "the peer must be wasmtime 48.0.8, found {version}"
     );
 
-    let dir = std::env::temp_dir().join(format!("shoal-bench-http-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let kubeconfig = dir.join("kubeconfig");
-    let bin = env!("CARGO_BIN_EXE_shoal");
-    let mut shoal = Command::new(bin)
-        .args(["up", "--data-dir"])
-        .arg(&dir)
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args([
-            "--api-port",
-            &free_port().to_string(),
-            "--kubelet-port",
-            &free_port().to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(shoal.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert!(first.contains("ready"));
-    assert!(
-        Command::new(bin)
-            .args(["images", "import", "--data-dir"])
-            .arg(&dir)
-            .arg(&module)
-            .arg("hello-http:v1")
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    );
+    let cluster = common::Cluster::start("bench-http");
+    cluster.import(&module, "hello-http:v1");
+    let (dir, kubeconfig) = (cluster.dir.clone(), cluster.kubeconfig.clone());
     let manifest = dir.join("fn.yaml");
-    let node_port = 30000 + free_port() % 2700;
+    let node_port = 30000 + common::free_port() % 2700;
     std::fs::write(
         &manifest,
         format!(
@@ -152,7 +102,7 @@ fn main() {
     );
     wait_http(node_port);
 
-    let serve_port = free_port();
+    let serve_port = common::free_port();
     let mut serve = Command::new(&wasmtime)
         .args([
             "serve",
@@ -183,11 +133,7 @@ fn main() {
     }
     let _ = serve.kill();
     let _ = serve.wait();
-    let _ = Command::new("kill")
-        .args(["-INT", &shoal.id().to_string()])
-        .status();
-    let _ = shoal.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(cluster);
     let (o, p) = (median(ours.clone()), median(peer.clone()));
     println!("hello-http, wrk -t2 -c32 -d{secs}s, 3 alternating runs each, medians");
     println!("shoal NodePort proxy   {o:10.0} req/s  (runs: {ours:.0?})");

@@ -11,9 +11,11 @@
 //! Run with `cargo bench --bench pod_startup` (PODS=N to change the count).
 //! Target (DESIGN.md): p50 ≤ 50 ms, p99 ≤ 200 ms; Kubernetes' SLO is p99 ≤ 5 s.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,14 +24,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -49,53 +43,10 @@ fn main() {
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(100);
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let module = root.join("examples/hello-http/hello-http.wasm");
-    if !module.exists() {
-        assert!(
-            Command::new("bash")
-                .arg(root.join("examples/build.sh"))
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-    let dir = std::env::temp_dir().join(format!("shoal-bench-startup-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let kubeconfig = dir.join("kubeconfig");
-    let bin = env!("CARGO_BIN_EXE_shoal");
-    let mut child = Command::new(bin)
-        .args(["up", "--data-dir"])
-        .arg(&dir)
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args([
-            "--api-port",
-            &free_port().to_string(),
-            "--kubelet-port",
-            &free_port().to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert!(first.contains("ready"), "{first}");
-    assert!(
-        Command::new(bin)
-            .args(["images", "import", "--data-dir"])
-            .arg(&dir)
-            .arg(&module)
-            .arg("hello-http:v1")
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    );
+    let module = common::example("hello-http");
+    let cluster = common::Cluster::start("bench-startup");
+    cluster.import(&module, "hello-http:v1");
+    let (dir, kubeconfig) = (cluster.dir.clone(), cluster.kubeconfig.clone());
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (api_ms, kubectl_ms, kubectl_exit_ms) = rt.block_on(async {
@@ -184,11 +135,7 @@ fn main() {
         }
         (api_ms, kubectl_ms, kubectl_exit_ms)
     });
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(cluster);
     println!("pod start latency, {pods} pods each, single node, wasm (hello-http)");
     let mut exits = kubectl_exit_ms;
     exits.sort_by(f64::total_cmp);

@@ -193,6 +193,12 @@ fn memory_limit(c: &Value) -> Option<usize> {
     })
 }
 
+/// `pod` with the IP this node gave it, for releasing on deletion.
+fn with_ip(mut pod: Pod, ip: &str) -> Pod {
+    pod.status.get_or_insert_with(Default::default).pod_ip = Some(ip.to_string());
+    pod
+}
+
 /// `limits.cpu` in millicores.
 fn cpu_limit(c: &Value) -> Option<u32> {
     let q = c.pointer("/resources/limits/cpu")?.as_str()?;
@@ -281,6 +287,19 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
         })
         .collect();
     let pod_dir = shared.config.data_dir.join("pods").join(&uid);
+    let report_now = async |statuses: &[ContainerStatus]| {
+        report(
+            &shared,
+            &api,
+            &name,
+            &pod_json,
+            &ip,
+            &start_time,
+            &containers,
+            statuses,
+        )
+        .await;
+    };
     let mut attempt = 0u32;
     let volumes = loop {
         match crate::volumes::prepare(&shared.client, &pod_json, &pod_dir).await {
@@ -289,17 +308,7 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
                 for st in statuses.iter_mut() {
                     st.state = State::Waiting("CreateContainerConfigError".into(), msg.clone());
                 }
-                report(
-                    &shared,
-                    &api,
-                    &name,
-                    &pod_json,
-                    &ip,
-                    &start_time,
-                    &containers,
-                    &statuses,
-                )
-                .await;
+                report_now(&statuses).await;
                 event(&shared, &pod, "Warning", "FailedMount", &msg).await;
                 let delay = backoff(attempt);
                 attempt += 1;
@@ -308,8 +317,7 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
                     changed = updates.changed() => {
                         let latest = updates.borrow().clone();
                         if changed.is_err() || latest.metadata.deletion_timestamp.is_some() {
-                            let mut gone = latest;
-                            gone.status.get_or_insert_with(Default::default).pod_ip = Some(ip.clone());
+                            let gone = with_ip(latest, &ip);
                             delete_now(&shared, &api, &gone, &uid).await;
                             return;
                         }
@@ -335,17 +343,7 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
         tasks.push(tokio::spawn(run_container(ctx)));
     }
     drop(tx);
-    report(
-        &shared,
-        &api,
-        &name,
-        &pod_json,
-        &ip,
-        &start_time,
-        &containers,
-        &statuses,
-    )
-    .await;
+    report_now(&statuses).await;
     loop {
         tokio::select! {
             u = rx.recv() => match u {
@@ -354,12 +352,11 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
                     while let Ok(more) = rx.try_recv() {
                         statuses[more.index] = more.status;
                     }
-                    report(&shared, &api, &name, &pod_json, &ip, &start_time, &containers, &statuses).await;
+                    report_now(&statuses).await;
                 }
                 None => {
                     // Every container ended for good; wait for deletion.
-                    let mut gone = pod.clone();
-                    gone.status.get_or_insert_with(Default::default).pod_ip = Some(ip.clone());
+                    let gone = with_ip(pod.clone(), &ip);
                     wait_and_delete(&shared, &api, &gone, &uid, &mut updates, true).await;
                     return;
                 }
@@ -373,8 +370,7 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
                     for t in &tasks {
                         t.abort();
                     }
-                    let mut gone = latest.clone();
-                    gone.status.get_or_insert_with(Default::default).pod_ip = Some(ip.clone());
+                    let gone = with_ip(latest.clone(), &ip);
                     for (i, c) in containers.iter().enumerate() {
                         let n = c.get("name").and_then(Value::as_str).unwrap_or_default();
                         if matches!(statuses[i].state, State::Running(_)) {
