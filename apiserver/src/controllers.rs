@@ -23,6 +23,8 @@ pub enum Action {
     Delete(&'static Resource, String, String),
     /// Record a Normal event about an object.
     Event(Value, &'static str, String),
+    /// Remove an emptied, terminating namespace.
+    FinalizeNamespace(String),
 }
 
 /// All objects of the kinds the controllers read.
@@ -579,6 +581,31 @@ pub fn reconcile_garbage(s: &Snapshot) -> Vec<Action> {
     actions
 }
 
+/// Empties terminating namespaces, then lets them go.
+pub fn reconcile_namespaces(s: &Snapshot) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for ns in s.of("namespaces").iter().filter(|n| terminating(n)) {
+        let name = meta::name(ns);
+        let mut left = 0;
+        for r in RESOURCES.iter().filter(|r| r.namespaced) {
+            for o in s.of(r.plural).iter().filter(|o| meta::namespace(o) == name) {
+                left += 1;
+                if !terminating(o) || r.kind != "Pod" {
+                    actions.push(Action::Delete(
+                        r,
+                        name.to_string(),
+                        meta::name(o).to_string(),
+                    ));
+                }
+            }
+        }
+        if left == 0 {
+            actions.push(Action::FinalizeNamespace(name.to_string()));
+        }
+    }
+    actions
+}
+
 /// Gives every node a pod CIDR.
 pub fn reconcile_node_cidrs(s: &Snapshot, cluster_cidr: &str) -> Vec<Action> {
     let Ok(cidr) = cluster_cidr.parse() else {
@@ -634,6 +661,7 @@ async fn perform(objects: &Objects, a: Action) {
             .delete(r, ns, name, DeleteOpts::default())
             .await
             .map(|_| ()),
+        Action::FinalizeNamespace(name) => objects.finalize_namespace(name).await.map(|_| ()),
         Action::Event(involved, reason, message) => {
             let component = if involved["kind"] == "Deployment" {
                 "deployment-controller"
@@ -665,6 +693,7 @@ pub async fn run(objects: Objects, cluster_cidr: String) {
         actions.extend(reconcile_replicasets(&snap));
         actions.extend(reconcile_endpoints(&snap));
         actions.extend(reconcile_garbage(&snap));
+        actions.extend(reconcile_namespaces(&snap));
         futures::future::join_all(actions.into_iter().map(|a| perform(&objects, a))).await;
         match rx.recv().await {
             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

@@ -246,13 +246,23 @@ impl Objects {
         ] {
             m.remove(k);
         }
-        if r.namespaced
-            && self
-                .store
-                .get(&resources::RESOURCES[0].key("", ns))
-                .is_none()
-        {
-            return Err(ApiError::not_found("", "namespaces", ns));
+        if r.namespaced {
+            match self.store.get(&resources::RESOURCES[0].key("", ns)) {
+                None => return Err(ApiError::not_found("", "namespaces", ns)),
+                Some(n) if n.value.pointer("/metadata/deletionTimestamp").is_some() => {
+                    return Err(ApiError {
+                        code: 403,
+                        reason: "Forbidden",
+                        message: format!(
+                            "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                            r.plural,
+                            meta::name(&obj)
+                        ),
+                        details: None,
+                    });
+                }
+                Some(_) => {}
+            }
         }
         self.prepare_create(r, &mut obj);
         defaults::apply(r.kind, &mut obj);
@@ -609,7 +619,21 @@ impl Objects {
                 })
                 .unwrap_or(30)
                 .max(0);
-            let graceful = has_finalizers || (bound_pod && grace > 0);
+            let namespace = r.kind == "Namespace";
+            if namespace
+                && ["default", "kube-system", "kube-public", "kube-node-lease"].contains(&name)
+            {
+                return Err(ApiError {
+                    code: 403,
+                    reason: "Forbidden",
+                    message: format!(
+                        "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+                    ),
+                    details: None,
+                });
+            }
+            // A namespace is emptied by the namespace controller first.
+            let graceful = has_finalizers || (bound_pod && grace > 0) || namespace;
             if opts.dry_run {
                 return Ok(obj.clone());
             }
@@ -618,6 +642,9 @@ impl Objects {
                     return Ok(obj.clone());
                 }
                 let mut marked = obj.clone();
+                if namespace {
+                    marked["status"]["phase"] = json!("Terminating");
+                }
                 let m = metadata(&mut marked);
                 let already = m.get("deletionGracePeriodSeconds").and_then(Value::as_i64);
                 if already.is_some_and(|a| a <= grace) {
@@ -641,6 +668,16 @@ impl Objects {
             }
         }
         Err(ApiError::conflict(r.group, r.plural, name))
+    }
+
+    /// Removes a terminating namespace once it holds nothing.
+    pub(crate) async fn finalize_namespace(&self, name: &str) -> Result<Value> {
+        let r = resources::by_kind("", "Namespace").expect("namespaces are served");
+        let cur = self.get(r, "", name)?;
+        if cur.value.pointer("/metadata/deletionTimestamp").is_none() {
+            return Ok((*cur.value).clone());
+        }
+        self.remove(r, "", name, Cond::Revision(cur.revision)).await
     }
 
     /// Records a core/v1 Event about `involved`.
