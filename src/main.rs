@@ -53,8 +53,11 @@ struct UpArgs {
     #[arg(long, env = "SHOAL_NODE_NAME", default_value = "shoal")]
     node_name: String,
     /// Range the nodes' pod CIDRs are cut from.
-    #[arg(long, env = "SHOAL_CLUSTER_CIDR", default_value = "10.244.0.0/16")]
+    #[arg(long, env = "SHOAL_CLUSTER_CIDR", default_value = "10.244.0.0/14")]
     cluster_cidr: String,
+    /// Prefix length of each node's pod CIDR (/18: 16,382 pods per node).
+    #[arg(long, env = "SHOAL_NODE_CIDR_MASK_SIZE", default_value_t = 18, value_parser = clap::value_parser!(u8).range(8..=30))]
+    node_cidr_mask_size: u8,
     /// Pods the node accepts.
     #[arg(long, env = "SHOAL_MAX_PODS", default_value_t = 1000)]
     max_pods: u32,
@@ -147,6 +150,7 @@ async fn up(args: UpArgs) -> Result<()> {
         listen,
         hosts,
         cluster_cidr: args.cluster_cidr.clone(),
+        node_cidr_mask: args.node_cidr_mask_size,
     })
     .await
     .context("starting the control plane")?;

@@ -607,11 +607,11 @@ pub fn reconcile_namespaces(s: &Snapshot) -> Vec<Action> {
 }
 
 /// Gives every node a pod CIDR.
-pub fn reconcile_node_cidrs(s: &Snapshot, cluster_cidr: &str) -> Vec<Action> {
+pub fn reconcile_node_cidrs(s: &Snapshot, cluster_cidr: &str, node_mask: u8) -> Vec<Action> {
     let Ok(cidr) = cluster_cidr.parse() else {
         return Vec::new();
     };
-    let Ok(mut alloc) = shoal_cni::NodeCidrAllocator::new(cidr, 24) else {
+    let Ok(mut alloc) = shoal_cni::NodeCidrAllocator::new(cidr, node_mask) else {
         return Vec::new();
     };
     for n in s.of("nodes") {
@@ -682,13 +682,13 @@ async fn perform(objects: &Objects, a: Action) {
 }
 
 /// Runs every controller until the task is dropped.
-pub async fn run(objects: Objects, cluster_cidr: String) {
+pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8) {
     let Ok((_, mut rx)) = objects.store().watch(None) else {
         return;
     };
     loop {
         let snap = Snapshot::read(&objects);
-        let mut actions = reconcile_node_cidrs(&snap, &cluster_cidr);
+        let mut actions = reconcile_node_cidrs(&snap, &cluster_cidr, node_mask);
         actions.extend(reconcile_deployments(&snap));
         actions.extend(reconcile_replicasets(&snap));
         actions.extend(reconcile_endpoints(&snap));

@@ -8,7 +8,8 @@
 //!     data_dir: "/tmp/shoal".into(),
 //!     listen: "127.0.0.1:6443".parse()?,
 //!     hosts: vec![],
-//!     cluster_cidr: "10.244.0.0/16".into(),
+//!     cluster_cidr: "10.244.0.0/14".into(),
+//!     node_cidr_mask: 18,
 //! }).await?;
 //! println!("API at https://{}", server.addr);
 //! # Ok(()) }

@@ -26,6 +26,8 @@ pub struct ServerConfig {
     pub hosts: Vec<String>,
     /// The range node pod CIDRs are cut from.
     pub cluster_cidr: String,
+    /// Prefix length of each node's pod CIDR.
+    pub node_cidr_mask: u8,
 }
 
 /// A running control plane.
@@ -87,6 +89,7 @@ impl Server {
             tokio::spawn(crate::controllers::run(
                 objects.clone(),
                 config.cluster_cidr.clone(),
+                config.node_cidr_mask,
             )),
         ];
         Ok(Self {

@@ -103,7 +103,7 @@ fn node_status(config: &AgentConfig) -> serde_json::Value {
 impl Agent {
     /// Registers the node and starts the agent's loops.
     pub async fn start(
-        config: AgentConfig,
+        mut config: AgentConfig,
         client: kube::Client,
         runtime: Arc<Runtime>,
     ) -> Result<Self, AgentError> {
@@ -138,6 +138,18 @@ impl Agent {
             .parse()
             .map_err(|e: shoal_cni::Error| AgentError::Local(e.to_string()))?;
         let mut ipam = PodIpam::new(cidr);
+        // The node cannot hold more pods than its CIDR has addresses.
+        let addresses = u32::try_from(cidr.size().saturating_sub(3)).unwrap_or(u32::MAX);
+        if addresses < config.max_pods {
+            config.max_pods = addresses;
+            nodes
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": node_status(&config)})),
+                )
+                .await?;
+        }
         let pods: Api<Pod> = Api::all(client.clone());
         let mine = pods
             .list(&ListParams::default().fields(&format!("spec.nodeName={name}")))
