@@ -141,6 +141,25 @@ pub fn pod_status(pod: &Value) -> String {
     reason
 }
 
+/// The `-o wide` columns of controllers with a pod template.
+fn template_columns() -> [Value; 3] {
+    [
+        col(
+            "Containers",
+            "string",
+            1,
+            "Names of each container in the template.",
+        ),
+        col(
+            "Images",
+            "string",
+            1,
+            "Images referenced by each container in the template.",
+        ),
+        col("Selector", "string", 1, "Label selector for pods."),
+    ]
+}
+
 /// Columns and one row of cells for `obj` of `kind`.
 pub fn columns(kind: &str) -> Vec<Value> {
     let name = col(
@@ -230,40 +249,20 @@ pub fn columns(kind: &str) -> Vec<Value> {
                 "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
             ),
             age,
-            col(
-                "Containers",
-                "string",
-                1,
-                "Names of each container in the template.",
-            ),
-            col(
-                "Images",
-                "string",
-                1,
-                "Images referenced by each container in the template.",
-            ),
-            col("Selector", "string", 1, "Label selector for pods."),
-        ],
+        ]
+        .into_iter()
+        .chain(template_columns())
+        .collect(),
         "ReplicaSet" => vec![
             name,
             col("Desired", "integer", 0, "Number of desired pods."),
             col("Current", "integer", 0, "Number of actually running pods."),
             col("Ready", "integer", 0, "Number of ready pods."),
             age,
-            col(
-                "Containers",
-                "string",
-                1,
-                "Names of each container in the template.",
-            ),
-            col(
-                "Images",
-                "string",
-                1,
-                "Images referenced by each container in the template.",
-            ),
-            col("Selector", "string", 1, "Label selector for pods."),
-        ],
+        ]
+        .into_iter()
+        .chain(template_columns())
+        .collect(),
         "Service" => vec![
             name,
             col("Type", "string", 0, "The type of the service."),
