@@ -41,6 +41,9 @@ pub(crate) struct Shared {
     pub pods: Mutex<HashMap<String, PodWorker>>,
     pub by_name: Mutex<HashMap<(String, String), String>>,
     pub http: crate::proxy::HttpTargets,
+    /// The node's own addresses, which pods without `hostNetwork` may not
+    /// connect to.
+    pub node_addrs: Arc<[IpAddr]>,
 }
 
 /// A running node agent.
@@ -58,6 +61,20 @@ pub enum AgentError {
     /// A local resource failed.
     #[error("{0}")]
     Local(String),
+}
+
+/// Every address of the node's interfaces plus the advertised node IP.
+fn node_addrs(node_ip: IpAddr) -> Arc<[IpAddr]> {
+    let mut addrs: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .map(|list| list.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_else(|e| {
+            tracing::warn!("listing the node's addresses: {e}");
+            Vec::new()
+        });
+    addrs.push(node_ip);
+    addrs.sort();
+    addrs.dedup();
+    addrs.into()
 }
 
 fn kernel_version() -> String {
@@ -172,6 +189,7 @@ impl Agent {
             pods: Mutex::new(HashMap::new()),
             by_name: Mutex::new(HashMap::new()),
             http: crate::proxy::HttpTargets::default(),
+            node_addrs: node_addrs(config.node_ip),
         });
         let listen = SocketAddr::new(config.node_ip, config.kubelet_port);
         let listener = tokio::net::TcpListener::bind(listen)

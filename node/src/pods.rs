@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::{Value, json};
-use shoal_runtime_wasm::{CommandSpec, Error as RtError, Exit};
+use shoal_runtime_wasm::{CommandSpec, Error as RtError, Exit, NetworkAccess};
 use tokio::sync::{mpsc, watch};
 
 use crate::agent::Shared;
@@ -238,22 +238,16 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
             }
         }
     };
-    let ip = match allocated {
-        Some(ip) => ip,
-        None => match Option::<String>::None {
-            Some(ip) => ip,
-            None => {
-                event(
-                    &shared,
-                    &pod,
-                    "Warning",
-                    "FailedCreatePodSandBox",
-                    "no free pod IP on the node",
-                )
-                .await;
-                return;
-            }
-        },
+    let Some(ip) = allocated else {
+        event(
+            &shared,
+            &pod,
+            "Warning",
+            "FailedCreatePodSandBox",
+            "no free pod IP on the node",
+        )
+        .await;
+        return;
     };
     let start_time = pod
         .status
@@ -698,6 +692,19 @@ async fn run_container(ctx: ContainerCtx) {
     if ctx.spec.get("command").is_none() {
         argv.insert(0, name.clone());
     }
+    let working_dir = ctx
+        .spec
+        .get("workingDir")
+        .and_then(Value::as_str)
+        .filter(|d| !d.is_empty())
+        .map(String::from);
+    let network = if pod_json.pointer("/spec/hostNetwork") == Some(&Value::Bool(true)) {
+        NetworkAccess::Host
+    } else {
+        NetworkAccess::Outbound {
+            node_addrs: shared.node_addrs.clone(),
+        }
+    };
     let mut crashes = 0u32;
     loop {
         let path = log_path(&root, &ctx.uid, &name, false);
@@ -723,6 +730,8 @@ async fn run_container(ctx: ContainerCtx) {
             memory_limit: memory_limit(&ctx.spec),
             preopens: preopens.clone(),
             cpu_millis: cpu_limit(&ctx.spec),
+            working_dir: working_dir.clone(),
+            network: network.clone(),
         };
         event(
             shared,

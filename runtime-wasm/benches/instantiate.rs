@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use shoal_runtime_wasm::{CommandSpec, Exit, OutputSink, Runtime, RuntimeConfig};
+use shoal_runtime_wasm::{CommandSpec, Exit, NetworkAccess, OutputSink, Runtime, RuntimeConfig};
 
 struct Discard;
 
@@ -39,6 +39,8 @@ fn main() {
             memory_limit: None,
             preopens: vec![],
             cpu_millis: None,
+            working_dir: None,
+            network: NetworkAccess::None,
         };
         for _ in 0..500 {
             assert_eq!(rt.run_command(&w, spec.clone()).await, Exit::Code(0));

@@ -6,7 +6,7 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 use crate::host::{ComponentHost, CoreHost};
 use crate::output::SinkStream;
 use crate::workload::Pre;
-use crate::{OutputSink, Runtime, Workload};
+use crate::{NetworkAccess, OutputSink, Runtime, Workload};
 
 /// How one container instance is started.
 #[derive(Clone)]
@@ -25,6 +25,11 @@ pub struct CommandSpec {
     pub preopens: Vec<Preopen>,
     /// Share of a core the instance may use, in millicores (`limits.cpu`).
     pub cpu_millis: Option<u32>,
+    /// The guest's working directory (`workingDir`); relative paths resolve
+    /// against it.
+    pub working_dir: Option<String>,
+    /// What network the guest may reach.
+    pub network: NetworkAccess,
 }
 
 /// A host directory offered to the guest at a path of its own.
@@ -77,6 +82,20 @@ pub(crate) fn wasi_builder(spec: &CommandSpec) -> Result<WasiCtxBuilder, String>
         b.preopened_dir(&p.host, &p.guest, perms)
             .map_err(|e| format!("mounting {} at {}: {e:#}", p.host.display(), p.guest))?;
     }
+    if let Some(dir) = &spec.working_dir {
+        b.initial_cwd(dir);
+        if !spec.env.iter().any(|(k, _)| k == "PWD") {
+            b.env("PWD", dir);
+        }
+    }
+    let network = spec.network.clone();
+    b.allow_ip_name_lookup(network.any())
+        .allow_tcp(network.any())
+        .allow_udp(network.any());
+    b.socket_addr_check(move |addr, usage| {
+        let ok = network.allows(addr, usage);
+        Box::pin(async move { ok })
+    });
     Ok(b)
 }
 
@@ -105,7 +124,7 @@ impl Runtime {
                     Ok(mut b) => b.build(),
                     Err(e) => return Exit::StartFailed(e),
                 };
-                let host = ComponentHost::new(wasi, spec.memory_limit);
+                let host = ComponentHost::new(wasi, &spec);
                 let mut store = Store::new(self.engine_ref(), host);
                 store.limiter(|h| &mut h.limits);
                 crate::cpu::govern(&mut store, spec.cpu_millis);
@@ -124,7 +143,7 @@ impl Runtime {
                     Ok(mut b) => b.build_p1(),
                     Err(e) => return Exit::StartFailed(e),
                 };
-                let host = CoreHost::new(wasi, spec.memory_limit);
+                let host = CoreHost::new(wasi, &spec);
                 let mut store = Store::new(self.engine_ref(), host);
                 store.limiter(|h| &mut h.limits);
                 crate::cpu::govern(&mut store, spec.cpu_millis);

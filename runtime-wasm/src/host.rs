@@ -1,6 +1,9 @@
 //! The per-instance host state stored in each wasmtime `Store`.
 
 use wasmtime::component::ResourceTable;
+
+use crate::CommandSpec;
+use crate::network::HttpHooks;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -12,15 +15,19 @@ pub(crate) struct ComponentHost {
     pub http: WasiHttpCtx,
     pub table: ResourceTable,
     pub limits: StoreLimits,
+    pub hooks: HttpHooks,
 }
 
 impl ComponentHost {
-    pub fn new(wasi: WasiCtx, memory_limit: Option<usize>) -> Self {
+    pub fn new(wasi: WasiCtx, spec: &CommandSpec) -> Self {
         Self {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            limits: limits(memory_limit),
+            limits: limits(spec.memory_limit),
+            hooks: HttpHooks {
+                network: spec.network.clone(),
+            },
         }
     }
 }
@@ -39,7 +46,7 @@ impl WasiHttpView for ComponentHost {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.hooks,
         }
     }
 }
@@ -51,10 +58,10 @@ pub(crate) struct CoreHost {
 }
 
 impl CoreHost {
-    pub fn new(wasi: WasiP1Ctx, memory_limit: Option<usize>) -> Self {
+    pub fn new(wasi: WasiP1Ctx, spec: &CommandSpec) -> Self {
         Self {
             wasi,
-            limits: limits(memory_limit),
+            limits: limits(spec.memory_limit),
         }
     }
 }

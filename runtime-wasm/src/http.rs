@@ -24,7 +24,7 @@ impl Runtime {
         let Pre::Http(pre) = &workload.pre else {
             return Err("the container does not serve HTTP".into());
         };
-        let host = ComponentHost::new(wasi_builder(spec)?.build(), spec.memory_limit);
+        let host = ComponentHost::new(wasi_builder(spec)?.build(), spec);
         let mut store = Store::new(self.engine_ref(), host);
         store.limiter(|h| &mut h.limits);
         crate::cpu::govern(&mut store, spec.cpu_millis);

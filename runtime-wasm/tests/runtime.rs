@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use shoal_runtime_wasm::{
-    CommandSpec, Error, Exit, OutputSink, Runtime, RuntimeConfig, WorkloadKind,
+    CommandSpec, Error, Exit, NetworkAccess, OutputSink, Runtime, RuntimeConfig, WorkloadKind,
 };
 
 #[derive(Default)]
@@ -33,6 +33,8 @@ fn spec(out: Arc<Capture>, memory_limit: Option<usize>) -> CommandSpec {
         memory_limit,
         preopens: vec![],
         cpu_millis: None,
+        working_dir: None,
+        network: NetworkAccess::None,
     }
 }
 
@@ -245,4 +247,65 @@ async fn compiled_artifacts_survive_restarts_and_bad_cache_files() {
         "a bad cache file is recompiled"
     );
     assert_ne!(std::fs::read(&cached[0]).unwrap(), b"not an artifact");
+}
+
+/// The hello-cmd example, built by `examples/build.sh`.
+fn hello_cmd() -> Option<Vec<u8>> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/hello-cmd/hello-cmd.wasm");
+    std::fs::read(path).ok()
+}
+
+/// Runs hello-cmd for long enough to print its start-up report.
+async fn start_report(rt: &Arc<Runtime>, mut s: CommandSpec) -> String {
+    let out = Arc::new(Capture::default());
+    s.stdout = out.clone();
+    s.stderr = out.clone();
+    let w = rt.load("hello-cmd:v1").await.unwrap();
+    let (rt2, w2) = (rt.clone(), w.clone());
+    let task = tokio::spawn(async move { rt2.run_command(&w2, s).await });
+    for _ in 0..100 {
+        if String::from_utf8_lossy(&out.0.lock().unwrap()).contains(" #1") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    task.abort();
+    String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_follow_the_network_grant() {
+    let Some(module) = hello_cmd() else {
+        panic!("build the examples first: bash examples/build.sh");
+    };
+    let (rt, _dir) = runtime();
+    rt.images().import("hello-cmd:v1", &module).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let grants = [
+        (NetworkAccess::None, false),
+        (
+            NetworkAccess::Outbound {
+                node_addrs: vec!["127.0.0.1".parse().unwrap()].into(),
+            },
+            false,
+        ),
+        (NetworkAccess::Host, true),
+    ];
+    for (network, reachable) in grants {
+        let mut s = spec(Arc::default(), None);
+        s.env = vec![("CONNECT".into(), target.clone())];
+        s.network = network.clone();
+        let report = start_report(&rt, s).await;
+        let line = report
+            .lines()
+            .find(|l| l.starts_with("connect "))
+            .unwrap_or_else(|| panic!("no connect line in {report:?}"));
+        if reachable {
+            assert_eq!(line, format!("connect {target}: ok"), "{network:?}");
+        } else {
+            assert!(line.contains("error"), "{network:?}: {line}");
+        }
+    }
 }

@@ -5,6 +5,9 @@
 //!   why it cannot be read, once at start.
 //! - `WRITE_FILES` (comma-separated paths) tries to write each file once at
 //!   start and prints the outcome.
+//! - `CONNECT` (comma-separated `host:port`) opens a TCP connection to each
+//!   once at start and prints the outcome.
+//! - `SHOW_CWD` set prints the working directory at start.
 
 use std::io::Write;
 use std::time::Duration;
@@ -24,6 +27,18 @@ fn main() {
         match std::fs::write(&path, b"written by hello-cmd\n") {
             Ok(()) => println!("write {path}: ok"),
             Err(e) => println!("write {path}: error: {e}"),
+        }
+    }
+    for target in list("CONNECT") {
+        match std::net::TcpStream::connect(&target) {
+            Ok(_) => println!("connect {target}: ok"),
+            Err(e) => println!("connect {target}: error: {e}"),
+        }
+    }
+    if std::env::var_os("SHOW_CWD").is_some() {
+        match std::env::current_dir() {
+            Ok(d) => println!("cwd: {}", d.display()),
+            Err(e) => println!("cwd: error: {e}"),
         }
     }
     let greeting = std::env::var("GREETING").unwrap_or_else(|_| "hello from a wasm pod".to_string());

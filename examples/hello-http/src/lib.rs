@@ -1,8 +1,36 @@
 //! A `wasi:http/proxy` component: answers every request with a greeting,
 //! the request's method and path, and the pod that served it (`HOSTNAME`, which
 //! the node sets to the pod's name).
+//!
+//! `GET /fetch?http://host:port/path` instead makes that outgoing request
+//! and answers with its status, or with the error the host gave.
 
-use wasip2::http::types::{Fields, Method, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse, ResponseOutparam, Scheme,
+};
+
+/// Sends `GET url` and returns the response status.
+fn fetch(url: &str) -> Result<u16, String> {
+    let rest = url.strip_prefix("http://").ok_or("only http:// URLs")?;
+    let (authority, path) = match rest.split_once('/') {
+        Some((a, p)) => (a, format!("/{p}")),
+        None => (rest, "/".to_string()),
+    };
+    let request = OutgoingRequest::new(Fields::new());
+    let _ = request.set_scheme(Some(&Scheme::Http));
+    let _ = request.set_authority(Some(authority));
+    let _ = request.set_path_with_query(Some(&path));
+    let body = request.body().map_err(|_| "request body")?;
+    let pending = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+    let _ = OutgoingBody::finish(body, None);
+    pending.subscribe().block();
+    match pending.get() {
+        Some(Ok(Ok(response))) => Ok(response.status()),
+        Some(Ok(Err(e))) => Err(format!("{e:?}")),
+        _ => Err("no response".into()),
+    }
+}
 
 struct Hello;
 
@@ -21,7 +49,13 @@ impl wasip2::exports::http::incoming_handler::Guest for Hello {
         };
         let greeting = std::env::var("GREETING").unwrap_or_else(|_| "Hello from shoal".into());
         let pod = std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown".into());
-        let body_text = format!("{greeting}! {method} {path} (served by {pod})\n");
+        let body_text = match path.strip_prefix("/fetch?") {
+            Some(url) => match fetch(url) {
+                Ok(status) => format!("fetch {url}: status {status}\n"),
+                Err(e) => format!("fetch {url}: error: {e}\n"),
+            },
+            None => format!("{greeting}! {method} {path} (served by {pod})\n"),
+        };
         let headers = Fields::new();
         let _ = headers.set("content-type", &[b"text/plain; charset=utf-8".to_vec()]);
         let response = OutgoingResponse::new(headers);

@@ -1,0 +1,174 @@
+//! What network a guest may reach, enforced on every `wasi:sockets` address
+//! and every outgoing `wasi:http` request.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// The network a container is granted.
+#[derive(Debug, Clone, Default)]
+pub enum NetworkAccess {
+    /// No sockets and no outgoing HTTP.
+    #[default]
+    None,
+    /// Outgoing connections to anything but the node itself: loopback,
+    /// link-local and the node's own addresses are refused, and the guest
+    /// may not listen on a port of the node.
+    Outbound {
+        /// The node's own addresses.
+        node_addrs: Arc<[IpAddr]>,
+    },
+    /// The node's network as the agent has it (`hostNetwork: true`).
+    Host,
+}
+
+impl NetworkAccess {
+    /// Whether name lookups are allowed at all.
+    pub(crate) fn any(&self) -> bool {
+        !matches!(self, NetworkAccess::None)
+    }
+
+    /// Whether the guest may use `addr` for `usage`.
+    pub fn allows(&self, addr: SocketAddr, usage: SocketAddrUse) -> bool {
+        let node_addrs = match self {
+            NetworkAccess::None => return false,
+            NetworkAccess::Host => return true,
+            NetworkAccess::Outbound { node_addrs } => node_addrs,
+        };
+        let ip = canonical(addr.ip());
+        match usage {
+            // Only the implicit bind of an outgoing socket: any address,
+            // a port the kernel picks.
+            SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => {
+                ip.is_unspecified() && addr.port() == 0
+            }
+            SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => false,
+            SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => {
+                remote_allowed(ip, node_addrs)
+            }
+        }
+    }
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn remote_allowed(ip: IpAddr, node_addrs: &[IpAddr]) -> bool {
+    let special = match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.is_unspecified() || v6.is_unicast_link_local()
+        }
+    };
+    !special && !node_addrs.iter().any(|n| canonical(*n) == ip)
+}
+
+/// `wasi:http` hooks that check an outgoing request's destination against
+/// the container's [`NetworkAccess`] before it is sent.
+pub(crate) struct HttpHooks {
+    pub network: NetworkAccess,
+}
+
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+)>;
+
+impl WasiHttpHooks for HttpHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        drop(fut);
+        let network = self.network.clone();
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            check_destination(&network, request.uri()).await?;
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+/// Refuses a request whose host resolves to an address the container may
+/// not reach. Every resolved address must be allowed, so a name cannot
+/// smuggle a forbidden address in among permitted ones.
+async fn check_destination(network: &NetworkAccess, uri: &http::Uri) -> Result<(), HttpError> {
+    match network {
+        NetworkAccess::None => return Err(HttpError::HttpRequestDenied),
+        NetworkAccess::Host => return Ok(()),
+        NetworkAccess::Outbound { .. } => {}
+    }
+    let host = uri.host().ok_or(HttpError::HttpRequestUriInvalid)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| HttpError::DnsError {
+            rcode: Some(e.to_string()),
+            info_code: None,
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(HttpError::DestinationNotFound);
+    }
+    if addrs
+        .iter()
+        .all(|a| network.allows(*a, SocketAddrUse::TcpConnect))
+    {
+        Ok(())
+    } else {
+        Err(HttpError::DestinationIpProhibited)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outbound() -> NetworkAccess {
+        NetworkAccess::Outbound {
+            node_addrs: vec!["192.168.1.10".parse().unwrap()].into(),
+        }
+    }
+
+    #[test]
+    fn outbound_refuses_the_node_itself() {
+        let n = outbound();
+        let connect = |a: &str| n.allows(a.parse().unwrap(), SocketAddrUse::TcpConnect);
+        assert!(connect("93.184.216.34:80"));
+        assert!(connect("10.96.0.1:443"));
+        assert!(!connect("127.0.0.1:6443"));
+        assert!(!connect("[::1]:6443"));
+        assert!(!connect("[::ffff:127.0.0.1]:6443"));
+        assert!(!connect("192.168.1.10:10250"));
+        assert!(!connect("[::ffff:192.168.1.10]:10250"));
+        assert!(!connect("169.254.169.254:80"));
+        assert!(!connect("0.0.0.0:22"));
+        assert!(n.allows("0.0.0.0:0".parse().unwrap(), SocketAddrUse::TcpBind));
+        assert!(!n.allows("0.0.0.0:8080".parse().unwrap(), SocketAddrUse::TcpBind));
+        assert!(!n.allows("0.0.0.0:0".parse().unwrap(), SocketAddrUse::TcpListen));
+    }
+
+    #[test]
+    fn none_and_host() {
+        let a = "127.0.0.1:80".parse().unwrap();
+        assert!(!NetworkAccess::None.allows(a, SocketAddrUse::TcpConnect));
+        assert!(NetworkAccess::Host.allows(a, SocketAddrUse::TcpConnect));
+    }
+}
