@@ -12,6 +12,8 @@ fn mounted_volumes_and_nothing_else() {
     let host_dir = c.dir.join("host-data");
     std::fs::create_dir_all(&host_dir).unwrap();
     std::fs::write(host_dir.join("note.txt"), "from the node").unwrap();
+    std::os::unix::fs::symlink("/etc", host_dir.join("etc-link")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", host_dir.join("passwd-link")).unwrap();
     let manifest = c.dir.join("volumes.yaml");
     std::fs::write(
         &manifest,
@@ -43,6 +45,7 @@ spec:
   containers:
   - name: main
     image: hello-cmd:v1
+    workingDir: /scratch
     volumeMounts:
     - {{name: config, mountPath: /config, readOnly: true}}
     - {{name: secret, mountPath: /secret, readOnly: true}}
@@ -51,9 +54,10 @@ spec:
     - {{name: info, mountPath: /info}}
     env:
     - name: SHOW_FILES
-      value: /config/greeting.txt,/secret/token,/host/note.txt,/info/labels,/etc/passwd,/config/../../../etc/passwd
+      value: /config/greeting.txt,/secret/token,/host/note.txt,/info/labels,/etc/passwd,/config/../../../etc/passwd,/host/etc-link/passwd,/host/passwd-link
     - name: WRITE_FILES
-      value: /scratch/out.txt,/config/new.txt,/host/new.txt,/tmp/x
+      value: /scratch/out.txt,/config/new.txt,/host/new.txt,relative.txt,/tmp/x
+    - {{name: SHOW_CWD, value: "1"}}
 "#,
             host = host_dir.display()
         ),
@@ -84,7 +88,20 @@ spec:
         line("read /config/../../../etc/passwd").contains("error"),
         "{logs}"
     );
+    for link in ["/host/etc-link/passwd", "/host/passwd-link"] {
+        assert!(
+            line(&format!("read {link}:")).contains("error"),
+            "a symlink out of the volume: {logs}"
+        );
+    }
     assert_eq!(line("write /scratch/out.txt"), "write /scratch/out.txt: ok");
+    assert_eq!(line("write relative.txt"), "write relative.txt: ok");
+    let written = find_file(&c.dir, "relative.txt").expect("relative.txt on the node");
+    assert!(
+        written.parent().unwrap().join("out.txt").exists(),
+        "a relative path lands in the workingDir's volume: {}",
+        written.display()
+    );
     assert!(
         line("write /config/new.txt").contains("error"),
         "read-only mount: {logs}"
@@ -103,4 +120,20 @@ spec:
         o.contains("CreateContainerConfigError")
     });
     assert!(d.contains("configmap \"nope\" not found"), "{d}");
+}
+
+fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let ty = entry.file_type().ok()?;
+        if ty.is_file() && entry.file_name() == name {
+            return Some(path);
+        }
+        if ty.is_dir()
+            && let Some(found) = find_file(&path, name)
+        {
+            return Some(found);
+        }
+    }
+    None
 }

@@ -87,6 +87,18 @@ pub(crate) fn wasi_builder(spec: &CommandSpec) -> Result<WasiCtxBuilder, String>
         if !spec.env.iter().any(|(k, _)| k == "PWD") {
             b.env("PWD", dir);
         }
+        // Guests whose libc starts in "/" resolve relative paths through a
+        // "." preopen: offer the working directory there too, when a volume
+        // holds it.
+        if let Some((p, host)) = volume_holding(&spec.preopens, dir) {
+            let perms = if p.read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            b.preopened_dir(&host, ".", perms)
+                .map_err(|e| format!("workingDir {dir}: {e:#}"))?;
+        }
     }
     let network = spec.network.clone();
     b.allow_ip_name_lookup(network.any())
@@ -97,6 +109,28 @@ pub(crate) fn wasi_builder(spec: &CommandSpec) -> Result<WasiCtxBuilder, String>
         Box::pin(async move { ok })
     });
     Ok(b)
+}
+
+/// The mounted volume that contains `dir` (the deepest one) and the node
+/// directory `dir` is in it.
+fn volume_holding<'a>(preopens: &'a [Preopen], dir: &str) -> Option<(&'a Preopen, std::path::PathBuf)> {
+    preopens
+        .iter()
+        .filter_map(|p| {
+            let base = p.guest.trim_end_matches('/');
+            let rest = dir.strip_prefix(base)?;
+            if !(rest.is_empty() || rest.starts_with('/')) {
+                return None;
+            }
+            let rest = rest.trim_start_matches('/');
+            if rest.split('/').any(|c| c == "..") {
+                return None;
+            }
+            Some((base.len(), p, p.host.join(rest)))
+        })
+        .max_by_key(|(len, ..)| *len)
+        .map(|(_, p, host)| (p, host))
+        .filter(|(_, host)| host.is_dir())
 }
 
 pub(crate) fn classify(err: wasmtime::Error) -> Exit {
