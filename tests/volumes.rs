@@ -137,3 +137,76 @@ fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
     }
     None
 }
+
+#[test]
+fn empty_dir_limits_and_host_path_types() {
+    let c = Cluster::start("emptydir");
+    c.import(&example("hello-cmd"), "hello-cmd:v1");
+    let manifest = c.dir.join("limits.yaml");
+    let pod = |name: &str, volume: &str, fill: &str| {
+        format!(
+            r#"---
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  volumes: [{{name: v, {volume}}}]
+  containers:
+  - name: main
+    image: hello-cmd:v1
+    volumeMounts: [{{name: v, mountPath: /v}}]
+    env: [{{name: FILL, value: "{fill}"}}]
+"#
+        )
+    };
+    let two_mib = "/v/big:2097152";
+    let yaml = [
+        pod("mem", "emptyDir: {medium: Memory, sizeLimit: 1Mi}", two_mib),
+        pod("disk", "emptyDir: {sizeLimit: 1Mi}", two_mib),
+        pod("roomy", "emptyDir: {sizeLimit: 4Mi}", two_mib),
+        pod("file", "hostPath: {path: /etc/hostname, type: File}", ""),
+    ]
+    .concat();
+    std::fs::write(&manifest, yaml).unwrap();
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+
+    // Memory-backed: a tmpfs of the limit's size, so the write itself fails.
+    let logs = c.wait_for(&["logs", "mem"], "the fill report", |o| {
+        o.contains("fill /v/big")
+    });
+    assert!(
+        logs.contains("fill /v/big: error"),
+        "a 2 MiB write into a 1 MiB Memory emptyDir: {logs}"
+    );
+    let uid = c.ok(&["get", "pod", "mem", "-o", "jsonpath={.metadata.uid}"]);
+    let tmpfs_mounted = || {
+        std::fs::read_to_string("/proc/mounts")
+            .unwrap()
+            .lines()
+            .any(|l| l.contains(uid.trim()) && l.contains(" tmpfs "))
+    };
+    assert!(tmpfs_mounted(), "the Memory emptyDir is a tmpfs");
+
+    // Disk-backed: the write succeeds and the pod is evicted.
+    let status = c.wait_for(
+        &["get", "pod", "disk", "-o", "jsonpath={.status.phase}/{.status.reason}"],
+        "the eviction",
+        |o| o == "Failed/Evicted",
+    );
+    assert_eq!(status, "Failed/Evicted");
+    let described = c.ok(&["describe", "pod", "disk"]);
+    assert!(
+        described.contains("Usage of EmptyDir volume \"v\" exceeds the limit"),
+        "{described}"
+    );
+    let roomy = c.ok(&["get", "pod", "roomy", "-o", "jsonpath={.status.phase}"]);
+    assert_eq!(roomy, "Running", "a pod under its limit keeps running");
+
+    let file = c.wait_for(&["describe", "pod", "file"], "the mount failure", |o| {
+        o.contains("FailedMount")
+    });
+    assert!(file.contains("directories only"), "{file}");
+
+    c.ok(&["delete", "pod", "mem", "--wait=true"]);
+    assert!(!tmpfs_mounted(), "the tmpfs is unmounted with its pod");
+}

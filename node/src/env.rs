@@ -100,23 +100,51 @@ pub(crate) fn field_ref(pod: &Value, path: &str) -> Result<String, ConfigError> 
 }
 
 fn resource_field_ref(container: &Value, r: &Value) -> Result<String, ConfigError> {
+    use crate::quantity::{bytes, millicores};
     let resource = r
         .get("resource")
         .and_then(Value::as_str)
         .unwrap_or_default();
     let (section, name) = resource
         .split_once('.')
+        .filter(|(s, _)| matches!(*s, "limits" | "requests"))
         .ok_or_else(|| format!("unsupported resourceFieldRef {resource:?}"))?;
     let value = container
         .pointer(&format!("/resources/{section}/{name}"))
         .and_then(Value::as_str);
-    Ok(match (name, value) {
-        (_, Some(v)) => v.to_string(),
-        ("cpu", None) => std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .to_string(),
-        (_, None) => "0".to_string(),
-    })
+    let divisor = r.get("divisor").and_then(Value::as_str).unwrap_or("1");
+    // As the kubelet does: the value divided by the divisor, rounded up; a
+    // limit that is not set is the node's allocatable amount.
+    let (value, divisor) = match name {
+        "cpu" => (
+            value.map_or_else(
+                || u64::try_from(std::thread::available_parallelism().map_or(1, |n| n.get()))
+                    .unwrap_or(1)
+                    * 1000,
+                |v| millicores(v).map_or(0, u64::from),
+            ),
+            millicores(divisor).map_or(1000, u64::from),
+        ),
+        "memory" | "ephemeral-storage" => (
+            value.map_or_else(node_memory, |v| bytes(v).unwrap_or(0)),
+            bytes(divisor).unwrap_or(1),
+        ),
+        _ => return Err(format!("unsupported resourceFieldRef {resource:?}")),
+    };
+    Ok(value.div_ceil(divisor.max(1)).to_string())
+}
+
+/// The node's memory in bytes.
+fn node_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
 }
 
 /// The environment of `container` in `pod` (both as JSON), in the order

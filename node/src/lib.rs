@@ -11,6 +11,7 @@ mod kubelet_api;
 mod logs;
 mod pods;
 mod proxy;
+mod quantity;
 mod volumes;
 
 pub use agent::{Agent, AgentConfig};

@@ -83,7 +83,9 @@ fn cleanup(shared: &Arc<Shared>, pod: &Pod, uid: &str) {
         pod.metadata.name.clone().unwrap_or_default(),
     );
     shared.by_name.lock().expect("names lock").remove(&key);
-    let _ = std::fs::remove_dir_all(shared.config.data_dir.join("pods").join(uid));
+    let pod_dir = shared.config.data_dir.join("pods").join(uid);
+    crate::volumes::unmount_all(&pod_dir);
+    let _ = std::fs::remove_dir_all(pod_dir);
 }
 
 #[derive(Debug, Clone)]
@@ -177,20 +179,7 @@ fn rand_u64() -> u64 {
 
 fn memory_limit(c: &Value) -> Option<usize> {
     let q = c.pointer("/resources/limits/memory")?.as_str()?;
-    let units = [
-        ("Ki", 1u64 << 10),
-        ("Mi", 1 << 20),
-        ("Gi", 1 << 30),
-        ("k", 1000),
-        ("M", 1_000_000),
-        ("G", 1_000_000_000),
-        ("", 1),
-    ];
-    units.iter().find_map(|(s, m)| {
-        q.strip_suffix(s)
-            .and_then(|n| n.parse::<f64>().ok())
-            .map(|v| (v * *m as f64) as usize)
-    })
+    crate::quantity::bytes(q).and_then(|b| usize::try_from(b).ok())
 }
 
 /// `pod` with the IP this node gave it, for releasing on deletion.
@@ -201,11 +190,7 @@ fn with_ip(mut pod: Pod, ip: &str) -> Pod {
 
 /// `limits.cpu` in millicores.
 fn cpu_limit(c: &Value) -> Option<u32> {
-    let q = c.pointer("/resources/limits/cpu")?.as_str()?;
-    match q.strip_suffix('m') {
-        Some(m) => m.parse().ok(),
-        None => q.parse::<f64>().ok().map(|c| (c * 1000.0).round() as u32),
-    }
+    crate::quantity::millicores(c.pointer("/resources/limits/cpu")?.as_str()?)
 }
 
 async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<Pod>) {
@@ -338,8 +323,42 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
     }
     drop(tx);
     report_now(&statuses).await;
+    let limits = crate::volumes::disk_limits(&pod_json);
+    let mut check = tokio::time::interval(EMPTY_DIR_CHECK);
     loop {
         tokio::select! {
+            _ = check.tick(), if !limits.is_empty() => {
+                let Some(message) = over_limit(&limits, &volumes) else { continue };
+                for t in &tasks {
+                    t.abort();
+                }
+                let finished = now();
+                for st in statuses.iter_mut() {
+                    let started = match &st.state {
+                        State::Running(t) => t.clone(),
+                        _ => finished.clone(),
+                    };
+                    st.state = State::Terminated {
+                        code: 137,
+                        reason: "Error".into(),
+                        message: "the pod was evicted".into(),
+                        started,
+                        finished: finished.clone(),
+                    };
+                    st.ready = false;
+                    st.done = true;
+                }
+                report_now(&statuses).await;
+                let patch = json!({"status": {"phase": "Failed", "reason": "Evicted", "message": message}});
+                if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    tracing::debug!("reporting the eviction of {name}: {e}");
+                }
+                event(&shared, &pod, "Warning", "Evicted", &message).await;
+                let gone = with_ip(pod.clone(), &ip);
+                shared.http.remove_pod(&uid);
+                wait_and_delete(&shared, &api, &gone, &uid, &mut updates, true).await;
+                return;
+            }
             u = rx.recv() => match u {
                 Some(u) => {
                     statuses[u.index] = u.status;
@@ -377,6 +396,19 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
             }
         }
     }
+}
+
+/// How often disk-backed emptyDirs are measured against their `sizeLimit`.
+const EMPTY_DIR_CHECK: Duration = Duration::from_secs(2);
+
+/// The eviction message when an emptyDir holds more than its `sizeLimit`.
+fn over_limit(limits: &[(String, u64)], volumes: &crate::volumes::Volumes) -> Option<String> {
+    limits.iter().find_map(|(name, limit)| {
+        let used = crate::volumes::usage(volumes.get(name)?);
+        (used > *limit).then(|| {
+            format!("Usage of EmptyDir volume \"{name}\" exceeds the limit of {limit} bytes ({used} bytes used).")
+        })
+    })
 }
 
 async fn wait_and_delete(

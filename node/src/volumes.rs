@@ -202,9 +202,12 @@ pub(crate) async fn prepare(
             write_files(&dir, &files)?;
             Ok(dir.clone())
         };
-        let path = if v.get("emptyDir").is_some() {
+        let path = if let Some(src) = v.get("emptyDir") {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            if src.get("medium").and_then(Value::as_str) == Some("Memory") {
+                mount_tmpfs(&dir, size_limit(src))?;
+            }
             dir.clone()
         } else if let Some(src) = v.get("configMap") {
             materialise(config_map(client, ns, src).await?)?
@@ -232,19 +235,7 @@ pub(crate) async fn prepare(
             }
             materialise(files)?
         } else if let Some(src) = v.get("hostPath") {
-            let p = PathBuf::from(src.get("path").and_then(Value::as_str).unwrap_or_default());
-            let ty = src.get("type").and_then(Value::as_str).unwrap_or_default();
-            if ty == "DirectoryOrCreate" {
-                std::fs::create_dir_all(&p)
-                    .map_err(|e| format!("creating {}: {e}", p.display()))?;
-            }
-            if !p.is_dir() {
-                return Err(format!(
-                    "hostPath {} is not a directory on the node",
-                    p.display()
-                ));
-            }
-            p
+            host_path(src)?
         } else {
             let kind = v
                 .as_object()
@@ -257,6 +248,115 @@ pub(crate) async fn prepare(
         out.insert(name, path);
     }
     Ok(out)
+}
+
+/// A `hostPath` volume's directory after the checks its `type` asks for.
+/// Only directories can be offered to a Wasm guest, so the file, socket and
+/// device types are refused with the reason.
+fn host_path(src: &Value) -> Result<PathBuf, VolumeError> {
+    let p = PathBuf::from(src.get("path").and_then(Value::as_str).unwrap_or_default());
+    let ty = src.get("type").and_then(Value::as_str).unwrap_or_default();
+    match ty {
+        "" | "Directory" => {}
+        "DirectoryOrCreate" => {
+            if !p.exists() {
+                std::fs::create_dir_all(&p)
+                    .map_err(|e| format!("creating {}: {e}", p.display()))?;
+            }
+        }
+        "File" | "FileOrCreate" | "Socket" | "CharDevice" | "BlockDevice" => {
+            return Err(format!(
+                "hostPath type {ty} for {}: a Wasm container can mount directories only",
+                p.display()
+            ));
+        }
+        other => return Err(format!("hostPath type {other:?} is not a valid type")),
+    }
+    if !p.is_dir() {
+        let what = if p.exists() {
+            "is not a directory"
+        } else {
+            "does not exist"
+        };
+        return Err(format!(
+            "hostPath type check failed: {} {what} on the node",
+            p.display()
+        ));
+    }
+    Ok(p)
+}
+
+/// `emptyDir.sizeLimit` in bytes.
+pub(crate) fn size_limit(src: &Value) -> Option<u64> {
+    src.get("sizeLimit")
+        .and_then(Value::as_str)
+        .and_then(crate::quantity::bytes)
+}
+
+/// Backs a `medium: Memory` emptyDir with tmpfs sized to its `sizeLimit`
+/// (half the node's memory without one, tmpfs' own default).
+fn mount_tmpfs(dir: &Path, limit: Option<u64>) -> Result<(), VolumeError> {
+    use rustix::mount::{MountFlags, mount};
+    let mut opts = String::from("mode=0777");
+    if let Some(bytes) = limit {
+        opts.push_str(&format!(",size={bytes}"));
+    }
+    let opts = std::ffi::CString::new(opts).map_err(|e| e.to_string())?;
+    // A tmpfs left by an earlier run of the agent is replaced, not stacked.
+    let _ = rustix::mount::unmount(dir, rustix::mount::UnmountFlags::DETACH);
+    mount(
+        "tmpfs",
+        dir,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        Some(opts.as_c_str()),
+    )
+    .map_err(|e| format!("mounting tmpfs for a Memory emptyDir at {}: {e}", dir.display()))
+}
+
+/// Unmounts the tmpfs volumes under a pod's directory before it is removed.
+pub(crate) fn unmount_all(pod_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(pod_dir.join("volumes")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        // Not a mount point is the common answer and means nothing to undo.
+        let _ = rustix::mount::unmount(&e.path(), rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+/// The disk-backed emptyDirs of `pod` with a `sizeLimit`: volume name and
+/// limit in bytes. Memory-backed ones are bounded by their tmpfs size.
+pub(crate) fn disk_limits(pod: &Value) -> Vec<(String, u64)> {
+    pod.pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .map(|vols| {
+            vols.iter()
+                .filter_map(|v| {
+                    let src = v.get("emptyDir")?;
+                    if src.get("medium").and_then(Value::as_str) == Some("Memory") {
+                        return None;
+                    }
+                    Some((v.get("name")?.as_str()?.to_string(), size_limit(src)?))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Bytes used by the files under `dir`, not following symlinks.
+pub(crate) fn usage(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => usage(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// The preopens of one container from its `volumeMounts`.
@@ -309,5 +409,28 @@ mod tests {
         for bad in ["", "/etc/passwd", "../x", "a/../../x", "./a"] {
             assert!(safe_relative(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn host_path_types() {
+        let dir = std::env::temp_dir().join(format!("shoal-hostpath-{}", std::process::id()));
+        let file = dir.join("file");
+        let created = dir.join("made/here");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(&file, "x").unwrap();
+        let src = |path: &Path, ty: &str| serde_json::json!({"path": path, "type": ty});
+        assert_eq!(host_path(&src(&dir, "Directory")).unwrap(), dir);
+        assert_eq!(host_path(&src(&dir, "")).unwrap(), dir);
+        assert_eq!(host_path(&src(&created, "DirectoryOrCreate")).unwrap(), created);
+        assert!(created.is_dir());
+        let err = host_path(&src(&file, "Directory")).unwrap_err();
+        assert!(err.contains("is not a directory"), "{err}");
+        let err = host_path(&src(&dir.join("nope"), "Directory")).unwrap_err();
+        assert!(err.contains("does not exist"), "{err}");
+        let err = host_path(&src(&file, "File")).unwrap_err();
+        assert!(err.contains("directories only"), "{err}");
+        let err = host_path(&src(&dir, "Sideways")).unwrap_err();
+        assert!(err.contains("not a valid type"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -7,6 +7,8 @@
 //!   start and prints the outcome.
 //! - `CONNECT` (comma-separated `host:port`) opens a TCP connection to each
 //!   once at start and prints the outcome.
+//! - `FILL` (`path:bytes`) writes a file of that many bytes once at start
+//!   and prints the outcome.
 //! - `SHOW_CWD` set prints the working directory at start.
 
 use std::io::Write;
@@ -33,6 +35,15 @@ fn main() {
         match std::net::TcpStream::connect(&target) {
             Ok(_) => println!("connect {target}: ok"),
             Err(e) => println!("connect {target}: error: {e}"),
+        }
+    }
+    if let Ok(fill) = std::env::var("FILL")
+        && let Some((path, size)) = fill.rsplit_once(':')
+    {
+        let size: usize = size.parse().unwrap_or(0);
+        match std::fs::write(path, vec![b'x'; size]) {
+            Ok(()) => println!("fill {path}: ok"),
+            Err(e) => println!("fill {path}: error: {e}"),
         }
     }
     if std::env::var_os("SHOW_CWD").is_some() {
