@@ -61,6 +61,26 @@ struct UpArgs {
     /// Pods the node accepts.
     #[arg(long, env = "SHOAL_MAX_PODS", default_value_t = 1000)]
     max_pods: u32,
+    /// Size at which a container's log file is rotated (a quantity: 10Mi).
+    #[arg(long, env = "SHOAL_CONTAINER_LOG_MAX_SIZE", default_value = "10Mi", value_parser = parse_bytes)]
+    container_log_max_size: u64,
+    /// Log files kept per container, the current one included.
+    #[arg(long, env = "SHOAL_CONTAINER_LOG_MAX_FILES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    container_log_max_files: u32,
+}
+
+/// A byte quantity as Kubernetes writes them (`512Ki`, `10Mi`, `1G`).
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let units = [("Ki", 1u64 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("k", 1000), ("M", 1_000_000), ("G", 1_000_000_000)];
+    let (n, m) = units
+        .iter()
+        .find_map(|(u, m)| s.strip_suffix(u).map(|n| (n, *m)))
+        .unwrap_or((s, 1));
+    n.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(m))
+        .filter(|b| *b > 0)
+        .ok_or_else(|| format!("{s:?} is not a size such as 10Mi"))
 }
 
 #[derive(Subcommand)]
@@ -192,6 +212,10 @@ async fn up(args: UpArgs) -> Result<()> {
                 .pki
                 .server_config(&server.pki.node_serving, &[b"http/1.1"])?,
             max_pods: args.max_pods,
+            log_rotation: shoal_node::logs::LogRotation {
+                max_bytes: args.container_log_max_size,
+                max_files: args.container_log_max_files,
+            },
         },
         client,
         Arc::clone(&runtime),

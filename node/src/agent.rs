@@ -30,6 +30,8 @@ pub struct AgentConfig {
     pub kubelet_tls: Arc<rustls::ServerConfig>,
     /// Allocatable pods.
     pub max_pods: u32,
+    /// When container logs are rotated.
+    pub log_rotation: crate::logs::LogRotation,
 }
 
 /// What the agent's tasks share.

@@ -87,7 +87,7 @@ async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) -> Res
             let timestamps = matches!(q("timestamps"), Some("true" | "1"));
             let tail: Option<usize> = q("tailLines").and_then(|t| t.parse().ok());
             match tokio::fs::File::open(&file).await {
-                Ok(f) => stream_log(shared, uid, f, follow, timestamps, tail).await,
+                Ok(f) => stream_log(shared, uid, file, f, follow, timestamps, tail).await,
                 Err(_) if previous => text(
                     StatusCode::BAD_REQUEST,
                     format!(
@@ -107,6 +107,7 @@ async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) -> Res
 async fn stream_log(
     shared: Arc<Shared>,
     uid: String,
+    path: std::path::PathBuf,
     mut file: tokio::fs::File,
     follow: bool,
     timestamps: bool,
@@ -114,15 +115,8 @@ async fn stream_log(
 ) -> Response<Body> {
     let mut start = 0u64;
     if let Some(n) = tail {
-        let all = tokio::fs::read_to_string(log_path_of(&file))
-            .await
-            .unwrap_or_default();
-        let _ = all;
-        let content = {
-            let mut s = String::new();
-            let _ = tokio::io::AsyncReadExt::read_to_string(&mut file, &mut s).await;
-            s
-        };
+        let mut content = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut file, &mut content).await;
         let lines: Vec<&str> = content.split_inclusive('\n').collect();
         let skip = lines.len().saturating_sub(n);
         start = lines[..skip].iter().map(|l| l.len() as u64).sum();
@@ -142,6 +136,26 @@ async fn stream_log(
                     }
                     if tx.is_closed() {
                         return;
+                    }
+                    if rotated(&path, reader.get_ref()).await {
+                        // The writer moved on to a new file: finish the old
+                        // one, then follow the new one from its start.
+                        loop {
+                            line.clear();
+                            match reader.read_line(&mut line).await {
+                                Ok(n) if n > 0 => {
+                                    if emit(&tx, &line, timestamps).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                _ => break,
+                            }
+                        }
+                        match tokio::fs::File::open(&path).await {
+                            Ok(f) => reader = tokio::io::BufReader::new(f),
+                            Err(_) => return,
+                        }
+                        continue;
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -169,8 +183,13 @@ async fn stream_log(
     Response::new(BodyExt::boxed(StreamBody::new(stream)))
 }
 
-fn log_path_of(_f: &tokio::fs::File) -> std::path::PathBuf {
-    std::path::PathBuf::new()
+/// Whether `path` now names another file than the open `file`.
+async fn rotated(path: &std::path::Path, file: &tokio::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (tokio::fs::metadata(path).await, file.metadata().await) {
+        (Ok(now), Ok(open)) => now.ino() != open.ino() || now.dev() != open.dev(),
+        _ => false,
+    }
 }
 
 async fn emit(

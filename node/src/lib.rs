@@ -8,7 +8,7 @@ mod agent;
 mod env;
 mod images;
 mod kubelet_api;
-mod logs;
+pub mod logs;
 mod pods;
 mod proxy;
 mod quantity;

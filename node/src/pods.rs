@@ -12,7 +12,7 @@ use shoal_runtime_wasm::{CommandSpec, Error as RtError, Exit, NetworkAccess};
 use tokio::sync::{mpsc, watch};
 
 use crate::agent::Shared;
-use crate::logs::{LogSink, log_path};
+use crate::logs::{ContainerLog, log_path};
 
 /// A pod's worker task and the channel that hands it newer versions.
 pub(crate) struct PodWorker {
@@ -740,15 +740,12 @@ async fn run_container(ctx: ContainerCtx) {
     let mut crashes = 0u32;
     loop {
         let path = log_path(&root, &ctx.uid, &name, false);
-        let (stdout, stderr) = match (
-            LogSink::open(&path, "stdout"),
-            LogSink::open(&path, "stderr"),
-        ) {
-            (Ok(a), Ok(b)) => (Arc::new(a), Arc::new(b)),
-            _ => {
+        let (stdout, stderr) = match ContainerLog::open(&path, shared.config.log_rotation) {
+            Ok(log) => (Arc::new(log.stream("stdout")), Arc::new(log.stream("stderr"))),
+            Err(e) => {
                 st.state = State::Waiting(
                     "CreateContainerError".into(),
-                    format!("cannot open log file {}", path.display()),
+                    format!("cannot open log file {}: {e}", path.display()),
                 );
                 send(&st).await;
                 return;
@@ -862,7 +859,7 @@ async fn run_container(ctx: ContainerCtx) {
             .await;
         }
         tokio::time::sleep(delay).await;
-        let _ = std::fs::rename(&path, log_path(&root, &ctx.uid, &name, true));
+        crate::logs::retire(&root, &ctx.uid, &name);
         st.restarts += 1;
     }
 }

@@ -16,6 +16,7 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
     pub api_port: u16,
     kubelet_port: u16,
+    extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -50,6 +51,11 @@ pub fn example(name: &str) -> PathBuf {
 impl Cluster {
     /// Starts a cluster in a fresh data directory.
     pub fn start(test: &str) -> Self {
+        Self::start_with(test, &[])
+    }
+
+    /// Starts a cluster whose `shoal up` gets `args` as well.
+    pub fn start_with(test: &str, args: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!("shoal-e2e-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -58,6 +64,7 @@ impl Cluster {
             dir,
             api_port: free_port(),
             kubelet_port: free_port(),
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
         c.boot();
@@ -78,6 +85,7 @@ impl Cluster {
                 "--kubelet-port",
                 &self.kubelet_port.to_string(),
             ])
+            .args(&self.extra_args)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(
                 std::fs::File::create(self.dir.join("shoal.log")).unwrap(),
