@@ -380,6 +380,18 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
                 }
                 let latest = updates.borrow().clone();
                 if latest.metadata.deletion_timestamp.is_some() {
+                    // HTTP instances finish the requests they are serving,
+                    // within the grace period. A command cannot be told to
+                    // stop (WASI has no signals), so it is cancelled.
+                    let grace = latest
+                        .metadata
+                        .deletion_grace_period_seconds
+                        .and_then(|s| u64::try_from(s).ok())
+                        .unwrap_or(30);
+                    let cut = shared.http.drain(&uid, Duration::from_secs(grace)).await;
+                    if cut > 0 {
+                        tracing::info!("{ns}/{name}: {cut} requests cut off at the end of the grace period");
+                    }
                     for t in &tasks {
                         t.abort();
                     }

@@ -17,6 +17,7 @@ use k8s_openapi::api::core::v1::{Endpoints, Service};
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use shoal_runtime_wasm::{CommandSpec, Workload};
+use tokio::sync::watch;
 
 use crate::agent::Shared;
 
@@ -33,6 +34,10 @@ struct Target {
     uid: String,
     workload: Arc<Workload>,
     spec: CommandSpec,
+    /// Held by every request in flight, until its response body ends.
+    in_flight: Arc<()>,
+    /// Set when the pod's instances must stop at once.
+    stop: Arc<watch::Sender<bool>>,
 }
 
 impl HttpTargets {
@@ -46,6 +51,8 @@ impl HttpTargets {
     ) {
         let mut m = self.inner.lock().expect("targets lock");
         let ports = if ports.is_empty() { vec![80] } else { ports };
+        let in_flight = Arc::new(());
+        let stop = Arc::new(watch::channel(false).0);
         for p in ports {
             m.insert(
                 (ip.to_string(), p),
@@ -53,16 +60,49 @@ impl HttpTargets {
                     uid: uid.to_string(),
                     workload: workload.clone(),
                     spec: spec.clone(),
+                    in_flight: in_flight.clone(),
+                    stop: stop.clone(),
                 },
             );
         }
     }
 
+    /// Takes a pod's instances out of service and stops the requests they
+    /// are still serving.
     pub fn remove_pod(&self, uid: &str) {
+        if let Some(t) = self.take(uid) {
+            t.stop.send_replace(true);
+        }
+    }
+
+    fn take(&self, uid: &str) -> Option<Target> {
+        let mut taken = None;
         self.inner
             .lock()
             .expect("targets lock")
-            .retain(|_, t| t.uid != uid);
+            .retain(|_, t| {
+                if t.uid == uid {
+                    taken = Some(t.clone());
+                }
+                t.uid != uid
+            });
+        taken
+    }
+
+    /// Takes a pod out of service and waits, at most `grace`, for the
+    /// requests it is serving to finish; those still running then are
+    /// stopped. Returns how many were stopped.
+    pub async fn drain(&self, uid: &str, grace: Duration) -> usize {
+        let Some(t) = self.take(uid) else {
+            return 0;
+        };
+        let deadline = tokio::time::Instant::now() + grace;
+        // The target itself holds one reference.
+        while Arc::strong_count(&t.in_flight) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        t.stop.send_replace(true);
+        Arc::strong_count(&t.in_flight) - 1
     }
 
     fn get(&self, ip: &str, port: u16) -> Option<Target> {
@@ -71,6 +111,15 @@ impl HttpTargets {
             .expect("targets lock")
             .get(&(ip.to_string(), port))
             .cloned()
+    }
+}
+
+/// Completes when the pod's instances must stop.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        // The pod is gone without a stop: nothing will ever stop it, so
+        // the request runs to its end.
+        std::future::pending::<()>().await;
     }
 }
 
@@ -242,11 +291,22 @@ async fn forward(
     }
     let (ip, target_port) = backends[rr.fetch_add(1, Ordering::Relaxed) % backends.len()].clone();
     match shared.http.get(&ip, target_port) {
-        Some(t) => match shared.runtime.serve_http(&t.workload, &t.spec, req).await {
-            Ok(resp) => resp.map(|b| {
-                b.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        Some(t) => match shared
+            .runtime
+            .serve_http(&t.workload, &t.spec, req, stopped(t.stop.subscribe()))
+            .await
+        {
+            Ok(resp) => {
+                let in_flight = t.in_flight;
+                resp.map(move |b| {
+                    b.map_frame(move |f| {
+                        let _held = &in_flight;
+                        f
+                    })
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
                     .boxed_unsync()
-            }),
+                })
+            }
             Err(e) => {
                 tracing::warn!("{ns}/{name} via {ip}:{target_port}: {e}");
                 text(StatusCode::BAD_GATEWAY, "the backend failed to answer\n")

@@ -15,11 +15,15 @@ pub type HttpResponse = hyper::Response<HttpBody>;
 impl Runtime {
     /// Serves one request with a fresh instance of an HTTP workload. The
     /// error text is what the caller should answer with a 500 or 502.
+    ///
+    /// When `stop` completes the instance is cancelled, even while it is
+    /// still writing the response body.
     pub async fn serve_http(
         &self,
         workload: &Workload,
         spec: &CommandSpec,
         req: hyper::Request<hyper::body::Incoming>,
+        stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<HttpResponse, String> {
         let Pre::Http(pre) = &workload.pre else {
             return Err("the container does not serve HTTP".into());
@@ -41,11 +45,17 @@ impl Runtime {
             .map_err(|e| format!("{e:#}"))?;
         let pre = pre.clone();
         let task = tokio::spawn(async move {
-            let proxy = pre.instantiate_async(&mut store).await?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, req, out)
-                .await
+            let serve = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            };
+            tokio::select! {
+                done = serve => done,
+                () = stop => Err(wasmtime::Error::msg("the instance was stopped")),
+            }
         });
         match receiver.await {
             Ok(Ok(resp)) => Ok(resp),

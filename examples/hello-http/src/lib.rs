@@ -4,6 +4,7 @@
 //!
 //! `GET /fetch?http://host:port/path` instead makes that outgoing request
 //! and answers with its status, or with the error the host gave.
+//! `GET /sleep?MS` answers after MS milliseconds.
 
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
@@ -49,6 +50,9 @@ impl wasip2::exports::http::incoming_handler::Guest for Hello {
         };
         let greeting = std::env::var("GREETING").unwrap_or_else(|_| "Hello from shoal".into());
         let pod = std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown".into());
+        if let Some(ms) = path.strip_prefix("/sleep?").and_then(|ms| ms.parse::<u64>().ok()) {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         let body_text = match path.strip_prefix("/fetch?") {
             Some(url) => match fetch(url) {
                 Ok(status) => format!("fetch {url}: status {status}\n"),
