@@ -71,7 +71,14 @@ struct UpArgs {
 
 /// A byte quantity as Kubernetes writes them (`512Ki`, `10Mi`, `1G`).
 fn parse_bytes(s: &str) -> Result<u64, String> {
-    let units = [("Ki", 1u64 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("k", 1000), ("M", 1_000_000), ("G", 1_000_000_000)];
+    let units = [
+        ("Ki", 1u64 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("k", 1000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+    ];
     let (n, m) = units
         .iter()
         .find_map(|(u, m)| s.strip_suffix(u).map(|n| (n, *m)))

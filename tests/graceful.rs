@@ -29,10 +29,16 @@ spec:
 }
 
 fn node_port(c: &Cluster, svc: &str) -> u16 {
-    c.ok(&["get", "service", svc, "-o", "jsonpath={.spec.ports[0].nodePort}"])
-        .trim()
-        .parse()
-        .unwrap()
+    c.ok(&[
+        "get",
+        "service",
+        svc,
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ])
+    .trim()
+    .parse()
+    .unwrap()
 }
 
 fn wait_serving(port: u16) {
@@ -62,9 +68,15 @@ fn in_flight_requests_finish_within_the_grace_period() {
     let began = Instant::now();
     c.ok(&["delete", "pod", "patient", "--wait=true"]);
     let took = began.elapsed();
-    let (code, body) = slow.join().unwrap().expect("the in-flight request is answered");
+    let (code, body) = slow
+        .join()
+        .unwrap()
+        .expect("the in-flight request is answered");
     assert_eq!(code, 200);
-    assert!(body.contains("GET /sleep?2000 (served by patient)"), "{body}");
+    assert!(
+        body.contains("GET /sleep?2000 (served by patient)"),
+        "{body}"
+    );
     assert!(
         took >= Duration::from_millis(1000) && took < Duration::from_secs(20),
         "the delete waits for the request, not the whole grace period: {took:?}"

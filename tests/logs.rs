@@ -51,7 +51,14 @@ fn logs_rotate_and_follow_keeps_every_line() {
             break;
         }
         assert!(line.starts_with(&greeting), "{line:?}");
-        numbers.push(line.trim().rsplit('#').next().unwrap().parse::<u64>().unwrap());
+        numbers.push(
+            line.trim()
+                .rsplit('#')
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+        );
     }
     let _ = follow.kill();
     let _ = follow.wait();

@@ -86,17 +86,24 @@ fn pulls_wasm_artifacts_and_images() {
     let reg = Registry::start(&c.dir, None);
     let wasm = example("hello-cmd");
     reg.push("wasm/hello-cmd:v1", &wasm, &[]);
-    reg.push("runwasi/hello-cmd:v1", &wasm, &["--runwasi"]);
+    reg.push("runwasi/hello-cmd:v1", &wasm, &["--format", "wasm-layer"]);
+    reg.push("container/hello-cmd:v1", &wasm, &["--format", "container"]);
 
-    for (pod, repo_tag) in [
-        ("artifact", "wasm/hello-cmd:v1"),
-        ("runwasi", "runwasi/hello-cmd:v1"),
+    for (pod, repo_tag, greeting) in [
+        ("artifact", "wasm/hello-cmd:v1", "hello from a wasm pod"),
+        ("runwasi", "runwasi/hello-cmd:v1", "hello from a wasm pod"),
+        // Tar layers; the image config's Env reaches the guest.
+        (
+            "container",
+            "container/hello-cmd:v1",
+            "hello from the image config",
+        ),
     ] {
         run(&c, pod, &format!("{}/{repo_tag}", reg.addr), &[]);
         let logs = c.wait_for(&["logs", pod], "output of the pulled module", |o| {
             o.contains("#1")
         });
-        assert!(logs.starts_with("hello from a wasm pod #1"), "{logs}");
+        assert!(logs.starts_with(&format!("{greeting} #1")), "{logs}");
         let events = c.ok(&[
             "get",
             "events",

@@ -189,7 +189,13 @@ spec:
 
     // Disk-backed: the write succeeds and the pod is evicted.
     let status = c.wait_for(
-        &["get", "pod", "disk", "-o", "jsonpath={.status.phase}/{.status.reason}"],
+        &[
+            "get",
+            "pod",
+            "disk",
+            "-o",
+            "jsonpath={.status.phase}/{.status.reason}",
+        ],
         "the eviction",
         |o| o == "Failed/Evicted",
     );

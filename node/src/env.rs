@@ -118,9 +118,11 @@ fn resource_field_ref(container: &Value, r: &Value) -> Result<String, ConfigErro
     let (value, divisor) = match name {
         "cpu" => (
             value.map_or_else(
-                || u64::try_from(std::thread::available_parallelism().map_or(1, |n| n.get()))
-                    .unwrap_or(1)
-                    * 1000,
+                || {
+                    u64::try_from(std::thread::available_parallelism().map_or(1, |n| n.get()))
+                        .unwrap_or(1)
+                        * 1000
+                },
                 |v| millicores(v).map_or(0, u64::from),
             ),
             millicores(divisor).map_or(1000, u64::from),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::{Value, json};
-use shoal_runtime_wasm::{CommandSpec, Error as RtError, Exit, NetworkAccess};
+use shoal_runtime_wasm::{CommandSpec, Error as RtError, Exit, ImageConfig, NetworkAccess};
 use tokio::sync::{mpsc, watch};
 
 use crate::agent::Shared;
@@ -410,6 +410,43 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
     }
 }
 
+/// The container's argv as Kubernetes builds it: `command` replaces the
+/// image's Entrypoint (and drops its Cmd), `args` replaces the Cmd. Without
+/// either, argv[0] is the container's name.
+fn argv(container: &Value, name: &str, image: &ImageConfig) -> Vec<String> {
+    let list = |k: &str| {
+        container.get(k).and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect::<Vec<_>>()
+        })
+    };
+    let (command, args) = match (list("command"), list("args")) {
+        (Some(c), a) => (c, a.unwrap_or_default()),
+        (None, Some(a)) => (image.entrypoint.clone(), a),
+        (None, None) => (image.entrypoint.clone(), image.cmd.clone()),
+    };
+    let mut argv = command;
+    if argv.is_empty() {
+        argv.push(name.to_string());
+    }
+    argv.extend(args);
+    argv
+}
+
+/// The image config's `Env` under the container's own environment.
+fn with_image_env(env: Vec<(String, String)>, image: &ImageConfig) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = image
+        .env
+        .iter()
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| !env.iter().any(|(n, _)| n == k))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    out.extend(env);
+    out
+}
+
 /// How often disk-backed emptyDirs are measured against their `sizeLimit`.
 const EMPTY_DIR_CHECK: Duration = Duration::from_secs(2);
 
@@ -727,21 +764,16 @@ async fn run_container(ctx: ContainerCtx) {
             return std::future::pending::<()>().await;
         }
     };
-    let mut argv: Vec<String> = Vec::new();
-    for k in ["command", "args"] {
-        if let Some(a) = ctx.spec.get(k).and_then(Value::as_array) {
-            argv.extend(a.iter().filter_map(|v| v.as_str().map(String::from)));
-        }
-    }
-    if ctx.spec.get("command").is_none() {
-        argv.insert(0, name.clone());
-    }
+    let image_config = shared.runtime.image_config(&image).unwrap_or_default();
+    let argv = argv(&ctx.spec, &name, &image_config);
+    let env = with_image_env(env, &image_config);
     let working_dir = ctx
         .spec
         .get("workingDir")
         .and_then(Value::as_str)
         .filter(|d| !d.is_empty())
-        .map(String::from);
+        .map(String::from)
+        .or_else(|| Some(image_config.working_dir.clone()).filter(|d| !d.is_empty()));
     let network = if pod_json.pointer("/spec/hostNetwork") == Some(&Value::Bool(true)) {
         NetworkAccess::Host
     } else {
@@ -753,7 +785,10 @@ async fn run_container(ctx: ContainerCtx) {
     loop {
         let path = log_path(&root, &ctx.uid, &name, false);
         let (stdout, stderr) = match ContainerLog::open(&path, shared.config.log_rotation) {
-            Ok(log) => (Arc::new(log.stream("stdout")), Arc::new(log.stream("stderr"))),
+            Ok(log) => (
+                Arc::new(log.stream("stdout")),
+                Arc::new(log.stream("stderr")),
+            ),
             Err(e) => {
                 st.state = State::Waiting(
                     "CreateContainerError".into(),
@@ -873,5 +908,44 @@ async fn run_container(ctx: ContainerCtx) {
         tokio::time::sleep(delay).await;
         crate::logs::retire(&root, &ctx.uid, &name);
         st.restarts += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_follows_kubernetes_rules() {
+        let image = ImageConfig {
+            entrypoint: vec!["/app.wasm".into(), "--serve".into()],
+            cmd: vec!["default".into()],
+            ..Default::default()
+        };
+        let c = |v: Value| argv(&v, "main", &image);
+        assert_eq!(c(json!({})), ["/app.wasm", "--serve", "default"]);
+        assert_eq!(c(json!({"args": ["x"]})), ["/app.wasm", "--serve", "x"]);
+        assert_eq!(c(json!({"command": ["/other"]})), ["/other"]);
+        assert_eq!(
+            c(json!({"command": ["/other"], "args": ["y"]})),
+            ["/other", "y"]
+        );
+        assert_eq!(
+            argv(&json!({"args": ["z"]}), "main", &ImageConfig::default()),
+            ["main", "z"]
+        );
+    }
+
+    #[test]
+    fn image_env_is_overridden_by_the_container() {
+        let image = ImageConfig {
+            env: vec!["A=image".into(), "B=image".into(), "bad".into()],
+            ..Default::default()
+        };
+        let env = with_image_env(vec![("B".into(), "pod".into())], &image);
+        assert_eq!(
+            env,
+            [("A".into(), "image".into()), ("B".into(), "pod".into())]
+        );
     }
 }

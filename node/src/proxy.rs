@@ -77,15 +77,12 @@ impl HttpTargets {
 
     fn take(&self, uid: &str) -> Option<Target> {
         let mut taken = None;
-        self.inner
-            .lock()
-            .expect("targets lock")
-            .retain(|_, t| {
-                if t.uid == uid {
-                    taken = Some(t.clone());
-                }
-                t.uid != uid
-            });
+        self.inner.lock().expect("targets lock").retain(|_, t| {
+            if t.uid == uid {
+                taken = Some(t.clone());
+            }
+            t.uid != uid
+        });
         taken
     }
 

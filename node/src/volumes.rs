@@ -311,7 +311,12 @@ fn mount_tmpfs(dir: &Path, limit: Option<u64>) -> Result<(), VolumeError> {
         MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
         Some(opts.as_c_str()),
     )
-    .map_err(|e| format!("mounting tmpfs for a Memory emptyDir at {}: {e}", dir.display()))
+    .map_err(|e| {
+        format!(
+            "mounting tmpfs for a Memory emptyDir at {}: {e}",
+            dir.display()
+        )
+    })
 }
 
 /// Unmounts the tmpfs volumes under a pod's directory before it is removed.
@@ -421,7 +426,10 @@ mod tests {
         let src = |path: &Path, ty: &str| serde_json::json!({"path": path, "type": ty});
         assert_eq!(host_path(&src(&dir, "Directory")).unwrap(), dir);
         assert_eq!(host_path(&src(&dir, "")).unwrap(), dir);
-        assert_eq!(host_path(&src(&created, "DirectoryOrCreate")).unwrap(), created);
+        assert_eq!(
+            host_path(&src(&created, "DirectoryOrCreate")).unwrap(),
+            created
+        );
         assert!(created.is_dir());
         let err = host_path(&src(&file, "Directory")).unwrap_err();
         assert!(err.contains("is not a directory"), "{err}");

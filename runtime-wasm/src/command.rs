@@ -113,7 +113,10 @@ pub(crate) fn wasi_builder(spec: &CommandSpec) -> Result<WasiCtxBuilder, String>
 
 /// The mounted volume that contains `dir` (the deepest one) and the node
 /// directory `dir` is in it.
-fn volume_holding<'a>(preopens: &'a [Preopen], dir: &str) -> Option<(&'a Preopen, std::path::PathBuf)> {
+fn volume_holding<'a>(
+    preopens: &'a [Preopen],
+    dir: &str,
+) -> Option<(&'a Preopen, std::path::PathBuf)> {
     preopens
         .iter()
         .filter_map(|p| {

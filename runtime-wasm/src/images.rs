@@ -2,13 +2,16 @@
 //!
 //! Layout under the store's root:
 //! `blobs/sha256/<hex>` holds module bytes, `index.json` maps normalised
-//! image references to digests. Writers replace `index.json` atomically, so
-//! `shoal images import` can run while the agent reads.
+//! image references to digests and, for images pulled with an OCI image
+//! config, the entrypoint, command, environment and working directory it
+//! declares. Writers replace `index.json` atomically, so `shoal images
+//! import` can run while the agent reads.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
@@ -56,6 +59,47 @@ impl fmt::Display for ImageRef {
     }
 }
 
+/// What an OCI image config declares about how to run the image (the
+/// defaults a pod's `command`, `args`, `env` and `workingDir` override).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageConfig {
+    /// `Entrypoint`: the program and its leading arguments.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub entrypoint: Vec<String>,
+    /// `Cmd`: default arguments.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub cmd: Vec<String>,
+    /// `Env`, as `NAME=value`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub env: Vec<String>,
+    /// `WorkingDir`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub working_dir: String,
+}
+
+fn null_as_default<'de, D: serde::Deserializer<'de>, T: Default + Deserialize<'de>>(
+    d: D,
+) -> std::result::Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// One image of the index: its module's digest and, when known, its config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Entry {
+    Digest(String),
+    Full { digest: String, config: ImageConfig },
+}
+
+impl Entry {
+    fn digest(&self) -> &str {
+        match self {
+            Entry::Digest(d) | Entry::Full { digest: d, .. } => d,
+        }
+    }
+}
+
 /// The local image store of one node.
 #[derive(Debug, Clone)]
 pub struct ImageStore {
@@ -82,7 +126,7 @@ impl ImageStore {
         self.root.join("blobs").join("sha256").join(hex)
     }
 
-    fn read_index(&self) -> Result<BTreeMap<String, String>> {
+    fn read_index(&self) -> Result<BTreeMap<String, Entry>> {
         match std::fs::read(self.index_path()) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))),
@@ -93,6 +137,16 @@ impl ImageStore {
 
     /// Stores `bytes` under `name`, returning the digest (`sha256:…`).
     pub fn import(&self, name: &str, bytes: &[u8]) -> Result<String> {
+        self.import_with_config(name, bytes, None)
+    }
+
+    /// Stores `bytes` under `name` with the image config it came with.
+    pub fn import_with_config(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        config: Option<ImageConfig>,
+    ) -> Result<String> {
         let name = ImageRef::parse(name)?;
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
         let blob = self.blob_path(&digest);
@@ -101,7 +155,14 @@ impl ImageStore {
             write_atomic(&blob, bytes)?;
         }
         let mut index = self.read_index()?;
-        index.insert(name.0, digest.clone());
+        let entry = match config {
+            Some(config) => Entry::Full {
+                digest: digest.clone(),
+                config,
+            },
+            None => Entry::Digest(digest.clone()),
+        };
+        index.insert(name.0, entry);
         let json = serde_json::to_vec_pretty(&index).expect("index serialises");
         write_atomic(&self.index_path(), &json)?;
         Ok(digest)
@@ -110,8 +171,8 @@ impl ImageStore {
     /// The digest an image reference names, if present. A reference by
     /// digest (`name@sha256:…`) resolves when that blob is present.
     pub fn resolve(&self, image: &ImageRef) -> Result<Option<String>> {
-        if let Some(d) = self.read_index()?.get(image.as_str()) {
-            return Ok(Some(d.clone()));
+        if let Some(e) = self.read_index()?.get(image.as_str()) {
+            return Ok(Some(e.digest().to_string()));
         }
         if let Some((_, digest)) = image.as_str().split_once('@') {
             return Ok(self.blob_path(digest).exists().then(|| digest.to_string()));
@@ -124,9 +185,21 @@ impl ImageStore {
         Ok(std::fs::read(self.blob_path(digest))?)
     }
 
+    /// The config an image was pulled with, if it had one.
+    pub fn config(&self, image: &ImageRef) -> Result<Option<ImageConfig>> {
+        Ok(match self.read_index()?.remove(image.as_str()) {
+            Some(Entry::Full { config, .. }) => Some(config),
+            _ => None,
+        })
+    }
+
     /// Every image name with its digest.
     pub fn list(&self) -> Result<BTreeMap<String, String>> {
-        self.read_index()
+        Ok(self
+            .read_index()?
+            .into_iter()
+            .map(|(name, e)| (name, e.digest().to_string()))
+            .collect())
     }
 }
 

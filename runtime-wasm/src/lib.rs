@@ -32,7 +32,7 @@ pub use command::{CommandSpec, Exit, Preopen};
 pub use engine::{Runtime, RuntimeConfig};
 pub use error::{Error, Result};
 pub use http::{HttpBody, HttpResponse};
-pub use images::{ImageRef, ImageStore};
+pub use images::{ImageConfig, ImageRef, ImageStore};
 pub use network::NetworkAccess;
 pub use output::OutputSink;
 pub use registry::{Credentials, registry_host};

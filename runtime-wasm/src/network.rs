@@ -65,9 +65,7 @@ fn remote_allowed(ip: IpAddr, node_addrs: &[IpAddr]) -> bool {
         IpAddr::V4(v4) => {
             v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
         }
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.is_unspecified() || v6.is_unicast_link_local()
-        }
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified() || v6.is_unicast_link_local(),
     };
     !special && !node_addrs.iter().any(|n| canonical(*n) == ip)
 }
