@@ -326,7 +326,7 @@ pub(crate) fn unmount_all(pod_dir: &Path) {
     };
     for e in entries.flatten() {
         // Not a mount point is the common answer and means nothing to undo.
-        let _ = rustix::mount::unmount(&e.path(), rustix::mount::UnmountFlags::DETACH);
+        let _ = rustix::mount::unmount(e.path(), rustix::mount::UnmountFlags::DETACH);
     }
 }
 
