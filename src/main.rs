@@ -64,6 +64,14 @@ struct UpArgs {
     /// Size at which a container's log file is rotated (a quantity: 10Mi).
     #[arg(long, env = "SHOAL_CONTAINER_LOG_MAX_SIZE", default_value = "10Mi", value_parser = parse_bytes)]
     container_log_max_size: u64,
+    /// Bytes of images and compiled artifacts the node keeps before it
+    /// removes the images no pod uses (a quantity: 10Gi).
+    #[arg(long, env = "SHOAL_IMAGE_CACHE_MAX_SIZE", default_value = "10Gi", value_parser = parse_bytes)]
+    image_cache_max_size: u64,
+    /// How long a newly stored or last used image is exempt from garbage
+    /// collection (a duration: 90s, 2m, 1h).
+    #[arg(long, env = "SHOAL_MINIMUM_IMAGE_TTL_DURATION", default_value = "2m", value_parser = parse_duration)]
+    minimum_image_ttl_duration: std::time::Duration,
     /// Log files kept per container, the current one included.
     #[arg(long, env = "SHOAL_CONTAINER_LOG_MAX_FILES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     container_log_max_files: u32,
@@ -88,6 +96,35 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         .and_then(|n| n.checked_mul(m))
         .filter(|b| *b > 0)
         .ok_or_else(|| format!("{s:?} is not a size such as 10Mi"))
+}
+
+/// A duration as Kubernetes flags write them: `0s`, `90s`, `2m`, `1h30m`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{s:?} is not a duration such as 90s or 2m");
+    let mut total = 0u64;
+    let mut number = String::new();
+    for ch in s.chars() {
+        if ch.is_ascii_digit() {
+            number.push(ch);
+            continue;
+        }
+        let unit = match ch {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        number.clear();
+    }
+    if !number.is_empty() || s.is_empty() {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(total))
 }
 
 #[derive(Subcommand)]
@@ -207,8 +244,11 @@ async fn up(args: UpArgs) -> Result<()> {
         kube::Config::from_custom_kubeconfig(node_kc, &kube::config::KubeConfigOptions::default())
             .await?;
     let client = kube::Client::try_from(kc)?;
-    let runtime =
-        shoal_runtime_wasm::Runtime::new(shoal_runtime_wasm::RuntimeConfig::new(&args.data_dir))?;
+    let runtime = shoal_runtime_wasm::Runtime::new(shoal_runtime_wasm::RuntimeConfig {
+        image_cache_max_bytes: args.image_cache_max_size,
+        image_minimum_age: args.minimum_image_ttl_duration,
+        ..shoal_runtime_wasm::RuntimeConfig::new(&args.data_dir)
+    })?;
     let agent = shoal_node::Agent::start(
         shoal_node::AgentConfig {
             node_name: args.node_name.clone(),

@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     /// The node's own addresses, which pods without `hostNetwork` may not
     /// connect to.
     pub node_addrs: Arc<[IpAddr]>,
+    /// Woken when a pod is removed, so unused images can be collected.
+    pub image_gc: tokio::sync::Notify,
 }
 
 /// A running node agent.
@@ -63,6 +65,38 @@ pub enum AgentError {
     /// A local resource failed.
     #[error("{0}")]
     Local(String),
+}
+
+/// How often the image store is checked against its bound when no pod
+/// goes away.
+const IMAGE_GC_PERIOD: Duration = Duration::from_secs(300);
+
+/// Keeps the image store within its bound, removing images no pod on the
+/// node uses, whenever a pod is removed and every few minutes.
+async fn collect_images(shared: Arc<Shared>) {
+    loop {
+        tokio::select! {
+            () = shared.image_gc.notified() => {}
+            () = tokio::time::sleep(IMAGE_GC_PERIOD) => {}
+        }
+        let in_use = crate::pods::images_in_use(&shared);
+        let runtime = shared.runtime.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            runtime.collect_garbage(in_use.iter().map(String::as_str))
+        })
+        .await;
+        match result {
+            Ok(Ok(r)) if !r.removed.is_empty() => tracing::info!(
+                "image garbage collection: removed {} images, {} → {} bytes",
+                r.removed.len(),
+                r.before,
+                r.after
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("image garbage collection: {e}"),
+            Err(e) => tracing::warn!("image garbage collection task: {e}"),
+        }
+    }
 }
 
 /// Every address of the node's interfaces plus the advertised node IP.
@@ -192,6 +226,7 @@ impl Agent {
             by_name: Mutex::new(HashMap::new()),
             http: crate::proxy::HttpTargets::default(),
             node_addrs: node_addrs(config.node_ip),
+            image_gc: tokio::sync::Notify::new(),
         });
         let listen = SocketAddr::new(config.node_ip, config.kubelet_port);
         let listener = tokio::net::TcpListener::bind(listen)
@@ -202,6 +237,7 @@ impl Agent {
             tokio::spawn(watch_pods(shared.clone())),
             tokio::spawn(crate::kubelet_api::serve(shared.clone(), listener)),
             tokio::spawn(crate::proxy::run(shared.clone())),
+            tokio::spawn(collect_images(shared.clone())),
         ];
         Ok(Self { tasks, shared })
     }

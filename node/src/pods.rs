@@ -56,6 +56,29 @@ pub(crate) fn observe(shared: &Arc<Shared>, pod: Pod) {
     pods.insert(uid, PodWorker { task, updates: tx });
 }
 
+/// The images of every pod this node runs.
+pub(crate) fn images_in_use(shared: &Shared) -> Vec<String> {
+    let pods = shared.pods.lock().expect("pods lock");
+    let mut images: Vec<String> = pods
+        .values()
+        .flat_map(|w| {
+            let pod = w.updates.borrow();
+            pod.spec
+                .iter()
+                .flat_map(|s| {
+                    s.containers
+                        .iter()
+                        .chain(s.init_containers.iter().flatten())
+                })
+                .filter_map(|c| c.image.clone())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    images.sort();
+    images.dedup();
+    images
+}
+
 /// Takes a pod the API no longer has.
 pub(crate) fn forget(shared: &Arc<Shared>, pod: &Pod) {
     let Some(uid) = pod.metadata.uid.as_deref() else {
@@ -86,6 +109,7 @@ fn cleanup(shared: &Arc<Shared>, pod: &Pod, uid: &str) {
     let pod_dir = shared.config.data_dir.join("pods").join(uid);
     crate::volumes::unmount_all(&pod_dir);
     let _ = std::fs::remove_dir_all(pod_dir);
+    shared.image_gc.notify_one();
 }
 
 #[derive(Debug, Clone)]

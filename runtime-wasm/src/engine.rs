@@ -26,6 +26,12 @@ pub struct RuntimeConfig {
     pub pool_instances: u32,
     /// Largest linear memory any instance may grow to.
     pub max_memory_bytes: usize,
+    /// Bytes of modules and compiled artifacts the image store may hold
+    /// before unused images are collected.
+    pub image_cache_max_bytes: u64,
+    /// How long an image stays exempt from collection after it was stored
+    /// or last used.
+    pub image_minimum_age: Duration,
 }
 
 impl RuntimeConfig {
@@ -35,6 +41,8 @@ impl RuntimeConfig {
             image_dir: data_dir.into().join("images"),
             pool_instances: 1000,
             max_memory_bytes: 1 << 30,
+            image_cache_max_bytes: 10 << 30,
+            image_minimum_age: Duration::from_secs(120),
         }
     }
 }
@@ -46,6 +54,11 @@ pub struct Runtime {
     component_linker: Linker<ComponentHost>,
     core_linker: wasmtime::Linker<CoreHost>,
     cache: Mutex<HashMap<String, Arc<OnceCell<Arc<Workload>>>>>,
+    pub(crate) config: RuntimeConfig,
+    /// When each module was last loaded for a container.
+    pub(crate) last_used: Mutex<HashMap<String, std::time::SystemTime>>,
+    /// Held while garbage is collected, so two collections do not race.
+    pub(crate) gc_lock: Mutex<()>,
 }
 
 impl Runtime {
@@ -77,10 +90,13 @@ impl Runtime {
             .map_err(Error::Io)?;
         Ok(Arc::new(Self {
             engine,
-            images: ImageStore::new(config.image_dir),
+            images: ImageStore::new(config.image_dir.clone()),
             component_linker,
             core_linker,
             cache: Mutex::new(HashMap::new()),
+            config,
+            last_used: Mutex::new(HashMap::new()),
+            gc_lock: Mutex::new(()),
         }))
     }
 
@@ -101,17 +117,31 @@ impl Runtime {
         Engine::new(&c).map_err(|e| Error::Engine(format!("{e:#}")))
     }
 
-    /// Where the compiled artifact of `digest` is cached: keyed by the
-    /// module digest and the engine's compatibility hash.
-    fn compiled_path(&self, digest: &str) -> std::path::PathBuf {
+    /// The engine configuration's part of compiled artifacts' names.
+    pub(crate) fn engine_tag(&self) -> String {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut h);
+        format!("{:016x}", h.finish())
+    }
+
+    /// Where the compiled artifact of `digest` is cached: keyed by the
+    /// module digest and the engine's compatibility hash.
+    pub(crate) fn compiled_path(&self, digest: &str) -> std::path::PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
         self.images
             .root()
             .join("compiled")
-            .join(format!("{hex}-{:016x}.cwasm", h.finish()))
+            .join(format!("{hex}-{}.cwasm", self.engine_tag()))
+    }
+
+    /// Drops the compiled workload of a removed module.
+    pub(crate) fn forget(&self, digest: &str) {
+        self.cache.lock().expect("cache lock").remove(digest);
+        self.last_used
+            .lock()
+            .expect("last-used lock")
+            .remove(digest);
     }
 
     /// The local image store.
@@ -130,6 +160,10 @@ impl Runtime {
             .images
             .resolve(&image_ref)?
             .ok_or_else(|| Error::ImageNotFound(image_ref.to_string()))?;
+        self.last_used
+            .lock()
+            .expect("last-used lock")
+            .insert(digest.clone(), std::time::SystemTime::now());
         let cell = self
             .cache
             .lock()

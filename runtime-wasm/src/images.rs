@@ -185,6 +185,45 @@ impl ImageStore {
         Ok(std::fs::read(self.blob_path(digest))?)
     }
 
+    /// Every stored module: digest, size in bytes and when it was stored.
+    pub fn blobs(&self) -> Result<Vec<(String, u64, std::time::SystemTime)>> {
+        let dir = self.root.join("blobs").join("sha256");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.contains('.') {
+                continue; // an import in progress
+            }
+            let meta = e.metadata()?;
+            out.push((
+                format!("sha256:{name}"),
+                meta.len(),
+                meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Removes a module and every image name that refers to it.
+    pub fn remove(&self, digest: &str) -> Result<()> {
+        let mut index = self.read_index()?;
+        let before = index.len();
+        index.retain(|_, e| e.digest() != digest);
+        if index.len() != before {
+            let json = serde_json::to_vec_pretty(&index).expect("index serialises");
+            write_atomic(&self.index_path(), &json)?;
+        }
+        match std::fs::remove_file(self.blob_path(digest)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
     /// The config an image was pulled with, if it had one.
     pub fn config(&self, image: &ImageRef) -> Result<Option<ImageConfig>> {
         Ok(match self.read_index()?.remove(image.as_str()) {

@@ -309,3 +309,54 @@ async fn sockets_follow_the_network_grant() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collection_keeps_images_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = |n: i32| {
+        wat::parse_str(format!(
+            r#"(module (func (export "_start") (drop (i32.const {n}))))"#
+        ))
+        .unwrap()
+    };
+    let mut cfg = RuntimeConfig::new(dir.path());
+    cfg.pool_instances = 4;
+    let (a, b, c) = (module(1), module(2), module(3));
+    cfg.image_cache_max_bytes = u64::MAX;
+    let rt = Runtime::new(cfg.clone()).unwrap();
+    rt.images().import("a:v1", &a).unwrap();
+    rt.images().import("b:v1", &b).unwrap();
+    rt.images().import("c:v1", &c).unwrap();
+    rt.load("a:v1").await.unwrap();
+    let compiled = dir.path().join("images/compiled");
+    assert_eq!(std::fs::read_dir(&compiled).unwrap().count(), 1);
+    let stale = compiled.join("00ff-0123456789abcdef.cwasm");
+    std::fs::write(&stale, b"from another engine").unwrap();
+
+    let report = rt.collect_garbage(["b:v1"]).unwrap();
+    assert!(report.removed.is_empty(), "under the bound: {report:?}");
+    assert!(!stale.exists(), "artifacts of no module are always removed");
+
+    // A bound that only the image in use fits under.
+    cfg.image_cache_max_bytes = b.len() as u64;
+    let rt = Runtime::new(cfg.clone()).unwrap();
+    let report = rt.collect_garbage(["b:v1"]).unwrap();
+    assert!(
+        report.removed.is_empty(),
+        "images younger than the minimum age stay: {report:?}"
+    );
+    cfg.image_minimum_age = std::time::Duration::ZERO;
+    let rt = Runtime::new(cfg).unwrap();
+    let report = rt.collect_garbage(["docker.io/library/b:v1"]).unwrap();
+    assert_eq!(report.removed.len(), 2, "{report:?}");
+    assert_eq!(report.after, b.len() as u64, "{report:?}");
+    let left: Vec<String> = rt.images().list().unwrap().into_keys().collect();
+    assert_eq!(left, ["b:v1"]);
+    assert_eq!(
+        std::fs::read_dir(&compiled).unwrap().count(),
+        0,
+        "a's compiled artifact went with it"
+    );
+    assert!(rt.load("a:v1").await.is_err());
+    assert!(rt.load("b:v1").await.is_ok());
+}
