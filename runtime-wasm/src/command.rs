@@ -136,12 +136,26 @@ fn volume_holding<'a>(
         .filter(|(_, host)| host.is_dir())
 }
 
+/// An instantiation failure: a trap in a start function stays a trap.
+fn start_failed(err: wasmtime::Error) -> Exit {
+    match classify(err) {
+        Exit::Trap(m) if err_is_not_trap(&m) => Exit::StartFailed(m),
+        other => other,
+    }
+}
+
+fn err_is_not_trap(message: &str) -> bool {
+    !message.contains("wasm trap")
+}
+
 pub(crate) fn classify(err: wasmtime::Error) -> Exit {
     if let Some(code) = err.downcast_ref::<I32Exit>() {
         return Exit::Code(code.0);
     }
     let text = format!("{err:#}");
-    if text.contains("forcing trap when growing memory")
+    if text.contains("maximum concurrent limit") || text.contains("maximum concurrent") {
+        Exit::StartFailed(format!("the node has no free instance slot: {text}"))
+    } else if text.contains("forcing trap when growing memory")
         || text.contains("memory allocation failed")
     {
         Exit::OutOfMemory(text)
@@ -167,7 +181,7 @@ impl Runtime {
                 crate::cpu::govern(&mut store, spec.cpu_millis);
                 let command = match pre.instantiate_async(&mut store).await {
                     Ok(c) => c,
-                    Err(e) => return Exit::StartFailed(format!("{e:#}")),
+                    Err(e) => return start_failed(e),
                 };
                 match command.wasi_cli_run().call_run(&mut store).await {
                     Ok(Ok(())) => Exit::Code(0),
@@ -186,7 +200,7 @@ impl Runtime {
                 crate::cpu::govern(&mut store, spec.cpu_millis);
                 let instance = match pre.instantiate_async(&mut store).await {
                     Ok(i) => i,
-                    Err(e) => return Exit::StartFailed(format!("{e:#}")),
+                    Err(e) => return start_failed(e),
                 };
                 let start = match instance.get_typed_func::<(), ()>(&mut store, "_start") {
                     Ok(f) => f,

@@ -360,3 +360,94 @@ async fn garbage_collection_keeps_images_in_use() {
     assert!(rt.load("a:v1").await.is_err());
     assert!(rt.load("b:v1").await.is_ok());
 }
+
+/// A module whose `_start` never returns.
+const SPIN: &str = r#"(module (func (export "_start") (loop $l (br $l))))"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_modules_are_contained() {
+    let (rt, _dir) = runtime();
+    let put = |name: &str, wat_text: &str| {
+        rt.images()
+            .import(name, &wat::parse_str(wat_text).unwrap())
+            .unwrap();
+    };
+    put(
+        "recurse:v1",
+        r#"(module (func $f (export "_start") (call $f)))"#,
+    );
+    put(
+        "huge-memory:v1",
+        r#"(module (memory 60000) (func (export "_start")))"#,
+    );
+    put(
+        "huge-table:v1",
+        r#"(module (table 100000000 funcref) (func (export "_start")))"#,
+    );
+
+    let w = rt.load("recurse:v1").await.unwrap();
+    match rt.run_command(&w, spec(Arc::default(), None)).await {
+        Exit::Trap(m) => assert!(m.contains("stack"), "{m}"),
+        other => panic!("a stack overflow traps, got {other:?}"),
+    }
+
+    // Declarations past the node's limits are refused with the reason,
+    // when the module is prepared or at the latest when it starts.
+    for image in ["huge-memory:v1", "huge-table:v1"] {
+        let reason = match rt.load(image).await {
+            Err(e) => e.to_string(),
+            Ok(w) => match rt
+                .run_command(&w, spec(Arc::default(), Some(64 << 20)))
+                .await
+            {
+                Exit::StartFailed(m) | Exit::OutOfMemory(m) | Exit::Trap(m) => m,
+                other => panic!("{image} must not start: {other:?}"),
+            },
+        };
+        assert!(
+            reason.contains("limit") || reason.contains("exceeds"),
+            "{image}: {reason}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_slots_run_out_without_harm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = RuntimeConfig::new(dir.path());
+    cfg.pool_instances = 3;
+    let rt = Runtime::new(cfg).unwrap();
+    rt.images()
+        .import("spin:v1", &wat::parse_str(SPIN).unwrap())
+        .unwrap();
+    let w = rt.load("spin:v1").await.unwrap();
+    let mut running = Vec::new();
+    let mut refused = None;
+    for _ in 0..10 {
+        let (rt2, w2) = (rt.clone(), w.clone());
+        let task =
+            tokio::spawn(async move { rt2.run_command(&w2, spec(Arc::default(), None)).await });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if task.is_finished() {
+            refused = Some(task.await.unwrap());
+            break;
+        }
+        running.push(task);
+    }
+    match refused {
+        Some(Exit::StartFailed(m)) => assert!(m.contains("limit"), "{m}"),
+        other => panic!("starting past the pool's slots fails to start: {other:?}"),
+    }
+    assert!(running.len() >= 3, "{} started", running.len());
+    // Stopping one frees its slot for the next.
+    running.pop().unwrap().abort();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let (rt2, w2) = (rt.clone(), w.clone());
+    let again = tokio::spawn(async move { rt2.run_command(&w2, spec(Arc::default(), None)).await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!again.is_finished(), "{:?}", again.await);
+    again.abort();
+    for t in running {
+        t.abort();
+    }
+}
