@@ -1,6 +1,10 @@
-//! HTTP function throughput through a node's NodePort proxy, side by side
-//! with `wasmtime serve` (wasmtime-cli 48.0.8, the same wasmtime as shoal)
-//! on the same component and the same load generator (wrk).
+//! HTTP function throughput, side by side with `wasmtime serve`
+//! (wasmtime-cli 48.0.8, the same wasmtime as shoal) on the same component
+//! and the same load generator (wrk), two ways:
+//!
+//! - through a node's NodePort proxy on a real `shoal up`;
+//! - in-process: shoal's runtime serving the component straight from a
+//!   hyper listener in this process, without the Service lookup.
 //!
 //! Needs `wrk` (Debian) and `wasmtime` 48.0.8 (`cargo install wasmtime-cli
 //! --version 48.0.8 --locked`; set WASMTIME=path if not on PATH).
@@ -52,6 +56,62 @@ fn wrk(port: u16, secs: u32) -> f64 {
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"))
+}
+
+/// shoal's runtime serving `module` from a hyper listener in this process.
+fn in_process(module: &std::path::Path, dir: &std::path::Path) -> (u16, tokio::runtime::Runtime) {
+    use shoal_runtime_wasm::{CommandSpec, NetworkAccess, OutputSink, Runtime, RuntimeConfig};
+    struct Discard;
+    impl OutputSink for Discard {
+        fn write(&self, _: &[u8]) {}
+    }
+    let exec = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let rt = Runtime::new(RuntimeConfig::new(dir.join("in-process"))).unwrap();
+    rt.images()
+        .import("hello-http:v1", &std::fs::read(module).unwrap())
+        .unwrap();
+    let port = common::free_port();
+    let listener = exec
+        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
+        .unwrap();
+    let sink: std::sync::Arc<dyn OutputSink> = std::sync::Arc::new(Discard);
+    let spec = CommandSpec {
+        argv: vec!["fn".into()],
+        env: vec![("HOSTNAME".into(), "fn".into())],
+        stdout: sink.clone(),
+        stderr: sink,
+        memory_limit: None,
+        preopens: vec![],
+        cpu_millis: None,
+        working_dir: None,
+        network: NetworkAccess::None,
+    };
+    exec.spawn(async move {
+        let w = rt.load("hello-http:v1").await.unwrap();
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let _ = tcp.set_nodelay(true);
+            let (rt, w, spec) = (rt.clone(), w.clone(), spec.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let (rt, w, spec) = (rt.clone(), w.clone(), spec.clone());
+                    async move {
+                        rt.serve_http(&w, &spec, req, std::future::pending())
+                            .await
+                            .map_err(|e| std::io::Error::other(e))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    (port, exec)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -119,6 +179,8 @@ fn main() {
         .spawn()
         .unwrap();
     wait_http(serve_port);
+    let (direct_port, direct_exec) = in_process(&module, &dir);
+    wait_http(direct_port);
 
     let secs = std::env::var("SECS")
         .ok()
@@ -126,20 +188,29 @@ fn main() {
         .unwrap_or(8);
     let _ = wrk(node_port, 2);
     let _ = wrk(serve_port, 2);
-    let (mut ours, mut peer) = (Vec::new(), Vec::new());
+    let _ = wrk(direct_port, 2);
+    let (mut ours, mut peer, mut direct) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..3 {
         ours.push(wrk(node_port, secs));
         peer.push(wrk(serve_port, secs));
+        direct.push(wrk(direct_port, secs));
     }
     let _ = serve.kill();
     let _ = serve.wait();
+    drop(direct_exec);
     drop(cluster);
-    let (o, p) = (median(ours.clone()), median(peer.clone()));
+    let (o, p, d) = (
+        median(ours.clone()),
+        median(peer.clone()),
+        median(direct.clone()),
+    );
     println!("hello-http, wrk -t2 -c32 -d{secs}s, 3 alternating runs each, medians");
     println!("shoal NodePort proxy   {o:10.0} req/s  (runs: {ours:.0?})");
+    println!("shoal in-process       {d:10.0} req/s  (runs: {direct:.0?})");
     println!("wasmtime serve 48.0.8  {p:10.0} req/s  (runs: {peer:.0?})");
     println!(
-        "ratio shoal / wasmtime serve: {:.2}× (target ≥ 1.0×)",
-        o / p
+        "ratio NodePort / wasmtime serve: {:.2}×, in-process / wasmtime serve: {:.2}× (target ≥ 1.0×)",
+        o / p,
+        d / p
     );
 }

@@ -165,6 +165,31 @@ pub(crate) fn classify(err: wasmtime::Error) -> Exit {
 }
 
 impl Runtime {
+    /// Creates a store and an instance of `workload` and drops them without
+    /// running it: the start-up cost of every workload kind, for benchmarks.
+    #[doc(hidden)]
+    pub async fn instantiate_only(&self, workload: &Workload, spec: &CommandSpec) -> Result<(), String> {
+        let wasi = wasi_builder(spec)?;
+        let err = |e: wasmtime::Error| format!("{e:#}");
+        match &workload.pre {
+            Pre::Core(pre) => {
+                let mut wasi = wasi;
+                let mut store = Store::new(self.engine_ref(), CoreHost::new(wasi.build_p1(), spec));
+                pre.instantiate_async(&mut store).await.map(drop).map_err(err)
+            }
+            Pre::Command(pre) => {
+                let mut wasi = wasi;
+                let mut store = Store::new(self.engine_ref(), ComponentHost::new(wasi.build(), spec));
+                pre.instantiate_async(&mut store).await.map(drop).map_err(err)
+            }
+            Pre::Http(pre) => {
+                let mut wasi = wasi;
+                let mut store = Store::new(self.engine_ref(), ComponentHost::new(wasi.build(), spec));
+                pre.instantiate_async(&mut store).await.map(drop).map_err(err)
+            }
+        }
+    }
+
     /// Runs a command workload until it exits. Dropping the future stops the
     /// instance. HTTP workloads are not commands and end at once with
     /// [`Exit::StartFailed`].

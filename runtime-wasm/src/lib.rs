@@ -39,3 +39,18 @@ pub use network::NetworkAccess;
 pub use output::OutputSink;
 pub use registry::{Credentials, registry_host};
 pub use workload::{Workload, WorkloadKind};
+
+/// Entry points for the fuzz targets: the parsers of untrusted registry
+/// content. Not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses an image config and derives the entrypoint's path from it.
+    pub fn image_config(config: &str) -> Option<String> {
+        crate::registry::fuzz_config(config)
+    }
+
+    /// Looks for `path` in a (gzip) tar layer.
+    pub fn layer(bytes: &[u8], gzip: bool, path: &str) -> Result<bool, String> {
+        crate::registry::fuzz_layer(bytes, gzip, path)
+    }
+}

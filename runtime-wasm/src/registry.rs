@@ -320,6 +320,14 @@ fn find_in_layer(bytes: &[u8], gzip: bool, path: &str) -> std::result::Result<In
     Ok(found)
 }
 
+pub(crate) fn fuzz_config(config: &str) -> Option<String> {
+    entrypoint_path(&parse_config(config)?)
+}
+
+pub(crate) fn fuzz_layer(bytes: &[u8], gzip: bool, path: &str) -> Result<bool, String> {
+    find_in_layer(bytes, gzip, path).map(|found| matches!(found, InLayer::Found(_)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
