@@ -93,7 +93,9 @@ fn in_process(module: &std::path::Path, dir: &std::path::Path) -> (u16, tokio::r
     exec.spawn(async move {
         let w = rt.load("hello-http:v1").await.unwrap();
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let (rt, w, spec) = (rt.clone(), w.clone(), spec.clone());
             tokio::spawn(async move {

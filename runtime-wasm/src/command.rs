@@ -1,6 +1,5 @@
 use std::sync::Arc;
 
-use wasmtime::Store;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::host::{ComponentHost, CoreHost};
@@ -168,24 +167,37 @@ impl Runtime {
     /// Creates a store and an instance of `workload` and drops them without
     /// running it: the start-up cost of every workload kind, for benchmarks.
     #[doc(hidden)]
-    pub async fn instantiate_only(&self, workload: &Workload, spec: &CommandSpec) -> Result<(), String> {
+    pub async fn instantiate_only(
+        &self,
+        workload: &Workload,
+        spec: &CommandSpec,
+    ) -> Result<(), String> {
         let wasi = wasi_builder(spec)?;
         let err = |e: wasmtime::Error| format!("{e:#}");
         match &workload.pre {
             Pre::Core(pre) => {
                 let mut wasi = wasi;
-                let mut store = Store::new(self.engine_ref(), CoreHost::new(wasi.build_p1(), spec));
-                pre.instantiate_async(&mut store).await.map(drop).map_err(err)
+                let mut store = self.store(CoreHost::new(wasi.build_p1(), spec), spec);
+                pre.instantiate_async(&mut store)
+                    .await
+                    .map(drop)
+                    .map_err(err)
             }
             Pre::Command(pre) => {
                 let mut wasi = wasi;
-                let mut store = Store::new(self.engine_ref(), ComponentHost::new(wasi.build(), spec));
-                pre.instantiate_async(&mut store).await.map(drop).map_err(err)
+                let mut store = self.store(ComponentHost::new(wasi.build(), spec), spec);
+                pre.instantiate_async(&mut store)
+                    .await
+                    .map(drop)
+                    .map_err(err)
             }
             Pre::Http(pre) => {
                 let mut wasi = wasi;
-                let mut store = Store::new(self.engine_ref(), ComponentHost::new(wasi.build(), spec));
-                pre.instantiate_async(&mut store).await.map(drop).map_err(err)
+                let mut store = self.store(ComponentHost::new(wasi.build(), spec), spec);
+                pre.instantiate_async(&mut store)
+                    .await
+                    .map(drop)
+                    .map_err(err)
             }
         }
     }
@@ -200,10 +212,7 @@ impl Runtime {
                     Ok(mut b) => b.build(),
                     Err(e) => return Exit::StartFailed(e),
                 };
-                let host = ComponentHost::new(wasi, &spec);
-                let mut store = Store::new(self.engine_ref(), host);
-                store.limiter(|h| &mut h.limits);
-                crate::cpu::govern(&mut store, spec.cpu_millis);
+                let mut store = self.store(ComponentHost::new(wasi, &spec), &spec);
                 let command = match pre.instantiate_async(&mut store).await {
                     Ok(c) => c,
                     Err(e) => return start_failed(e),
@@ -219,10 +228,7 @@ impl Runtime {
                     Ok(mut b) => b.build_p1(),
                     Err(e) => return Exit::StartFailed(e),
                 };
-                let host = CoreHost::new(wasi, &spec);
-                let mut store = Store::new(self.engine_ref(), host);
-                store.limiter(|h| &mut h.limits);
-                crate::cpu::govern(&mut store, spec.cpu_millis);
+                let mut store = self.store(CoreHost::new(wasi, &spec), &spec);
                 let instance = match pre.instantiate_async(&mut store).await {
                     Ok(i) => i,
                     Err(e) => return start_failed(e),

@@ -75,3 +75,30 @@ pub(crate) fn limits(memory_limit: Option<usize>) -> StoreLimits {
     }
     b.build()
 }
+
+/// Host state that carries the instance's resource limits.
+pub(crate) trait Limited: 'static {
+    fn limits(&mut self) -> &mut StoreLimits;
+}
+
+impl Limited for ComponentHost {
+    fn limits(&mut self) -> &mut StoreLimits {
+        &mut self.limits
+    }
+}
+
+impl Limited for CoreHost {
+    fn limits(&mut self) -> &mut StoreLimits {
+        &mut self.limits
+    }
+}
+
+impl crate::Runtime {
+    /// A store for one instance: its memory limit and CPU governor set.
+    pub(crate) fn store<T: Limited>(&self, host: T, spec: &CommandSpec) -> wasmtime::Store<T> {
+        let mut store = wasmtime::Store::new(self.engine_ref(), host);
+        store.limiter(|h| h.limits());
+        crate::cpu::govern(&mut store, spec.cpu_millis);
+        store
+    }
+}

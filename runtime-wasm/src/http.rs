@@ -1,4 +1,3 @@
-use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
@@ -28,10 +27,7 @@ impl Runtime {
         let Pre::Http(pre) = &workload.pre else {
             return Err("the container does not serve HTTP".into());
         };
-        let host = ComponentHost::new(wasi_builder(spec)?.build(), spec);
-        let mut store = Store::new(self.engine_ref(), host);
-        store.limiter(|h| &mut h.limits);
-        crate::cpu::govern(&mut store, spec.cpu_millis);
+        let mut store = self.store(ComponentHost::new(wasi_builder(spec)?.build(), spec), spec);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let req = store
             .data_mut()
