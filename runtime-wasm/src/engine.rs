@@ -17,6 +17,12 @@ use crate::{Error, ImageRef, ImageStore, Result, Workload, WorkloadKind};
 /// tasks at every tick.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// Bytes of each linear memory slot kept resident between instances.
+const KEEP_RESIDENT: usize = 1 << 20;
+
+/// Slots whose remaining memory is returned to the kernel together.
+const DECOMMIT_BATCH: usize = 16;
+
 /// Settings of a node's runtime.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -111,7 +117,15 @@ impl Runtime {
                 .total_memories(n * 2)
                 .total_tables(n * 4)
                 .total_stacks(n)
-                .max_memory_size(config.max_memory_bytes);
+                .max_memory_size(config.max_memory_bytes)
+                // Reset a slot for its next instance by rewriting the pages
+                // the last one dirtied (found with PAGEMAP_SCAN where the
+                // kernel has it) instead of unmapping them: no page faults on
+                // reuse and far fewer TLB shootdowns across cores.
+                .pagemap_scan(wasmtime::Enabled::Auto)
+                .linear_memory_keep_resident(KEEP_RESIDENT)
+                .table_keep_resident(KEEP_RESIDENT / 16)
+                .decommit_batch_size(DECOMMIT_BATCH);
             c.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
         }
         Engine::new(&c).map_err(|e| Error::Engine(format!("{e:#}")))
