@@ -104,7 +104,7 @@ fn in_process(module: &std::path::Path, dir: &std::path::Path) -> (u16, tokio::r
                     async move {
                         rt.serve_http(&w, &spec, req, std::future::pending())
                             .await
-                            .map_err(|e| std::io::Error::other(e))
+                            .map_err(std::io::Error::other)
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()

@@ -1,8 +1,12 @@
 //! Pod start rate while filling a node: N pods created by 16 concurrent
-//! kube-rs clients, timed until every one is Running and Ready.
+//! kube-rs clients, timed until every one is Running and Ready, and the
+//! memory of the `shoal up` process (control plane and node agent) per
+//! running pod.
 //!
-//! Run with `cargo bench --bench pod_fill` (PODS=N, default 500).
-//! Target (issue 3): ≥ 500 pods/s; kube-scheduler alone is ~100–300 pods/s.
+//! Run with `cargo bench --bench pod_fill` (PODS=N, default 500; the node
+//! is started with `--max-pods` N + 100). Targets (issue 3): ≥ 500 pods/s
+//! for the runtime alone (see the runtime's `density` benchmark);
+//! kube-scheduler alone is ~100–300 pods/s.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -20,8 +24,10 @@ fn main() {
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(500);
-    let cluster = common::Cluster::start("bench-fill");
+    let max_pods = (pods + 100).to_string();
+    let cluster = common::Cluster::start_with("bench-fill", &["--max-pods", &max_pods]);
     cluster.import(&common::example("hello-cmd"), "hello-cmd:v1");
+    let rss_before = rss_kib(cluster.pid());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (created_in, running_in) = rt.block_on(async {
         let kc = kube::config::Kubeconfig::read_from(&cluster.kubeconfig).unwrap();
@@ -71,7 +77,7 @@ fn main() {
         }
         let created_in = start.elapsed();
         let mut running = HashSet::new();
-        let deadline = Instant::now() + Duration::from_secs(300);
+        let deadline = Instant::now() + Duration::from_secs(900);
         while running.len() < pods {
             match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
                 Ok(Some(name)) => {
@@ -82,6 +88,8 @@ fn main() {
         }
         (created_in, start.elapsed())
     });
+    std::thread::sleep(Duration::from_secs(5));
+    let rss_after = rss_kib(cluster.pid());
     println!(
         "{pods} pods (hello-cmd), 16 concurrent creators: created in {:.2} s ({:.0} creates/s), all Running in {:.2} s → {:.0} pods/s | target ≥ 500 pods/s ({:.2}×)",
         created_in.as_secs_f64(),
@@ -90,4 +98,18 @@ fn main() {
         pods as f64 / running_in.as_secs_f64(),
         pods as f64 / running_in.as_secs_f64() / 500.0
     );
+    println!(
+        "shoal up RSS: {rss_before} KiB idle, {rss_after} KiB with {pods} pods running → {:.1} KiB per pod (API objects, watch history, agent and instance together)",
+        (rss_after.saturating_sub(rss_before)) as f64 / pods as f64
+    );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
 }

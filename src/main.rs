@@ -245,6 +245,8 @@ async fn up(args: UpArgs) -> Result<()> {
             .await?;
     let client = kube::Client::try_from(kc)?;
     let runtime = shoal_runtime_wasm::Runtime::new(shoal_runtime_wasm::RuntimeConfig {
+        // A slot per pod, plus room for HTTP requests in flight.
+        pool_instances: args.max_pods.saturating_add(256),
         image_cache_max_bytes: args.image_cache_max_size,
         image_minimum_age: args.minimum_image_ttl_duration,
         ..shoal_runtime_wasm::RuntimeConfig::new(&args.data_dir)

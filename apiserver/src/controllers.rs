@@ -4,6 +4,7 @@
 //! loop that takes snapshots and performs the actions.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -30,11 +31,11 @@ pub enum Action {
 /// All objects of the kinds the controllers read.
 pub struct Snapshot {
     /// Objects by resource plural.
-    pub by_resource: BTreeMap<&'static str, Vec<Value>>,
+    pub by_resource: BTreeMap<&'static str, Vec<Arc<Value>>>,
 }
 
 impl Snapshot {
-    fn of(&self, plural: &str) -> &[Value] {
+    fn of(&self, plural: &str) -> &[Arc<Value>] {
         self.by_resource
             .get(plural)
             .map(Vec::as_slice)
@@ -48,7 +49,7 @@ impl Snapshot {
             let (items, _) = objects.store().list(&r.prefix(None));
             by_resource.insert(
                 r.plural,
-                items.into_iter().map(|s| (*s.value).clone()).collect(),
+                items.into_iter().map(|s| s.value).collect(),
             );
         }
         Self { by_resource }
@@ -98,7 +99,7 @@ pub fn reconcile_replicasets(s: &Snapshot) -> Vec<Action> {
         let (ns, uid) = (meta::namespace(rs), meta::uid(rs));
         let mut owned: Vec<&Value> = s
             .of("pods")
-            .iter()
+            .iter().map(|a| &**a)
             .filter(|p| meta::namespace(p) == ns && controller_uid(p) == Some(uid) && active(p))
             .collect();
         let want = int(rs, "/spec/replicas");
@@ -116,7 +117,7 @@ pub fn reconcile_replicasets(s: &Snapshot) -> Vec<Action> {
                 actions.push(Action::Create(pod_r, ns.to_string(), tmpl));
             }
             actions.push(Action::Event(
-                rs.clone(),
+                (**rs).clone(),
                 "SuccessfulCreate",
                 format!("Created {} pod(s)", want - have),
             ));
@@ -221,7 +222,7 @@ pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
         let hash = template_hash(&template);
         let owned: Vec<&Value> = s
             .of("replicasets")
-            .iter()
+            .iter().map(|a| &**a)
             .filter(|r| meta::namespace(r) == ns && controller_uid(r) == Some(uid))
             .collect();
         let desired = int(d, "/spec/replicas");
@@ -292,7 +293,7 @@ pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
                     "spec": {"replicas": start, "selector": selector, "template": tmpl},
                 });
                 actions.push(Action::Event(
-                    d.clone(),
+                    (**d).clone(),
                     "ScalingReplicaSet",
                     format!("Scaled up replica set {name}-{hash} from 0 to {start}"),
                 ));
@@ -315,7 +316,7 @@ pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
                 if target != cur {
                     let dir = if target > cur { "up" } else { "down" };
                     actions.push(Action::Event(
-                        d.clone(),
+                        (**d).clone(),
                         "ScalingReplicaSet",
                         format!(
                             "Scaled {dir} replica set {} from {cur} to {target}",
@@ -349,7 +350,7 @@ pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
                     if cut > 0 {
                         removable -= cut;
                         actions.push(Action::Event(
-                            d.clone(),
+                            (**d).clone(),
                             "ScalingReplicaSet",
                             format!(
                                 "Scaled down replica set {} from {r} to {}",
@@ -475,7 +476,7 @@ pub fn reconcile_endpoints(s: &Snapshot) -> Vec<Action> {
         let selector = LabelSelector::from_map(sel);
         let mut pods: Vec<&Value> = s
             .of("pods")
-            .iter()
+            .iter().map(|a| &**a)
             .filter(|p| {
                 meta::namespace(p) == ns
                     && selector.matches_object(p)
@@ -557,7 +558,12 @@ pub fn reconcile_endpoints(s: &Snapshot) -> Vec<Action> {
 
 /// Deletes objects whose owners are all gone.
 pub fn reconcile_garbage(s: &Snapshot) -> Vec<Action> {
-    let uids: BTreeSet<&str> = s.by_resource.values().flatten().map(meta::uid).collect();
+    let uids: BTreeSet<&str> = s
+        .by_resource
+        .values()
+        .flatten()
+        .map(|o| meta::uid(o))
+        .collect();
     let mut actions = Vec::new();
     for r in RESOURCES {
         for o in s.of(r.plural) {
@@ -681,25 +687,70 @@ async fn perform(objects: &Objects, a: Action) {
     }
 }
 
-/// Runs every controller until the task is dropped.
+/// Whether a change can give a controller work: Events and Leases never do.
+fn relevant(e: &crate::store::Event) -> bool {
+    !(e.key.starts_with("events/") || e.key.starts_with("leases/"))
+}
+
+/// How often the garbage collector looks for orphans when nothing was
+/// deleted (an object can be created with owners that are already gone).
+const GC_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs every controller until the task is dropped. A pass reads a
+/// snapshot of the store and reconciles it; changes that arrive during a
+/// pass are taken together by the next one, which waits at least as long
+/// as the last pass took, so under a flood of changes the controllers use
+/// at most about half of a core.
 pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8) {
     let Ok((_, mut rx)) = objects.store().watch(None) else {
         return;
     };
+    let mut deleted = true;
+    let mut last_gc = tokio::time::Instant::now();
     loop {
+        let started = tokio::time::Instant::now();
         let snap = Snapshot::read(&objects);
         let mut actions = reconcile_node_cidrs(&snap, &cluster_cidr, node_mask);
         actions.extend(reconcile_deployments(&snap));
         actions.extend(reconcile_replicasets(&snap));
         actions.extend(reconcile_endpoints(&snap));
-        actions.extend(reconcile_garbage(&snap));
-        actions.extend(reconcile_namespaces(&snap));
-        futures::future::join_all(actions.into_iter().map(|a| perform(&objects, a))).await;
-        match rx.recv().await {
-            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-            Err(_) => return,
+        if deleted || last_gc.elapsed() >= GC_PERIOD {
+            actions.extend(reconcile_garbage(&snap));
+            deleted = false;
+            last_gc = tokio::time::Instant::now();
         }
-        while rx.try_recv().is_ok() {}
+        actions.extend(reconcile_namespaces(&snap));
+        drop(snap);
+        futures::future::join_all(actions.into_iter().map(|a| perform(&objects, a))).await;
+        let took = started.elapsed();
+        // Wait for a change that matters (or the garbage collector's turn).
+        let wait = tokio::time::sleep_until(last_gc + GC_PERIOD);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                got = rx.recv() => match got {
+                    Ok(e) if relevant(&e) => {
+                        deleted |= e.kind == crate::store::EventKind::Deleted;
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        deleted = true;
+                        break;
+                    }
+                    Err(_) => return,
+                },
+                () = &mut wait => break,
+            }
+        }
+        tokio::time::sleep(took.max(std::time::Duration::from_millis(2))).await;
+        loop {
+            match rx.try_recv() {
+                Ok(e) => deleted |= e.kind == crate::store::EventKind::Deleted,
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => deleted = true,
+                Err(_) => break,
+            }
+        }
     }
 }
 
@@ -708,9 +759,12 @@ mod tests {
     use super::*;
 
     fn snap(items: &[(&'static str, Value)]) -> Snapshot {
-        let mut by_resource: BTreeMap<&'static str, Vec<Value>> = BTreeMap::new();
+        let mut by_resource: BTreeMap<&'static str, Vec<Arc<Value>>> = BTreeMap::new();
         for (plural, v) in items {
-            by_resource.entry(plural).or_default().push(v.clone());
+            by_resource
+                .entry(plural)
+                .or_default()
+                .push(Arc::new(v.clone()));
         }
         Snapshot { by_resource }
     }

@@ -227,6 +227,25 @@ pub fn set_condition(
     pod["status"]["conditions"] = json!(out);
 }
 
+/// Whether a change can change a decision: any change of a node, a new or
+/// removed pod, and a pod that is unbound, finished or being deleted
+/// (status updates of running pods do not).
+fn wakes_scheduler(e: &crate::store::Event) -> bool {
+    use crate::store::EventKind;
+    if e.key.starts_with("nodes/") {
+        return true;
+    }
+    if !e.key.starts_with("pods/") {
+        return false;
+    }
+    let p = &e.object;
+    e.kind != EventKind::Modified
+        || str_at(p, "/spec/nodeName").is_none()
+        || p.pointer("/metadata/deletionTimestamp").is_some()
+        || matches!(str_at(p, "/status/phase"), Some("Succeeded" | "Failed"))
+        || e.prev.as_ref().and_then(|v| str_at(v, "/spec/nodeName")).is_none()
+}
+
 /// Runs the scheduler until the task is dropped.
 pub async fn run(objects: Objects) {
     let pods_r = resources::by_kind("", "Pod").expect("pods are served");
@@ -236,28 +255,51 @@ pub async fn run(objects: Objects) {
         return;
     };
     loop {
+        let started = tokio::time::Instant::now();
         let (pods, _) = objects.store().list(&pods_r.prefix(None));
         let (nodes, _) = objects.store().list(&nodes_r.prefix(None));
         let pods: Vec<&Value> = pods.iter().map(|s| &*s.value).collect();
         let nodes: Vec<&Value> = nodes.iter().map(|s| &*s.value).collect();
-        for d in decide(&pods, &nodes) {
-            match d {
-                Decision::Bind {
+        let (binds, unschedulable): (Vec<Decision>, Vec<Decision>) = decide(&pods, &nodes)
+            .into_iter()
+            .partition(|d| matches!(d, Decision::Bind { .. }));
+        // Bindings of one pass go to the store together, so their writes
+        // share log flushes.
+        let bound = futures::future::join_all(binds.into_iter().map(|d| {
+            let objects = &objects;
+            async move {
+                let Decision::Bind {
                     namespace,
                     pod,
                     node,
-                } => match bind(&objects, &namespace, &pod, &node).await {
+                } = d
+                else {
+                    return None;
+                };
+                match bind(objects, &namespace, &pod, &node).await {
                     Ok(()) => {
-                        reported.remove(&format!("{namespace}/{pod}"));
                         if let Ok(p) = objects.get(pods_r, &namespace, &pod) {
                             let msg = format!("Successfully assigned {namespace}/{pod} to {node}");
                             objects
                                 .event(&p.value, "Normal", "Scheduled", &msg, "default-scheduler")
                                 .await;
                         }
+                        Some(format!("{namespace}/{pod}"))
                     }
-                    Err(e) => tracing::debug!("binding {namespace}/{pod}: {e}"),
-                },
+                    Err(e) => {
+                        tracing::debug!("binding {namespace}/{pod}: {e}");
+                        None
+                    }
+                }
+            }
+        }))
+        .await;
+        for key in bound.into_iter().flatten() {
+            reported.remove(&key);
+        }
+        for d in unschedulable {
+            match d {
+                Decision::Bind { .. } => {}
                 Decision::Unschedulable {
                     namespace,
                     pod,
@@ -301,15 +343,18 @@ pub async fn run(objects: Objects) {
                 }
             }
         }
-        // Wait for a change to pods or nodes, then take every queued change.
+        // Wait for a change that can move a scheduling decision, then take
+        // every queued change; a pass waits at least as long as the last
+        // one took.
         loop {
             match rx.recv().await {
-                Ok(e) if e.key.starts_with("pods/") || e.key.starts_with("nodes/") => break,
+                Ok(e) if wakes_scheduler(&e) => break,
                 Ok(_) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
                 Err(_) => return,
             }
         }
+        tokio::time::sleep(started.elapsed().max(std::time::Duration::from_millis(1))).await;
         while rx.try_recv().is_ok() {}
     }
 }

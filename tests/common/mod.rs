@@ -113,6 +113,11 @@ impl Cluster {
         self.child = Some(child);
     }
 
+    /// The process id of the running `shoal up`.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// Stops shoal with SIGINT (as Ctrl-C) and waits for it to exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");

@@ -1,4 +1,7 @@
-//! The Raft log in redb: one write transaction (one fsync) per append.
+//! The Raft log in redb, with group commit: appends are handed to one
+//! writer thread, which writes every append waiting at that moment in one
+//! transaction (one fsync) and then reports each of them flushed. Under
+//! concurrent writes the cost of an fsync is shared by all of them.
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
@@ -15,10 +18,27 @@ use super::{read_err, write_err};
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// The log store. Clones share the database.
+type Done = std::sync::mpsc::SyncSender<Result<(), StorageError<u64>>>;
+
+/// A change of the log other than an append, run on the writer thread.
+type Change = Box<dyn FnOnce(&Database) -> Result<(), StorageError<u64>> + Send>;
+
+/// One append: rows (index, serialised entry) and whom to tell.
+type Append = (Vec<(u64, Vec<u8>)>, LogFlushed<TypeConfig>);
+
+/// Work for the writer thread, done in the order it was sent.
+enum Job {
+    /// Log entries (index, serialised entry) to write, and whom to tell.
+    Append(Vec<(u64, Vec<u8>)>, LogFlushed<TypeConfig>),
+    /// Any other change of the log, done after the appends before it.
+    Change(Change, Done),
+}
+
+/// The log store. Clones share the database and the writer.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    writer: std::sync::mpsc::Sender<Job>,
 }
 
 impl LogStore {
@@ -29,7 +49,28 @@ impl LogStore {
         txn.open_table(LOG)?;
         txn.open_table(META)?;
         txn.commit()?;
-        Ok(Self { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let (writer, jobs) = std::sync::mpsc::channel();
+        let thread_db = db.clone();
+        std::thread::Builder::new()
+            .name("shoal-raft-log".into())
+            .spawn(move || write_loop(&thread_db, &jobs))
+            .map_err(redb::Error::Io)?;
+        Ok(Self { db, writer })
+    }
+
+    /// Runs `change` on the writer thread after every append sent before
+    /// it, and waits for it.
+    fn change(
+        &self,
+        change: impl FnOnce(&Database) -> Result<(), StorageError<u64>> + Send + 'static,
+    ) -> Result<(), StorageError<u64>> {
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        self.writer
+            .send(Job::Change(Box::new(change), done))
+            .map_err(|_| write_err(std::io::Error::other("the log writer has stopped")))?;
+        tokio::task::block_in_place(|| wait.recv())
+            .map_err(|_| write_err(std::io::Error::other("the log writer has stopped")))?
     }
 
     fn meta<T: serde::de::DeserializeOwned>(
@@ -44,14 +85,22 @@ impl LogStore {
         }
     }
 
-    fn set_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StorageError<u64>> {
+    fn set_meta<T: serde::Serialize>(
+        &self,
+        key: &'static str,
+        value: &T,
+        durability: redb::Durability,
+    ) -> Result<(), StorageError<u64>> {
         let bytes = serde_json::to_vec(value).map_err(write_err)?;
-        let txn = self.db.begin_write().map_err(write_err)?;
-        txn.open_table(META)
-            .map_err(write_err)?
-            .insert(key, bytes.as_slice())
-            .map_err(write_err)?;
-        txn.commit().map_err(write_err)
+        self.change(move |db| {
+            let mut txn = db.begin_write().map_err(write_err)?;
+            txn.set_durability(durability).map_err(write_err)?;
+            txn.open_table(META)
+                .map_err(write_err)?
+                .insert(key, bytes.as_slice())
+                .map_err(write_err)?;
+            txn.commit().map_err(write_err)
+        })
     }
 
     fn last_entry_id(&self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
@@ -87,6 +136,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
+        // Appends still on their way to disk count.
+        self.change(|_| Ok(()))?;
         let last_purged: Option<LogId<u64>> = self.meta("last_purged")?;
         let last = self.last_entry_id()?.or(last_purged);
         Ok(LogState {
@@ -100,34 +151,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
-        tokio::task::block_in_place(|| self.set_meta("vote", vote))
+        self.set_meta("vote", vote, redb::Durability::Immediate)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
         self.meta("vote")
-    }
-
-    async fn save_committed(
-        &mut self,
-        committed: Option<LogId<u64>>,
-    ) -> Result<(), StorageError<u64>> {
-        // Not fsynced: the committed index is a hint for re-applying after a
-        // restart; a lost one is re-learnt when the leader commits again.
-        tokio::task::block_in_place(|| {
-            let bytes = serde_json::to_vec(&committed).map_err(write_err)?;
-            let mut txn = self.db.begin_write().map_err(write_err)?;
-            txn.set_durability(redb::Durability::None)
-                .map_err(write_err)?;
-            txn.open_table(META)
-                .map_err(write_err)?
-                .insert("committed", bytes.as_slice())
-                .map_err(write_err)?;
-            txn.commit().map_err(write_err)
-        })
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
-        Ok(self.meta::<Option<LogId<u64>>>("committed")?.flatten())
     }
 
     async fn append<I>(
@@ -139,29 +167,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let result = tokio::task::block_in_place(|| -> Result<(), StorageError<u64>> {
-            let txn = self.db.begin_write().map_err(write_err)?;
-            {
-                let mut table = txn.open_table(LOG).map_err(write_err)?;
-                for entry in entries {
-                    let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
-                    table
-                        .insert(entry.log_id.index, bytes.as_slice())
-                        .map_err(write_err)?;
-                }
-            }
-            txn.commit().map_err(write_err)
-        });
-        match &result {
-            Ok(()) => callback.log_io_completed(Ok(())),
-            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
+        let mut rows = Vec::new();
+        for entry in entries {
+            rows.push((
+                entry.log_id.index,
+                serde_json::to_vec(&entry).map_err(write_err)?,
+            ));
         }
-        result
+        self.writer
+            .send(Job::Append(rows, callback))
+            .map_err(|_| write_err(std::io::Error::other("the log writer has stopped")))
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        tokio::task::block_in_place(|| {
-            let txn = self.db.begin_write().map_err(write_err)?;
+        self.change(move |db| {
+            let txn = db.begin_write().map_err(write_err)?;
             txn.open_table(LOG)
                 .map_err(write_err)?
                 .retain_in(log_id.index.., |_, _| false)
@@ -171,9 +191,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        tokio::task::block_in_place(|| {
-            let bytes = serde_json::to_vec(&log_id).map_err(write_err)?;
-            let txn = self.db.begin_write().map_err(write_err)?;
+        let bytes = serde_json::to_vec(&log_id).map_err(write_err)?;
+        self.change(move |db| {
+            let txn = db.begin_write().map_err(write_err)?;
             txn.open_table(META)
                 .map_err(write_err)?
                 .insert("last_purged", bytes.as_slice())
@@ -185,4 +205,59 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             txn.commit().map_err(write_err)
         })
     }
+}
+
+/// The writer thread: takes every append waiting, writes them in one
+/// transaction, reports them flushed; other changes run in their turn.
+fn write_loop(db: &Database, jobs: &std::sync::mpsc::Receiver<Job>) {
+    let mut next = jobs.recv().ok();
+    while let Some(job) = next.take() {
+        match job {
+            Job::Change(change, done) => {
+                let _ = done.send(change(db));
+                next = jobs.recv().ok();
+            }
+            Job::Append(rows, callback) => {
+                let mut batch = vec![(rows, callback)];
+                loop {
+                    match jobs.try_recv() {
+                        Ok(Job::Append(rows, callback)) => batch.push((rows, callback)),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let written = write_batch(db, &batch);
+                for (_, callback) in batch {
+                    callback.log_io_completed(
+                        written
+                            .as_ref()
+                            .map(|_| ())
+                            .map_err(|e| std::io::Error::other(e.to_string())),
+                    );
+                }
+                if next.is_none() {
+                    next = jobs.recv().ok();
+                }
+            }
+        }
+    }
+}
+
+fn write_batch(
+    db: &Database,
+    batch: &[Append],
+) -> Result<(), StorageError<u64>> {
+    let txn = db.begin_write().map_err(write_err)?;
+    {
+        let mut table = txn.open_table(LOG).map_err(write_err)?;
+        for (rows, _) in batch {
+            for (index, bytes) in rows {
+                table.insert(*index, bytes.as_slice()).map_err(write_err)?;
+            }
+        }
+    }
+    txn.commit().map_err(write_err)
 }
