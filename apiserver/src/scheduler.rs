@@ -346,6 +346,7 @@ pub async fn run(objects: Objects) {
         // Wait for a change that can move a scheduling decision, then take
         // every queued change; a pass waits at least as long as the last
         // one took.
+        let took = started.elapsed();
         loop {
             match rx.recv().await {
                 Ok(e) if wakes_scheduler(&e) => break,
@@ -354,7 +355,7 @@ pub async fn run(objects: Objects) {
                 Err(_) => return,
             }
         }
-        tokio::time::sleep(started.elapsed().max(std::time::Duration::from_millis(1))).await;
+        tokio::time::sleep(took.max(std::time::Duration::from_millis(1))).await;
         while rx.try_recv().is_ok() {}
     }
 }
