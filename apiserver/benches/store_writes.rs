@@ -10,8 +10,14 @@ use serde_json::json;
 use shoal_apiserver::store::{Command, Cond, Store};
 
 fn main() {
-    let writers: usize = std::env::var("WRITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
-    let writes: usize = std::env::var("WRITES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let writers: usize = std::env::var("WRITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    let writes: usize = std::env::var("WRITES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let dir = tempfile::tempdir().unwrap();
     let exec = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

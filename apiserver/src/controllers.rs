@@ -47,10 +47,7 @@ impl Snapshot {
         let mut by_resource = BTreeMap::new();
         for r in RESOURCES {
             let (items, _) = objects.store().list(&r.prefix(None));
-            by_resource.insert(
-                r.plural,
-                items.into_iter().map(|s| s.value).collect(),
-            );
+            by_resource.insert(r.plural, items.into_iter().map(|s| s.value).collect());
         }
         Self { by_resource }
     }
@@ -99,7 +96,8 @@ pub fn reconcile_replicasets(s: &Snapshot) -> Vec<Action> {
         let (ns, uid) = (meta::namespace(rs), meta::uid(rs));
         let mut owned: Vec<&Value> = s
             .of("pods")
-            .iter().map(|a| &**a)
+            .iter()
+            .map(|a| &**a)
             .filter(|p| meta::namespace(p) == ns && controller_uid(p) == Some(uid) && active(p))
             .collect();
         let want = int(rs, "/spec/replicas");
@@ -222,7 +220,8 @@ pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
         let hash = template_hash(&template);
         let owned: Vec<&Value> = s
             .of("replicasets")
-            .iter().map(|a| &**a)
+            .iter()
+            .map(|a| &**a)
             .filter(|r| meta::namespace(r) == ns && controller_uid(r) == Some(uid))
             .collect();
         let desired = int(d, "/spec/replicas");
@@ -476,7 +475,8 @@ pub fn reconcile_endpoints(s: &Snapshot) -> Vec<Action> {
         let selector = LabelSelector::from_map(sel);
         let mut pods: Vec<&Value> = s
             .of("pods")
-            .iter().map(|a| &**a)
+            .iter()
+            .map(|a| &**a)
             .filter(|p| {
                 meta::namespace(p) == ns
                     && selector.matches_object(p)

@@ -243,7 +243,10 @@ fn wakes_scheduler(e: &crate::store::Event) -> bool {
         || str_at(p, "/spec/nodeName").is_none()
         || p.pointer("/metadata/deletionTimestamp").is_some()
         || matches!(str_at(p, "/status/phase"), Some("Succeeded" | "Failed"))
-        || e.prev.as_ref().and_then(|v| str_at(v, "/spec/nodeName")).is_none()
+        || e.prev
+            .as_ref()
+            .and_then(|v| str_at(v, "/spec/nodeName"))
+            .is_none()
 }
 
 /// Runs the scheduler until the task is dropped.

@@ -172,34 +172,26 @@ impl Runtime {
         workload: &Workload,
         spec: &CommandSpec,
     ) -> Result<(), String> {
-        let wasi = wasi_builder(spec)?;
+        let mut wasi = wasi_builder(spec)?;
         let err = |e: wasmtime::Error| format!("{e:#}");
-        match &workload.pre {
+        let component = match &workload.pre {
             Pre::Core(pre) => {
-                let mut wasi = wasi;
                 let mut store = self.store(CoreHost::new(wasi.build_p1(), spec), spec);
-                pre.instantiate_async(&mut store)
+                return pre
+                    .instantiate_async(&mut store)
                     .await
                     .map(drop)
-                    .map_err(err)
+                    .map_err(err);
             }
-            Pre::Command(pre) => {
-                let mut wasi = wasi;
-                let mut store = self.store(ComponentHost::new(wasi.build(), spec), spec);
-                pre.instantiate_async(&mut store)
-                    .await
-                    .map(drop)
-                    .map_err(err)
-            }
-            Pre::Http(pre) => {
-                let mut wasi = wasi;
-                let mut store = self.store(ComponentHost::new(wasi.build(), spec), spec);
-                pre.instantiate_async(&mut store)
-                    .await
-                    .map(drop)
-                    .map_err(err)
-            }
-        }
+            Pre::Command(pre) => pre.instance_pre(),
+            Pre::Http(pre) => pre.instance_pre(),
+        };
+        let mut store = self.store(ComponentHost::new(wasi.build(), spec), spec);
+        component
+            .instantiate_async(&mut store)
+            .await
+            .map(drop)
+            .map_err(err)
     }
 
     /// Runs a command workload until it exits. Dropping the future stops the

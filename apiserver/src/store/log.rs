@@ -246,10 +246,7 @@ fn write_loop(db: &Database, jobs: &std::sync::mpsc::Receiver<Job>) {
     }
 }
 
-fn write_batch(
-    db: &Database,
-    batch: &[Append],
-) -> Result<(), StorageError<u64>> {
+fn write_batch(db: &Database, batch: &[Append]) -> Result<(), StorageError<u64>> {
     let txn = db.begin_write().map_err(write_err)?;
     {
         let mut table = txn.open_table(LOG).map_err(write_err)?;
