@@ -205,8 +205,13 @@ pub(crate) async fn prepare(
         let path = if let Some(src) = v.get("emptyDir") {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| format!("creating {}: {e}", dir.display()))?;
-            if src.get("medium").and_then(Value::as_str) == Some("Memory") {
-                mount_tmpfs(&dir, size_limit(src))?;
+            if src.get("medium").and_then(Value::as_str) == Some("Memory")
+                && let Err(e) = mount_tmpfs(&dir, size_limit(src))
+            {
+                // Without the right to mount (an agent not running as
+                // root) the volume stays on disk; its sizeLimit is still
+                // enforced by eviction.
+                tracing::warn!("{e}; volume {name:?} stays on disk");
             }
             dir.clone()
         } else if let Some(src) = v.get("configMap") {
@@ -330,8 +335,9 @@ pub(crate) fn unmount_all(pod_dir: &Path) {
     }
 }
 
-/// The disk-backed emptyDirs of `pod` with a `sizeLimit`: volume name and
-/// limit in bytes. Memory-backed ones are bounded by their tmpfs size.
+/// The emptyDirs of `pod` with a `sizeLimit`: volume name and limit in
+/// bytes. A memory-backed one on its tmpfs cannot pass the limit (the
+/// tmpfs has that size); one left on disk is measured like the others.
 pub(crate) fn disk_limits(pod: &Value) -> Vec<(String, u64)> {
     pod.pointer("/spec/volumes")
         .and_then(Value::as_array)
@@ -339,9 +345,6 @@ pub(crate) fn disk_limits(pod: &Value) -> Vec<(String, u64)> {
             vols.iter()
                 .filter_map(|v| {
                     let src = v.get("emptyDir")?;
-                    if src.get("medium").and_then(Value::as_str) == Some("Memory") {
-                        return None;
-                    }
                     Some((v.get("name")?.as_str()?.to_string(), size_limit(src)?))
                 })
                 .collect()
