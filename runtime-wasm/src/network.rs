@@ -25,7 +25,7 @@ pub enum NetworkAccess {
 }
 
 impl NetworkAccess {
-    /// Whether name lookups are allowed at all.
+    /// Whether the guest may use the network at all (sockets, name lookups).
     pub(crate) fn any(&self) -> bool {
         !matches!(self, NetworkAccess::None)
     }
