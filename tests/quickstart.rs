@@ -230,6 +230,18 @@ fn quick_start_end_to_end() {
             "describe lacks {want:?}:\n{describe}"
         );
     }
+    // Events are listed in the order they happened.
+    let reasons: Vec<&str> = describe
+        .lines()
+        .skip_while(|l| !l.starts_with("Events:"))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|r| ["Scheduled", "Pulled", "Created", "Started"].contains(r))
+        .collect();
+    assert_eq!(
+        reasons,
+        ["Scheduled", "Pulled", "Created", "Started"],
+        "{describe}"
+    );
 
     let deleted = c.ok(&["delete", "-f", manifest]);
     assert!(

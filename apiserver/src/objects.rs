@@ -696,7 +696,7 @@ impl Objects {
         };
         let now = meta::now();
         let obj = json!({
-            "metadata": {"name": format!("{}.{:x}", meta::name(involved), rand::random::<u64>()), "namespace": ns},
+            "metadata": {"name": format!("{}.{:x}", meta::name(involved), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())), "namespace": ns},
             "involvedObject": {
                 "kind": involved.get("kind"), "apiVersion": involved.get("apiVersion"),
                 "name": meta::name(involved), "namespace": meta::namespace(involved),

@@ -175,7 +175,7 @@ async fn event(shared: &Shared, pod: &Pod, ty: &str, reason: &str, message: &str
         .unwrap_or_else(|| "default".into());
     let name = pod.metadata.name.clone().unwrap_or_default();
     let ev = json!({
-        "metadata": {"name": format!("{name}.{:x}", rand_u64()), "namespace": ns},
+        "metadata": {"name": event_name(&name), "namespace": ns},
         "involvedObject": {"kind": "Pod", "apiVersion": "v1", "name": name, "namespace": ns, "uid": pod.metadata.uid},
         "reason": reason, "message": message, "type": ty,
         "source": {"component": "kubelet", "host": shared.config.node_name},
@@ -190,15 +190,14 @@ async fn event(shared: &Shared, pod: &Pod, ty: &str, reason: &str, message: &str
     }
 }
 
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
+/// An Event's name as client-go makes it: the object's name and the time
+/// in nanoseconds, so names sort in the order events happened (kubectl
+/// describe lists events of the same second in name order).
+fn event_name(object: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{object}.{nanos:x}")
 }
 
 fn memory_limit(c: &Value) -> Option<usize> {
