@@ -28,19 +28,6 @@ spec:
     )
 }
 
-fn node_port(c: &Cluster, svc: &str) -> u16 {
-    c.ok(&[
-        "get",
-        "service",
-        svc,
-        "-o",
-        "jsonpath={.spec.ports[0].nodePort}",
-    ])
-    .trim()
-    .parse()
-    .unwrap()
-}
-
 fn wait_serving(port: u16) {
     for _ in 0..100 {
         if http_get(port, "/").is_some_and(|(code, _)| code == 200) {
@@ -61,7 +48,7 @@ fn in_flight_requests_finish_within_the_grace_period() {
 
     // Default grace period (30 s): a 2 s request started before the delete
     // is answered in full, and the pod goes once it is.
-    let port = node_port(&c, "patient");
+    let port = c.node_port("patient");
     wait_serving(port);
     let slow = std::thread::spawn(move || http_get(port, "/sleep?2000"));
     std::thread::sleep(Duration::from_millis(400));
@@ -83,7 +70,7 @@ fn in_flight_requests_finish_within_the_grace_period() {
     );
 
     // A 1 s grace period cuts a 20 s request off.
-    let port = node_port(&c, "hasty");
+    let port = c.node_port("hasty");
     wait_serving(port);
     let slow = std::thread::spawn(move || {
         let began = Instant::now();

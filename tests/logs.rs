@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Cluster, example};
 
@@ -34,34 +32,14 @@ fn logs_rotate_and_follow_keeps_every_line() {
     c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
     c.wait_for(&["logs", "chatty"], "the first line", |o| o.contains("#1"));
 
-    let mut follow = Command::new("kubectl")
-        .args(["logs", "-f", "chatty"])
-        .env("KUBECONFIG", &c.kubeconfig)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(follow.stdout.take().unwrap());
-    let started = Instant::now();
-    let mut numbers = Vec::new();
-    let mut line = String::new();
-    while numbers.len() < 12 && started.elapsed() < Duration::from_secs(30) {
-        line.clear();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        assert!(line.starts_with(&greeting), "{line:?}");
-        numbers.push(
-            line.trim()
-                .rsplit('#')
-                .next()
-                .unwrap()
-                .parse::<u64>()
-                .unwrap(),
-        );
-    }
-    let _ = follow.kill();
-    let _ = follow.wait();
+    let lines = c.follow_logs("chatty", &[], 12, Duration::from_secs(30));
+    let numbers: Vec<u64> = lines
+        .iter()
+        .map(|line| {
+            assert!(line.starts_with(&greeting), "{line:?}");
+            line.rsplit('#').next().unwrap().parse().unwrap()
+        })
+        .collect();
     assert_eq!(numbers.len(), 12, "logs -f across rotations: {numbers:?}");
     assert!(
         numbers.windows(2).all(|w| w[1] == w[0] + 1),

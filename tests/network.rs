@@ -110,17 +110,7 @@ fn pods_cannot_reach_the_node_unless_granted_host_network() {
     }
 
     for (svc, allowed) in [("web-sandboxed", false), ("web-host", true)] {
-        let node_port: u16 = c
-            .ok(&[
-                "get",
-                "service",
-                svc,
-                "-o",
-                "jsonpath={.spec.ports[0].nodePort}",
-            ])
-            .trim()
-            .parse()
-            .unwrap();
+        let node_port = c.node_port(svc);
         c.wait_for(
             &["get", "pod", svc, "-o", "jsonpath={.status.phase}"],
             "Running",

@@ -4,8 +4,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Cluster, example, http_get, repo};
@@ -77,17 +75,7 @@ fn quick_start_end_to_end() {
         .map(|r| r.split_whitespace().next().unwrap().to_string())
         .collect();
 
-    let port: u16 = c
-        .ok(&[
-            "get",
-            "svc",
-            "hello-http",
-            "-o",
-            "jsonpath={.spec.ports[0].nodePort}",
-        ])
-        .trim()
-        .parse()
-        .unwrap();
+    let port = c.node_port("hello-http");
     assert!((30000..=32767).contains(&port));
     let mut served = BTreeSet::new();
     for i in 0..10 {
@@ -181,33 +169,11 @@ fn quick_start_end_to_end() {
         "{logs}"
     );
 
-    let mut follow = Command::new("kubectl")
-        .args(["logs", "-f", "hello-cmd", "--tail=1"])
-        .env("KUBECONFIG", &c.kubeconfig)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(follow.stdout.take().unwrap());
-    let started = Instant::now();
-    let mut numbers = Vec::new();
-    let mut line = String::new();
-    while numbers.len() < 3 && started.elapsed() < Duration::from_secs(15) {
-        line.clear();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        numbers.push(
-            line.trim()
-                .rsplit('#')
-                .next()
-                .unwrap()
-                .parse::<u64>()
-                .unwrap(),
-        );
-    }
-    let _ = follow.kill();
-    let _ = follow.wait();
+    let numbers: Vec<u64> = c
+        .follow_logs("hello-cmd", &["--tail=1"], 3, Duration::from_secs(15))
+        .iter()
+        .map(|line| line.rsplit('#').next().unwrap().parse().unwrap())
+        .collect();
     assert_eq!(
         numbers.len(),
         3,

@@ -119,20 +119,22 @@ fn kernel_version() -> String {
         .unwrap_or_default()
 }
 
+/// The node's memory in KiB (`MemTotal`).
+pub(crate) fn memory_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    })
+}
+
 fn node_status(config: &AgentConfig) -> serde_json::Value {
     let now = jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mem_kib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .next()
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .unwrap_or(1 << 20);
+    let mem_kib = memory_kib().unwrap_or(1 << 20);
     let capacity = json!({"cpu": cpus.to_string(), "memory": format!("{mem_kib}Ki"), "pods": config.max_pods.to_string()});
     json!({
         "capacity": capacity, "allocatable": capacity,

@@ -128,25 +128,15 @@ fn resource_field_ref(container: &Value, r: &Value) -> Result<String, ConfigErro
             millicores(divisor).map_or(1000, u64::from),
         ),
         "memory" | "ephemeral-storage" => (
-            value.map_or_else(node_memory, |v| bytes(v).unwrap_or(0)),
+            value.map_or_else(
+                || crate::agent::memory_kib().map_or(0, |kib| kib * 1024),
+                |v| bytes(v).unwrap_or(0),
+            ),
             bytes(divisor).unwrap_or(1),
         ),
         _ => return Err(format!("unsupported resourceFieldRef {resource:?}")),
     };
     Ok(value.div_ceil(divisor.max(1)).to_string())
-}
-
-/// The node's memory in bytes.
-fn node_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .next()
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib * 1024)
 }
 
 /// The environment of `container` in `pod` (both as JSON), in the order

@@ -196,6 +196,53 @@ impl Cluster {
         );
     }
 
+    /// The first NodePort of a Service.
+    pub fn node_port(&self, svc: &str) -> u16 {
+        self.ok(&[
+            "get",
+            "service",
+            svc,
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ])
+        .trim()
+        .parse()
+        .unwrap()
+    }
+
+    /// Runs `kubectl logs -f` with `extra` arguments and returns the first
+    /// `n` lines it prints (fewer if it ends or `timeout` passes first).
+    pub fn follow_logs(
+        &self,
+        pod: &str,
+        extra: &[&str],
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<String> {
+        let mut follow = Command::new("kubectl")
+            .args(["logs", "-f", pod])
+            .args(extra)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut reader = BufReader::new(follow.stdout.take().unwrap());
+        let started = Instant::now();
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        while lines.len() < n && started.elapsed() < timeout {
+            line.clear();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            lines.push(line.trim_end().to_string());
+        }
+        let _ = follow.kill();
+        let _ = follow.wait();
+        lines
+    }
+
     /// Polls `kubectl args` until `pred` holds on its stdout.
     pub fn wait_for(&self, args: &[&str], what: &str, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
