@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::types::{Command, Cond, Event, EventKind, Failure, Outcome, Stored, TypeConfig};
+use super::types::{
+    Applied, Command, Cond, Event, EventKind, Failure, Outcome, Proposal, Stored, TypeConfig,
+};
 use super::{read_err, write_err};
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
@@ -96,11 +98,24 @@ impl Shared {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// What a snapshot body is read for; its log id and membership come with
+/// the snapshot's meta.
+#[derive(Deserialize)]
 struct SnapshotBody {
-    last_applied: Option<LogId<u64>>,
-    membership: StoredMembership<u64, BasicNode>,
+    /// Absent in snapshots taken before the revision counter: the log
+    /// index was the revision then.
+    #[serde(default)]
+    revision: Option<u64>,
     objects: BTreeMap<String, Value>,
+}
+
+/// A snapshot body written from the objects in place.
+#[derive(Serialize)]
+struct SnapshotBodyRef<'a> {
+    last_applied: Option<LogId<u64>>,
+    membership: &'a StoredMembership<u64, BasicNode>,
+    revision: Option<u64>,
+    objects: BTreeMap<&'a str, &'a Value>,
 }
 
 /// The Raft state machine.
@@ -109,6 +124,8 @@ pub struct StateMachine {
     shared: Arc<Shared>,
     last_applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, BasicNode>,
+    /// The revision of the last change; every put or delete takes the next.
+    revision: u64,
     snapshot: CurrentSnapshot,
 }
 
@@ -151,9 +168,13 @@ impl StateMachine {
             .map(decode)
             .transpose()?
             .unwrap_or_default();
+        // Stores written before the revision counter used log indexes.
+        let revision: u64 = match get("revision")? {
+            Some(b) => decode(b)?,
+            None => last_applied.map_or(0, |l| l.index),
+        };
         drop(meta);
         drop(txn);
-        let revision = last_applied.map_or(0, |l| l.index);
         let (tx, _) = broadcast::channel(16_384);
         let hub = Hub {
             revision,
@@ -170,6 +191,7 @@ impl StateMachine {
             shared,
             last_applied,
             membership,
+            revision,
             snapshot: Arc::default(),
         })
     }
@@ -179,16 +201,18 @@ impl StateMachine {
         self.shared.clone()
     }
 
-    fn body(&self) -> SnapshotBody {
+    fn body(&self) -> Vec<u8> {
         let objects = self.shared.objects.read().expect("objects lock");
-        SnapshotBody {
+        let body = SnapshotBodyRef {
             last_applied: self.last_applied,
-            membership: self.membership.clone(),
+            membership: &self.membership,
+            revision: Some(self.revision),
             objects: objects
                 .iter()
-                .map(|(k, v)| (k.clone(), (*v.value).clone()))
+                .map(|(k, v)| (k.as_str(), &*v.value))
                 .collect(),
-        }
+        };
+        serde_json::to_vec(&body).unwrap_or_default()
     }
 }
 
@@ -220,6 +244,110 @@ enum DbOp {
     Delete(String),
 }
 
+/// What applying commands changes: the objects, the revision counter, the
+/// rows to write and the events to publish.
+struct Changes<'a> {
+    objects: &'a mut BTreeMap<String, Stored>,
+    revision: &'a mut u64,
+    ops: &'a mut Vec<DbOp>,
+    events: &'a mut Vec<Arc<Event>>,
+}
+
+impl Changes<'_> {
+    /// Applies a proposal's commands in order.
+    fn propose(&mut self, proposal: Proposal) -> Result<Applied, StorageError<u64>> {
+        Ok(match proposal {
+            Proposal::One(command) => Applied::One(self.apply(command)?),
+            Proposal::Batch(commands) => Applied::Batch(
+                commands
+                    .into_iter()
+                    .map(|c| self.apply(c))
+                    .collect::<Result<_, _>>()?,
+            ),
+        })
+    }
+
+    /// Applies one command; a change takes the next revision.
+    fn apply(&mut self, command: Command) -> Result<Outcome, StorageError<u64>> {
+        Ok(match command {
+            Command::Put {
+                key,
+                mut value,
+                cond,
+            } => {
+                let current = self.objects.get(&key);
+                if let Err(f) = check(cond, current) {
+                    return Ok(Outcome::Failed(f));
+                }
+                let prev = current.map(|c| c.value.clone());
+                *self.revision += 1;
+                let revision = *self.revision;
+                set_resource_version(&mut value, revision);
+                let value = Arc::new(value);
+                let bytes = serde_json::to_vec(&*value).map_err(write_err)?;
+                self.ops.push(DbOp::Put(key.clone(), bytes));
+                self.objects.insert(
+                    key.clone(),
+                    Stored {
+                        value: value.clone(),
+                        revision,
+                    },
+                );
+                let kind = if prev.is_some() {
+                    EventKind::Modified
+                } else {
+                    EventKind::Added
+                };
+                self.events.push(Arc::new(Event {
+                    revision,
+                    kind,
+                    key,
+                    object: value.clone(),
+                    prev,
+                }));
+                Outcome::Applied {
+                    revision,
+                    object: Some((*value).clone()),
+                }
+            }
+            Command::Delete { key, cond } => {
+                if let Err(f) = check(cond, self.objects.get(&key)) {
+                    return Ok(Outcome::Failed(f));
+                }
+                let Some(old) = self.objects.remove(&key) else {
+                    return Ok(Outcome::Failed(Failure::NotFound));
+                };
+                *self.revision += 1;
+                let revision = *self.revision;
+                self.ops.push(DbOp::Delete(key.clone()));
+                let mut last = (*old.value).clone();
+                set_resource_version(&mut last, revision);
+                let last = Arc::new(last);
+                self.events.push(Arc::new(Event {
+                    revision,
+                    kind: EventKind::Deleted,
+                    key,
+                    object: last.clone(),
+                    prev: Some(old.value),
+                }));
+                Outcome::Applied {
+                    revision,
+                    object: Some((*last).clone()),
+                }
+            }
+        })
+    }
+}
+
+fn set_resource_version(value: &mut Value, revision: u64) {
+    if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
+    }
+}
+
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
@@ -229,7 +357,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((self.last_applied, self.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, StorageError<u64>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError<u64>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -238,105 +366,33 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut ops = Vec::new();
         let mut events = Vec::new();
         let mut objects = self.shared.objects.write().expect("objects lock");
+        let mut changes = Changes {
+            objects: &mut objects,
+            revision: &mut self.revision,
+            ops: &mut ops,
+            events: &mut events,
+        };
         for entry in entries {
-            let revision = entry.log_id.index;
             self.last_applied = Some(entry.log_id);
             let outcome = match entry.payload {
-                EntryPayload::Blank => Outcome::Applied {
-                    revision,
+                EntryPayload::Blank => Applied::One(Outcome::Applied {
+                    revision: *changes.revision,
                     object: None,
-                },
+                }),
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
-                    Outcome::Applied {
-                        revision,
+                    Applied::One(Outcome::Applied {
+                        revision: *changes.revision,
                         object: None,
-                    }
+                    })
                 }
-                EntryPayload::Normal(Command::Put {
-                    key,
-                    mut value,
-                    cond,
-                }) => {
-                    let current = objects.get(&key);
-                    match check(cond, current) {
-                        Err(f) => Outcome::Failed(f),
-                        Ok(()) => {
-                            if let Some(meta) =
-                                value.get_mut("metadata").and_then(Value::as_object_mut)
-                            {
-                                meta.insert(
-                                    "resourceVersion".into(),
-                                    Value::String(revision.to_string()),
-                                );
-                            }
-                            let prev = current.map(|c| c.value.clone());
-                            let value = Arc::new(value);
-                            let bytes = serde_json::to_vec(&*value).map_err(write_err)?;
-                            ops.push(DbOp::Put(key.clone(), bytes));
-                            objects.insert(
-                                key.clone(),
-                                Stored {
-                                    value: value.clone(),
-                                    revision,
-                                },
-                            );
-                            let kind = if prev.is_some() {
-                                EventKind::Modified
-                            } else {
-                                EventKind::Added
-                            };
-                            events.push(Arc::new(Event {
-                                revision,
-                                kind,
-                                key,
-                                object: value.clone(),
-                                prev,
-                            }));
-                            Outcome::Applied {
-                                revision,
-                                object: Some((*value).clone()),
-                            }
-                        }
-                    }
-                }
-                EntryPayload::Normal(Command::Delete { key, cond }) => {
-                    match check(cond, objects.get(&key)) {
-                        Err(f) => Outcome::Failed(f),
-                        Ok(()) => match objects.remove(&key) {
-                            None => Outcome::Failed(Failure::NotFound),
-                            Some(old) => {
-                                ops.push(DbOp::Delete(key.clone()));
-                                let mut last = (*old.value).clone();
-                                if let Some(meta) =
-                                    last.get_mut("metadata").and_then(Value::as_object_mut)
-                                {
-                                    meta.insert(
-                                        "resourceVersion".into(),
-                                        Value::String(revision.to_string()),
-                                    );
-                                }
-                                let last = Arc::new(last);
-                                events.push(Arc::new(Event {
-                                    revision,
-                                    kind: EventKind::Deleted,
-                                    key,
-                                    object: last.clone(),
-                                    prev: Some(old.value),
-                                }));
-                                Outcome::Applied {
-                                    revision,
-                                    object: Some((*last).clone()),
-                                }
-                            }
-                        },
-                    }
-                }
+                EntryPayload::Normal(proposal) => changes.propose(proposal)?,
             };
             outcomes.push(outcome);
         }
         let last_applied = serde_json::to_vec(&self.last_applied).map_err(write_err)?;
         let membership = serde_json::to_vec(&self.membership).map_err(write_err)?;
+        let revision = serde_json::to_vec(&self.revision).map_err(write_err)?;
         tokio::task::block_in_place(|| -> Result<(), StorageError<u64>> {
             let mut txn = self.db.begin_write().map_err(write_err)?;
             // Applied state is not fsynced: the Raft log is, and after a crash
@@ -361,12 +417,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     .map_err(write_err)?;
                 meta.insert("membership", membership.as_slice())
                     .map_err(write_err)?;
+                meta.insert("revision", revision.as_slice())
+                    .map_err(write_err)?;
             }
             txn.commit().map_err(write_err)
         })?;
         let mut hub = self.shared.hub.lock().expect("hub lock");
         drop(objects);
-        hub.revision = self.last_applied.map_or(hub.revision, |l| l.index);
+        hub.revision = self.revision;
         for event in events {
             hub.history.push_back(event.clone());
             if hub.history.len() > HISTORY
@@ -391,7 +449,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let Err(e) = flushed {
             tracing::error!("flushing the state machine before a snapshot: {e}");
         }
-        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let body = self.body();
         SnapshotBuilder {
             last_applied: self.last_applied,
             membership: self.membership.clone(),
@@ -413,6 +471,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError<u64>> {
         let bytes = snapshot.into_inner();
         let body: SnapshotBody = serde_json::from_slice(&bytes).map_err(read_err)?;
+        let revision = body
+            .revision
+            .unwrap_or_else(|| meta.last_log_id.map_or(0, |l| l.index));
         tokio::task::block_in_place(|| -> Result<(), StorageError<u64>> {
             let txn = self.db.begin_write().map_err(write_err)?;
             {
@@ -437,10 +498,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         .as_slice(),
                 )
                 .map_err(write_err)?;
+                m.insert(
+                    "revision",
+                    serde_json::to_vec(&revision).map_err(write_err)?.as_slice(),
+                )
+                .map_err(write_err)?;
             }
             txn.commit().map_err(write_err)
         })?;
-        let revision = meta.last_log_id.map_or(0, |l| l.index);
         *self.shared.objects.write().expect("objects lock") = body
             .objects
             .into_iter()
@@ -463,6 +528,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
+        self.revision = revision;
         *self.snapshot.lock().expect("snapshot lock") = Some((meta.clone(), bytes));
         Ok(())
     }

@@ -9,8 +9,8 @@ use serde_json::Value;
 openraft::declare_raft_types!(
     /// Raft type configuration of the store.
     pub TypeConfig:
-        D = Command,
-        R = Outcome,
+        D = Proposal,
+        R = Applied,
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
@@ -53,6 +53,19 @@ pub enum Command {
     },
 }
 
+/// What one log entry carries: a command, or commands applied one after the
+/// other, each with its own precondition and revision, so concurrent writes
+/// share a Raft round and an fsync. A single command is written as before
+/// batching, so older logs still read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Proposal {
+    /// One command.
+    One(Command),
+    /// Commands in the order they were proposed.
+    Batch(Vec<Command>),
+}
+
 /// Why a command was not applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Failure {
@@ -80,6 +93,15 @@ pub enum Outcome {
     },
     /// Not applied.
     Failed(Failure),
+}
+
+/// The result of applying one log entry: one outcome per command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Applied {
+    /// The outcome of [`Proposal::One`], or of a membership or blank entry.
+    One(Outcome),
+    /// The outcomes of [`Proposal::Batch`], in its order.
+    Batch(Vec<Outcome>),
 }
 
 /// A stored object with the revision it was last written at.
