@@ -20,6 +20,10 @@ struct Cli {
 enum Command {
     /// Start a single-node cluster (control plane and node) in the foreground.
     Up(UpArgs),
+    /// Run a node agent that joins a cluster through its API.
+    Agent(AgentArgs),
+    /// Write the credentials a new node joins this cluster with.
+    NodeConfig(NodeConfigArgs),
     /// Manage the node's local image store.
     Images {
         #[command(subcommand)]
@@ -43,6 +47,19 @@ struct UpArgs {
     /// Address the API listens on.
     #[arg(long, env = "SHOAL_BIND_ADDRESS", default_value = "127.0.0.1")]
     bind_address: IpAddr,
+    /// Range the nodes' pod CIDRs are cut from.
+    #[arg(long, env = "SHOAL_CLUSTER_CIDR", default_value = "10.244.0.0/14")]
+    cluster_cidr: String,
+    /// Prefix length of each node's pod CIDR (/18: 16,382 pods per node).
+    #[arg(long, env = "SHOAL_NODE_CIDR_MASK_SIZE", default_value_t = 18, value_parser = clap::value_parser!(u8).range(8..=30))]
+    node_cidr_mask_size: u8,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// Settings of a node agent, in `shoal up` and `shoal agent` alike.
+#[derive(Args, Clone)]
+struct NodeArgs {
     /// The node's address: NodePorts and the kubelet API listen here.
     #[arg(long, env = "SHOAL_NODE_IP", default_value = "127.0.0.1")]
     node_ip: IpAddr,
@@ -52,18 +69,15 @@ struct UpArgs {
     /// Name of the node.
     #[arg(long, env = "SHOAL_NODE_NAME", default_value = "shoal")]
     node_name: String,
-    /// Range the nodes' pod CIDRs are cut from.
-    #[arg(long, env = "SHOAL_CLUSTER_CIDR", default_value = "10.244.0.0/14")]
-    cluster_cidr: String,
-    /// Prefix length of each node's pod CIDR (/18: 16,382 pods per node).
-    #[arg(long, env = "SHOAL_NODE_CIDR_MASK_SIZE", default_value_t = 18, value_parser = clap::value_parser!(u8).range(8..=30))]
-    node_cidr_mask_size: u8,
     /// Pods the node accepts.
     #[arg(long, env = "SHOAL_MAX_PODS", default_value_t = 1000)]
     max_pods: u32,
     /// Size at which a container's log file is rotated (a quantity: 10Mi).
     #[arg(long, env = "SHOAL_CONTAINER_LOG_MAX_SIZE", default_value = "10Mi", value_parser = parse_bytes)]
     container_log_max_size: u64,
+    /// Log files kept per container, the current one included.
+    #[arg(long, env = "SHOAL_CONTAINER_LOG_MAX_FILES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    container_log_max_files: u32,
     /// Bytes of images and compiled artifacts the node keeps before it
     /// removes the images no pod uses (a quantity: 10Gi).
     #[arg(long, env = "SHOAL_IMAGE_CACHE_MAX_SIZE", default_value = "10Gi", value_parser = parse_bytes)]
@@ -72,9 +86,49 @@ struct UpArgs {
     /// collection (a duration: 90s, 2m, 1h).
     #[arg(long, env = "SHOAL_MINIMUM_IMAGE_TTL_DURATION", default_value = "2m", value_parser = parse_duration)]
     minimum_image_ttl_duration: std::time::Duration,
-    /// Log files kept per container, the current one included.
-    #[arg(long, env = "SHOAL_CONTAINER_LOG_MAX_FILES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
-    container_log_max_files: u32,
+}
+
+/// A node agent joining a cluster through its API, as a kubelet does.
+#[derive(Args, Clone)]
+struct AgentArgs {
+    /// Where the node's images, compiled artifacts, pod state and logs live.
+    #[arg(long, env = "SHOAL_DATA_DIR", default_value = "/var/lib/shoal")]
+    data_dir: PathBuf,
+    /// The node's credentials for the API (see `shoal node-config`).
+    #[arg(long, env = "SHOAL_KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// Serving certificate of the kubelet API (PEM).
+    #[arg(long)]
+    tls_cert_file: PathBuf,
+    /// Private key of the serving certificate (PEM).
+    #[arg(long)]
+    tls_private_key_file: PathBuf,
+    /// CA that signs the certificates clients of the kubelet API present
+    /// (the API server's, for logs).
+    #[arg(long)]
+    client_ca_file: PathBuf,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// Issues the files a node agent joins the cluster with.
+#[derive(Args, Clone)]
+struct NodeConfigArgs {
+    /// The control plane's data directory (its CA signs the credentials).
+    #[arg(long, env = "SHOAL_DATA_DIR", default_value = "/var/lib/shoal")]
+    data_dir: PathBuf,
+    /// Name of the new node.
+    #[arg(long)]
+    node_name: String,
+    /// Address of the new node (its kubelet API certificate names it).
+    #[arg(long)]
+    node_ip: IpAddr,
+    /// The API's URL as the node reaches it.
+    #[arg(long, default_value = "https://127.0.0.1:6443")]
+    server: String,
+    /// Directory to write kubeconfig, kubelet.crt, kubelet.key and ca.crt to.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 /// A byte quantity as Kubernetes writes them (`512Ki`, `10Mi`, `1G`).
@@ -161,6 +215,11 @@ fn main() -> Result<()> {
             .enable_all()
             .build()?
             .block_on(up(args)),
+        Command::Agent(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(agent(args)),
+        Command::NodeConfig(args) => node_config(&args),
         Command::Images {
             command:
                 ImagesCommand::Import {
@@ -208,7 +267,7 @@ async fn up(args: UpArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let listen = SocketAddr::new(args.bind_address, args.api_port);
-    let hosts = vec![args.bind_address.to_string(), args.node_ip.to_string()];
+    let hosts = vec![args.bind_address.to_string(), args.node.node_ip.to_string()];
     let server = shoal_apiserver::server::Server::start(shoal_apiserver::server::ServerConfig {
         data_dir: args.data_dir.clone(),
         listen,
@@ -237,48 +296,127 @@ async fn up(args: UpArgs) -> Result<()> {
     )?;
     let node_kc = kube::config::Kubeconfig::from_yaml(&server.pki.kubeconfig(
         &url,
-        &format!("system:node:{}", args.node_name),
+        &format!("system:node:{}", args.node.node_name),
         &server.pki.node_client,
     ))?;
-    let kc =
-        kube::Config::from_custom_kubeconfig(node_kc, &kube::config::KubeConfigOptions::default())
-            .await?;
-    let client = kube::Client::try_from(kc)?;
-    let runtime = shoal_runtime_wasm::Runtime::new(shoal_runtime_wasm::RuntimeConfig {
-        // A slot per pod, plus room for HTTP requests in flight.
-        pool_instances: args.max_pods.saturating_add(256),
-        image_cache_max_bytes: args.image_cache_max_size,
-        image_minimum_age: args.minimum_image_ttl_duration,
-        ..shoal_runtime_wasm::RuntimeConfig::new(&args.data_dir)
-    })?;
-    let agent = shoal_node::Agent::start(
-        shoal_node::AgentConfig {
-            node_name: args.node_name.clone(),
-            data_dir: args.data_dir.join("node"),
-            node_ip: args.node_ip,
-            kubelet_port: args.kubelet_port,
-            kubelet_tls: server
-                .pki
-                .server_config(&server.pki.node_serving, &[b"http/1.1"])?,
-            max_pods: args.max_pods,
-            log_rotation: shoal_node::logs::LogRotation {
-                max_bytes: args.container_log_max_size,
-                max_files: args.container_log_max_files,
-            },
-        },
-        client,
-        Arc::clone(&runtime),
-    )
-    .await
-    .context("starting the node agent")?;
+    let kubelet_tls = server
+        .pki
+        .server_config(&server.pki.node_serving, &[b"http/1.1"])?;
+    let agent = start_agent(&args.data_dir, &args.node, node_kc, kubelet_tls, true).await?;
     println!(
         "shoal is ready: API at {url}, node {}. Use it with: export KUBECONFIG={}",
-        args.node_name,
+        args.node.node_name,
         kubeconfig_path.display()
     );
     tokio::signal::ctrl_c().await?;
     eprintln!("shutting down");
     agent.shutdown();
     server.shutdown().await;
+    Ok(())
+}
+
+async fn agent(args: AgentArgs) -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let read = |p: &Path| -> Result<String> {
+        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+    };
+    let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig)
+        .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
+    let pair = shoal_apiserver::pki::Pair {
+        cert: read(&args.tls_cert_file)?,
+        key: read(&args.tls_private_key_file)?,
+    };
+    let kubelet_tls =
+        shoal_apiserver::pki::server_config(&read(&args.client_ca_file)?, &pair, &[b"http/1.1"])?;
+    let agent = start_agent(&args.data_dir, &args.node, kubeconfig, kubelet_tls, false).await?;
+    println!(
+        "shoal agent is ready: node {} at {}",
+        args.node.node_name, args.node.node_ip
+    );
+    tokio::signal::ctrl_c().await?;
+    eprintln!("shutting down");
+    agent.shutdown();
+    Ok(())
+}
+
+/// Starts a node agent that reaches the API with `kubeconfig`.
+async fn start_agent(
+    data_dir: &Path,
+    node: &NodeArgs,
+    kubeconfig: kube::config::Kubeconfig,
+    kubelet_tls: Arc<rustls::ServerConfig>,
+    control_plane: bool,
+) -> Result<shoal_node::Agent> {
+    let kc = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    let client = kube::Client::try_from(kc)?;
+    let runtime = shoal_runtime_wasm::Runtime::new(shoal_runtime_wasm::RuntimeConfig {
+        // A slot per pod, plus room for HTTP requests in flight.
+        pool_instances: node.max_pods.saturating_add(256),
+        image_cache_max_bytes: node.image_cache_max_size,
+        image_minimum_age: node.minimum_image_ttl_duration,
+        ..shoal_runtime_wasm::RuntimeConfig::new(data_dir)
+    })?;
+    shoal_node::Agent::start(
+        shoal_node::AgentConfig {
+            node_name: node.node_name.clone(),
+            data_dir: data_dir.join("node"),
+            node_ip: node.node_ip,
+            kubelet_port: node.kubelet_port,
+            kubelet_tls,
+            max_pods: node.max_pods,
+            log_rotation: shoal_node::logs::LogRotation {
+                max_bytes: node.container_log_max_size,
+                max_files: node.container_log_max_files,
+            },
+            control_plane,
+        },
+        client,
+        runtime,
+    )
+    .await
+    .context("starting the node agent")
+}
+
+fn node_config(args: &NodeConfigArgs) -> Result<()> {
+    let pki_dir = args.data_dir.join("pki");
+    if !pki_dir.join("ca.crt").exists() {
+        anyhow::bail!(
+            "{} holds no cluster: pass the data dir of `shoal up`",
+            args.data_dir.display()
+        );
+    }
+    let pki = shoal_apiserver::pki::Pki::load_or_create(&pki_dir, &[]).with_context(|| {
+        format!(
+            "reading the cluster's certificates in {}",
+            pki_dir.display()
+        )
+    })?;
+    let creds = shoal_apiserver::pki::issue_node_credentials(
+        &pki_dir,
+        &args.node_name,
+        &args.node_ip.to_string(),
+    )?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let user = format!("system:node:{}", args.node_name);
+    shoal_apiserver::pki::write_private(
+        &args.out.join("kubeconfig"),
+        &pki.kubeconfig(&args.server, &user, &creds.client),
+    )?;
+    std::fs::write(args.out.join("kubelet.crt"), &creds.serving.cert)?;
+    shoal_apiserver::pki::write_private(&args.out.join("kubelet.key"), &creds.serving.key)?;
+    std::fs::write(args.out.join("ca.crt"), &pki.ca)?;
+    println!(
+        "wrote the credentials of node {name} to {out}; start it with: shoal agent --kubeconfig {out}/kubeconfig --tls-cert-file {out}/kubelet.crt --tls-private-key-file {out}/kubelet.key --client-ca-file {out}/ca.crt --node-name {name} --node-ip {ip}",
+        name = args.node_name,
+        out = args.out.display(),
+        ip = args.node_ip
+    );
     Ok(())
 }

@@ -58,6 +58,63 @@ pub struct Pki {
     pub apiserver_kubelet_client: Pair,
 }
 
+/// The CA certificate's parameters: issued certificates name their issuer
+/// from these.
+fn ca_params() -> Result<CertificateParams, rcgen::Error> {
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "shoal-ca");
+    ca.not_after = rcgen::date_time_ymd(2046, 1, 1);
+    Ok(ca)
+}
+
+/// What a node agent needs to join the cluster: its client pair
+/// (`system:node:NAME` in `system:nodes`) and the kubelet API's serving pair.
+#[derive(Debug, Clone)]
+pub struct NodeCredentials {
+    /// Client pair towards the API.
+    pub client: Pair,
+    /// Serving pair of the kubelet API, valid for the node's name and address.
+    pub serving: Pair,
+}
+
+/// Issues credentials for node `name` reachable at `addr`, signed by the CA
+/// under `dir` (the `pki` directory of the control plane's data dir).
+pub fn issue_node_credentials(
+    dir: &Path,
+    name: &str,
+    addr: &str,
+) -> Result<NodeCredentials, PkiError> {
+    let key_path = dir.join("ca.key");
+    let key_pem = std::fs::read_to_string(&key_path).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "{}: {e} (the CA key is kept by control planes first started with this version)",
+                key_path.display()
+            ),
+        )
+    })?;
+    let issuer = Issuer::new(ca_params()?, KeyPair::from_pem(&key_pem)?);
+    use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    Ok(NodeCredentials {
+        client: leaf(
+            &issuer,
+            &format!("system:node:{name}"),
+            Some("system:nodes"),
+            vec![],
+            vec![ClientAuth],
+        )?,
+        serving: leaf(
+            &issuer,
+            name,
+            None,
+            vec![name.to_string(), addr.to_string()],
+            vec![ServerAuth],
+        )?,
+    })
+}
+
 fn leaf(
     issuer: &Issuer<'_, KeyPair>,
     cn: &str,
@@ -96,11 +153,10 @@ impl Pki {
         if !path("ca", "crt").exists() {
             std::fs::create_dir_all(dir)?;
             let ca_key = KeyPair::generate()?;
-            let mut ca = CertificateParams::new(Vec::<String>::new())?;
-            ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            ca.distinguished_name.push(DnType::CommonName, "shoal-ca");
-            ca.not_after = rcgen::date_time_ymd(2046, 1, 1);
+            let ca = ca_params()?;
             let ca_cert = ca.self_signed(&ca_key)?;
+            // Kept (owner-only) so certificates for more nodes can be issued.
+            write_private(&path("ca", "key"), &ca_key.serialize_pem())?;
             let issuer = Issuer::new(ca, ca_key);
             use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
             let mut sans: Vec<String> = vec![
@@ -193,13 +249,7 @@ impl Pki {
 
     /// Root store holding the cluster CA.
     pub fn roots(&self) -> Result<RootCertStore, PkiError> {
-        let mut roots = RootCertStore::empty();
-        for c in CertificateDer::pem_slice_iter(self.ca.as_bytes()) {
-            roots
-                .add(c.map_err(|_| PkiError::Pem("ca.crt".into()))?)
-                .map_err(|e| PkiError::Tls(e.to_string()))?;
-        }
-        Ok(roots)
+        roots(&self.ca)
     }
 
     /// A server config presenting `pair` that asks for (but does not
@@ -210,24 +260,7 @@ impl Pki {
         pair: &Pair,
         alpn: &[&[u8]],
     ) -> Result<Arc<rustls::ServerConfig>, PkiError> {
-        let verifier = WebPkiClientVerifier::builder_with_provider(
-            Arc::new(self.roots()?),
-            Arc::new(rustls::crypto::ring::default_provider()),
-        )
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| PkiError::Tls(e.to_string()))?;
-        let (certs, key) = parse_pair(pair)?;
-        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| PkiError::Tls(e.to_string()))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .map_err(|e| PkiError::Tls(e.to_string()))?;
-        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Ok(Arc::new(cfg))
+        server_config(&self.ca, pair, alpn)
     }
 
     /// A client config trusting the CA and presenting `pair`.
@@ -243,6 +276,45 @@ impl Pki {
         .map_err(|e| PkiError::Tls(e.to_string()))?;
         Ok(Arc::new(cfg))
     }
+}
+
+/// A root store holding the CA certificates in `ca_pem`.
+pub fn roots(ca_pem: &str) -> Result<RootCertStore, PkiError> {
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(c.map_err(|_| PkiError::Pem("ca.crt".into()))?)
+            .map_err(|e| PkiError::Tls(e.to_string()))?;
+    }
+    Ok(roots)
+}
+
+/// A server config presenting `pair` that asks for (but does not require) a
+/// client certificate signed by a CA of `ca_pem`, so requests without one
+/// can be answered with 401.
+pub fn server_config(
+    ca_pem: &str,
+    pair: &Pair,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots(ca_pem)?),
+        Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| PkiError::Tls(e.to_string()))?;
+    let (certs, key) = parse_pair(pair)?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| PkiError::Tls(e.to_string()))?
+    .with_client_cert_verifier(verifier)
+    .with_single_cert(certs, key)
+    .map_err(|e| PkiError::Tls(e.to_string()))?;
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(cfg))
 }
 
 fn parse_pair(

@@ -32,6 +32,9 @@ pub struct AgentConfig {
     pub max_pods: u32,
     /// When container logs are rotated.
     pub log_rotation: crate::logs::LogRotation,
+    /// The node also runs the control plane (`shoal up`): it is labelled
+    /// `node-role.kubernetes.io/control-plane`.
+    pub control_plane: bool,
 }
 
 /// What the agent's tasks share.
@@ -165,14 +168,16 @@ impl Agent {
         let nodes: Api<Node> = Api::all(client.clone());
         let name = config.node_name.clone();
         if nodes.get_opt(&name).await?.is_none() {
-            let node: Node = serde_json::from_value(json!({
-                "metadata": {"name": name, "labels": {
-                    "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                    "kubernetes.io/arch": if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH },
-                    "node-role.kubernetes.io/control-plane": "",
-                }},
-            }))
-            .map_err(|e| AgentError::Local(e.to_string()))?;
+            let mut labels = json!({
+                "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH },
+            });
+            if config.control_plane {
+                labels["node-role.kubernetes.io/control-plane"] = json!("");
+            }
+            let node: Node =
+                serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))
+                    .map_err(|e| AgentError::Local(e.to_string()))?;
             nodes.create(&PostParams::default(), &node).await?;
         }
         nodes

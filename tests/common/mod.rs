@@ -182,18 +182,67 @@ impl Cluster {
 
     /// Imports a module into the node's image store with `shoal images import`.
     pub fn import(&self, file: &Path, name: &str) {
+        import_into(&self.dir, file, name);
+    }
+
+    /// Issues credentials with `shoal node-config` and starts `shoal agent`
+    /// as node `name` at address `ip`, joined to this cluster, with `args`
+    /// as well.
+    pub fn join(&self, name: &str, ip: &str, args: &[&str]) -> Node {
+        let dir = self.dir.join(format!("node-{name}"));
+        let creds = dir.join("credentials");
         let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
-            .args(["images", "import", "--data-dir"])
+            .args(["node-config", "--data-dir"])
             .arg(&self.dir)
-            .arg(file)
-            .arg(name)
+            .args(["--node-name", name, "--node-ip", ip, "--server"])
+            .arg(format!("https://127.0.0.1:{}", self.api_port))
+            .arg("--out")
+            .arg(&creds)
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "import failed: {}",
+            "node-config failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .arg("agent")
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--kubeconfig")
+            .arg(creds.join("kubeconfig"))
+            .arg("--tls-cert-file")
+            .arg(creds.join("kubelet.crt"))
+            .arg("--tls-private-key-file")
+            .arg(creds.join("kubelet.key"))
+            .arg("--client-ca-file")
+            .arg(creds.join("ca.crt"))
+            .args(["--node-name", name, "--node-ip", ip])
+            .args(["--kubelet-port", &free_port().to_string()])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.join("agent.log")).unwrap(),
+            ))
+            .spawn()
+            .expect("starting shoal agent");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let node = Node {
+            data_dir: dir.join("data"),
+            dir,
+            child,
+        };
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("shoal agent did not become ready; log:\n{}", node.log()));
+        assert!(line.contains("shoal agent is ready"), "{line}");
+        node
     }
 
     /// The first NodePort of a Service.
@@ -269,6 +318,51 @@ impl Cluster {
 pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Imports a module into the image store under `data_dir`.
+pub fn import_into(data_dir: &Path, file: &Path, name: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["images", "import", "--data-dir"])
+        .arg(data_dir)
+        .arg(file)
+        .arg(name)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A running `shoal agent` joined to a [`Cluster`].
+pub struct Node {
+    pub dir: PathBuf,
+    pub data_dir: PathBuf,
+    child: Child,
+}
+
+impl Node {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// Imports a module into this node's image store.
+    pub fn import(&self, file: &Path, name: &str) {
+        import_into(&self.data_dir, file, name);
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Cluster {
