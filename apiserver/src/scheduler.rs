@@ -48,11 +48,9 @@ pub fn bytes(q: &str) -> Option<i64> {
 }
 
 fn requests(pod: &Value) -> (i64, i64) {
-    let cs = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let Some(cs) = pod.pointer("/spec/containers").and_then(Value::as_array) else {
+        return (0, 0);
+    };
     cs.iter().fold((0, 0), |(c, m), ct| {
         let r = ct
             .pointer("/resources/requests")

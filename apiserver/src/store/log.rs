@@ -3,10 +3,11 @@
 //! transaction (one fsync) and then reports each of them flushed. Under
 //! concurrent writes the cost of an fsync is shared by all of them.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::ops::RangeBounds;
+use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, StorageError, Vote};
@@ -34,11 +35,19 @@ enum Job {
     Change(Change, Done),
 }
 
-/// The log store. Clones share the database and the writer.
+/// Most entries kept in memory for [`LogStore::try_get_log_entries`].
+const MAX_RECENT: usize = 10_000;
+
+/// The log store. Clones share the database, the writer and the recent
+/// entries.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
     writer: std::sync::mpsc::Sender<Job>,
+    /// Appended entries not yet read back: openraft reads each committed
+    /// entry once to apply it, and handing it over from here saves
+    /// decoding it again. Anything missing is read from disk.
+    recent: Arc<Mutex<BTreeMap<u64, Entry<TypeConfig>>>>,
 }
 
 impl LogStore {
@@ -56,7 +65,35 @@ impl LogStore {
             .name("shoal-raft-log".into())
             .spawn(move || write_loop(&thread_db, &jobs))
             .map_err(redb::Error::Io)?;
-        Ok(Self { db, writer })
+        Ok(Self {
+            db,
+            writer,
+            recent: Arc::default(),
+        })
+    }
+
+    /// Takes the entries of `range` from the recent ones if all of them are
+    /// there.
+    fn take_recent<RB: RangeBounds<u64>>(&self, range: &RB) -> Option<Vec<Entry<TypeConfig>>> {
+        let start = match range.start_bound() {
+            Bound::Included(s) => *s,
+            Bound::Excluded(s) => s.checked_add(1)?,
+            Bound::Unbounded => return None,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(e) => e.checked_add(1)?,
+            Bound::Excluded(e) => *e,
+            Bound::Unbounded => return None,
+        };
+        let mut recent = self.recent.lock().expect("recent entries lock");
+        let len = usize::try_from(end.checked_sub(start)?).ok()?;
+        if recent.range(start..end).count() != len {
+            return None;
+        }
+        let mut later = recent.split_off(&start);
+        let mut rest = later.split_off(&end);
+        recent.append(&mut rest);
+        Some(later.into_values().collect())
     }
 
     /// Runs `change` on the writer thread after every append sent before
@@ -121,6 +158,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
+        if let Some(entries) = self.take_recent(&range) {
+            return Ok(entries);
+        }
         let txn = self.db.begin_read().map_err(read_err)?;
         let table = txn.open_table(LOG).map_err(read_err)?;
         let mut out = Vec::new();
@@ -168,11 +208,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut rows = Vec::new();
+        let mut appended = Vec::new();
         for entry in entries {
             rows.push((
                 entry.log_id.index,
                 serde_json::to_vec(&entry).map_err(write_err)?,
             ));
+            appended.push(entry);
+        }
+        {
+            let mut recent = self.recent.lock().expect("recent entries lock");
+            recent.extend(appended.into_iter().map(|e| (e.log_id.index, e)));
+            while recent.len() > MAX_RECENT {
+                recent.pop_first();
+            }
         }
         self.writer
             .send(Job::Append(rows, callback))
@@ -180,6 +229,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        self.recent
+            .lock()
+            .expect("recent entries lock")
+            .retain(|i, _| *i < log_id.index);
         self.change(move |db| {
             let txn = db.begin_write().map_err(write_err)?;
             txn.open_table(LOG)
@@ -191,6 +244,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        self.recent
+            .lock()
+            .expect("recent entries lock")
+            .retain(|i, _| *i > log_id.index);
         let bytes = serde_json::to_vec(&log_id).map_err(write_err)?;
         self.change(move |db| {
             let txn = db.begin_write().map_err(write_err)?;
