@@ -137,3 +137,106 @@ fn pods_cannot_reach_the_node_unless_granted_host_network() {
         }
     }
 }
+
+/// A network namespace joined to the machine by a veth pair, holding a
+/// server on an address that is not the node's: a stand-in for another
+/// machine. Removed on drop.
+struct Remote {
+    ns: String,
+    server: std::process::Child,
+    addr: String,
+}
+
+impl Remote {
+    fn start(port: u16) -> Self {
+        let id = std::process::id() % 250 + 1;
+        let ns = format!("shoal-remote-{id}");
+        let (host_if, ns_if) = (format!("shr{id}a"), format!("shr{id}b"));
+        let (host_ip, ns_ip) = (format!("10.213.{id}.1"), format!("10.213.{id}.2"));
+        let run = |args: &[&str]| {
+            let st = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(st.success(), "ip {args:?}");
+        };
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &ns])
+            .status();
+        run(&["netns", "add", &ns]);
+        run(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+        ]);
+        run(&["link", "set", &ns_if, "netns", &ns]);
+        run(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if]);
+        run(&["link", "set", &host_if, "up"]);
+        let in_ns = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", &ns, "ip"];
+            all.extend_from_slice(args);
+            run(&all);
+        };
+        in_ns(&["addr", "add", &format!("{ns_ip}/30"), "dev", &ns_if]);
+        in_ns(&["link", "set", &ns_if, "up"]);
+        in_ns(&["link", "set", "lo", "up"]);
+        let server = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, "python3", "-m", "http.server"])
+            .args(["--bind", &ns_ip, &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = format!("{ns_ip}:{port}");
+        for _ in 0..50 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Self { ns, server, addr }
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .status();
+    }
+}
+
+#[test]
+fn pods_reach_other_machines_over_plain_http() {
+    let c = Cluster::start("network-remote");
+    c.import(&example("hello-http"), "hello-http:v1");
+    // The server's address is in another namespace: not one of the node's.
+    let remote = Remote::start(common::free_port());
+    let manifest = c.dir.join("remote.yaml");
+    std::fs::write(&manifest, pods_yaml("")).unwrap();
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    let node_port = c.node_port("web-sandboxed");
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            "web-sandboxed",
+            "-o",
+            "jsonpath={.status.phase}",
+        ],
+        "Running",
+        |o| o == "Running",
+    );
+    let url = format!("http://{}/", remote.addr);
+    let mut answer = None;
+    for _ in 0..50 {
+        answer = http_get(node_port, &format!("/fetch?{url}"));
+        if answer.as_ref().is_some_and(|(code, _)| *code == 200) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (code, body) = answer.expect("the NodePort answers");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body.trim(), format!("fetch {url}: status 200"));
+}

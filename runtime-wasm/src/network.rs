@@ -92,7 +92,17 @@ impl WasiHttpHooks for HttpHooks {
         let network = self.network.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
-            check_destination(&network, request.uri()).await?;
+            let mut request = request;
+            let checked = check_destination(&network, request.uri()).await?;
+            // Plain HTTP goes to the address that was checked, not to a
+            // second lookup that could answer differently (DNS rebinding);
+            // the Host header keeps the name. HTTPS keeps the name for
+            // certificate verification, which a rebound address fails.
+            if let Some(addr) = checked
+                && request.uri().scheme() == Some(&http::uri::Scheme::HTTP)
+            {
+                *request.uri_mut() = to_address(request.uri(), addr)?;
+            }
             let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             Ok((
                 res.map(BodyExt::boxed_unsync),
@@ -102,13 +112,28 @@ impl WasiHttpHooks for HttpHooks {
     }
 }
 
+/// `uri` with its authority replaced by `addr`.
+fn to_address(uri: &http::Uri, addr: SocketAddr) -> Result<http::Uri, HttpError> {
+    let mut parts = uri.clone().into_parts();
+    parts.authority = Some(
+        addr.to_string()
+            .parse()
+            .map_err(|_| HttpError::HttpRequestUriInvalid)?,
+    );
+    http::Uri::from_parts(parts).map_err(|_| HttpError::HttpRequestUriInvalid)
+}
+
 /// Refuses a request whose host resolves to an address the container may
 /// not reach. Every resolved address must be allowed, so a name cannot
-/// smuggle a forbidden address in among permitted ones.
-async fn check_destination(network: &NetworkAccess, uri: &http::Uri) -> Result<(), HttpError> {
+/// smuggle a forbidden address in among permitted ones. Returns the address
+/// to connect to when the access is checked per address.
+async fn check_destination(
+    network: &NetworkAccess,
+    uri: &http::Uri,
+) -> Result<Option<SocketAddr>, HttpError> {
     match network {
         NetworkAccess::None => return Err(HttpError::HttpRequestDenied),
-        NetworkAccess::Host => return Ok(()),
+        NetworkAccess::Host => return Ok(None),
         NetworkAccess::Outbound { .. } => {}
     }
     let host = uri.host().ok_or(HttpError::HttpRequestUriInvalid)?;
@@ -129,7 +154,7 @@ async fn check_destination(network: &NetworkAccess, uri: &http::Uri) -> Result<(
         .iter()
         .all(|a| network.allows(*a, SocketAddrUse::TcpConnect))
     {
-        Ok(())
+        Ok(addrs.first().copied())
     } else {
         Err(HttpError::DestinationIpProhibited)
     }
@@ -143,6 +168,15 @@ mod tests {
         NetworkAccess::Outbound {
             node_addrs: vec!["192.168.1.10".parse().unwrap()].into(),
         }
+    }
+
+    #[test]
+    fn plain_http_goes_to_the_checked_address() {
+        let uri: http::Uri = "http://svc.example:8080/a?b=c".parse().unwrap();
+        let to = to_address(&uri, "10.1.2.3:8080".parse().unwrap()).unwrap();
+        assert_eq!(to.to_string(), "http://10.1.2.3:8080/a?b=c");
+        let to = to_address(&uri, "[fd00::1]:8080".parse().unwrap()).unwrap();
+        assert_eq!(to.to_string(), "http://[fd00::1]:8080/a?b=c");
     }
 
     #[test]
