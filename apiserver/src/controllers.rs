@@ -9,7 +9,9 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::meta::{self, str_at};
-use crate::objects::{DeleteOpts, Objects, PatchType, WriteOpts};
+use crate::objects::{
+    DeleteOpts, FOREGROUND_DELETION, ORPHAN, Objects, PatchType, Propagation, WriteOpts,
+};
 use crate::resources::{self, RESOURCES, Resource, Sub};
 use crate::selectors::LabelSelector;
 
@@ -22,6 +24,9 @@ pub enum Action {
     Patch(&'static Resource, String, String, Value, bool),
     /// Delete an object.
     Delete(&'static Resource, String, String),
+    /// Delete a dependent of an object deleted in the foreground, in the
+    /// foreground too.
+    DeleteForeground(&'static Resource, String, String),
     /// Record a Normal event about an object.
     Event(Value, &'static str, String),
     /// Remove an emptied, terminating namespace.
@@ -564,7 +569,7 @@ pub fn reconcile_garbage(s: &Snapshot) -> Vec<Action> {
         .flatten()
         .map(|o| meta::uid(o))
         .collect();
-    let mut actions = Vec::new();
+    let mut actions = propagate_deletions(s);
     for r in RESOURCES {
         for o in s.of(r.plural) {
             let owners = o
@@ -580,6 +585,99 @@ pub fn reconcile_garbage(s: &Snapshot) -> Vec<Action> {
                     r,
                     meta::namespace(o).to_string(),
                     meta::name(o).to_string(),
+                ));
+            }
+        }
+    }
+    actions
+}
+
+fn owner_uids(o: &Value) -> impl Iterator<Item = &str> {
+    o.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w.get("uid").and_then(Value::as_str))
+}
+
+fn has_finalizer(o: &Value, f: &str) -> bool {
+    o.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|fs| fs.iter().any(|x| x == f))
+}
+
+/// The object's finalizers without `f`, as a merge patch.
+fn without_finalizer(o: &Value, f: &str) -> Value {
+    let rest: Vec<&Value> = o
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|x| *x != f)
+        .collect();
+    json!({"metadata": {"finalizers": if rest.is_empty() { Value::Null } else { json!(rest) }}})
+}
+
+/// Deletions with a propagation policy: an owner held by `orphan` is
+/// removed from its dependents' owners, one held by `foregroundDeletion`
+/// has its dependents deleted (in the foreground too); once it has no
+/// dependents left, its finalizer is removed and the deletion completes.
+fn propagate_deletions(s: &Snapshot) -> Vec<Action> {
+    let mut dependents: BTreeMap<&str, Vec<(&'static Resource, &Value)>> = BTreeMap::new();
+    for r in RESOURCES {
+        for o in s.of(r.plural) {
+            for uid in owner_uids(o) {
+                dependents.entry(uid).or_default().push((r, o));
+            }
+        }
+    }
+    let mut actions = Vec::new();
+    for r in RESOURCES {
+        for o in s.of(r.plural).iter().filter(|o| terminating(o)) {
+            let uid = meta::uid(o);
+            let deps = dependents.get(uid).map(Vec::as_slice).unwrap_or(&[]);
+            let finalizer = if has_finalizer(o, ORPHAN) {
+                for (dr, d) in deps {
+                    let rest: Vec<&Value> = d
+                        .pointer("/metadata/ownerReferences")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter(|w| w.get("uid").and_then(Value::as_str) != Some(uid))
+                        .collect();
+                    let refs = if rest.is_empty() {
+                        Value::Null
+                    } else {
+                        json!(rest)
+                    };
+                    actions.push(Action::Patch(
+                        dr,
+                        meta::namespace(d).to_string(),
+                        meta::name(d).to_string(),
+                        json!({"metadata": {"ownerReferences": refs}}),
+                        false,
+                    ));
+                }
+                ORPHAN
+            } else if has_finalizer(o, FOREGROUND_DELETION) {
+                for (dr, d) in deps.iter().filter(|(_, d)| !terminating(d)) {
+                    actions.push(Action::DeleteForeground(
+                        dr,
+                        meta::namespace(d).to_string(),
+                        meta::name(d).to_string(),
+                    ));
+                }
+                FOREGROUND_DELETION
+            } else {
+                continue;
+            };
+            if deps.is_empty() {
+                actions.push(Action::Patch(
+                    r,
+                    meta::namespace(o).to_string(),
+                    meta::name(o).to_string(),
+                    without_finalizer(o, finalizer),
+                    false,
                 ));
             }
         }
@@ -667,6 +765,13 @@ async fn perform(objects: &Objects, a: Action) {
             .delete(r, ns, name, DeleteOpts::default())
             .await
             .map(|_| ()),
+        Action::DeleteForeground(r, ns, name) => {
+            let opts = DeleteOpts {
+                propagation: Propagation::Foreground,
+                ..DeleteOpts::default()
+            };
+            objects.delete(r, ns, name, opts).await.map(|_| ())
+        }
         Action::FinalizeNamespace(name) => objects.finalize_namespace(name).await.map(|_| ()),
         Action::Event(involved, reason, message) => {
             let component = if involved["kind"] == "Deployment" {
@@ -690,6 +795,18 @@ async fn perform(objects: &Objects, a: Action) {
 /// Whether a change can give a controller work: Events and Leases never do.
 fn relevant(e: &crate::store::Event) -> bool {
     !(e.key.starts_with("events/") || e.key.starts_with("leases/"))
+}
+
+/// Whether a change can give the garbage collector work: an object gone,
+/// one being deleted (its dependents may wait on it), or one whose owners
+/// changed (an owner may wait on it).
+fn wakes_gc(e: &crate::store::Event) -> bool {
+    let owners = |o: &Value| o.pointer("/metadata/ownerReferences").cloned();
+    e.kind == crate::store::EventKind::Deleted
+        || terminating(&e.object)
+        || e.prev
+            .as_ref()
+            .is_some_and(|p| owners(p) != owners(&e.object))
 }
 
 /// How often the garbage collector looks for orphans when nothing was
@@ -730,7 +847,7 @@ pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8) {
             tokio::select! {
                 got = rx.recv() => match got {
                     Ok(e) if relevant(&e) => {
-                        deleted |= e.kind == crate::store::EventKind::Deleted;
+                        deleted |= wakes_gc(&e);
                         break;
                     }
                     Ok(_) => {}
@@ -746,7 +863,7 @@ pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8) {
         tokio::time::sleep(took.max(std::time::Duration::from_millis(2))).await;
         loop {
             match rx.try_recv() {
-                Ok(e) => deleted |= e.kind == crate::store::EventKind::Deleted,
+                Ok(e) => deleted |= wakes_gc(&e),
                 Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => deleted = true,
                 Err(_) => break,
             }
@@ -895,6 +1012,47 @@ mod tests {
             json!("10.0.0.3")
         );
         assert_eq!(ep["subsets"][0]["ports"][0]["port"], json!(8080));
+    }
+
+    #[test]
+    fn orphan_and_foreground_deletions_handle_dependents_first() {
+        let owner = |fin: &str| {
+            json!({"metadata": {"name": "r", "namespace": "d", "uid": "rs1",
+                "deletionTimestamp": "2026-01-01T00:00:00Z", "finalizers": ["keep", fin]}})
+        };
+        let pod = json!({"metadata": {"name": "q", "namespace": "d", "uid": "y",
+            "ownerReferences": [{"uid": "rs1"}, {"uid": "other"}]}});
+        let other = json!({"metadata": {"name": "o", "namespace": "d", "uid": "other"}});
+
+        // Orphan: the dependent loses this owner and keeps the other one.
+        let actions = reconcile_garbage(&snap(&[
+            ("replicasets", owner(ORPHAN)),
+            ("pods", pod.clone()),
+            ("replicasets", other.clone()),
+        ]));
+        assert_eq!(actions.len(), 1, "{actions:?}");
+        assert!(matches!(&actions[0], Action::Patch(r, _, n, p, false)
+            if r.kind == "Pod" && n == "q" && p["metadata"]["ownerReferences"] == json!([{"uid": "other"}])));
+
+        // Foreground: the dependent is deleted, in the foreground too; the
+        // owner keeps its finalizer meanwhile.
+        let actions = reconcile_garbage(&snap(&[
+            ("replicasets", owner(FOREGROUND_DELETION)),
+            ("pods", pod.clone()),
+            ("replicasets", other.clone()),
+        ]));
+        assert_eq!(actions.len(), 1, "{actions:?}");
+        assert!(
+            matches!(&actions[0], Action::DeleteForeground(r, _, n) if r.kind == "Pod" && n == "q")
+        );
+
+        // With no dependents left, only the policy's finalizer goes.
+        for fin in [ORPHAN, FOREGROUND_DELETION] {
+            let actions = reconcile_garbage(&snap(&[("replicasets", owner(fin))]));
+            assert_eq!(actions.len(), 1, "{actions:?}");
+            assert!(matches!(&actions[0], Action::Patch(r, _, n, p, false)
+                if r.kind == "ReplicaSet" && n == "r" && p["metadata"]["finalizers"] == json!(["keep"])));
+        }
     }
 
     #[test]

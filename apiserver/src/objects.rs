@@ -41,7 +41,50 @@ pub struct DeleteOpts {
     pub resource_version: Option<u64>,
     /// `dryRun=All`.
     pub dry_run: bool,
+    /// `propagationPolicy` (or the older `orphanDependents`).
+    pub propagation: Propagation,
 }
+
+/// What happens to the dependents of a deleted object (`propagationPolicy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Propagation {
+    /// The object goes now; the garbage collector deletes its dependents.
+    #[default]
+    Background,
+    /// The object stays, terminating, until the garbage collector has
+    /// deleted its dependents.
+    Foreground,
+    /// The object stays until the garbage collector has removed it from its
+    /// dependents' owners; they are kept.
+    Orphan,
+}
+
+impl Propagation {
+    /// Parses a `propagationPolicy` value.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "Background" => Some(Self::Background),
+            "Foreground" => Some(Self::Foreground),
+            "Orphan" => Some(Self::Orphan),
+            _ => None,
+        }
+    }
+
+    /// The finalizer that holds the object while its dependents are dealt
+    /// with.
+    pub fn finalizer(self) -> Option<&'static str> {
+        match self {
+            Self::Background => None,
+            Self::Foreground => Some(FOREGROUND_DELETION),
+            Self::Orphan => Some(ORPHAN),
+        }
+    }
+}
+
+/// The finalizer of a foreground deletion.
+pub const FOREGROUND_DELETION: &str = "foregroundDeletion";
+/// The finalizer of a deletion that orphans the dependents.
+pub const ORPHAN: &str = "orphan";
 
 /// A successful write.
 #[derive(Debug, Clone)]
@@ -601,10 +644,19 @@ impl Objects {
             if opts.resource_version.is_some_and(|v| v != cur.revision) {
                 return Err(ApiError::conflict(r.group, r.plural, name));
             }
-            let has_finalizers = obj
+            let finalizers = obj
                 .pointer("/metadata/finalizers")
-                .and_then(Value::as_array)
-                .is_some_and(|f| !f.is_empty());
+                .and_then(Value::as_array);
+            // Pods keep their own deletion path (the node stops them); a
+            // policy other than Background holds any other object with a
+            // finalizer while the garbage collector handles its dependents.
+            let add_finalizer = opts
+                .propagation
+                .finalizer()
+                .filter(|_| r.kind != "Pod" && r.kind != "Namespace")
+                .filter(|f| finalizers.is_none_or(|fs| !fs.contains(&json!(f))));
+            let has_finalizers =
+                finalizers.is_some_and(|f| !f.is_empty()) || add_finalizer.is_some();
             let bound_pod = r.kind == "Pod"
                 && meta::str_at(obj, "/spec/nodeName").is_some()
                 && obj
@@ -638,7 +690,10 @@ impl Objects {
                 return Ok(obj.clone());
             }
             let result = if graceful {
-                if obj.pointer("/metadata/deletionTimestamp").is_some() && !bound_pod {
+                if obj.pointer("/metadata/deletionTimestamp").is_some()
+                    && !bound_pod
+                    && add_finalizer.is_none()
+                {
                     return Ok(obj.clone());
                 }
                 let mut marked = obj.clone();
@@ -646,8 +701,14 @@ impl Objects {
                     marked["status"]["phase"] = json!("Terminating");
                 }
                 let m = metadata(&mut marked);
+                if let Some(f) = add_finalizer {
+                    let list = m.entry("finalizers").or_insert_with(|| json!([]));
+                    if let Some(list) = list.as_array_mut() {
+                        list.push(json!(f));
+                    }
+                }
                 let already = m.get("deletionGracePeriodSeconds").and_then(Value::as_i64);
-                if already.is_some_and(|a| a <= grace) {
+                if already.is_some_and(|a| a <= grace) && add_finalizer.is_none() {
                     return Ok(obj.clone());
                 }
                 m.insert(

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::error::{ApiError, Result};
-use crate::objects::{DeleteOpts, Objects, PatchType, WriteOpts};
+use crate::objects::{DeleteOpts, Objects, PatchType, Propagation, WriteOpts};
 use crate::resources::{self, Resource, Sub};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::validation::FieldValidation;
@@ -553,7 +553,29 @@ fn delete_opts(q: &Query, body: &[u8]) -> Result<DeleteOpts> {
         .get("gracePeriodSeconds")
         .and_then(|g| g.parse().ok())
         .or_else(|| b.get("gracePeriodSeconds").and_then(Value::as_i64));
+    let policy = q
+        .get("propagationPolicy")
+        .or_else(|| b.get("propagationPolicy").and_then(Value::as_str));
+    let orphan = q
+        .get("orphanDependents")
+        .map(|o| o == "true")
+        .or_else(|| b.get("orphanDependents").and_then(Value::as_bool));
+    let propagation = match (policy, orphan) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "orphanDependents and propagationPolicy may not both be set",
+            ));
+        }
+        (Some(p), None) => Propagation::parse(p).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+            ))
+        })?,
+        (None, Some(true)) => Propagation::Orphan,
+        (None, _) => Propagation::Background,
+    };
     Ok(DeleteOpts {
+        propagation,
         grace_period: grace,
         uid: b
             .pointer("/preconditions/uid")
