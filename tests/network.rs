@@ -37,6 +37,20 @@ fn other_node_address() -> Option<String> {
         .map(String::from)
 }
 
+/// What the HTTP pod behind `node_port` answers when asked to fetch `url`,
+/// retried while the NodePort does not answer 200 yet.
+fn fetch(node_port: u16, url: &str) -> (u16, String) {
+    let mut answer = None;
+    for _ in 0..50 {
+        answer = http_get(node_port, &format!("/fetch?{url}"));
+        if answer.as_ref().is_some_and(|(code, _)| *code == 200) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    answer.expect("the NodePort answers")
+}
+
 fn pods_yaml(targets: &str) -> String {
     let mut yaml = String::new();
     for (suffix, host_network) in [("sandboxed", false), ("host", true)] {
@@ -116,15 +130,7 @@ fn pods_cannot_reach_the_node_unless_granted_host_network() {
             "Running",
             |o| o == "Running",
         );
-        let mut answer = None;
-        for _ in 0..50 {
-            answer = http_get(node_port, &format!("/fetch?{url}"));
-            if answer.as_ref().is_some_and(|(code, _)| *code == 200) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        let (code, body) = answer.expect("the NodePort answers");
+        let (code, body) = fetch(node_port, &url);
         assert_eq!(code, 200, "{svc}: {body}");
         if allowed {
             assert_eq!(body.trim(), format!("fetch {url}: status 200"), "{svc}");
@@ -228,15 +234,7 @@ fn pods_reach_other_machines_over_plain_http() {
         |o| o == "Running",
     );
     let url = format!("http://{}/", remote.addr);
-    let mut answer = None;
-    for _ in 0..50 {
-        answer = http_get(node_port, &format!("/fetch?{url}"));
-        if answer.as_ref().is_some_and(|(code, _)| *code == 200) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    let (code, body) = answer.expect("the NodePort answers");
+    let (code, body) = fetch(node_port, &url);
     assert_eq!(code, 200, "{body}");
     assert_eq!(body.trim(), format!("fetch {url}: status 200"));
 }
