@@ -144,13 +144,14 @@ impl ApiError {
         )
     }
 
-    /// 415 UnsupportedMediaType.
-    pub fn unsupported_media_type(ct: &str) -> Self {
+    /// 415 UnsupportedMediaType, naming the media types that are accepted.
+    pub fn unsupported_media_type(ct: &str, accepted: &[&str]) -> Self {
         Self::new(
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct:?})"
+                "the body of the request was in an unknown format - accepted media types include: {} (got {ct:?})",
+                accepted.join(", ")
             ),
         )
     }

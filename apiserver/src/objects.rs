@@ -113,7 +113,14 @@ impl PatchType {
             "application/json-patch+json" => Ok(Self::Json),
             "application/merge-patch+json" => Ok(Self::Merge),
             "application/strategic-merge-patch+json" => Ok(Self::Strategic),
-            other => Err(ApiError::unsupported_media_type(other)),
+            other => Err(ApiError::unsupported_media_type(
+                other,
+                &[
+                    "application/json-patch+json",
+                    "application/merge-patch+json",
+                    "application/strategic-merge-patch+json",
+                ],
+            )),
         }
     }
 }

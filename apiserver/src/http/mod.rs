@@ -169,7 +169,15 @@ async fn read_body(req: Request<hyper::body::Incoming>) -> Result<(HeaderMap, By
     let ct = content_type(&parts.headers);
     if ct.starts_with("application/vnd.kubernetes.protobuf") || ct.starts_with("application/yaml") {
         // Only JSON bodies are decoded (see docs/compatibility.md).
-        return Err(ApiError::unsupported_media_type(ct));
+        return Err(ApiError::unsupported_media_type(
+            ct,
+            &[
+                "application/json",
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/strategic-merge-patch+json",
+            ],
+        ));
     }
     let limited = http_body_util::Limited::new(body, MAX_BODY);
     let bytes = limited.collect().await.map_err(|e| {
