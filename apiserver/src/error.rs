@@ -125,6 +125,15 @@ impl ApiError {
         )
     }
 
+    /// 504 Timeout for a resourceVersion newer than the store's.
+    pub fn too_large_resource_version(requested: u64, current: u64) -> Self {
+        Self::new(
+            504,
+            "Timeout",
+            format!("Too large resource version: {requested}, current: {current}"),
+        )
+    }
+
     /// 410 Expired for a resourceVersion older than the kept history.
     pub fn expired(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)

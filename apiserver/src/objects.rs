@@ -183,6 +183,31 @@ impl Objects {
         (items, rev)
     }
 
+    /// Objects of a resource, filtered, as they were at `revision`; 410
+    /// Expired when the changes since are no longer kept.
+    pub fn list_at(
+        &self,
+        r: &Resource,
+        ns: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+        revision: u64,
+    ) -> Result<Vec<Stored>> {
+        let items = self
+            .store
+            .list_at(&r.prefix(ns), revision)
+            .map_err(|too_old| {
+                ApiError::expired(format!(
+                    "The provided continue parameter is too old to display a consistent list result (resourceVersion {revision}; the oldest kept is {}). Start a new list without the continue parameter.",
+                    too_old.oldest
+                ))
+            })?;
+        Ok(items
+            .into_iter()
+            .filter(|s| labels.matches_object(&s.value) && fields.matches(&s.value))
+            .collect())
+    }
+
     async fn put(&self, r: &Resource, obj: Value, cond: Cond) -> Result<Value> {
         let name = meta::name(&obj).to_string();
         let key = r.key(meta::namespace(&obj), &name);

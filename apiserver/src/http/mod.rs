@@ -396,17 +396,48 @@ async fn resource(
             if t.watch || q.flag("watch") {
                 return watch::watch(objects, r, t.ns.as_deref(), labels, fields, &q, table).await;
             }
-            let (items, rev) = objects.list(r, t.ns.as_deref(), &labels, &fields);
             let limit: usize = q
                 .get("limit")
                 .and_then(|l| l.parse().ok())
                 .filter(|l| *l > 0)
                 .unwrap_or(usize::MAX);
-            let after = q
+            let token = q
                 .get("continue")
                 .filter(|c| !c.is_empty())
-                .map(decode_continue)
+                .map(Continue::decode)
                 .transpose()?;
+            let exact = match q.get("resourceVersionMatch") {
+                Some("Exact") => Some(
+                    q.get("resourceVersion")
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .ok_or_else(|| {
+                            ApiError::bad_request(
+                                "resourceVersionMatch=Exact needs a resourceVersion",
+                            )
+                        })?,
+                ),
+                None | Some("" | "NotOlderThan") => None,
+                Some(other) => {
+                    return Err(ApiError::bad_request(format!(
+                        "resourceVersionMatch: Unsupported value: \"{other}\": supported values: \"Exact\", \"NotOlderThan\""
+                    )));
+                }
+            };
+            // Every page of a list reads the revision of its first page.
+            let (items, rev) = match token.as_ref().map(|t| t.revision).or(exact) {
+                Some(at) => {
+                    let current = objects.store().revision();
+                    if at > current {
+                        return Err(ApiError::too_large_resource_version(at, current));
+                    }
+                    (
+                        objects.list_at(r, t.ns.as_deref(), &labels, &fields, at)?,
+                        at,
+                    )
+                }
+                None => objects.list(r, t.ns.as_deref(), &labels, &fields),
+            };
+            let after = token.map(|t| t.start);
             let mut page: Vec<&Value> = items
                 .iter()
                 .map(|s| &*s.value)
@@ -414,7 +445,11 @@ async fn resource(
                 .collect();
             let cont = (page.len() > limit).then(|| {
                 page.truncate(limit);
-                encode_continue(&list_key(page[limit - 1]))
+                Continue {
+                    revision: rev,
+                    start: list_key(page[limit - 1]),
+                }
+                .encode()
             });
             let rev = rev.to_string();
             if table {
@@ -604,16 +639,28 @@ fn list_key(v: &Value) -> String {
     format!("{}/{}", crate::meta::namespace(v), crate::meta::name(v))
 }
 
-fn encode_continue(key: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
+/// Where a paged list goes on: the revision its first page was read at and
+/// the last key returned.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Continue {
+    #[serde(rename = "rv")]
+    revision: u64,
+    start: String,
 }
 
-fn decode_continue(c: &str) -> Result<String> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| ApiError::bad_request("invalid continue token"))
+impl Continue {
+    fn encode(&self) -> String {
+        use base64::Engine as _;
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    fn decode(c: &str) -> Result<Self> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(c)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| ApiError::bad_request("invalid continue token"))
+    }
 }

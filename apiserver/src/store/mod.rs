@@ -160,6 +160,12 @@ impl Store {
         self.shared.revision()
     }
 
+    /// Objects under `prefix` as they were at `revision`, if the changes
+    /// since are still kept.
+    pub fn list_at(&self, prefix: &str, revision: u64) -> Result<Vec<Stored>, TooOld> {
+        self.shared.list_at(prefix, revision)
+    }
+
     /// Changes after revision `from` and a receiver for what follows.
     pub fn watch(&self, from: Option<u64>) -> Result<WatchStart, TooOld> {
         self.shared.watch(from)
@@ -382,6 +388,63 @@ mod tests {
             matches!(after, Outcome::Applied { revision, .. } if revision == rev + 1),
             "the revision counter survives a restart"
         );
+        store.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lists_at_an_earlier_revision_undo_later_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_single(dir.path(), 1, "127.0.0.1:1")
+            .await
+            .unwrap();
+        for k in ["p/a", "p/b", "p/c", "q/x"] {
+            store.write(put(k, Cond::Absent)).await.unwrap();
+        }
+        let at = store.revision();
+        let changed = json!({"metadata": {"name": "p/b"}, "data": "new"});
+        store
+            .write(Command::Put {
+                key: "p/b".into(),
+                value: changed,
+                cond: Cond::Present,
+            })
+            .await
+            .unwrap();
+        store
+            .write(Command::Delete {
+                key: "p/c".into(),
+                cond: Cond::Any,
+            })
+            .await
+            .unwrap();
+        store.write(put("p/d", Cond::Absent)).await.unwrap();
+        store.write(put("q/y", Cond::Absent)).await.unwrap();
+
+        let then = store.list_at("p/", at).unwrap();
+        let keys: Vec<String> = then
+            .iter()
+            .map(|s| s.value["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(keys, ["p/a", "p/b", "p/c"]);
+        assert!(then[1].value.get("data").is_none(), "b as it was");
+        assert!(then.iter().all(|s| s.revision <= at));
+        let (now, _) = store.list("p/");
+        assert_eq!(
+            store.list_at("p/", store.revision()).unwrap().len(),
+            now.len()
+        );
+
+        let rev = store.revision();
+        store.shutdown().await;
+        drop(store);
+        let store = Store::open_single(dir.path(), 1, "127.0.0.1:1")
+            .await
+            .unwrap();
+        assert!(
+            store.list_at("p/", at).is_err(),
+            "changes before a restart are not kept"
+        );
+        assert_eq!(store.list_at("p/", rev).unwrap().len(), 3);
         store.shutdown().await;
     }
 }

@@ -75,6 +75,48 @@ impl Shared {
         self.hub.lock().expect("hub lock").revision
     }
 
+    /// Every object whose key starts with `prefix` as it was at `revision`:
+    /// the current objects with the kept changes after `revision` undone.
+    pub fn list_at(&self, prefix: &str, revision: u64) -> Result<Vec<Stored>, TooOld> {
+        let objects = self.objects.read().expect("objects lock");
+        let hub = self.hub.lock().expect("hub lock");
+        if revision < hub.history_from {
+            return Err(TooOld {
+                oldest: hub.history_from,
+            });
+        }
+        let mut at: BTreeMap<&str, Stored> = objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        for e in hub
+            .history
+            .iter()
+            .rev()
+            .take_while(|e| e.revision > revision)
+        {
+            if !e.key.starts_with(prefix) {
+                continue;
+            }
+            match &e.prev {
+                Some(prev) => {
+                    at.insert(
+                        &e.key,
+                        Stored {
+                            value: prev.clone(),
+                            revision: resource_version(prev),
+                        },
+                    );
+                }
+                None => {
+                    at.remove(e.key.as_str());
+                }
+            }
+        }
+        Ok(at.into_values().collect())
+    }
+
     /// Changes after `from` (all kept ones when `None` means "from now"),
     /// and a receiver for the changes that follow.
     pub fn watch(&self, from: Option<u64>) -> Result<WatchStart, TooOld> {
