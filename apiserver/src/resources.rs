@@ -1,7 +1,11 @@
 //! The resources the API serves: one table drives routing, discovery,
 //! OpenAPI and storage keys.
 
-use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
+use k8s_openapi::api::{
+    apps::v1 as apps, autoscaling::v2 as autoscaling, coordination::v1 as coordination,
+    core::v1 as core, discovery::v1 as discovery, networking::v1 as networking, node::v1 as node,
+    policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
+};
 use schemars::r#gen::SchemaGenerator;
 use schemars::schema::Schema;
 
@@ -124,9 +128,36 @@ macro_rules! schema {
 macro_rules! decode {
     ($t:ty) => {
         |v: &serde_json::Value| {
-            <$t as serde::Deserialize>::deserialize(v)
+            serde_path_to_error::deserialize::<_, $t>(v)
                 .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(|e| match e.path().to_string().as_str() {
+                    "." => e.inner().to_string(),
+                    path => format!("{path}: {}", e.inner()),
+                })
+        }
+    };
+}
+
+/// A resource whose objects are stored and served as they are, with no
+/// controller of shoal acting on them: `stored!(group, version, Kind,
+/// plural, singular, namespaced, short names, subresources, type, schema
+/// definition name)`.
+macro_rules! stored {
+    ($group:literal, $version:literal, $kind:literal, $plural:literal, $singular:literal,
+     $namespaced:literal, $short:expr, $subs:expr, $t:ty, $def:literal) => {
+        Resource {
+            group: $group,
+            version: $version,
+            kind: $kind,
+            plural: $plural,
+            singular: $singular,
+            namespaced: $namespaced,
+            short_names: $short,
+            categories: &[],
+            subresources: $subs,
+            schema: schema!($t),
+            schema_name: $def,
+            decode: decode!($t),
         }
     };
 }
@@ -301,6 +332,186 @@ pub static RESOURCES: &[Resource] = &[
         schema_name: "io.k8s.api.coordination.v1.Lease",
         decode: decode!(coordination::Lease),
     },
+    stored!(
+        "",
+        "v1",
+        "LimitRange",
+        "limitranges",
+        "limitrange",
+        true,
+        &["limits"],
+        &[],
+        core::LimitRange,
+        "io.k8s.api.core.v1.LimitRange"
+    ),
+    stored!(
+        "",
+        "v1",
+        "ResourceQuota",
+        "resourcequotas",
+        "resourcequota",
+        true,
+        &["quota"],
+        &[Sub::Status],
+        core::ResourceQuota,
+        "io.k8s.api.core.v1.ResourceQuota"
+    ),
+    stored!(
+        "",
+        "v1",
+        "PodTemplate",
+        "podtemplates",
+        "podtemplate",
+        true,
+        &[],
+        &[],
+        core::PodTemplate,
+        "io.k8s.api.core.v1.PodTemplate"
+    ),
+    stored!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "Role",
+        "roles",
+        "role",
+        true,
+        &[],
+        &[],
+        rbac::Role,
+        "io.k8s.api.rbac.v1.Role"
+    ),
+    stored!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        "rolebinding",
+        true,
+        &[],
+        &[],
+        rbac::RoleBinding,
+        "io.k8s.api.rbac.v1.RoleBinding"
+    ),
+    stored!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        "clusterrole",
+        false,
+        &[],
+        &[],
+        rbac::ClusterRole,
+        "io.k8s.api.rbac.v1.ClusterRole"
+    ),
+    stored!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        false,
+        &[],
+        &[],
+        rbac::ClusterRoleBinding,
+        "io.k8s.api.rbac.v1.ClusterRoleBinding"
+    ),
+    stored!(
+        "node.k8s.io",
+        "v1",
+        "RuntimeClass",
+        "runtimeclasses",
+        "runtimeclass",
+        false,
+        &[],
+        &[],
+        node::RuntimeClass,
+        "io.k8s.api.node.v1.RuntimeClass"
+    ),
+    stored!(
+        "scheduling.k8s.io",
+        "v1",
+        "PriorityClass",
+        "priorityclasses",
+        "priorityclass",
+        false,
+        &["pc"],
+        &[],
+        scheduling::PriorityClass,
+        "io.k8s.api.scheduling.v1.PriorityClass"
+    ),
+    stored!(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        true,
+        &["pdb"],
+        &[Sub::Status],
+        policy::PodDisruptionBudget,
+        "io.k8s.api.policy.v1.PodDisruptionBudget"
+    ),
+    stored!(
+        "networking.k8s.io",
+        "v1",
+        "Ingress",
+        "ingresses",
+        "ingress",
+        true,
+        &["ing"],
+        &[Sub::Status],
+        networking::Ingress,
+        "io.k8s.api.networking.v1.Ingress"
+    ),
+    stored!(
+        "networking.k8s.io",
+        "v1",
+        "IngressClass",
+        "ingressclasses",
+        "ingressclass",
+        false,
+        &[],
+        &[],
+        networking::IngressClass,
+        "io.k8s.api.networking.v1.IngressClass"
+    ),
+    stored!(
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        "networkpolicy",
+        true,
+        &["netpol"],
+        &[],
+        networking::NetworkPolicy,
+        "io.k8s.api.networking.v1.NetworkPolicy"
+    ),
+    stored!(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        "horizontalpodautoscaler",
+        true,
+        &["hpa"],
+        &[Sub::Status],
+        autoscaling::HorizontalPodAutoscaler,
+        "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler"
+    ),
+    stored!(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        true,
+        &[],
+        &[],
+        discovery::EndpointSlice,
+        "io.k8s.api.discovery.v1.EndpointSlice"
+    ),
 ];
 
 /// The resource served at `group`/`version` under `plural`.

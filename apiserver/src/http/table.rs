@@ -311,7 +311,75 @@ pub fn columns(kind: &str) -> Vec<Value> {
             col("Holder", "string", 0, "Holder of the lease."),
             age,
         ],
+        "Role" | "ClusterRole" | "LimitRange" => vec![
+            name,
+            col("Created At", "date", 0, "Time when the object was created."),
+        ],
+        "RoleBinding" | "ClusterRoleBinding" => vec![
+            name,
+            col("Role", "string", 0, "The role being bound to."),
+            age,
+            col("Users", "string", 1, "Users in the binding."),
+            col("Groups", "string", 1, "Groups in the binding."),
+            col("ServiceAccounts", "string", 1, "Service accounts in the binding."),
+        ],
+        "RuntimeClass" => vec![
+            name,
+            col("Handler", "string", 0, "The handler of the runtime class."),
+            age,
+        ],
+        "PriorityClass" => vec![
+            name,
+            col("Value", "integer", 0, "The value of this priority class."),
+            col("Global-Default", "boolean", 0, "Whether this is the default priority class."),
+            age,
+            col("PreemptionPolicy", "string", 0, "The preemption policy of this priority class."),
+        ],
+        "PodDisruptionBudget" => vec![
+            name,
+            col("Min Available", "string", 0, "The minimum number of pods that must be available."),
+            col("Max Unavailable", "string", 0, "The maximum number of pods that may be unavailable."),
+            col("Allowed Disruptions", "integer", 0, "The number of pods that may be disrupted now."),
+            age,
+        ],
+        "Ingress" => vec![
+            name,
+            col("Class", "string", 0, "The name of the IngressClass."),
+            col("Hosts", "string", 0, "Hosts that incoming requests are matched against."),
+            col("Address", "string", 0, "Address is a list of IPs of the load balancer."),
+            col("Ports", "string", 0, "Ports of the load balancer."),
+            age,
+        ],
+        "IngressClass" => vec![
+            name,
+            col("Controller", "string", 0, "The controller that implements the class."),
+            col("Parameters", "string", 0, "Parameters of the controller."),
+            age,
+        ],
+        "NetworkPolicy" => vec![
+            name,
+            col("Pod-Selector", "string", 0, "The pods the policy applies to."),
+            age,
+        ],
         _ => vec![name, age],
+    }
+}
+
+/// `kind/name` of a reference such as a RoleBinding's `roleRef`.
+fn reference(o: &Value, pointer: &str) -> String {
+    format!(
+        "{}/{}",
+        str_at(o, &format!("{pointer}/kind")).unwrap_or_default(),
+        str_at(o, &format!("{pointer}/name")).unwrap_or_default()
+    )
+}
+
+/// A quantity that may be an integer or a string (`intOrString`).
+fn int_or_string(o: &Value, pointer: &str) -> String {
+    match o.pointer(pointer) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => "N/A".into(),
     }
 }
 
@@ -584,6 +652,118 @@ pub fn cells(kind: &str, o: &Value) -> Vec<Value> {
             s(str_at(o, "/spec/holderIdentity").unwrap_or("<none>").into()),
             age,
         ],
+        "Role" | "ClusterRole" | "LimitRange" => vec![
+            name,
+            json!(str_at(o, "/metadata/creationTimestamp").unwrap_or_default()),
+        ],
+        "RoleBinding" | "ClusterRoleBinding" => {
+            let subjects = |kind: &str| {
+                let names = o
+                    .pointer("/subjects")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|x| x.get("kind").and_then(Value::as_str) == Some(kind))
+                    .map(|x| match (str_at(x, "/namespace"), str_at(x, "/name")) {
+                        (Some(ns), Some(n)) if kind == "ServiceAccount" => format!("{ns}/{n}"),
+                        (_, n) => n.unwrap_or_default().to_string(),
+                    })
+                    .collect::<Vec<_>>();
+                json!(names.join(", "))
+            };
+            vec![
+                name,
+                s(reference(o, "/roleRef")),
+                age,
+                subjects("User"),
+                subjects("Group"),
+                subjects("ServiceAccount"),
+            ]
+        }
+        "RuntimeClass" => vec![
+            name,
+            s(str_at(o, "/handler").unwrap_or_default().into()),
+            age,
+        ],
+        "PriorityClass" => vec![
+            name,
+            json!(int(o, "/value")),
+            json!(
+                o.get("globalDefault")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            ),
+            age,
+            s(str_at(o, "/preemptionPolicy")
+                .unwrap_or("PreemptLowerPriority")
+                .into()),
+        ],
+        "PodDisruptionBudget" => vec![
+            name,
+            s(int_or_string(o, "/spec/minAvailable")),
+            s(int_or_string(o, "/spec/maxUnavailable")),
+            json!(int(o, "/status/disruptionsAllowed")),
+            age,
+        ],
+        "Ingress" => {
+            let hosts: Vec<String> = o
+                .pointer("/spec/rules")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|r| str_at(r, "/host").map(String::from))
+                .collect();
+            let addresses: Vec<String> = o
+                .pointer("/status/loadBalancer/ingress")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|i| {
+                    str_at(i, "/ip")
+                        .or(str_at(i, "/hostname"))
+                        .map(String::from)
+                })
+                .collect();
+            let tls = o
+                .pointer("/spec/tls")
+                .and_then(Value::as_array)
+                .is_some_and(|t| !t.is_empty());
+            vec![
+                name,
+                s(str_at(o, "/spec/ingressClassName")
+                    .unwrap_or("<none>")
+                    .into()),
+                s(if hosts.is_empty() {
+                    "*".into()
+                } else {
+                    hosts.join(",")
+                }),
+                s(addresses.join(",")),
+                s(if tls { "80, 443" } else { "80" }.into()),
+                age,
+            ]
+        }
+        "IngressClass" => vec![
+            name,
+            s(str_at(o, "/spec/controller").unwrap_or_default().into()),
+            s(match str_at(o, "/spec/parameters/name") {
+                Some(_) => reference(o, "/spec/parameters"),
+                None => "<none>".into(),
+            }),
+            age,
+        ],
+        "NetworkPolicy" => {
+            let sel = selector_string(o.pointer("/spec/podSelector"));
+            vec![
+                name,
+                s(if sel == "<none>" {
+                    "<none>".into()
+                } else {
+                    sel
+                }),
+                age,
+            ]
+        }
         _ => vec![name, age],
     }
 }

@@ -1,0 +1,188 @@
+//! Kinds that are stored and served as Kubernetes serves them (RBAC,
+//! RuntimeClass, PriorityClass, PodDisruptionBudget, networking, quotas,
+//! autoscaling, EndpointSlices): applied from manifests, listed with
+//! Kubernetes' columns and short names, validated by their schema.
+
+mod common;
+
+use common::Cluster;
+
+const MANIFEST: &str = r#"
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata: {name: shoal}
+handler: shoal
+---
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: high}
+value: 1000
+globalDefault: false
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: reader}
+rules: [{apiGroups: [""], resources: [pods], verbs: [get, list]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: read-pods}
+subjects:
+- {kind: User, name: jane, apiGroup: rbac.authorization.k8s.io}
+- {kind: ServiceAccount, name: robot, namespace: default}
+roleRef: {kind: Role, name: reader, apiGroup: rbac.authorization.k8s.io}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: viewer}
+rules: [{apiGroups: ["*"], resources: ["*"], verbs: [get]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: view-all}
+subjects: [{kind: Group, name: auditors, apiGroup: rbac.authorization.k8s.io}]
+roleRef: {kind: ClusterRole, name: viewer, apiGroup: rbac.authorization.k8s.io}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web}
+spec: {minAvailable: 1, selector: {matchLabels: {app: web}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: edge}
+spec: {controller: example.com/edge}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web}
+spec:
+  ingressClassName: edge
+  rules:
+  - host: web.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: only-web}
+spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
+---
+apiVersion: v1
+kind: LimitRange
+metadata: {name: defaults}
+spec: {limits: [{type: Container, default: {memory: 64Mi}}]}
+---
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: pods}
+spec: {hard: {pods: "10"}}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 5
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-abc, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+endpoints: [{addresses: [10.244.0.9]}]
+ports: [{name: http, port: 8080, protocol: TCP}]
+"#;
+
+fn row(out: &str, name: &str) -> Vec<String> {
+    out.lines()
+        .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+        .find(|cols| cols.first().is_some_and(|c| c == name))
+        .unwrap_or_else(|| panic!("no row {name} in\n{out}"))
+}
+
+#[test]
+fn stored_kinds_apply_list_and_validate() {
+    let c = Cluster::start("kinds");
+    let manifest = c.dir.join("kinds.yaml");
+    std::fs::write(&manifest, MANIFEST).unwrap();
+    let applied = c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    assert_eq!(applied.lines().count(), 14, "{applied}");
+    assert!(
+        c.ok(&["apply", "-f", manifest.to_str().unwrap()])
+            .lines()
+            .all(|l| l.ends_with("unchanged"))
+    );
+
+    assert_eq!(row(&c.ok(&["get", "runtimeclass"]), "shoal")[1], "shoal");
+    assert_eq!(row(&c.ok(&["get", "pc"]), "high")[1..3], ["1000", "false"]);
+    let rb = row(&c.ok(&["get", "rolebinding", "-o", "wide"]), "read-pods");
+    assert_eq!(rb[1], "Role/reader");
+    assert_eq!(rb[3..], ["jane", "default/robot"]);
+    let crb = row(
+        &c.ok(&["get", "clusterrolebinding", "-o", "wide"]),
+        "view-all",
+    );
+    assert_eq!(
+        (crb[1].as_str(), crb[3].as_str()),
+        ("ClusterRole/viewer", "auditors")
+    );
+    assert_eq!(row(&c.ok(&["get", "pdb"]), "web")[1..3], ["1", "N/A"]);
+    assert_eq!(
+        row(&c.ok(&["get", "ing"]), "web")[1..3],
+        ["edge", "web.example.com"]
+    );
+    assert_eq!(
+        row(&c.ok(&["get", "ingressclass"]), "edge")[1],
+        "example.com/edge"
+    );
+    assert_eq!(row(&c.ok(&["get", "netpol"]), "only-web")[1], "app=web");
+    c.ok(&[
+        "get",
+        "limits/defaults",
+        "quota/pods",
+        "hpa/web",
+        "endpointslice/web-abc",
+        "role/reader",
+        "clusterrole/viewer",
+    ]);
+
+    let resources = c.ok(&["api-resources", "--no-headers"]);
+    for (name, short, group) in [
+        ("runtimeclasses", "", "node.k8s.io/v1"),
+        ("priorityclasses", "pc", "scheduling.k8s.io/v1"),
+        ("poddisruptionbudgets", "pdb", "policy/v1"),
+        ("horizontalpodautoscalers", "hpa", "autoscaling/v2"),
+        ("rolebindings", "", "rbac.authorization.k8s.io/v1"),
+    ] {
+        let line = resources
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from\n{resources}"));
+        assert!(
+            line.contains(group) && line.contains(&format!(" {short} ")),
+            "{line}"
+        );
+    }
+
+    // Schema validation: a PriorityClass's value is an integer.
+    let bad = c.dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: broken}\nvalue: high\n",
+    )
+    .unwrap();
+    let err = c.fails(&["apply", "-f", bad.to_str().unwrap()]);
+    assert!(err.contains("value"), "{err}");
+    assert!(
+        c.fails(&["get", "priorityclass", "broken"])
+            .contains("NotFound")
+    );
+
+    c.ok(&["delete", "-f", manifest.to_str().unwrap()]);
+    assert!(
+        c.fails(&["get", "runtimeclass", "shoal"])
+            .contains("NotFound")
+    );
+}
