@@ -21,7 +21,8 @@ fn names(list: &Value) -> Vec<String> {
         .collect()
 }
 
-const CONFIGMAPS: &str = "/api/v1/namespaces/paging/configmaps";
+/// The test's ConfigMaps (the namespace also gets `kube-root-ca.crt`).
+const CONFIGMAPS: &str = "/api/v1/namespaces/paging/configmaps?labelSelector=set%3Dpaging";
 
 #[test]
 fn pages_of_a_list_come_from_one_snapshot() {
@@ -31,7 +32,7 @@ fn pages_of_a_list_come_from_one_snapshot() {
         std::fs::write(
             &manifest,
             format!(
-                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: paging}}\ndata: {{v: \"1\"}}\n"
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: paging, labels: {{set: paging}}}}\ndata: {{v: \"1\"}}\n"
             ),
         )
         .unwrap();
@@ -47,7 +48,7 @@ fn pages_of_a_list_come_from_one_snapshot() {
     for n in ["a", "b", "c"] {
         configmap(n);
     }
-    let first = raw(&c, &format!("{CONFIGMAPS}?limit=1"));
+    let first = raw(&c, &format!("{CONFIGMAPS}&limit=1"));
     assert_eq!(names(&first), ["a"]);
     let rv = first["metadata"]["resourceVersion"]
         .as_str()
@@ -60,18 +61,18 @@ fn pages_of_a_list_come_from_one_snapshot() {
     c.ok(&["-n", "paging", "delete", "configmap", "c"]);
     configmap("d");
 
-    let rest = raw(&c, &format!("{CONFIGMAPS}?limit=10&continue={token}"));
+    let rest = raw(&c, &format!("{CONFIGMAPS}&limit=10&continue={token}"));
     assert_eq!(names(&rest), ["b", "c"], "the snapshot of the first page");
     assert_eq!(rest["metadata"]["resourceVersion"], rv.as_str());
     assert!(
-        rest["items"][0]["metadata"]["labels"].is_null(),
+        rest["items"][0]["metadata"]["labels"]["changed"].is_null(),
         "b as it was"
     );
     assert!(rest["metadata"]["continue"].is_null(), "the last page");
 
     let exact = raw(
         &c,
-        &format!("{CONFIGMAPS}?resourceVersionMatch=Exact&resourceVersion={rv}"),
+        &format!("{CONFIGMAPS}&resourceVersionMatch=Exact&resourceVersion={rv}"),
     );
     assert_eq!(names(&exact), ["a", "b", "c"]);
     let now = raw(&c, CONFIGMAPS);
@@ -83,6 +84,8 @@ fn pages_of_a_list_come_from_one_snapshot() {
         "paging",
         "get",
         "configmaps",
+        "-l",
+        "set=paging",
         "--chunk-size=1",
         "-o",
         "name",
@@ -95,7 +98,7 @@ fn pages_of_a_list_come_from_one_snapshot() {
     let err = c.fails(&[
         "get",
         "--raw",
-        &format!("{CONFIGMAPS}?continue=not-a-token"),
+        &format!("{CONFIGMAPS}&continue=not-a-token"),
     ]);
     assert!(err.contains("invalid continue token"), "{err}");
     let future: u64 = now["metadata"]["resourceVersion"]
@@ -107,7 +110,7 @@ fn pages_of_a_list_come_from_one_snapshot() {
         "get",
         "--raw",
         &format!(
-            "{CONFIGMAPS}?resourceVersionMatch=Exact&resourceVersion={}",
+            "{CONFIGMAPS}&resourceVersionMatch=Exact&resourceVersion={}",
             future + 1000
         ),
     ]);
@@ -119,7 +122,7 @@ fn pages_of_a_list_come_from_one_snapshot() {
     let err = c.fails(&[
         "get",
         "--raw",
-        &format!("{CONFIGMAPS}?limit=10&continue={token}"),
+        &format!("{CONFIGMAPS}&limit=10&continue={token}"),
     ]);
     assert!(
         err.contains("too old to display a consistent list"),

@@ -20,6 +20,27 @@ fn namespace_deletion_cascades() {
         "worker Running",
         |o| o.contains(" Running "),
     );
+    // Every namespace gets the `default` ServiceAccount and the cluster CA.
+    c.wait_for(
+        &["get", "serviceaccount", "default", "-n", "scratch"],
+        "default ServiceAccount",
+        |_| true,
+    );
+    let ca = c.wait_for(
+        &[
+            "get",
+            "configmap",
+            "kube-root-ca.crt",
+            "-n",
+            "scratch",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ],
+        "kube-root-ca.crt",
+        |o| o.contains("BEGIN CERTIFICATE"),
+    );
+    let pki_ca = std::fs::read_to_string(c.dir.join("pki/ca.crt")).unwrap();
+    assert_eq!(ca.trim(), pki_ca.trim());
     let out = c.ok(&["delete", "namespace", "scratch", "--timeout=60s"]);
     assert!(out.contains("namespace \"scratch\" deleted"), "{out}");
     assert!(
@@ -32,7 +53,7 @@ fn namespace_deletion_cascades() {
             .all(|l| !l.starts_with("scratch "))
     );
     assert!(
-        c.ok(&["get", "configmaps", "-A"])
+        c.ok(&["get", "configmaps,serviceaccounts", "-A"])
             .lines()
             .all(|l| !l.starts_with("scratch "))
     );

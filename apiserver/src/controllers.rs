@@ -685,6 +685,39 @@ fn propagate_deletions(s: &Snapshot) -> Vec<Action> {
     actions
 }
 
+/// What Kubernetes puts in every namespace: the `default` ServiceAccount
+/// and the `kube-root-ca.crt` ConfigMap holding the cluster's CA.
+pub fn reconcile_namespace_defaults(s: &Snapshot, ca_pem: &str) -> Vec<Action> {
+    let has = |plural: &str, ns: &str, name: &str| {
+        s.of(plural)
+            .iter()
+            .any(|o| meta::namespace(o) == ns && meta::name(o) == name)
+    };
+    let mut actions = Vec::new();
+    for ns in s.of("namespaces").iter().filter(|n| !terminating(n)) {
+        let ns = meta::name(ns);
+        if !has("serviceaccounts", ns, "default") {
+            actions.push(Action::Create(
+                res("ServiceAccount", ""),
+                ns.to_string(),
+                json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                    "metadata": {"name": "default", "namespace": ns}}),
+            ));
+        }
+        if !has("configmaps", ns, "kube-root-ca.crt") {
+            actions.push(Action::Create(
+                res("ConfigMap", ""),
+                ns.to_string(),
+                json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "kube-root-ca.crt", "namespace": ns,
+                        "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
+                    "data": {"ca.crt": ca_pem}}),
+            ));
+        }
+    }
+    actions
+}
+
 /// Empties terminating namespaces, then lets them go.
 pub fn reconcile_namespaces(s: &Snapshot) -> Vec<Action> {
     let mut actions = Vec::new();
@@ -818,7 +851,7 @@ const GC_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
 /// pass are taken together by the next one, which waits at least as long
 /// as the last pass took, so under a flood of changes the controllers use
 /// at most about half of a core.
-pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8) {
+pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8, ca_pem: String) {
     let Ok((_, mut rx)) = objects.store().watch(None) else {
         return;
     };
@@ -837,6 +870,7 @@ pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8) {
             last_gc = tokio::time::Instant::now();
         }
         actions.extend(reconcile_namespaces(&snap));
+        actions.extend(reconcile_namespace_defaults(&snap, &ca_pem));
         drop(snap);
         futures::future::join_all(actions.into_iter().map(|a| perform(&objects, a))).await;
         let took = started.elapsed();

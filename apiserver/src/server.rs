@@ -90,6 +90,7 @@ impl Server {
                 objects.clone(),
                 config.cluster_cidr.clone(),
                 config.node_cidr_mask,
+                pki.ca.clone(),
             )),
         ];
         Ok(Self {
