@@ -688,15 +688,19 @@ fn propagate_deletions(s: &Snapshot) -> Vec<Action> {
 /// What Kubernetes puts in every namespace: the `default` ServiceAccount
 /// and the `kube-root-ca.crt` ConfigMap holding the cluster's CA.
 pub fn reconcile_namespace_defaults(s: &Snapshot, ca_pem: &str) -> Vec<Action> {
-    let has = |plural: &str, ns: &str, name: &str| {
+    let present = |plural: &str, name: &str| -> BTreeSet<&str> {
         s.of(plural)
             .iter()
-            .any(|o| meta::namespace(o) == ns && meta::name(o) == name)
+            .filter(|o| meta::name(o) == name)
+            .map(|o| meta::namespace(o))
+            .collect()
     };
+    let accounts = present("serviceaccounts", "default");
+    let cas = present("configmaps", "kube-root-ca.crt");
     let mut actions = Vec::new();
     for ns in s.of("namespaces").iter().filter(|n| !terminating(n)) {
         let ns = meta::name(ns);
-        if !has("serviceaccounts", ns, "default") {
+        if !accounts.contains(ns) {
             actions.push(Action::Create(
                 res("ServiceAccount", ""),
                 ns.to_string(),
@@ -704,7 +708,7 @@ pub fn reconcile_namespace_defaults(s: &Snapshot, ca_pem: &str) -> Vec<Action> {
                     "metadata": {"name": "default", "namespace": ns}}),
             ));
         }
-        if !has("configmaps", ns, "kube-root-ca.crt") {
+        if !cas.contains(ns) {
             actions.push(Action::Create(
                 res("ConfigMap", ""),
                 ns.to_string(),
