@@ -251,6 +251,17 @@ mod tests {
         Suite::test_all(Builder).unwrap();
     }
 
+    async fn open(dir: &Path) -> Store {
+        Store::open_single(dir, 1, "127.0.0.1:1").await.unwrap()
+    }
+
+    /// Stops `store` and opens its directory again.
+    async fn restart(store: Store, dir: &Path) -> Store {
+        store.shutdown().await;
+        drop(store);
+        open(dir).await
+    }
+
     fn put(key: &str, cond: Cond) -> Command {
         Command::Put {
             key: key.into(),
@@ -262,9 +273,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn preconditions_revisions_watch_and_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_single(dir.path(), 1, "127.0.0.1:1")
-            .await
-            .unwrap();
+        let store = open(dir.path()).await;
         let Outcome::Applied {
             revision: r1,
             object,
@@ -313,12 +322,7 @@ mod tests {
             [EventKind::Deleted, EventKind::Added]
         );
         let rev = store.revision();
-        store.shutdown().await;
-        drop(store);
-
-        let store = Store::open_single(dir.path(), 1, "127.0.0.1:1")
-            .await
-            .unwrap();
+        let store = restart(store, dir.path()).await;
         assert!(store.get("a").is_none());
         assert_eq!(
             store.get("b").unwrap().value["metadata"]["name"],
@@ -337,9 +341,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writes_share_entries_and_keep_one_revision_each() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_single(dir.path(), 1, "127.0.0.1:1")
-            .await
-            .unwrap();
+        let store = open(dir.path()).await;
         let (_, mut changes) = store.watch(None).unwrap();
         let writes = (0..200).map(|i| {
             let store = store.clone();
@@ -378,11 +380,7 @@ mod tests {
         );
         let rev = store.revision();
         assert_eq!(rev, *revisions.last().unwrap());
-        store.shutdown().await;
-        drop(store);
-        let store = Store::open_single(dir.path(), 1, "127.0.0.1:1")
-            .await
-            .unwrap();
+        let store = restart(store, dir.path()).await;
         let after = store.write(put("k-new", Cond::Absent)).await.unwrap();
         assert!(
             matches!(after, Outcome::Applied { revision, .. } if revision == rev + 1),
@@ -394,9 +392,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn lists_at_an_earlier_revision_undo_later_changes() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_single(dir.path(), 1, "127.0.0.1:1")
-            .await
-            .unwrap();
+        let store = open(dir.path()).await;
         for k in ["p/a", "p/b", "p/c", "q/x"] {
             store.write(put(k, Cond::Absent)).await.unwrap();
         }
@@ -435,11 +431,7 @@ mod tests {
         );
 
         let rev = store.revision();
-        store.shutdown().await;
-        drop(store);
-        let store = Store::open_single(dir.path(), 1, "127.0.0.1:1")
-            .await
-            .unwrap();
+        let store = restart(store, dir.path()).await;
         assert!(
             store.list_at("p/", at).is_err(),
             "changes before a restart are not kept"
