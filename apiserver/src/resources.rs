@@ -125,15 +125,21 @@ macro_rules! schema {
     };
 }
 
+/// Decodes into the typed form; only a failure is decoded again with the
+/// path tracked, so the error can name the field at no cost to the rest.
 macro_rules! decode {
     ($t:ty) => {
         |v: &serde_json::Value| {
-            serde_path_to_error::deserialize::<_, $t>(v)
-                .map(|_| ())
-                .map_err(|e| match e.path().to_string().as_str() {
+            if <$t as serde::Deserialize>::deserialize(v).is_ok() {
+                return Ok(());
+            }
+            match serde_path_to_error::deserialize::<_, $t>(v) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(match e.path().to_string().as_str() {
                     "." => e.inner().to_string(),
                     path => format!("{path}: {}", e.inner()),
-                })
+                }),
+            }
         }
     };
 }
