@@ -329,7 +329,15 @@ async fn agent(args: AgentArgs) -> Result<()> {
         key: read(&args.tls_private_key_file)?,
     };
     let kubelet_tls =
-        shoal_apiserver::pki::server_config(&read(&args.client_ca_file)?, &pair, &[b"http/1.1"])?;
+        shoal_apiserver::pki::server_config(&read(&args.client_ca_file)?, &pair, &[b"http/1.1"])
+            .with_context(|| {
+                format!(
+                    "the kubelet API's certificate {}, key {} or client CA {}",
+                    args.tls_cert_file.display(),
+                    args.tls_private_key_file.display(),
+                    args.client_ca_file.display()
+                )
+            })?;
     let agent = start_agent(&args.data_dir, &args.node, kubeconfig, kubelet_tls, false).await?;
     println!(
         "shoal agent is ready: node {} at {}",

@@ -94,6 +94,34 @@ spec:
     assert!(log_dir(&worker.data_dir).exists(), "{}", worker.log());
     assert!(!log_dir(&c.dir).exists());
 
+    // A serving certificate that is not PEM is refused by name.
+    let creds = worker.dir.join("credentials");
+    let bad = c.dir.join("bad.crt");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .arg("agent")
+        .arg("--data-dir")
+        .arg(c.dir.join("bad-agent"))
+        .arg("--kubeconfig")
+        .arg(creds.join("kubeconfig"))
+        .arg("--tls-cert-file")
+        .arg(&bad)
+        .arg("--tls-private-key-file")
+        .arg(creds.join("kubelet.key"))
+        .arg("--client-ca-file")
+        .arg(creds.join("ca.crt"))
+        .args(["--node-name", "bad", "--node-ip", "127.0.0.3"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.crt") && err.contains("malformed PEM in certificate"),
+        "{err}"
+    );
+    assert!(c.fails(&["get", "node", "bad"]).contains("NotFound"));
+
     c.ok(&["delete", "pod", "on-worker", "--wait=true", "--timeout=30s"]);
     assert!(
         c.fails(&["get", "pod", "on-worker"]).contains("NotFound"),

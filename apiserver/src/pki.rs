@@ -322,7 +322,9 @@ fn parse_pair(
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PkiError> {
     let certs = CertificateDer::pem_slice_iter(pair.cert.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| PkiError::Pem("certificate".into()))?;
+        .ok()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| PkiError::Pem("certificate".into()))?;
     let key = PrivateKeyDer::from_pem_slice(pair.key.as_bytes())
         .map_err(|_| PkiError::Pem("private key".into()))?;
     Ok((certs, key))
