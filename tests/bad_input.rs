@@ -134,16 +134,6 @@ fn manifests_modules_and_traps() {
     ]);
     assert_eq!(steady, "Running 0");
     assert!(c.ok(&["get", "nodes"]).contains(" Ready "));
-
-    // A protobuf body (what `kubectl create deployment` sends) is refused
-    // with the media types that are accepted, and nothing is created.
-    let err = c.fails(&["create", "deployment", "pb", "--image=hello-cmd:v1"]);
-    assert!(
-        err.contains("vnd.kubernetes.protobuf")
-            && err.contains("accepted media types include: application/json,"),
-        "{err}"
-    );
-    assert!(c.fails(&["get", "deployment", "pb"]).contains("NotFound"));
 }
 
 #[test]

@@ -22,6 +22,7 @@ pub mod meta;
 pub mod objects;
 pub mod patch;
 pub mod pki;
+pub mod protobuf;
 pub mod resources;
 pub mod scheduler;
 pub mod selectors;

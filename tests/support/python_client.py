@@ -86,6 +86,22 @@ def main():
         expect(False, "deleted")
     except ApiException as e:
         expect(e.status == 404, "404 after delete")
+    # Request bodies: a protobuf body cut short is a 400 BadRequest Status;
+    # YAML is a 415 that names the media types accepted.
+    def post(content_type, body):
+        url = core.api_client.configuration.host + f"/api/v1/namespaces/{ns}/configmaps"
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        try:
+            r = core.api_client.rest_client.request("POST", url, headers=headers, body=body)
+        except ApiException as e:  # clients before 31 raise on errors
+            return e.status, str(e.body)
+        return r.status, r.read().decode()
+    cut = b"k8s\x00\x0a\x0e\x0a\x02v1\x12\x09ConfigMap\x12\x20\x0a\x05"
+    status, text = post("application/vnd.kubernetes.protobuf", cut)
+    expect(status == 400 and "BadRequest" in text and "ends early" in text, f"a cut protobuf body: {status} {text}")
+    status, text = post("application/yaml", b"kind: ConfigMap\n")
+    expect(status == 415 and "application/vnd.kubernetes.protobuf" in text, f"a YAML body: {status} {text}")
+
     print("python client: ok")
 
 

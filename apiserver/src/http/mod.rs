@@ -139,6 +139,8 @@ async fn handle(
     resp
 }
 
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+
 /// Query parameters.
 struct Query(Vec<(String, String)>);
 
@@ -165,14 +167,16 @@ impl Query {
 }
 
 async fn read_body(req: Request<hyper::body::Incoming>) -> Result<(HeaderMap, Bytes)> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let ct = content_type(&parts.headers);
-    if ct.starts_with("application/vnd.kubernetes.protobuf") || ct.starts_with("application/yaml") {
-        // Only JSON bodies are decoded (see docs/compatibility.md).
+    let protobuf = ct.starts_with(PROTOBUF);
+    if ct.starts_with("application/yaml") {
+        // JSON and protobuf bodies are decoded (see docs/compatibility.md).
         return Err(ApiError::unsupported_media_type(
             ct,
             &[
                 "application/json",
+                PROTOBUF,
                 "application/json-patch+json",
                 "application/merge-patch+json",
                 "application/strategic-merge-patch+json",
@@ -189,7 +193,21 @@ async fn read_body(req: Request<hyper::body::Incoming>) -> Result<(HeaderMap, By
             ApiError::bad_request(format!("reading the body: {e}"))
         }
     })?;
-    Ok((parts.headers, bytes.to_bytes()))
+    let mut bytes = bytes.to_bytes();
+    if protobuf {
+        // The rest of the apiserver sees the object as JSON.
+        let object = crate::protobuf::decode(&bytes).map_err(|e| {
+            ApiError::bad_request(format!("the protobuf body could not be decoded: {e}"))
+        })?;
+        bytes = serde_json::to_vec(&object)
+            .map_err(ApiError::internal)?
+            .into();
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    Ok((parts.headers, bytes))
 }
 
 fn content_type(headers: &HeaderMap) -> &str {
