@@ -24,6 +24,54 @@ pub fn pod_spec(spec: &mut Value) {
     }
 }
 
+/// A Job's spec, as Kubernetes defaults it.
+pub fn job_spec(s: &mut Map<String, Value>) {
+    if !s.contains_key("completions") && !s.contains_key("parallelism") {
+        s.insert("completions".into(), json!(1));
+    }
+    default_key(s, "parallelism", json!(1));
+    default_key(s, "backoffLimit", json!(6));
+    default_key(s, "completionMode", json!("NonIndexed"));
+    default_key(s, "suspend", json!(false));
+    default_key(s, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    if let Some(t) = s.get_mut("template").and_then(|t| t.get_mut("spec")) {
+        pod_spec(t);
+    }
+}
+
+/// A new Job's selector and pod labels, derived from its uid and name as
+/// Kubernetes does unless `manualSelector` is set.
+pub fn job_selector(job: &mut Value) {
+    if job.pointer("/spec/manualSelector") == Some(&json!(true)) {
+        return;
+    }
+    let (uid, name) = (
+        crate::meta::uid(job).to_string(),
+        crate::meta::name(job).to_string(),
+    );
+    let Some(spec) = job.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.insert(
+        "selector".into(),
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+    );
+    let template = spec.entry("template").or_insert_with(|| json!({}));
+    let labels = crate::meta::metadata(template)
+        .entry("labels")
+        .or_insert_with(|| json!({}));
+    if let Some(l) = labels.as_object_mut() {
+        for (k, v) in [
+            ("batch.kubernetes.io/controller-uid", &uid),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("job-name", &name),
+        ] {
+            l.insert(k.into(), json!(v));
+        }
+    }
+}
+
 fn container(c: &mut Map<String, Value>) {
     let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
     let last = image.rsplit('/').next().unwrap_or(image);
@@ -105,6 +153,11 @@ pub fn apply(kind: &str, obj: &mut Value) {
                 if let Some(t) = s.get_mut("template").and_then(|t| t.get_mut("spec")) {
                     pod_spec(t);
                 }
+            }
+        }
+        "Job" => {
+            if let Some(s) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                job_spec(s);
             }
         }
         "ReplicaSet" => {

@@ -377,6 +377,10 @@ impl Objects {
                 let qos = defaults::qos_class(obj.get("spec").unwrap_or(&Value::Null));
                 obj["status"] = json!({"phase": "Pending", "qosClass": qos});
             }
+            "Job" => {
+                obj["status"] = json!({});
+                defaults::job_selector(obj);
+            }
             "Deployment" | "ReplicaSet" | "Service" => {
                 obj["status"] = json!({});
                 if r.kind == "Service" {
@@ -624,6 +628,7 @@ impl Objects {
             metadata(&mut new).insert("generation".into(), json!(g + 1));
         }
         validation::validate(r, &new)?;
+        validation::immutable(r, old, &new)?;
         if let Cond::Revision(rev) = cond
             && rev != cur.revision
         {

@@ -2,9 +2,10 @@
 //! OpenAPI and storage keys.
 
 use k8s_openapi::api::{
-    apps::v1 as apps, autoscaling::v2 as autoscaling, coordination::v1 as coordination,
-    core::v1 as core, discovery::v1 as discovery, networking::v1 as networking, node::v1 as node,
-    policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
+    apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
+    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+    networking::v1 as networking, node::v1 as node, policy::v1 as policy, rbac::v1 as rbac,
+    scheduling::v1 as scheduling,
 };
 use schemars::r#gen::SchemaGenerator;
 use schemars::schema::Schema;
@@ -323,6 +324,20 @@ pub static RESOURCES: &[Resource] = &[
         schema: schema!(apps::ReplicaSet),
         schema_name: "io.k8s.api.apps.v1.ReplicaSet",
         decode: decode!(apps::ReplicaSet),
+    },
+    Resource {
+        group: "batch",
+        version: "v1",
+        kind: "Job",
+        plural: "jobs",
+        singular: "job",
+        namespaced: true,
+        short_names: &[],
+        categories: &["all"],
+        subresources: &[Sub::Status],
+        schema: schema!(batch::Job),
+        schema_name: "io.k8s.api.batch.v1.Job",
+        decode: decode!(batch::Job),
     },
     Resource {
         group: "coordination.k8s.io",

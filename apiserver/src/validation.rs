@@ -260,6 +260,16 @@ impl Causes {
             message: format!("Required value: {what}"),
         });
     }
+    fn into_result(self, r: &Resource, obj: &Value) -> Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        Err(ApiError::invalid(r.group, r.kind, name, self.0))
+    }
     fn invalid(&mut self, field: impl Into<String>, value: &Value, why: &str) {
         self.0.push(Cause {
             kind: "FieldValueInvalid",
@@ -352,6 +362,7 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
                 &mut c,
             );
         }
+        "Job" => job_spec(obj.get("spec"), &mut c),
         "Service" => {
             let ports = obj
                 .pointer("/spec/ports")
@@ -384,11 +395,82 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
         }
         _ => {}
     }
-    if c.0.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(r.group, r.kind, name, c.0))
+    c.into_result(r, obj)
+}
+
+fn job_spec(spec: Option<&Value>, c: &mut Causes) {
+    let Some(spec) = spec else {
+        return c.required("spec", "");
+    };
+    for field in [
+        "parallelism",
+        "completions",
+        "backoffLimit",
+        "activeDeadlineSeconds",
+        "ttlSecondsAfterFinished",
+    ] {
+        if let Some(v) = spec.get(field)
+            && v.as_i64()
+                .is_some_and(|n| n < 0 || (n == 0 && field == "activeDeadlineSeconds"))
+        {
+            let why = if field == "activeDeadlineSeconds" {
+                "must be greater than 0"
+            } else {
+                "must be greater than or equal to 0"
+            };
+            c.invalid(format!("spec.{field}"), v, why);
+        }
     }
+    match spec
+        .pointer("/template/spec/restartPolicy")
+        .and_then(Value::as_str)
+    {
+        Some("Never" | "OnFailure") => {}
+        Some(other) => c.0.push(Cause {
+            kind: "FieldValueNotSupported",
+            field: "spec.template.spec.restartPolicy".into(),
+            message: format!(
+                "Unsupported value: \"{other}\": supported values: \"OnFailure\", \"Never\""
+            ),
+        }),
+        None => c.required(
+            "spec.template.spec.restartPolicy",
+            "valid values: \"OnFailure\", \"Never\"",
+        ),
+    }
+    if let Some(sel) = spec.get("selector") {
+        let labels = spec.pointer("/template/metadata/labels");
+        if !LabelSelector::from_object(sel).matches(labels) {
+            c.invalid(
+                "spec.template.metadata.labels",
+                labels.unwrap_or(&Value::Null),
+                "`selector` does not match template `labels`",
+            );
+        }
+    } else {
+        c.required("spec.selector", "");
+    }
+    pod_spec(spec.pointer("/template/spec"), "spec.template.spec", c);
+}
+
+/// Fields an update may not change: 422 with `field is immutable`.
+pub fn immutable(r: &Resource, old: &Value, new: &Value) -> Result<()> {
+    let fields: &[&str] = match r.kind {
+        "Job" => &["/spec/selector", "/spec/template", "/spec/completionMode"],
+        _ => return Ok(()),
+    };
+    let mut c = Causes(Vec::new());
+    for f in fields {
+        if old.pointer(f) != new.pointer(f) {
+            let path = f.trim_start_matches('/').replace('/', ".");
+            c.invalid(
+                path,
+                new.pointer(f).unwrap_or(&Value::Null),
+                "field is immutable",
+            );
+        }
+    }
+    c.into_result(r, new)
 }
 
 fn pod_spec(spec: Option<&Value>, path: &str, c: &mut Causes) {

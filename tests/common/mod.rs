@@ -132,6 +132,13 @@ impl Cluster {
         }
     }
 
+    /// Kills shoal with SIGKILL, as a crash or power loss would stop it.
+    pub fn crash(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("shoal.log")).unwrap_or_default()
     }

@@ -263,6 +263,16 @@ pub fn columns(kind: &str) -> Vec<Value> {
         .into_iter()
         .chain(template_columns())
         .collect(),
+        "Job" => vec![
+            name,
+            col("Status", "string", 0, "Status of the job."),
+            col("Completions", "string", 0, "The completion status of the job."),
+            col("Duration", "string", 0, "Time required to complete the job."),
+            age,
+        ]
+        .into_iter()
+        .chain(template_columns())
+        .collect(),
         "Service" => vec![
             name,
             col("Type", "string", 0, "The type of the service."),
@@ -521,6 +531,19 @@ pub fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 s(selector_string(o.pointer("/spec/selector"))),
             ]
         }
+        "Job" => {
+            let (cn, ci) = containers(o, "/spec/template/spec/containers");
+            vec![
+                name,
+                s(job_status(o).into()),
+                s(job_completions(o)),
+                s(job_duration(o)),
+                age,
+                s(cn),
+                s(ci),
+                s(selector_string(o.pointer("/spec/selector"))),
+            ]
+        }
         "Service" => {
             let ports: Vec<String> = o
                 .pointer("/spec/ports")
@@ -766,6 +789,49 @@ pub fn cells(kind: &str, o: &Value) -> Vec<Value> {
         }
         _ => vec![name, age],
     }
+}
+
+/// The Status column of a Job: its first condition of note.
+fn job_status(o: &Value) -> &'static str {
+    let has = |c: &str| crate::meta::condition_true(o, c);
+    if has("Complete") {
+        "Complete"
+    } else if has("Failed") {
+        "Failed"
+    } else if o.pointer("/metadata/deletionTimestamp").is_some() {
+        "Terminating"
+    } else if has("Suspended") {
+        "Suspended"
+    } else if has("FailureTarget") {
+        "FailureTarget"
+    } else if has("SuccessCriteriaMet") {
+        "SuccessCriteriaMet"
+    } else {
+        "Running"
+    }
+}
+
+/// `succeeded/completions`, or `succeeded/1 of parallelism` without completions.
+fn job_completions(o: &Value) -> String {
+    let succeeded = int(o, "/status/succeeded");
+    match o.pointer("/spec/completions").and_then(Value::as_i64) {
+        Some(c) => format!("{succeeded}/{c}"),
+        None => match int(o, "/spec/parallelism") {
+            p if p > 1 => format!("{succeeded}/1 of {p}"),
+            _ => format!("{succeeded}/1"),
+        },
+    }
+}
+
+/// From start to completion, or to now while running.
+fn job_duration(o: &Value) -> String {
+    let Some(start) = str_at(o, "/status/startTime").and_then(parse_time) else {
+        return String::new();
+    };
+    let end = str_at(o, "/status/completionTime")
+        .and_then(parse_time)
+        .unwrap_or_else(jiff::Timestamp::now);
+    human_duration((end - start).get_seconds())
 }
 
 fn age_of(o: &Value, p: &str) -> String {

@@ -120,8 +120,17 @@ impl Store {
                 .await
                 .map_err(|e| StoreError::Raft(e.to_string()))?;
         }
+        // Entries of earlier terms are applied once the new leader's first
+        // entry commits: reads before that would miss the last writes.
         raft.wait(Some(Duration::from_secs(30)))
-            .metrics(|m| m.current_leader == Some(id), "leader elected")
+            .metrics(
+                |m| {
+                    m.current_leader == Some(id)
+                        && m.last_log_index.is_some()
+                        && m.last_applied.map(|l| l.index) == m.last_log_index
+                },
+                "leader elected and its log applied",
+            )
             .await
             .map_err(|e| StoreError::Raft(e.to_string()))?;
         let (proposals, queue) = mpsc::unbounded_channel();

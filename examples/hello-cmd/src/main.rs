@@ -1,4 +1,5 @@
-//! A WASI command that prints a numbered line every second, forever.
+//! A WASI command that prints a numbered line every second, forever or
+//! `COUNT` times.
 //!
 //! - `GREETING` replaces the default text.
 //! - `SHOW_FILES` (comma-separated paths) prints each file's contents, or
@@ -10,6 +11,8 @@
 //! - `FILL` (`path:bytes`) writes a file of that many bytes once at start
 //!   and prints the outcome.
 //! - `SHOW_CWD` set prints the working directory at start.
+//! - `COUNT` stops after that many lines, exiting with `EXIT_CODE` (0 by
+//!   default): a run-to-completion task.
 
 use std::io::Write;
 use std::time::Duration;
@@ -53,8 +56,13 @@ fn main() {
         }
     }
     let greeting = std::env::var("GREETING").unwrap_or_else(|_| "hello from a wasm pod".to_string());
+    let count: Option<u64> = std::env::var("COUNT").ok().and_then(|c| c.parse().ok());
+    let exit_code: i32 = std::env::var("EXIT_CODE").ok().and_then(|c| c.parse().ok()).unwrap_or(0);
     let mut n = 0u64;
     loop {
+        if count.is_some_and(|c| n >= c) {
+            std::process::exit(exit_code);
+        }
         n += 1;
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{greeting} #{n}");

@@ -1,4 +1,4 @@
-//! Controllers: Deployment → ReplicaSet → Pods, Endpoints for Services,
+//! Controllers: Deployment → ReplicaSet → Pods, Job → Pods, Endpoints for Services,
 //! garbage collection by ownerReferences, pod CIDRs for nodes. Each
 //! `reconcile_*` takes a [`Snapshot`] and returns [`Action`]s; [`run`] is the
 //! loop that takes snapshots and performs the actions.
@@ -14,6 +14,9 @@ use crate::objects::{
 };
 use crate::resources::{self, RESOURCES, Resource, Sub};
 use crate::selectors::LabelSelector;
+
+mod jobs;
+pub use jobs::reconcile_jobs;
 
 /// What a controller wants done.
 #[derive(Debug, Clone)]
@@ -811,10 +814,10 @@ async fn perform(objects: &Objects, a: Action) {
         }
         Action::FinalizeNamespace(name) => objects.finalize_namespace(name).await.map(|_| ()),
         Action::Event(involved, reason, message) => {
-            let component = if involved["kind"] == "Deployment" {
-                "deployment-controller"
-            } else {
-                "replicaset-controller"
+            let component = match involved["kind"].as_str() {
+                Some("Deployment") => "deployment-controller",
+                Some("Job") => "job-controller",
+                _ => "replicaset-controller",
             };
             objects
                 .event(involved, "Normal", reason, message, component)
@@ -867,6 +870,7 @@ pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8, ca_pem: 
         let mut actions = reconcile_node_cidrs(&snap, &cluster_cidr, node_mask);
         actions.extend(reconcile_deployments(&snap));
         actions.extend(reconcile_replicasets(&snap));
+        actions.extend(reconcile_jobs(&snap, jiff::Timestamp::now()));
         actions.extend(reconcile_endpoints(&snap));
         if deleted || last_gc.elapsed() >= GC_PERIOD {
             actions.extend(reconcile_garbage(&snap));
@@ -875,11 +879,21 @@ pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8, ca_pem: 
         }
         actions.extend(reconcile_namespaces(&snap));
         actions.extend(reconcile_namespace_defaults(&snap, &ca_pem));
+        let timer = jobs::next_deadline(&snap);
         drop(snap);
         futures::future::join_all(actions.into_iter().map(|a| perform(&objects, a))).await;
         let took = started.elapsed();
-        // Wait for a change that matters (or the garbage collector's turn).
-        let wait = tokio::time::sleep_until(last_gc + GC_PERIOD);
+        // Wait for a change that matters, the garbage collector's turn or a
+        // Job's deadline.
+        let mut until = last_gc + GC_PERIOD;
+        if let Some(t) = timer {
+            let secs = (t - jiff::Timestamp::now()).get_seconds().max(0) as u64;
+            // Timestamps have whole seconds: wake just after the second turns.
+            let due =
+                tokio::time::Instant::now() + std::time::Duration::from_millis(secs * 1000 + 1000);
+            until = until.min(due);
+        }
+        let wait = tokio::time::sleep_until(until);
         tokio::pin!(wait);
         loop {
             tokio::select! {

@@ -1,0 +1,137 @@
+//! batch/v1 Jobs: Wasm commands run to completion, with parallelism,
+//! completions, the backoff limit, a time to live, kubectl's columns,
+//! `wait --for=condition`, `logs job/NAME` and `create job`.
+
+mod common;
+
+use common::{Cluster, example};
+
+const JOBS: &str = r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: count}
+spec:
+  completions: 3
+  parallelism: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: c
+        image: hello-cmd:v1
+        env: [{name: COUNT, value: "2"}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: fails}
+spec:
+  backoffLimit: 1
+  ttlSecondsAfterFinished: 10
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: c
+        image: hello-cmd:v1
+        env: [{name: COUNT, value: "1"}, {name: EXIT_CODE, value: "3"}]
+"#;
+
+fn lines_with(text: &str, word: &str) -> usize {
+    text.lines().filter(|l| l.contains(word)).count()
+}
+
+#[test]
+fn jobs_run_pods_to_completion() {
+    let c = Cluster::start("jobs");
+    c.import(&example("hello-cmd"), "hello-cmd:v1");
+    let file = c.dir.join("jobs.yaml");
+    std::fs::write(&file, JOBS).unwrap();
+    c.ok(&["apply", "-f", file.to_str().unwrap()]);
+
+    // Two failures exceed a backoff limit of 1; the Job fails, then its
+    // time to live runs out and it goes with its pods.
+    c.ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/fails",
+        "--timeout=60s",
+    ]);
+    let reason = c.ok(&[
+        "get",
+        "job",
+        "fails",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Failed\")].reason} {.status.failed}",
+    ]);
+    assert_eq!(reason, "BackoffLimitExceeded 2");
+    let pods = c.ok(&["get", "pods", "-l", "job-name=fails", "--no-headers"]);
+    assert_eq!(lines_with(&pods, "Error"), 2, "{pods}");
+    c.wait_for(
+        &["get", "jobs", "-o", "name"],
+        "the failed job to go",
+        |o| !o.contains("fails"),
+    );
+    c.wait_for(
+        &["get", "pods", "-l", "job-name=fails", "-o", "name"],
+        "its pods to go",
+        |o| o.trim().is_empty(),
+    );
+
+    c.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/count",
+        "--timeout=60s",
+    ]);
+    let row = c.ok(&["get", "job", "count", "--no-headers"]);
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[..3], ["count", "Complete", "3/3"], "{row}");
+    let pods = c.ok(&["get", "pods", "-l", "job-name=count", "--no-headers"]);
+    assert_eq!(lines_with(&pods, "Completed"), 3, "{pods}");
+    assert!(
+        c.ok(&["logs", "job/count"])
+            .contains("hello from a wasm pod #2")
+    );
+    assert!(c.ok(&["get", "all"]).contains("job.batch/count"));
+
+    // The template is immutable; restartPolicy Always is refused.
+    let err = c.fails(&[
+        "patch",
+        "job",
+        "count",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"activeDeadlineSeconds":5}}}}"#,
+    ]);
+    assert!(
+        err.contains("spec.template: Invalid value") && err.contains("field is immutable"),
+        "{err}"
+    );
+    let bad = JOBS
+        .replace("name: count", "name: always")
+        .replace("restartPolicy: Never", "restartPolicy: Always");
+    std::fs::write(&file, bad).unwrap();
+    let err = c.fails(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(
+        err.contains("spec.template.spec.restartPolicy: Unsupported value: \"Always\""),
+        "{err}"
+    );
+
+    // `create job` (a protobuf body): a long-running pod, removed with the Job.
+    c.ok(&["create", "job", "forever", "--image=hello-cmd:v1"]);
+    c.wait_for(
+        &["get", "pods", "-l", "job-name=forever", "--no-headers"],
+        "the job's pod to run",
+        |o| o.contains("Running"),
+    );
+    assert_eq!(
+        c.ok(&["get", "job", "forever", "-o", "jsonpath={.status.active}"]),
+        "1"
+    );
+    c.ok(&["delete", "job", "forever", "--wait"]);
+    c.wait_for(
+        &["get", "pods", "-l", "job-name=forever", "-o", "name"],
+        "the job's pod to go",
+        |o| o.trim().is_empty(),
+    );
+}
