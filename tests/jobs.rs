@@ -135,3 +135,89 @@ fn jobs_run_pods_to_completion() {
         |o| o.trim().is_empty(),
     );
 }
+
+const CRONJOB: &str = r#"
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: "* * * * *"
+  successfulJobsHistoryLimit: 1
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers:
+          - name: c
+            image: hello-cmd:v1
+            env: [{name: COUNT, value: "1"}]
+"#;
+
+#[test]
+fn cronjobs_start_jobs_on_schedule() {
+    let c = Cluster::start("cronjobs");
+    c.import(&example("hello-cmd"), "hello-cmd:v1");
+    let file = c.dir.join("cronjob.yaml");
+    std::fs::write(&file, CRONJOB).unwrap();
+    c.ok(&["apply", "-f", file.to_str().unwrap()]);
+    let row = c.ok(&["get", "cj", "tick", "--no-headers"]);
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cols[..10],
+        [
+            "tick", "*", "*", "*", "*", "*", "<none>", "false", "0", "<none>"
+        ],
+        "{row}"
+    );
+
+    // `create job --from` (a protobuf Job) runs the template at once.
+    c.ok(&["create", "job", "manual", "--from=cronjob/tick"]);
+    c.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/manual",
+        "--timeout=60s",
+    ]);
+    let annotation = c.ok(&[
+        "get",
+        "job",
+        "manual",
+        "-o",
+        "jsonpath={.metadata.annotations.cronjob\\.kubernetes\\.io/instantiate}",
+    ]);
+    assert_eq!(annotation, "manual");
+
+    // The next minute starts a Job of its own, which completes; the
+    // controller wakes for the schedule without any other change.
+    c.wait_for_within(
+        100,
+        &["get", "jobs", "--no-headers"],
+        "a scheduled job to complete",
+        |o| {
+            o.lines()
+                .any(|l| l.starts_with("tick-") && l.contains("Complete"))
+        },
+    );
+    let stamp = c.ok(&[
+        "get",
+        "cj",
+        "tick",
+        "-o",
+        "jsonpath={.status.lastScheduleTime}",
+    ]);
+    assert!(stamp.ends_with(":00Z"), "scheduled on the minute: {stamp}");
+
+    // The schedule is validated.
+    let err = c.fails(&[
+        "create",
+        "cronjob",
+        "bad",
+        "--image=hello-cmd:v1",
+        "--schedule=61 * * * *",
+    ]);
+    assert!(
+        err.contains("spec.schedule: Invalid value: \"61 * * * *\""),
+        "{err}"
+    );
+}

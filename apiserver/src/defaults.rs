@@ -155,6 +155,20 @@ pub fn apply(kind: &str, obj: &mut Value) {
                 }
             }
         }
+        "CronJob" => {
+            if let Some(s) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                default_key(s, "concurrencyPolicy", json!("Allow"));
+                default_key(s, "suspend", json!(false));
+                default_key(s, "successfulJobsHistoryLimit", json!(3));
+                default_key(s, "failedJobsHistoryLimit", json!(1));
+                if let Some(t) = s
+                    .get_mut("jobTemplate")
+                    .and_then(|t| t.pointer_mut("/spec/template/spec"))
+                {
+                    pod_spec(t);
+                }
+            }
+        }
         "Job" => {
             if let Some(s) = obj.get_mut("spec").and_then(Value::as_object_mut) {
                 job_spec(s);

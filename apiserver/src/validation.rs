@@ -362,7 +362,30 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
                 &mut c,
             );
         }
-        "Job" => job_spec(obj.get("spec"), &mut c),
+        "Job" => job_spec(obj.get("spec"), "spec", &mut c),
+        "CronJob" => {
+            let schedule = obj.pointer("/spec/schedule");
+            match schedule.and_then(Value::as_str) {
+                None | Some("") => c.required("spec.schedule", ""),
+                Some(s) => {
+                    if let Err(e) = crate::controllers::parse_schedule(s) {
+                        c.invalid("spec.schedule", schedule.unwrap_or(&Value::Null), &e);
+                    }
+                }
+            }
+            if let Err(e) = crate::controllers::time_zone(obj) {
+                c.invalid(
+                    "spec.timeZone",
+                    obj.pointer("/spec/timeZone").unwrap_or(&Value::Null),
+                    &e,
+                );
+            }
+            job_spec(
+                obj.pointer("/spec/jobTemplate/spec"),
+                "spec.jobTemplate.spec",
+                &mut c,
+            );
+        }
         "Service" => {
             let ports = obj
                 .pointer("/spec/ports")
@@ -398,9 +421,10 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
     c.into_result(r, obj)
 }
 
-fn job_spec(spec: Option<&Value>, c: &mut Causes) {
+/// A Job's spec at `path`; a CronJob's job template has no selector yet.
+fn job_spec(spec: Option<&Value>, path: &str, c: &mut Causes) {
     let Some(spec) = spec else {
-        return c.required("spec", "");
+        return c.required(path, "");
     };
     for field in [
         "parallelism",
@@ -418,7 +442,7 @@ fn job_spec(spec: Option<&Value>, c: &mut Causes) {
             } else {
                 "must be greater than or equal to 0"
             };
-            c.invalid(format!("spec.{field}"), v, why);
+            c.invalid(format!("{path}.{field}"), v, why);
         }
     }
     match spec
@@ -428,7 +452,7 @@ fn job_spec(spec: Option<&Value>, c: &mut Causes) {
         Some("Never" | "OnFailure") => {}
         Some(other) => c.0.push(Cause {
             kind: "FieldValueNotSupported",
-            field: "spec.template.spec.restartPolicy".into(),
+            field: format!("{path}.template.spec.restartPolicy"),
             message: format!(
                 "Unsupported value: \"{other}\": supported values: \"OnFailure\", \"Never\""
             ),
@@ -442,15 +466,19 @@ fn job_spec(spec: Option<&Value>, c: &mut Causes) {
         let labels = spec.pointer("/template/metadata/labels");
         if !LabelSelector::from_object(sel).matches(labels) {
             c.invalid(
-                "spec.template.metadata.labels",
+                format!("{path}.template.metadata.labels"),
                 labels.unwrap_or(&Value::Null),
                 "`selector` does not match template `labels`",
             );
         }
-    } else {
+    } else if path == "spec" {
         c.required("spec.selector", "");
     }
-    pod_spec(spec.pointer("/template/spec"), "spec.template.spec", c);
+    pod_spec(
+        spec.pointer("/template/spec"),
+        &format!("{path}.template.spec"),
+        c,
+    );
 }
 
 /// Fields an update may not change: 422 with `field is immutable`.

@@ -289,7 +289,18 @@ impl Cluster {
 
     /// Polls `kubectl args` until `pred` holds on its stdout.
     pub fn wait_for(&self, args: &[&str], what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        self.wait_for_within(60, args, what, pred)
+    }
+
+    /// [`Cluster::wait_for`] with a deadline of `secs` seconds.
+    pub fn wait_for_within(
+        &self,
+        secs: u64,
+        args: &[&str],
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
         let mut last = String::new();
         while Instant::now() < deadline {
             let out = self.kubectl(args);

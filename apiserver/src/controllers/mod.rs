@@ -1,4 +1,5 @@
-//! Controllers: Deployment → ReplicaSet → Pods, Job → Pods, Endpoints for Services,
+//! Controllers: Deployment → ReplicaSet → Pods, CronJob → Job → Pods,
+//! Endpoints for Services,
 //! garbage collection by ownerReferences, pod CIDRs for nodes. Each
 //! `reconcile_*` takes a [`Snapshot`] and returns [`Action`]s; [`run`] is the
 //! loop that takes snapshots and performs the actions.
@@ -15,7 +16,9 @@ use crate::objects::{
 use crate::resources::{self, RESOURCES, Resource, Sub};
 use crate::selectors::LabelSelector;
 
+mod cronjobs;
 mod jobs;
+pub use cronjobs::{parse_schedule, reconcile_cronjobs, time_zone};
 pub use jobs::reconcile_jobs;
 
 /// What a controller wants done.
@@ -817,6 +820,7 @@ async fn perform(objects: &Objects, a: Action) {
             let component = match involved["kind"].as_str() {
                 Some("Deployment") => "deployment-controller",
                 Some("Job") => "job-controller",
+                Some("CronJob") => "cronjob-controller",
                 _ => "replicaset-controller",
             };
             objects
@@ -870,7 +874,9 @@ pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8, ca_pem: 
         let mut actions = reconcile_node_cidrs(&snap, &cluster_cidr, node_mask);
         actions.extend(reconcile_deployments(&snap));
         actions.extend(reconcile_replicasets(&snap));
-        actions.extend(reconcile_jobs(&snap, jiff::Timestamp::now()));
+        let now = jiff::Timestamp::now();
+        actions.extend(reconcile_cronjobs(&snap, now));
+        actions.extend(reconcile_jobs(&snap, now));
         actions.extend(reconcile_endpoints(&snap));
         if deleted || last_gc.elapsed() >= GC_PERIOD {
             actions.extend(reconcile_garbage(&snap));
@@ -879,7 +885,10 @@ pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8, ca_pem: 
         }
         actions.extend(reconcile_namespaces(&snap));
         actions.extend(reconcile_namespace_defaults(&snap, &ca_pem));
-        let timer = jobs::next_deadline(&snap);
+        let timer = [jobs::next_deadline(&snap), cronjobs::next_run(&snap, now)]
+            .into_iter()
+            .flatten()
+            .min();
         drop(snap);
         futures::future::join_all(actions.into_iter().map(|a| perform(&objects, a))).await;
         let took = started.elapsed();

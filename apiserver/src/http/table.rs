@@ -263,6 +263,18 @@ pub fn columns(kind: &str) -> Vec<Value> {
         .into_iter()
         .chain(template_columns())
         .collect(),
+        "CronJob" => vec![
+            name,
+            col("Schedule", "string", 0, "The schedule for running the job."),
+            col("Timezone", "string", 0, "The time zone for running the job."),
+            col("Suspend", "boolean", 0, "Whether the cron job is suspended."),
+            col("Active", "integer", 0, "The number of jobs running."),
+            col("Last Schedule", "string", 0, "When the job was last scheduled."),
+            age,
+        ]
+        .into_iter()
+        .chain(template_columns())
+        .collect(),
         "Job" => vec![
             name,
             col("Status", "string", 0, "Status of the job."),
@@ -529,6 +541,31 @@ pub fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 s(cn),
                 s(ci),
                 s(selector_string(o.pointer("/spec/selector"))),
+            ]
+        }
+        "CronJob" => {
+            let (cn, ci) = containers(o, "/spec/jobTemplate/spec/template/spec/containers");
+            let last = match str_at(o, "/status/lastScheduleTime") {
+                Some(_) => age_of(o, "/status/lastScheduleTime"),
+                None => "<none>".into(),
+            };
+            vec![
+                name,
+                s(str_at(o, "/spec/schedule").unwrap_or_default().into()),
+                s(str_at(o, "/spec/timeZone").unwrap_or("<none>").into()),
+                json!(o.pointer("/spec/suspend") == Some(&json!(true))),
+                json!(
+                    o.pointer("/status/active")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len)
+                ),
+                s(last),
+                age,
+                s(cn),
+                s(ci),
+                s(selector_string(
+                    o.pointer("/spec/jobTemplate/spec/selector"),
+                )),
             ]
         }
         "Job" => {
