@@ -34,8 +34,8 @@ fn main() {
         "node fill registered",
         |s| !s.is_empty(),
     );
-    let agent_before = rss_kib(node.pid());
-    let control_before = rss_kib(cluster.pid());
+    let agent_before = common::rss_kib(node.pid());
+    let control_before = common::rss_kib(cluster.pid());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (created_in, running_in) = rt.block_on(async {
         let kc = kube::config::Kubeconfig::read_from(&cluster.kubeconfig).unwrap();
@@ -100,8 +100,8 @@ fn main() {
         (created_in, start.elapsed())
     });
     std::thread::sleep(Duration::from_secs(5));
-    let agent_after = rss_kib(node.pid());
-    let control_after = rss_kib(cluster.pid());
+    let agent_after = common::rss_kib(node.pid());
+    let control_after = common::rss_kib(cluster.pid());
     println!(
         "{pods} pods (hello-cmd), 16 concurrent creators: created in {:.2} s ({:.0} creates/s), all Running in {:.2} s → {:.0} pods/s | target ≥ 500 pods/s ({:.2}×)",
         created_in.as_secs_f64(),
@@ -119,14 +119,4 @@ fn main() {
         "control plane (shoal up) RSS: {control_before} KiB idle, {control_after} KiB → {:.1} KiB per pod (objects, events, watch history)",
         per_pod(control_before, control_after)
     );
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
 }

@@ -147,6 +147,11 @@ fn stored_kinds_apply_list_and_validate() {
         "role/reader",
         "clusterrole/viewer",
     ]);
+    // HorizontalPodAutoscalers are in the `all` category, as in Kubernetes.
+    assert!(
+        c.ok(&["get", "all"])
+            .contains("horizontalpodautoscaler.autoscaling/web")
+    );
 
     let resources = c.ok(&["api-resources", "--no-headers"]);
     for (name, short, group) in [

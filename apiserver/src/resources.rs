@@ -148,7 +148,7 @@ macro_rules! decode {
 /// A resource whose objects are stored and served as they are, with no
 /// controller of shoal acting on them: `stored!(group, version, Kind,
 /// plural, singular, namespaced, short names, subresources, type, schema
-/// definition name)`.
+/// definition name[; categories: …])`.
 macro_rules! stored {
     ($group:literal, $version:literal, $kind:literal, $plural:literal, $singular:literal,
      $namespaced:literal, $short:expr, $subs:expr, $t:ty, $def:literal) => {
@@ -165,6 +165,24 @@ macro_rules! stored {
             schema: schema!($t),
             schema_name: $def,
             decode: decode!($t),
+        }
+    };
+    ($group:literal, $version:literal, $kind:literal, $plural:literal, $singular:literal,
+     $namespaced:literal, $short:expr, $subs:expr, $t:ty, $def:literal; categories: $cats:expr) => {
+        Resource {
+            categories: $cats,
+            ..stored!(
+                $group,
+                $version,
+                $kind,
+                $plural,
+                $singular,
+                $namespaced,
+                $short,
+                $subs,
+                $t,
+                $def
+            )
         }
     };
 }
@@ -324,6 +342,20 @@ pub static RESOURCES: &[Resource] = &[
         schema: schema!(apps::ReplicaSet),
         schema_name: "io.k8s.api.apps.v1.ReplicaSet",
         decode: decode!(apps::ReplicaSet),
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        kind: "DaemonSet",
+        plural: "daemonsets",
+        singular: "daemonset",
+        namespaced: true,
+        short_names: &["ds"],
+        categories: &["all"],
+        subresources: &[Sub::Status],
+        schema: schema!(apps::DaemonSet),
+        schema_name: "io.k8s.api.apps.v1.DaemonSet",
+        decode: decode!(apps::DaemonSet),
     },
     Resource {
         group: "batch",
@@ -533,7 +565,8 @@ pub static RESOURCES: &[Resource] = &[
         &["hpa"],
         &[Sub::Status],
         autoscaling::HorizontalPodAutoscaler,
-        "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler"
+        "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler";
+        categories: &["all"]
     ),
     stored!(
         "discovery.k8s.io",

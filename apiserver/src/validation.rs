@@ -316,7 +316,7 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
     }
     match r.kind {
         "Pod" => pod_spec(obj.get("spec"), "spec", &mut c),
-        "Deployment" | "ReplicaSet" => {
+        "Deployment" | "ReplicaSet" | "DaemonSet" => {
             let spec = obj.get("spec");
             if spec
                 .and_then(|s| s.get("replicas"))
@@ -345,7 +345,7 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
                         c.invalid(
                             "spec.selector",
                             sel,
-                            "empty selector is invalid for deployment",
+                            &format!("empty selector is invalid for {}", r.kind.to_lowercase()),
                         );
                     } else if !LabelSelector::from_object(sel).matches(labels) {
                         c.invalid(

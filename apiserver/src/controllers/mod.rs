@@ -1,4 +1,5 @@
 //! Controllers: Deployment → ReplicaSet → Pods, CronJob → Job → Pods,
+//! DaemonSet → a pod per node,
 //! Endpoints for Services,
 //! garbage collection by ownerReferences, pod CIDRs for nodes. Each
 //! `reconcile_*` takes a [`Snapshot`] and returns [`Action`]s; [`run`] is the
@@ -17,8 +18,10 @@ use crate::resources::{self, RESOURCES, Resource, Sub};
 use crate::selectors::LabelSelector;
 
 mod cronjobs;
+mod daemonsets;
 mod jobs;
 pub use cronjobs::{parse_schedule, reconcile_cronjobs, time_zone};
+pub use daemonsets::reconcile_daemonsets;
 pub use jobs::reconcile_jobs;
 
 /// What a controller wants done.
@@ -820,6 +823,7 @@ async fn perform(objects: &Objects, a: Action) {
             let component = match involved["kind"].as_str() {
                 Some("Deployment") => "deployment-controller",
                 Some("Job") => "job-controller",
+                Some("DaemonSet") => "daemonset-controller",
                 Some("CronJob") => "cronjob-controller",
                 _ => "replicaset-controller",
             };
@@ -874,6 +878,7 @@ pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8, ca_pem: 
         let mut actions = reconcile_node_cidrs(&snap, &cluster_cidr, node_mask);
         actions.extend(reconcile_deployments(&snap));
         actions.extend(reconcile_replicasets(&snap));
+        actions.extend(reconcile_daemonsets(&snap));
         let now = jiff::Timestamp::now();
         actions.extend(reconcile_cronjobs(&snap, now));
         actions.extend(reconcile_jobs(&snap, now));

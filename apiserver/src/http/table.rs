@@ -263,6 +263,19 @@ pub fn columns(kind: &str) -> Vec<Value> {
         .into_iter()
         .chain(template_columns())
         .collect(),
+        "DaemonSet" => vec![
+            name,
+            col("Desired", "integer", 0, "The desired number of pods scheduled."),
+            col("Current", "integer", 0, "The number of pods scheduled."),
+            col("Ready", "integer", 0, "The number of ready pods."),
+            col("Up-to-date", "integer", 0, "The number of pods running the current template."),
+            col("Available", "integer", 0, "The number of available pods."),
+            col("Node Selector", "string", 0, "The node selector of the pods."),
+            age,
+        ]
+        .into_iter()
+        .chain(template_columns())
+        .collect(),
         "CronJob" => vec![
             name,
             col("Schedule", "string", 0, "The schedule for running the job."),
@@ -537,6 +550,32 @@ pub fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 json!(int(o, "/spec/replicas")),
                 json!(int(o, "/status/replicas")),
                 json!(int(o, "/status/readyReplicas")),
+                age,
+                s(cn),
+                s(ci),
+                s(selector_string(o.pointer("/spec/selector"))),
+            ]
+        }
+        "DaemonSet" => {
+            let (cn, ci) = containers(o, "/spec/template/spec/containers");
+            let node_selector = o
+                .pointer("/spec/template/spec/nodeSelector")
+                .and_then(Value::as_object)
+                .filter(|m| !m.is_empty())
+                .map_or("<none>".to_string(), |m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                });
+            vec![
+                name,
+                json!(int(o, "/status/desiredNumberScheduled")),
+                json!(int(o, "/status/currentNumberScheduled")),
+                json!(int(o, "/status/numberReady")),
+                json!(int(o, "/status/updatedNumberScheduled")),
+                json!(int(o, "/status/numberAvailable")),
+                s(node_selector),
                 age,
                 s(cn),
                 s(ci),

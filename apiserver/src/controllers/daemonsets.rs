@@ -1,0 +1,288 @@
+//! DaemonSets: one pod on every node the template's `nodeSelector` admits,
+//! replaced node by node within `maxUnavailable` when the template changes.
+
+use serde_json::{Value, json};
+
+use super::{
+    Action, Snapshot, active, controller_uid, int, owner_ref, pod_ready, res, subset_equal,
+    template_hash, terminating,
+};
+use crate::meta::{self, str_at};
+
+/// The label that names the template revision a pod was made from.
+pub const REVISION_LABEL: &str = "controller-revision-hash";
+
+/// Whether `node` is one the DaemonSet's pods belong on.
+fn admits(ds: &Value, node: &Value) -> bool {
+    if terminating(node) {
+        return false;
+    }
+    let labels = node.pointer("/metadata/labels");
+    ds.pointer("/spec/template/spec/nodeSelector")
+        .and_then(Value::as_object)
+        .is_none_or(|sel| {
+            sel.iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        })
+}
+
+/// Creates, replaces and removes each DaemonSet's pods, one per node.
+pub fn reconcile_daemonsets(s: &Snapshot) -> Vec<Action> {
+    let (ds_r, pod_r) = (res("DaemonSet", "apps"), res("Pod", ""));
+    let mut actions = Vec::new();
+    for ds in s.of("daemonsets") {
+        if terminating(ds) {
+            continue;
+        }
+        let (ns, name, uid) = (meta::namespace(ds), meta::name(ds), meta::uid(ds));
+        let template = ds.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        let hash = template_hash(&template);
+        let pods: Vec<&Value> = s
+            .of("pods")
+            .iter()
+            .map(|a| &**a)
+            .filter(|p| meta::namespace(p) == ns && controller_uid(p) == Some(uid) && active(p))
+            .collect();
+        let on = |node: &str| -> Vec<&Value> {
+            pods.iter()
+                .copied()
+                .filter(|p| str_at(p, "/spec/nodeName") == Some(node))
+                .collect()
+        };
+        let nodes: Vec<&str> = s
+            .of("nodes")
+            .iter()
+            .filter(|n| admits(ds, n))
+            .map(|n| meta::name(n))
+            .collect();
+        let rolling =
+            str_at(ds, "/spec/updateStrategy/type").unwrap_or("RollingUpdate") == "RollingUpdate";
+        let max_unavailable = super::percent(
+            ds.pointer("/spec/updateStrategy/rollingUpdate/maxUnavailable"),
+            nodes.len() as i64,
+            true,
+        )
+        .max(1);
+
+        let (mut current, mut ready, mut updated, mut available) = (0, 0, 0, 0);
+        let mut unavailable = 0;
+        let mut outdated = Vec::new();
+        let mut created = 0;
+        for node in &nodes {
+            let mine = on(node);
+            match mine.as_slice() {
+                [] => {
+                    let mut pod = template.clone();
+                    let m = meta::metadata(&mut pod);
+                    m.insert("generateName".into(), json!(format!("{name}-")));
+                    m.insert("namespace".into(), json!(ns));
+                    m.insert("ownerReferences".into(), owner_ref(ds, "DaemonSet"));
+                    m.remove("name");
+                    let labels = m.entry("labels").or_insert_with(|| json!({}));
+                    labels[REVISION_LABEL] = json!(hash);
+                    pod["apiVersion"] = json!("v1");
+                    pod["kind"] = json!("Pod");
+                    pod["spec"]["nodeName"] = json!(node);
+                    pod["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}}});
+                    actions.push(Action::Create(pod_r, ns.to_string(), pod));
+                    created += 1;
+                    unavailable += 1;
+                }
+                [first, extra @ ..] => {
+                    current += 1;
+                    for p in extra {
+                        actions.push(Action::Delete(
+                            pod_r,
+                            ns.to_string(),
+                            meta::name(p).to_string(),
+                        ));
+                    }
+                    let is_ready = pod_ready(first);
+                    ready += i64::from(is_ready);
+                    available += i64::from(is_ready);
+                    unavailable += i64::from(!is_ready);
+                    if str_at(first, &format!("/metadata/labels/{REVISION_LABEL}"))
+                        == Some(hash.as_str())
+                    {
+                        updated += 1;
+                    } else {
+                        outdated.push((*first, is_ready));
+                    }
+                }
+            }
+        }
+        if created > 0 {
+            actions.push(Action::Event(
+                (**ds).clone(),
+                "SuccessfulCreate",
+                format!("Created {created} pod(s)"),
+            ));
+        }
+        // Pods on nodes the DaemonSet no longer admits.
+        let misscheduled: Vec<&&Value> = pods
+            .iter()
+            .filter(|p| str_at(p, "/spec/nodeName").is_none_or(|n| !nodes.contains(&n)))
+            .collect();
+        for p in &misscheduled {
+            actions.push(Action::Delete(
+                pod_r,
+                ns.to_string(),
+                meta::name(p).to_string(),
+            ));
+        }
+        // A rolling update replaces outdated pods, not-ready ones first,
+        // while no more than maxUnavailable nodes lack a ready pod.
+        if rolling {
+            outdated.sort_by_key(|(_, is_ready)| *is_ready);
+            let mut budget = max_unavailable - unavailable;
+            for (p, is_ready) in outdated {
+                if is_ready && budget <= 0 {
+                    break;
+                }
+                if is_ready {
+                    budget -= 1;
+                }
+                actions.push(Action::Delete(
+                    pod_r,
+                    ns.to_string(),
+                    meta::name(p).to_string(),
+                ));
+            }
+        }
+
+        let desired = nodes.len() as i64;
+        let status = json!({
+            "desiredNumberScheduled": desired, "currentNumberScheduled": current,
+            "numberMisscheduled": misscheduled.len(), "numberReady": ready,
+            "updatedNumberScheduled": updated, "numberAvailable": available,
+            "numberUnavailable": desired - available,
+            "observedGeneration": int(ds, "/metadata/generation"),
+        });
+        if !subset_equal(&status, ds.get("status")) {
+            actions.push(Action::Patch(
+                ds_r,
+                ns.to_string(),
+                name.to_string(),
+                json!({"status": status}),
+                true,
+            ));
+        }
+    }
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn snap(ds: Value, nodes: &[(&str, &str)], pods: Vec<Value>) -> Snapshot {
+        let mut by_resource: BTreeMap<&'static str, Vec<Arc<Value>>> = BTreeMap::new();
+        by_resource.insert("daemonsets", vec![Arc::new(ds)]);
+        let nodes = nodes
+            .iter()
+            .map(|(n, zone)| Arc::new(json!({"metadata": {"name": n, "labels": {"zone": zone}}})))
+            .collect();
+        by_resource.insert("nodes", nodes);
+        by_resource.insert("pods", pods.into_iter().map(Arc::new).collect());
+        Snapshot { by_resource }
+    }
+
+    fn ds(image: &str, node_selector: Value) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "agent", "namespace": "d", "uid": "ds-uid", "generation": 1},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+                "template": {"metadata": {"labels": {"app": "agent"}},
+                    "spec": {"nodeSelector": node_selector, "containers": [{"name": "c", "image": image}]}}}})
+    }
+
+    fn pod(name: &str, node: &str, hash: &str, ready: bool) -> Value {
+        json!({"metadata": {"name": name, "namespace": "d", "labels": {REVISION_LABEL: hash},
+            "ownerReferences": [{"uid": "ds-uid", "controller": true}]},
+            "spec": {"nodeName": node},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}})
+    }
+
+    fn created_on(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Create(_, _, p) => p["spec"]["nodeName"].as_str().map(String::from),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn deleted(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Delete(_, _, n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_pod_per_admitted_node() {
+        let d = ds("a:v1", json!({"zone": "east"}));
+        let s = snap(
+            d.clone(),
+            &[("n1", "east"), ("n2", "west"), ("n3", "east")],
+            vec![],
+        );
+        let a = reconcile_daemonsets(&s);
+        assert_eq!(created_on(&a), ["n1", "n3"]);
+        let hash = template_hash(&d["spec"]["template"]);
+        // A pod on a node that no longer matches goes; a second pod on one
+        // node goes.
+        let pods = vec![
+            pod("p1", "n1", &hash, true),
+            pod("p1b", "n1", &hash, true),
+            pod("p2", "n2", &hash, true),
+            pod("p3", "n3", &hash, true),
+        ];
+        let a = reconcile_daemonsets(&snap(
+            d,
+            &[("n1", "east"), ("n2", "west"), ("n3", "east")],
+            pods,
+        ));
+        assert!(created_on(&a).is_empty());
+        assert_eq!(deleted(&a), ["p1b", "p2"]);
+    }
+
+    #[test]
+    fn a_new_template_replaces_pods_within_max_unavailable() {
+        let old = template_hash(&ds("a:v1", json!({}))["spec"]["template"]);
+        let d = ds("a:v2", json!({}));
+        let nodes = [("n1", "x"), ("n2", "x"), ("n3", "x")];
+        let pods = vec![
+            pod("p1", "n1", &old, true),
+            pod("p2", "n2", &old, true),
+            pod("p3", "n3", &old, true),
+        ];
+        let a = reconcile_daemonsets(&snap(d.clone(), &nodes, pods));
+        assert_eq!(deleted(&a).len(), 1, "one node at a time");
+        // While one node has no ready pod, nothing else is replaced.
+        let new = template_hash(&d["spec"]["template"]);
+        let pods = vec![
+            pod("p1", "n1", &new, false),
+            pod("p2", "n2", &old, true),
+            pod("p3", "n3", &old, true),
+        ];
+        let a = reconcile_daemonsets(&snap(d, &nodes, pods));
+        assert!(deleted(&a).is_empty());
+        let Some(Action::Patch(_, _, _, p, true)) =
+            a.iter().find(|a| matches!(a, Action::Patch(..)))
+        else {
+            panic!("a status patch")
+        };
+        assert_eq!(p["status"]["updatedNumberScheduled"], 1);
+        assert_eq!(p["status"]["numberReady"], 2);
+        assert_eq!(p["status"]["desiredNumberScheduled"], 3);
+    }
+}
