@@ -155,6 +155,32 @@ pub fn apply(kind: &str, obj: &mut Value) {
                 }
             }
         }
+        "StatefulSet" => {
+            if let Some(s) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                default_key(s, "replicas", json!(1));
+                default_key(s, "podManagementPolicy", json!("OrderedReady"));
+                default_key(s, "revisionHistoryLimit", json!(10));
+                default_key(
+                    s,
+                    "persistentVolumeClaimRetentionPolicy",
+                    json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+                );
+                default_key(s, "updateStrategy", json!({}));
+                if let Some(st) = s.get_mut("updateStrategy").and_then(Value::as_object_mut) {
+                    default_key(st, "type", json!("RollingUpdate"));
+                    if st.get("type") == Some(&json!("RollingUpdate")) {
+                        default_key(st, "rollingUpdate", json!({}));
+                        if let Some(ru) = st.get_mut("rollingUpdate").and_then(Value::as_object_mut)
+                        {
+                            default_key(ru, "partition", json!(0));
+                        }
+                    }
+                }
+                if let Some(t) = s.get_mut("template").and_then(|t| t.get_mut("spec")) {
+                    pod_spec(t);
+                }
+            }
+        }
         "DaemonSet" => {
             if let Some(s) = obj.get_mut("spec").and_then(Value::as_object_mut) {
                 default_key(s, "revisionHistoryLimit", json!(10));

@@ -377,7 +377,7 @@ impl Objects {
                 let qos = defaults::qos_class(obj.get("spec").unwrap_or(&Value::Null));
                 obj["status"] = json!({"phase": "Pending", "qosClass": qos});
             }
-            "CronJob" | "DaemonSet" => obj["status"] = json!({}),
+            "CronJob" | "DaemonSet" | "StatefulSet" => obj["status"] = json!({}),
             "Job" => {
                 obj["status"] = json!({});
                 defaults::job_selector(obj);

@@ -316,7 +316,7 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
     }
     match r.kind {
         "Pod" => pod_spec(obj.get("spec"), "spec", &mut c),
-        "Deployment" | "ReplicaSet" | "DaemonSet" => {
+        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" => {
             let spec = obj.get("spec");
             if spec
                 .and_then(|s| s.get("replicas"))

@@ -1,5 +1,5 @@
 //! Controllers: Deployment → ReplicaSet → Pods, CronJob → Job → Pods,
-//! DaemonSet → a pod per node,
+//! DaemonSet → a pod per node, StatefulSet → ordinal pods,
 //! Endpoints for Services,
 //! garbage collection by ownerReferences, pod CIDRs for nodes. Each
 //! `reconcile_*` takes a [`Snapshot`] and returns [`Action`]s; [`run`] is the
@@ -20,9 +20,11 @@ use crate::selectors::LabelSelector;
 mod cronjobs;
 mod daemonsets;
 mod jobs;
+mod statefulsets;
 pub use cronjobs::{parse_schedule, reconcile_cronjobs, time_zone};
 pub use daemonsets::reconcile_daemonsets;
 pub use jobs::reconcile_jobs;
+pub use statefulsets::reconcile_statefulsets;
 
 /// What a controller wants done.
 #[derive(Debug, Clone)]
@@ -824,6 +826,7 @@ async fn perform(objects: &Objects, a: Action) {
                 Some("Deployment") => "deployment-controller",
                 Some("Job") => "job-controller",
                 Some("DaemonSet") => "daemonset-controller",
+                Some("StatefulSet") => "statefulset-controller",
                 Some("CronJob") => "cronjob-controller",
                 _ => "replicaset-controller",
             };
@@ -879,6 +882,7 @@ pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8, ca_pem: 
         actions.extend(reconcile_deployments(&snap));
         actions.extend(reconcile_replicasets(&snap));
         actions.extend(reconcile_daemonsets(&snap));
+        actions.extend(reconcile_statefulsets(&snap));
         let now = jiff::Timestamp::now();
         actions.extend(reconcile_cronjobs(&snap, now));
         actions.extend(reconcile_jobs(&snap, now));

@@ -263,6 +263,13 @@ pub fn columns(kind: &str) -> Vec<Value> {
         .into_iter()
         .chain(template_columns())
         .collect(),
+        "StatefulSet" => vec![
+            name,
+            col("Ready", "string", 0, "Number of the pod with ready state"),
+            age,
+            col("Containers", "string", 1, "Names of each container in the template."),
+            col("Images", "string", 1, "Images referenced by each container in the template."),
+        ],
         "DaemonSet" => vec![
             name,
             col("Desired", "integer", 0, "The desired number of pods scheduled."),
@@ -555,6 +562,15 @@ pub fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 s(ci),
                 s(selector_string(o.pointer("/spec/selector"))),
             ]
+        }
+        "StatefulSet" => {
+            let (cn, ci) = containers(o, "/spec/template/spec/containers");
+            let ready = format!(
+                "{}/{}",
+                int(o, "/status/readyReplicas"),
+                int(o, "/spec/replicas")
+            );
+            vec![name, s(ready), age, s(cn), s(ci)]
         }
         "DaemonSet" => {
             let (cn, ci) = containers(o, "/spec/template/spec/containers");
