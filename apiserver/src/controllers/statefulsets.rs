@@ -125,18 +125,20 @@ pub fn reconcile_statefulsets(s: &Snapshot) -> Vec<Action> {
         let partition = int(sts, "/spec/updateStrategy/rollingUpdate/partition");
         let in_range: Vec<(i64, &Value)> =
             pods.iter().copied().filter(|(i, _)| *i < want).collect();
-        if rolling && excess.is_empty() && in_range.len() as i64 == want && all_healthy {
-            if let Some((_, p)) = in_range
+        if rolling
+            && excess.is_empty()
+            && in_range.len() as i64 == want
+            && all_healthy
+            && let Some((_, p)) = in_range
                 .iter()
                 .rev()
                 .find(|(i, p)| *i >= partition && revision_of(p) != Some(revision.as_str()))
-            {
-                actions.push(Action::Delete(
-                    pod_r,
-                    ns.to_string(),
-                    meta::name(p).to_string(),
-                ));
-            }
+        {
+            actions.push(Action::Delete(
+                pod_r,
+                ns.to_string(),
+                meta::name(p).to_string(),
+            ));
         }
 
         let live: Vec<&Value> = in_range
