@@ -87,6 +87,12 @@ spec:
   minReplicas: 1
   maxReplicas: 5
 ---
+apiVersion: apps/v1
+kind: ControllerRevision
+metadata: {name: web-1}
+revision: 1
+data: {spec: {template: {metadata: {labels: {app: web}}}}}
+---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: {name: web-abc, labels: {kubernetes.io/service-name: web}}
@@ -108,7 +114,7 @@ fn stored_kinds_apply_list_and_validate() {
     let manifest = c.dir.join("kinds.yaml");
     std::fs::write(&manifest, MANIFEST).unwrap();
     let applied = c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
-    assert_eq!(applied.lines().count(), 14, "{applied}");
+    assert_eq!(applied.lines().count(), 15, "{applied}");
     assert!(
         c.ok(&["apply", "-f", manifest.to_str().unwrap()])
             .lines()
@@ -147,6 +153,7 @@ fn stored_kinds_apply_list_and_validate() {
         "role/reader",
         "clusterrole/viewer",
     ]);
+    assert_eq!(row(&c.ok(&["get", "controllerrevisions"]), "web-1")[1..3], ["<none>", "1"]);
     // HorizontalPodAutoscalers are in the `all` category, as in Kubernetes.
     assert!(
         c.ok(&["get", "all"])

@@ -583,6 +583,18 @@ pub static RESOURCES: &[Resource] = &[
         categories: &["all"]
     ),
     stored!(
+        "apps",
+        "v1",
+        "ControllerRevision",
+        "controllerrevisions",
+        "controllerrevision",
+        true,
+        &[],
+        &[],
+        apps::ControllerRevision,
+        "io.k8s.api.apps.v1.ControllerRevision"
+    ),
+    stored!(
         "discovery.k8s.io",
         "v1",
         "EndpointSlice",

@@ -263,6 +263,12 @@ pub fn columns(kind: &str) -> Vec<Value> {
         .into_iter()
         .chain(template_columns())
         .collect(),
+        "ControllerRevision" => vec![
+            name,
+            col("Controller", "string", 0, "Controller of the object."),
+            col("Revision", "integer", 0, "Revision of the ControllerRevision."),
+            age,
+        ],
         "StatefulSet" => vec![
             name,
             col("Ready", "string", 0, "Number of the pod with ready state"),
@@ -562,6 +568,23 @@ pub fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 s(ci),
                 s(selector_string(o.pointer("/spec/selector"))),
             ]
+        }
+        "ControllerRevision" => {
+            let controller = o
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .and_then(|refs| refs.iter().find(|r| r["controller"] == json!(true)))
+                .map_or("<none>".to_string(), |r| {
+                    let group = r["apiVersion"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .split('/')
+                        .next()
+                        .unwrap_or_default();
+                    let kind = r["kind"].as_str().unwrap_or_default().to_lowercase();
+                    format!("{kind}.{group}/{}", r["name"].as_str().unwrap_or_default())
+                });
+            vec![name, s(controller), json!(int(o, "/revision")), age]
         }
         "StatefulSet" => {
             let (cn, ci) = containers(o, "/spec/template/spec/containers");
