@@ -153,7 +153,10 @@ fn stored_kinds_apply_list_and_validate() {
         "role/reader",
         "clusterrole/viewer",
     ]);
-    assert_eq!(row(&c.ok(&["get", "controllerrevisions"]), "web-1")[1..3], ["<none>", "1"]);
+    assert_eq!(
+        row(&c.ok(&["get", "controllerrevisions"]), "web-1")[1..3],
+        ["<none>", "1"]
+    );
     // HorizontalPodAutoscalers are in the `all` category, as in Kubernetes.
     assert!(
         c.ok(&["get", "all"])

@@ -14,6 +14,7 @@
 //! println!("API at https://{}", server.addr);
 //! # Ok(()) }
 //! ```
+pub mod apply;
 pub mod controllers;
 pub mod defaults;
 pub mod error;

@@ -570,6 +570,59 @@ impl Objects {
         Err(ApiError::conflict(r.group, r.plural, name))
     }
 
+    /// Server-side apply of `config` by `manager` (see [`crate::apply`]):
+    /// creates the object when it does not exist.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn apply(
+        &self,
+        r: &Resource,
+        ns: &str,
+        name: &str,
+        mut config: Value,
+        manager: &str,
+        force: bool,
+        opts: WriteOpts,
+    ) -> Result<Written> {
+        if !config.is_object() {
+            return Err(ApiError::bad_request(
+                "an apply configuration must be an object",
+            ));
+        }
+        match meta::str_at(&config, "/metadata/name") {
+            Some(n) if n != name => {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+            Some(_) => {}
+            None => {
+                metadata(&mut config).insert("name".into(), json!(name));
+            }
+        }
+        // Ownership is the server's to record.
+        metadata(&mut config).remove("managedFields");
+        for _ in 0..8 {
+            let Some(cur) = self.store.get(&r.key(ns, name)) else {
+                let obj = crate::apply::apply(None, &config, manager, force, &meta::now())?;
+                match self.create(r, ns, obj, opts).await {
+                    Err(e) if e.reason == "AlreadyExists" => continue,
+                    other => return other,
+                }
+            };
+            let merged =
+                crate::apply::apply(Some(&cur.value), &config, manager, force, &meta::now())?;
+            let warnings = validation::decode(r, &merged, opts.field_validation)?;
+            match self
+                .update_from(r, &cur, merged, None, opts, Cond::Revision(cur.revision))
+                .await
+            {
+                Err(e) if e.reason == "Conflict" => continue,
+                other => return other.map(|object| Written { object, warnings }),
+            }
+        }
+        Err(ApiError::conflict(r.group, r.plural, name))
+    }
+
     async fn update_from(
         &self,
         r: &Resource,

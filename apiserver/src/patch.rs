@@ -7,7 +7,7 @@ use crate::error::{ApiError, Result};
 
 /// The merge key of a list field in the built-in kinds, chosen by the field's
 /// name and, where a name is shared, by which key the elements carry.
-fn merge_key(field: &str, sample: &[Value]) -> Option<&'static str> {
+pub(crate) fn merge_key(field: &str, sample: &[Value]) -> Option<&'static str> {
     let has = |k: &str| sample.iter().any(|e| e.get(k).is_some());
     Some(match field {
         "containers"

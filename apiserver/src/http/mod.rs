@@ -564,6 +564,31 @@ async fn resource(
                 .await?;
             Ok(ok(&scale_of(&w.object)))
         }
+        (Method::PATCH, Some(name), None)
+            if content_type(req.headers()).starts_with("application/apply-patch") =>
+        {
+            let opts = q.write_opts()?;
+            let manager = q
+                .get("fieldManager")
+                .filter(|m| !m.is_empty())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "PATCH requests with an apply content type must specify a fieldManager",
+                    )
+                })?;
+            let manager = manager.to_string();
+            let force = q.flag("force");
+            let (_, body) = read_body(req).await?;
+            let config = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the apply configuration is not JSON (YAML is not read): {e}"
+                ))
+            })?;
+            let w = objects
+                .apply(r, &ns, name, config, &manager, force, opts)
+                .await?;
+            Ok(with_warnings(ok(&w.object), &w.warnings))
+        }
         (Method::PATCH, Some(name), s @ (None | Some(Sub::Status))) => {
             let opts = q.write_opts()?;
             let (headers, body) = read_body(req).await?;

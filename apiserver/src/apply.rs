@@ -1,0 +1,410 @@
+//! Server-side apply: field sets, `managedFields` and conflicts.
+//!
+//! An applied configuration names the fields its manager wants to own. The
+//! apiserver merges it into the live object (maps by key, lists by their
+//! merge key, other lists whole), removes the fields the manager applied
+//! before and no longer does (unless another manager owns them), and refuses
+//! with 409 a change to a field another manager owns, unless `force` moves
+//! the field to the applier. Ownership is kept in `metadata.managedFields` in
+//! Kubernetes' FieldsV1 form (`f:name`, `k:{"name":"c"}`, `.`).
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
+
+use crate::error::{ApiError, Result};
+use crate::patch;
+
+/// One step of a field path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    /// A field of an object.
+    Field(String),
+    /// A list element, by its merge key (`{"name":"c"}` as JSON).
+    Key(String),
+}
+
+/// A set of leaf field paths.
+pub type FieldSet = BTreeSet<Vec<Step>>;
+
+/// The fields a configuration sets: every scalar, list without a merge key
+/// and empty object, and every keyed list element itself.
+pub fn fields_of(config: &Value) -> FieldSet {
+    let mut out = FieldSet::new();
+    if let Value::Object(m) = config {
+        for (k, v) in m {
+            if matches!(k.as_str(), "apiVersion" | "kind" | "status") {
+                continue;
+            }
+            if k == "metadata" {
+                if let Value::Object(meta) = v {
+                    for (mk, mv) in meta {
+                        if matches!(
+                            mk.as_str(),
+                            "labels" | "annotations" | "finalizers" | "ownerReferences"
+                        ) {
+                            walk(
+                                mv,
+                                vec![Step::Field(k.clone()), Step::Field(mk.clone())],
+                                mk,
+                                &mut out,
+                            );
+                        }
+                    }
+                }
+                continue;
+            }
+            walk(v, vec![Step::Field(k.clone())], k, &mut out);
+        }
+    }
+    out
+}
+
+fn walk(v: &Value, path: Vec<Step>, field: &str, out: &mut FieldSet) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, child) in m {
+                let mut p = path.clone();
+                p.push(Step::Field(k.clone()));
+                walk(child, p, k, out);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => match patch::merge_key(field, items) {
+            Some(key) => {
+                for item in items {
+                    let mut p = path.clone();
+                    p.push(Step::Key(json!({key: item.get(key)}).to_string()));
+                    out.insert(p.clone());
+                    if let Value::Object(m) = item {
+                        for (k, child) in m {
+                            let mut q = p.clone();
+                            q.push(Step::Field(k.clone()));
+                            walk(child, q, k, out);
+                        }
+                    }
+                }
+            }
+            None => {
+                out.insert(path);
+            }
+        },
+        _ => {
+            out.insert(path);
+        }
+    }
+}
+
+/// The value at a path, if present.
+pub fn value_at<'a>(obj: &'a Value, path: &[Step]) -> Option<&'a Value> {
+    let mut cur = obj;
+    for step in path {
+        cur = match step {
+            Step::Field(f) => cur.get(f)?,
+            Step::Key(k) => find_keyed(cur.as_array()?, k)?,
+        };
+    }
+    Some(cur)
+}
+
+fn key_of(k: &str) -> Option<(String, Value)> {
+    let Ok(Value::Object(m)) = serde_json::from_str::<Value>(k) else {
+        return None;
+    };
+    m.into_iter().next()
+}
+
+fn find_keyed<'a>(items: &'a [Value], k: &str) -> Option<&'a Value> {
+    let (key, want) = key_of(k)?;
+    items.iter().find(|i| i.get(&key) == Some(&want))
+}
+
+/// Removes the value at a path (a field, or a keyed list element).
+fn remove_at(obj: &mut Value, path: &[Step]) {
+    let Some((last, parent)) = path.split_last() else {
+        return;
+    };
+    let mut cur = obj;
+    for step in parent {
+        let next = match step {
+            Step::Field(f) => cur.get_mut(f),
+            Step::Key(k) => {
+                let Some((key, want)) = key_of(k) else { return };
+                cur.as_array_mut()
+                    .and_then(|items| items.iter_mut().find(|i| i.get(&key) == Some(&want)))
+            }
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return,
+        }
+    }
+    match last {
+        Step::Field(f) => {
+            if let Some(m) = cur.as_object_mut() {
+                m.remove(f);
+            }
+        }
+        Step::Key(k) => {
+            if let (Some((key, want)), Some(items)) = (key_of(k), cur.as_array_mut()) {
+                items.retain(|i| i.get(&key) != Some(&want));
+            }
+        }
+    }
+}
+
+/// A field set in Kubernetes' FieldsV1 form.
+pub fn to_fields_v1(set: &FieldSet) -> Value {
+    let mut root = Map::new();
+    for path in set {
+        let mut cur = &mut root;
+        for step in path {
+            let name = match step {
+                Step::Field(f) => format!("f:{f}"),
+                Step::Key(k) => format!("k:{k}"),
+            };
+            cur = cur
+                .entry(name)
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .expect("inserted as an object");
+        }
+        if matches!(path.last(), Some(Step::Key(_))) {
+            cur.insert(".".into(), json!({}));
+        }
+    }
+    Value::Object(root)
+}
+
+/// A FieldsV1 value read back into a field set.
+pub fn from_fields_v1(v: &Value) -> FieldSet {
+    fn go(m: &Map<String, Value>, path: &mut Vec<Step>, out: &mut FieldSet) {
+        if m.is_empty() && !path.is_empty() {
+            out.insert(path.clone());
+        }
+        for (k, child) in m {
+            let step = if k == "." {
+                out.insert(path.clone());
+                continue;
+            } else if let Some(f) = k.strip_prefix("f:") {
+                Step::Field(f.to_string())
+            } else if let Some(key) = k.strip_prefix("k:") {
+                Step::Key(key.to_string())
+            } else {
+                continue;
+            };
+            path.push(step);
+            if let Value::Object(cm) = child {
+                go(cm, path, out);
+            }
+            path.pop();
+        }
+    }
+    let mut out = FieldSet::new();
+    if let Value::Object(m) = v {
+        go(m, &mut Vec::new(), &mut out);
+    }
+    out
+}
+
+/// A path as Kubernetes prints it in a conflict: `.spec.replicas`,
+/// `.spec.containers[name="c"].image`.
+pub fn path_string(path: &[Step]) -> String {
+    path.iter()
+        .map(|s| match s {
+            Step::Field(f) => format!(".{f}"),
+            Step::Key(k) => match key_of(k) {
+                Some((key, v)) => format!("[{key}={v}]"),
+                None => format!("[{k}]"),
+            },
+        })
+        .collect()
+}
+
+/// Applies `config` for `manager` onto `live` (None to create). Returns the
+/// object to store, its `managedFields` included.
+pub fn apply(
+    live: Option<&Value>,
+    config: &Value,
+    manager: &str,
+    force: bool,
+    now: &str,
+) -> Result<Value> {
+    let api_version = config.get("apiVersion").cloned().unwrap_or(Value::Null);
+    let applied = fields_of(config);
+    let entry = |fields: &FieldSet, operation: &str, who: &str, version: &Value| {
+        json!({"manager": who, "operation": operation, "apiVersion": version, "time": now,
+            "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(fields)})
+    };
+    let Some(live) = live else {
+        let mut obj = config.clone();
+        obj["metadata"]["managedFields"] = json!([entry(&applied, "Apply", manager, &api_version)]);
+        return Ok(obj);
+    };
+    let mut entries: Vec<Value> = live
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let is_mine = |e: &Value| e["manager"] == manager && e["operation"] == "Apply";
+    let previous = entries
+        .iter()
+        .find(|e| is_mine(e))
+        .map(|e| from_fields_v1(&e["fieldsV1"]))
+        .unwrap_or_default();
+
+    // Conflicts: fields another manager owns that this apply would change.
+    let mut conflicts = Vec::new();
+    for e in entries.iter().filter(|e| !is_mine(e)) {
+        let owned = from_fields_v1(&e["fieldsV1"]);
+        for path in owned.intersection(&applied) {
+            if value_at(live, path) != value_at(config, path) {
+                conflicts.push((
+                    e["manager"].as_str().unwrap_or_default().to_string(),
+                    path.clone(),
+                ));
+            }
+        }
+    }
+    if !conflicts.is_empty() && !force {
+        return Err(conflict_error(&conflicts, &api_version));
+    }
+
+    let mut merged = patch::strategic_merge(live, config)?;
+    // Fields this manager applied before and dropped now go, unless another
+    // manager still owns them.
+    let others: FieldSet = entries
+        .iter()
+        .filter(|e| !is_mine(e))
+        .flat_map(|e| from_fields_v1(&e["fieldsV1"]))
+        .collect();
+    for path in previous.difference(&applied) {
+        if !others.contains(path) && !applied.iter().any(|a| a.starts_with(path)) {
+            remove_at(&mut merged, path);
+        }
+    }
+    // Ownership: the applier owns what it applied; forced fields leave
+    // their previous owners, and empty entries go.
+    let mut kept = Vec::new();
+    for e in entries.drain(..) {
+        if is_mine(&e) {
+            continue;
+        }
+        let mut owned = from_fields_v1(&e["fieldsV1"]);
+        if force {
+            for (_, path) in &conflicts {
+                owned.remove(path);
+            }
+        }
+        if owned.is_empty() {
+            continue;
+        }
+        let mut e = e;
+        e["fieldsV1"] = to_fields_v1(&owned);
+        kept.push(e);
+    }
+    kept.push(entry(&applied, "Apply", manager, &api_version));
+    merged["metadata"]["managedFields"] = Value::Array(kept);
+    Ok(merged)
+}
+
+fn conflict_error(conflicts: &[(String, Vec<Step>)], api_version: &Value) -> ApiError {
+    let version = api_version.as_str().unwrap_or_default();
+    let causes: Vec<Value> = conflicts
+        .iter()
+        .map(|(m, p)| json!({"type": "FieldManagerConflict", "message": format!("conflict with \"{m}\" using {version}"), "field": path_string(p)}))
+        .collect();
+    let lines: Vec<String> = conflicts
+        .iter()
+        .map(|(m, p)| {
+            format!(
+                "- conflict with \"{m}\" using {version}: {}",
+                path_string(p)
+            )
+        })
+        .collect();
+    let n = conflicts.len();
+    let mut e = ApiError::new(
+        409,
+        "Conflict",
+        format!(
+            "Apply failed with {n} conflict{}: {}",
+            if n == 1 { "" } else { "s" },
+            lines.join("\n")
+        ),
+    );
+    e.details = Some(json!({"causes": causes}));
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deploy(replicas: i64, image: &str) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "c", "image": image}]}}}})
+    }
+
+    #[test]
+    fn field_sets_round_trip_through_fields_v1() {
+        let set = fields_of(&deploy(2, "a:v1"));
+        let v1 = to_fields_v1(&set);
+        assert_eq!(
+            v1,
+            json!({"f:metadata": {"f:labels": {"f:app": {}}}, "f:spec": {"f:replicas": {},
+                "f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"c\"}": {".": {}, "f:name": {}, "f:image": {}}}}}}})
+        );
+        assert_eq!(from_fields_v1(&v1), set);
+    }
+
+    #[test]
+    fn apply_merges_removes_dropped_fields_and_detects_conflicts() {
+        let created = apply(None, &deploy(2, "a:v1"), "alice", false, "t0").unwrap();
+        assert_eq!(created["metadata"]["managedFields"][0]["manager"], "alice");
+
+        // Another manager's apply of a different value for replicas conflicts.
+        let err = apply(Some(&created), &deploy(3, "a:v1"), "bob", false, "t1").unwrap_err();
+        assert_eq!(err.code, 409);
+        assert!(
+            err.message
+                .contains("conflict with \"alice\" using apps/v1: .spec.replicas"),
+            "{}",
+            err.message
+        );
+        // The same value is shared ownership, not a conflict.
+        let shared = apply(Some(&created), &deploy(2, "a:v1"), "bob", false, "t1").unwrap();
+        assert_eq!(
+            shared["metadata"]["managedFields"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        // force takes the field over.
+        let forced = apply(Some(&created), &deploy(3, "a:v1"), "bob", true, "t1").unwrap();
+        assert_eq!(forced["spec"]["replicas"], 3);
+        let alice = from_fields_v1(&forced["metadata"]["managedFields"][0]["fieldsV1"]);
+        assert!(!alice.contains(&vec![
+            Step::Field("spec".into()),
+            Step::Field("replicas".into())
+        ]));
+
+        // alice drops the label: it goes, as nobody else owns it.
+        let mut without = deploy(2, "a:v2");
+        without["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("labels");
+        let next = apply(Some(&created), &without, "alice", false, "t2").unwrap();
+        assert!(
+            next["metadata"]
+                .get("labels")
+                .is_none_or(|l| l.get("app").is_none()),
+            "{next}"
+        );
+        assert_eq!(
+            next["spec"]["template"]["spec"]["containers"][0]["image"],
+            "a:v2"
+        );
+    }
+}
