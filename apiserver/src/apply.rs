@@ -307,6 +307,54 @@ pub fn apply(
     Ok(merged)
 }
 
+/// Records a write that is not an apply by `manager` in `new`'s
+/// `managedFields`: the manager's `Update` entry gains the fields the write
+/// set or changed, and other managers lose the fields it changed.
+pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, now: &str) {
+    let new_fields = fields_of(new);
+    let changed: FieldSet = match old {
+        None => new_fields.clone(),
+        Some(old) => new_fields
+            .union(&fields_of(old))
+            .filter(|p| value_at(old, p) != value_at(new, p))
+            .cloned()
+            .collect(),
+    };
+    let mut entries: Vec<Value> = match (old, new.pointer("/metadata/managedFields")) {
+        (None, _) => Vec::new(),
+        (_, Some(Value::Array(e))) => e.clone(),
+        (Some(old), _) => old
+            .pointer("/metadata/managedFields")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+    };
+    if changed.is_empty() && old.is_some() {
+        return;
+    }
+    let api_version = new.get("apiVersion").cloned().unwrap_or(Value::Null);
+    let mine = |e: &Value| e["manager"] == manager && e["operation"] == "Update";
+    if !entries.iter().any(|e| mine(e)) {
+        entries.push(json!({"manager": manager, "operation": "Update", "apiVersion": api_version,
+            "fieldsType": "FieldsV1", "fieldsV1": {}}));
+    }
+    let mut kept = Vec::new();
+    for mut e in entries {
+        let mut owned = from_fields_v1(&e["fieldsV1"]);
+        if mine(&e) {
+            owned.extend(changed.iter().filter(|p| new_fields.contains(*p)).cloned());
+            e["time"] = json!(now);
+        } else {
+            owned.retain(|p| !changed.contains(p));
+        }
+        if !owned.is_empty() {
+            e["fieldsV1"] = to_fields_v1(&owned);
+            kept.push(e);
+        }
+    }
+    new["metadata"]["managedFields"] = Value::Array(kept);
+}
+
 fn conflict_error(conflicts: &[(String, Vec<Step>)], api_version: &Value) -> ApiError {
     let version = api_version.as_str().unwrap_or_default();
     let causes: Vec<Value> = conflicts
@@ -343,6 +391,24 @@ mod tests {
     fn deploy(replicas: i64, image: &str) -> Value {
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"app": "web"}},
             "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "c", "image": image}]}}}})
+    }
+
+    #[test]
+    fn updates_take_the_fields_they_change() {
+        let created = apply(None, &deploy(2, "a:v1"), "alice", false, "t0").unwrap();
+        let mut scaled = created.clone();
+        scaled["spec"]["replicas"] = json!(5);
+        record_update(Some(&created), &mut scaled, "kubectl-scale", "t1");
+        let entries = scaled["metadata"]["managedFields"].as_array().unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[1]["fieldsV1"], json!({"f:spec": {"f:replicas": {}}}));
+        // alice's next apply of replicas 2 now conflicts with the scaler.
+        let err = apply(Some(&scaled), &deploy(2, "a:v1"), "alice", false, "t2").unwrap_err();
+        assert!(err.message.contains("conflict with \"kubectl-scale\""), "{}", err.message);
+        // An update that changes nothing records nothing.
+        let mut same = scaled.clone();
+        record_update(Some(&scaled), &mut same, "other", "t3");
+        assert_eq!(same, scaled);
     }
 
     #[test]

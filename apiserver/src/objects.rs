@@ -13,12 +13,15 @@ use crate::store::{Command, Cond, Failure, Outcome, Store, Stored};
 use crate::validation::{self, FieldValidation};
 
 /// Options of a write.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WriteOpts {
     /// `dryRun=All`: validate and default, store nothing.
     pub dry_run: bool,
     /// How unknown fields are treated.
     pub field_validation: FieldValidation,
+    /// The field manager recorded for the fields the write sets (`Update`
+    /// entries of `managedFields`); the controllers record none.
+    pub manager: Option<String>,
 }
 
 impl Default for WriteOpts {
@@ -26,6 +29,7 @@ impl Default for WriteOpts {
         Self {
             dry_run: false,
             field_validation: FieldValidation::Ignore,
+            manager: None,
         }
     }
 }
@@ -339,6 +343,9 @@ impl Objects {
                 Some(_) => {}
             }
         }
+        if let Some(manager) = &opts.manager {
+            crate::apply::record_update(None, &mut obj, manager, &meta::now());
+        }
         self.prepare_create(r, &mut obj);
         defaults::apply(r.kind, &mut obj);
         if r.kind == "Service" {
@@ -525,7 +532,7 @@ impl Objects {
             let cur = self.get(r, ns, name)?;
             let cond = Cond::Revision(wanted.unwrap_or(cur.revision));
             match self
-                .update_from(r, &cur, obj.clone(), sub, opts, cond)
+                .update_from(r, &cur, obj.clone(), sub, &opts, cond)
                 .await
             {
                 Err(e) if e.reason == "Conflict" && wanted.is_none() => continue,
@@ -562,7 +569,7 @@ impl Objects {
                     .filter(|p| *p != cur.revision)
                     .unwrap_or(cur.revision),
             );
-            match self.update_from(r, &cur, patched, sub, opts, cond).await {
+            match self.update_from(r, &cur, patched, sub, &opts, cond).await {
                 Err(e) if e.reason == "Conflict" && pinned == Some(cur.revision) => continue,
                 other => return other.map(|object| Written { object, warnings }),
             }
@@ -599,12 +606,13 @@ impl Objects {
                 metadata(&mut config).insert("name".into(), json!(name));
             }
         }
-        // Ownership is the server's to record.
+        // Ownership is the server's to record, as Apply, not Update.
         metadata(&mut config).remove("managedFields");
+        let opts = WriteOpts { manager: None, ..opts };
         for _ in 0..8 {
             let Some(cur) = self.store.get(&r.key(ns, name)) else {
                 let obj = crate::apply::apply(None, &config, manager, force, &meta::now())?;
-                match self.create(r, ns, obj, opts).await {
+                match self.create(r, ns, obj, opts.clone()).await {
                     Err(e) if e.reason == "AlreadyExists" => continue,
                     other => return other,
                 }
@@ -613,7 +621,7 @@ impl Objects {
                 crate::apply::apply(Some(&cur.value), &config, manager, force, &meta::now())?;
             let warnings = validation::decode(r, &merged, opts.field_validation)?;
             match self
-                .update_from(r, &cur, merged, None, opts, Cond::Revision(cur.revision))
+                .update_from(r, &cur, merged, None, &opts, Cond::Revision(cur.revision))
                 .await
             {
                 Err(e) if e.reason == "Conflict" => continue,
@@ -629,7 +637,7 @@ impl Objects {
         cur: &Stored,
         mut obj: Value,
         sub: Option<Sub>,
-        opts: WriteOpts,
+        opts: &WriteOpts,
         cond: Cond,
     ) -> Result<Value> {
         Self::check_type_meta(r, &mut obj)?;
@@ -669,6 +677,9 @@ impl Objects {
                 };
             }
             nm.insert("resourceVersion".into(), json!(cur.revision.to_string()));
+        }
+        if let (Some(manager), None) = (&opts.manager, sub) {
+            crate::apply::record_update(Some(old), &mut new, manager, &meta::now());
         }
         defaults::apply(r.kind, &mut new);
         if r.kind == "Service" {

@@ -158,10 +158,19 @@ impl Query {
     fn flag(&self, k: &str) -> bool {
         matches!(self.get(k), Some("true" | "1"))
     }
-    fn write_opts(&self) -> Result<WriteOpts> {
+    /// Write options; the field manager is `fieldManager`, or else the
+    /// client's User-Agent up to its first `/`, as Kubernetes derives it.
+    fn write_opts(&self, headers: &HeaderMap) -> Result<WriteOpts> {
+        let agent = headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ua| ua.split('/').next())
+            .filter(|m| !m.is_empty());
+        let manager = self.get("fieldManager").filter(|m| !m.is_empty()).or(agent);
         Ok(WriteOpts {
             dry_run: self.get("dryRun") == Some("All"),
             field_validation: FieldValidation::parse(self.get("fieldValidation"))?,
+            manager: manager.map(|m| m.chars().take(128).collect()),
         })
     }
 }
@@ -506,7 +515,7 @@ async fn resource(
             }
         }
         (Method::POST, None, None) => {
-            let opts = q.write_opts()?;
+            let opts = q.write_opts(req.headers())?;
             let (_, body) = read_body(req).await?;
             let w = objects.create(r, &ns, parse_json(&body)?, opts).await?;
             Ok(with_warnings(
@@ -529,7 +538,7 @@ async fn resource(
             ))
         }
         (Method::PUT, Some(name), s @ (None | Some(Sub::Status))) => {
-            let opts = q.write_opts()?;
+            let opts = q.write_opts(req.headers())?;
             let (_, body) = read_body(req).await?;
             let w = objects
                 .update(r, &ns, name, parse_json(&body)?, s, opts)
@@ -538,7 +547,7 @@ async fn resource(
         }
         (Method::PUT | Method::PATCH, Some(name), Some(Sub::Scale)) => {
             let is_patch = req.method() == Method::PATCH;
-            let opts = q.write_opts()?;
+            let opts = q.write_opts(req.headers())?;
             let (headers, body) = read_body(req).await?;
             let ct = content_type(&headers);
             let body = parse_json(&body)?;
@@ -567,7 +576,7 @@ async fn resource(
         (Method::PATCH, Some(name), None)
             if content_type(req.headers()).starts_with("application/apply-patch") =>
         {
-            let opts = q.write_opts()?;
+            let opts = q.write_opts(req.headers())?;
             let manager = q
                 .get("fieldManager")
                 .filter(|m| !m.is_empty())
@@ -590,7 +599,7 @@ async fn resource(
             Ok(with_warnings(ok(&w.object), &w.warnings))
         }
         (Method::PATCH, Some(name), s @ (None | Some(Sub::Status))) => {
-            let opts = q.write_opts()?;
+            let opts = q.write_opts(req.headers())?;
             let (headers, body) = read_body(req).await?;
             let ty = PatchType::from_content_type(content_type(&headers))?;
             let w = objects

@@ -116,7 +116,20 @@ pub(super) async fn watch(
                 (_, true, false) => "DELETED",
                 (_, false, false) => continue,
             };
-            if tx.send(Ok(send(ty, &event.object))).await.is_err() {
+            let line = if as_table {
+                send(ty, &event.object)
+            } else {
+                // The object's JSON is shared by every watch of the event.
+                let object = event.object_json();
+                let mut line = Vec::with_capacity(object.len() + 32);
+                line.extend_from_slice(b"{\"type\":\"");
+                line.extend_from_slice(ty.as_bytes());
+                line.extend_from_slice(b"\",\"object\":");
+                line.extend_from_slice(object);
+                line.extend_from_slice(b"}\n");
+                Bytes::from(line)
+            };
+            if tx.send(Ok(line)).await.is_err() {
                 return;
             }
         }

@@ -346,6 +346,7 @@ impl Changes<'_> {
                     key,
                     object: value.clone(),
                     prev,
+                    json: Default::default(),
                 }));
                 Outcome::Applied {
                     revision,
@@ -371,6 +372,7 @@ impl Changes<'_> {
                     key,
                     object: last.clone(),
                     prev: Some(old.value),
+                    json: Default::default(),
                 }));
                 Outcome::Applied {
                     revision,
@@ -468,7 +470,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         drop(objects);
         hub.revision = self.revision;
         for event in events {
-            hub.history.push_back(event.clone());
+            // The history holds its own copy, so the JSON that live watches
+            // share goes with the broadcast buffer, not 100,000 changes later.
+            hub.history.push_back(Arc::new(Event {
+                json: Default::default(),
+                ..(*event).clone()
+            }));
             if hub.history.len() > HISTORY
                 && let Some(old) = hub.history.pop_front()
             {

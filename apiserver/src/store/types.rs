@@ -137,4 +137,14 @@ pub struct Event {
     pub object: Arc<Value>,
     /// The object before the change, if any.
     pub prev: Option<Arc<Value>>,
+    /// `object` serialized, once for every watch that sends it.
+    pub json: std::sync::OnceLock<bytes::Bytes>,
+}
+
+impl Event {
+    /// The object as JSON, serialized on first use.
+    pub fn object_json(&self) -> &bytes::Bytes {
+        self.json
+            .get_or_init(|| serde_json::to_vec(&*self.object).unwrap_or_default().into())
+    }
 }
