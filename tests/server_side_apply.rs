@@ -139,10 +139,22 @@ fn server_side_apply_tracks_field_managers() {
     // makes the next apply of replicas a conflict with the scaler.
     c.ok(&["scale", "deploy/web", "--replicas=4"]);
     let m = managers(&c);
-    let scaler = m.iter().find(|(_, op)| op == "Update").map(|(name, _)| name.clone());
+    let scaler = m
+        .iter()
+        .find(|(_, op)| op == "Update")
+        .map(|(name, _)| name.clone());
     let scaler = scaler.unwrap_or_else(|| panic!("an Update entry for the scale: {m:?}"));
-    let err = c.fails(&["apply", "--server-side", "--field-manager=scaler", "-f", &scale]);
-    assert!(err.contains(&format!("conflict with \"{scaler}\"")) && err.contains(".spec.replicas"), "{err}");
+    let err = c.fails(&[
+        "apply",
+        "--server-side",
+        "--field-manager=scaler",
+        "-f",
+        &scale,
+    ]);
+    assert!(
+        err.contains(&format!("conflict with \"{scaler}\"")) && err.contains(".spec.replicas"),
+        "{err}"
+    );
 
     // A server-side dry run changes nothing.
     let bumped = write(

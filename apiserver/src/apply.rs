@@ -335,8 +335,10 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, now: &
     let api_version = new.get("apiVersion").cloned().unwrap_or(Value::Null);
     let mine = |e: &Value| e["manager"] == manager && e["operation"] == "Update";
     if !entries.iter().any(|e| mine(e)) {
-        entries.push(json!({"manager": manager, "operation": "Update", "apiVersion": api_version,
-            "fieldsType": "FieldsV1", "fieldsV1": {}}));
+        entries.push(
+            json!({"manager": manager, "operation": "Update", "apiVersion": api_version,
+            "fieldsType": "FieldsV1", "fieldsV1": {}}),
+        );
     }
     let mut kept = Vec::new();
     for mut e in entries {
@@ -401,10 +403,17 @@ mod tests {
         record_update(Some(&created), &mut scaled, "kubectl-scale", "t1");
         let entries = scaled["metadata"]["managedFields"].as_array().unwrap();
         assert_eq!(entries.len(), 2);
-        assert_eq!(entries[1]["fieldsV1"], json!({"f:spec": {"f:replicas": {}}}));
+        assert_eq!(
+            entries[1]["fieldsV1"],
+            json!({"f:spec": {"f:replicas": {}}})
+        );
         // alice's next apply of replicas 2 now conflicts with the scaler.
         let err = apply(Some(&scaled), &deploy(2, "a:v1"), "alice", false, "t2").unwrap_err();
-        assert!(err.message.contains("conflict with \"kubectl-scale\""), "{}", err.message);
+        assert!(
+            err.message.contains("conflict with \"kubectl-scale\""),
+            "{}",
+            err.message
+        );
         // An update that changes nothing records nothing.
         let mut same = scaled.clone();
         record_update(Some(&scaled), &mut same, "other", "t3");

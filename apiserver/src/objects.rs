@@ -608,7 +608,10 @@ impl Objects {
         }
         // Ownership is the server's to record, as Apply, not Update.
         metadata(&mut config).remove("managedFields");
-        let opts = WriteOpts { manager: None, ..opts };
+        let opts = WriteOpts {
+            manager: None,
+            ..opts
+        };
         for _ in 0..8 {
             let Some(cur) = self.store.get(&r.key(ns, name)) else {
                 let obj = crate::apply::apply(None, &config, manager, force, &meta::now())?;

@@ -7,7 +7,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::{Response, header};
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::{Query, table};
 use crate::error::{ApiError, Result};
@@ -102,34 +102,27 @@ pub(super) async fn watch(
                     _ = tx.closed() => return,
                 },
             };
-            last_rev = event.revision;
-            if !event.key.starts_with(&prefix) {
-                continue;
+            // Events already waiting go out in the same write, so a busy
+            // watch costs one chunk (and TLS record) per batch, not per event.
+            let mut batch = Vec::new();
+            let mut next = Some(event);
+            while let Some(event) = next.take() {
+                last_rev = event.revision;
+                event_line(&event, &prefix, &matches, as_table, &mut send, &mut batch);
+                if batch.len() < 256 * 1024 {
+                    next = match pending.next() {
+                        Some(e) => Some(e),
+                        None => match rx.try_recv() {
+                            Ok(e) => Some(e),
+                            Err(TryRecvError::Empty) => None,
+                            // Events were lost: end the watch, as a lagging
+                            // receive above does, so the client lists again.
+                            Err(TryRecvError::Lagged(_) | TryRecvError::Closed) => return,
+                        },
+                    };
+                }
             }
-            let now = event.kind != EventKind::Deleted && matches(&event.object);
-            let before = event.prev.as_deref().is_some_and(&matches);
-            let ty = match (event.kind, before, now) {
-                (EventKind::Deleted, true, _) => "DELETED",
-                (EventKind::Deleted, false, _) => continue,
-                (_, false, true) => "ADDED",
-                (_, true, true) => "MODIFIED",
-                (_, true, false) => "DELETED",
-                (_, false, false) => continue,
-            };
-            let line = if as_table {
-                send(ty, &event.object)
-            } else {
-                // The object's JSON is shared by every watch of the event.
-                let object = event.object_json();
-                let mut line = Vec::with_capacity(object.len() + 32);
-                line.extend_from_slice(b"{\"type\":\"");
-                line.extend_from_slice(ty.as_bytes());
-                line.extend_from_slice(b"\",\"object\":");
-                line.extend_from_slice(object);
-                line.extend_from_slice(b"}\n");
-                Bytes::from(line)
-            };
-            if tx.send(Ok(line)).await.is_err() {
+            if !batch.is_empty() && tx.send(Ok(Bytes::from(batch))).await.is_err() {
                 return;
             }
         }
@@ -145,6 +138,41 @@ pub(super) async fn watch(
         header::HeaderValue::from_static("no-cache, private"),
     );
     Ok(resp)
+}
+
+/// Appends the watch line of an event to `out`, if the event passes this
+/// watch's prefix and selectors.
+fn event_line(
+    event: &Event,
+    prefix: &str,
+    matches: &impl Fn(&Value) -> bool,
+    as_table: bool,
+    send: &mut impl FnMut(&str, &Value) -> Bytes,
+    out: &mut Vec<u8>,
+) {
+    if !event.key.starts_with(prefix) {
+        return;
+    }
+    let now = event.kind != EventKind::Deleted && matches(&event.object);
+    let before = event.prev.as_deref().is_some_and(matches);
+    let ty = match (event.kind, before, now) {
+        (EventKind::Deleted, true, _) => "DELETED",
+        (EventKind::Deleted, false, _) => return,
+        (_, false, true) => "ADDED",
+        (_, true, true) => "MODIFIED",
+        (_, true, false) => "DELETED",
+        (_, false, false) => return,
+    };
+    if as_table {
+        out.extend_from_slice(&send(ty, &event.object));
+        return;
+    }
+    // The object's JSON is shared by every watch of the event.
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(ty.as_bytes());
+    out.extend_from_slice(b"\",\"object\":");
+    out.extend_from_slice(event.object_json());
+    out.extend_from_slice(b"}\n");
 }
 
 fn tokio_stream_from(
