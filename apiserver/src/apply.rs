@@ -334,7 +334,7 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, now: &
     }
     let api_version = new.get("apiVersion").cloned().unwrap_or(Value::Null);
     let mine = |e: &Value| e["manager"] == manager && e["operation"] == "Update";
-    if !entries.iter().any(|e| mine(e)) {
+    if !entries.iter().any(&mine) {
         entries.push(
             json!({"manager": manager, "operation": "Update", "apiVersion": api_version,
             "fieldsType": "FieldsV1", "fieldsV1": {}}),
