@@ -24,6 +24,28 @@ pub fn pod_spec(spec: &mut Value) {
     }
 }
 
+/// The `key` update strategy of a spec: RollingUpdate unless set, with
+/// `rolling` defaults for its parameters.
+fn rolling_update<const N: usize>(
+    spec: &mut Map<String, Value>,
+    key: &str,
+    rolling: [(&str, Value); N],
+) {
+    default_key(spec, key, json!({}));
+    let Some(st) = spec.get_mut(key).and_then(Value::as_object_mut) else {
+        return;
+    };
+    default_key(st, "type", json!("RollingUpdate"));
+    if st.get("type") == Some(&json!("RollingUpdate")) {
+        default_key(st, "rollingUpdate", json!({}));
+        if let Some(ru) = st.get_mut("rollingUpdate").and_then(Value::as_object_mut) {
+            for (k, v) in rolling {
+                default_key(ru, k, v);
+            }
+        }
+    }
+}
+
 /// A Job's spec, as Kubernetes defaults it.
 pub fn job_spec(s: &mut Map<String, Value>) {
     if !s.contains_key("completions") && !s.contains_key("parallelism") {
@@ -138,18 +160,11 @@ pub fn apply(kind: &str, obj: &mut Value) {
                 default_key(s, "replicas", json!(1));
                 default_key(s, "revisionHistoryLimit", json!(10));
                 default_key(s, "progressDeadlineSeconds", json!(600));
-                default_key(s, "strategy", json!({}));
-                if let Some(st) = s.get_mut("strategy").and_then(Value::as_object_mut) {
-                    default_key(st, "type", json!("RollingUpdate"));
-                    if st.get("type") == Some(&json!("RollingUpdate")) {
-                        default_key(st, "rollingUpdate", json!({}));
-                        if let Some(ru) = st.get_mut("rollingUpdate").and_then(Value::as_object_mut)
-                        {
-                            default_key(ru, "maxUnavailable", json!("25%"));
-                            default_key(ru, "maxSurge", json!("25%"));
-                        }
-                    }
-                }
+                rolling_update(
+                    s,
+                    "strategy",
+                    [("maxUnavailable", json!("25%")), ("maxSurge", json!("25%"))],
+                );
                 if let Some(t) = s.get_mut("template").and_then(|t| t.get_mut("spec")) {
                     pod_spec(t);
                 }
@@ -165,17 +180,7 @@ pub fn apply(kind: &str, obj: &mut Value) {
                     "persistentVolumeClaimRetentionPolicy",
                     json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
                 );
-                default_key(s, "updateStrategy", json!({}));
-                if let Some(st) = s.get_mut("updateStrategy").and_then(Value::as_object_mut) {
-                    default_key(st, "type", json!("RollingUpdate"));
-                    if st.get("type") == Some(&json!("RollingUpdate")) {
-                        default_key(st, "rollingUpdate", json!({}));
-                        if let Some(ru) = st.get_mut("rollingUpdate").and_then(Value::as_object_mut)
-                        {
-                            default_key(ru, "partition", json!(0));
-                        }
-                    }
-                }
+                rolling_update(s, "updateStrategy", [("partition", json!(0))]);
                 if let Some(t) = s.get_mut("template").and_then(|t| t.get_mut("spec")) {
                     pod_spec(t);
                 }
@@ -184,18 +189,11 @@ pub fn apply(kind: &str, obj: &mut Value) {
         "DaemonSet" => {
             if let Some(s) = obj.get_mut("spec").and_then(Value::as_object_mut) {
                 default_key(s, "revisionHistoryLimit", json!(10));
-                default_key(s, "updateStrategy", json!({}));
-                if let Some(st) = s.get_mut("updateStrategy").and_then(Value::as_object_mut) {
-                    default_key(st, "type", json!("RollingUpdate"));
-                    if st.get("type") == Some(&json!("RollingUpdate")) {
-                        default_key(st, "rollingUpdate", json!({}));
-                        if let Some(ru) = st.get_mut("rollingUpdate").and_then(Value::as_object_mut)
-                        {
-                            default_key(ru, "maxUnavailable", json!(1));
-                            default_key(ru, "maxSurge", json!(0));
-                        }
-                    }
-                }
+                rolling_update(
+                    s,
+                    "updateStrategy",
+                    [("maxUnavailable", json!(1)), ("maxSurge", json!(0))],
+                );
                 if let Some(t) = s.get_mut("template").and_then(|t| t.get_mut("spec")) {
                     pod_spec(t);
                 }

@@ -60,6 +60,22 @@ pub fn next_run(s: &Snapshot, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
         .min()
 }
 
+/// Deletes one of a CronJob's Jobs, with the event Kubernetes records.
+fn delete_job(cj: &Value, job: &Value) -> [Action; 2] {
+    let (ns, name) = (
+        meta::namespace(job).to_string(),
+        meta::name(job).to_string(),
+    );
+    [
+        Action::Event(
+            (*cj).clone(),
+            "SuccessfulDelete",
+            format!("Deleted job {name}"),
+        ),
+        Action::Delete(res("Job", "batch"), ns, name),
+    ]
+}
+
 /// Starts the Jobs that are due, trims the history and keeps the status.
 pub fn reconcile_cronjobs(s: &Snapshot, now: jiff::Timestamp) -> Vec<Action> {
     let (cj_r, job_r) = (res("CronJob", "batch"), res("Job", "batch"));
@@ -113,16 +129,7 @@ pub fn reconcile_cronjobs(s: &Snapshot, now: jiff::Timestamp) -> Vec<Action> {
             } else {
                 if policy == "Replace" {
                     for j in &running {
-                        actions.push(Action::Delete(
-                            job_r,
-                            ns.to_string(),
-                            meta::name(j).to_string(),
-                        ));
-                        actions.push(Action::Event(
-                            (**cj).clone(),
-                            "SuccessfulDelete",
-                            format!("Deleted job {}", meta::name(j)),
-                        ));
+                        actions.extend(delete_job(cj, j));
                     }
                     active.clear();
                 }
@@ -161,16 +168,7 @@ pub fn reconcile_cronjobs(s: &Snapshot, now: jiff::Timestamp) -> Vec<Action> {
                 .filter(|j| finished(j) == Some(outcome))
                 .collect();
             for j in done.iter().take(done.len().saturating_sub(limit)) {
-                actions.push(Action::Delete(
-                    job_r,
-                    ns.to_string(),
-                    meta::name(j).to_string(),
-                ));
-                actions.push(Action::Event(
-                    (**cj).clone(),
-                    "SuccessfulDelete",
-                    format!("Deleted job {}", meta::name(j)),
-                ));
+                actions.extend(delete_job(cj, j));
             }
         }
         if let Some(t) = jobs
@@ -220,16 +218,20 @@ pub fn reconcile_cronjobs(s: &Snapshot, now: jiff::Timestamp) -> Vec<Action> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
-
+    use super::super::test_support::{deleted, snap, status};
     use super::*;
 
-    fn snap(cj: Value, jobs: Vec<Value>) -> Snapshot {
-        let mut by_resource: BTreeMap<&'static str, Vec<Arc<Value>>> = BTreeMap::new();
-        by_resource.insert("cronjobs", vec![Arc::new(cj)]);
-        by_resource.insert("jobs", jobs.into_iter().map(Arc::new).collect());
-        Snapshot { by_resource }
+    fn with_jobs(cj: Value, jobs: Vec<Value>) -> Snapshot {
+        let mut items = vec![("cronjobs", cj)];
+        items.extend(jobs.into_iter().map(|j| ("jobs", j)));
+        snap(&items)
+    }
+
+    fn created(actions: &[Action]) -> Vec<String> {
+        super::super::test_support::created(actions)
+            .iter()
+            .map(|j| meta::name(j).to_string())
+            .collect()
     }
 
     fn cronjob(spec: Value, last: &str) -> Value {
@@ -252,30 +254,10 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn created(actions: &[Action]) -> Vec<String> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Create(_, _, j) => Some(meta::name(j).to_string()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn deleted(actions: &[Action]) -> Vec<String> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Delete(_, _, n) => Some(n.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
     #[test]
     fn a_due_schedule_starts_one_job_named_for_its_minute() {
         let every_5 = json!({"schedule": "*/5 * * * *"});
-        let s = snap(cronjob(every_5.clone(), "2026-01-01T00:05:00Z"), vec![]);
+        let s = with_jobs(cronjob(every_5.clone(), "2026-01-01T00:05:00Z"), vec![]);
         // 00:09: nothing is due since 00:05.
         assert!(created(&reconcile_cronjobs(&s, at("2026-01-01T00:09:59Z"))).is_empty());
         assert_eq!(
@@ -298,11 +280,11 @@ mod tests {
 
         // Too late for the starting deadline: skipped, not run.
         let late = json!({"schedule": "*/5 * * * *", "startingDeadlineSeconds": 60});
-        let s = snap(cronjob(late, "2026-01-01T00:05:00Z"), vec![]);
+        let s = with_jobs(cronjob(late, "2026-01-01T00:05:00Z"), vec![]);
         assert!(created(&reconcile_cronjobs(&s, at("2026-01-01T00:12:00Z"))).is_empty());
         // Suspended: nothing runs.
         let off = json!({"schedule": "*/5 * * * *", "suspend": true});
-        let s = snap(cronjob(off, "2026-01-01T00:05:00Z"), vec![]);
+        let s = with_jobs(cronjob(off, "2026-01-01T00:05:00Z"), vec![]);
         assert!(created(&reconcile_cronjobs(&s, at("2026-01-01T00:12:00Z"))).is_empty());
     }
 
@@ -310,7 +292,7 @@ mod tests {
     fn concurrency_policies_and_history_limits() {
         let now = at("2026-01-01T00:10:00Z");
         let running = vec![job("cj-1", None)];
-        let forbid = snap(
+        let forbid = with_jobs(
             cronjob(
                 json!({"schedule": "* * * * *", "concurrencyPolicy": "Forbid"}),
                 "2026-01-01T00:09:00Z",
@@ -318,7 +300,7 @@ mod tests {
             running.clone(),
         );
         assert!(created(&reconcile_cronjobs(&forbid, now)).is_empty());
-        let replace = snap(
+        let replace = with_jobs(
             cronjob(
                 json!({"schedule": "* * * * *", "concurrencyPolicy": "Replace"}),
                 "2026-01-01T00:09:00Z",
@@ -326,9 +308,9 @@ mod tests {
             running.clone(),
         );
         let a = reconcile_cronjobs(&replace, now);
-        assert_eq!(deleted(&a), ["cj-1"]);
+        assert_eq!(deleted(&a), ["jobs/cj-1"]);
         assert_eq!(created(&a).len(), 1);
-        let allow = snap(
+        let allow = with_jobs(
             cronjob(json!({"schedule": "* * * * *"}), "2026-01-01T00:09:00Z"),
             running,
         );
@@ -345,18 +327,13 @@ mod tests {
             job("cj-5", Some("Complete")),
             job("cj-6", Some("Failed")),
         ];
-        let s = snap(
+        let s = with_jobs(
             cronjob(json!({"schedule": "0 0 1 1 *"}), "2026-01-01T00:00:00Z"),
             history,
         );
         let a = reconcile_cronjobs(&s, now);
-        assert_eq!(deleted(&a), ["cj-1", "cj-2"]);
-        let Some(Action::Patch(_, _, _, p, true)) =
-            a.iter().find(|a| matches!(a, Action::Patch(..)))
-        else {
-            panic!("a status patch")
-        };
-        assert_eq!(p["status"]["lastSuccessfulTime"], "2026-01-01T00:09:30Z");
+        assert_eq!(deleted(&a), ["jobs/cj-1", "jobs/cj-2"]);
+        assert_eq!(status(&a)["lastSuccessfulTime"], "2026-01-01T00:09:30Z");
     }
 
     #[test]

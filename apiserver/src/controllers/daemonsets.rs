@@ -174,21 +174,26 @@ pub fn reconcile_daemonsets(s: &Snapshot) -> Vec<Action> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
-
+    use super::super::test_support::{created, deleted, snap, status};
     use super::*;
 
-    fn snap(ds: Value, nodes: &[(&str, &str)], pods: Vec<Value>) -> Snapshot {
-        let mut by_resource: BTreeMap<&'static str, Vec<Arc<Value>>> = BTreeMap::new();
-        by_resource.insert("daemonsets", vec![Arc::new(ds)]);
-        let nodes = nodes
+    fn with(ds: Value, nodes: &[(&str, &str)], pods: Vec<Value>) -> Snapshot {
+        let mut items = vec![("daemonsets", ds)];
+        for (n, zone) in nodes {
+            items.push((
+                "nodes",
+                json!({"metadata": {"name": n, "labels": {"zone": zone}}}),
+            ));
+        }
+        items.extend(pods.into_iter().map(|p| ("pods", p)));
+        snap(&items)
+    }
+
+    fn created_on(actions: &[Action]) -> Vec<&str> {
+        created(actions)
             .iter()
-            .map(|(n, zone)| Arc::new(json!({"metadata": {"name": n, "labels": {"zone": zone}}})))
-            .collect();
-        by_resource.insert("nodes", nodes);
-        by_resource.insert("pods", pods.into_iter().map(Arc::new).collect());
-        Snapshot { by_resource }
+            .filter_map(|p| p["spec"]["nodeName"].as_str())
+            .collect()
     }
 
     fn ds(image: &str, node_selector: Value) -> Value {
@@ -207,30 +212,10 @@ mod tests {
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}})
     }
 
-    fn created_on(actions: &[Action]) -> Vec<String> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Create(_, _, p) => p["spec"]["nodeName"].as_str().map(String::from),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn deleted(actions: &[Action]) -> Vec<String> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Delete(_, _, n) => Some(n.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
     #[test]
     fn one_pod_per_admitted_node() {
         let d = ds("a:v1", json!({"zone": "east"}));
-        let s = snap(
+        let s = with(
             d.clone(),
             &[("n1", "east"), ("n2", "west"), ("n3", "east")],
             vec![],
@@ -246,13 +231,13 @@ mod tests {
             pod("p2", "n2", &hash, true),
             pod("p3", "n3", &hash, true),
         ];
-        let a = reconcile_daemonsets(&snap(
+        let a = reconcile_daemonsets(&with(
             d,
             &[("n1", "east"), ("n2", "west"), ("n3", "east")],
             pods,
         ));
         assert!(created_on(&a).is_empty());
-        assert_eq!(deleted(&a), ["p1b", "p2"]);
+        assert_eq!(deleted(&a), ["pods/p1b", "pods/p2"]);
     }
 
     #[test]
@@ -265,7 +250,7 @@ mod tests {
             pod("p2", "n2", &old, true),
             pod("p3", "n3", &old, true),
         ];
-        let a = reconcile_daemonsets(&snap(d.clone(), &nodes, pods));
+        let a = reconcile_daemonsets(&with(d.clone(), &nodes, pods));
         assert_eq!(deleted(&a).len(), 1, "one node at a time");
         // While one node has no ready pod, nothing else is replaced.
         let new = template_hash(&d["spec"]["template"]);
@@ -274,15 +259,11 @@ mod tests {
             pod("p2", "n2", &old, true),
             pod("p3", "n3", &old, true),
         ];
-        let a = reconcile_daemonsets(&snap(d, &nodes, pods));
+        let a = reconcile_daemonsets(&with(d, &nodes, pods));
         assert!(deleted(&a).is_empty());
-        let Some(Action::Patch(_, _, _, p, true)) =
-            a.iter().find(|a| matches!(a, Action::Patch(..)))
-        else {
-            panic!("a status patch")
-        };
-        assert_eq!(p["status"]["updatedNumberScheduled"], 1);
-        assert_eq!(p["status"]["numberReady"], 2);
-        assert_eq!(p["status"]["desiredNumberScheduled"], 3);
+        let st = status(&a);
+        assert_eq!(st["updatedNumberScheduled"], 1);
+        assert_eq!(st["numberReady"], 2);
+        assert_eq!(st["desiredNumberScheduled"], 3);
     }
 }

@@ -261,16 +261,13 @@ fn finish_time(job: &Value) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
-
+    use super::super::test_support::{created, deleted, snap, status};
     use super::*;
 
-    fn snap(job: Value, pods: Vec<Value>) -> Snapshot {
-        let mut by_resource: BTreeMap<&'static str, Vec<Arc<Value>>> = BTreeMap::new();
-        by_resource.insert("jobs", vec![Arc::new(job)]);
-        by_resource.insert("pods", pods.into_iter().map(Arc::new).collect());
-        Snapshot { by_resource }
+    fn with_pods(job: Value, pods: Vec<Value>) -> Snapshot {
+        let mut items = vec![("jobs", job)];
+        items.extend(pods.into_iter().map(|p| ("pods", p)));
+        snap(&items)
     }
 
     fn job(spec: Value, status: Value) -> Value {
@@ -290,33 +287,6 @@ mod tests {
         "2026-01-01T00:10:00Z".parse().unwrap()
     }
 
-    fn creates(actions: &[Action]) -> usize {
-        actions
-            .iter()
-            .filter(|a| matches!(a, Action::Create(..)))
-            .count()
-    }
-
-    fn deletes(actions: &[Action]) -> Vec<String> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Delete(r, _, name) => Some(format!("{}/{name}", r.plural)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn status(actions: &[Action]) -> Value {
-        actions
-            .iter()
-            .find_map(|a| match a {
-                Action::Patch(_, _, _, p, true) => Some(p["status"].clone()),
-                _ => None,
-            })
-            .unwrap_or(Value::Null)
-    }
-
     fn condition_types(status: &Value) -> Vec<&str> {
         status["conditions"]
             .as_array()
@@ -327,8 +297,8 @@ mod tests {
     #[test]
     fn pods_start_up_to_parallelism_and_remaining_completions() {
         let spec = json!({"completions": 3, "parallelism": 2, "backoffLimit": 6});
-        let a = reconcile_jobs(&snap(job(spec.clone(), json!({})), vec![]), now());
-        assert_eq!(creates(&a), 2);
+        let a = reconcile_jobs(&with_pods(job(spec.clone(), json!({})), vec![]), now());
+        assert_eq!(created(&a).len(), 2);
         let Some(Action::Create(_, _, p)) = a.iter().find(|a| matches!(a, Action::Create(..)))
         else {
             unreachable!()
@@ -344,8 +314,8 @@ mod tests {
             pod("b", "Succeeded"),
             pod("c", "Running"),
         ];
-        let a = reconcile_jobs(&snap(job(spec.clone(), json!({})), pods), now());
-        assert_eq!(creates(&a), 0);
+        let a = reconcile_jobs(&with_pods(job(spec.clone(), json!({})), pods), now());
+        assert_eq!(created(&a).len(), 0);
         assert_eq!(status(&a)["succeeded"], 2);
         assert_eq!(status(&a)["active"], 1);
 
@@ -354,24 +324,24 @@ mod tests {
             pod("b", "Succeeded"),
             pod("c", "Succeeded"),
         ];
-        let a = reconcile_jobs(&snap(job(spec, json!({})), pods), now());
+        let a = reconcile_jobs(&with_pods(job(spec, json!({})), pods), now());
         let st = status(&a);
         assert_eq!(condition_types(&st), ["SuccessCriteriaMet", "Complete"]);
         assert_eq!(st["completionTime"], "2026-01-01T00:10:00Z");
-        assert_eq!(creates(&a), 0);
+        assert_eq!(created(&a).len(), 0);
     }
 
     #[test]
     fn failures_past_the_backoff_limit_fail_the_job_and_stop_its_pods() {
         let spec = json!({"completions": 2, "parallelism": 2, "backoffLimit": 1});
         let pods = vec![pod("a", "Failed"), pod("b", "Failed"), pod("c", "Running")];
-        let a = reconcile_jobs(&snap(job(spec, json!({})), pods), now());
+        let a = reconcile_jobs(&with_pods(job(spec, json!({})), pods), now());
         let st = status(&a);
         assert_eq!(condition_types(&st), ["FailureTarget", "Failed"]);
         assert_eq!(st["conditions"][1]["reason"], "BackoffLimitExceeded");
         assert_eq!(st["failed"], 2);
-        assert_eq!(deletes(&a), ["pods/c"]);
-        assert_eq!(creates(&a), 0);
+        assert_eq!(deleted(&a), ["pods/c"]);
+        assert_eq!(created(&a).len(), 0);
     }
 
     #[test]
@@ -379,15 +349,15 @@ mod tests {
         let spec = json!({"completions": 1, "parallelism": 1, "activeDeadlineSeconds": 60});
         let started = json!({"startTime": "2026-01-01T00:00:00Z"});
         let a = reconcile_jobs(
-            &snap(
+            &with_pods(
                 job(spec.clone(), started.clone()),
                 vec![pod("a", "Running")],
             ),
             now(),
         );
         assert_eq!(status(&a)["conditions"][1]["reason"], "DeadlineExceeded");
-        assert_eq!(deletes(&a), ["pods/a"]);
-        let s = snap(job(spec, started), vec![]);
+        assert_eq!(deleted(&a), ["pods/a"]);
+        let s = with_pods(job(spec, started), vec![]);
         assert_eq!(
             next_deadline(&s),
             Some("2026-01-01T00:01:00Z".parse().unwrap())
@@ -396,17 +366,17 @@ mod tests {
         let done = json!({"completionTime": "2026-01-01T00:09:00Z",
             "conditions": [{"type": "Complete", "status": "True"}]});
         for (ttl, gone) in [(30, true), (120, false)] {
-            let s = snap(
+            let s = with_pods(
                 job(json!({"ttlSecondsAfterFinished": ttl}), done.clone()),
                 vec![],
             );
             assert_eq!(
-                deletes(&reconcile_jobs(&s, now())) == ["jobs/j"],
+                deleted(&reconcile_jobs(&s, now())) == ["jobs/j"],
                 gone,
                 "ttl {ttl}"
             );
         }
-        let s = snap(job(json!({"ttlSecondsAfterFinished": 120}), done), vec![]);
+        let s = with_pods(job(json!({"ttlSecondsAfterFinished": 120}), done), vec![]);
         assert_eq!(
             next_deadline(&s),
             Some("2026-01-01T00:11:00Z".parse().unwrap())
@@ -417,10 +387,10 @@ mod tests {
     fn suspended_jobs_stop_their_pods_until_resumed() {
         let spec = json!({"completions": 1, "parallelism": 1, "suspend": true});
         let a = reconcile_jobs(
-            &snap(job(spec, json!({})), vec![pod("a", "Running")]),
+            &with_pods(job(spec, json!({})), vec![pod("a", "Running")]),
             now(),
         );
-        assert_eq!(deletes(&a), ["pods/a"]);
+        assert_eq!(deleted(&a), ["pods/a"]);
         assert_eq!(condition_types(&status(&a)), ["Suspended"]);
         assert!(status(&a).get("startTime").is_none());
     }

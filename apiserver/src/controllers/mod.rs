@@ -941,11 +941,13 @@ pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8, ca_pem: 
     }
 }
 
+/// Helpers for the controllers' unit tests.
 #[cfg(test)]
-mod tests {
+mod test_support {
     use super::*;
 
-    fn snap(items: &[(&'static str, Value)]) -> Snapshot {
+    /// A snapshot holding `items`, each under its resource plural.
+    pub fn snap(items: &[(&'static str, Value)]) -> Snapshot {
         let mut by_resource: BTreeMap<&'static str, Vec<Arc<Value>>> = BTreeMap::new();
         for (plural, v) in items {
             by_resource
@@ -955,6 +957,45 @@ mod tests {
         }
         Snapshot { by_resource }
     }
+
+    /// The objects the actions create.
+    pub fn created(actions: &[Action]) -> Vec<&Value> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Create(_, _, obj) => Some(obj),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// `plural/name` of each object the actions delete.
+    pub fn deleted(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Delete(r, _, name) => Some(format!("{}/{name}", r.plural)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The status the actions write, or null.
+    pub fn status(actions: &[Action]) -> Value {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Patch(_, _, _, p, true) => Some(p["status"].clone()),
+                _ => None,
+            })
+            .unwrap_or(Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::snap;
+    use super::*;
 
     fn deployment(replicas: i64, image: &str) -> Value {
         json!({"apiVersion": "apps/v1", "kind": "Deployment",

@@ -202,17 +202,8 @@ fn new_pod(sts: &Value, template: &Value, i: i64, revision: &str) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
-
+    use super::super::test_support::{created, deleted, snap};
     use super::*;
-
-    fn snap(sts: Value, pods: Vec<Value>) -> Snapshot {
-        let mut by_resource: BTreeMap<&'static str, Vec<Arc<Value>>> = BTreeMap::new();
-        by_resource.insert("statefulsets", vec![Arc::new(sts)]);
-        by_resource.insert("pods", pods.into_iter().map(Arc::new).collect());
-        Snapshot { by_resource }
-    }
 
     fn sts(replicas: i64, image: &str, policy: &str) -> Value {
         json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
@@ -232,22 +223,31 @@ mod tests {
         format!("db-{}", template_hash(&s["spec"]["template"]))
     }
 
+    fn with_pods(sts: Value, pods: Vec<Value>) -> Snapshot {
+        let mut items = vec![("statefulsets", sts)];
+        items.extend(pods.into_iter().map(|p| ("pods", p)));
+        snap(&items)
+    }
+
     fn names(actions: &[Action], create: bool) -> Vec<String> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Create(_, _, p) if create => Some(meta::name(p).to_string()),
-                Action::Delete(_, _, n) if !create => Some(n.clone()),
-                _ => None,
-            })
-            .collect()
+        if create {
+            created(actions)
+                .iter()
+                .map(|p| meta::name(p).to_string())
+                .collect()
+        } else {
+            deleted(actions)
+                .iter()
+                .map(|d| d.trim_start_matches("pods/").to_string())
+                .collect()
+        }
     }
 
     #[test]
     fn ordered_pods_start_one_at_a_time_and_stop_from_the_top() {
         let s = sts(3, "a:v1", "OrderedReady");
         let r = revision(&s);
-        let a = reconcile_statefulsets(&snap(s.clone(), vec![]));
+        let a = reconcile_statefulsets(&with_pods(s.clone(), vec![]));
         assert_eq!(names(&a, true), ["db-0"]);
         let Some(Action::Create(_, _, p)) = a.first() else {
             unreachable!()
@@ -258,14 +258,14 @@ mod tests {
         // db-0 not ready yet: nothing else starts.
         assert!(
             names(
-                &reconcile_statefulsets(&snap(s.clone(), vec![pod(0, &r, false)])),
+                &reconcile_statefulsets(&with_pods(s.clone(), vec![pod(0, &r, false)])),
                 true
             )
             .is_empty()
         );
         assert_eq!(
             names(
-                &reconcile_statefulsets(&snap(s.clone(), vec![pod(0, &r, true)])),
+                &reconcile_statefulsets(&with_pods(s.clone(), vec![pod(0, &r, true)])),
                 true
             ),
             ["db-1"]
@@ -274,17 +274,20 @@ mod tests {
         let down = sts(1, "a:v1", "OrderedReady");
         let pods = vec![pod(0, &r, true), pod(1, &r, true), pod(2, &r, true)];
         assert_eq!(
-            names(&reconcile_statefulsets(&snap(down, pods.clone())), false),
+            names(
+                &reconcile_statefulsets(&with_pods(down, pods.clone())),
+                false
+            ),
             ["db-2"]
         );
         let parallel = sts(1, "a:v1", "Parallel");
         assert_eq!(
-            names(&reconcile_statefulsets(&snap(parallel, pods)), false),
+            names(&reconcile_statefulsets(&with_pods(parallel, pods)), false),
             ["db-2", "db-1"]
         );
         assert_eq!(
             names(
-                &reconcile_statefulsets(&snap(sts(3, "a:v1", "Parallel"), vec![])),
+                &reconcile_statefulsets(&with_pods(sts(3, "a:v1", "Parallel"), vec![])),
                 true
             ),
             ["db-0", "db-1", "db-2"]
@@ -296,19 +299,19 @@ mod tests {
         let old = revision(&sts(3, "a:v1", "OrderedReady"));
         let mut s = sts(3, "a:v2", "OrderedReady");
         let new = revision(&s);
-        let a = reconcile_statefulsets(&snap(
+        let a = reconcile_statefulsets(&with_pods(
             s.clone(),
             vec![pod(0, &old, true), pod(1, &old, true), pod(2, &old, true)],
         ));
         assert_eq!(names(&a, false), ["db-2"]);
-        let a = reconcile_statefulsets(&snap(
+        let a = reconcile_statefulsets(&with_pods(
             s.clone(),
             vec![pod(0, &old, true), pod(1, &old, true), pod(2, &new, true)],
         ));
         assert_eq!(names(&a, false), ["db-1"]);
         s["spec"]["updateStrategy"] =
             json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 2}});
-        let a = reconcile_statefulsets(&snap(
+        let a = reconcile_statefulsets(&with_pods(
             s,
             vec![pod(0, &old, true), pod(1, &old, true), pod(2, &new, true)],
         ));
