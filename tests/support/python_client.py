@@ -88,17 +88,26 @@ def main():
         expect(e.status == 404, "404 after delete")
     # Request bodies: a protobuf body cut short is a 400 BadRequest Status;
     # YAML is a 415 that names the media types accepted.
-    def post(content_type, body):
-        url = core.api_client.configuration.host + f"/api/v1/namespaces/{ns}/configmaps"
+    def post(content_type, body, method="POST", path=f"/api/v1/namespaces/{ns}/configmaps"):
+        url = core.api_client.configuration.host + path
         headers = {"Content-Type": content_type, "Accept": "application/json"}
         try:
-            r = core.api_client.rest_client.request("POST", url, headers=headers, body=body)
+            r = core.api_client.rest_client.request(method, url, headers=headers, body=body)
         except ApiException as e:  # clients before 31 raise on errors
             return e.status, str(e.body)
         return r.status, r.read().decode()
     cut = b"k8s\x00\x0a\x0e\x0a\x02v1\x12\x09ConfigMap\x12\x20\x0a\x05"
     status, text = post("application/vnd.kubernetes.protobuf", cut)
     expect(status == 400 and "BadRequest" in text and "ends early" in text, f"a cut protobuf body: {status} {text}")
+    # Server-side apply needs a field manager and a JSON configuration.
+    applied = b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "py-ssa"}, "data": {"a": "1"}}'
+    ssa = f"/api/v1/namespaces/{ns}/configmaps/py-ssa"
+    status, text = post("application/apply-patch+yaml", applied, "PATCH", ssa)
+    expect(status == 400 and "fieldManager" in text, f"an apply without a field manager: {status} {text}")
+    status, text = post("application/apply-patch+yaml", b"data: {a: 1}", "PATCH", ssa + "?fieldManager=py")
+    expect(status == 400 and "not JSON" in text, f"a YAML apply configuration: {status} {text}")
+    status, text = post("application/apply-patch+yaml", applied, "PATCH", ssa + "?fieldManager=py")
+    expect(status == 200 and '"manager":"py"' in text.replace(" ", ""), f"an apply creates: {status} {text}")
     status, text = post("application/yaml", b"kind: ConfigMap\n")
     expect(status == 415 and "application/vnd.kubernetes.protobuf" in text, f"a YAML body: {status} {text}")
 
