@@ -86,6 +86,26 @@ fn daemonsets_run_a_pod_per_node() {
     let hashes: Vec<&str> = hashes.split_whitespace().collect();
     assert!(hashes.len() == 2 && hashes[0] == hashes[1], "{hashes:?}");
 
+    // Each template is a ControllerRevision: history lists both, and undo
+    // rolls the first image back out.
+    let history = c.ok(&["rollout", "history", "ds/agent"]);
+    assert!(
+        history.lines().any(|l| l.trim_start().starts_with('1'))
+            && history.lines().any(|l| l.trim_start().starts_with('2')),
+        "{history}"
+    );
+    c.ok(&["rollout", "undo", "ds/agent"]);
+    c.ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
+    let images = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=agent",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].image}",
+    ]);
+    assert_eq!(images, "hello-cmd:v1 hello-cmd:v1");
+
     // A node selector narrows it to one node; the other pod goes.
     c.ok(&[
         "patch",

@@ -93,6 +93,24 @@ fn statefulsets_keep_ordinal_pods() {
     let (current, update) = revisions.split_once(' ').unwrap();
     assert_eq!(current, update);
 
+    // Both templates are ControllerRevisions; undo brings the first back.
+    let history = c.ok(&["rollout", "history", "sts/db"]);
+    assert!(
+        history.lines().any(|l| l.trim_start().starts_with('2')),
+        "{history}"
+    );
+    c.ok(&["rollout", "undo", "sts/db"]);
+    c.ok(&["rollout", "status", "sts/db", "--timeout=90s"]);
+    let images = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=db",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].image}",
+    ]);
+    assert_eq!(images, "hello-cmd:v1 hello-cmd:v1 hello-cmd:v1");
+
     // Scaling down removes the highest ordinals and keeps db-0.
     c.ok(&["scale", "sts/db", "--replicas=1"]);
     c.wait_for(

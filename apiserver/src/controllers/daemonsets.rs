@@ -37,6 +37,13 @@ pub fn reconcile_daemonsets(s: &Snapshot) -> Vec<Action> {
         let (ns, name, uid) = (meta::namespace(ds), meta::name(ds), meta::uid(ds));
         let template = ds.pointer("/spec/template").cloned().unwrap_or(json!({}));
         let hash = template_hash(&template);
+        actions.extend(super::revisions::keep(
+            s,
+            ds,
+            "DaemonSet",
+            &format!("{name}-{hash}"),
+            &hash,
+        ));
         let pods: Vec<&Value> = s
             .of("pods")
             .iter()

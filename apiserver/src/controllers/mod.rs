@@ -20,6 +20,7 @@ use crate::selectors::LabelSelector;
 mod cronjobs;
 mod daemonsets;
 mod jobs;
+mod revisions;
 mod statefulsets;
 pub use cronjobs::{parse_schedule, reconcile_cronjobs, time_zone};
 pub use daemonsets::reconcile_daemonsets;

@@ -34,7 +34,15 @@ pub fn reconcile_statefulsets(s: &Snapshot) -> Vec<Action> {
         }
         let (ns, name, uid) = (meta::namespace(sts), meta::name(sts), meta::uid(sts));
         let template = sts.pointer("/spec/template").cloned().unwrap_or(json!({}));
-        let revision = format!("{name}-{}", template_hash(&template));
+        let hash = template_hash(&template);
+        let revision = format!("{name}-{hash}");
+        actions.extend(super::revisions::keep(
+            s,
+            sts,
+            "StatefulSet",
+            &revision,
+            &hash,
+        ));
         let want = int(sts, "/spec/replicas");
         let parallel = str_at(sts, "/spec/podManagementPolicy") == Some("Parallel");
         let mut pods: Vec<(i64, &Value)> = s
@@ -229,9 +237,17 @@ mod tests {
         snap(&items)
     }
 
+    /// The pods the actions create (not the ControllerRevision).
+    fn pods(actions: &[Action]) -> Vec<&Value> {
+        created(actions)
+            .into_iter()
+            .filter(|o| o["kind"] == "Pod")
+            .collect()
+    }
+
     fn names(actions: &[Action], create: bool) -> Vec<String> {
         if create {
-            created(actions)
+            pods(actions)
                 .iter()
                 .map(|p| meta::name(p).to_string())
                 .collect()
@@ -249,9 +265,7 @@ mod tests {
         let r = revision(&s);
         let a = reconcile_statefulsets(&with_pods(s.clone(), vec![]));
         assert_eq!(names(&a, true), ["db-0"]);
-        let Some(Action::Create(_, _, p)) = a.first() else {
-            unreachable!()
-        };
+        let p = pods(&a)[0];
         assert_eq!(p["spec"]["hostname"], "db-0");
         assert_eq!(p["spec"]["subdomain"], "db");
         assert_eq!(p["metadata"]["labels"]["apps.kubernetes.io/pod-index"], "0");
