@@ -157,6 +157,12 @@ fn stored_kinds_apply_list_and_validate() {
         row(&c.ok(&["get", "controllerrevisions"]), "web-1")[1..3],
         ["<none>", "1"]
     );
+    // The quota reports what the namespace uses (no pods run here).
+    c.wait_for(
+        &["get", "quota", "pods", "--no-headers"],
+        "quota usage",
+        |o| o.contains("pods: 0/10"),
+    );
     // HorizontalPodAutoscalers are in the `all` category, as in Kubernetes.
     assert!(
         c.ok(&["get", "all"])

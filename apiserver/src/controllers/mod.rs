@@ -20,11 +20,13 @@ use crate::selectors::LabelSelector;
 mod cronjobs;
 mod daemonsets;
 mod jobs;
+mod quotas;
 mod revisions;
 mod statefulsets;
 pub use cronjobs::{parse_schedule, reconcile_cronjobs, time_zone};
 pub use daemonsets::reconcile_daemonsets;
 pub use jobs::reconcile_jobs;
+pub use quotas::reconcile_quotas;
 pub use statefulsets::reconcile_statefulsets;
 
 /// What a controller wants done.
@@ -888,6 +890,7 @@ pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8, ca_pem: 
         actions.extend(reconcile_cronjobs(&snap, now));
         actions.extend(reconcile_jobs(&snap, now));
         actions.extend(reconcile_endpoints(&snap));
+        actions.extend(reconcile_quotas(&snap));
         if deleted || last_gc.elapsed() >= GC_PERIOD {
             actions.extend(reconcile_garbage(&snap));
             deleted = false;

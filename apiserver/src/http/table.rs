@@ -263,6 +263,12 @@ pub fn columns(kind: &str) -> Vec<Value> {
         .into_iter()
         .chain(template_columns())
         .collect(),
+        "ResourceQuota" => vec![
+            name,
+            age,
+            col("Request", "string", 0, "Request represents a minimum amount of cpu/memory that a container may consume."),
+            col("Limit", "string", 0, "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node."),
+        ],
         "ControllerRevision" => vec![
             name,
             col("Controller", "string", 0, "Controller of the object."),
@@ -568,6 +574,24 @@ pub fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 s(ci),
                 s(selector_string(o.pointer("/spec/selector"))),
             ]
+        }
+        "ResourceQuota" => {
+            // `used/hard` per resource, limits apart from the rest, sorted.
+            let hard = o.pointer("/status/hard").and_then(Value::as_object);
+            let (mut request, mut limit) = (Vec::new(), Vec::new());
+            for (k, h) in hard.into_iter().flatten() {
+                let u = o
+                    .pointer(&format!("/status/used/{}", k.replace('/', "~1")))
+                    .and_then(Value::as_str)
+                    .unwrap_or("0");
+                let entry = format!("{k}: {u}/{}", h.as_str().unwrap_or_default());
+                if k.starts_with("limits.") {
+                    limit.push(entry)
+                } else {
+                    request.push(entry)
+                }
+            }
+            vec![name, age, s(request.join(", ")), s(limit.join(", "))]
         }
         "ControllerRevision" => {
             let controller = o
