@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::jobs::finished;
-use super::{Action, Snapshot, controller_uid, owner_ref, res, terminating};
+use super::{Action, Snapshot, controller_uid, owner_ref, res, status_patch, terminating};
 use crate::meta::{self, str_at};
 
 /// Parses a CronJob's schedule as Kubernetes does: five fields (minute,
@@ -197,21 +197,7 @@ pub fn reconcile_cronjobs(s: &Snapshot, now: jiff::Timestamp) -> Vec<Action> {
             // A merge patch removes the list with null.
             status["active"] = Value::Null;
         }
-        let unchanged = status.as_object().is_some_and(|m| {
-            m.iter().all(|(k, v)| {
-                let have = cj.pointer(&format!("/status/{k}"));
-                have == Some(v) || (v.is_null() && have.is_none())
-            })
-        });
-        if !unchanged {
-            actions.push(Action::Patch(
-                cj_r,
-                ns.to_string(),
-                name.to_string(),
-                json!({"status": status}),
-                true,
-            ));
-        }
+        actions.extend(status_patch(cj_r, cj, status));
     }
     actions
 }

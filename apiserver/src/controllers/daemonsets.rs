@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::{
-    Action, Snapshot, active, controller_uid, int, owner_ref, pod_ready, res, subset_equal,
+    Action, Snapshot, active, controller_uid, int, owner_ref, pod_ready, res, status_patch,
     template_hash, terminating,
 };
 use crate::meta::{self, str_at};
@@ -166,15 +166,7 @@ pub fn reconcile_daemonsets(s: &Snapshot) -> Vec<Action> {
             "numberUnavailable": desired - available,
             "observedGeneration": int(ds, "/metadata/generation"),
         });
-        if !subset_equal(&status, ds.get("status")) {
-            actions.push(Action::Patch(
-                ds_r,
-                ns.to_string(),
-                name.to_string(),
-                json!({"status": status}),
-                true,
-            ));
-        }
+        actions.extend(status_patch(ds_r, ds, status));
     }
     actions
 }

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::{
-    Action, Snapshot, active, controller_uid, owner_ref, pod_ready, res, subset_equal, terminating,
+    Action, Snapshot, active, controller_uid, owner_ref, pod_ready, res, status_patch, terminating,
 };
 use crate::meta::{self, str_at};
 
@@ -210,15 +210,7 @@ pub fn reconcile_jobs(s: &Snapshot, now: jiff::Timestamp) -> Vec<Action> {
             }
             status["conditions"] = json!(all);
         }
-        if !subset_equal(&status, job.get("status")) {
-            actions.push(Action::Patch(
-                job_r,
-                ns.to_string(),
-                name.to_string(),
-                json!({"status": status}),
-                true,
-            ));
-        }
+        actions.extend(status_patch(job_r, job, status));
     }
     actions
 }

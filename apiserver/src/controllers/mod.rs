@@ -163,15 +163,7 @@ pub fn reconcile_replicasets(s: &Snapshot) -> Vec<Action> {
             "replicas": have, "fullyLabeledReplicas": have, "readyReplicas": ready, "availableReplicas": ready,
             "observedGeneration": int(rs, "/metadata/generation"),
         });
-        if !subset_equal(&status, rs.get("status")) {
-            actions.push(Action::Patch(
-                rs_r,
-                ns.to_string(),
-                meta::name(rs).to_string(),
-                json!({"status": status}),
-                true,
-            ));
-        }
+        actions.extend(status_patch(rs_r, rs, status));
     }
     actions
 }
@@ -180,8 +172,22 @@ fn subset_equal(want: &Value, have: Option<&Value>) -> bool {
     want.as_object().is_some_and(|w| {
         w.iter().all(|(k, v)| {
             let h = have.and_then(|h| h.get(k));
-            h == Some(v) || (v == &json!(0) && h.is_none())
+            h == Some(v) || ((v == &json!(0) || v.is_null()) && h.is_none())
         })
+    })
+}
+
+/// A merge patch of `obj`'s status to `status`, unless it already says so
+/// (a zero or null field reads as an absent one).
+fn status_patch(r: &'static Resource, obj: &Value, status: Value) -> Option<Action> {
+    (!subset_equal(&status, obj.get("status"))).then(|| {
+        Action::Patch(
+            r,
+            meta::namespace(obj).to_string(),
+            meta::name(obj).to_string(),
+            json!({"status": status}),
+            true,
+        )
     })
 }
 

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Action, Snapshot, active, res, subset_equal};
+use super::{Action, Snapshot, active, res, status_patch};
 use crate::meta::{self, str_at};
 use crate::scheduler::{bytes, cpu_millis};
 
@@ -115,15 +115,7 @@ pub fn reconcile_quotas(s: &Snapshot) -> Vec<Action> {
             .filter_map(|k| used(s, ns, k).map(|u| (k.clone(), json!(u))))
             .collect();
         let status = json!({"hard": hard, "used": used});
-        if !subset_equal(&status, q.get("status")) {
-            actions.push(Action::Patch(
-                quota_r,
-                ns.to_string(),
-                meta::name(q).to_string(),
-                json!({"status": status}),
-                true,
-            ));
-        }
+        actions.extend(status_patch(quota_r, q, status));
     }
     actions
 }

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use super::daemonsets::REVISION_LABEL;
 use super::{
-    Action, Snapshot, controller_uid, int, owner_ref, pod_ready, res, template_hash, terminating,
+    Action, Snapshot, controller_uid, int, owner_ref, pod_ready, res, status_patch, template_hash,
+    terminating,
 };
 use crate::meta::{self, str_at};
 
@@ -174,15 +175,7 @@ pub fn reconcile_statefulsets(s: &Snapshot) -> Vec<Action> {
             "currentReplicas": current, "updatedReplicas": updated,
             "currentRevision": current_revision, "updateRevision": revision, "collisionCount": 0,
         });
-        if !super::subset_equal(&status, sts.get("status")) {
-            actions.push(Action::Patch(
-                sts_r,
-                ns.to_string(),
-                name.to_string(),
-                json!({"status": status}),
-                true,
-            ));
-        }
+        actions.extend(status_patch(sts_r, sts, status));
     }
     actions
 }
