@@ -149,6 +149,7 @@ pub fn qos_class(spec: &Value) -> &'static str {
 /// Defaults by kind. Service address allocation is done by the caller.
 pub fn apply(kind: &str, obj: &mut Value) {
     match kind {
+        "CustomResourceDefinition" => crate::custom::default_definition(obj),
         "Pod" => {
             if let Some(spec) = obj.get_mut("spec") {
                 pod_spec(spec);

@@ -16,6 +16,7 @@
 //! ```
 pub mod apply;
 pub mod controllers;
+pub mod custom;
 pub mod defaults;
 pub mod error;
 pub mod http;

@@ -3,11 +3,14 @@
 
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
+use crate::custom;
 use crate::defaults;
 use crate::error::{ApiError, Result};
 use crate::meta::{self, default_key, metadata};
 use crate::patch;
-use crate::resources::{self, Resource, Sub};
+use crate::resources::{self, Registry, Resource, Sub};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::store::{Command, Cond, Failure, Outcome, Store, Stored};
 use crate::validation::{self, FieldValidation};
@@ -133,6 +136,7 @@ impl PatchType {
 #[derive(Clone)]
 pub struct Objects {
     store: Store,
+    registry: Arc<Registry>,
 }
 
 fn outcome_err(r: &Resource, name: &str, f: Failure) -> ApiError {
@@ -156,7 +160,32 @@ fn spec_view(obj: &Value) -> Value {
 impl Objects {
     /// The API over `store`.
     pub fn new(store: Store) -> Self {
-        Self { store }
+        let objects = Self {
+            store,
+            registry: Arc::default(),
+        };
+        objects.refresh_custom();
+        objects
+    }
+
+    /// Every resource served now, custom ones included.
+    pub fn resources(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Serves the resources of the CustomResourceDefinitions stored now.
+    pub fn refresh_custom(&self) {
+        let crds = resources::by_kind("apiextensions.k8s.io", "CustomResourceDefinition")
+            .expect("definitions are served");
+        let (items, _) = self.store.list(&crds.prefix(None));
+        let values: Vec<&Value> = items.iter().map(|s| &*s.value).collect();
+        self.registry.set_custom(custom::served(&values));
+    }
+
+    fn wrote(&self, r: &Resource) {
+        if r.builtin_kind() == "CustomResourceDefinition" {
+            self.refresh_custom();
+        }
     }
 
     /// The underlying store.
@@ -226,7 +255,10 @@ impl Objects {
         {
             Outcome::Applied {
                 object: Some(o), ..
-            } => Ok(o),
+            } => {
+                self.wrote(r);
+                Ok(o)
+            }
             Outcome::Applied { object: None, .. } => {
                 Err(ApiError::internal("put applied without an object"))
             }
@@ -243,7 +275,10 @@ impl Objects {
             })
             .await?
         {
-            Outcome::Applied { object, .. } => Ok(object.unwrap_or(Value::Null)),
+            Outcome::Applied { object, .. } => {
+                self.wrote(r);
+                Ok(object.unwrap_or(Value::Null))
+            }
             Outcome::Failed(f) => Err(outcome_err(r, name, f)),
         }
     }
@@ -285,6 +320,15 @@ impl Objects {
     ) -> Result<Written> {
         let warnings = validation::decode(r, &obj, opts.field_validation)?;
         Self::check_type_meta(r, &mut obj)?;
+        if r.custom.is_some_and(|c| c.terminating) {
+            return Err(ApiError {
+                code: 405,
+                reason: "MethodNotAllowed",
+                message: "create not allowed while custom resource definition is terminating"
+                    .into(),
+                details: None,
+            });
+        }
         let m = metadata(&mut obj);
         if r.namespaced {
             match m.get("namespace").and_then(Value::as_str) {
@@ -347,8 +391,12 @@ impl Objects {
             crate::apply::record_update(None, &mut obj, manager, &meta::now());
         }
         self.prepare_create(r, &mut obj);
-        defaults::apply(r.kind, &mut obj);
-        if r.kind == "Service" {
+        defaults::apply(r.builtin_kind(), &mut obj);
+        if let Some(c) = r.custom {
+            custom::schema::prune(&c.schema, &mut obj, &mut Vec::new());
+            custom::schema::default(&c.schema, &mut obj);
+        }
+        if r.builtin_kind() == "Service" {
             self.allocate_service(&mut obj, None)?;
         }
         validation::validate(r, &obj)?;
@@ -379,19 +427,30 @@ impl Objects {
     }
 
     fn prepare_create(&self, r: &Resource, obj: &mut Value) {
-        match r.kind {
+        match r.builtin_kind() {
             "Pod" => {
                 let qos = defaults::qos_class(obj.get("spec").unwrap_or(&Value::Null));
                 obj["status"] = json!({"phase": "Pending", "qosClass": qos});
             }
             "CronJob" | "DaemonSet" | "StatefulSet" => obj["status"] = json!({}),
+            "CustomResourceDefinition" => {
+                obj["status"] = json!({});
+                let finalizers = metadata(obj)
+                    .entry("finalizers")
+                    .or_insert_with(|| json!([]));
+                if let Some(f) = finalizers.as_array_mut()
+                    && !f.contains(&json!(custom::CLEANUP_FINALIZER))
+                {
+                    f.push(json!(custom::CLEANUP_FINALIZER));
+                }
+            }
             "Job" => {
                 obj["status"] = json!({});
                 defaults::job_selector(obj);
             }
             "Deployment" | "ReplicaSet" | "Service" => {
                 obj["status"] = json!({});
-                if r.kind == "Service" {
+                if r.builtin_kind() == "Service" {
                     obj["status"] = json!({"loadBalancer": {}});
                 }
             }
@@ -684,8 +743,12 @@ impl Objects {
         if let (Some(manager), None) = (&opts.manager, sub) {
             crate::apply::record_update(Some(old), &mut new, manager, &meta::now());
         }
-        defaults::apply(r.kind, &mut new);
-        if r.kind == "Service" {
+        defaults::apply(r.builtin_kind(), &mut new);
+        if let Some(c) = r.custom {
+            custom::schema::prune(&c.schema, &mut new, &mut Vec::new());
+            custom::schema::default(&c.schema, &mut new);
+        }
+        if r.builtin_kind() == "Service" {
             self.allocate_service(&mut new, Some(old))?;
         }
         if spec_view(&new) != spec_view(old) {
@@ -710,7 +773,7 @@ impl Objects {
                 .pointer("/metadata/finalizers")
                 .and_then(Value::as_array)
                 .is_none_or(Vec::is_empty)
-            && !(r.kind == "Pod" && meta::str_at(&new, "/spec/nodeName").is_some());
+            && !(r.builtin_kind() == "Pod" && meta::str_at(&new, "/spec/nodeName").is_some());
         if finalizing {
             return self
                 .remove(r, meta::namespace(&new), meta::name(&new), cond)
@@ -758,11 +821,11 @@ impl Objects {
             let add_finalizer = opts
                 .propagation
                 .finalizer()
-                .filter(|_| r.kind != "Pod" && r.kind != "Namespace")
+                .filter(|_| !matches!(r.builtin_kind(), "Pod" | "Namespace"))
                 .filter(|f| finalizers.is_none_or(|fs| !fs.contains(&json!(f))));
             let has_finalizers =
                 finalizers.is_some_and(|f| !f.is_empty()) || add_finalizer.is_some();
-            let bound_pod = r.kind == "Pod"
+            let bound_pod = r.builtin_kind() == "Pod"
                 && meta::str_at(obj, "/spec/nodeName").is_some()
                 && obj
                     .pointer("/status/phase")
@@ -776,7 +839,7 @@ impl Objects {
                 })
                 .unwrap_or(30)
                 .max(0);
-            let namespace = r.kind == "Namespace";
+            let namespace = r.builtin_kind() == "Namespace";
             if namespace
                 && ["default", "kube-system", "kube-public", "kube-node-lease"].contains(&name)
             {

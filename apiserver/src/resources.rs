@@ -7,6 +7,9 @@ use k8s_openapi::api::{
     networking::v1 as networking, node::v1 as node, policy::v1 as policy, rbac::v1 as rbac,
     scheduling::v1 as scheduling,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
+use std::sync::{Arc, RwLock};
+
 use schemars::r#gen::SchemaGenerator;
 use schemars::schema::Schema;
 
@@ -61,6 +64,9 @@ pub struct Resource {
     pub schema_name: &'static str,
     /// Decodes an object into the kind's typed form, reporting type errors.
     pub decode: fn(&serde_json::Value) -> Result<(), String>,
+    /// What the definition of a custom resource says of it; `None` for the
+    /// built-in kinds.
+    pub custom: Option<&'static crate::custom::Custom>,
 }
 
 impl Resource {
@@ -98,6 +104,12 @@ impl Resource {
             Some(ns) if self.namespaced => format!("{}/{}/", self.storage_prefix(), ns),
             _ => format!("{}/", self.storage_prefix()),
         }
+    }
+
+    /// The kind, for behaviour shoal builds in for it; empty for a custom
+    /// resource, whose kind may repeat a built-in one (a Knative `Service`).
+    pub fn builtin_kind(&self) -> &'static str {
+        if self.custom.is_some() { "" } else { self.kind }
     }
 
     /// Whether the resource has subresource `sub`.
@@ -165,6 +177,7 @@ macro_rules! stored {
             schema: schema!($t),
             schema_name: $def,
             decode: decode!($t),
+            custom: None,
         }
     };
     ($group:literal, $version:literal, $kind:literal, $plural:literal, $singular:literal,
@@ -202,6 +215,7 @@ pub static RESOURCES: &[Resource] = &[
         schema: schema!(core::Namespace),
         schema_name: "io.k8s.api.core.v1.Namespace",
         decode: decode!(core::Namespace),
+        custom: None,
     },
     Resource {
         group: "",
@@ -216,6 +230,7 @@ pub static RESOURCES: &[Resource] = &[
         schema: schema!(core::Node),
         schema_name: "io.k8s.api.core.v1.Node",
         decode: decode!(core::Node),
+        custom: None,
     },
     Resource {
         group: "",
@@ -230,6 +245,7 @@ pub static RESOURCES: &[Resource] = &[
         schema: schema!(core::Pod),
         schema_name: "io.k8s.api.core.v1.Pod",
         decode: decode!(core::Pod),
+        custom: None,
     },
     Resource {
         group: "",
@@ -244,6 +260,7 @@ pub static RESOURCES: &[Resource] = &[
         schema: schema!(core::Service),
         schema_name: "io.k8s.api.core.v1.Service",
         decode: decode!(core::Service),
+        custom: None,
     },
     Resource {
         group: "",
@@ -258,6 +275,7 @@ pub static RESOURCES: &[Resource] = &[
         schema: schema!(core::Endpoints),
         schema_name: "io.k8s.api.core.v1.Endpoints",
         decode: decode!(core::Endpoints),
+        custom: None,
     },
     Resource {
         group: "",
@@ -272,6 +290,7 @@ pub static RESOURCES: &[Resource] = &[
         schema: schema!(core::ConfigMap),
         schema_name: "io.k8s.api.core.v1.ConfigMap",
         decode: decode!(core::ConfigMap),
+        custom: None,
     },
     Resource {
         group: "",
@@ -286,6 +305,7 @@ pub static RESOURCES: &[Resource] = &[
         schema: schema!(core::Secret),
         schema_name: "io.k8s.api.core.v1.Secret",
         decode: decode!(core::Secret),
+        custom: None,
     },
     Resource {
         group: "",
@@ -300,6 +320,7 @@ pub static RESOURCES: &[Resource] = &[
         schema: schema!(core::Event),
         schema_name: "io.k8s.api.core.v1.Event",
         decode: decode!(core::Event),
+        custom: None,
     },
     Resource {
         group: "",
@@ -314,6 +335,7 @@ pub static RESOURCES: &[Resource] = &[
         schema: schema!(core::ServiceAccount),
         schema_name: "io.k8s.api.core.v1.ServiceAccount",
         decode: decode!(core::ServiceAccount),
+        custom: None,
     },
     Resource {
         group: "apps",
@@ -328,6 +350,7 @@ pub static RESOURCES: &[Resource] = &[
         schema: schema!(apps::Deployment),
         schema_name: "io.k8s.api.apps.v1.Deployment",
         decode: decode!(apps::Deployment),
+        custom: None,
     },
     Resource {
         group: "apps",
@@ -342,6 +365,7 @@ pub static RESOURCES: &[Resource] = &[
         schema: schema!(apps::ReplicaSet),
         schema_name: "io.k8s.api.apps.v1.ReplicaSet",
         decode: decode!(apps::ReplicaSet),
+        custom: None,
     },
     Resource {
         group: "apps",
@@ -356,6 +380,7 @@ pub static RESOURCES: &[Resource] = &[
         schema: schema!(apps::StatefulSet),
         schema_name: "io.k8s.api.apps.v1.StatefulSet",
         decode: decode!(apps::StatefulSet),
+        custom: None,
     },
     Resource {
         group: "apps",
@@ -370,6 +395,7 @@ pub static RESOURCES: &[Resource] = &[
         schema: schema!(apps::DaemonSet),
         schema_name: "io.k8s.api.apps.v1.DaemonSet",
         decode: decode!(apps::DaemonSet),
+        custom: None,
     },
     Resource {
         group: "batch",
@@ -384,6 +410,7 @@ pub static RESOURCES: &[Resource] = &[
         schema: schema!(batch::Job),
         schema_name: "io.k8s.api.batch.v1.Job",
         decode: decode!(batch::Job),
+        custom: None,
     },
     Resource {
         group: "batch",
@@ -398,6 +425,7 @@ pub static RESOURCES: &[Resource] = &[
         schema: schema!(batch::CronJob),
         schema_name: "io.k8s.api.batch.v1.CronJob",
         decode: decode!(batch::CronJob),
+        custom: None,
     },
     Resource {
         group: "coordination.k8s.io",
@@ -412,6 +440,7 @@ pub static RESOURCES: &[Resource] = &[
         schema: schema!(coordination::Lease),
         schema_name: "io.k8s.api.coordination.v1.Lease",
         decode: decode!(coordination::Lease),
+        custom: None,
     },
     stored!(
         "",
@@ -606,26 +635,45 @@ pub static RESOURCES: &[Resource] = &[
         discovery::EndpointSlice,
         "io.k8s.api.discovery.v1.EndpointSlice"
     ),
+    stored!(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        "customresourcedefinition",
+        false,
+        &["crd", "crds"],
+        &[Sub::Status],
+        apiextensions::CustomResourceDefinition,
+        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition";
+        categories: &["api-extensions"]
+    ),
 ];
 
-/// The resource served at `group`/`version` under `plural`.
+/// The built-in resource served at `group`/`version` under `plural`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
     RESOURCES
         .iter()
         .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
-/// The resource of a kind.
+/// The built-in resource of a kind.
 pub fn by_kind(group: &str, kind: &str) -> Option<&'static Resource> {
     RESOURCES
         .iter()
         .find(|r| r.group == group && r.kind == kind)
 }
 
-/// The group/version pairs served, core first.
+/// The group/version pairs of the built-in resources, core first.
 pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+    group_versions_of(RESOURCES.iter())
+}
+
+fn group_versions_of<'a>(
+    rs: impl Iterator<Item = &'a Resource>,
+) -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
-    for r in RESOURCES {
+    for r in rs {
         if !out.contains(&(r.group, r.version)) {
             out.push((r.group, r.version));
         }
@@ -633,9 +681,59 @@ pub fn group_versions() -> Vec<(&'static str, &'static str)> {
     out
 }
 
-/// Namespace, Pod and so on, named by a storage key's first segment.
-pub fn by_storage_prefix(prefix: &str) -> Option<&'static Resource> {
-    RESOURCES.iter().find(|r| r.storage_prefix() == prefix)
+/// Every resource served: the built-in ones and those of the
+/// CustomResourceDefinitions in the store, which change at run time.
+#[derive(Default)]
+pub struct Registry {
+    custom: RwLock<Arc<Vec<&'static Resource>>>,
+}
+
+impl Registry {
+    /// The resource served at `group`/`version` under `plural`.
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+        find(group, version, plural).or_else(|| {
+            self.custom()
+                .iter()
+                .find(|r| r.group == group && r.version == version && r.plural == plural)
+                .copied()
+        })
+    }
+
+    /// The custom resources served now.
+    pub fn custom(&self) -> Arc<Vec<&'static Resource>> {
+        self.custom
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Every resource, built-in ones first.
+    pub fn all(&self) -> Vec<&'static Resource> {
+        RESOURCES
+            .iter()
+            .chain(self.custom().iter().copied())
+            .collect()
+    }
+
+    /// The group/version pairs served, core first; a group's versions in
+    /// Kubernetes' priority order (`v2` before `v1` before `v1beta1`).
+    pub fn group_versions(&self) -> Vec<(&'static str, &'static str)> {
+        let mut out = group_versions();
+        let custom = self.custom();
+        let mut extra = group_versions_of(custom.iter().copied());
+        extra.sort_by(|a, b| {
+            a.0.cmp(b.0).then_with(|| {
+                crate::custom::version_priority(b.1).cmp(&crate::custom::version_priority(a.1))
+            })
+        });
+        out.extend(extra);
+        out
+    }
+
+    /// Replaces the custom resources.
+    pub fn set_custom(&self, rs: Vec<&'static Resource>) {
+        *self.custom.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rs);
+    }
 }
 
 impl std::fmt::Debug for Resource {

@@ -200,7 +200,9 @@ pub fn decode(r: &Resource, obj: &Value, mode: FieldValidation) -> Result<Vec<St
         return Ok(Vec::new());
     }
     let mut unknown = Vec::new();
-    if let Some(schema) = definitions().get(r.schema_name) {
+    if let Some(custom) = r.custom {
+        crate::custom::schema::prune(&custom.schema, &mut obj.clone(), &mut unknown);
+    } else if let Some(schema) = definitions().get(r.schema_name) {
         unknown_fields(obj, schema, "", &mut unknown);
     }
     unknown.retain(|f| f != "status" && !f.starts_with("metadata.managedFields"));
@@ -286,7 +288,7 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let name_ok = match r.kind {
+    let name_ok = match r.builtin_kind() {
         "Namespace" | "Service" => is_dns_label(name),
         _ => is_dns_subdomain(name),
     };
@@ -314,7 +316,11 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
             }
         }
     }
-    match r.kind {
+    if let Some(custom) = r.custom {
+        c.0.extend(crate::custom::schema::validate(&custom.schema, obj));
+    }
+    match r.builtin_kind() {
+        "CustomResourceDefinition" => c.0.extend(crate::custom::validate_definition(obj)),
         "Pod" => pod_spec(obj.get("spec"), "spec", &mut c),
         "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" => {
             let spec = obj.get("spec");
@@ -483,7 +489,8 @@ fn job_spec(spec: Option<&Value>, path: &str, c: &mut Causes) {
 
 /// Fields an update may not change: 422 with `field is immutable`.
 pub fn immutable(r: &Resource, old: &Value, new: &Value) -> Result<()> {
-    let fields: &[&str] = match r.kind {
+    let fields: &[&str] = match r.builtin_kind() {
+        "CustomResourceDefinition" => &["/spec/group", "/spec/names/plural", "/spec/scope"],
         "Job" => &["/spec/selector", "/spec/template", "/spec/completionMode"],
         _ => return Ok(()),
     };

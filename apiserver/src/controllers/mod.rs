@@ -1,6 +1,6 @@
 //! Controllers: Deployment → ReplicaSet → Pods, CronJob → Job → Pods,
 //! DaemonSet → a pod per node, StatefulSet → ordinal pods,
-//! Endpoints for Services,
+//! Endpoints for Services, CustomResourceDefinitions' status and cleanup,
 //! garbage collection by ownerReferences, pod CIDRs for nodes. Each
 //! `reconcile_*` takes a [`Snapshot`] and returns [`Action`]s; [`run`] is the
 //! loop that takes snapshots and performs the actions.
@@ -17,12 +17,14 @@ use crate::objects::{
 use crate::resources::{self, RESOURCES, Resource, Sub};
 use crate::selectors::LabelSelector;
 
+mod crds;
 mod cronjobs;
 mod daemonsets;
 mod jobs;
 mod quotas;
 mod revisions;
 mod statefulsets;
+pub use crds::reconcile_definitions;
 pub use cronjobs::{parse_schedule, reconcile_cronjobs, time_zone};
 pub use daemonsets::reconcile_daemonsets;
 pub use jobs::reconcile_jobs;
@@ -48,9 +50,12 @@ pub enum Action {
 }
 
 /// All objects of the kinds the controllers read.
+#[derive(Default)]
 pub struct Snapshot {
-    /// Objects by resource plural.
+    /// Objects of the built-in resources by plural.
     pub by_resource: BTreeMap<&'static str, Vec<Arc<Value>>>,
+    /// Objects of each custom resource (one served version of each).
+    pub custom: Vec<(&'static Resource, Vec<Arc<Value>>)>,
 }
 
 impl Snapshot {
@@ -61,14 +66,35 @@ impl Snapshot {
             .unwrap_or(&[])
     }
 
+    /// Every resource with its objects, built-in ones first.
+    fn each(&self) -> impl Iterator<Item = (&'static Resource, &[Arc<Value>])> {
+        RESOURCES
+            .iter()
+            .map(|r| (r, self.of(r.plural)))
+            .chain(self.custom.iter().map(|(r, os)| (*r, os.as_slice())))
+    }
+
     /// Reads the snapshot from the store.
     pub fn read(objects: &Objects) -> Self {
-        let mut by_resource = BTreeMap::new();
-        for r in RESOURCES {
+        let list = |r: &Resource| -> Vec<Arc<Value>> {
             let (items, _) = objects.store().list(&r.prefix(None));
-            by_resource.insert(r.plural, items.into_iter().map(|s| s.value).collect());
+            items.into_iter().map(|s| s.value).collect()
+        };
+        let by_resource = RESOURCES.iter().map(|r| (r.plural, list(r))).collect();
+        let mut custom: Vec<(&'static Resource, Vec<Arc<Value>>)> = Vec::new();
+        for r in objects.resources().custom().iter().copied() {
+            // The versions of a definition share their objects.
+            if !custom
+                .iter()
+                .any(|(c, _)| c.storage_prefix() == r.storage_prefix())
+            {
+                custom.push((r, list(r)));
+            }
         }
-        Self { by_resource }
+        Self {
+            by_resource,
+            custom,
+        }
     }
 }
 
@@ -584,14 +610,13 @@ pub fn reconcile_endpoints(s: &Snapshot) -> Vec<Action> {
 /// Deletes objects whose owners are all gone.
 pub fn reconcile_garbage(s: &Snapshot) -> Vec<Action> {
     let uids: BTreeSet<&str> = s
-        .by_resource
-        .values()
-        .flatten()
+        .each()
+        .flat_map(|(_, os)| os)
         .map(|o| meta::uid(o))
         .collect();
     let mut actions = propagate_deletions(s);
-    for r in RESOURCES {
-        for o in s.of(r.plural) {
+    for (r, os) in s.each() {
+        for o in os {
             let owners = o
                 .pointer("/metadata/ownerReferences")
                 .and_then(Value::as_array);
@@ -644,16 +669,16 @@ fn without_finalizer(o: &Value, f: &str) -> Value {
 /// dependents left, its finalizer is removed and the deletion completes.
 fn propagate_deletions(s: &Snapshot) -> Vec<Action> {
     let mut dependents: BTreeMap<&str, Vec<(&'static Resource, &Value)>> = BTreeMap::new();
-    for r in RESOURCES {
-        for o in s.of(r.plural) {
+    for (r, os) in s.each() {
+        for o in os {
             for uid in owner_uids(o) {
                 dependents.entry(uid).or_default().push((r, o));
             }
         }
     }
     let mut actions = Vec::new();
-    for r in RESOURCES {
-        for o in s.of(r.plural).iter().filter(|o| terminating(o)) {
+    for (r, os) in s.each() {
+        for o in os.iter().filter(|o| terminating(o)) {
             let uid = meta::uid(o);
             let deps = dependents.get(uid).map(Vec::as_slice).unwrap_or(&[]);
             let finalizer = if has_finalizer(o, ORPHAN) {
@@ -748,10 +773,10 @@ pub fn reconcile_namespaces(s: &Snapshot) -> Vec<Action> {
     for ns in s.of("namespaces").iter().filter(|n| terminating(n)) {
         let name = meta::name(ns);
         let mut left = 0;
-        for r in RESOURCES.iter().filter(|r| r.namespaced) {
-            for o in s.of(r.plural).iter().filter(|o| meta::namespace(o) == name) {
+        for (r, os) in s.each().filter(|(r, _)| r.namespaced) {
+            for o in os.iter().filter(|o| meta::namespace(o) == name) {
                 left += 1;
-                if !terminating(o) || r.kind != "Pod" {
+                if !terminating(o) || r.builtin_kind() != "Pod" {
                     actions.push(Action::Delete(
                         r,
                         name.to_string(),
@@ -897,6 +922,7 @@ pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8, ca_pem: 
         actions.extend(reconcile_jobs(&snap, now));
         actions.extend(reconcile_endpoints(&snap));
         actions.extend(reconcile_quotas(&snap));
+        actions.extend(reconcile_definitions(&snap));
         if deleted || last_gc.elapsed() >= GC_PERIOD {
             actions.extend(reconcile_garbage(&snap));
             deleted = false;
@@ -965,7 +991,10 @@ mod test_support {
                 .or_default()
                 .push(Arc::new(v.clone()));
         }
-        Snapshot { by_resource }
+        Snapshot {
+            by_resource,
+            ..Snapshot::default()
+        }
     }
 
     /// The objects the actions create.

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::resources::{RESOURCES, Resource, Sub, group_versions};
+use crate::resources::{Registry, Resource, Sub};
 
 /// Content type of aggregated discovery responses.
 pub const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
@@ -37,32 +37,50 @@ pub fn api_versions() -> Value {
     json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]})
 }
 
+/// The named groups served, each with its versions, preferred first.
+fn groups(registry: &Registry) -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (g, v) in registry.group_versions() {
+        match out.iter_mut().find(|(name, _)| *name == g) {
+            Some((_, vs)) => vs.push(v),
+            None => out.push((g, vec![v])),
+        }
+    }
+    out
+}
+
+fn api_group(group: &str, versions: &[&str]) -> Value {
+    let gvs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
+    json!({"name": group, "versions": gvs, "preferredVersion": gvs.first()})
+}
+
 /// `GET /apis` (legacy).
-pub fn group_list() -> Value {
-    let groups: Vec<Value> = group_versions()
+pub fn group_list(registry: &Registry) -> Value {
+    let groups: Vec<Value> = groups(registry)
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
-        .map(|(g, v)| {
-            let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
-            json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
-        })
+        .map(|(g, vs)| api_group(g, &vs))
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `GET /apis/{group}` (legacy).
-pub fn group(group: &str) -> Option<Value> {
-    let v = group_versions().into_iter().find(|(g, _)| *g == group)?.1;
-    let gv = json!({"groupVersion": format!("{group}/{v}"), "version": v});
-    Some(
-        json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": [gv.clone()], "preferredVersion": gv}),
-    )
+pub fn group(registry: &Registry, group: &str) -> Option<Value> {
+    let (g, vs) = groups(registry).into_iter().find(|(g, _)| *g == group)?;
+    let mut v = api_group(g, &vs);
+    v["kind"] = json!("APIGroup");
+    v["apiVersion"] = json!("v1");
+    Some(v)
 }
 
 /// `GET /api/v1` or `/apis/{g}/{v}` (legacy).
-pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let rs: Vec<&Resource> = RESOURCES
-        .iter()
+pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+    let rs: Vec<&Resource> = registry
+        .all()
+        .into_iter()
         .filter(|r| r.group == group && r.version == version)
         .collect();
     if rs.is_empty() {
@@ -92,12 +110,14 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     )
 }
 
-fn aggregated_group(group: &str) -> Value {
-    let versions: Vec<Value> = group_versions()
+fn aggregated_group(registry: &Registry, group: &str) -> Value {
+    let all = registry.all();
+    let versions: Vec<Value> = registry
+        .group_versions()
         .into_iter()
         .filter(|(g, _)| *g == group)
         .map(|(g, v)| {
-            let resources: Vec<Value> = RESOURCES
+            let resources: Vec<Value> = all
                 .iter()
                 .filter(|r| r.group == g && r.version == v)
                 .map(|r| {
@@ -123,13 +143,11 @@ fn aggregated_group(group: &str) -> Value {
 }
 
 /// `GET /api` or `/apis` (aggregated).
-pub fn aggregated(core: bool) -> Value {
-    let mut groups: Vec<&str> = group_versions().into_iter().map(|(g, _)| g).collect();
-    groups.dedup();
-    let items: Vec<Value> = groups
+pub fn aggregated(registry: &Registry, core: bool) -> Value {
+    let items: Vec<Value> = groups(registry)
         .into_iter()
-        .filter(|g| g.is_empty() == core)
-        .map(aggregated_group)
+        .filter(|(g, _)| g.is_empty() == core)
+        .map(|(g, _)| aggregated_group(registry, g))
         .collect();
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }

@@ -19,9 +19,10 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::custom::jsonpath;
 use crate::error::{ApiError, Result};
 use crate::objects::{DeleteOpts, Objects, PatchType, Propagation, WriteOpts};
-use crate::resources::{self, Resource, Sub};
+use crate::resources::{Resource, Sub};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::validation::FieldValidation;
 
@@ -254,7 +255,7 @@ async fn route(state: &ApiState, req: Request<hyper::body::Incoming>) -> Result<
     let aggregated = |core: bool| {
         Ok(json_response(
             StatusCode::OK,
-            &discovery::aggregated(core),
+            &discovery::aggregated(state.objects.resources(), core),
             discovery::AGGREGATED,
         ))
     };
@@ -278,25 +279,30 @@ async fn route(state: &ApiState, req: Request<hyper::body::Incoming>) -> Result<
             return if discovery::wants_aggregated(&accept) {
                 aggregated(false)
             } else {
-                Ok(ok(&discovery::group_list()))
+                Ok(ok(&discovery::group_list(state.objects.resources())))
             };
         }
         ["api", "v1"] if get => {
-            return Ok(ok(&discovery::resource_list("", "v1").unwrap_or_default()));
+            return Ok(ok(&discovery::resource_list(
+                state.objects.resources(),
+                "",
+                "v1",
+            )
+            .unwrap_or_default()));
         }
         ["apis", g] if get => {
-            return discovery::group(g)
+            return discovery::group(state.objects.resources(), g)
                 .map(|v| ok(&v))
                 .ok_or_else(ApiError::no_route);
         }
         ["apis", g, v] if get => {
-            return discovery::resource_list(g, v)
+            return discovery::resource_list(state.objects.resources(), g, v)
                 .map(|v| ok(&v))
                 .ok_or_else(ApiError::no_route);
         }
-        ["openapi", "v3"] if get => return Ok(ok(openapi::root())),
-        ["openapi", "v3", "api", v] if get => return doc("", v, query.get("hash")),
-        ["openapi", "v3", "apis", g, v] if get => return doc(g, v, query.get("hash")),
+        ["openapi", "v3"] if get => return Ok(ok(&openapi::root(state.objects.resources()))),
+        ["openapi", "v3", "api", v] if get => return doc(state, "", v, query.get("hash")),
+        ["openapi", "v3", "apis", g, v] if get => return doc(state, g, v, query.get("hash")),
         ["openapi", "v2"] if get => {
             return Err(ApiError {
                 code: 404,
@@ -316,9 +322,12 @@ async fn route(state: &ApiState, req: Request<hyper::body::Incoming>) -> Result<
         ["watch", rest @ ..] => (true, rest),
         r => (false, r),
     };
-    let namespaced_path = matches!(rest, ["namespaces", _, plural, ..] if resources::find(group, version, plural).is_some_and(|r| r.namespaced));
+    let registry = state.objects.resources();
+    let namespaced_path = matches!(rest, ["namespaces", _, plural, ..] if registry.find(group, version, plural).is_some_and(|r| r.namespaced));
     let target = if namespaced_path {
-        let r = resources::find(group, version, rest[2]).ok_or_else(ApiError::no_route)?;
+        let r = registry
+            .find(group, version, rest[2])
+            .ok_or_else(ApiError::no_route)?;
         if rest.len() > 5 {
             return Err(ApiError::no_route());
         }
@@ -331,7 +340,9 @@ async fn route(state: &ApiState, req: Request<hyper::body::Incoming>) -> Result<
         }
     } else {
         let plural = rest.first().ok_or_else(ApiError::no_route)?;
-        let r = resources::find(group, version, plural).ok_or_else(ApiError::no_route)?;
+        let r = registry
+            .find(group, version, plural)
+            .ok_or_else(ApiError::no_route)?;
         if rest.len() > 3 {
             return Err(ApiError::no_route());
         }
@@ -349,13 +360,11 @@ async fn route(state: &ApiState, req: Request<hyper::body::Incoming>) -> Result<
     resource(state, target, query, accept, req).await
 }
 
-fn doc(group: &str, version: &str, hash: Option<&str>) -> Result<Response<Body>> {
-    let d = openapi::document(group, version);
-    if d.is_null() {
-        return Err(ApiError::no_route());
-    }
-    let mut r = ok(d);
-    let etag = format!("\"{}\"", openapi::hash_of(group, version));
+fn doc(state: &ApiState, group: &str, version: &str, hash: Option<&str>) -> Result<Response<Body>> {
+    let registry = state.objects.resources();
+    let d = openapi::document(registry, group, version).ok_or_else(ApiError::no_route)?;
+    let mut r = ok(&d);
+    let etag = format!("\"{}\"", openapi::hash_of(registry, group, version));
     if let Ok(v) = HeaderValue::from_str(&etag) {
         r.headers_mut().insert(header::ETAG, v);
     }
@@ -384,18 +393,52 @@ fn sub_of(r: &Resource, sub: Option<&str>) -> Result<Option<Sub>> {
     }
 }
 
-fn scale_of(obj: &Value) -> Value {
+/// The autoscaling/v1 Scale view of `obj`: a built-in kind's
+/// `.spec.replicas`, or the paths a custom resource's definition names.
+fn scale_of(r: &Resource, obj: &Value) -> Value {
     let m = &obj["metadata"];
+    let first = |path: &str| jsonpath::select(obj, path).first().map(|v| (*v).clone());
+    let (replicas, current, selector) = match r.custom.and_then(|c| c.scale.as_ref()) {
+        Some(paths) => (
+            first(&paths.spec_replicas),
+            first(&paths.status_replicas),
+            paths
+                .label_selector
+                .as_deref()
+                .and_then(first)
+                .and_then(|s| s.as_str().map(String::from)),
+        ),
+        None => (
+            obj.pointer("/spec/replicas").cloned(),
+            obj.pointer("/status/replicas").cloned(),
+            obj.pointer("/spec/selector/matchLabels")
+                .and_then(Value::as_object)
+                .map(|l| {
+                    l.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }),
+        ),
+    };
     json!({
         "kind": "Scale", "apiVersion": "autoscaling/v1",
         "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"], "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"]},
-        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
-        "status": {
-            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
-            "selector": obj.pointer("/spec/selector/matchLabels").and_then(Value::as_object)
-                .map(|l| l.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(",")).unwrap_or_default(),
-        },
+        "spec": {"replicas": replicas.unwrap_or(json!(0))},
+        "status": {"replicas": current.unwrap_or(json!(0)), "selector": selector.unwrap_or_default()},
     })
+}
+
+/// The merge patch that sets the replica count `scale` writes to.
+fn replicas_patch(r: &Resource, replicas: i64) -> Value {
+    let path = r
+        .custom
+        .and_then(|c| c.scale.as_ref())
+        .map_or(".spec.replicas", |p| p.spec_replicas.as_str());
+    let keys = jsonpath::keys(path).unwrap_or_else(|| vec!["spec".into(), "replicas".into()]);
+    keys.iter()
+        .rev()
+        .fold(json!(replicas), |inner, k| json!({ k: inner }))
 }
 
 fn list_kind(r: &Resource) -> String {
@@ -481,7 +524,7 @@ async fn resource(
             let rev = rev.to_string();
             if table {
                 return Ok(ok(&table::table(
-                    r.kind,
+                    r,
                     &page,
                     &rev,
                     cont.as_deref(),
@@ -500,11 +543,11 @@ async fn resource(
         (Method::GET, Some(name), s) => {
             let cur = objects.get(r, &ns, name)?;
             match s {
-                Some(Sub::Scale) => Ok(ok(&scale_of(&cur.value))),
+                Some(Sub::Scale) => Ok(ok(&scale_of(r, &cur.value))),
                 Some(Sub::Log) => logs::proxy(state, &cur.value, &q).await,
                 Some(Sub::Binding) => Err(ApiError::method_not_allowed()),
                 _ if table => Ok(ok(&table::table(
-                    r.kind,
+                    r,
                     &[&*cur.value],
                     &cur.revision.to_string(),
                     None,
@@ -554,10 +597,10 @@ async fn resource(
             let cur = objects.get(r, &ns, name)?;
             let scale = if is_patch {
                 match PatchType::from_content_type(ct)? {
-                    PatchType::Json => crate::patch::json(&scale_of(&cur.value), &body)?,
-                    PatchType::Merge => crate::patch::merge(&scale_of(&cur.value), &body),
+                    PatchType::Json => crate::patch::json(&scale_of(r, &cur.value), &body)?,
+                    PatchType::Merge => crate::patch::merge(&scale_of(r, &cur.value), &body),
                     PatchType::Strategic => {
-                        crate::patch::strategic_merge(&scale_of(&cur.value), &body)?
+                        crate::patch::strategic_merge(&scale_of(r, &cur.value), &body)?
                     }
                 }
             } else {
@@ -567,11 +610,11 @@ async fn resource(
                 .pointer("/spec/replicas")
                 .and_then(Value::as_i64)
                 .ok_or_else(|| ApiError::bad_request("spec.replicas is required"))?;
-            let p = json!({"spec": {"replicas": replicas}});
+            let p = replicas_patch(r, replicas);
             let w = objects
                 .patch(r, &ns, name, PatchType::Merge, &p, None, opts)
                 .await?;
-            Ok(ok(&scale_of(&w.object)))
+            Ok(ok(&scale_of(r, &w.object)))
         }
         (Method::PATCH, Some(name), None)
             if content_type(req.headers()).starts_with("application/apply-patch") =>
@@ -602,6 +645,17 @@ async fn resource(
             let opts = q.write_opts(req.headers())?;
             let (headers, body) = read_body(req).await?;
             let ty = PatchType::from_content_type(content_type(&headers))?;
+            if ty == PatchType::Strategic && r.custom.is_some() {
+                // Custom resources have no patch strategies to merge by.
+                return Err(ApiError::unsupported_media_type(
+                    content_type(&headers),
+                    &[
+                        "application/json-patch+json",
+                        "application/merge-patch+json",
+                        "application/apply-patch+yaml",
+                    ],
+                ));
+            }
             let w = objects
                 .patch(r, &ns, name, ty, &parse_json(&body)?, s, opts)
                 .await?;

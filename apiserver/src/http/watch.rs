@@ -63,7 +63,7 @@ pub(super) async fn watch(
                     .pointer("/metadata/resourceVersion")
                     .and_then(Value::as_str)
                     .unwrap_or_default();
-                let t = table::table(r.kind, &[obj], rv, None, false, first);
+                let t = table::table(r, &[obj], rv, None, false, first);
                 first = false;
                 t
             } else {

@@ -1,0 +1,283 @@
+//! CustomResourceDefinitions through kubectl: a definition serves its
+//! resource with discovery, OpenAPI (`explain`), printer columns, pruning,
+//! defaulting and validation by its schema, the `status` and `scale`
+//! subresources, and deletion of its objects when it goes.
+
+mod common;
+
+use common::Cluster;
+
+const CRONTABS: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: crontabs.stable.example.com}
+spec:
+  group: stable.example.com
+  scope: Namespaced
+  names: {plural: crontabs, singular: crontab, kind: CronTab, shortNames: [ct], categories: [all]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas, labelSelectorPath: .status.selector}
+    additionalPrinterColumns:
+    - {name: Schedule, type: string, jsonPath: .spec.cronSpec}
+    - {name: Replicas, type: integer, jsonPath: .spec.replicas}
+    - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
+    - {name: Image, type: string, jsonPath: .spec.image, priority: 1}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            description: What to run and when.
+            required: [cronSpec]
+            properties:
+              cronSpec: {type: string, pattern: '^(\S+\s){4}\S+$', description: The schedule in cron format.}
+              image: {type: string, default: busybox}
+              replicas: {type: integer, minimum: 0, maximum: 10, default: 1}
+              mode: {type: string, enum: [Fast, Slow]}
+          status:
+            type: object
+            properties:
+              replicas: {type: integer}
+              selector: {type: string}
+              conditions:
+                type: array
+                items:
+                  type: object
+                  properties: {type: {type: string}, status: {type: string}}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: regions.geo.example.com}
+spec:
+  group: geo.example.com
+  scope: Cluster
+  names: {plural: regions, kind: Region}
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+
+const OBJECTS: &str = r#"
+apiVersion: stable.example.com/v1
+kind: CronTab
+metadata: {name: nightly}
+spec: {cronSpec: "0 3 * * *", replicas: 2}
+---
+apiVersion: geo.example.com/v1alpha1
+kind: Region
+metadata: {name: north}
+spec: {anything: {goes: [1, 2]}}
+"#;
+
+fn row(out: &str, name: &str) -> Vec<String> {
+    out.lines()
+        .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+        .find(|cols| cols.first().is_some_and(|c| c == name))
+        .unwrap_or_else(|| panic!("no row {name} in\n{out}"))
+}
+
+#[test]
+fn kubectl_serves_custom_resources() {
+    let mut c = Cluster::start("crds");
+    let dir = c.dir.clone();
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let crds = write("crds.yaml", CRONTABS);
+    let objects = write("objects.yaml", OBJECTS);
+
+    c.ok(&["apply", "-f", &crds]);
+    c.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/crontabs.stable.example.com",
+        "crd/regions.geo.example.com",
+        "--timeout=20s",
+    ]);
+    let resources = c.ok(&["api-resources", "--api-group=stable.example.com"]);
+    assert_eq!(
+        row(&resources, "crontabs"),
+        ["crontabs", "ct", "stable.example.com/v1", "true", "CronTab"]
+    );
+    let crd = c.ok(&["get", "crd", "crontabs.stable.example.com", "-o", "json"]);
+    let crd: serde_json::Value = serde_json::from_str(&crd).unwrap();
+    assert_eq!(crd["spec"]["names"]["listKind"], "CronTabList");
+    assert_eq!(crd["status"]["acceptedNames"]["kind"], "CronTab");
+    assert_eq!(crd["status"]["storedVersions"], serde_json::json!(["v1"]));
+
+    // Objects: defaults filled, columns from the definition, short name
+    // and category.
+    c.ok(&["apply", "-f", &objects]);
+    let nightly = row(&c.ok(&["get", "ct"]), "nightly");
+    assert_eq!(nightly[1..7], ["0", "3", "*", "*", "*", "2"], "{nightly:?}");
+    // No Ready condition yet: an empty cell.
+    assert_eq!(nightly.len(), 7, "{nightly:?}");
+    let wide = c.ok(&["get", "crontabs.stable.example.com", "-o", "wide"]);
+    assert!(wide.lines().next().unwrap().ends_with("IMAGE"), "{wide}");
+    assert_eq!(row(&wide, "nightly").last().unwrap(), "busybox");
+    assert!(
+        c.ok(&["get", "all"])
+            .contains("crontab.stable.example.com/nightly")
+    );
+    let region = c.ok(&[
+        "get",
+        "region",
+        "north",
+        "-o",
+        "jsonpath={.spec.anything.goes}",
+    ]);
+    assert_eq!(region, "[1,2]");
+    assert_eq!(row(&c.ok(&["get", "regions"]), "north").len(), 2);
+
+    // Validation by the schema: 422 with field causes; unknown fields are
+    // refused under kubectl's strict validation and pruned otherwise.
+    let bad = write(
+        "bad.yaml",
+        "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {name: bad}\nspec: {cronSpec: nope, replicas: 20, mode: Warp}\n",
+    );
+    let err = c.fails(&["create", "-f", &bad]);
+    assert!(err.contains("The CronTab \"bad\" is invalid"), "{err}");
+    for cause in [
+        "spec.cronSpec: Invalid value: \"nope\": spec.cronSpec in body should match",
+        "spec.mode: Unsupported value: \"Warp\": supported values: \"Fast\", \"Slow\"",
+        "spec.replicas: Invalid value: 20: spec.replicas in body should be less than or equal to 10",
+    ] {
+        assert!(err.contains(cause), "{cause} missing from {err}");
+    }
+    let missing = write(
+        "missing.yaml",
+        "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {name: bad}\nspec: {replicas: 1}\n",
+    );
+    assert!(
+        c.fails(&["create", "-f", &missing])
+            .contains("spec.cronSpec: Required value")
+    );
+    let extra = write(
+        "extra.yaml",
+        "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {name: extra}\nspec: {cronSpec: '* * * * *', color: red}\n",
+    );
+    let err = c.fails(&["create", "-f", &extra]);
+    assert!(
+        err.contains("strict decoding error: unknown field \"spec.color\""),
+        "{err}"
+    );
+    let out = c.kubectl(&["create", "-f", &extra, "--validate=warn"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field \"spec.color\""));
+    let spec = c.ok(&["get", "ct", "extra", "-o", "jsonpath={.spec}"]);
+    let spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
+    assert_eq!(
+        spec,
+        serde_json::json!({"cronSpec": "* * * * *", "image": "busybox", "replicas": 1})
+    );
+
+    // OpenAPI from the schema.
+    let explain = c.ok(&["explain", "crontab.spec.cronSpec"]);
+    assert!(
+        explain.contains("The schedule in cron format."),
+        "{explain}"
+    );
+    assert!(c.ok(&["explain", "ct.spec"]).contains("enum: Fast, Slow"));
+
+    // Subresources: the main resource ignores status, /status ignores the
+    // rest, and scale reads and writes the definition's paths.
+    c.ok(&["scale", "ct", "nightly", "--replicas=4"]);
+    c.ok(&[
+        "patch", "ct", "nightly", "--subresource=status", "--type=merge", "-p",
+        r#"{"status": {"replicas": 4, "selector": "app=nightly", "conditions": [{"type": "Ready", "status": "True"}]}, "spec": {"replicas": 9}}"#,
+    ]);
+    let nightly = row(&c.ok(&["get", "ct"]), "nightly");
+    assert_eq!(nightly[6..8], ["4", "True"], "{nightly:?}");
+    c.ok(&[
+        "patch",
+        "ct",
+        "nightly",
+        "--type=merge",
+        "-p",
+        r#"{"status": {"replicas": 0}, "spec": {"mode": "Slow"}}"#,
+    ]);
+    let scale = c.ok(&[
+        "get",
+        "--raw",
+        "/apis/stable.example.com/v1/namespaces/default/crontabs/nightly/scale",
+    ]);
+    let scale: serde_json::Value = serde_json::from_str(&scale).unwrap();
+    assert_eq!(scale["spec"]["replicas"], 4);
+    assert_eq!(
+        scale["status"],
+        serde_json::json!({"replicas": 4, "selector": "app=nightly"})
+    );
+    // Custom resources have no strategic merge patch, as in Kubernetes.
+    let err = c.fails(&[
+        "patch",
+        "ct",
+        "nightly",
+        "-p",
+        r#"{"spec": {"mode": "Fast"}}"#,
+    ]);
+    assert!(
+        err.contains("application/strategic-merge-patch+json is not supported"),
+        "{err}"
+    );
+    c.ok(&["label", "ct", "nightly", "team=ops"]);
+    assert_eq!(
+        c.ok(&["get", "ct", "-l", "team=ops", "-o", "name"]),
+        "crontab.stable.example.com/nightly\n"
+    );
+
+    // A restart serves the same resources from the store.
+    c.stop();
+    c.boot();
+    assert_eq!(row(&c.ok(&["get", "ct"]), "nightly")[6], "4");
+
+    // Deleting the definition deletes its objects, then the resource.
+    c.ok(&[
+        "delete",
+        "crd",
+        "crontabs.stable.example.com",
+        "--timeout=30s",
+    ]);
+    let err = c.fails(&["get", "crontabs.stable.example.com"]);
+    assert!(
+        err.contains("the server doesn't have a resource type"),
+        "{err}"
+    );
+    c.ok(&["apply", "-f", &crds]);
+    c.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/crontabs.stable.example.com",
+        "--timeout=20s",
+    ]);
+    assert!(c.ok(&["get", "ct", "-A", "-o", "name"]).is_empty());
+    assert!(!c.ok(&["get", "regions", "-o", "name"]).is_empty());
+
+    // Bad definitions are refused with causes.
+    let bad_crd = write(
+        "bad-crd.yaml",
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: things.example.com}\nspec:\n  group: example.com\n  scope: Global\n  names: {plural: widgets, kind: Widget}\n  versions: [{name: v1, served: true, storage: false}]\n",
+    );
+    let err = c.fails(&["create", "-f", &bad_crd]);
+    for cause in [
+        "metadata.name: Invalid value: \"things.example.com\": must be spec.names.plural+\".\"+spec.group",
+        "spec.scope: Unsupported value: \"Global\"",
+        "must have exactly one version marked as storage version",
+        "spec.versions[0].schema.openAPIV3Schema: Required value: schemas are required",
+    ] {
+        assert!(err.contains(cause), "{cause} missing from {err}");
+    }
+}
