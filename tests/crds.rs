@@ -281,3 +281,191 @@ fn kubectl_serves_custom_resources() {
         assert!(err.contains(cause), "{cause} missing from {err}");
     }
 }
+
+const GREETINGS: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: greetings.demo.example.com}
+spec:
+  group: demo.example.com
+  scope: Namespaced
+  names: {plural: greetings, kind: Greeting}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, properties: {message: {type: string}}}
+          status: {type: object, properties: {configMap: {type: string}, observedGeneration: {type: integer}}}
+"#;
+
+mod greeter {
+    //! A kube-rs `Controller` for Greetings: each gets a ConfigMap it owns
+    //! holding its message, and a status naming it.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+    use kube::runtime::controller::{Action, Controller};
+    use kube::runtime::watcher;
+    use kube::{Resource, ResourceExt};
+    use serde_json::json;
+
+    pub fn resource() -> ApiResource {
+        ApiResource {
+            group: "demo.example.com".into(),
+            version: "v1".into(),
+            api_version: "demo.example.com/v1".into(),
+            kind: "Greeting".into(),
+            plural: "greetings".into(),
+        }
+    }
+
+    struct Ctx {
+        client: kube::Client,
+    }
+
+    async fn reconcile(g: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> {
+        let ns = g.namespace().unwrap_or_default();
+        let name = format!("greeting-{}", g.name_any());
+        let owner = g
+            .controller_owner_ref(&resource())
+            .expect("greetings have uids");
+        let cm = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "ownerReferences": [owner]},
+            "data": {"message": g.data["spec"]["message"]},
+        });
+        let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+        cms.patch(
+            &name,
+            &PatchParams::apply("greeter").force(),
+            &Patch::Apply(cm),
+        )
+        .await?;
+        let greetings: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &ns, &resource());
+        let status =
+            json!({"status": {"configMap": name, "observedGeneration": g.meta().generation}});
+        greetings
+            .patch_status(
+                &g.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(status),
+            )
+            .await?;
+        Ok(Action::await_change())
+    }
+
+    fn retry(_: Arc<DynamicObject>, _: &kube::Error, _: Arc<Ctx>) -> Action {
+        Action::requeue(Duration::from_millis(500))
+    }
+
+    /// Runs the controller until the future is dropped.
+    pub async fn run(client: kube::Client) {
+        use futures::StreamExt;
+        let greetings: Api<DynamicObject> = Api::all_with(client.clone(), &resource());
+        let cms: Api<ConfigMap> = Api::all(client.clone());
+        Controller::new_with(greetings, watcher::Config::default(), resource())
+            .owns(cms, watcher::Config::default())
+            .run(reconcile, retry, Arc::new(Ctx { client }))
+            .for_each(|_| async {})
+            .await;
+    }
+}
+
+#[test]
+fn a_kube_rs_controller_reconciles_custom_objects() {
+    let c = Cluster::start("crd-controller");
+    let crd = c.dir.join("greetings.yaml");
+    std::fs::write(&crd, GREETINGS).unwrap();
+    c.ok(&["apply", "-f", crd.to_str().unwrap()]);
+    c.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/greetings.demo.example.com",
+        "--timeout=20s",
+    ]);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let kubeconfig = c.kubeconfig.clone();
+    let controller = rt.spawn(async move {
+        let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        greeter::run(kube::Client::try_from(cfg).unwrap()).await;
+    });
+
+    let hello = c.dir.join("hello.yaml");
+    let greeting = |message: &str| {
+        std::fs::write(
+            &hello,
+            format!("apiVersion: demo.example.com/v1\nkind: Greeting\nmetadata: {{name: hello}}\nspec: {{message: {message}}}\n"),
+        )
+        .unwrap();
+        c.ok(&["apply", "-f", hello.to_str().unwrap()]);
+    };
+    greeting("hi");
+    c.wait_for(
+        &[
+            "get",
+            "cm",
+            "greeting-hello",
+            "-o",
+            "jsonpath={.data.message}",
+            "--ignore-not-found",
+        ],
+        "the controller's ConfigMap",
+        |out| out == "hi",
+    );
+    c.wait_for(
+        &[
+            "get",
+            "greeting",
+            "hello",
+            "-o",
+            "jsonpath={.status.configMap}/{.status.observedGeneration}",
+        ],
+        "the controller's status",
+        |out| out == "greeting-hello/1",
+    );
+    // A change to the spec is reconciled again.
+    greeting("bonjour");
+    c.wait_for(
+        &[
+            "get",
+            "cm",
+            "greeting-hello",
+            "-o",
+            "jsonpath={.data.message}",
+        ],
+        "the updated ConfigMap",
+        |out| out == "bonjour",
+    );
+    c.wait_for(
+        &[
+            "get",
+            "greeting",
+            "hello",
+            "-o",
+            "jsonpath={.status.observedGeneration}",
+        ],
+        "the status of generation 2",
+        |out| out == "2",
+    );
+    // The ConfigMap is the Greeting's dependent: it goes with it.
+    c.ok(&["delete", "greeting", "hello", "--wait=true"]);
+    c.wait_for(
+        &["get", "cm", "-o", "name"],
+        "the ConfigMap garbage collected",
+        |out| !out.contains("greeting-hello"),
+    );
+    controller.abort();
+}

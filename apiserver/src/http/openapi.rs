@@ -223,11 +223,21 @@ fn add_paths(paths: &mut Map<String, Value>, r: &Resource, schema_name: &str) {
         "patch",
         &["dryRun", "fieldManager", "fieldValidation", "force"],
     );
-    patch["requestBody"] = json!({"content": {
-            "application/json-patch+json": {"schema": {"type": "object"}},
-            "application/merge-patch+json": {"schema": {"type": "object"}},
-            "application/strategic-merge-patch+json": {"schema": {"type": "object"}},
-        }, "required": true});
+    // kubectl's client-side apply sends a strategic merge patch only where
+    // the operation lists it, which custom resources do not.
+    let mut patch_types = vec![
+        "application/json-patch+json",
+        "application/merge-patch+json",
+        "application/apply-patch+yaml",
+    ];
+    if r.custom.is_none() {
+        patch_types.push("application/strategic-merge-patch+json");
+    }
+    let content: Map<String, Value> = patch_types
+        .into_iter()
+        .map(|t| (t.to_string(), json!({"schema": {"type": "object"}})))
+        .collect();
+    patch["requestBody"] = json!({"content": content, "required": true});
     item.insert("patch".into(), patch);
     item.insert(
         "delete".into(),
