@@ -67,6 +67,14 @@ spec:
         type: object
         properties:
           spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+  - name: v1beta1
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
 "#;
 
 const OBJECTS: &str = r#"
@@ -142,6 +150,28 @@ fn kubectl_serves_custom_resources() {
     ]);
     assert_eq!(region, "[1,2]");
     assert_eq!(row(&c.ok(&["get", "regions"]), "north").len(), 2);
+    // Both versions serve the same objects; v1beta1 is preferred.
+    assert_eq!(
+        c.ok(&["get", "region", "north", "-o", "jsonpath={.apiVersion}"]),
+        "geo.example.com/v1beta1"
+    );
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "regions.v1alpha1.geo.example.com",
+            "north",
+            "-o",
+            "jsonpath={.apiVersion}"
+        ]),
+        "geo.example.com/v1alpha1"
+    );
+    let crd_list = c.ok(&["get", "crd"]);
+    assert_eq!(row(&crd_list, "regions.geo.example.com").len(), 2);
+    assert!(crd_list.starts_with("NAME"), "{crd_list}");
+    assert!(
+        crd_list.lines().next().unwrap().ends_with("CREATED AT"),
+        "{crd_list}"
+    );
 
     // Validation by the schema: 422 with field causes; unknown fields are
     // refused under kubectl's strict validation and pruned otherwise.

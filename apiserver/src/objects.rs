@@ -289,7 +289,7 @@ impl Objects {
             .as_object_mut()
             .ok_or_else(|| ApiError::bad_request("the object is not a JSON object"))?;
         match m.get("apiVersion").and_then(Value::as_str) {
-            Some(v) if v != av => {
+            Some(v) if !r.accepts_version(v) => {
                 return Err(ApiError::bad_request(format!(
                     "the API version in the data ({v}) does not match the expected API version ({av})"
                 )));

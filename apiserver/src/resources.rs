@@ -8,6 +8,7 @@ use k8s_openapi::api::{
     scheduling::v1 as scheduling,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
+use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
 
 use schemars::r#gen::SchemaGenerator;
@@ -110,6 +111,29 @@ impl Resource {
     /// resource, whose kind may repeat a built-in one (a Knative `Service`).
     pub fn builtin_kind(&self) -> &'static str {
         if self.custom.is_some() { "" } else { self.kind }
+    }
+
+    /// `obj` as this resource's version serves it: a custom object stored
+    /// through another version of its definition gets this `apiVersion`.
+    pub fn served_as<'a>(&self, obj: &'a serde_json::Value) -> Cow<'a, serde_json::Value> {
+        let av = self.api_version();
+        if self.custom.is_none() || obj.get("apiVersion").and_then(|v| v.as_str()) == Some(&av) {
+            return Cow::Borrowed(obj);
+        }
+        let mut o = obj.clone();
+        o["apiVersion"] = serde_json::Value::String(av);
+        Cow::Owned(o)
+    }
+
+    /// Whether `api_version` names this resource's group and version, or,
+    /// for a custom resource, another version its definition serves.
+    pub fn accepts_version(&self, api_version: &str) -> bool {
+        api_version == self.api_version()
+            || self.custom.is_some_and(|c| {
+                api_version
+                    .split_once('/')
+                    .is_some_and(|(g, v)| g == self.group && c.versions.iter().any(|x| x == v))
+            })
     }
 
     /// Whether the resource has subresource `sub`.

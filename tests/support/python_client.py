@@ -6,6 +6,7 @@ usage: python_client.py KUBECONFIG
 """
 
 import sys
+import time
 
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
@@ -111,7 +112,69 @@ def main():
     status, text = post("application/yaml", b"kind: ConfigMap\n")
     expect(status == 415 and "application/vnd.kubernetes.protobuf" in text, f"a YAML body: {status} {text}")
 
+    custom_objects(ns)
+
     print("python client: ok")
+
+
+def custom_objects(ns):
+    """A CustomResourceDefinition through ApiextensionsV1Api, its objects
+    through CustomObjectsApi: CRUD, a merge patch, status, a 422 from the
+    schema and a watch resumed from a resourceVersion."""
+    ext = client.ApiextensionsV1Api()
+    objects = client.CustomObjectsApi()
+    group, version, plural = "py.example.com", "v1", "gadgets"
+    schema = {"type": "object", "properties": {
+        "spec": {"type": "object", "properties": {"size": {"type": "integer", "minimum": 1, "default": 3}}},
+        "status": {"type": "object", "properties": {"ok": {"type": "boolean"}}},
+    }}
+    crd = client.V1CustomResourceDefinition(
+        metadata=client.V1ObjectMeta(name=f"{plural}.{group}"),
+        spec=client.V1CustomResourceDefinitionSpec(
+            group=group, scope="Namespaced",
+            names=client.V1CustomResourceDefinitionNames(plural=plural, kind="Gadget"),
+            versions=[client.V1CustomResourceDefinitionVersion(
+                name=version, served=True, storage=True,
+                schema=client.V1CustomResourceValidation(open_apiv3_schema=schema),
+                subresources=client.V1CustomResourceSubresources(status={}))],
+        ),
+    )
+    ext.create_custom_resource_definition(crd)
+    got = ext.read_custom_resource_definition(f"{plural}.{group}")
+    established = [c.status for c in got.status.conditions or [] if c.type == "Established"]
+    expect(got.spec.names.singular == "gadget" and got.metadata.finalizers, "definition defaults")
+    for _ in range(50):
+        if established == ["True"]:
+            break
+        time.sleep(0.1)
+        got = ext.read_custom_resource_definition(f"{plural}.{group}")
+        established = [c.status for c in got.status.conditions or [] if c.type == "Established"]
+    expect(established == ["True"], f"Established: {established}")
+
+    body = {"apiVersion": f"{group}/{version}", "kind": "Gadget", "metadata": {"name": "g1"}, "spec": {}}
+    made = objects.create_namespaced_custom_object(group, version, ns, plural, body)
+    expect(made["spec"] == {"size": 3} and made["metadata"]["uid"], f"defaulted create: {made}")
+    start = made["metadata"]["resourceVersion"]
+    patched = objects.patch_namespaced_custom_object(group, version, ns, plural, "g1", {"spec": {"size": 5}})
+    expect(patched["spec"]["size"] == 5 and patched["metadata"]["generation"] == 2, "merge patch bumps generation")
+    status = objects.patch_namespaced_custom_object_status(group, version, ns, plural, "g1", {"status": {"ok": True}})
+    expect(status["status"] == {"ok": True}, "status subresource")
+    try:
+        objects.create_namespaced_custom_object(group, version, ns, plural, dict(body, metadata={"name": "g2"}, spec={"size": 0}))
+        expect(False, "a size below the minimum is refused")
+    except ApiException as e:
+        expect(e.status == 422 and "spec.size" in e.body, f"422 from the schema, got {e.status} {e.body}")
+    listed = objects.list_namespaced_custom_object(group, version, ns, plural)
+    expect([i["metadata"]["name"] for i in listed["items"]] == ["g1"], "list")
+    objects.delete_namespaced_custom_object(group, version, ns, plural, "g1")
+    seen = []
+    for ev in watch.Watch().stream(objects.list_namespaced_custom_object, group, version, ns, plural,
+                                   resource_version=start, timeout_seconds=5):
+        seen.append(ev["type"])
+        if ev["type"] == "DELETED":
+            break
+    expect(seen == ["MODIFIED", "MODIFIED", "DELETED"], f"custom watch from a resourceVersion: {seen}")
+    ext.delete_custom_resource_definition(f"{plural}.{group}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,9 @@ pub struct Custom {
     /// The definition is being deleted: its objects are not created any
     /// more.
     pub terminating: bool,
+    /// Every version the definition serves. Objects of one version are
+    /// objects of all (conversion `None`: only `apiVersion` changes).
+    pub versions: Vec<String>,
 }
 
 /// One of `additionalPrinterColumns`.
@@ -156,6 +159,13 @@ fn build(crd: &Value, version: &Value, terminating: bool) -> Resource {
         columns,
         scale,
         terminating,
+        versions: spec["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| v["served"] != json!(false))
+            .filter_map(|v| v["name"].as_str().map(String::from))
+            .collect(),
     };
     Resource {
         group: leak(str_at(spec, "/group")),

@@ -536,8 +536,9 @@ async fn resource(
             if let Some(c) = cont {
                 meta["continue"] = json!(c);
             }
+            let items: Vec<_> = page.iter().map(|v| r.served_as(v)).collect();
             Ok(ok(
-                &json!({"kind": list_kind(r), "apiVersion": r.api_version(), "metadata": meta, "items": page}),
+                &json!({"kind": list_kind(r), "apiVersion": r.api_version(), "metadata": meta, "items": items}),
             ))
         }
         (Method::GET, Some(name), s) => {
@@ -554,7 +555,7 @@ async fn resource(
                     full,
                     true,
                 ))),
-                _ => Ok(ok(&cur.value)),
+                _ => Ok(ok(&r.served_as(&cur.value))),
             }
         }
         (Method::POST, None, None) => {

@@ -384,6 +384,10 @@ pub fn columns(kind: &str) -> Vec<Value> {
             col("Handler", "string", 0, "The handler of the runtime class."),
             age,
         ],
+        "CustomResourceDefinition" => vec![
+            name,
+            col("Created At", "date", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
+        ],
         "PriorityClass" => vec![
             name,
             col("Value", "integer", 0, "The value of this priority class."),
@@ -928,6 +932,12 @@ pub fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 age,
             ]
         }
+        "CustomResourceDefinition" => vec![
+            name,
+            o.pointer("/metadata/creationTimestamp")
+                .cloned()
+                .unwrap_or(Value::Null),
+        ],
         _ => vec![name, age],
     }
 }

@@ -67,7 +67,7 @@ pub(super) async fn watch(
                 first = false;
                 t
             } else {
-                obj.clone()
+                r.served_as(obj).into_owned()
             };
             let mut line =
                 serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
@@ -108,7 +108,9 @@ pub(super) async fn watch(
             let mut next = Some(event);
             while let Some(event) = next.take() {
                 last_rev = event.revision;
-                event_line(&event, &prefix, &matches, as_table, &mut send, &mut batch);
+                event_line(
+                    r, &event, &prefix, &matches, as_table, &mut send, &mut batch,
+                );
                 if batch.len() < 256 * 1024 {
                     next = match pending.next() {
                         Some(e) => Some(e),
@@ -143,6 +145,7 @@ pub(super) async fn watch(
 /// Appends the watch line of an event to `out`, if the event passes this
 /// watch's prefix and selectors.
 fn event_line(
+    r: &Resource,
     event: &Event,
     prefix: &str,
     matches: &impl Fn(&Value) -> bool,
@@ -163,7 +166,7 @@ fn event_line(
         (_, true, false) => "DELETED",
         (_, false, false) => return,
     };
-    if as_table {
+    if as_table || matches!(r.served_as(&event.object), std::borrow::Cow::Owned(_)) {
         out.extend_from_slice(&send(ty, &event.object));
         return;
     }
