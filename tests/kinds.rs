@@ -207,3 +207,69 @@ fn stored_kinds_apply_list_and_validate() {
             .contains("NotFound")
     );
 }
+
+#[test]
+fn replication_controllers_keep_their_pods() {
+    let c = Cluster::start("rc");
+    let rc = c.dir.join("rc.yaml");
+    // No selector: it defaults to the template's labels, as do the labels.
+    std::fs::write(
+        &rc,
+        "apiVersion: v1\nkind: ReplicationController\nmetadata: {name: web}\nspec:\n  replicas: 2\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: hello-cmd:v1}]}\n",
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", rc.to_str().unwrap()]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "rc",
+            "web",
+            "-o",
+            "jsonpath={.spec.selector.app}/{.metadata.labels.app}"
+        ]),
+        "web/web"
+    );
+    let pods = |n: usize| {
+        c.wait_for(
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={.items[*].metadata.ownerReferences[0].kind}",
+            ],
+            "the controller's pods",
+            |o| {
+                o.split_whitespace()
+                    .filter(|k| *k == "ReplicationController")
+                    .count()
+                    == n
+            },
+        );
+    };
+    pods(2);
+    c.wait_for(&["get", "rc", "web", "--no-headers"], "rc status", |o| {
+        o.split_whitespace().take(3).collect::<Vec<_>>() == ["web", "2", "2"]
+    });
+    assert!(c.ok(&["get", "all"]).contains("replicationcontroller/web"));
+    c.ok(&["scale", "rc", "web", "--replicas=1"]);
+    pods(1);
+    let bad = c.dir.join("bad-rc.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: v1\nkind: ReplicationController\nmetadata: {name: bad}\nspec:\n  selector: {app: other}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: i}]}\n",
+    )
+    .unwrap();
+    let err = c.fails(&["apply", "-f", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("`selector` does not match template `labels`"),
+        "{err}"
+    );
+    c.ok(&["delete", "rc", "web"]);
+    c.wait_for(
+        &["get", "pods", "-l", "app=web", "-o", "name"],
+        "pods gone",
+        |o| o.trim().is_empty(),
+    );
+}

@@ -219,6 +219,32 @@ pub fn apply(kind: &str, obj: &mut Value) {
                 job_spec(s);
             }
         }
+        "ReplicationController" => {
+            // The selector and the labels default to the template's labels.
+            let labels = obj.pointer("/spec/template/metadata/labels").cloned();
+            if let Some(l) = labels.filter(|l| l.as_object().is_some_and(|m| !m.is_empty())) {
+                if let Some(s) = obj.get_mut("spec").and_then(Value::as_object_mut)
+                    && s.get("selector")
+                        .and_then(Value::as_object)
+                        .is_none_or(|m| m.is_empty())
+                {
+                    s.insert("selector".into(), l.clone());
+                }
+                let m = crate::meta::metadata(obj);
+                if m.get("labels")
+                    .and_then(Value::as_object)
+                    .is_none_or(|m| m.is_empty())
+                {
+                    m.insert("labels".into(), l);
+                }
+            }
+            if let Some(s) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                default_key(s, "replicas", json!(1));
+                if let Some(t) = s.get_mut("template").and_then(|t| t.get_mut("spec")) {
+                    pod_spec(t);
+                }
+            }
+        }
         "ReplicaSet" => {
             if let Some(s) = obj.get_mut("spec").and_then(Value::as_object_mut) {
                 default_key(s, "replicas", json!(1));

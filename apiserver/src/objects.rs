@@ -448,7 +448,7 @@ impl Objects {
                 obj["status"] = json!({});
                 defaults::job_selector(obj);
             }
-            "Deployment" | "ReplicaSet" | "Service" => {
+            "Deployment" | "ReplicaSet" | "ReplicationController" | "Service" => {
                 obj["status"] = json!({});
                 if r.builtin_kind() == "Service" {
                     obj["status"] = json!({"loadBalancer": {}});

@@ -469,6 +469,19 @@ pub static RESOURCES: &[Resource] = &[
     stored!(
         "",
         "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        "replicationcontroller",
+        true,
+        &["rc"],
+        &[Sub::Status, Sub::Scale],
+        core::ReplicationController,
+        "io.k8s.api.core.v1.ReplicationController";
+        categories: &["all"]
+    ),
+    stored!(
+        "",
+        "v1",
         "LimitRange",
         "limitranges",
         "limitrange",

@@ -368,6 +368,34 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
                 &mut c,
             );
         }
+        "ReplicationController" => {
+            let spec = obj.get("spec");
+            if let Some(n) = spec
+                .and_then(|s| s.get("replicas"))
+                .filter(|n| n.as_i64().is_some_and(|n| n < 0))
+            {
+                c.invalid("spec.replicas", n, "must be greater than or equal to 0");
+            }
+            let selector = spec.and_then(|s| s.get("selector"));
+            let labels = spec.and_then(|s| s.pointer("/template/metadata/labels"));
+            match selector.filter(|s| s.as_object().is_some_and(|m| !m.is_empty())) {
+                None => c.required("spec.selector", ""),
+                Some(sel) => {
+                    if !LabelSelector::from_map(sel).matches(labels) {
+                        c.invalid(
+                            "spec.template.metadata.labels",
+                            labels.unwrap_or(&Value::Null),
+                            "`selector` does not match template `labels`",
+                        );
+                    }
+                }
+            }
+            pod_spec(
+                spec.and_then(|s| s.pointer("/template/spec")),
+                "spec.template.spec",
+                &mut c,
+            );
+        }
         "Job" => job_spec(obj.get("spec"), "spec", &mut c),
         "CronJob" => {
             let schedule = obj.pointer("/spec/schedule");

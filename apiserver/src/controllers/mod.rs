@@ -130,11 +130,18 @@ fn int(o: &Value, p: &str) -> i64 {
     o.pointer(p).and_then(Value::as_i64).unwrap_or(0)
 }
 
-/// Keeps each ReplicaSet's pod count at its replicas and its status true.
+/// Keeps each ReplicaSet's and ReplicationController's pod count at its
+/// replicas and its status true.
 pub fn reconcile_replicasets(s: &Snapshot) -> Vec<Action> {
-    let (rs_r, pod_r) = (res("ReplicaSet", "apps"), res("Pod", ""));
+    let mut actions = replicate(s, res("ReplicaSet", "apps"));
+    actions.extend(replicate(s, res("ReplicationController", "")));
+    actions
+}
+
+fn replicate(s: &Snapshot, rs_r: &'static Resource) -> Vec<Action> {
+    let pod_r = res("Pod", "");
     let mut actions = Vec::new();
-    for rs in s.of("replicasets") {
+    for rs in s.of(rs_r.plural) {
         if terminating(rs) {
             continue;
         }
@@ -153,7 +160,7 @@ pub fn reconcile_replicasets(s: &Snapshot) -> Vec<Action> {
                 let m = meta::metadata(&mut tmpl);
                 m.insert("generateName".into(), json!(format!("{}-", meta::name(rs))));
                 m.insert("namespace".into(), json!(ns));
-                m.insert("ownerReferences".into(), owner_ref(rs, "ReplicaSet"));
+                m.insert("ownerReferences".into(), owner_ref(rs, rs_r.kind));
                 m.remove("name");
                 tmpl["apiVersion"] = json!("v1");
                 tmpl["kind"] = json!("Pod");
@@ -862,6 +869,7 @@ async fn perform(objects: &Objects, a: Action) {
                 Some("DaemonSet") => "daemonset-controller",
                 Some("StatefulSet") => "statefulset-controller",
                 Some("CronJob") => "cronjob-controller",
+                Some("ReplicationController") => "replication-controller",
                 _ => "replicaset-controller",
             };
             objects
@@ -1137,6 +1145,27 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn replication_controllers_own_their_pods() {
+        let rc = json!({"apiVersion": "v1", "kind": "ReplicationController",
+            "metadata": {"name": "web", "namespace": "d", "uid": "rc1", "generation": 1},
+            "spec": {"replicas": 2, "selector": {"app": "web"},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        let actions = reconcile_replicasets(&snap(&[("replicationcontrollers", rc)]));
+        let owners: Vec<&Value> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Create(r, _, pod) if r.kind == "Pod" => {
+                    Some(&pod["metadata"]["ownerReferences"][0]["kind"])
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(owners, ["ReplicationController", "ReplicationController"]);
+        assert!(actions.iter().any(|a| matches!(a,
+            Action::Patch(r, _, n, p, true) if r.kind == "ReplicationController" && n == "web" && p["status"]["replicas"] == 0)));
     }
 
     #[test]

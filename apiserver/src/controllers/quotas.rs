@@ -86,7 +86,7 @@ fn used(s: &Snapshot, ns: &str, name: &str) -> Option<String> {
         "limits.memory" => compute(&pods, "limits", "memory"),
         "services.nodeports" => (services_of("NodePort") + services_of("LoadBalancer")).to_string(),
         "services.loadbalancers" => services_of("LoadBalancer").to_string(),
-        "persistentvolumeclaims" | "replicationcontrollers" => "0".into(),
+        "persistentvolumeclaims" => "0".into(),
         other => {
             // `services`, `count/deployments.apps`, …
             let resource = other.strip_prefix("count/").unwrap_or(other);

@@ -412,6 +412,11 @@ fn scale_of(r: &Resource, obj: &Value) -> Value {
             obj.pointer("/spec/replicas").cloned(),
             obj.pointer("/status/replicas").cloned(),
             obj.pointer("/spec/selector/matchLabels")
+                .or_else(|| {
+                    // A ReplicationController's selector is a plain map.
+                    obj.pointer("/spec/selector")
+                        .filter(|_| r.builtin_kind() == "ReplicationController")
+                })
                 .and_then(Value::as_object)
                 .map(|l| {
                     l.iter()

@@ -255,7 +255,7 @@ pub fn columns(kind: &str) -> Vec<Value> {
         .into_iter()
         .chain(template_columns())
         .collect(),
-        "ReplicaSet" => vec![
+        "ReplicaSet" | "ReplicationController" => vec![
             name,
             col("Desired", "integer", 0, "Number of desired pods."),
             col("Current", "integer", 0, "Number of actually running pods."),
@@ -568,7 +568,7 @@ pub fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 s(selector_string(o.pointer("/spec/selector"))),
             ]
         }
-        "ReplicaSet" => {
+        "ReplicaSet" | "ReplicationController" => {
             let (cn, ci) = containers(o, "/spec/template/spec/containers");
             vec![
                 name,
