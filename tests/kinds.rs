@@ -273,3 +273,72 @@ fn replication_controllers_keep_their_pods() {
         |o| o.trim().is_empty(),
     );
 }
+
+#[test]
+fn events_are_served_by_both_event_apis() {
+    let c = Cluster::start("events-api");
+    let ev = c.dir.join("event.yaml");
+    std::fs::write(
+        &ev,
+        "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata: {name: cm-touched}\neventTime: \"2026-01-01T00:00:00.000000Z\"\nreportingController: example.com/toucher\nreportingInstance: toucher-1\naction: Touch\nreason: Touched\nnote: the configmap was touched\ntype: Normal\nregarding: {kind: ConfigMap, name: settings, namespace: default, apiVersion: v1}\n",
+    )
+    .unwrap();
+    c.ok(&["create", "-f", ev.to_str().unwrap()]);
+    // The core API reads the same object under its own field names.
+    let core = c.ok(&[
+        "get",
+        "events",
+        "cm-touched",
+        "-o",
+        "jsonpath={.apiVersion}|{.message}|{.involvedObject.name}|{.reportingComponent}",
+    ]);
+    assert_eq!(
+        core,
+        "v1|the configmap was touched|settings|example.com/toucher"
+    );
+    assert!(
+        c.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=settings"
+        ])
+        .contains("the configmap was touched")
+    );
+    let patched = c.ok(&[
+        "patch",
+        "events.v1.events.k8s.io",
+        "cm-touched",
+        "--type=merge",
+        "-p",
+        r#"{"note": "touched twice", "deprecatedCount": 2}"#,
+        "-o",
+        "jsonpath={.apiVersion}|{.note}",
+    ]);
+    assert_eq!(patched, "events.k8s.io/v1|touched twice");
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "events",
+            "cm-touched",
+            "-o",
+            "jsonpath={.message}/{.count}"
+        ]),
+        "touched twice/2"
+    );
+    let listed = c.ok(&[
+        "get",
+        "events.v1.events.k8s.io",
+        "-o",
+        "jsonpath={.items[*].regarding.name}",
+    ]);
+    assert!(
+        listed.split_whitespace().any(|n| n == "settings"),
+        "{listed}"
+    );
+    c.ok(&["delete", "events.v1.events.k8s.io", "cm-touched"]);
+    assert!(
+        c.fails(&["get", "events", "cm-touched"])
+            .contains("NotFound")
+    );
+}

@@ -19,6 +19,7 @@ pub mod controllers;
 pub mod custom;
 pub mod defaults;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod meta;
 pub mod objects;

@@ -329,6 +329,7 @@ impl Objects {
                 details: None,
             });
         }
+        let mut obj = r.to_stored(obj);
         let m = metadata(&mut obj);
         if r.namespaced {
             match m.get("namespace").and_then(Value::as_str) {
@@ -615,10 +616,11 @@ impl Objects {
     ) -> Result<Written> {
         for _ in 0..8 {
             let cur = self.get(r, ns, name)?;
+            let base = r.served_as(&cur.value);
             let patched = match ty {
-                PatchType::Json => patch::json(&cur.value, body)?,
-                PatchType::Merge => patch::merge(&cur.value, body),
-                PatchType::Strategic => patch::strategic_merge(&cur.value, body)?,
+                PatchType::Json => patch::json(&base, body)?,
+                PatchType::Merge => patch::merge(&base, body),
+                PatchType::Strategic => patch::strategic_merge(&base, body)?,
             };
             let warnings = validation::decode(r, &patched, opts.field_validation)?;
             let pinned: Option<u64> =
@@ -679,8 +681,13 @@ impl Objects {
                     other => return other,
                 }
             };
-            let merged =
-                crate::apply::apply(Some(&cur.value), &config, manager, force, &meta::now())?;
+            let merged = crate::apply::apply(
+                Some(&r.served_as(&cur.value)),
+                &config,
+                manager,
+                force,
+                &meta::now(),
+            )?;
             let warnings = validation::decode(r, &merged, opts.field_validation)?;
             match self
                 .update_from(r, &cur, merged, None, &opts, Cond::Revision(cur.revision))
@@ -703,6 +710,7 @@ impl Objects {
         cond: Cond,
     ) -> Result<Value> {
         Self::check_type_meta(r, &mut obj)?;
+        let mut obj = r.to_stored(obj);
         let old = &*cur.value;
         let mut new = if sub == Some(Sub::Status) {
             let mut n = old.clone();

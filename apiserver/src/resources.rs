@@ -4,8 +4,8 @@
 use k8s_openapi::api::{
     apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
     coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-    networking::v1 as networking, node::v1 as node, policy::v1 as policy, rbac::v1 as rbac,
-    scheduling::v1 as scheduling,
+    events::v1 as events, networking::v1 as networking, node::v1 as node, policy::v1 as policy,
+    rbac::v1 as rbac, scheduling::v1 as scheduling,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use std::borrow::Cow;
@@ -68,6 +68,20 @@ pub struct Resource {
     /// What the definition of a custom resource says of it; `None` for the
     /// built-in kinds.
     pub custom: Option<&'static crate::custom::Custom>,
+    /// For a resource served over another's objects in its own schema, how
+    /// they convert.
+    pub view: Option<&'static View>,
+}
+
+/// A resource whose objects are another resource's, in another schema:
+/// events.k8s.io/v1 Events are core/v1 Events with renamed fields.
+pub struct View {
+    /// The storage prefix of the objects (`events`).
+    pub storage: &'static str,
+    /// The stored form of an object of the viewing resource.
+    pub to_stored: fn(serde_json::Value) -> serde_json::Value,
+    /// The viewing resource's form of a stored object.
+    pub from_stored: fn(&serde_json::Value) -> serde_json::Value,
 }
 
 impl Resource {
@@ -82,7 +96,9 @@ impl Resource {
 
     /// The first key segment: `pods` or `deployments.apps`.
     pub fn storage_prefix(&self) -> String {
-        if self.group.is_empty() {
+        if let Some(v) = self.view {
+            v.storage.to_string()
+        } else if self.group.is_empty() {
             self.plural.to_string()
         } else {
             format!("{}.{}", self.plural, self.group)
@@ -113,9 +129,13 @@ impl Resource {
         if self.custom.is_some() { "" } else { self.kind }
     }
 
-    /// `obj` as this resource's version serves it: a custom object stored
-    /// through another version of its definition gets this `apiVersion`.
+    /// `obj` as this resource serves it: a custom object stored through
+    /// another version of its definition gets this `apiVersion`, a viewed
+    /// object this resource's schema.
     pub fn served_as<'a>(&self, obj: &'a serde_json::Value) -> Cow<'a, serde_json::Value> {
+        if let Some(v) = self.view {
+            return Cow::Owned((v.from_stored)(obj));
+        }
         let av = self.api_version();
         if self.custom.is_none() || obj.get("apiVersion").and_then(|v| v.as_str()) == Some(&av) {
             return Cow::Borrowed(obj);
@@ -123,6 +143,14 @@ impl Resource {
         let mut o = obj.clone();
         o["apiVersion"] = serde_json::Value::String(av);
         Cow::Owned(o)
+    }
+
+    /// The form `obj`, of this resource, is stored in.
+    pub fn to_stored(&self, obj: serde_json::Value) -> serde_json::Value {
+        match self.view {
+            Some(v) => (v.to_stored)(obj),
+            None => obj,
+        }
     }
 
     /// Whether `api_version` names this resource's group and version, or,
@@ -181,10 +209,9 @@ macro_rules! decode {
     };
 }
 
-/// A resource whose objects are stored and served as they are, with no
-/// controller of shoal acting on them: `stored!(group, version, Kind,
-/// plural, singular, namespaced, short names, subresources, type, schema
-/// definition name[; categories: …])`.
+/// A built-in resource: `stored!(group, version, Kind, plural, singular,
+/// namespaced, short names, subresources, type, schema definition name[;
+/// categories: …][; view: …])`.
 macro_rules! stored {
     ($group:literal, $version:literal, $kind:literal, $plural:literal, $singular:literal,
      $namespaced:literal, $short:expr, $subs:expr, $t:ty, $def:literal) => {
@@ -202,6 +229,25 @@ macro_rules! stored {
             schema_name: $def,
             decode: decode!($t),
             custom: None,
+            view: None,
+        }
+    };
+    ($group:literal, $version:literal, $kind:literal, $plural:literal, $singular:literal,
+     $namespaced:literal, $short:expr, $subs:expr, $t:ty, $def:literal; view: $view:expr) => {
+        Resource {
+            view: Some($view),
+            ..stored!(
+                $group,
+                $version,
+                $kind,
+                $plural,
+                $singular,
+                $namespaced,
+                $short,
+                $subs,
+                $t,
+                $def
+            )
         }
     };
     ($group:literal, $version:literal, $kind:literal, $plural:literal, $singular:literal,
@@ -226,246 +272,206 @@ macro_rules! stored {
 
 /// Every resource served, in discovery order.
 pub static RESOURCES: &[Resource] = &[
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Namespace",
-        plural: "namespaces",
-        singular: "namespace",
-        namespaced: false,
-        short_names: &["ns"],
-        categories: &[],
-        subresources: &[Sub::Status],
-        schema: schema!(core::Namespace),
-        schema_name: "io.k8s.api.core.v1.Namespace",
-        decode: decode!(core::Namespace),
-        custom: None,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Node",
-        plural: "nodes",
-        singular: "node",
-        namespaced: false,
-        short_names: &["no"],
-        categories: &[],
-        subresources: &[Sub::Status],
-        schema: schema!(core::Node),
-        schema_name: "io.k8s.api.core.v1.Node",
-        decode: decode!(core::Node),
-        custom: None,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Pod",
-        plural: "pods",
-        singular: "pod",
-        namespaced: true,
-        short_names: &["po"],
-        categories: &["all"],
-        subresources: &[Sub::Status, Sub::Log, Sub::Binding],
-        schema: schema!(core::Pod),
-        schema_name: "io.k8s.api.core.v1.Pod",
-        decode: decode!(core::Pod),
-        custom: None,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Service",
-        plural: "services",
-        singular: "service",
-        namespaced: true,
-        short_names: &["svc"],
-        categories: &["all"],
-        subresources: &[Sub::Status],
-        schema: schema!(core::Service),
-        schema_name: "io.k8s.api.core.v1.Service",
-        decode: decode!(core::Service),
-        custom: None,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Endpoints",
-        plural: "endpoints",
-        singular: "endpoints",
-        namespaced: true,
-        short_names: &["ep"],
-        categories: &[],
-        subresources: &[],
-        schema: schema!(core::Endpoints),
-        schema_name: "io.k8s.api.core.v1.Endpoints",
-        decode: decode!(core::Endpoints),
-        custom: None,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "ConfigMap",
-        plural: "configmaps",
-        singular: "configmap",
-        namespaced: true,
-        short_names: &["cm"],
-        categories: &[],
-        subresources: &[],
-        schema: schema!(core::ConfigMap),
-        schema_name: "io.k8s.api.core.v1.ConfigMap",
-        decode: decode!(core::ConfigMap),
-        custom: None,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Secret",
-        plural: "secrets",
-        singular: "secret",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        subresources: &[],
-        schema: schema!(core::Secret),
-        schema_name: "io.k8s.api.core.v1.Secret",
-        decode: decode!(core::Secret),
-        custom: None,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Event",
-        plural: "events",
-        singular: "event",
-        namespaced: true,
-        short_names: &["ev"],
-        categories: &[],
-        subresources: &[],
-        schema: schema!(core::Event),
-        schema_name: "io.k8s.api.core.v1.Event",
-        decode: decode!(core::Event),
-        custom: None,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "ServiceAccount",
-        plural: "serviceaccounts",
-        singular: "serviceaccount",
-        namespaced: true,
-        short_names: &["sa"],
-        categories: &[],
-        subresources: &[],
-        schema: schema!(core::ServiceAccount),
-        schema_name: "io.k8s.api.core.v1.ServiceAccount",
-        decode: decode!(core::ServiceAccount),
-        custom: None,
-    },
-    Resource {
-        group: "apps",
-        version: "v1",
-        kind: "Deployment",
-        plural: "deployments",
-        singular: "deployment",
-        namespaced: true,
-        short_names: &["deploy"],
-        categories: &["all"],
-        subresources: &[Sub::Status, Sub::Scale],
-        schema: schema!(apps::Deployment),
-        schema_name: "io.k8s.api.apps.v1.Deployment",
-        decode: decode!(apps::Deployment),
-        custom: None,
-    },
-    Resource {
-        group: "apps",
-        version: "v1",
-        kind: "ReplicaSet",
-        plural: "replicasets",
-        singular: "replicaset",
-        namespaced: true,
-        short_names: &["rs"],
-        categories: &["all"],
-        subresources: &[Sub::Status, Sub::Scale],
-        schema: schema!(apps::ReplicaSet),
-        schema_name: "io.k8s.api.apps.v1.ReplicaSet",
-        decode: decode!(apps::ReplicaSet),
-        custom: None,
-    },
-    Resource {
-        group: "apps",
-        version: "v1",
-        kind: "StatefulSet",
-        plural: "statefulsets",
-        singular: "statefulset",
-        namespaced: true,
-        short_names: &["sts"],
-        categories: &["all"],
-        subresources: &[Sub::Status, Sub::Scale],
-        schema: schema!(apps::StatefulSet),
-        schema_name: "io.k8s.api.apps.v1.StatefulSet",
-        decode: decode!(apps::StatefulSet),
-        custom: None,
-    },
-    Resource {
-        group: "apps",
-        version: "v1",
-        kind: "DaemonSet",
-        plural: "daemonsets",
-        singular: "daemonset",
-        namespaced: true,
-        short_names: &["ds"],
-        categories: &["all"],
-        subresources: &[Sub::Status],
-        schema: schema!(apps::DaemonSet),
-        schema_name: "io.k8s.api.apps.v1.DaemonSet",
-        decode: decode!(apps::DaemonSet),
-        custom: None,
-    },
-    Resource {
-        group: "batch",
-        version: "v1",
-        kind: "Job",
-        plural: "jobs",
-        singular: "job",
-        namespaced: true,
-        short_names: &[],
-        categories: &["all"],
-        subresources: &[Sub::Status],
-        schema: schema!(batch::Job),
-        schema_name: "io.k8s.api.batch.v1.Job",
-        decode: decode!(batch::Job),
-        custom: None,
-    },
-    Resource {
-        group: "batch",
-        version: "v1",
-        kind: "CronJob",
-        plural: "cronjobs",
-        singular: "cronjob",
-        namespaced: true,
-        short_names: &["cj"],
-        categories: &["all"],
-        subresources: &[Sub::Status],
-        schema: schema!(batch::CronJob),
-        schema_name: "io.k8s.api.batch.v1.CronJob",
-        decode: decode!(batch::CronJob),
-        custom: None,
-    },
-    Resource {
-        group: "coordination.k8s.io",
-        version: "v1",
-        kind: "Lease",
-        plural: "leases",
-        singular: "lease",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        subresources: &[],
-        schema: schema!(coordination::Lease),
-        schema_name: "io.k8s.api.coordination.v1.Lease",
-        decode: decode!(coordination::Lease),
-        custom: None,
-    },
+    stored!(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        "namespace",
+        false,
+        &["ns"],
+        &[Sub::Status],
+        core::Namespace,
+        "io.k8s.api.core.v1.Namespace"
+    ),
+    stored!(
+        "",
+        "v1",
+        "Node",
+        "nodes",
+        "node",
+        false,
+        &["no"],
+        &[Sub::Status],
+        core::Node,
+        "io.k8s.api.core.v1.Node"
+    ),
+    stored!(
+        "",
+        "v1",
+        "Pod",
+        "pods",
+        "pod",
+        true,
+        &["po"],
+        &[Sub::Status, Sub::Log, Sub::Binding],
+        core::Pod,
+        "io.k8s.api.core.v1.Pod";
+        categories: &["all"]
+    ),
+    stored!(
+        "",
+        "v1",
+        "Service",
+        "services",
+        "service",
+        true,
+        &["svc"],
+        &[Sub::Status],
+        core::Service,
+        "io.k8s.api.core.v1.Service";
+        categories: &["all"]
+    ),
+    stored!(
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        "endpoints",
+        true,
+        &["ep"],
+        &[],
+        core::Endpoints,
+        "io.k8s.api.core.v1.Endpoints"
+    ),
+    stored!(
+        "",
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        "configmap",
+        true,
+        &["cm"],
+        &[],
+        core::ConfigMap,
+        "io.k8s.api.core.v1.ConfigMap"
+    ),
+    stored!(
+        "",
+        "v1",
+        "Secret",
+        "secrets",
+        "secret",
+        true,
+        &[],
+        &[],
+        core::Secret,
+        "io.k8s.api.core.v1.Secret"
+    ),
+    stored!(
+        "",
+        "v1",
+        "Event",
+        "events",
+        "event",
+        true,
+        &["ev"],
+        &[],
+        core::Event,
+        "io.k8s.api.core.v1.Event"
+    ),
+    stored!(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        "serviceaccount",
+        true,
+        &["sa"],
+        &[],
+        core::ServiceAccount,
+        "io.k8s.api.core.v1.ServiceAccount"
+    ),
+    stored!(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        "deployment",
+        true,
+        &["deploy"],
+        &[Sub::Status, Sub::Scale],
+        apps::Deployment,
+        "io.k8s.api.apps.v1.Deployment";
+        categories: &["all"]
+    ),
+    stored!(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        "replicaset",
+        true,
+        &["rs"],
+        &[Sub::Status, Sub::Scale],
+        apps::ReplicaSet,
+        "io.k8s.api.apps.v1.ReplicaSet";
+        categories: &["all"]
+    ),
+    stored!(
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        "statefulset",
+        true,
+        &["sts"],
+        &[Sub::Status, Sub::Scale],
+        apps::StatefulSet,
+        "io.k8s.api.apps.v1.StatefulSet";
+        categories: &["all"]
+    ),
+    stored!(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        "daemonset",
+        true,
+        &["ds"],
+        &[Sub::Status],
+        apps::DaemonSet,
+        "io.k8s.api.apps.v1.DaemonSet";
+        categories: &["all"]
+    ),
+    stored!(
+        "batch",
+        "v1",
+        "Job",
+        "jobs",
+        "job",
+        true,
+        &[],
+        &[Sub::Status],
+        batch::Job,
+        "io.k8s.api.batch.v1.Job";
+        categories: &["all"]
+    ),
+    stored!(
+        "batch",
+        "v1",
+        "CronJob",
+        "cronjobs",
+        "cronjob",
+        true,
+        &["cj"],
+        &[Sub::Status],
+        batch::CronJob,
+        "io.k8s.api.batch.v1.CronJob";
+        categories: &["all"]
+    ),
+    stored!(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        "lease",
+        true,
+        &[],
+        &[],
+        coordination::Lease,
+        "io.k8s.api.coordination.v1.Lease"
+    ),
     stored!(
         "",
         "v1",
@@ -671,6 +677,19 @@ pub static RESOURCES: &[Resource] = &[
         &[],
         discovery::EndpointSlice,
         "io.k8s.api.discovery.v1.EndpointSlice"
+    ),
+    stored!(
+        "events.k8s.io",
+        "v1",
+        "Event",
+        "events",
+        "event",
+        true,
+        &["ev"],
+        &[],
+        events::Event,
+        "io.k8s.api.events.v1.Event";
+        view: &crate::events::VIEW
     ),
     stored!(
         "apiextensions.k8s.io",

@@ -70,6 +70,7 @@ impl Snapshot {
     fn each(&self) -> impl Iterator<Item = (&'static Resource, &[Arc<Value>])> {
         RESOURCES
             .iter()
+            .filter(|r| r.view.is_none())
             .map(|r| (r, self.of(r.plural)))
             .chain(self.custom.iter().map(|(r, os)| (*r, os.as_slice())))
     }
@@ -80,7 +81,11 @@ impl Snapshot {
             let (items, _) = objects.store().list(&r.prefix(None));
             items.into_iter().map(|s| s.value).collect()
         };
-        let by_resource = RESOURCES.iter().map(|r| (r.plural, list(r))).collect();
+        let by_resource = RESOURCES
+            .iter()
+            .filter(|r| r.view.is_none())
+            .map(|r| (r.plural, list(r)))
+            .collect();
         let mut custom: Vec<(&'static Resource, Vec<Arc<Value>>)> = Vec::new();
         for r in objects.resources().custom().iter().copied() {
             // The versions of a definition share their objects.

@@ -181,6 +181,7 @@ fn build(crd: &Value, version: &Value, terminating: bool) -> Resource {
         schema_name: "",
         decode: |_| Ok(()),
         custom: Some(Box::leak(Box::new(custom))),
+        view: None,
     }
 }
 

@@ -568,7 +568,11 @@ async fn resource(
             let (_, body) = read_body(req).await?;
             let w = objects.create(r, &ns, parse_json(&body)?, opts).await?;
             Ok(with_warnings(
-                json_response(StatusCode::CREATED, &w.object, "application/json"),
+                json_response(
+                    StatusCode::CREATED,
+                    &r.served_as(&w.object),
+                    "application/json",
+                ),
                 &w.warnings,
             ))
         }
@@ -592,7 +596,7 @@ async fn resource(
             let w = objects
                 .update(r, &ns, name, parse_json(&body)?, s, opts)
                 .await?;
-            Ok(with_warnings(ok(&w.object), &w.warnings))
+            Ok(with_warnings(ok(&r.served_as(&w.object)), &w.warnings))
         }
         (Method::PUT | Method::PATCH, Some(name), Some(Sub::Scale)) => {
             let is_patch = req.method() == Method::PATCH;
@@ -645,7 +649,7 @@ async fn resource(
             let w = objects
                 .apply(r, &ns, name, config, &manager, force, opts)
                 .await?;
-            Ok(with_warnings(ok(&w.object), &w.warnings))
+            Ok(with_warnings(ok(&r.served_as(&w.object)), &w.warnings))
         }
         (Method::PATCH, Some(name), s @ (None | Some(Sub::Status))) => {
             let opts = q.write_opts(req.headers())?;
@@ -665,13 +669,13 @@ async fn resource(
             let w = objects
                 .patch(r, &ns, name, ty, &parse_json(&body)?, s, opts)
                 .await?;
-            Ok(with_warnings(ok(&w.object), &w.warnings))
+            Ok(with_warnings(ok(&r.served_as(&w.object)), &w.warnings))
         }
         (Method::DELETE, Some(name), None) => {
             let (_, body) = read_body(req).await?;
             let opts = delete_opts(&q, &body)?;
             let v = objects.delete(r, &ns, name, opts).await?;
-            Ok(ok(&v))
+            Ok(ok(&r.served_as(&v)))
         }
         (Method::DELETE, None, None) => {
             let (_, body) = read_body(req).await?;
