@@ -639,7 +639,7 @@ impl Objects {
     }
 
     /// Server-side apply of `config` by `manager` (see [`crate::apply`]):
-    /// creates the object when it does not exist.
+    /// creates the object when it does not exist, which the flag says.
     #[allow(clippy::too_many_arguments)]
     pub async fn apply(
         &self,
@@ -650,11 +650,18 @@ impl Objects {
         manager: &str,
         force: bool,
         opts: WriteOpts,
-    ) -> Result<Written> {
+    ) -> Result<(Written, bool)> {
         if !config.is_object() {
             return Err(ApiError::bad_request(
                 "an apply configuration must be an object",
             ));
+        }
+        for (field, name) in [("kind", "Kind"), ("apiVersion", "APIVersion")] {
+            if meta::str_at(&config, &format!("/{field}")).is_none_or(str::is_empty) {
+                return Err(ApiError::bad_request(format!(
+                    "Object '{name}' is missing in '{config}'"
+                )));
+            }
         }
         match meta::str_at(&config, "/metadata/name") {
             Some(n) if n != name => {
@@ -678,7 +685,7 @@ impl Objects {
                 let obj = crate::apply::apply(None, &config, manager, force, &meta::now())?;
                 match self.create(r, ns, obj, opts.clone()).await {
                     Err(e) if e.reason == "AlreadyExists" => continue,
-                    other => return other,
+                    other => return other.map(|w| (w, true)),
                 }
             };
             let merged = crate::apply::apply(
@@ -694,7 +701,7 @@ impl Objects {
                 .await
             {
                 Err(e) if e.reason == "Conflict" => continue,
-                other => return other.map(|object| Written { object, warnings }),
+                other => return other.map(|object| (Written { object, warnings }, false)),
             }
         }
         Err(ApiError::conflict(r.group, r.plural, name))

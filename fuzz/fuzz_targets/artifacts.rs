@@ -24,7 +24,9 @@ fn runtime() -> &'static (Arc<Runtime>, tokio::runtime::Runtime) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&pick, rest)) = data.split_first() else { return };
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
     match pick % 5 {
         0 => {
             if let Ok(text) = std::str::from_utf8(rest) {

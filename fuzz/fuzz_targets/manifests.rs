@@ -1,15 +1,35 @@
 #![no_main]
-//! Decoding, strict field validation, defaulting and semantic validation of
-//! any JSON as any served kind never panic.
+//! Decoding (JSON or YAML), strict field validation, defaulting and
+//! semantic validation of any input as any served kind never panic, nor do
+//! a custom resource's structural schema steps.
 
 use libfuzzer_sys::fuzz_target;
-use shoal_apiserver::{defaults, resources::RESOURCES, validation};
+use serde_json::json;
+use shoal_apiserver::custom::schema;
+use shoal_apiserver::{defaults, http::yaml_to_json, resources::RESOURCES, validation};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&pick, rest)) = data.split_first() else { return };
-    let Ok(mut obj) = serde_json::from_slice::<serde_json::Value>(rest) else { return };
-    let r = &RESOURCES[usize::from(pick) % RESOURCES.len()];
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let decoded = if pick & 0x80 != 0 {
+        yaml_to_json(rest).ok()
+    } else {
+        serde_json::from_slice::<serde_json::Value>(rest).ok()
+    };
+    let Some(mut obj) = decoded else { return };
+    let r = &RESOURCES[usize::from(pick & 0x7f) % RESOURCES.len()];
     let _ = validation::decode(r, &obj, validation::FieldValidation::Strict);
+    let mut custom = obj.clone();
     defaults::apply(r.kind, &mut obj);
     let _ = validation::validate(r, &obj);
+
+    let s = json!({"type": "object", "required": ["spec"], "properties": {"spec": {"type": "object",
+        "properties": {"n": {"type": "integer", "minimum": 0, "default": 1}, "s": {"type": "string", "pattern": "^a+$", "maxLength": 4},
+            "l": {"type": "array", "maxItems": 3, "items": {"x-kubernetes-int-or-string": true}},
+            "m": {"type": "object", "additionalProperties": {"type": "string", "enum": ["x"]}},
+            "p": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "nullable": true}}}}});
+    schema::prune(&s, &mut custom, &mut Vec::new());
+    schema::default(&s, &mut custom);
+    let _ = schema::validate(&s, &custom);
 });

@@ -7,7 +7,9 @@ use libfuzzer_sys::fuzz_target;
 use shoal_apiserver::{protobuf, resources::RESOURCES, validation};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(obj) = protobuf::decode(data) else { return };
+    let Ok(obj) = protobuf::decode(data) else {
+        return;
+    };
     let kind = obj["kind"].as_str().unwrap_or_default();
     if let Some(r) = RESOURCES.iter().find(|r| r.kind == kind) {
         let _ = validation::decode(r, &obj, validation::FieldValidation::Strict);

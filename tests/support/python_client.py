@@ -106,11 +106,21 @@ def main():
     status, text = post("application/apply-patch+yaml", applied, "PATCH", ssa)
     expect(status == 400 and "fieldManager" in text, f"an apply without a field manager: {status} {text}")
     status, text = post("application/apply-patch+yaml", b"data: {a: 1}", "PATCH", ssa + "?fieldManager=py")
-    expect(status == 400 and "not JSON" in text, f"a YAML apply configuration: {status} {text}")
+    expect(status == 400 and "'Kind' is missing" in text, f"an apply configuration without a kind: {status} {text}")
     status, text = post("application/apply-patch+yaml", applied, "PATCH", ssa + "?fieldManager=py")
-    expect(status == 200 and '"manager":"py"' in text.replace(" ", ""), f"an apply creates: {status} {text}")
-    status, text = post("application/yaml", b"kind: ConfigMap\n")
-    expect(status == 415 and "application/vnd.kubernetes.protobuf" in text, f"a YAML body: {status} {text}")
+    expect(status == 201 and '"manager":"py"' in text.replace(" ", ""), f"an apply creates: {status} {text}")
+    yaml_config = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: py-ssa}\ndata: {a: '2'}\n"
+    status, text = post("application/apply-patch+yaml", yaml_config, "PATCH", ssa + "?fieldManager=py")
+    expect(status == 200 and '"a":"2"' in text.replace(" ", ""), f"a YAML apply configuration: {status} {text}")
+    # YAML bodies are read as Kubernetes reads them; broken YAML is a 400.
+    status, text = post("application/yaml", b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: py-yaml}\ndata: {k: v}\n")
+    expect(status == 201 and '"k":"v"' in text.replace(" ", ""), f"a YAML body: {status} {text}")
+    status, text = post("application/yaml", b"kind: [ConfigMap\n")
+    expect(status == 400 and "YAML" in text, f"a broken YAML body: {status} {text}")
+    laughs = b"a: &a [x, x, x, x, x, x, x, x, x, x]\n" + b"".join(
+        b"%c: &%c [*%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c]\n" % ((c, c) + (c - 1,) * 10) for c in range(ord("b"), ord("k")))
+    status, text = post("application/yaml", laughs)
+    expect(status == 400, f"a YAML alias bomb is refused: {status} {text[:200]}")
 
     custom_objects(ns)
 

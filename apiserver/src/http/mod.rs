@@ -180,19 +180,7 @@ async fn read_body(req: Request<hyper::body::Incoming>) -> Result<(HeaderMap, By
     let (mut parts, body) = req.into_parts();
     let ct = content_type(&parts.headers);
     let protobuf = ct.starts_with(PROTOBUF);
-    if ct.starts_with("application/yaml") {
-        // JSON and protobuf bodies are decoded (see docs/compatibility.md).
-        return Err(ApiError::unsupported_media_type(
-            ct,
-            &[
-                "application/json",
-                PROTOBUF,
-                "application/json-patch+json",
-                "application/merge-patch+json",
-                "application/strategic-merge-patch+json",
-            ],
-        ));
-    }
+    let yaml = ct.starts_with("application/yaml");
     let limited = http_body_util::Limited::new(body, MAX_BODY);
     let bytes = limited.collect().await.map_err(|e| {
         if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -204,11 +192,15 @@ async fn read_body(req: Request<hyper::body::Incoming>) -> Result<(HeaderMap, By
         }
     })?;
     let mut bytes = bytes.to_bytes();
-    if protobuf {
+    if protobuf || yaml {
         // The rest of the apiserver sees the object as JSON.
-        let object = crate::protobuf::decode(&bytes).map_err(|e| {
-            ApiError::bad_request(format!("the protobuf body could not be decoded: {e}"))
-        })?;
+        let object = if protobuf {
+            crate::protobuf::decode(&bytes).map_err(|e| {
+                ApiError::bad_request(format!("the protobuf body could not be decoded: {e}"))
+            })?
+        } else {
+            yaml_to_json(&bytes)?
+        };
         bytes = serde_json::to_vec(&object)
             .map_err(ApiError::internal)?
             .into();
@@ -218,6 +210,12 @@ async fn read_body(req: Request<hyper::body::Incoming>) -> Result<(HeaderMap, By
         );
     }
     Ok((parts.headers, bytes))
+}
+
+/// A YAML document as JSON (the form Kubernetes converts YAML bodies to).
+pub fn yaml_to_json(bytes: &[u8]) -> Result<Value> {
+    serde_yaml::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the YAML body could not be decoded: {e}")))
 }
 
 fn content_type(headers: &HeaderMap) -> &str {
@@ -641,15 +639,23 @@ async fn resource(
             let manager = manager.to_string();
             let force = q.flag("force");
             let (_, body) = read_body(req).await?;
-            let config = serde_json::from_slice(&body).map_err(|e| {
-                ApiError::bad_request(format!(
-                    "the apply configuration is not JSON (YAML is not read): {e}"
-                ))
-            })?;
-            let w = objects
+            // JSON is YAML too; most clients send it.
+            let config = match serde_json::from_slice(&body) {
+                Ok(c) => c,
+                Err(_) => yaml_to_json(&body)?,
+            };
+            let (w, created) = objects
                 .apply(r, &ns, name, config, &manager, force, opts)
                 .await?;
-            Ok(with_warnings(ok(&r.served_as(&w.object)), &w.warnings))
+            let code = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(with_warnings(
+                json_response(code, &r.served_as(&w.object), "application/json"),
+                &w.warnings,
+            ))
         }
         (Method::PATCH, Some(name), s @ (None | Some(Sub::Status))) => {
             let opts = q.write_opts(req.headers())?;
