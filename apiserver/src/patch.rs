@@ -93,7 +93,33 @@ fn merge_map(
     if let Some(keep) = retain {
         out.retain(|k, _| keep.contains(k));
     }
+    for (k, order) in patch {
+        if let (Some(field), Some(order)) = (k.strip_prefix("$setElementOrder/"), order.as_array())
+            && let Some(Value::Array(list)) = out.get_mut(field)
+        {
+            set_element_order(field, list, order);
+        }
+    }
     Ok(out)
+}
+
+/// Orders a merged list as `$setElementOrder` says: the elements it names
+/// in its order, then the others (only in the live object) as they were.
+fn set_element_order(field: &str, list: &mut [Value], order: &[Value]) {
+    let key = merge_key(field, list);
+    let id = |v: &Value| match key {
+        Some(k) => v.get(k).cloned(),
+        None => Some(v.clone()),
+    };
+    let rank = |v: &Value| {
+        let want = id(v);
+        order
+            .iter()
+            .position(|o| want.is_some() && id(o) == want)
+            .unwrap_or(usize::MAX)
+    };
+    // A stable sort keeps the unnamed elements in their order.
+    list.sort_by_key(|v| rank(v));
 }
 
 fn merge_list(field: &str, original: &[Value], patch: &[Value]) -> Result<Vec<Value>> {
@@ -202,6 +228,25 @@ mod tests {
             strategic_merge(&orig, &retain).unwrap()["m"],
             json!({"a": 5})
         );
+    }
+
+    #[test]
+    fn set_element_order_orders_merged_lists() {
+        let orig = json!({"env": [{"name": "A", "value": "1"}, {"name": "X"}, {"name": "B", "value": "2"}], "finalizers": ["p", "q"]});
+        let patch = json!({
+            "$setElementOrder/env": [{"name": "C"}, {"name": "B"}, {"name": "A"}],
+            "env": [{"name": "C", "value": "3"}],
+            "$setElementOrder/finalizers": ["q", "p"],
+        });
+        let got = strategic_merge(&orig, &patch).unwrap();
+        let names: Vec<&Value> = got["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["name"])
+            .collect();
+        assert_eq!(names, ["C", "B", "A", "X"]);
+        assert_eq!(got["finalizers"], json!(["q", "p"]));
     }
 
     #[test]

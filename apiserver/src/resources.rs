@@ -2,10 +2,10 @@
 //! OpenAPI and storage keys.
 
 use k8s_openapi::api::{
-    apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
-    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-    events::v1 as events, networking::v1 as networking, node::v1 as node, policy::v1 as policy,
-    rbac::v1 as rbac, scheduling::v1 as scheduling,
+    apps::v1 as apps, authorization::v1 as authorization, autoscaling::v2 as autoscaling,
+    batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
+    discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
+    node::v1 as node, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use std::borrow::Cow;
@@ -71,7 +71,21 @@ pub struct Resource {
     /// For a resource served over another's objects in its own schema, how
     /// they convert.
     pub view: Option<&'static View>,
+    /// The verbs the resource supports.
+    pub verbs: &'static [&'static str],
 }
+
+/// The verbs of a resource that stores its objects.
+pub const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 /// A resource whose objects are another resource's, in another schema:
 /// events.k8s.io/v1 Events are core/v1 Events with renamed fields.
@@ -171,16 +185,7 @@ impl Resource {
 
     /// The verbs the resource supports.
     pub fn verbs(&self) -> &'static [&'static str] {
-        &[
-            "create",
-            "delete",
-            "deletecollection",
-            "get",
-            "list",
-            "patch",
-            "update",
-            "watch",
-        ]
+        self.verbs
     }
 }
 
@@ -211,7 +216,7 @@ macro_rules! decode {
 
 /// A built-in resource: `stored!(group, version, Kind, plural, singular,
 /// namespaced, short names, subresources, type, schema definition name[;
-/// categories: …][; view: …])`.
+/// categories: …| view: …| verbs: …])`.
 macro_rules! stored {
     ($group:literal, $version:literal, $kind:literal, $plural:literal, $singular:literal,
      $namespaced:literal, $short:expr, $subs:expr, $t:ty, $def:literal) => {
@@ -230,6 +235,25 @@ macro_rules! stored {
             decode: decode!($t),
             custom: None,
             view: None,
+            verbs: ALL_VERBS,
+        }
+    };
+    ($group:literal, $version:literal, $kind:literal, $plural:literal, $singular:literal,
+     $namespaced:literal, $short:expr, $subs:expr, $t:ty, $def:literal; verbs: $verbs:expr) => {
+        Resource {
+            verbs: $verbs,
+            ..stored!(
+                $group,
+                $version,
+                $kind,
+                $plural,
+                $singular,
+                $namespaced,
+                $short,
+                $subs,
+                $t,
+                $def
+            )
         }
     };
     ($group:literal, $version:literal, $kind:literal, $plural:literal, $singular:literal,
@@ -690,6 +714,32 @@ pub static RESOURCES: &[Resource] = &[
         events::Event,
         "io.k8s.api.events.v1.Event";
         view: &crate::events::VIEW
+    ),
+    stored!(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        false,
+        &[],
+        &[],
+        authorization::SelfSubjectAccessReview,
+        "io.k8s.api.authorization.v1.SelfSubjectAccessReview";
+        verbs: &["create"]
+    ),
+    stored!(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        false,
+        &[],
+        &[],
+        authorization::SelfSubjectRulesReview,
+        "io.k8s.api.authorization.v1.SelfSubjectRulesReview";
+        verbs: &["create"]
     ),
     stored!(
         "apiextensions.k8s.io",

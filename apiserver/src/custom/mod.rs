@@ -182,6 +182,7 @@ fn build(crd: &Value, version: &Value, terminating: bool) -> Resource {
         decode: |_| Ok(()),
         custom: Some(Box::leak(Box::new(custom))),
         view: None,
+        verbs: crate::resources::ALL_VERBS,
     }
 }
 

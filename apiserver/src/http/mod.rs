@@ -462,7 +462,32 @@ async fn resource(
     let method = req.method().clone();
     let table = table::wants_table(&accept);
     let full = q.get("includeObject") == Some("Object");
+    let verb = match (&method, t.name.is_some()) {
+        (&Method::GET, false) if t.watch || q.flag("watch") => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::GET, true) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => "",
+    };
+    if sub.is_none() && !r.verbs().contains(&verb) {
+        return Err(ApiError::method_not_allowed());
+    }
     match (method, t.name.as_deref(), sub) {
+        (Method::POST, None, None) if r.group == "authorization.k8s.io" => {
+            let opts = q.write_opts(req.headers())?;
+            let (_, body) = read_body(req).await?;
+            let body = parse_json(&body)?;
+            crate::validation::decode(r, &body, opts.field_validation)?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &review(r, body)?,
+                "application/json",
+            ))
+        }
         (Method::GET, None, None) => {
             let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())?;
             let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or_default())?;
@@ -706,6 +731,38 @@ async fn resource(
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// The answer to a SelfSubjectAccessReview (`kubectl auth can-i`) or a
+/// SelfSubjectRulesReview (`can-i --list`): shoal does not authorize, so
+/// every authenticated client may do everything.
+fn review(r: &Resource, mut review: Value) -> Result<Value> {
+    if r.kind == "SelfSubjectAccessReview" {
+        let spec = &review["spec"];
+        if spec.get("resourceAttributes").is_none() == spec.get("nonResourceAttributes").is_none() {
+            return Err(ApiError::invalid(
+                r.group,
+                r.kind,
+                "",
+                vec![crate::error::Cause {
+                    kind: "FieldValueInvalid",
+                    field: "spec.resourceAttributes".into(),
+                    message: "Invalid value: exactly one of nonResourceAttributes or resourceAttributes must be specified".into(),
+                }],
+            ));
+        }
+        review["status"] =
+            json!({"allowed": true, "reason": "shoal allows every authenticated client"});
+    } else {
+        review["status"] = json!({
+            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+            "incomplete": false,
+        });
+    }
+    review["apiVersion"] = json!(r.api_version());
+    review["kind"] = json!(r.kind);
+    Ok(review)
 }
 
 fn delete_opts(q: &Query, body: &[u8]) -> Result<DeleteOpts> {

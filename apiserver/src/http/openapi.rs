@@ -264,6 +264,17 @@ fn add_paths(paths: &mut Map<String, Value>, r: &Resource, schema_name: &str) {
     let mut post = op("post", &["dryRun", "fieldManager", "fieldValidation"]);
     post["requestBody"] = body;
     coll.insert("post".into(), post);
+    fn verb(method: &str, item: bool) -> &str {
+        match method {
+            "get" if item => "get",
+            "get" => "list",
+            "put" => "update",
+            "post" => "create",
+            other => other,
+        }
+    }
+    item.retain(|m, _| r.verbs().contains(&verb(m, true)));
+    coll.retain(|m, _| r.verbs().contains(&verb(m, false)));
     let base = format!("/{}", gv_path(group, version));
     let (item_path, coll_path) = if r.namespaced {
         (
@@ -276,6 +287,8 @@ fn add_paths(paths: &mut Map<String, Value>, r: &Resource, schema_name: &str) {
             format!("{base}/{}", r.plural),
         )
     };
-    paths.insert(item_path, Value::Object(item));
+    if !item.is_empty() {
+        paths.insert(item_path, Value::Object(item));
+    }
     paths.insert(coll_path, Value::Object(coll));
 }
