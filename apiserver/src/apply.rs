@@ -307,15 +307,36 @@ pub fn apply(
     Ok(merged)
 }
 
+/// The fields of an object's `status`.
+fn status_fields(obj: &Value) -> FieldSet {
+    let mut out = FieldSet::new();
+    if let Some(s) = obj.get("status") {
+        walk(s, vec![Step::Field("status".into())], "status", &mut out);
+    }
+    out
+}
+
 /// Records a write that is not an apply by `manager` in `new`'s
 /// `managedFields`: the manager's `Update` entry gains the fields the write
-/// set or changed, and other managers lose the fields it changed.
-pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, now: &str) {
-    let new_fields = fields_of(new);
+/// set or changed, and other managers lose the fields it changed. A write
+/// to the `status` subresource (`subresource = Some("status")`) has its own
+/// entry, as in Kubernetes.
+pub fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    subresource: Option<&str>,
+    now: &str,
+) {
+    let of = |v: &Value| match subresource {
+        Some(_) => status_fields(v),
+        None => fields_of(v),
+    };
+    let new_fields = of(new);
     let changed: FieldSet = match old {
         None => new_fields.clone(),
         Some(old) => new_fields
-            .union(&fields_of(old))
+            .union(&of(old))
             .filter(|p| value_at(old, p) != value_at(new, p))
             .cloned()
             .collect(),
@@ -333,12 +354,18 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, now: &
         return;
     }
     let api_version = new.get("apiVersion").cloned().unwrap_or(Value::Null);
-    let mine = |e: &Value| e["manager"] == manager && e["operation"] == "Update";
+    let mine = |e: &Value| {
+        e["manager"] == manager
+            && e["operation"] == "Update"
+            && e.get("subresource").and_then(Value::as_str) == subresource
+    };
     if !entries.iter().any(&mine) {
-        entries.push(
-            json!({"manager": manager, "operation": "Update", "apiVersion": api_version,
-            "fieldsType": "FieldsV1", "fieldsV1": {}}),
-        );
+        let mut entry = json!({"manager": manager, "operation": "Update", "apiVersion": api_version,
+            "fieldsType": "FieldsV1", "fieldsV1": {}});
+        if let Some(s) = subresource {
+            entry["subresource"] = json!(s);
+        }
+        entries.push(entry);
     }
     let mut kept = Vec::new();
     for mut e in entries {
@@ -400,7 +427,7 @@ mod tests {
         let created = apply(None, &deploy(2, "a:v1"), "alice", false, "t0").unwrap();
         let mut scaled = created.clone();
         scaled["spec"]["replicas"] = json!(5);
-        record_update(Some(&created), &mut scaled, "kubectl-scale", "t1");
+        record_update(Some(&created), &mut scaled, "kubectl-scale", None, "t1");
         let entries = scaled["metadata"]["managedFields"].as_array().unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(
@@ -416,8 +443,27 @@ mod tests {
         );
         // An update that changes nothing records nothing.
         let mut same = scaled.clone();
-        record_update(Some(&scaled), &mut same, "other", "t3");
+        record_update(Some(&scaled), &mut same, "other", None, "t3");
         assert_eq!(same, scaled);
+    }
+
+    #[test]
+    fn status_writes_have_their_own_entries() {
+        let created = apply(None, &deploy(1, "a:v1"), "alice", false, "t0").unwrap();
+        let mut reported = created.clone();
+        reported["status"] =
+            json!({"replicas": 1, "conditions": [{"type": "Available", "status": "True"}]});
+        record_update(Some(&created), &mut reported, "alice", Some("status"), "t1");
+        let entries = reported["metadata"]["managedFields"].as_array().unwrap();
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        assert_eq!(entries[1]["subresource"], "status");
+        assert_eq!(entries[1]["operation"], "Update");
+        assert_eq!(
+            entries[1]["fieldsV1"],
+            json!({"f:status": {"f:replicas": {}, "f:conditions": {"k:{\"type\":\"Available\"}": {".": {}, "f:type": {}, "f:status": {}}}}})
+        );
+        // alice's apply entry is untouched.
+        assert_eq!(entries[0], created["metadata"]["managedFields"][0]);
     }
 
     #[test]

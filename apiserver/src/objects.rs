@@ -389,7 +389,7 @@ impl Objects {
             }
         }
         if let Some(manager) = &opts.manager {
-            crate::apply::record_update(None, &mut obj, manager, &meta::now());
+            crate::apply::record_update(None, &mut obj, manager, None, &meta::now());
         }
         self.prepare_create(r, &mut obj);
         defaults::apply(r.builtin_kind(), &mut obj);
@@ -755,8 +755,9 @@ impl Objects {
             }
             nm.insert("resourceVersion".into(), json!(cur.revision.to_string()));
         }
-        if let (Some(manager), None) = (&opts.manager, sub) {
-            crate::apply::record_update(Some(old), &mut new, manager, &meta::now());
+        if let Some(manager) = &opts.manager {
+            let subresource = (sub == Some(Sub::Status)).then_some("status");
+            crate::apply::record_update(Some(old), &mut new, manager, subresource, &meta::now());
         }
         defaults::apply(r.builtin_kind(), &mut new);
         if let Some(c) = r.custom {
