@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::jobs::finished;
-use super::{Action, Snapshot, controller_uid, owner_ref, res, status_patch, terminating};
+use super::{Action, Snapshot, owner_ref, res, status_patch, terminating};
 use crate::meta::{self, str_at};
 
 /// Parses a CronJob's schedule as Kubernetes does: five fields (minute,
@@ -86,12 +86,8 @@ pub fn reconcile_cronjobs(s: &Snapshot, now: jiff::Timestamp) -> Vec<Action> {
         }
         let (ns, name, uid) = (meta::namespace(cj), meta::name(cj), meta::uid(cj));
         let mut jobs: Vec<&Value> = s
-            .of("jobs")
-            .iter()
-            .map(|a| &**a)
-            .filter(|j| {
-                meta::namespace(j) == ns && controller_uid(j) == Some(uid) && !terminating(j)
-            })
+            .controlled("jobs", ns, uid)
+            .filter(|j| !terminating(j))
             .collect();
         jobs.sort_by_key(|j| {
             str_at(j, "/metadata/creationTimestamp")

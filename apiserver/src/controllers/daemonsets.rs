@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 
 use super::{
-    Action, Snapshot, active, controller_uid, int, owner_ref, pod_ready, res, status_patch,
-    template_hash, terminating,
+    Action, Snapshot, active, int, owner_ref, pod_ready, res, status_patch, template_hash,
+    terminating,
 };
 use crate::meta::{self, str_at};
 
@@ -45,10 +45,8 @@ pub fn reconcile_daemonsets(s: &Snapshot) -> Vec<Action> {
             &hash,
         ));
         let pods: Vec<&Value> = s
-            .of("pods")
-            .iter()
-            .map(|a| &**a)
-            .filter(|p| meta::namespace(p) == ns && controller_uid(p) == Some(uid) && active(p))
+            .controlled("pods", ns, uid)
+            .filter(|p| active(p))
             .collect();
         let on = |node: &str| -> Vec<&Value> {
             pods.iter()

@@ -4,9 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::{
-    Action, Snapshot, active, controller_uid, owner_ref, pod_ready, res, status_patch, terminating,
-};
+use super::{Action, Snapshot, active, owner_ref, pod_ready, res, status_patch, terminating};
 use crate::meta::{self, str_at};
 
 /// Whether a Job has finished: a `Complete` or `Failed` condition.
@@ -51,12 +49,7 @@ pub fn reconcile_jobs(s: &Snapshot, now: jiff::Timestamp) -> Vec<Action> {
             }
             continue;
         }
-        let pods: Vec<&Value> = s
-            .of("pods")
-            .iter()
-            .map(|a| &**a)
-            .filter(|p| meta::namespace(p) == ns && controller_uid(p) == Some(uid))
-            .collect();
+        let pods: Vec<&Value> = s.controlled("pods", ns, uid).collect();
         let phase = |want: &str| {
             pods.iter()
                 .filter(|p| str_at(p, "/status/phase") == Some(want))

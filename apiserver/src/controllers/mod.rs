@@ -5,8 +5,8 @@
 //! `reconcile_*` takes a [`Snapshot`] and returns [`Action`]s; [`run`] is the
 //! loop that takes snapshots and performs the actions.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Value, json};
 
@@ -56,9 +56,71 @@ pub struct Snapshot {
     pub by_resource: BTreeMap<&'static str, Vec<Arc<Value>>>,
     /// Objects of each custom resource (one served version of each).
     pub custom: Vec<(&'static Resource, Vec<Arc<Value>>)>,
+    /// Objects by resource plural and controller uid, made on first use.
+    controlled: OnceLock<Index>,
+    /// Objects by resource plural and namespace, made on first use.
+    namespaced: OnceLock<Index>,
 }
 
+/// Objects grouped by resource plural and a string (an owner or a
+/// namespace).
+type Index = HashMap<(&'static str, String), Vec<Arc<Value>>>;
+
+/// The resources whose objects controllers look up by their controller.
+const CONTROLLED: [&str; 4] = ["pods", "replicasets", "jobs", "controllerrevisions"];
+
 impl Snapshot {
+    /// The objects of `plural` in namespace `ns` whose controller is `uid`:
+    /// one lookup, not a pass over every object of the kind.
+    fn controlled<'a>(
+        &'a self,
+        plural: &'static str,
+        ns: &'a str,
+        uid: &str,
+    ) -> impl Iterator<Item = &'a Value> + 'a {
+        let index = self.controlled.get_or_init(|| {
+            let mut index = Index::new();
+            for plural in CONTROLLED {
+                for o in self.of(plural) {
+                    if let Some(owner) = controller_uid(o) {
+                        index
+                            .entry((plural, owner.to_string()))
+                            .or_default()
+                            .push(o.clone());
+                    }
+                }
+            }
+            index
+        });
+        debug_assert!(CONTROLLED.contains(&plural), "{plural} is not indexed");
+        index
+            .get(&(plural, uid.to_string()))
+            .into_iter()
+            .flatten()
+            .map(|o| &**o)
+            .filter(move |o| meta::namespace(o) == ns)
+    }
+
+    /// The objects of the built-in resource `plural` in namespace `ns`.
+    fn in_namespace(&self, plural: &'static str, ns: &str) -> &[Arc<Value>] {
+        let index = self.namespaced.get_or_init(|| {
+            let mut index = Index::new();
+            for (plural, objects) in &self.by_resource {
+                for o in objects {
+                    index
+                        .entry((*plural, meta::namespace(o).to_string()))
+                        .or_default()
+                        .push(o.clone());
+                }
+            }
+            index
+        });
+        index
+            .get(&(plural, ns.to_string()))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
     fn of(&self, plural: &str) -> &[Arc<Value>] {
         self.by_resource
             .get(plural)
@@ -99,6 +161,8 @@ impl Snapshot {
         Self {
             by_resource,
             custom,
+            controlled: OnceLock::new(),
+            namespaced: OnceLock::new(),
         }
     }
 }
@@ -152,10 +216,8 @@ fn replicate(s: &Snapshot, rs_r: &'static Resource) -> Vec<Action> {
         }
         let (ns, uid) = (meta::namespace(rs), meta::uid(rs));
         let mut owned: Vec<&Value> = s
-            .of("pods")
-            .iter()
-            .map(|a| &**a)
-            .filter(|p| meta::namespace(p) == ns && controller_uid(p) == Some(uid) && active(p))
+            .controlled("pods", ns, uid)
+            .filter(|p| active(p))
             .collect();
         let want = int(rs, "/spec/replicas");
         let have = owned.len() as i64;
@@ -281,12 +343,7 @@ pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
         let (ns, uid, name) = (meta::namespace(d), meta::uid(d), meta::name(d));
         let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
         let hash = template_hash(&template);
-        let owned: Vec<&Value> = s
-            .of("replicasets")
-            .iter()
-            .map(|a| &**a)
-            .filter(|r| meta::namespace(r) == ns && controller_uid(r) == Some(uid))
-            .collect();
+        let owned: Vec<&Value> = s.controlled("replicasets", ns, uid).collect();
         let desired = int(d, "/spec/replicas");
         let new_rs = owned
             .iter()
@@ -537,14 +594,11 @@ pub fn reconcile_endpoints(s: &Snapshot) -> Vec<Action> {
         wanted.insert((ns.to_string(), name.to_string()));
         let selector = LabelSelector::from_map(sel);
         let mut pods: Vec<&Value> = s
-            .of("pods")
+            .in_namespace("pods", ns)
             .iter()
             .map(|a| &**a)
             .filter(|p| {
-                meta::namespace(p) == ns
-                    && selector.matches_object(p)
-                    && str_at(p, "/status/podIP").is_some()
-                    && active(p)
+                selector.matches_object(p) && str_at(p, "/status/podIP").is_some() && active(p)
             })
             .collect();
         pods.sort_by_key(|p| str_at(p, "/status/podIP").unwrap_or_default().to_string());

@@ -60,22 +60,16 @@ fn compute(pods: &[&Value], field: &str, resource: &str) -> String {
 
 /// How much of one quota resource a namespace uses, if shoal counts it.
 fn used(s: &Snapshot, ns: &str, name: &str) -> Option<String> {
-    let in_ns = |plural: &str| {
-        s.of(plural)
-            .iter()
-            .filter(|o| meta::namespace(o) == ns)
-            .count()
-    };
     let pods: Vec<&Value> = s
-        .of("pods")
+        .in_namespace("pods", ns)
         .iter()
         .map(|a| &**a)
-        .filter(|p| meta::namespace(p) == ns && active(p))
+        .filter(|p| active(p))
         .collect();
     let services_of = |ty: &str| {
-        s.of("services")
+        s.in_namespace("services", ns)
             .iter()
-            .filter(|o| meta::namespace(o) == ns && str_at(o, "/spec/type") == Some(ty))
+            .filter(|o| str_at(o, "/spec/type") == Some(ty))
             .count()
     };
     Some(match name {
@@ -91,10 +85,10 @@ fn used(s: &Snapshot, ns: &str, name: &str) -> Option<String> {
             // `services`, `count/deployments.apps`, …
             let resource = other.strip_prefix("count/").unwrap_or(other);
             let (plural, group) = resource.split_once('.').unwrap_or((resource, ""));
-            crate::resources::RESOURCES
+            let r = crate::resources::RESOURCES
                 .iter()
                 .find(|r| r.plural == plural && r.group == group)?;
-            in_ns(plural).to_string()
+            s.in_namespace(r.plural, ns).len().to_string()
         }
     })
 }

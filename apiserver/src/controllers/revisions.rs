@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::daemonsets::REVISION_LABEL;
-use super::{Action, Snapshot, controller_uid, int, owner_ref, res};
+use super::{Action, Snapshot, int, owner_ref, res};
 use crate::meta;
 
 /// Keeps a ControllerRevision named `revision` for `owner`'s current
@@ -15,12 +15,7 @@ use crate::meta;
 pub fn keep(s: &Snapshot, owner: &Value, kind: &str, revision: &str, hash: &str) -> Vec<Action> {
     let cr_r = res("ControllerRevision", "apps");
     let (ns, uid) = (meta::namespace(owner), meta::uid(owner));
-    let mut mine: Vec<&Value> = s
-        .of("controllerrevisions")
-        .iter()
-        .map(|a| &**a)
-        .filter(|c| meta::namespace(c) == ns && controller_uid(c) == Some(uid))
-        .collect();
+    let mut mine: Vec<&Value> = s.controlled("controllerrevisions", ns, uid).collect();
     mine.sort_by_key(|c| int(c, "/revision"));
     let newest = mine.last().map_or(0, |c| int(c, "/revision"));
     let mut actions = Vec::new();

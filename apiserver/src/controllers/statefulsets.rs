@@ -7,8 +7,7 @@ use serde_json::{Value, json};
 
 use super::daemonsets::REVISION_LABEL;
 use super::{
-    Action, Snapshot, controller_uid, int, owner_ref, pod_ready, res, status_patch, template_hash,
-    terminating,
+    Action, Snapshot, int, owner_ref, pod_ready, res, status_patch, template_hash, terminating,
 };
 use crate::meta::{self, str_at};
 
@@ -47,10 +46,7 @@ pub fn reconcile_statefulsets(s: &Snapshot) -> Vec<Action> {
         let want = int(sts, "/spec/replicas");
         let parallel = str_at(sts, "/spec/podManagementPolicy") == Some("Parallel");
         let mut pods: Vec<(i64, &Value)> = s
-            .of("pods")
-            .iter()
-            .map(|a| &**a)
-            .filter(|p| meta::namespace(p) == ns && controller_uid(p) == Some(uid))
+            .controlled("pods", ns, uid)
             .filter_map(|p| ordinal(name, p).map(|i| (i, p)))
             .collect();
         pods.sort_by_key(|(i, _)| *i);
