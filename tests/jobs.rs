@@ -1,5 +1,5 @@
 //! batch/v1 Jobs: Wasm commands run to completion, with parallelism,
-//! completions, the backoff limit, a time to live, kubectl's columns,
+//! completions, Indexed completion, the backoff limit, a time to live, kubectl's columns,
 //! `wait --for=condition`, `logs job/NAME` and `create job`.
 
 mod common;
@@ -34,6 +34,23 @@ spec:
       - name: c
         image: hello-cmd:v1
         env: [{name: COUNT, value: "1"}, {name: EXIT_CODE, value: "3"}]
+"#;
+
+const INDEXED: &str = r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: shards}
+spec:
+  completionMode: Indexed
+  completions: 3
+  parallelism: 3
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: c
+        image: hello-cmd:v1
+        env: [{name: COUNT, value: "1"}, {name: SHOW_ENV, value: JOB_COMPLETION_INDEX}]
 "#;
 
 fn lines_with(text: &str, word: &str) -> usize {
@@ -93,6 +110,57 @@ fn jobs_run_pods_to_completion() {
             .contains("hello from a wasm pod #2")
     );
     assert!(c.ok(&["get", "all"]).contains("job.batch/count"));
+
+    // An Indexed Job: each pod runs one index, told by JOB_COMPLETION_INDEX.
+    let indexed = c.dir.join("indexed.yaml");
+    std::fs::write(&indexed, INDEXED).unwrap();
+    c.ok(&["apply", "-f", indexed.to_str().unwrap()]);
+    c.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/shards",
+        "--timeout=60s",
+    ]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "job",
+            "shards",
+            "-o",
+            "jsonpath={.status.completedIndexes} {.status.succeeded}"
+        ]),
+        "0-2 3"
+    );
+    let mut hosts: Vec<String> = c
+        .ok(&[
+            "get",
+            "pods",
+            "-l",
+            "job-name=shards",
+            "-o",
+            "jsonpath={.items[*].spec.hostname}",
+        ])
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    hosts.sort();
+    assert_eq!(hosts, ["shards-0", "shards-1", "shards-2"]);
+    let logs = c.ok(&["logs", "-l", "job-name=shards"]);
+    for i in 0..3 {
+        assert!(
+            logs.contains(&format!("JOB_COMPLETION_INDEX={i}\n")),
+            "{logs}"
+        );
+    }
+    let no_completions = INDEXED
+        .replace("name: shards", "name: open")
+        .replace("completions: 3", "");
+    std::fs::write(&indexed, no_completions).unwrap();
+    let err = c.fails(&["apply", "-f", indexed.to_str().unwrap()]);
+    assert!(
+        err.contains("spec.completions: Required value: when completion mode is Indexed"),
+        "{err}"
+    );
 
     // The template is immutable; restartPolicy Always is refused.
     let err = c.fails(&[

@@ -479,6 +479,24 @@ fn job_spec(spec: Option<&Value>, path: &str, c: &mut Causes) {
             c.invalid(format!("{path}.{field}"), v, why);
         }
     }
+    match spec.get("completionMode").and_then(Value::as_str) {
+        None | Some("NonIndexed") => {}
+        Some("Indexed") => {
+            if spec.get("completions").is_none_or(Value::is_null) {
+                c.required(
+                    format!("{path}.completions"),
+                    "when completion mode is Indexed",
+                );
+            }
+        }
+        Some(other) => c.0.push(Cause {
+            kind: "FieldValueNotSupported",
+            field: format!("{path}.completionMode"),
+            message: format!(
+                "Unsupported value: \"{other}\": supported values: \"NonIndexed\", \"Indexed\""
+            ),
+        }),
+    }
     match spec
         .pointer("/template/spec/restartPolicy")
         .and_then(Value::as_str)

@@ -1,6 +1,10 @@
 //! Jobs: pods run to completion, up to `parallelism` at a time, until
 //! `completions` have succeeded or more than `backoffLimit` have failed, as
-//! Kubernetes' job controller does for NonIndexed Jobs.
+//! Kubernetes' job controller does. An Indexed Job gives each pod an index
+//! from 0 to `completions - 1` and is complete when every index has
+//! succeeded once.
+
+use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
@@ -55,11 +59,24 @@ pub fn reconcile_jobs(s: &Snapshot, now: jiff::Timestamp) -> Vec<Action> {
                 .filter(|p| str_at(p, "/status/phase") == Some(want))
                 .count() as i64
         };
-        let (succeeded, failed) = (phase("Succeeded"), phase("Failed"));
-        let mut running: Vec<&Value> = pods.iter().copied().filter(|p| active(p)).collect();
         let spec = job.get("spec").cloned().unwrap_or_default();
         let parallelism = spec.get("parallelism").and_then(Value::as_i64).unwrap_or(1);
         let completions = spec.get("completions").and_then(Value::as_i64);
+        let indexed = spec.get("completionMode").and_then(Value::as_str) == Some("Indexed");
+        // An Indexed Job counts each index once, however many pods ran it.
+        let done: BTreeSet<i64> = pods
+            .iter()
+            .filter(|p| str_at(p, "/status/phase") == Some("Succeeded"))
+            .filter_map(|p| completion_index(p))
+            .filter(|i| completions.is_some_and(|c| *i < c))
+            .collect();
+        let succeeded = if indexed {
+            done.len() as i64
+        } else {
+            phase("Succeeded")
+        };
+        let failed = phase("Failed");
+        let mut running: Vec<&Value> = pods.iter().copied().filter(|p| active(p)).collect();
         let backoff_limit = spec
             .get("backoffLimit")
             .and_then(Value::as_i64)
@@ -135,13 +152,28 @@ pub fn reconcile_jobs(s: &Snapshot, now: jiff::Timestamp) -> Vec<Action> {
 
         let have = running.len() as i64;
         if have < want {
+            // Indexed: the lowest indexes neither done nor running.
+            let busy: BTreeSet<i64> = running.iter().filter_map(|p| completion_index(p)).collect();
+            let mut free =
+                (0..completions.unwrap_or(0)).filter(|i| !done.contains(i) && !busy.contains(i));
             for _ in have..want {
                 let mut pod = spec.get("template").cloned().unwrap_or(json!({}));
+                let index = if indexed { free.next() } else { None };
+                if indexed && index.is_none() {
+                    break;
+                }
                 let m = meta::metadata(&mut pod);
-                m.insert("generateName".into(), json!(format!("{name}-")));
+                let prefix = match index {
+                    Some(i) => format!("{name}-{i}-"),
+                    None => format!("{name}-"),
+                };
+                m.insert("generateName".into(), json!(prefix));
                 m.insert("namespace".into(), json!(ns));
                 m.insert("ownerReferences".into(), owner_ref(job, "Job"));
                 m.remove("name");
+                if let Some(i) = index {
+                    give_index(&mut pod, name, i);
+                }
                 pod["apiVersion"] = json!("v1");
                 pod["kind"] = json!("Pod");
                 actions.push(Action::Create(pod_r, ns.to_string(), pod));
@@ -177,6 +209,9 @@ pub fn reconcile_jobs(s: &Snapshot, now: jiff::Timestamp) -> Vec<Action> {
         }
         if let Some(t) = completion_time {
             status["completionTime"] = json!(t);
+        }
+        if indexed && !done.is_empty() {
+            status["completedIndexes"] = json!(ranges(&done));
         }
         let suspended_now = suspended && conditions.is_empty();
         let was_suspended = meta::condition_true(job, "Suspended");
@@ -229,6 +264,81 @@ pub fn next_deadline(s: &Snapshot) -> Option<jiff::Timestamp> {
         .min()
 }
 
+/// The annotation and label that carry an Indexed Job pod's index.
+pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+
+fn completion_index(pod: &Value) -> Option<i64> {
+    pod.pointer("/metadata/annotations")?
+        .get(COMPLETION_INDEX)?
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+/// Marks a pod of an Indexed Job with its index, as Kubernetes does: the
+/// annotation and label, the hostname `<job>-<index>` and the
+/// `JOB_COMPLETION_INDEX` variable read from the annotation.
+fn give_index(pod: &mut Value, job: &str, index: i64) {
+    let m = meta::metadata(pod);
+    for map in ["annotations", "labels"] {
+        if let Some(o) = m.entry(map).or_insert_with(|| json!({})).as_object_mut() {
+            o.insert(COMPLETION_INDEX.into(), json!(index.to_string()));
+        }
+    }
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.entry("hostname")
+        .or_insert_with(|| json!(format!("{job}-{index}")));
+    let var = json!({"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
+        "fieldPath": format!("metadata.annotations['{COMPLETION_INDEX}']")}}});
+    for list in ["initContainers", "containers"] {
+        for c in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(env) = c
+                .as_object_mut()
+                .map(|c| c.entry("env").or_insert_with(|| json!([])))
+                .and_then(Value::as_array_mut)
+                .filter(|env| !env.iter().any(|e| e["name"] == var["name"]))
+            {
+                env.push(var.clone());
+            }
+        }
+    }
+}
+
+/// Indexes as Kubernetes writes `completedIndexes`: `0-2,4,7-8`.
+fn ranges(indexes: &BTreeSet<i64>) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut run: Option<(i64, i64)> = None;
+    for &i in indexes {
+        run = match run {
+            Some((a, b)) if i == b + 1 => Some((a, i)),
+            Some((a, b)) => {
+                out.push(if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                });
+                Some((i, i))
+            }
+            None => Some((i, i)),
+        };
+    }
+    if let Some((a, b)) = run {
+        out.push(if a == b {
+            a.to_string()
+        } else {
+            format!("{a}-{b}")
+        });
+    }
+    out.join(",")
+}
+
 fn ttl(job: &Value) -> Option<i64> {
     job.pointer("/spec/ttlSecondsAfterFinished")
         .and_then(Value::as_i64)
@@ -261,6 +371,69 @@ mod tests {
             "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}});
         json!({"apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": "j", "namespace": "d", "uid": "job-uid"}, "spec": spec, "status": status})
+    }
+
+    #[test]
+    fn indexed_jobs_run_each_index_until_it_succeeds() {
+        let spec = json!({"completions": 5, "parallelism": 2, "completionMode": "Indexed"});
+        let now = jiff::Timestamp::now();
+        let actions = reconcile_jobs(&with_pods(job(spec.clone(), json!({})), vec![]), now);
+        let made = created(&actions);
+        let indexes: Vec<&Value> = made
+            .iter()
+            .map(|p| &p["metadata"]["annotations"][COMPLETION_INDEX])
+            .collect();
+        assert_eq!(indexes, ["0", "1"]);
+        assert_eq!(made[1]["metadata"]["generateName"], "j-1-");
+        assert_eq!(made[1]["metadata"]["labels"][COMPLETION_INDEX], "1");
+        assert_eq!(made[1]["spec"]["hostname"], "j-1");
+        assert_eq!(
+            made[1]["spec"]["containers"][0]["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+        );
+        // Index 0 succeeded twice and 2 once, 1 failed, 3 runs: 1 and 4 are next.
+        let indexed = |name: &str, phase: &str, i: i64| {
+            let mut p = pod(name, phase);
+            p["metadata"]["annotations"] = json!({COMPLETION_INDEX: i.to_string()});
+            p
+        };
+        let pods = vec![
+            indexed("a", "Succeeded", 0),
+            indexed("b", "Succeeded", 0),
+            indexed("c", "Succeeded", 2),
+            indexed("d", "Failed", 1),
+            indexed("e", "Running", 3),
+        ];
+        let actions = reconcile_jobs(&with_pods(job(spec.clone(), json!({})), pods), now);
+        let made = created(&actions);
+        assert_eq!(made.len(), 1);
+        assert_eq!(made[0]["metadata"]["annotations"][COMPLETION_INDEX], "1");
+        let st = status(&actions);
+        assert_eq!(
+            (st["succeeded"].as_i64(), st["completedIndexes"].as_str()),
+            (Some(2), Some("0,2"))
+        );
+        // Every index done: complete.
+        let pods = (0..5)
+            .map(|i| indexed(&format!("p{i}"), "Succeeded", i))
+            .collect();
+        let st = status(&reconcile_jobs(&with_pods(job(spec, json!({})), pods), now));
+        assert_eq!(st["completedIndexes"], "0-4");
+        assert!(
+            st["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["type"] == "Complete")
+        );
+    }
+
+    #[test]
+    fn index_ranges_are_compressed() {
+        let set = |v: &[i64]| v.iter().copied().collect::<BTreeSet<i64>>();
+        assert_eq!(ranges(&set(&[0, 1, 2, 4, 7, 8])), "0-2,4,7-8");
+        assert_eq!(ranges(&set(&[3])), "3");
+        assert_eq!(ranges(&set(&[])), "");
     }
 
     fn pod(name: &str, phase: &str) -> Value {

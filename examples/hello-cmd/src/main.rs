@@ -11,6 +11,8 @@
 //! - `FILL` (`path:bytes`) writes a file of that many bytes once at start
 //!   and prints the outcome.
 //! - `SHOW_CWD` set prints the working directory at start.
+//! - `SHOW_ENV` (comma-separated names) prints `NAME=value` for each
+//!   variable once at start.
 //! - `COUNT` stops after that many lines, exiting with `EXIT_CODE` (0 by
 //!   default): a run-to-completion task.
 
@@ -48,6 +50,9 @@ fn main() {
             Ok(()) => println!("fill {path}: ok"),
             Err(e) => println!("fill {path}: error: {e}"),
         }
+    }
+    for name in list("SHOW_ENV") {
+        println!("{name}={}", std::env::var(&name).unwrap_or_default());
     }
     if std::env::var_os("SHOW_CWD").is_some() {
         match std::env::current_dir() {
