@@ -152,6 +152,30 @@ fn jobs_run_pods_to_completion() {
             "{logs}"
         );
     }
+    // A pod failure policy fails the Job on its first failure, though the
+    // backoff limit would allow six more tries. (A WASI 0.2 command exits
+    // with 0 or 1: Rust's std reports any other code as 1.)
+    let policy = INDEXED
+        .replace("name: shards", "name: policy")
+        .replace("completionMode: Indexed", "podFailurePolicy: {rules: [{action: FailJob, onExitCodes: {operator: In, values: [1]}}]}")
+        .replace("parallelism: 3", "parallelism: 1")
+        .replace("{name: SHOW_ENV, value: JOB_COMPLETION_INDEX}", "{name: EXIT_CODE, value: \"3\"}");
+    std::fs::write(&indexed, policy).unwrap();
+    c.ok(&["apply", "-f", indexed.to_str().unwrap()]);
+    c.ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/policy",
+        "--timeout=60s",
+    ]);
+    let why = c.ok(&[
+        "get",
+        "job",
+        "policy",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Failed\")].reason}/{.status.failed}",
+    ]);
+    assert_eq!(why, "PodFailurePolicy/1");
     let no_completions = INDEXED
         .replace("name: shards", "name: open")
         .replace("completions: 3", "");

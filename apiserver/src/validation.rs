@@ -479,6 +479,16 @@ fn job_spec(spec: Option<&Value>, path: &str, c: &mut Causes) {
             c.invalid(format!("{path}.{field}"), v, why);
         }
     }
+    let restart = spec.pointer("/template/spec/restartPolicy");
+    if spec.get("podFailurePolicy").is_some_and(|p| !p.is_null())
+        && let Some(r) = restart.filter(|r| r.as_str() != Some("Never"))
+    {
+        c.invalid(
+            format!("{path}.template.spec.restartPolicy"),
+            r,
+            "only \"Never\" is supported when podFailurePolicy is specified",
+        );
+    }
     match spec.get("completionMode").and_then(Value::as_str) {
         None | Some("NonIndexed") => {}
         Some("Indexed") => {

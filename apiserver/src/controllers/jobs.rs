@@ -75,7 +75,22 @@ pub fn reconcile_jobs(s: &Snapshot, now: jiff::Timestamp) -> Vec<Action> {
         } else {
             phase("Succeeded")
         };
-        let failed = phase("Failed");
+        // A pod failure policy may ignore a failure, or fail the Job at once.
+        let mut fail_job: Option<String> = None;
+        let mut failed = 0;
+        for p in pods
+            .iter()
+            .filter(|p| str_at(p, "/status/phase") == Some("Failed"))
+        {
+            match failure_action(&spec, p) {
+                Some((action, why)) if action == "FailJob" => {
+                    fail_job.get_or_insert(why);
+                    failed += 1;
+                }
+                Some((action, _)) if action == "Ignore" => {}
+                _ => failed += 1,
+            }
+        }
         let mut running: Vec<&Value> = pods.iter().copied().filter(|p| active(p)).collect();
         let backoff_limit = spec
             .get("backoffLimit")
@@ -88,7 +103,21 @@ pub fn reconcile_jobs(s: &Snapshot, now: jiff::Timestamp) -> Vec<Action> {
         let mut conditions: Vec<Value> = Vec::new();
         let mut completion_time = None;
         let deadline = spec.get("activeDeadlineSeconds").and_then(Value::as_i64);
-        let want = if failed > backoff_limit {
+        let want = if let Some(message) = &fail_job {
+            conditions.push(condition(
+                "FailureTarget",
+                "PodFailurePolicy",
+                message,
+                &stamp,
+            ));
+            conditions.push(condition("Failed", "PodFailurePolicy", message, &stamp));
+            actions.push(Action::Event(
+                (**job).clone(),
+                "PodFailurePolicy",
+                message.clone(),
+            ));
+            0
+        } else if failed > backoff_limit {
             let message = "Job has reached the specified backoff limit";
             conditions.push(condition(
                 "FailureTarget",
@@ -264,6 +293,61 @@ pub fn next_deadline(s: &Snapshot) -> Option<jiff::Timestamp> {
         .min()
 }
 
+/// The first rule of the Job's `podFailurePolicy` that a failed pod
+/// matches: its action, and the message Kubernetes gives a `FailJob`.
+fn failure_action(spec: &Value, pod: &Value) -> Option<(String, String)> {
+    let rules = spec.pointer("/podFailurePolicy/rules")?.as_array()?;
+    let statuses = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array);
+    let pod_name = format!("{}/{}", meta::namespace(pod), meta::name(pod));
+    for (i, rule) in rules.iter().enumerate() {
+        let action = rule
+            .get("action")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if let Some(on) = rule.get("onExitCodes") {
+            let container = on.get("containerName").and_then(Value::as_str);
+            let values: Vec<i64> = on["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_i64)
+                .collect();
+            let not_in = on.get("operator").and_then(Value::as_str) == Some("NotIn");
+            let hit = statuses.into_iter().flatten().find_map(|c| {
+                let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
+                let code = c.pointer("/state/terminated/exitCode")?.as_i64()?;
+                let matched = container.is_none_or(|want| want == name)
+                    && code != 0
+                    && values.contains(&code) != not_in;
+                matched.then(|| (name.to_string(), code))
+            });
+            if let Some((name, code)) = hit {
+                let why = format!(
+                    "Container {name} for pod {pod_name} failed with exit code {code} matching {action} rule at index {i}"
+                );
+                return Some((action.to_string(), why));
+            }
+        }
+        for cond in rule["onPodConditions"].as_array().into_iter().flatten() {
+            let ty = cond.get("type").and_then(Value::as_str).unwrap_or_default();
+            let want = cond.get("status").and_then(Value::as_str).unwrap_or("True");
+            let has = pod
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == ty && c["status"] == want));
+            if has {
+                let why = format!(
+                    "Pod {pod_name} has condition {ty} matching {action} rule at index {i}"
+                );
+                return Some((action.to_string(), why));
+            }
+        }
+    }
+    None
+}
+
 /// The annotation and label that carry an Indexed Job pod's index.
 pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
 
@@ -425,6 +509,41 @@ mod tests {
                 .unwrap()
                 .iter()
                 .any(|c| c["type"] == "Complete")
+        );
+    }
+
+    #[test]
+    fn pod_failure_policies_ignore_or_fail_at_once() {
+        let spec = json!({"completions": 1, "backoffLimit": 1, "podFailurePolicy": {"rules": [
+            {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [42]}},
+            {"action": "FailJob", "onExitCodes": {"containerName": "c", "operator": "In", "values": [3]}},
+        ]}});
+        let failed = |name: &str, code: i64| {
+            let mut p = pod(name, "Failed");
+            p["status"]["containerStatuses"] =
+                json!([{"name": "c", "state": {"terminated": {"exitCode": code}}}]);
+            p
+        };
+        let now = jiff::Timestamp::now();
+        // Two ignored failures: not past the backoff limit, a new pod starts.
+        let pods = vec![failed("a", 42), failed("b", 42)];
+        let actions = reconcile_jobs(&with_pods(job(spec.clone(), json!({})), pods), now);
+        assert_eq!(created(&actions).len(), 1);
+        assert_eq!(status(&actions)["failed"], 0);
+        // Exit code 3 fails the Job at once.
+        let actions = reconcile_jobs(&with_pods(job(spec, json!({})), vec![failed("c", 3)]), now);
+        let st = status(&actions);
+        let failed_cond = st["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Failed")
+            .cloned()
+            .unwrap();
+        assert_eq!(failed_cond["reason"], "PodFailurePolicy");
+        assert_eq!(
+            failed_cond["message"],
+            "Container c for pod d/c failed with exit code 3 matching FailJob rule at index 1"
         );
     }
 
