@@ -717,6 +717,20 @@ fn has_finalizer(o: &Value, f: &str) -> bool {
         .is_some_and(|fs| fs.iter().any(|x| x == f))
 }
 
+/// Whether `dependent`'s reference to the owner `uid` has
+/// `blockOwnerDeletion: true`.
+fn blocks_deletion_of(dependent: &Value, uid: &str) -> bool {
+    dependent
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| {
+            refs.iter().any(|w| {
+                w.get("uid").and_then(Value::as_str) == Some(uid)
+                    && w.get("blockOwnerDeletion") == Some(&json!(true))
+            })
+        })
+}
+
 /// The object's finalizers without `f`, as a merge patch.
 fn without_finalizer(o: &Value, f: &str) -> Value {
     let rest: Vec<&Value> = o
@@ -782,7 +796,13 @@ fn propagate_deletions(s: &Snapshot) -> Vec<Action> {
             } else {
                 continue;
             };
-            if deps.is_empty() {
+            // A foreground deletion waits only for the dependents that
+            // block it (`blockOwnerDeletion`); the others are deleted too,
+            // and collected as orphans if their owner goes first.
+            let waiting = deps
+                .iter()
+                .any(|(_, d)| finalizer == ORPHAN || blocks_deletion_of(d, uid));
+            if !waiting {
                 actions.push(Action::Patch(
                     r,
                     meta::namespace(o).to_string(),
@@ -1259,7 +1279,7 @@ mod tests {
                 "deletionTimestamp": "2026-01-01T00:00:00Z", "finalizers": ["keep", fin]}})
         };
         let pod = json!({"metadata": {"name": "q", "namespace": "d", "uid": "y",
-            "ownerReferences": [{"uid": "rs1"}, {"uid": "other"}]}});
+            "ownerReferences": [{"uid": "rs1", "blockOwnerDeletion": true}, {"uid": "other"}]}});
         let other = json!({"metadata": {"name": "o", "namespace": "d", "uid": "other"}});
 
         // Orphan: the dependent loses this owner and keeps the other one.
@@ -1282,6 +1302,22 @@ mod tests {
         assert_eq!(actions.len(), 1, "{actions:?}");
         assert!(
             matches!(&actions[0], Action::DeleteForeground(r, _, n) if r.kind == "Pod" && n == "q")
+        );
+        // A dependent that does not block its owner is deleted, but the
+        // owner goes at once.
+        let mut free = pod.clone();
+        free["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] = json!(false);
+        let actions = reconcile_garbage(&snap(&[
+            ("replicasets", owner(FOREGROUND_DELETION)),
+            ("pods", free),
+            ("replicasets", other.clone()),
+        ]));
+        assert_eq!(actions.len(), 2, "{actions:?}");
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Patch(r, _, _, p, false)
+            if r.kind == "ReplicaSet" && p["metadata"]["finalizers"] == json!(["keep"])))
         );
 
         // With no dependents left, only the policy's finalizer goes.
