@@ -60,6 +60,10 @@ pub struct Snapshot {
     controlled: OnceLock<Index>,
     /// Objects by resource plural and namespace, made on first use.
     namespaced: OnceLock<Index>,
+    /// The namespaces where something changed since the last pass, for
+    /// the controllers that read only namespaced objects; `None` when any
+    /// may have (the first pass, a lagging watch, a failed action).
+    pub dirty: Option<BTreeSet<String>>,
 }
 
 /// Objects grouped by resource plural and a string (an owner or a
@@ -70,6 +74,12 @@ type Index = HashMap<(&'static str, String), Vec<Arc<Value>>>;
 const CONTROLLED: [&str; 4] = ["pods", "replicasets", "jobs", "controllerrevisions"];
 
 impl Snapshot {
+    /// Whether objects in namespace `ns` may have changed since the last
+    /// pass.
+    fn is_dirty(&self, ns: &str) -> bool {
+        self.dirty.as_ref().is_none_or(|d| d.contains(ns))
+    }
+
     /// The objects of `plural` in namespace `ns` whose controller is `uid`:
     /// one lookup, not a pass over every object of the kind.
     fn controlled<'a>(
@@ -163,6 +173,7 @@ impl Snapshot {
             custom,
             controlled: OnceLock::new(),
             namespaced: OnceLock::new(),
+            dirty: None,
         }
     }
 }
@@ -215,6 +226,9 @@ fn replicate(s: &Snapshot, rs_r: &'static Resource) -> Vec<Action> {
             continue;
         }
         let (ns, uid) = (meta::namespace(rs), meta::uid(rs));
+        if !s.is_dirty(ns) {
+            continue;
+        }
         let mut owned: Vec<&Value> = s
             .controlled("pods", ns, uid)
             .filter(|p| active(p))
@@ -592,6 +606,9 @@ pub fn reconcile_endpoints(s: &Snapshot) -> Vec<Action> {
         };
         let (ns, name) = (meta::namespace(svc), meta::name(svc));
         wanted.insert((ns.to_string(), name.to_string()));
+        if !s.is_dirty(ns) {
+            continue;
+        }
         let selector = LabelSelector::from_map(sel);
         let mut pods: Vec<&Value> = s
             .in_namespace("pods", ns)
@@ -911,7 +928,8 @@ pub fn reconcile_node_cidrs(s: &Snapshot, cluster_cidr: &str, node_mask: u8) -> 
     actions
 }
 
-async fn perform(objects: &Objects, a: Action) {
+/// Performs an action; false if it failed.
+async fn perform(objects: &Objects, a: Action) -> bool {
     let result = match &a {
         Action::Create(r, ns, obj) => objects
             .create(r, ns, obj.clone(), WriteOpts::default())
@@ -958,10 +976,33 @@ async fn perform(objects: &Objects, a: Action) {
         }
     };
     match result {
-        Ok(()) => {}
-        Err(e) if e.code == 404 || e.code == 409 => tracing::debug!("controller action {a:?}: {e}"),
-        Err(e) => tracing::warn!("controller action failed: {e}"),
+        Ok(()) => true,
+        // The object changed or went: that change wakes the next pass.
+        Err(e) if e.code == 404 || e.code == 409 => {
+            tracing::debug!("controller action {a:?}: {e}");
+            true
+        }
+        Err(e) => {
+            tracing::warn!("controller action failed: {e}");
+            false
+        }
     }
+}
+
+/// Notes the namespace a change touched.
+fn note(dirty: &mut Option<BTreeSet<String>>, e: &crate::store::Event) {
+    if let Some(d) = dirty {
+        let ns = namespace_of(&e.key);
+        if !ns.is_empty() && !d.contains(ns) {
+            d.insert(ns.to_string());
+        }
+    }
+}
+
+/// The namespace of a change's key (`pods/<ns>/<name>`), empty for
+/// cluster-scoped objects.
+fn namespace_of(key: &str) -> &str {
+    key.split('/').nth(1).unwrap_or_default()
 }
 
 /// Whether a change can give a controller work: Events and Leases never do.
@@ -996,9 +1037,11 @@ pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8, ca_pem: 
     };
     let mut deleted = true;
     let mut last_gc = tokio::time::Instant::now();
+    let mut dirty: Option<BTreeSet<String>> = None;
     loop {
         let started = tokio::time::Instant::now();
-        let snap = Snapshot::read(&objects);
+        let mut snap = Snapshot::read(&objects);
+        snap.dirty = dirty.replace(BTreeSet::new());
         let mut actions = reconcile_node_cidrs(&snap, &cluster_cidr, node_mask);
         actions.extend(reconcile_deployments(&snap));
         actions.extend(reconcile_replicasets(&snap));
@@ -1022,7 +1065,12 @@ pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8, ca_pem: 
             .flatten()
             .min();
         drop(snap);
-        futures::future::join_all(actions.into_iter().map(|a| perform(&objects, a))).await;
+        let done =
+            futures::future::join_all(actions.into_iter().map(|a| perform(&objects, a))).await;
+        if done.contains(&false) {
+            // Try everything again next time.
+            dirty = None;
+        }
         let took = started.elapsed();
         // Wait for a change that matters, the garbage collector's turn or a
         // Job's deadline.
@@ -1041,23 +1089,37 @@ pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8, ca_pem: 
                 got = rx.recv() => match got {
                     Ok(e) if relevant(&e) => {
                         deleted |= wakes_gc(&e);
+                        note(&mut dirty, &e);
                         break;
                     }
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         deleted = true;
+                        dirty = None;
                         break;
                     }
                     Err(_) => return,
                 },
-                () = &mut wait => break,
+                // A timer's wake-up looks at everything again.
+                () = &mut wait => {
+                    dirty = None;
+                    break;
+                }
             }
         }
         tokio::time::sleep(took.max(std::time::Duration::from_millis(2))).await;
         loop {
             match rx.try_recv() {
-                Ok(e) => deleted |= wakes_gc(&e),
-                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => deleted = true,
+                Ok(e) => {
+                    deleted |= wakes_gc(&e);
+                    if relevant(&e) {
+                        note(&mut dirty, &e);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {
+                    deleted = true;
+                    dirty = None;
+                }
                 Err(_) => break,
             }
         }
@@ -1270,6 +1332,20 @@ mod tests {
             json!("10.0.0.3")
         );
         assert_eq!(ep["subsets"][0]["ports"][0]["port"], json!(8080));
+    }
+
+    #[test]
+    fn passes_skip_namespaces_where_nothing_changed() {
+        let svc = json!({"metadata": {"name": "web", "namespace": "d"}, "spec": {"selector": {"app": "web"}}});
+        let pod = json!({"metadata": {"name": "a", "namespace": "d", "uid": "a", "labels": {"app": "web"}},
+            "status": {"podIP": "10.0.0.2", "phase": "Running"}});
+        let mut s = snap(&[("services", svc), ("pods", pod)]);
+        s.dirty = Some(BTreeSet::from(["other".to_string()]));
+        assert!(reconcile_endpoints(&s).is_empty());
+        s.dirty = Some(BTreeSet::from(["d".to_string()]));
+        assert_eq!(reconcile_endpoints(&s).len(), 1);
+        assert_eq!(namespace_of("pods/d/a"), "d");
+        assert_eq!(namespace_of("nodes//n1"), "");
     }
 
     #[test]

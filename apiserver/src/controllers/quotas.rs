@@ -99,6 +99,9 @@ pub fn reconcile_quotas(s: &Snapshot) -> Vec<Action> {
     let mut actions = Vec::new();
     for q in s.of("resourcequotas") {
         let ns = meta::namespace(q);
+        if !s.is_dirty(ns) {
+            continue;
+        }
         let hard = q
             .pointer("/spec/hard")
             .and_then(Value::as_object)
