@@ -258,6 +258,19 @@ fn validate_at(s: &Value, v: &Value, path: &str, root: bool, out: &mut Vec<Cause
         });
     };
     let num = |k: &str| s.get(k).and_then(Value::as_f64);
+    if let (Some(x), Some(m)) = (v.as_f64(), num("multipleOf").filter(|m| *m > 0.0))
+        && (x / m).fract().abs() > 1e-9
+    {
+        invalid(format!("{field} in body should be a multiple of {m}"));
+    }
+    if let Some(format) = s.get("format").and_then(Value::as_str)
+        && !has_format(format, v)
+    {
+        invalid(format!(
+            "{field} in body must be of type {format}: {}",
+            quote(v)
+        ));
+    }
     if let Some(x) = v.as_f64() {
         let exclusive = |k: &str| flag(s, k);
         if let Some(min) = num("minimum") {
@@ -326,8 +339,75 @@ fn validate_at(s: &Value, v: &Value, path: &str, root: bool, out: &mut Vec<Cause
                     validate_at(is, item, &format!("{path}[{i}]"), false, out);
                 }
             }
+            duplicates(s, items, path, out);
         }
         _ => {}
+    }
+}
+
+/// Duplicates in a list that is a set (`x-kubernetes-list-type: set` or
+/// `uniqueItems`) or a map keyed by `x-kubernetes-list-map-keys`.
+fn duplicates(s: &Value, items: &[Value], path: &str, out: &mut Vec<Cause>) {
+    let list_type = s.get("x-kubernetes-list-type").and_then(Value::as_str);
+    let keys: Vec<&str> = s
+        .get("x-kubernetes-list-map-keys")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let identity = |v: &Value| -> Value {
+        match list_type {
+            Some("map") => Value::Object(
+                keys.iter()
+                    .filter_map(|k| Some(((*k).to_string(), v.get(*k)?.clone())))
+                    .collect(),
+            ),
+            _ => v.clone(),
+        }
+    };
+    if !(matches!(list_type, Some("set" | "map")) || flag(s, "uniqueItems")) {
+        return;
+    }
+    let mut seen: Vec<Value> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let id = identity(item);
+        if seen.contains(&id) {
+            out.push(Cause {
+                kind: "FieldValueDuplicate",
+                field: format!("{path}[{i}]"),
+                message: format!("Duplicate value: {id}"),
+            });
+        } else {
+            seen.push(id);
+        }
+    }
+}
+
+/// The OpenAPI formats Kubernetes checks; others pass.
+fn has_format(format: &str, v: &Value) -> bool {
+    let Some(text) = v.as_str() else {
+        return match format {
+            "int32" => v.as_i64().is_some_and(|n| i32::try_from(n).is_ok()) || !v.is_number(),
+            _ => true,
+        };
+    };
+    match format {
+        "date-time" | "datetime" => text.parse::<jiff::Timestamp>().is_ok(),
+        "date" => text.parse::<jiff::civil::Date>().is_ok() && text.len() == 10,
+        "uuid" => uuid::Uuid::parse_str(text).is_ok() && text.len() == 36,
+        "ipv4" => text.parse::<std::net::Ipv4Addr>().is_ok(),
+        "ipv6" => text.parse::<std::net::Ipv6Addr>().is_ok(),
+        "cidr" => text.split_once('/').is_some_and(|(ip, bits)| {
+            ip.parse::<std::net::IpAddr>().is_ok() && bits.parse::<u8>().is_ok()
+        }),
+        "byte" => {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .is_ok()
+        }
+        _ => true,
     }
 }
 
@@ -478,6 +558,37 @@ mod tests {
             validate(
                 &schema(),
                 &json!({"spec": {"image": "ok", "port": "http", "free": {"x": 1}}})
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn sets_maps_formats_and_multiples() {
+        let s = json!({"type": "object", "properties": {
+            "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+            "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                "items": {"type": "object", "properties": {"name": {"type": "string"}, "port": {"type": "integer", "format": "int32", "multipleOf": 10}}}},
+            "at": {"type": "string", "format": "date-time"},
+            "id": {"type": "string", "format": "uuid"},
+        }});
+        let v = json!({"tags": ["a", "b", "a"], "ports": [{"name": "x", "port": 80}, {"name": "x", "port": 85}],
+            "at": "yesterday", "id": "0f8fad5b-d9cb-469f-a165-70867728950e"});
+        let mut got: Vec<(String, String)> = validate(&s, &v)
+            .into_iter()
+            .map(|c| (c.field, c.message))
+            .collect();
+        got.sort();
+        assert_eq!(got, [
+            ("at".to_string(), "Invalid value: \"yesterday\": at in body must be of type date-time: \"yesterday\"".to_string()),
+            ("ports[1]".to_string(), "Duplicate value: {\"name\":\"x\"}".to_string()),
+            ("ports[1].port".to_string(), "Invalid value: 85: ports[1].port in body should be a multiple of 10".to_string()),
+            ("tags[2]".to_string(), "Duplicate value: \"a\"".to_string()),
+        ]);
+        assert!(
+            validate(
+                &s,
+                &json!({"at": "2026-01-01T00:00:00Z", "ports": [{"name": "x", "port": 80}]})
             )
             .is_empty()
         );
