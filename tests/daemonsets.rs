@@ -1,5 +1,6 @@
 //! apps/v1 DaemonSets on two nodes: a pod on each admitted node, a node
-//! selector, a rolling update with `set image` and `rollout status`.
+//! selector, a rolling update with `set image` and `rollout status`, and
+//! node taints for daemon pods and the scheduler.
 
 mod common;
 
@@ -129,6 +130,42 @@ fn daemonsets_run_a_pod_per_node() {
     );
     c.ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
     assert!(c.ok(&["get", "all"]).contains("daemonset.apps/agent"));
+
+    // Taints: NoExecute removes the daemon pod from worker-2; a pod that
+    // does not tolerate it is not scheduled there; removing the taint
+    // brings the daemon pod back.
+    c.ok(&["taint", "nodes", "worker-2", "dedicated=db:NoExecute"]);
+    c.wait_for(
+        &["get", "pods", "-l", "app=agent", "-o", "name"],
+        "the daemon pod evicted by the taint",
+        |o| o.trim().is_empty(),
+    );
+    let pinned = c.dir.join("pinned.yaml");
+    std::fs::write(
+        &pinned,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: pinned}\nspec:\n  nodeSelector: {kubernetes.io/hostname: worker-2}\n  containers: [{name: c, image: hello-cmd:v1}]\n",
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", pinned.to_str().unwrap()]);
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            "pinned",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].message}",
+        ],
+        "the pod left unscheduled",
+        |m| m.contains("1 node(s) had untolerated taint {dedicated: db}"),
+    );
+    c.ok(&["taint", "nodes", "worker-2", "dedicated-"]);
+    c.ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
+    assert_eq!(nodes_of(&c, "app=agent"), ["worker-2"]);
+    c.wait_for(
+        &["get", "pod", "pinned", "-o", "jsonpath={.spec.nodeName}"],
+        "the pod scheduled once the taint is gone",
+        |n| n == "worker-2",
+    );
 
     c.ok(&["delete", "ds", "agent", "--wait"]);
     c.wait_for(

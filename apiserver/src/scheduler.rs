@@ -73,6 +73,108 @@ fn node_ready(node: &Value) -> bool {
     meta::condition_true(node, "Ready") && node.pointer("/spec/unschedulable") != Some(&json!(true))
 }
 
+/// Whether a toleration tolerates a taint: the same key (an `Exists`
+/// toleration without a key tolerates every taint), the same value unless
+/// `Exists`, and the same effect unless the toleration names none.
+fn tolerates(toleration: &Value, taint: &Value) -> bool {
+    let field = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let exists = field(toleration, "operator") == "Exists";
+    let key = field(toleration, "key");
+    let effect = field(toleration, "effect");
+    (effect.is_empty() || effect == field(taint, "effect"))
+        && ((exists && key.is_empty())
+            || (key == field(taint, "key")
+                && (exists || field(toleration, "value") == field(taint, "value"))))
+}
+
+/// The first of `node`'s taints with one of `effects` that `tolerations`
+/// do not tolerate.
+pub fn untolerated_taint<'a>(
+    tolerations: Option<&Value>,
+    node: &'a Value,
+    effects: &[&str],
+) -> Option<&'a Value> {
+    let tolerations = tolerations
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    node.pointer("/spec/taints")
+        .and_then(Value::as_array)?
+        .iter()
+        .filter(|t| {
+            t.get("effect")
+                .and_then(Value::as_str)
+                .is_some_and(|e| effects.contains(&e))
+        })
+        .find(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
+}
+
+/// Whether `node` satisfies a pod spec's `nodeSelector` and its required
+/// node affinity (any term; within a term, every expression and field).
+pub fn node_matches(spec: &Value, node: &Value) -> bool {
+    let labels = node.pointer("/metadata/labels");
+    let selector_ok = spec
+        .get("nodeSelector")
+        .and_then(Value::as_object)
+        .is_none_or(|sel| {
+            sel.iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        });
+    let Some(terms) = spec
+        .pointer("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
+        .and_then(Value::as_array)
+    else {
+        return selector_ok;
+    };
+    let requirement = |r: &Value, value: Option<&str>| {
+        let values: Vec<&str> = r["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let number = |s: Option<&str>| s.and_then(|s| s.parse::<i64>().ok());
+        match r.get("operator").and_then(Value::as_str) {
+            Some("In") => value.is_some_and(|v| values.contains(&v)),
+            Some("NotIn") => value.is_none_or(|v| !values.contains(&v)),
+            Some("Exists") => value.is_some(),
+            Some("DoesNotExist") => value.is_none(),
+            Some("Gt") => number(value)
+                .zip(number(values.first().copied()))
+                .is_some_and(|(a, b)| a > b),
+            Some("Lt") => number(value)
+                .zip(number(values.first().copied()))
+                .is_some_and(|(a, b)| a < b),
+            _ => false,
+        }
+    };
+    let term_ok = |term: &Value| {
+        let exprs = term["matchExpressions"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let fields = term["matchFields"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        (!exprs.is_empty() || !fields.is_empty())
+            && exprs.iter().all(|r| {
+                let key = r.get("key").and_then(Value::as_str).unwrap_or_default();
+                requirement(r, labels.and_then(|l| l.get(key)).and_then(Value::as_str))
+            })
+            && fields.iter().all(|r| {
+                r.get("key").and_then(Value::as_str) == Some("metadata.name")
+                    && requirement(r, Some(meta::name(node)))
+            })
+    };
+    selector_ok && terms.iter().any(term_ok)
+}
+
 /// One decision: pod (namespace, name) goes to node, or why it cannot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -98,9 +200,9 @@ pub enum Decision {
 
 /// Places every unbound pod, least-loaded node first.
 pub fn decide(pods: &[&Value], nodes: &[&Value]) -> Vec<Decision> {
-    struct Room {
+    struct Room<'a> {
         name: String,
-        labels: Value,
+        node: &'a Value,
         cpu: i64,
         mem: i64,
         pods: i64,
@@ -113,7 +215,7 @@ pub fn decide(pods: &[&Value], nodes: &[&Value]) -> Vec<Decision> {
             let get = |k: &str| a.and_then(|a| a.get(k)).and_then(Value::as_str);
             Room {
                 name: meta::name(n).to_string(),
-                labels: n.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
+                node: n,
                 cpu: get("cpu").and_then(cpu_millis).unwrap_or(i64::MAX),
                 mem: get("memory").and_then(bytes).unwrap_or(i64::MAX),
                 pods: get("pods").and_then(|p| p.parse().ok()).unwrap_or(110),
@@ -145,16 +247,39 @@ pub fn decide(pods: &[&Value], nodes: &[&Value]) -> Vec<Decision> {
             continue;
         }
         let (c, m) = requests(p);
-        let selector = p.pointer("/spec/nodeSelector").and_then(Value::as_object);
-        let fits = |r: &Room| {
-            selector.is_none_or(|s| s.iter().all(|(k, v)| r.labels.get(k) == Some(v)))
-                && r.cpu >= c
-                && r.mem >= m
-                && r.pods > 0
+        let spec = p.get("spec").unwrap_or(&Value::Null);
+        let tolerations = spec.get("tolerations");
+        // Why a node does not fit, in Kubernetes' words; None if it fits.
+        let misfit = |r: &Room| -> Option<String> {
+            if let Some(t) = untolerated_taint(tolerations, r.node, &["NoSchedule", "NoExecute"]) {
+                let field = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or_default();
+                return Some(format!(
+                    "node(s) had untolerated taint {{{}: {}}}",
+                    field("key"),
+                    field("value")
+                ));
+            }
+            if !node_matches(spec, r.node) {
+                return Some("node(s) didn't match Pod's node affinity/selector".into());
+            }
+            if r.pods <= 0 {
+                return Some("Too many pods".into());
+            }
+            if r.cpu < c {
+                return Some("Insufficient cpu".into());
+            }
+            (r.mem < m).then(|| "Insufficient memory".into())
         };
+        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
         let best = rooms
             .iter_mut()
-            .filter(|r| fits(r))
+            .filter(|r| match misfit(r) {
+                Some(why) => {
+                    *reasons.entry(why).or_default() += 1;
+                    false
+                }
+                None => true,
+            })
             .max_by_key(|r| (r.pods, r.cpu));
         let (namespace, pod) = (meta::namespace(p).to_string(), meta::name(p).to_string());
         match best {
@@ -170,9 +295,12 @@ pub fn decide(pods: &[&Value], nodes: &[&Value]) -> Vec<Decision> {
             }
             None => {
                 let total = nodes.len();
-                let message = format!(
-                    "0/{total} nodes are available: no Ready node matches the pod's node selector and has room for cpu {c}m, memory {m} bytes."
-                );
+                let down = total - rooms.len();
+                if down > 0 {
+                    reasons.insert("node(s) were not ready or were unschedulable".into(), down);
+                }
+                let why: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+                let message = format!("0/{total} nodes are available: {}.", why.join(", "));
                 out.push(Decision::Unschedulable {
                     namespace,
                     pod,
@@ -408,5 +536,80 @@ mod tests {
             "only 500m left on a; b is not Ready"
         );
         assert!(matches!(got[2], Decision::Unschedulable { .. }));
+    }
+
+    fn placed(got: &[Decision]) -> Vec<String> {
+        got.iter()
+            .map(|d| match d {
+                Decision::Bind { node, .. } => node.clone(),
+                Decision::Unschedulable { message, .. } => message.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn taints_keep_pods_away_unless_tolerated() {
+        let mut tainted = node("a", true, json!({"zone": "z1"}));
+        tainted["spec"] = json!({"taints": [{"key": "gpu", "value": "yes", "effect": "NoSchedule"},
+            {"key": "soft", "effect": "PreferNoSchedule"}]});
+        let plain = pod("p", "100m", json!({}));
+        let mut tolerant = pod("q", "100m", json!({}));
+        tolerant["spec"]["tolerations"] =
+            json!([{"key": "gpu", "operator": "Equal", "value": "yes", "effect": "NoSchedule"}]);
+        let mut anything = pod("r", "100m", json!({}));
+        anything["spec"]["tolerations"] = json!([{"operator": "Exists"}]);
+        let mut wrong = pod("s", "100m", json!({}));
+        wrong["spec"]["tolerations"] = json!([{"key": "gpu", "value": "no"}]);
+        assert_eq!(
+            placed(&decide(
+                &[&plain, &tolerant, &anything, &wrong],
+                &[&tainted]
+            )),
+            [
+                "0/1 nodes are available: 1 node(s) had untolerated taint {gpu: yes}.",
+                "a",
+                "a",
+                "0/1 nodes are available: 1 node(s) had untolerated taint {gpu: yes}.",
+            ]
+        );
+    }
+
+    #[test]
+    fn required_node_affinity_picks_nodes() {
+        let (a, b, c) = (
+            node("a", true, json!({"zone": "z1", "cores": "8"})),
+            node("b", true, json!({"zone": "z2", "cores": "2"})),
+            node("c", false, json!({})),
+        );
+        let affine = |name: &str, terms: Value| {
+            let mut p = pod(name, "100m", json!({}));
+            p["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}});
+            p
+        };
+        let zone2 = affine(
+            "p",
+            json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z2"]}]}]),
+        );
+        let big = affine(
+            "q",
+            json!([{"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["4"]}]}]),
+        );
+        let named = affine(
+            "r",
+            json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["b"]}]}]),
+        );
+        let nowhere = affine(
+            "s",
+            json!([{"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}]}]),
+        );
+        assert_eq!(
+            placed(&decide(&[&zone2, &big, &named, &nowhere], &[&a, &b, &c])),
+            [
+                "b",
+                "a",
+                "b",
+                "0/3 nodes are available: 2 node(s) didn't match Pod's node affinity/selector, 1 node(s) were not ready or were unschedulable.",
+            ]
+        );
     }
 }

@@ -13,17 +13,46 @@ use crate::meta::{self, str_at};
 pub const REVISION_LABEL: &str = "controller-revision-hash";
 
 /// Whether `node` is one the DaemonSet's pods belong on.
-fn admits(ds: &Value, node: &Value) -> bool {
+/// Whether a DaemonSet's pod belongs on `node`: its selector and node
+/// affinity match and the node has no taint its tolerations miss. A
+/// running pod stays through a `NoSchedule` taint (`running`); only
+/// `NoExecute` ones remove it, as in Kubernetes.
+fn admits(ds: &Value, node: &Value, running: bool) -> bool {
     if terminating(node) {
         return false;
     }
-    let labels = node.pointer("/metadata/labels");
-    ds.pointer("/spec/template/spec/nodeSelector")
-        .and_then(Value::as_object)
-        .is_none_or(|sel| {
-            sel.iter()
-                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
-        })
+    let spec = ds.pointer("/spec/template/spec").unwrap_or(&Value::Null);
+    let tolerations = with_daemon_tolerations(spec.get("tolerations"));
+    let effects: &[&str] = if running {
+        &["NoExecute"]
+    } else {
+        &["NoSchedule", "NoExecute"]
+    };
+    crate::scheduler::node_matches(spec, node)
+        && crate::scheduler::untolerated_taint(Some(&tolerations), node, effects).is_none()
+}
+
+/// A template's tolerations with those Kubernetes gives every daemon pod,
+/// so that it keeps running on a node that is not ready, unreachable,
+/// under pressure or cordoned.
+fn with_daemon_tolerations(tolerations: Option<&Value>) -> Value {
+    let mut all: Vec<Value> = tolerations
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (key, effect) in [
+        ("node.kubernetes.io/not-ready", "NoExecute"),
+        ("node.kubernetes.io/unreachable", "NoExecute"),
+        ("node.kubernetes.io/disk-pressure", "NoSchedule"),
+        ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+        ("node.kubernetes.io/pid-pressure", "NoSchedule"),
+        ("node.kubernetes.io/unschedulable", "NoSchedule"),
+    ] {
+        if !all.iter().any(|t| t["key"] == key && t["effect"] == effect) {
+            all.push(json!({"key": key, "operator": "Exists", "effect": effect}));
+        }
+    }
+    Value::Array(all)
 }
 
 /// Creates, replaces and removes each DaemonSet's pods, one per node.
@@ -57,7 +86,7 @@ pub fn reconcile_daemonsets(s: &Snapshot) -> Vec<Action> {
         let nodes: Vec<&str> = s
             .of("nodes")
             .iter()
-            .filter(|n| admits(ds, n))
+            .filter(|n| admits(ds, n, false))
             .map(|n| meta::name(n))
             .collect();
         let rolling =
@@ -88,6 +117,8 @@ pub fn reconcile_daemonsets(s: &Snapshot) -> Vec<Action> {
                     pod["apiVersion"] = json!("v1");
                     pod["kind"] = json!("Pod");
                     pod["spec"]["nodeName"] = json!(node);
+                    pod["spec"]["tolerations"] =
+                        with_daemon_tolerations(pod.pointer("/spec/tolerations"));
                     pod["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
                         "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}}});
                     actions.push(Action::Create(pod_r, ns.to_string(), pod));
@@ -125,9 +156,15 @@ pub fn reconcile_daemonsets(s: &Snapshot) -> Vec<Action> {
             ));
         }
         // Pods on nodes the DaemonSet no longer admits.
+        let keep: Vec<&str> = s
+            .of("nodes")
+            .iter()
+            .filter(|n| admits(ds, n, true))
+            .map(|n| meta::name(n))
+            .collect();
         let misscheduled: Vec<&&Value> = pods
             .iter()
-            .filter(|p| str_at(p, "/spec/nodeName").is_none_or(|n| !nodes.contains(&n)))
+            .filter(|p| str_at(p, "/spec/nodeName").is_none_or(|n| !keep.contains(&n)))
             .collect();
         for p in &misscheduled {
             actions.push(Action::Delete(
@@ -235,6 +272,64 @@ mod tests {
         ));
         assert!(created_on(&a).is_empty());
         assert_eq!(deleted(&a), ["pods/p1b", "pods/p2"]);
+    }
+
+    #[test]
+    fn taints_keep_new_pods_away_and_no_execute_removes_them() {
+        let d = ds("a:v1", json!({}));
+        let hash = template_hash(&d["spec"]["template"]);
+        let taint = |effect: &str| {
+            json!({"metadata": {"name": "n2", "labels": {}},
+            "spec": {"taints": [{"key": "dedicated", "value": "db", "effect": effect}]}})
+        };
+        let node1 = json!({"metadata": {"name": "n1", "labels": {}}});
+        let snapshot = |ds: &Value, n2: Value, pods: Vec<Value>| {
+            let mut items = vec![
+                ("daemonsets", ds.clone()),
+                ("nodes", node1.clone()),
+                ("nodes", n2),
+            ];
+            items.extend(pods.into_iter().map(|p| ("pods", p)));
+            snap(&items)
+        };
+        // NoSchedule: no pod is made for n2, and every daemon pod tolerates
+        // the node conditions.
+        let actions = reconcile_daemonsets(&snapshot(&d, taint("NoSchedule"), vec![]));
+        assert_eq!(created_on(&actions), ["n1"]);
+        let made = created(&actions);
+        let daemon = made.iter().find(|o| o["kind"] == "Pod").unwrap();
+        let tolerations = &daemon["spec"]["tolerations"];
+        assert!(
+            tolerations
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["key"] == "node.kubernetes.io/not-ready")
+        );
+        // A pod already on n2 stays through NoSchedule, goes with NoExecute.
+        let on_n2 = || vec![pod("p1", "n1", &hash, true), pod("p2", "n2", &hash, true)];
+        assert!(
+            deleted(&reconcile_daemonsets(&snapshot(
+                &d,
+                taint("NoSchedule"),
+                on_n2()
+            )))
+            .is_empty()
+        );
+        assert_eq!(
+            deleted(&reconcile_daemonsets(&snapshot(
+                &d,
+                taint("NoExecute"),
+                on_n2()
+            ))),
+            ["pods/p2"]
+        );
+        // A toleration in the template admits n2.
+        let mut tolerant = d.clone();
+        tolerant["spec"]["template"]["spec"]["tolerations"] =
+            json!([{"key": "dedicated", "operator": "Exists"}]);
+        let actions = reconcile_daemonsets(&snapshot(&tolerant, taint("NoExecute"), vec![]));
+        assert_eq!(created_on(&actions), ["n1", "n2"]);
     }
 
     #[test]
