@@ -1,7 +1,8 @@
 //! Kinds that are stored and served as Kubernetes serves them (RBAC,
 //! RuntimeClass, PriorityClass, PodDisruptionBudget, networking, quotas,
-//! autoscaling, EndpointSlices): applied from manifests, listed with
-//! Kubernetes' columns and short names, validated by their schema.
+//! autoscaling, EndpointSlices, volumes and storage classes): applied from
+//! manifests, listed with Kubernetes' columns and short names, validated by
+//! their schema.
 
 mod common;
 
@@ -99,6 +100,21 @@ metadata: {name: web-abc, labels: {kubernetes.io/service-name: web}}
 addressType: IPv4
 endpoints: [{addresses: [10.244.0.9]}]
 ports: [{name: http, port: 8080, protocol: TCP}]
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: fast, annotations: {storageclass.kubernetes.io/is-default-class: "true"}}
+provisioner: example.com/fast
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: disk-1}
+spec: {capacity: {storage: 1Gi}, accessModes: [ReadWriteOnce], storageClassName: fast, hostPath: {path: /srv/disk-1}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec: {accessModes: [ReadWriteOnce, ReadOnlyMany], storageClassName: fast, resources: {requests: {storage: 1Gi}}}
 "#;
 
 fn row(out: &str, name: &str) -> Vec<String> {
@@ -114,7 +130,7 @@ fn stored_kinds_apply_list_and_validate() {
     let manifest = c.dir.join("kinds.yaml");
     std::fs::write(&manifest, MANIFEST).unwrap();
     let applied = c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
-    assert_eq!(applied.lines().count(), 15, "{applied}");
+    assert_eq!(applied.lines().count(), 18, "{applied}");
     assert!(
         c.ok(&["apply", "-f", manifest.to_str().unwrap()])
             .lines()
@@ -122,6 +138,16 @@ fn stored_kinds_apply_list_and_validate() {
     );
 
     assert_eq!(row(&c.ok(&["get", "runtimeclass"]), "shoal")[1], "shoal");
+    // Volumes are stored (no provisioner binds them), with kubectl's columns.
+    assert_eq!(row(&c.ok(&["get", "pvc"]), "data")[1], "Pending");
+    let pv = row(&c.ok(&["get", "pv"]), "disk-1");
+    assert_eq!(pv[1..5], ["1Gi", "RWO", "Retain", "Available"], "{pv:?}");
+    let sc = row(&c.ok(&["get", "sc"]), "fast");
+    assert_eq!(
+        sc[1..5],
+        ["(default)", "example.com/fast", "Delete", "Immediate"],
+        "{sc:?}"
+    );
     assert_eq!(row(&c.ok(&["get", "pc"]), "high")[1..3], ["1000", "false"]);
     let rb = row(&c.ok(&["get", "rolebinding", "-o", "wide"]), "read-pods");
     assert_eq!(rb[1], "Role/reader");

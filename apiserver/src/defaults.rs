@@ -150,6 +150,23 @@ pub fn qos_class(spec: &Value) -> &'static str {
 pub fn apply(kind: &str, obj: &mut Value) {
     match kind {
         "CustomResourceDefinition" => crate::custom::default_definition(obj),
+        "PersistentVolumeClaim" => {
+            if let Some(s) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                default_key(s, "volumeMode", json!("Filesystem"));
+            }
+        }
+        "PersistentVolume" => {
+            if let Some(s) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                default_key(s, "persistentVolumeReclaimPolicy", json!("Retain"));
+                default_key(s, "volumeMode", json!("Filesystem"));
+            }
+        }
+        "StorageClass" => {
+            if let Some(m) = obj.as_object_mut() {
+                default_key(m, "reclaimPolicy", json!("Delete"));
+                default_key(m, "volumeBindingMode", json!("Immediate"));
+            }
+        }
         "Pod" => {
             if let Some(spec) = obj.get_mut("spec") {
                 pod_spec(spec);

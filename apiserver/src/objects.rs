@@ -434,6 +434,9 @@ impl Objects {
                 obj["status"] = json!({"phase": "Pending", "qosClass": qos});
             }
             "CronJob" | "DaemonSet" | "StatefulSet" => obj["status"] = json!({}),
+            // No provisioner binds claims; a volume is there to be claimed.
+            "PersistentVolumeClaim" => obj["status"] = json!({"phase": "Pending"}),
+            "PersistentVolume" => obj["status"] = json!({"phase": "Available"}),
             "CustomResourceDefinition" => {
                 obj["status"] = json!({});
                 let finalizers = metadata(obj)

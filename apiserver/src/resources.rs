@@ -6,6 +6,7 @@ use k8s_openapi::api::{
     batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
     discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
     node::v1 as node, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
+    storage::v1 as storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use std::borrow::Cow;
@@ -512,6 +513,30 @@ pub static RESOURCES: &[Resource] = &[
     stored!(
         "",
         "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        true,
+        &["pvc"],
+        &[Sub::Status],
+        core::PersistentVolumeClaim,
+        "io.k8s.api.core.v1.PersistentVolumeClaim"
+    ),
+    stored!(
+        "",
+        "v1",
+        "PersistentVolume",
+        "persistentvolumes",
+        "persistentvolume",
+        false,
+        &["pv"],
+        &[Sub::Status],
+        core::PersistentVolume,
+        "io.k8s.api.core.v1.PersistentVolume"
+    ),
+    stored!(
+        "",
+        "v1",
         "LimitRange",
         "limitranges",
         "limitrange",
@@ -628,6 +653,18 @@ pub static RESOURCES: &[Resource] = &[
         &[Sub::Status],
         policy::PodDisruptionBudget,
         "io.k8s.api.policy.v1.PodDisruptionBudget"
+    ),
+    stored!(
+        "storage.k8s.io",
+        "v1",
+        "StorageClass",
+        "storageclasses",
+        "storageclass",
+        false,
+        &["sc"],
+        &[],
+        storage::StorageClass,
+        "io.k8s.api.storage.v1.StorageClass"
     ),
     stored!(
         "networking.k8s.io",

@@ -112,6 +112,28 @@ fn selector_string(sel: Option<&Value>) -> String {
     join_or_none(parts)
 }
 
+/// Access modes as kubectl abbreviates them: `RWO,ROX`.
+fn access_modes(modes: Option<&Value>) -> String {
+    modes
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|m| match m {
+            "ReadWriteOnce" => "RWO",
+            "ReadOnlyMany" => "ROX",
+            "ReadWriteMany" => "RWX",
+            "ReadWriteOncePod" => "RWOP",
+            other => other,
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn meta_name(o: &Value) -> String {
+    str_at(o, "/metadata/name").unwrap_or_default().to_string()
+}
+
 fn int(obj: &Value, pointer: &str) -> i64 {
     obj.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
 }
@@ -367,7 +389,39 @@ pub fn columns(kind: &str) -> Vec<Value> {
             col("Holder", "string", 0, "Holder of the lease."),
             age,
         ],
-        "Role" | "ClusterRole" | "LimitRange" => vec![
+        "PersistentVolumeClaim" => vec![
+            name,
+            col("Status", "string", 0, "The phase of the claim."),
+            col("Volume", "string", 0, "The volume bound to the claim."),
+            col("Capacity", "string", 0, "The capacity of the bound volume."),
+            col("Access Modes", "string", 0, "The access modes of the bound volume."),
+            col("StorageClass", "string", 0, "The storage class of the claim."),
+            col("VolumeAttributesClass", "string", 0, "The volume attributes class of the claim."),
+            age,
+            col("VolumeMode", "string", 1, "How the volume is used: Filesystem or Block."),
+        ],
+        "PersistentVolume" => vec![
+            name,
+            col("Capacity", "string", 0, "The capacity of the volume."),
+            col("Access Modes", "string", 0, "The access modes of the volume."),
+            col("Reclaim Policy", "string", 0, "What happens to the volume when its claim goes."),
+            col("Status", "string", 0, "The phase of the volume."),
+            col("Claim", "string", 0, "The claim bound to the volume."),
+            col("StorageClass", "string", 0, "The storage class of the volume."),
+            col("VolumeAttributesClass", "string", 0, "The volume attributes class of the volume."),
+            col("Reason", "string", 0, "Why the volume is in its phase."),
+            age,
+            col("VolumeMode", "string", 1, "How the volume is used: Filesystem or Block."),
+        ],
+        "StorageClass" => vec![
+            name,
+            col("Provisioner", "string", 0, "The provisioner of the class."),
+            col("ReclaimPolicy", "string", 0, "What happens to volumes of the class when their claims go."),
+            col("VolumeBindingMode", "string", 0, "When volumes of the class are bound."),
+            col("AllowVolumeExpansion", "string", 0, "Whether volumes of the class may grow."),
+            age,
+        ],
+        "Role" | "ClusterRole" | "LimitRange" | "CustomResourceDefinition" => vec![
             name,
             col("Created At", "date", 0, "Time when the object was created."),
         ],
@@ -383,10 +437,6 @@ pub fn columns(kind: &str) -> Vec<Value> {
             name,
             col("Handler", "string", 0, "The handler of the runtime class."),
             age,
-        ],
-        "CustomResourceDefinition" => vec![
-            name,
-            col("Created At", "date", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
         ],
         "PriorityClass" => vec![
             name,
@@ -820,7 +870,79 @@ pub fn cells(kind: &str, o: &Value) -> Vec<Value> {
             s(str_at(o, "/spec/holderIdentity").unwrap_or("<none>").into()),
             age,
         ],
-        "Role" | "ClusterRole" | "LimitRange" => vec![
+        "PersistentVolumeClaim" => vec![
+            name,
+            s(str_at(o, "/status/phase").unwrap_or_default().into()),
+            s(str_at(o, "/spec/volumeName").unwrap_or_default().into()),
+            s(str_at(o, "/status/capacity/storage")
+                .unwrap_or_default()
+                .into()),
+            s(access_modes(o.pointer("/status/accessModes"))),
+            s(str_at(o, "/spec/storageClassName")
+                .unwrap_or("<unset>")
+                .into()),
+            s(str_at(o, "/spec/volumeAttributesClassName")
+                .unwrap_or("<unset>")
+                .into()),
+            age,
+            s(str_at(o, "/spec/volumeMode").unwrap_or("Filesystem").into()),
+        ],
+        "PersistentVolume" => {
+            let claim = match (
+                str_at(o, "/spec/claimRef/namespace"),
+                str_at(o, "/spec/claimRef/name"),
+            ) {
+                (Some(ns), Some(n)) => format!("{ns}/{n}"),
+                _ => String::new(),
+            };
+            vec![
+                name,
+                s(str_at(o, "/spec/capacity/storage")
+                    .unwrap_or_default()
+                    .into()),
+                s(access_modes(o.pointer("/spec/accessModes"))),
+                s(str_at(o, "/spec/persistentVolumeReclaimPolicy")
+                    .unwrap_or_default()
+                    .into()),
+                s(str_at(o, "/status/phase").unwrap_or_default().into()),
+                s(claim),
+                s(str_at(o, "/spec/storageClassName")
+                    .unwrap_or_default()
+                    .into()),
+                s(str_at(o, "/spec/volumeAttributesClassName")
+                    .unwrap_or("<unset>")
+                    .into()),
+                s(str_at(o, "/status/reason").unwrap_or_default().into()),
+                age,
+                s(str_at(o, "/spec/volumeMode").unwrap_or("Filesystem").into()),
+            ]
+        }
+        "StorageClass" => {
+            let default = str_at(
+                o,
+                "/metadata/annotations/storageclass.kubernetes.io~1is-default-class",
+            ) == Some("true");
+            let shown = if default {
+                format!("{} (default)", meta_name(o))
+            } else {
+                meta_name(o)
+            };
+            vec![
+                json!(shown),
+                s(str_at(o, "/provisioner").unwrap_or_default().into()),
+                s(str_at(o, "/reclaimPolicy").unwrap_or("Delete").into()),
+                s(str_at(o, "/volumeBindingMode")
+                    .unwrap_or("Immediate")
+                    .into()),
+                json!(
+                    o.get("allowVolumeExpansion")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                ),
+                age,
+            ]
+        }
+        "Role" | "ClusterRole" | "LimitRange" | "CustomResourceDefinition" => vec![
             name,
             json!(str_at(o, "/metadata/creationTimestamp").unwrap_or_default()),
         ],
@@ -932,12 +1054,6 @@ pub fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 age,
             ]
         }
-        "CustomResourceDefinition" => vec![
-            name,
-            o.pointer("/metadata/creationTimestamp")
-                .cloned()
-                .unwrap_or(Value::Null),
-        ],
         _ => vec![name, age],
     }
 }
