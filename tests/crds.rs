@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::Cluster;
+use common::{Cluster, row};
 
 const CRONTABS: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
@@ -88,13 +88,6 @@ kind: Region
 metadata: {name: north}
 spec: {anything: {goes: [1, 2]}}
 "#;
-
-fn row(out: &str, name: &str) -> Vec<String> {
-    out.lines()
-        .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
-        .find(|cols| cols.first().is_some_and(|c| c == name))
-        .unwrap_or_else(|| panic!("no row {name} in\n{out}"))
-}
 
 #[test]
 fn kubectl_serves_custom_resources() {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::Cluster;
+use common::{Cluster, row};
 
 const MANIFEST: &str = r#"
 apiVersion: node.k8s.io/v1
@@ -116,13 +116,6 @@ kind: PersistentVolumeClaim
 metadata: {name: data}
 spec: {accessModes: [ReadWriteOnce, ReadOnlyMany], storageClassName: fast, resources: {requests: {storage: 1Gi}}}
 "#;
-
-fn row(out: &str, name: &str) -> Vec<String> {
-    out.lines()
-        .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
-        .find(|cols| cols.first().is_some_and(|c| c == name))
-        .unwrap_or_else(|| panic!("no row {name} in\n{out}"))
-}
 
 #[test]
 fn stored_kinds_apply_list_and_validate() {

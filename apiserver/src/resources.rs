@@ -217,7 +217,8 @@ macro_rules! decode {
 
 /// A built-in resource: `stored!(group, version, Kind, plural, singular,
 /// namespaced, short names, subresources, type, schema definition name[;
-/// categories: …| view: …| verbs: …])`.
+/// field: value])`, the one field (`categories`, `view`, `verbs`) set to
+/// other than its default.
 macro_rules! stored {
     ($group:literal, $version:literal, $kind:literal, $plural:literal, $singular:literal,
      $namespaced:literal, $short:expr, $subs:expr, $t:ty, $def:literal) => {
@@ -240,45 +241,9 @@ macro_rules! stored {
         }
     };
     ($group:literal, $version:literal, $kind:literal, $plural:literal, $singular:literal,
-     $namespaced:literal, $short:expr, $subs:expr, $t:ty, $def:literal; verbs: $verbs:expr) => {
+     $namespaced:literal, $short:expr, $subs:expr, $t:ty, $def:literal; $field:ident: $value:expr) => {
         Resource {
-            verbs: $verbs,
-            ..stored!(
-                $group,
-                $version,
-                $kind,
-                $plural,
-                $singular,
-                $namespaced,
-                $short,
-                $subs,
-                $t,
-                $def
-            )
-        }
-    };
-    ($group:literal, $version:literal, $kind:literal, $plural:literal, $singular:literal,
-     $namespaced:literal, $short:expr, $subs:expr, $t:ty, $def:literal; view: $view:expr) => {
-        Resource {
-            view: Some($view),
-            ..stored!(
-                $group,
-                $version,
-                $kind,
-                $plural,
-                $singular,
-                $namespaced,
-                $short,
-                $subs,
-                $t,
-                $def
-            )
-        }
-    };
-    ($group:literal, $version:literal, $kind:literal, $plural:literal, $singular:literal,
-     $namespaced:literal, $short:expr, $subs:expr, $t:ty, $def:literal; categories: $cats:expr) => {
-        Resource {
-            categories: $cats,
+            $field: $value,
             ..stored!(
                 $group,
                 $version,
@@ -750,7 +715,7 @@ pub static RESOURCES: &[Resource] = &[
         &[],
         events::Event,
         "io.k8s.api.events.v1.Event";
-        view: &crate::events::VIEW
+        view: Some(&crate::events::VIEW)
     ),
     stored!(
         "authorization.k8s.io",

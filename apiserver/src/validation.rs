@@ -322,53 +322,7 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
     match r.builtin_kind() {
         "CustomResourceDefinition" => c.0.extend(crate::custom::validate_definition(obj)),
         "Pod" => pod_spec(obj.get("spec"), "spec", &mut c),
-        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" => {
-            let spec = obj.get("spec");
-            if spec
-                .and_then(|s| s.get("replicas"))
-                .and_then(Value::as_i64)
-                .is_some_and(|n| n < 0)
-            {
-                c.invalid(
-                    "spec.replicas",
-                    &spec.unwrap()["replicas"],
-                    "must be greater than or equal to 0",
-                );
-            }
-            match spec.and_then(|s| s.get("selector")) {
-                None => c.required("spec.selector", ""),
-                Some(sel) => {
-                    let empty = sel
-                        .get("matchLabels")
-                        .and_then(Value::as_object)
-                        .is_none_or(Map::is_empty)
-                        && sel
-                            .get("matchExpressions")
-                            .and_then(Value::as_array)
-                            .is_none_or(Vec::is_empty);
-                    let labels = spec.and_then(|s| s.pointer("/template/metadata/labels"));
-                    if empty {
-                        c.invalid(
-                            "spec.selector",
-                            sel,
-                            &format!("empty selector is invalid for {}", r.kind.to_lowercase()),
-                        );
-                    } else if !LabelSelector::from_object(sel).matches(labels) {
-                        c.invalid(
-                            "spec.template.metadata.labels",
-                            labels.unwrap_or(&Value::Null),
-                            "`selector` does not match template `labels`",
-                        );
-                    }
-                }
-            }
-            pod_spec(
-                spec.and_then(|s| s.pointer("/template/spec")),
-                "spec.template.spec",
-                &mut c,
-            );
-        }
-        "ReplicationController" => {
+        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" | "ReplicationController" => {
             let spec = obj.get("spec");
             if let Some(n) = spec
                 .and_then(|s| s.get("replicas"))
@@ -376,12 +330,37 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
             {
                 c.invalid("spec.replicas", n, "must be greater than or equal to 0");
             }
-            let selector = spec.and_then(|s| s.get("selector"));
+            // A ReplicationController's selector is a plain label map.
+            let plain = r.builtin_kind() == "ReplicationController";
             let labels = spec.and_then(|s| s.pointer("/template/metadata/labels"));
-            match selector.filter(|s| s.as_object().is_some_and(|m| !m.is_empty())) {
+            match spec.and_then(|s| s.get("selector")) {
                 None => c.required("spec.selector", ""),
                 Some(sel) => {
-                    if !LabelSelector::from_map(sel).matches(labels) {
+                    let empty = if plain {
+                        sel.as_object().is_none_or(Map::is_empty)
+                    } else {
+                        sel.get("matchLabels")
+                            .and_then(Value::as_object)
+                            .is_none_or(Map::is_empty)
+                            && sel
+                                .get("matchExpressions")
+                                .and_then(Value::as_array)
+                                .is_none_or(Vec::is_empty)
+                    };
+                    let selector = if plain {
+                        LabelSelector::from_map(sel)
+                    } else {
+                        LabelSelector::from_object(sel)
+                    };
+                    if empty && plain {
+                        c.required("spec.selector", "");
+                    } else if empty {
+                        c.invalid(
+                            "spec.selector",
+                            sel,
+                            &format!("empty selector is invalid for {}", r.kind.to_lowercase()),
+                        );
+                    } else if !selector.matches(labels) {
                         c.invalid(
                             "spec.template.metadata.labels",
                             labels.unwrap_or(&Value::Null),

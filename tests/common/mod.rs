@@ -321,6 +321,15 @@ impl Cluster {
     }
 }
 
+/// The whitespace-separated cells of the row of `out` (kubectl's table
+/// output) whose first cell is `name`.
+pub fn row(out: &str, name: &str) -> Vec<String> {
+    out.lines()
+        .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+        .find(|cols| cols.first().is_some_and(|c| c == name))
+        .unwrap_or_else(|| panic!("no row {name} in\n{out}"))
+}
+
 pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
