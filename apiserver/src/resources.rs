@@ -151,8 +151,11 @@ impl Resource {
         if let Some(v) = self.view {
             return Cow::Owned((v.from_stored)(obj));
         }
+        if self.custom.is_none() {
+            return Cow::Borrowed(obj);
+        }
         let av = self.api_version();
-        if self.custom.is_none() || obj.get("apiVersion").and_then(|v| v.as_str()) == Some(&av) {
+        if obj.get("apiVersion").and_then(|v| v.as_str()) == Some(&av) {
             return Cow::Borrowed(obj);
         }
         let mut o = obj.clone();
