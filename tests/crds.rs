@@ -35,6 +35,9 @@ spec:
             type: object
             description: What to run and when.
             required: [cronSpec]
+            x-kubernetes-validations:
+            - {rule: "!has(self.mode) || self.mode != 'Slow' || self.replicas <= 4", message: Slow crontabs run at most 4 replicas}
+            - {rule: "self.cronSpec == oldSelf.cronSpec", message: cronSpec is immutable}
             properties:
               cronSpec: {type: string, pattern: '^(\S+\s){4}\S+$', description: The schedule in cron format.}
               image: {type: string, default: busybox}
@@ -244,6 +247,28 @@ fn kubectl_serves_custom_resources() {
         scale["status"],
         serde_json::json!({"replicas": 4, "selector": "app=nightly"})
     );
+    // CEL rules of the schema, plain and transition (oldSelf) ones.
+    let err = c.fails(&[
+        "patch",
+        "ct",
+        "nightly",
+        "--type=merge",
+        "-p",
+        r#"{"spec": {"replicas": 5}}"#,
+    ]);
+    assert!(
+        err.contains("spec: Invalid value: \"object\": Slow crontabs run at most 4 replicas"),
+        "{err}"
+    );
+    let err = c.fails(&[
+        "patch",
+        "ct",
+        "nightly",
+        "--type=merge",
+        "-p",
+        r#"{"spec": {"cronSpec": "1 2 3 4 5"}}"#,
+    ]);
+    assert!(err.contains("cronSpec is immutable"), "{err}");
     // Custom resources have no strategic merge patch, as in Kubernetes.
     let err = c.fails(&[
         "patch",

@@ -317,7 +317,13 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
         }
     }
     if let Some(custom) = r.custom {
-        c.0.extend(crate::custom::schema::validate(&custom.schema, obj));
+        let causes = crate::custom::schema::validate(&custom.schema, obj);
+        // Rules read values of the schema's types: only a well-typed
+        // object is checked against them.
+        if causes.is_empty() {
+            c.0.extend(crate::custom::cel::check(&custom.schema, obj, None));
+        }
+        c.0.extend(causes);
     }
     match r.builtin_kind() {
         "CustomResourceDefinition" => c.0.extend(crate::custom::validate_definition(obj)),
@@ -524,6 +530,11 @@ fn job_spec(spec: Option<&Value>, path: &str, c: &mut Causes) {
 
 /// Fields an update may not change: 422 with `field is immutable`.
 pub fn immutable(r: &Resource, old: &Value, new: &Value) -> Result<()> {
+    if let Some(custom) = r.custom {
+        // Transition rules (`oldSelf`) of the definition's schema.
+        let causes = crate::custom::cel::check(&custom.schema, new, Some(old));
+        return Causes(causes).into_result(r, new);
+    }
     let fields: &[&str] = match r.builtin_kind() {
         "CustomResourceDefinition" => &["/spec/group", "/spec/names/plural", "/spec/scope"],
         "Job" => &["/spec/selector", "/spec/template", "/spec/completionMode"],

@@ -2,6 +2,7 @@
 //! and defaults of definitions, and (in `schema`) the structural schemas
 //! custom objects are pruned, defaulted and validated with.
 
+pub mod cel;
 pub mod jsonpath;
 pub mod schema;
 
