@@ -1,11 +1,11 @@
 #![no_main]
 //! Decoding (JSON or YAML), strict field validation, defaulting and
 //! semantic validation of any input as any served kind never panic, nor do
-//! a custom resource's structural schema steps.
+//! a custom resource's structural schema steps and CEL rules.
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
-use shoal_apiserver::custom::schema;
+use shoal_apiserver::custom::{cel, schema};
 use shoal_apiserver::{defaults, http::yaml_to_json, resources::RESOURCES, validation};
 
 fuzz_target!(|data: &[u8]| {
@@ -28,8 +28,14 @@ fuzz_target!(|data: &[u8]| {
         "properties": {"n": {"type": "integer", "minimum": 0, "default": 1}, "s": {"type": "string", "pattern": "^a+$", "maxLength": 4},
             "l": {"type": "array", "maxItems": 3, "items": {"x-kubernetes-int-or-string": true}},
             "m": {"type": "object", "additionalProperties": {"type": "string", "enum": ["x"]}},
-            "p": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "nullable": true}}}}});
+            "p": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "nullable": true}},
+        "x-kubernetes-validations": [
+            {"rule": "!has(self.n) || self.n < 100"},
+            {"rule": "!has(self.l) || self.l.all(x, string(x).size() < 8)"},
+            {"rule": "self == oldSelf"}]}}});
     schema::prune(&s, &mut custom, &mut Vec::new());
     schema::default(&s, &mut custom);
     let _ = schema::validate(&s, &custom);
+    let _ = cel::check(&s, &custom, None);
+    let _ = cel::check(&s, &custom, Some(&obj));
 });
