@@ -222,7 +222,9 @@ pub fn decode(r: &Resource, obj: &Value, mode: FieldValidation) -> Result<Vec<St
     }
 }
 
-fn is_dns_label(s: &str) -> bool {
+/// Whether `s` is an RFC 1123 label: lowercase alphanumerics and `-`, at
+/// most 63 characters, alphanumeric at both ends.
+pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()

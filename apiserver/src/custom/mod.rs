@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::error::Cause;
 use crate::resources::{Resource, Sub};
+use crate::validation::is_dns_label;
 
 /// The finalizer that holds a definition until its objects are deleted.
 pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
@@ -298,15 +299,6 @@ fn required(out: &mut Vec<Cause>, field: &str, why: &str) {
             format!("Required value: {why}")
         },
     });
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 /// The semantic checks of a definition.
