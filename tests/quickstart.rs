@@ -75,6 +75,32 @@ fn quick_start_end_to_end() {
         .map(|r| r.split_whitespace().next().unwrap().to_string())
         .collect();
 
+    // The Service's endpoints, also as an EndpointSlice that names the pods.
+    c.wait_for(
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=hello-http",
+            "-o",
+            "jsonpath={.items[*].endpoints[*].conditions.ready}",
+        ],
+        "an EndpointSlice of two ready pods",
+        |o| o == "true true",
+    );
+    let sliced: BTreeSet<String> = c
+        .ok(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=hello-http",
+            "-o",
+            "jsonpath={.items[*].endpoints[*].targetRef.name}",
+        ])
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(sliced, pod_names);
     let port = c.node_port("hello-http");
     assert!((30000..=32767).contains(&port));
     let mut served = BTreeSet::new();

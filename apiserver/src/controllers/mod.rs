@@ -662,10 +662,11 @@ pub fn reconcile_endpoints(s: &Snapshot) -> Vec<Action> {
             }
             json!([sub])
         };
+        actions.extend(endpoint_slice(s, svc, &pods, &ports));
         let existing = s
-            .of("endpoints")
+            .in_namespace("endpoints", ns)
             .iter()
-            .find(|e| meta::namespace(e) == ns && meta::name(e) == name);
+            .find(|e| meta::name(e) == name);
         match existing {
             None => actions.push(Action::Create(ep_r, ns.to_string(), json!({
                 "apiVersion": "v1", "kind": "Endpoints",
@@ -687,7 +688,73 @@ pub fn reconcile_endpoints(s: &Snapshot) -> Vec<Action> {
             actions.push(Action::Delete(ep_r, key.0, key.1));
         }
     }
+    let slice_r = res("EndpointSlice", "discovery.k8s.io");
+    for e in s.of("endpointslices").iter().filter(|e| managed_slice(e)) {
+        let ns = meta::namespace(e);
+        let service = str_at(e, "/metadata/labels/kubernetes.io~1service-name").unwrap_or_default();
+        if s.is_dirty(ns) && !wanted.contains(&(ns.to_string(), service.to_string())) {
+            actions.push(Action::Delete(
+                slice_r,
+                ns.to_string(),
+                meta::name(e).to_string(),
+            ));
+        }
+    }
     actions
+}
+
+/// The `endpointslice.kubernetes.io/managed-by` value of the slices the
+/// endpoints controller writes, as Kubernetes' controller names itself.
+const SLICE_MANAGER: &str = "endpointslice-controller.k8s.io";
+
+fn managed_slice(e: &Value) -> bool {
+    str_at(
+        e,
+        "/metadata/labels/endpointslice.kubernetes.io~1managed-by",
+    ) == Some(SLICE_MANAGER)
+}
+
+/// The EndpointSlice of a selector Service: its pods (by IP, with their
+/// readiness) and ports, in one slice owned by the Service.
+fn endpoint_slice(s: &Snapshot, svc: &Value, pods: &[&Value], ports: &[Value]) -> Option<Action> {
+    let slice_r = res("EndpointSlice", "discovery.k8s.io");
+    let (ns, name) = (meta::namespace(svc), meta::name(svc));
+    let endpoints: Vec<Value> = pods
+        .iter()
+        .map(|p| {
+            let ready = pod_ready(p);
+            json!({"addresses": [str_at(p, "/status/podIP")],
+                "conditions": {"ready": ready, "serving": ready, "terminating": false},
+                "nodeName": str_at(p, "/spec/nodeName"),
+                "targetRef": {"kind": "Pod", "namespace": ns, "name": meta::name(p), "uid": meta::uid(p)}})
+        })
+        .collect();
+    let existing = s.in_namespace("endpointslices", ns).iter().find(|e| {
+        managed_slice(e) && str_at(e, "/metadata/labels/kubernetes.io~1service-name") == Some(name)
+    });
+    match existing {
+        None => Some(Action::Create(
+            slice_r,
+            ns.to_string(),
+            json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"generateName": format!("{name}-"), "namespace": ns,
+                    "labels": {"kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": SLICE_MANAGER},
+                    "ownerReferences": owner_ref(svc, "Service")},
+                "addressType": "IPv4", "endpoints": endpoints, "ports": ports,
+            }),
+        )),
+        Some(e) if e["endpoints"] != json!(endpoints) || e["ports"] != json!(ports) => {
+            Some(Action::Patch(
+                slice_r,
+                ns.to_string(),
+                meta::name(e).to_string(),
+                json!({"endpoints": endpoints, "ports": ports}),
+                false,
+            ))
+        }
+        Some(_) => None,
+    }
 }
 
 /// Deletes objects whose owners are all gone.
@@ -1323,15 +1390,43 @@ mod tests {
             ("pods", pod("b", "10.0.0.3", "False")),
         ]);
         let actions = reconcile_endpoints(&s);
-        let Some(Action::Create(_, _, ep)) = actions.first() else {
-            panic!("{actions:?}")
+        let made = |kind: &str| {
+            actions
+                .iter()
+                .find_map(|a| match a {
+                    Action::Create(r, _, o) if r.kind == kind => Some(o.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("no {kind} in {actions:?}"))
         };
+        let ep = made("Endpoints");
         assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], json!("10.0.0.2"));
         assert_eq!(
             ep["subsets"][0]["notReadyAddresses"][0]["ip"],
             json!("10.0.0.3")
         );
         assert_eq!(ep["subsets"][0]["ports"][0]["port"], json!(8080));
+        // The same endpoints as one EndpointSlice owned by the Service.
+        let slice = made("EndpointSlice");
+        assert_eq!(
+            slice["metadata"]["labels"]["kubernetes.io/service-name"],
+            "web"
+        );
+        assert_eq!(slice["metadata"]["generateName"], "web-");
+        let seen: Vec<(&Value, &Value)> = slice["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (&e["addresses"][0], &e["conditions"]["ready"]))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (&json!("10.0.0.2"), &json!(true)),
+                (&json!("10.0.0.3"), &json!(false))
+            ]
+        );
+        assert_eq!(slice["ports"][0]["port"], json!(8080));
     }
 
     #[test]
@@ -1343,7 +1438,8 @@ mod tests {
         s.dirty = Some(BTreeSet::from(["other".to_string()]));
         assert!(reconcile_endpoints(&s).is_empty());
         s.dirty = Some(BTreeSet::from(["d".to_string()]));
-        assert_eq!(reconcile_endpoints(&s).len(), 1);
+        // The Endpoints and the EndpointSlice.
+        assert_eq!(reconcile_endpoints(&s).len(), 2);
         assert_eq!(namespace_of("pods/d/a"), "d");
         assert_eq!(namespace_of("nodes//n1"), "");
     }
