@@ -103,51 +103,28 @@ pub fn reconcile_jobs(s: &Snapshot, now: jiff::Timestamp) -> Vec<Action> {
         let mut conditions: Vec<Value> = Vec::new();
         let mut completion_time = None;
         let deadline = spec.get("activeDeadlineSeconds").and_then(Value::as_i64);
-        let want = if let Some(message) = &fail_job {
-            conditions.push(condition(
-                "FailureTarget",
-                "PodFailurePolicy",
-                message,
-                &stamp,
-            ));
-            conditions.push(condition("Failed", "PodFailurePolicy", message, &stamp));
-            actions.push(Action::Event(
-                (**job).clone(),
-                "PodFailurePolicy",
-                message.clone(),
-            ));
-            0
+        // Why the Job fails this round, if it does.
+        let failure = if let Some(message) = fail_job {
+            Some(("PodFailurePolicy", message))
         } else if failed > backoff_limit {
-            let message = "Job has reached the specified backoff limit";
-            conditions.push(condition(
-                "FailureTarget",
+            Some((
                 "BackoffLimitExceeded",
-                message,
-                &stamp,
-            ));
-            conditions.push(condition("Failed", "BackoffLimitExceeded", message, &stamp));
-            actions.push(Action::Event(
-                (**job).clone(),
-                "BackoffLimitExceeded",
-                message.into(),
-            ));
-            0
+                "Job has reached the specified backoff limit".to_string(),
+            ))
         } else if let Some(d) = deadline
             && seconds_since(start.as_deref(), now).is_some_and(|age| age >= d)
         {
-            let message = "Job was active longer than specified deadline";
-            conditions.push(condition(
-                "FailureTarget",
+            Some((
                 "DeadlineExceeded",
-                message,
-                &stamp,
-            ));
-            conditions.push(condition("Failed", "DeadlineExceeded", message, &stamp));
-            actions.push(Action::Event(
-                (**job).clone(),
-                "DeadlineExceeded",
-                message.into(),
-            ));
+                "Job was active longer than specified deadline".to_string(),
+            ))
+        } else {
+            None
+        };
+        let want = if let Some((reason, message)) = failure {
+            conditions.push(condition("FailureTarget", reason, &message, &stamp));
+            conditions.push(condition("Failed", reason, &message, &stamp));
+            actions.push(Action::Event((**job).clone(), reason, message));
             0
         } else if completions.is_some_and(|c| succeeded >= c)
             || (completions.is_none() && succeeded > 0 && running.is_empty())
