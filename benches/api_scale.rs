@@ -23,13 +23,6 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -41,10 +34,10 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn main() {
-    let objects = env("OBJECTS", 10_000);
-    let watchers = env("WATCHERS", 1_000);
-    let rate = env("RATE", 500);
-    let seconds = env("SECONDS", 10);
+    let objects = common::env_number("OBJECTS", 10_000);
+    let watchers = common::env_number("WATCHERS", 1_000);
+    let rate = common::env_number("RATE", 500);
+    let seconds = common::env_number("SECONDS", 10);
     let cluster = common::Cluster::start("bench-scale");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = rt.block_on(async {

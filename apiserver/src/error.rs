@@ -97,6 +97,17 @@ impl ApiError {
         e
     }
 
+    /// 409 Conflict: the body names an object with another uid.
+    pub fn uid_precondition(wanted: &str, actual: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Precondition failed: UID in precondition: {wanted}, UID in object meta: {actual}"
+            ),
+        )
+    }
+
     /// 422 Invalid with field causes.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
         let qualified = qualified(group, kind);

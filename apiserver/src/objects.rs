@@ -722,6 +722,13 @@ impl Objects {
         Self::check_type_meta(r, &mut obj)?;
         let mut obj = r.to_stored(obj);
         let old = &*cur.value;
+        // A uid in the body is a precondition, as Kubernetes takes it: the
+        // writer meant that object, not a newer one of the same name.
+        if let Some(uid) = meta::str_at(&obj, "/metadata/uid").filter(|u| !u.is_empty())
+            && uid != meta::uid(old)
+        {
+            return Err(ApiError::uid_precondition(uid, meta::uid(old)));
+        }
         let mut new = if sub == Some(Sub::Status) {
             let mut n = old.clone();
             n["status"] = obj.get("status").cloned().unwrap_or(Value::Null);

@@ -426,6 +426,15 @@ pub async fn run(objects: Objects) {
         for key in bound.into_iter().flatten() {
             reported.remove(&key);
         }
+        // Forget pods that are no longer waiting (bound elsewhere, or gone).
+        reported.retain(|key, _| {
+            unschedulable.iter().any(|d| match d {
+                Decision::Unschedulable { namespace, pod, .. } => {
+                    key.split_once('/') == Some((namespace.as_str(), pod.as_str()))
+                }
+                Decision::Bind { .. } => false,
+            })
+        });
         for d in unschedulable {
             match d {
                 Decision::Bind { .. } => {}

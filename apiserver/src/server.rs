@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub cluster_cidr: String,
     /// Prefix length of each node's pod CIDR.
     pub node_cidr_mask: u8,
+    /// How long an Event lives after it was last written.
+    pub event_ttl: std::time::Duration,
 }
 
 /// A running control plane.
@@ -82,15 +84,19 @@ impl Server {
         let state = ApiState {
             objects: objects.clone(),
             kubelet_client: pki.client_config(&pki.apiserver_kubelet_client)?,
+            metrics: Arc::default(),
         };
         let tasks = vec![
             tokio::spawn(serve(listener, tls, state)),
             tokio::spawn(crate::scheduler::run(objects.clone())),
             tokio::spawn(crate::controllers::run(
                 objects.clone(),
-                config.cluster_cidr.clone(),
-                config.node_cidr_mask,
-                pki.ca.clone(),
+                crate::controllers::ControllerConfig {
+                    cluster_cidr: config.cluster_cidr.clone(),
+                    node_mask: config.node_cidr_mask,
+                    ca_pem: pki.ca.clone(),
+                    event_ttl: config.event_ttl,
+                },
             )),
         ];
         Ok(Self {

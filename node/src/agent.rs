@@ -8,7 +8,7 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use shoal_cni::PodIpam;
 use shoal_runtime_wasm::Runtime;
@@ -35,7 +35,17 @@ pub struct AgentConfig {
     /// The node also runs the control plane (`shoal up`): it is labelled
     /// `node-role.kubernetes.io/control-plane`.
     pub control_plane: bool,
+    /// Events sent a second, after a burst of `event_burst`.
+    pub event_qps: f64,
+    /// Events that may be sent at once.
+    pub event_burst: u32,
 }
+
+/// Pods that may be starting at once; the rest wait their turn in order.
+const POD_STARTS: usize = 64;
+
+/// Container log files the node keeps open at once.
+const OPEN_LOG_FILES: usize = 1024;
 
 /// What the agent's tasks share.
 pub(crate) struct Shared {
@@ -51,6 +61,14 @@ pub(crate) struct Shared {
     pub node_addrs: Arc<[IpAddr]>,
     /// Woken when a pod is removed, so unused images can be collected.
     pub image_gc: tokio::sync::Notify,
+    /// Pod status writes.
+    pub status: Arc<crate::status::StatusManager>,
+    /// The node's Events.
+    pub events: Arc<crate::events::EventRecorder>,
+    /// The budget of open container log files.
+    pub open_logs: Arc<crate::logs::OpenLogs>,
+    /// The start queue: a permit per pod being started.
+    pub starts: Arc<tokio::sync::Semaphore>,
 }
 
 /// A running node agent.
@@ -234,18 +252,28 @@ impl Agent {
             http: crate::proxy::HttpTargets::default(),
             node_addrs: node_addrs(config.node_ip),
             image_gc: tokio::sync::Notify::new(),
+            status: crate::status::StatusManager::new(),
+            events: crate::events::EventRecorder::new(&config.node_name),
+            open_logs: crate::logs::OpenLogs::new(OPEN_LOG_FILES),
+            starts: Arc::new(tokio::sync::Semaphore::new(POD_STARTS)),
         });
         let listen = SocketAddr::new(config.node_ip, config.kubelet_port);
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| AgentError::Local(format!("kubelet API on {listen}: {e}")))?;
-        let tasks = vec![
+        let mut tasks = shared.status.start(client.clone());
+        tasks.extend(
+            shared
+                .events
+                .start(client.clone(), config.event_qps, config.event_burst),
+        );
+        tasks.extend([
             tokio::spawn(heartbeat(shared.clone())),
             tokio::spawn(watch_pods(shared.clone())),
             tokio::spawn(crate::kubelet_api::serve(shared.clone(), listener)),
             tokio::spawn(crate::proxy::run(shared.clone())),
             tokio::spawn(collect_images(shared.clone())),
-        ];
+        ]);
         Ok(Self { tasks, shared })
     }
 
@@ -296,7 +324,8 @@ async fn watch_pods(shared: Arc<Shared>) {
     let pods: Api<Pod> = Api::all(shared.client.clone());
     let cfg =
         watcher::Config::default().fields(&format!("spec.nodeName={}", shared.config.node_name));
-    let mut stream = watcher(pods, cfg).boxed();
+    // A failed watch is retried after an exponential back-off.
+    let mut stream = watcher(pods, cfg).default_backoff().boxed();
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => {
@@ -304,10 +333,7 @@ async fn watch_pods(shared: Arc<Shared>) {
             }
             Ok(watcher::Event::Delete(p)) => crate::pods::forget(&shared, &p),
             Ok(_) => {}
-            Err(e) => {
-                tracing::warn!("watching pods: {e}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+            Err(e) => tracing::warn!("watching pods: {e}"),
         }
     }
 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::Frame;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncBufReadExt, AsyncSeekExt};
 
 use crate::agent::Shared;
@@ -26,15 +26,19 @@ fn text(code: StatusCode, s: impl Into<String>) -> Response<Body> {
     r
 }
 
-pub(crate) async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
+/// How long a client has to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+pub(crate) async fn serve(shared: Arc<Shared>, mut listener: tokio::net::TcpListener) {
     let acceptor = tokio_rustls::TlsAcceptor::from(shared.config.kubelet_tls.clone());
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
-        };
+        // Accept errors are logged and waited out, never spun on.
+        let (tcp, _) = axum::serve::Listener::accept(&mut listener).await;
         let (acceptor, shared) = (acceptor.clone(), shared.clone());
         tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else {
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            else {
                 return;
             };
             let authenticated = tls
@@ -51,9 +55,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener
                     Ok(handle(shared, req).await)
                 }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), svc)
-                .await;
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // The timer gives HTTP/1 its default 30 s to read a request's headers.
+            builder.http1().timer(TokioTimer::new());
+            let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
         });
     }
 }

@@ -5,13 +5,17 @@
 //! (kube-rs), so it can join any conformant apiserver.
 
 mod agent;
+pub mod client;
 mod env;
+mod events;
 mod images;
 mod kubelet_api;
 pub mod logs;
 mod pods;
 mod proxy;
 mod quantity;
+mod ratelimit;
+mod status;
 mod volumes;
 
 pub use agent::{Agent, AgentConfig};

@@ -5,19 +5,26 @@
 //! Layout under the pod's directory: `logs/<container>/current.log` for the
 //! running instance (rotated to `current.log.1` … `.N-1`, newest first) and
 //! `previous.log` for the instance before the last restart.
+//!
+//! A node may run more containers than it may hold files open, so a log
+//! holds its file open only while it is among the node's most recently
+//! written ones ([`OpenLogs`]); a container that never writes holds no
+//! descriptor at all.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use shoal_runtime_wasm::OutputSink;
 
-/// When a container's log file is rotated and how many files are kept.
+/// When a log file is rotated and how many files are kept.
 #[derive(Debug, Clone, Copy)]
 pub struct LogRotation {
     /// Size at which the current file is rotated.
     pub max_bytes: u64,
-    /// Files kept per container instance, the current one included.
+    /// Files kept, the current one included.
     pub max_files: u32,
 }
 
@@ -31,25 +38,147 @@ impl Default for LogRotation {
     }
 }
 
-/// The log of one container instance, shared by its stdout and stderr.
-pub struct ContainerLog {
+/// A file written by appending and rotated by size: `path` is the newest,
+/// then `path.1` … `path.N-1`; the oldest is dropped. Its descriptor may be
+/// closed at any time and is opened again on the next write.
+pub struct RotatingFile {
     path: PathBuf,
     rotation: LogRotation,
-    file: Mutex<(std::fs::File, u64)>,
+    file: Option<(std::fs::File, u64)>,
 }
 
-impl ContainerLog {
-    /// Opens (appending) the current log file at `path`.
-    pub fn open(path: &Path, rotation: LogRotation) -> std::io::Result<Arc<Self>> {
+impl RotatingFile {
+    /// Creates `path` (and its directory) if needed, without keeping it open.
+    pub fn create(path: &Path, rotation: LogRotation) -> std::io::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = append(path)?;
-        let size = file.metadata()?.len();
-        Ok(Arc::new(Self {
+        append(path)?;
+        Ok(Self {
             path: path.to_path_buf(),
             rotation,
-            file: Mutex::new((file, size)),
+            file: None,
+        })
+    }
+
+    /// Appends `bytes`, opening the file if it is closed and rotating it
+    /// once it reaches its size.
+    pub fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let (file, size) = match &mut self.file {
+            Some(open) => open,
+            None => {
+                let file = append(&self.path)?;
+                let size = file.metadata()?.len();
+                self.file.insert((file, size))
+            }
+        };
+        file.write_all(bytes)?;
+        *size += bytes.len() as u64;
+        if *size >= self.rotation.max_bytes {
+            self.file = None;
+            self.rotate()?;
+            self.file = Some((append(&self.path)?, 0));
+        }
+        Ok(())
+    }
+
+    /// Whether the file's descriptor is open.
+    pub fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Closes the descriptor; the next write opens it again.
+    pub fn close(&mut self) {
+        self.file = None;
+    }
+
+    /// Shifts `path.K` to `.K+1` (dropping the oldest) and renames the
+    /// current file to `.1` (or removes it when only one file is kept).
+    fn rotate(&self) -> std::io::Result<()> {
+        let keep = self.rotation.max_files.max(1) - 1;
+        let numbered = |k: u32| suffixed(&self.path, &k.to_string());
+        if keep == 0 {
+            return std::fs::remove_file(&self.path);
+        }
+        let _ = std::fs::remove_file(numbered(keep));
+        for k in (1..keep).rev() {
+            let _ = std::fs::rename(numbered(k), numbered(k + 1));
+        }
+        std::fs::rename(&self.path, numbered(1))
+    }
+}
+
+/// The node's budget of open container log files. Past it, the log that
+/// opens its file closes another's (whichever the map yields first, which
+/// is as good as least recently used for logs written in turn).
+pub struct OpenLogs {
+    max: usize,
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, Weak<ContainerLog>>>,
+}
+
+impl OpenLogs {
+    /// A budget of `max` open files.
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max: max.max(1),
+            next_id: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// How many log files are open now.
+    pub fn open_files(&self) -> usize {
+        self.open.lock().expect("open logs lock").len()
+    }
+
+    /// Notes that `log` opened its file; closes another's if over budget.
+    fn opened(&self, log: &Arc<ContainerLog>) {
+        let victim = {
+            let mut open = self.open.lock().expect("open logs lock");
+            open.insert(log.id, Arc::downgrade(log));
+            if open.len() > self.max {
+                let id = open.keys().copied().find(|k| *k != log.id);
+                id.and_then(|id| open.remove(&id))
+            } else {
+                None
+            }
+        };
+        if let Some(other) = victim.and_then(|w| w.upgrade()) {
+            other.file.lock().expect("log lock").close();
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        self.open.lock().expect("open logs lock").remove(&id);
+    }
+}
+
+/// The log of one container instance, shared by its stdout and stderr.
+pub struct ContainerLog {
+    id: u64,
+    budget: Arc<OpenLogs>,
+    file: Mutex<RotatingFile>,
+}
+
+impl Drop for ContainerLog {
+    fn drop(&mut self) {
+        self.budget.forget(self.id);
+    }
+}
+
+impl ContainerLog {
+    /// Creates the current log file at `path`, to be appended to within
+    /// the node's budget of open files.
+    pub fn open(
+        path: &Path,
+        rotation: LogRotation,
+        budget: &Arc<OpenLogs>,
+    ) -> std::io::Result<Arc<Self>> {
+        Ok(Arc::new(Self {
+            id: budget.next_id.fetch_add(1, Ordering::Relaxed),
+            budget: budget.clone(),
+            file: Mutex::new(RotatingFile::create(path, rotation)?),
         }))
     }
 
@@ -62,7 +191,7 @@ impl ContainerLog {
         }
     }
 
-    fn write_record(&self, stream: &str, text: &[u8]) {
+    fn write_record(self: &Arc<Self>, stream: &str, text: &[u8]) {
         let ts = jiff::Timestamp::now()
             .strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             .to_string();
@@ -75,34 +204,17 @@ impl ContainerLog {
         if !text.ends_with(b"\n") {
             out.push(b'\n');
         }
-        let mut guard = self.file.lock().expect("log lock");
-        let (file, size) = &mut *guard;
-        if file.write_all(&out).is_ok() {
-            *size += out.len() as u64;
-        }
-        if *size >= self.rotation.max_bytes
-            && let Ok(fresh) = self.rotate()
-        {
-            *file = fresh;
-            *size = 0;
-        }
-    }
-
-    /// Shifts `current.log.K` to `.K+1` (dropping the oldest), renames the
-    /// current file to `.1` and opens a new current file.
-    fn rotate(&self) -> std::io::Result<std::fs::File> {
-        let keep = self.rotation.max_files.max(1) - 1;
-        let numbered = |k: u32| suffixed(&self.path, &k.to_string());
-        if keep == 0 {
-            std::fs::remove_file(&self.path)?;
-        } else {
-            let _ = std::fs::remove_file(numbered(keep));
-            for k in (1..keep).rev() {
-                let _ = std::fs::rename(numbered(k), numbered(k + 1));
+        let opened = {
+            let mut file = self.file.lock().expect("log lock");
+            let was_open = file.is_open();
+            if let Err(e) = file.write_all(&out) {
+                tracing::debug!("writing a container log: {e}");
             }
-            std::fs::rename(&self.path, numbered(1))?;
+            !was_open && file.is_open()
+        };
+        if opened {
+            self.budget.opened(self);
         }
-        append(&self.path)
     }
 }
 
@@ -203,7 +315,7 @@ mod tests {
             max_bytes: 1000,
             max_files: 3,
         };
-        let log = ContainerLog::open(&path, rotation).unwrap();
+        let log = ContainerLog::open(&path, rotation, &OpenLogs::new(8)).unwrap();
         let (out, err) = (log.stream("stdout"), log.stream("stderr"));
         for i in 0..200 {
             out.write(format!("line {i}\n").as_bytes());
@@ -231,6 +343,47 @@ mod tests {
         retire(&root, "uid", "main");
         assert!(log_path(&root, "uid", "main", true).exists());
         assert!(!path.exists());
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn logs_beyond_the_budget_close_and_reopen_their_files() {
+        let root = std::env::temp_dir().join(format!("shoal-logs-budget-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let budget = OpenLogs::new(2);
+        let logs: Vec<_> = (0..5)
+            .map(|i| {
+                let path = log_path(&root, &format!("uid{i}"), "main", false);
+                ContainerLog::open(&path, LogRotation::default(), &budget).unwrap()
+            })
+            .collect();
+        assert_eq!(
+            budget.open_files(),
+            0,
+            "a log that never wrote holds no file"
+        );
+        let streams: Vec<_> = logs.iter().map(|l| l.stream("stdout")).collect();
+        for round in 0..10 {
+            for s in &streams {
+                s.write(format!("round {round}\n").as_bytes());
+                assert!(budget.open_files() <= 2);
+            }
+        }
+        let open = logs
+            .iter()
+            .filter(|l| l.file.lock().unwrap().is_open())
+            .count();
+        assert!(open <= 2, "{open} files open");
+        for i in 0..5 {
+            let text = std::fs::read_to_string(log_path(&root, &format!("uid{i}"), "main", false))
+                .unwrap();
+            let rounds: Vec<&str> = text.lines().map(|l| split_line(l).1).collect();
+            let want: Vec<String> = (0..10).map(|r| format!("round {r}")).collect();
+            assert_eq!(rounds, want);
+        }
+        drop(streams);
+        drop(logs);
+        assert_eq!(budget.open_files(), 0, "dropped logs leave the budget");
         std::fs::remove_dir_all(root).unwrap();
     }
 }

@@ -5,8 +5,8 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Preconditions};
 use serde_json::{Value, json};
 use shoal_runtime_wasm::{CommandSpec, Error as RtError, Exit, ImageConfig, NetworkAccess};
 use tokio::sync::{mpsc, watch};
@@ -90,8 +90,12 @@ pub(crate) fn forget(shared: &Arc<Shared>, pod: &Pod) {
     cleanup(shared, pod, uid);
 }
 
+/// Releases everything the node holds for a pod: its IP, its directory,
+/// its HTTP targets, and what the status writer and event recorder keep.
 fn cleanup(shared: &Arc<Shared>, pod: &Pod, uid: &str) {
     shared.http.remove_pod(uid);
+    shared.status.forget(uid);
+    shared.events.forget(uid);
     if let Some(ip) = pod
         .status
         .as_ref()
@@ -105,7 +109,12 @@ fn cleanup(shared: &Arc<Shared>, pod: &Pod, uid: &str) {
         pod.metadata.namespace.clone().unwrap_or_default(),
         pod.metadata.name.clone().unwrap_or_default(),
     );
-    shared.by_name.lock().expect("names lock").remove(&key);
+    {
+        let mut names = shared.by_name.lock().expect("names lock");
+        if names.get(&key).is_some_and(|u| u == uid) {
+            names.remove(&key);
+        }
+    }
     let pod_dir = shared.config.data_dir.join("pods").join(uid);
     crate::volumes::unmount_all(&pod_dir);
     let _ = std::fs::remove_dir_all(pod_dir);
@@ -167,37 +176,11 @@ fn state_json(s: &State) -> Value {
     }
 }
 
-async fn event(shared: &Shared, pod: &Pod, ty: &str, reason: &str, message: &str) {
-    let ns = pod
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let ev = json!({
-        "metadata": {"name": event_name(&name), "namespace": ns},
-        "involvedObject": {"kind": "Pod", "apiVersion": "v1", "name": name, "namespace": ns, "uid": pod.metadata.uid},
-        "reason": reason, "message": message, "type": ty,
-        "source": {"component": "kubelet", "host": shared.config.node_name},
-        "firstTimestamp": now(), "lastTimestamp": now(), "count": 1,
-        "reportingComponent": "kubelet", "reportingInstance": shared.config.node_name,
-    });
-    let api: Api<Event> = Api::namespaced(shared.client.clone(), &ns);
-    if let Ok(e) = serde_json::from_value::<Event>(ev)
-        && let Err(err) = api.create(&PostParams::default(), &e).await
-    {
-        tracing::debug!("recording event {reason}: {err}");
-    }
-}
-
-/// An Event's name as client-go makes it: the object's name and the time
-/// in nanoseconds, so names sort in the order events happened (kubectl
-/// describe lists events of the same second in name order).
-fn event_name(object: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{object}.{nanos:x}")
+/// Records an Event about `pod`; never waits.
+fn event(shared: &Shared, pod: &Pod, ty: &'static str, reason: &str, message: &str) {
+    shared
+        .events
+        .record(crate::events::Involved::pod(pod), ty, reason, message);
 }
 
 fn memory_limit(c: &Value) -> Option<usize> {
@@ -216,6 +199,72 @@ fn cpu_limit(c: &Value) -> Option<u32> {
     crate::quantity::millicores(c.pointer("/resources/limits/cpu")?.as_str()?)
 }
 
+/// How a wait of a pod worker ended.
+enum Wake {
+    /// The time was up.
+    Elapsed,
+    /// The pod is being deleted (its latest version).
+    Deleted(Box<Pod>),
+    /// The worker is being dropped.
+    Gone,
+}
+
+/// Sleeps for `delay`, unless the pod is deleted first. Other updates of
+/// the pod (its own status writes among them) do not end the wait: a
+/// back-off is ended by time alone.
+async fn sleep_unless_deleted(updates: &mut watch::Receiver<Pod>, delay: Duration) -> Wake {
+    let deadline = tokio::time::Instant::now().checked_add(delay);
+    let elapsed = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(elapsed);
+    loop {
+        let latest = updates.borrow_and_update().clone();
+        if latest.metadata.deletion_timestamp.is_some() {
+            return Wake::Deleted(Box::new(latest));
+        }
+        tokio::select! {
+            () = &mut elapsed => return Wake::Elapsed,
+            changed = updates.changed() => if changed.is_err() {
+                return Wake::Gone;
+            },
+        }
+    }
+}
+
+/// A pod's place in the node's start queue, shared by the pod worker and
+/// its containers; released as soon as the pod is started, waits for
+/// something (a back-off, an image pull) or fails.
+#[derive(Clone)]
+struct StartPermit(Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
+
+impl StartPermit {
+    fn release(&self) {
+        self.0.lock().expect("start permit lock").take();
+    }
+}
+
+/// The pod's IP: the one it has, or a free one of the node's CIDR.
+fn pod_ip(shared: &Shared, pod: &Pod) -> Option<String> {
+    if let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) {
+        return Some(ip);
+    }
+    let mut ipam = shared.ipam.lock().expect("ipam lock");
+    ipam.as_mut()?.allocate().ok().map(|ip| ip.to_string())
+}
+
+/// What a pod's status is computed from, besides its containers'.
+struct PodFacts<'a> {
+    pod: &'a Value,
+    ip: &'a str,
+    host: &'a str,
+    start: &'a str,
+    containers: &'a [Value],
+}
+
 async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<Pod>) {
     let pod = updates.borrow().clone();
     let pod_json = serde_json::to_value(&pod).unwrap_or_default();
@@ -230,32 +279,38 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
         wait_and_delete(&shared, &api, &pod, &uid, &mut updates, finished).await;
         return;
     }
-    let existing_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
-    let allocated = match existing_ip {
-        Some(ip) => Some(ip),
-        None => {
-            let r = shared
-                .ipam
-                .lock()
-                .expect("ipam lock")
-                .as_mut()
-                .map(|i| i.allocate());
-            match r {
-                Some(Ok(ip)) => Some(ip.to_string()),
-                _ => None,
+    // Pods start in the order they came, a bounded number at a time.
+    let permit = tokio::select! {
+        p = shared.starts.clone().acquire_owned() => p.ok(),
+        wake = sleep_unless_deleted(&mut updates, Duration::MAX) => {
+            if let Wake::Deleted(latest) = wake {
+                delete_now(&shared, &api, &latest, &uid);
             }
+            return;
         }
     };
-    let Some(ip) = allocated else {
+    let permit = StartPermit(Arc::new(std::sync::Mutex::new(permit)));
+    let mut attempt = 0u32;
+    let ip = loop {
+        if let Some(ip) = pod_ip(&shared, &pod) {
+            break ip;
+        }
         event(
             &shared,
             &pod,
             "Warning",
             "FailedCreatePodSandBox",
             "no free pod IP on the node",
-        )
-        .await;
-        return;
+        );
+        permit.release();
+        match sleep_unless_deleted(&mut updates, backoff(attempt)).await {
+            Wake::Elapsed => attempt += 1,
+            Wake::Deleted(latest) => {
+                delete_now(&shared, &api, &latest, &uid);
+                return;
+            }
+            Wake::Gone => return,
+        }
     };
     let start_time = pod
         .status
@@ -289,18 +344,20 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
         })
         .collect();
     let pod_dir = shared.config.data_dir.join("pods").join(&uid);
-    let report_now = async |statuses: &[ContainerStatus]| {
-        report(
-            &shared,
-            &api,
-            &name,
-            &pod_json,
-            &ip,
-            &start_time,
-            &containers,
-            statuses,
-        )
-        .await;
+    let host = shared.config.node_ip.to_string();
+    let facts = PodFacts {
+        pod: &pod_json,
+        ip: &ip,
+        host: &host,
+        start: &start_time,
+        containers: &containers,
+    };
+    let last_status = std::sync::Mutex::new(None::<Value>);
+    let report = |statuses: &[ContainerStatus], evicted: Option<&str>| {
+        let mut last = last_status.lock().expect("status lock");
+        let status = pod_status(&facts, last.as_ref(), statuses, evicted);
+        shared.status.set(&uid, &ns, &name, status.clone());
+        *last = Some(status);
     };
     let mut attempt = 0u32;
     let volumes = loop {
@@ -310,25 +367,23 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
                 for st in statuses.iter_mut() {
                     st.state = State::Waiting("CreateContainerConfigError".into(), msg.clone());
                 }
-                report_now(&statuses).await;
-                event(&shared, &pod, "Warning", "FailedMount", &msg).await;
-                let delay = backoff(attempt);
-                attempt += 1;
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    changed = updates.changed() => {
-                        let latest = updates.borrow().clone();
-                        if changed.is_err() || latest.metadata.deletion_timestamp.is_some() {
-                            let gone = with_ip(latest, &ip);
-                            delete_now(&shared, &api, &gone, &uid).await;
-                            return;
-                        }
+                report(&statuses, None);
+                event(&shared, &pod, "Warning", "FailedMount", &msg);
+                permit.release();
+                match sleep_unless_deleted(&mut updates, backoff(attempt)).await {
+                    Wake::Elapsed => attempt += 1,
+                    Wake::Deleted(latest) => {
+                        delete_now(&shared, &api, &with_ip(*latest, &ip), &uid);
+                        return;
                     }
+                    Wake::Gone => return,
                 }
             }
         }
     };
     let (tx, mut rx) = mpsc::channel::<Update>(64);
+    // The containers' tasks end with the worker, however it ends (a pod
+    // deleted with no grace goes from the watch without a word).
     let mut tasks = Vec::new();
     for (i, c) in containers.iter().enumerate() {
         let ctx = ContainerCtx {
@@ -341,11 +396,14 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
             policy: policy.clone(),
             tx: tx.clone(),
             volumes: volumes.clone(),
+            permit: permit.clone(),
         };
-        tasks.push(tokio::spawn(run_container(ctx)));
+        tasks.push(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+            run_container(ctx),
+        )));
     }
     drop(tx);
-    report_now(&statuses).await;
+    report(&statuses, None);
     let limits = crate::volumes::disk_limits(&pod_json);
     let mut check = tokio::time::interval(EMPTY_DIR_CHECK);
     loop {
@@ -371,12 +429,8 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
                     st.ready = false;
                     st.done = true;
                 }
-                report_now(&statuses).await;
-                let patch = json!({"status": {"phase": "Failed", "reason": "Evicted", "message": message}});
-                if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-                    tracing::debug!("reporting the eviction of {name}: {e}");
-                }
-                event(&shared, &pod, "Warning", "Evicted", &message).await;
+                report(&statuses, Some(&message));
+                event(&shared, &pod, "Warning", "Evicted", &message);
                 let gone = with_ip(pod.clone(), &ip);
                 shared.http.remove_pod(&uid);
                 wait_and_delete(&shared, &api, &gone, &uid, &mut updates, true).await;
@@ -388,7 +442,7 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
                     while let Ok(more) = rx.try_recv() {
                         statuses[more.index] = more.status;
                     }
-                    report_now(&statuses).await;
+                    report(&statuses, None);
                 }
                 None => {
                     // Every container ended for good; wait for deletion.
@@ -422,10 +476,10 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
                     for (i, c) in containers.iter().enumerate() {
                         let n = c.get("name").and_then(Value::as_str).unwrap_or_default();
                         if matches!(statuses[i].state, State::Running(_)) {
-                            event(&shared, &gone, "Normal", "Killing", &format!("Stopping container {n}")).await;
+                            event(&shared, &gone, "Normal", "Killing", &format!("Stopping container {n}"));
                         }
                     }
-                    delete_now(&shared, &api, &gone, &uid).await;
+                    delete_now(&shared, &api, &gone, &uid);
                     return;
                 }
             }
@@ -510,11 +564,16 @@ async fn wait_and_delete(
     {
         latest.status = pod.status.clone();
     }
-    delete_now(shared, api, &latest, uid).await;
+    delete_now(shared, api, &latest, uid);
 }
 
-async fn delete_now(shared: &Arc<Shared>, api: &Api<Pod>, pod: &Pod, uid: &str) {
+/// Releases what the node holds for the pod and removes it from the API
+/// (grace 0). The delete runs in a task of its own and is retried until
+/// the API has taken it, so neither the worker going away nor a lost
+/// connection leaves the pod Terminating.
+fn delete_now(shared: &Arc<Shared>, api: &Api<Pod>, pod: &Pod, uid: &str) {
     cleanup(shared, pod, uid);
+    shared.pods.lock().expect("pods lock").remove(uid);
     let name = pod.metadata.name.clone().unwrap_or_default();
     let dp = DeleteParams {
         grace_period_seconds: Some(0),
@@ -524,23 +583,35 @@ async fn delete_now(shared: &Arc<Shared>, api: &Api<Pod>, pod: &Pod, uid: &str) 
         }),
         ..Default::default()
     };
-    if let Err(e) = api.delete(&name, &dp).await {
-        tracing::debug!("deleting pod {name}: {e}");
-    }
-    shared.pods.lock().expect("pods lock").remove(uid);
+    let api = api.clone();
+    tokio::spawn(async move {
+        let mut failures = 0u32;
+        loop {
+            match api.delete(&name, &dp).await {
+                Ok(_) => return,
+                // Gone already, or the name is another pod's now.
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => return,
+                Err(e) => {
+                    tracing::debug!("deleting pod {name}: {e}");
+                    let delay = Duration::from_millis(200 << failures.min(6));
+                    tokio::time::sleep(delay).await;
+                    failures += 1;
+                }
+            }
+        }
+    });
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn report(
-    shared: &Shared,
-    api: &Api<Pod>,
-    name: &str,
-    pod: &Value,
-    ip: &str,
-    start: &str,
-    containers: &[Value],
+/// The pod's `.status` for its containers' states; `evicted` carries the
+/// eviction message of a pod the node evicted.
+/// Conditions keep their transition times from `prev`, the status last
+/// computed (or the pod's own).
+fn pod_status(
+    f: &PodFacts,
+    prev: Option<&Value>,
     statuses: &[ContainerStatus],
-) {
+    evicted: Option<&str>,
+) -> Value {
     let all_ready = statuses.iter().all(|s| s.ready);
     let any_running = statuses
         .iter()
@@ -560,8 +631,9 @@ async fn report(
     } else {
         "Pending"
     };
-    let old_conds = pod
-        .pointer("/status/conditions")
+    let old_conds = prev
+        .and_then(|p| p.get("conditions"))
+        .or_else(|| f.pod.pointer("/status/conditions"))
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
@@ -582,7 +654,7 @@ async fn report(
     };
     let cs: Vec<Value> = statuses
         .iter()
-        .zip(containers)
+        .zip(f.containers)
         .map(|(s, c)| {
             let n = c.get("name").and_then(Value::as_str).unwrap_or_default();
             let mut v = json!({
@@ -591,24 +663,23 @@ async fn report(
                 "lastState": s.last.as_ref().map(state_json).unwrap_or(json!({})),
             });
             if !matches!(s.state, State::Waiting(..)) || s.restarts > 0 {
-                v["containerID"] = json!(format!("wasm://{}/{n}", meta_uid(pod)));
+                v["containerID"] = json!(format!("wasm://{}/{n}", meta_uid(f.pod)));
             }
             v
         })
         .collect();
-    let host = shared.config.node_ip.to_string();
-    let status = json!({"status": {
+    let mut status = json!({
         "phase": phase,
         "conditions": [cond("PodReadyToStartContainers", true), cond("Initialized", true), cond("Ready", all_ready && !all_done), cond("ContainersReady", all_ready && !all_done), cond("PodScheduled", true)],
-        "hostIP": host, "hostIPs": [{"ip": host}], "podIP": ip, "podIPs": [{"ip": ip}],
-        "startTime": start, "containerStatuses": cs,
-    }});
-    if let Err(e) = api
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-    {
-        tracing::debug!("reporting status of {name}: {e}");
+        "hostIP": f.host, "hostIPs": [{"ip": f.host}], "podIP": f.ip, "podIPs": [{"ip": f.ip}],
+        "startTime": f.start, "containerStatuses": cs,
+    });
+    if let Some(message) = evicted {
+        status["phase"] = json!("Failed");
+        status["reason"] = json!("Evicted");
+        status["message"] = json!(message);
     }
+    status
 }
 
 fn meta_uid(pod: &Value) -> &str {
@@ -627,6 +698,7 @@ struct ContainerCtx {
     policy: String,
     tx: mpsc::Sender<Update>,
     volumes: Arc<crate::volumes::Volumes>,
+    permit: StartPermit,
 }
 
 fn backoff(n: u32) -> Duration {
@@ -656,7 +728,10 @@ async fn run_container(ctx: ContainerCtx) {
         done: false,
     };
     let mut failures = 0u32;
+    // Any news of the container (it runs, or it failed and waits) ends the
+    // pod's turn in the start queue.
     let send = |st: &ContainerStatus| {
+        ctx.permit.release();
         let tx = ctx.tx.clone();
         let u = Update {
             index: ctx.index,
@@ -669,7 +744,12 @@ async fn run_container(ctx: ContainerCtx) {
     let pod_value = serde_json::to_value(&ctx.pod).unwrap_or_default();
     let workload = loop {
         let pulling_msg = format!("Pulling image \"{image}\"");
-        let pulling = event(shared, &ctx.pod, "Normal", "Pulling", &pulling_msg);
+        // A pull may take long: the pod gives up its place in the start
+        // queue while it waits for the registry.
+        let pulling = async {
+            event(shared, &ctx.pod, "Normal", "Pulling", &pulling_msg);
+            ctx.permit.release();
+        };
         let obtained = crate::images::obtain(
             &shared.runtime,
             &shared.client,
@@ -706,7 +786,7 @@ async fn run_container(ctx: ContainerCtx) {
                         format!("Successfully pulled image \"{image}\" in {millis}ms")
                     }
                 };
-                event(shared, &ctx.pod, "Normal", "Pulled", &msg).await;
+                event(shared, &ctx.pod, "Normal", "Pulled", &msg);
                 break w;
             }
             Err(f) => {
@@ -716,7 +796,7 @@ async fn run_container(ctx: ContainerCtx) {
                     "ErrImagePull" => format!("Failed to pull image \"{image}\": {}", f.message),
                     _ => format!("Error: {}", f.message),
                 };
-                event(shared, &ctx.pod, "Warning", "Failed", &what).await;
+                event(shared, &ctx.pod, "Warning", "Failed", &what);
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 if f.reason == "ErrImagePull" {
                     st.state = State::Waiting(
@@ -729,8 +809,7 @@ async fn run_container(ctx: ContainerCtx) {
                         "Normal",
                         "BackOff",
                         &format!("Back-off pulling image \"{image}\""),
-                    )
-                    .await;
+                    );
                     send(&st).await;
                 }
                 tokio::time::sleep(backoff(failures)).await;
@@ -764,8 +843,7 @@ async fn run_container(ctx: ContainerCtx) {
                     "Warning",
                     "Failed",
                     &format!("Error: {msg}"),
-                )
-                .await;
+                );
                 tokio::time::sleep(backoff(config_failures)).await;
                 config_failures += 1;
             }
@@ -782,8 +860,7 @@ async fn run_container(ctx: ContainerCtx) {
                 "Warning",
                 "Failed",
                 &format!("Error: {msg}"),
-            )
-            .await;
+            );
             return std::future::pending::<()>().await;
         }
     };
@@ -805,20 +882,30 @@ async fn run_container(ctx: ContainerCtx) {
         }
     };
     let mut crashes = 0u32;
+    let mut log_failures = 0u32;
     loop {
         let path = log_path(&root, &ctx.uid, &name, false);
-        let (stdout, stderr) = match ContainerLog::open(&path, shared.config.log_rotation) {
+        let opened = ContainerLog::open(&path, shared.config.log_rotation, &shared.open_logs);
+        let (stdout, stderr) = match opened {
             Ok(log) => (
                 Arc::new(log.stream("stdout")),
                 Arc::new(log.stream("stderr")),
             ),
             Err(e) => {
-                st.state = State::Waiting(
-                    "CreateContainerError".into(),
-                    format!("cannot open log file {}: {e}", path.display()),
-                );
+                // The node's disk or descriptors may come back: try again.
+                let message = format!("cannot create log file {}: {e}", path.display());
+                st.state = State::Waiting("CreateContainerError".into(), message.clone());
                 send(&st).await;
-                return;
+                event(
+                    shared,
+                    &ctx.pod,
+                    "Warning",
+                    "Failed",
+                    &format!("Error: {message}"),
+                );
+                tokio::time::sleep(backoff(log_failures)).await;
+                log_failures += 1;
+                continue;
             }
         };
         let spec = CommandSpec {
@@ -838,16 +925,14 @@ async fn run_container(ctx: ContainerCtx) {
             "Normal",
             "Created",
             &format!("Created container {name}"),
-        )
-        .await;
+        );
         event(
             shared,
             &ctx.pod,
             "Normal",
             "Started",
             &format!("Started container {name}"),
-        )
-        .await;
+        );
         let started = now();
         st.state = State::Running(started.clone());
         st.ready = true;
@@ -925,8 +1010,7 @@ async fn run_container(ctx: ContainerCtx) {
                 "Warning",
                 "BackOff",
                 "Back-off restarting failed container",
-            )
-            .await;
+            );
         }
         tokio::time::sleep(delay).await;
         crate::logs::retire(&root, &ctx.uid, &name);

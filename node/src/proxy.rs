@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -182,7 +182,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             }
             let addr = std::net::SocketAddr::new(shared.config.node_ip, *port);
             match tokio::net::TcpListener::bind(addr).await {
-                Ok(l) => {
+                Ok(mut l) => {
                     let (shared, services, endpoints, rr, port) = (
                         shared.clone(),
                         services.clone(),
@@ -194,9 +194,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                         port,
                         tokio::spawn(async move {
                             loop {
-                                let Ok((tcp, _)) = l.accept().await else {
-                                    continue;
-                                };
+                                // Accept errors are logged and waited out.
+                                let (tcp, _) = axum::serve::Listener::accept(&mut l).await;
                                 let _ = tcp.set_nodelay(true);
                                 let (shared, services, endpoints, rr) = (
                                     shared.clone(),
@@ -222,6 +221,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                                         }
                                     });
                                     let _ = hyper::server::conn::http1::Builder::new()
+                                        .timer(TokioTimer::new())
                                         .keep_alive(true)
                                         .serve_connection(TokioIo::new(tcp), svc)
                                         .await;

@@ -176,7 +176,7 @@ impl Runtime {
         let err = |e: wasmtime::Error| format!("{e:#}");
         let component = match &workload.pre {
             Pre::Core(pre) => {
-                let mut store = self.store(CoreHost::new(wasi.build_p1(), spec), spec);
+                let mut store = self.store(workload, CoreHost::new(wasi.build_p1(), spec), spec);
                 return pre
                     .instantiate_async(&mut store)
                     .await
@@ -186,7 +186,7 @@ impl Runtime {
             Pre::Command(pre) => pre.instance_pre(),
             Pre::Http(pre) => pre.instance_pre(),
         };
-        let mut store = self.store(ComponentHost::new(wasi.build(), spec), spec);
+        let mut store = self.store(workload, ComponentHost::new(wasi.build(), spec), spec);
         component
             .instantiate_async(&mut store)
             .await
@@ -204,7 +204,7 @@ impl Runtime {
                     Ok(mut b) => b.build(),
                     Err(e) => return Exit::StartFailed(e),
                 };
-                let mut store = self.store(ComponentHost::new(wasi, &spec), &spec);
+                let mut store = self.store(workload, ComponentHost::new(wasi, &spec), &spec);
                 let command = match pre.instantiate_async(&mut store).await {
                     Ok(c) => c,
                     Err(e) => return start_failed(e),
@@ -220,7 +220,7 @@ impl Runtime {
                     Ok(mut b) => b.build_p1(),
                     Err(e) => return Exit::StartFailed(e),
                 };
-                let mut store = self.store(CoreHost::new(wasi, &spec), &spec);
+                let mut store = self.store(workload, CoreHost::new(wasi, &spec), &spec);
                 let instance = match pre.instantiate_async(&mut store).await {
                     Ok(i) => i,
                     Err(e) => return start_failed(e),

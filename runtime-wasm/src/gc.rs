@@ -42,7 +42,9 @@ impl Runtime {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let current = name.ends_with(&format!("-{}.cwasm", self.engine_tag()));
+            let current = crate::pools::Flavor::ALL
+                .iter()
+                .any(|f| name.ends_with(&format!("-{}.cwasm", self.engine_tag(*f))));
             let digest = format!("sha256:{}", name.split('-').next().unwrap_or_default());
             if !current || !present.contains(digest.as_str()) {
                 let _ = std::fs::remove_file(&path);
@@ -79,7 +81,9 @@ impl Runtime {
                 break;
             }
             self.images().remove(digest)?;
-            let _ = std::fs::remove_file(self.compiled_path(digest));
+            for flavor in crate::pools::Flavor::ALL {
+                let _ = std::fs::remove_file(self.compiled_path(digest, flavor));
+            }
             self.forget(digest);
             report.after -= size;
             report.removed.push(digest.clone());

@@ -95,8 +95,13 @@ impl Limited for CoreHost {
 
 impl crate::Runtime {
     /// A store for one instance: its memory limit and CPU governor set.
-    pub(crate) fn store<T: Limited>(&self, host: T, spec: &CommandSpec) -> wasmtime::Store<T> {
-        let mut store = wasmtime::Store::new(self.engine_ref(), host);
+    pub(crate) fn store<T: Limited>(
+        &self,
+        workload: &crate::Workload,
+        host: T,
+        spec: &CommandSpec,
+    ) -> wasmtime::Store<T> {
+        let mut store = wasmtime::Store::new(self.engine_of(workload), host);
         store.limiter(|h| h.limits());
         crate::cpu::govern(&mut store, spec.cpu_millis);
         store

@@ -27,7 +27,11 @@ impl Runtime {
         let Pre::Http(pre) = &workload.pre else {
             return Err("the container does not serve HTTP".into());
         };
-        let mut store = self.store(ComponentHost::new(wasi_builder(spec)?.build(), spec), spec);
+        let mut store = self.store(
+            workload,
+            ComponentHost::new(wasi_builder(spec)?.build(), spec),
+            spec,
+        );
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let req = store
             .data_mut()

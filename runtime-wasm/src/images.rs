@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -104,12 +105,33 @@ impl Entry {
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     root: PathBuf,
+    /// The index as last read, with what identifies that version of the
+    /// file: a pod start looks the index up several times, and a node
+    /// starting thousands of pods should not read and parse it each time.
+    index: Arc<Mutex<Option<CachedIndex>>>,
+}
+
+/// The index as last read and the version of the file it was read from.
+type CachedIndex = (FileVersion, Arc<Index>);
+
+type Index = BTreeMap<String, Entry>;
+
+/// What tells one version of the index file from another: writers replace
+/// it by renaming a new file over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileVersion {
+    inode: u64,
+    len: u64,
+    modified: std::time::SystemTime,
 }
 
 impl ImageStore {
     /// A store rooted at `root` (created on first import).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            index: Arc::default(),
+        }
     }
 
     /// The root directory.
@@ -126,13 +148,35 @@ impl ImageStore {
         self.root.join("blobs").join("sha256").join(hex)
     }
 
-    fn read_index(&self) -> Result<BTreeMap<String, Entry>> {
-        match std::fs::read(self.index_path()) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-            Err(e) => Err(e.into()),
+    fn read_index(&self) -> Result<Arc<Index>> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.index_path();
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Arc::default()),
+            Err(e) => return Err(e.into()),
+        };
+        let version = FileVersion {
+            inode: meta.ino(),
+            len: meta.len(),
+            modified: meta.modified()?,
+        };
+        let mut cached = self.index.lock().expect("index cache lock");
+        if let Some((v, index)) = &*cached
+            && *v == version
+        {
+            return Ok(index.clone());
         }
+        let index: Arc<Index> =
+            match std::fs::read(&path) {
+                Ok(bytes) => Arc::new(serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+                })?),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Arc::default()),
+                Err(e) => return Err(e.into()),
+            };
+        *cached = Some((version, index.clone()));
+        Ok(index)
     }
 
     /// Stores `bytes` under `name`, returning the digest (`sha256:…`).
@@ -154,7 +198,7 @@ impl ImageStore {
         if !blob.exists() {
             write_atomic(&blob, bytes)?;
         }
-        let mut index = self.read_index()?;
+        let mut index = Index::clone(&*self.read_index()?);
         let entry = match config {
             Some(config) => Entry::Full {
                 digest: digest.clone(),
@@ -211,7 +255,7 @@ impl ImageStore {
 
     /// Removes a module and every image name that refers to it.
     pub fn remove(&self, digest: &str) -> Result<()> {
-        let mut index = self.read_index()?;
+        let mut index = Index::clone(&*self.read_index()?);
         let before = index.len();
         index.retain(|_, e| e.digest() != digest);
         if index.len() != before {
@@ -226,8 +270,8 @@ impl ImageStore {
 
     /// The config an image was pulled with, if it had one.
     pub fn config(&self, image: &ImageRef) -> Result<Option<ImageConfig>> {
-        Ok(match self.read_index()?.remove(image.as_str()) {
-            Some(Entry::Full { config, .. }) => Some(config),
+        Ok(match self.read_index()?.get(image.as_str()) {
+            Some(Entry::Full { config, .. }) => Some(config.clone()),
             _ => None,
         })
     }
@@ -236,8 +280,8 @@ impl ImageStore {
     pub fn list(&self) -> Result<BTreeMap<String, String>> {
         Ok(self
             .read_index()?
-            .into_iter()
-            .map(|(name, e)| (name, e.digest().to_string()))
+            .iter()
+            .map(|(name, e)| (name.clone(), e.digest().to_string()))
             .collect())
     }
 }

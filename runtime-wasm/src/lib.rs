@@ -1,5 +1,6 @@
-//! shoal's WebAssembly runtime: one wasmtime engine per node, running pods'
-//! containers as in-process instances.
+//! shoal's WebAssembly runtime: wasmtime engines in the node's process (one
+//! for commands, one for HTTP instances), running pods' containers as
+//! in-process instances.
 //!
 //! A container's image resolves to a module in the [`ImageStore`]; the
 //! runtime compiles it once per digest into a [`Workload`], recognising from
@@ -26,6 +27,7 @@ mod http;
 mod images;
 mod network;
 mod output;
+mod pools;
 mod registry;
 mod workload;
 
@@ -37,6 +39,7 @@ pub use http::{HttpBody, HttpResponse};
 pub use images::{ImageConfig, ImageRef, ImageStore};
 pub use network::NetworkAccess;
 pub use output::OutputSink;
+pub use pools::ensure_map_count;
 pub use registry::{Credentials, registry_host};
 pub use workload::{Workload, WorkloadKind};
 

@@ -24,6 +24,8 @@ pub enum WorkloadKind {
 pub struct Workload {
     pub(crate) digest: String,
     pub(crate) kind: WorkloadKind,
+    /// The engine (and pool) it was compiled for.
+    pub(crate) flavor: crate::pools::Flavor,
     pub(crate) pre: Pre,
 }
 

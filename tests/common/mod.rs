@@ -17,6 +17,8 @@ pub struct Cluster {
     pub api_port: u16,
     kubelet_port: u16,
     extra_args: Vec<String>,
+    /// A shell `ulimit` command run before shoal, e.g. `ulimit -Sn 1024`.
+    limits: Option<String>,
     child: Option<Child>,
 }
 
@@ -56,6 +58,12 @@ impl Cluster {
 
     /// Starts a cluster whose `shoal up` gets `args` as well.
     pub fn start_with(test: &str, args: &[&str]) -> Self {
+        Self::start_limited(test, args, None)
+    }
+
+    /// Starts a cluster whose `shoal up` gets `args` and runs under the
+    /// shell's `limits` (`ulimit -Sn 1024`, say).
+    pub fn start_limited(test: &str, args: &[&str], limits: Option<&str>) -> Self {
         let dir = std::env::temp_dir().join(format!("shoal-e2e-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -65,6 +73,7 @@ impl Cluster {
             api_port: free_port(),
             kubelet_port: free_port(),
             extra_args: args.iter().map(|a| a.to_string()).collect(),
+            limits: limits.map(String::from),
             child: None,
         };
         c.boot();
@@ -74,7 +83,18 @@ impl Cluster {
     /// Starts `shoal up` on this cluster's data directory and waits for its
     /// ready line.
     pub fn boot(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        let mut command = match &self.limits {
+            // The shell sets the limits and becomes shoal (same pid).
+            Some(limits) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("{limits} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_shoal"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_shoal")),
+        };
+        let mut child = command
             .args(["up", "--data-dir"])
             .arg(&self.dir)
             .arg("--kubeconfig")
@@ -446,6 +466,14 @@ fn decode_chunked(body: &str) -> String {
 }
 
 /// The resident memory of a process, in KiB.
+/// A number from the environment (a benchmark's setting), or `default`.
+pub fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()

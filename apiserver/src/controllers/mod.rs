@@ -20,6 +20,7 @@ use crate::selectors::LabelSelector;
 mod crds;
 mod cronjobs;
 mod daemonsets;
+mod event_ttl;
 mod jobs;
 mod quotas;
 mod revisions;
@@ -1089,6 +1090,19 @@ fn wakes_gc(e: &crate::store::Event) -> bool {
             .is_some_and(|p| owners(p) != owners(&e.object))
 }
 
+/// What the controllers are configured with.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// The range node pod CIDRs are cut from.
+    pub cluster_cidr: String,
+    /// Prefix length of each node's pod CIDR.
+    pub node_mask: u8,
+    /// The cluster CA, published in each namespace's `kube-root-ca.crt`.
+    pub ca_pem: String,
+    /// How long an Event lives after it was last written.
+    pub event_ttl: std::time::Duration,
+}
+
 /// How often the garbage collector looks for orphans when nothing was
 /// deleted (an object can be created with owners that are already gone).
 const GC_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
@@ -1098,7 +1112,13 @@ const GC_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
 /// pass are taken together by the next one, which waits at least as long
 /// as the last pass took, so under a flood of changes the controllers use
 /// at most about half of a core.
-pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8, ca_pem: String) {
+pub async fn run(objects: Objects, config: ControllerConfig) {
+    let ControllerConfig {
+        cluster_cidr,
+        node_mask,
+        ca_pem,
+        event_ttl,
+    } = config;
     let Ok((_, mut rx)) = objects.store().watch(None) else {
         return;
     };
@@ -1122,6 +1142,7 @@ pub async fn run(objects: Objects, cluster_cidr: String, node_mask: u8, ca_pem: 
         actions.extend(reconcile_definitions(&snap));
         if deleted || last_gc.elapsed() >= GC_PERIOD {
             actions.extend(reconcile_garbage(&snap));
+            actions.extend(event_ttl::reconcile_event_ttl(&snap, now, event_ttl));
             deleted = false;
             last_gc = tokio::time::Instant::now();
         }

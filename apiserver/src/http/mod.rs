@@ -3,6 +3,7 @@
 
 mod discovery;
 mod logs;
+mod metrics;
 mod openapi;
 mod table;
 mod watch;
@@ -14,7 +15,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -26,6 +27,7 @@ use crate::resources::{Resource, Sub};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::validation::FieldValidation;
 
+pub use metrics::Metrics;
 pub use openapi::KUBE_VERSION;
 pub use table::{human_duration, pod_status};
 
@@ -39,31 +41,38 @@ pub struct ApiState {
     pub objects: Objects,
     /// TLS client config used to reach node agents (logs).
     pub kubelet_client: Arc<rustls::ClientConfig>,
+    /// Request counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Whether the TLS peer presented a certificate the CA signed.
 #[derive(Clone, Copy)]
 struct Authenticated(bool);
 
+/// How long a client has to finish its TLS handshake: a silent one must not
+/// hold a descriptor for ever.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves the API on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: ApiState) {
+pub async fn serve(mut listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: ApiState) {
     let acceptor = TlsAcceptor::from(tls);
     loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!("accept: {e}");
-                continue;
-            }
-        };
+        // An accept error (out of descriptors, say) is logged and waited
+        // out for a second instead of retried at once.
+        let (tcp, peer) = axum::serve::Listener::accept(&mut listener).await;
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let state = state.clone();
         tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(t) => t,
-                Err(e) => {
+            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
                     tracing::debug!("TLS handshake with {peer}: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake with {peer} timed out");
                     return;
                 }
             };
@@ -77,7 +86,14 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state:
                 let state = state.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(state, auth, peer, req).await) }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // The timer gives HTTP/1 its default 30 s to read a request's
+            // headers, and HTTP/2 its pings.
+            builder.http1().timer(TokioTimer::new());
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(std::time::Duration::from_secs(30));
             if let Err(e) = builder
                 .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                 .await
@@ -136,6 +152,9 @@ async fn handle(
             Err(e) => error_response(&e),
         }
     };
+    if let Some(labels) = resp.extensions().get::<metrics::RequestLabels>() {
+        state.metrics.request(*labels, resp.status().as_u16());
+    }
     tracing::debug!(%peer, %method, %path, status = resp.status().as_u16(), elapsed = ?started.elapsed(), "request");
     resp
 }
@@ -259,6 +278,14 @@ async fn route(state: &ApiState, req: Request<hyper::body::Incoming>) -> Result<
     };
     match segs.as_slice() {
         ["healthz"] | ["readyz"] | ["livez"] if get => return Ok(Response::new(Body::from("ok"))),
+        ["metrics"] if get => {
+            let mut r = Response::new(Body::from(state.metrics.render()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            return Ok(r);
+        }
         ["version"] if get => {
             return Ok(ok(&json!({
                 "major": "1", "minor": "32", "gitVersion": format!("{KUBE_VERSION}-shoal.{}", env!("CARGO_PKG_VERSION")),
@@ -355,13 +382,47 @@ async fn route(state: &ApiState, req: Request<hyper::body::Incoming>) -> Result<
     if target.r.namespaced && target.ns.is_none() && target.name.is_some() {
         return Err(ApiError::no_route());
     }
-    resource(state, target, query, accept, req).await
+    let labels = metrics::RequestLabels {
+        verb: verb_of(req.method(), &target, &query),
+        group: target.r.group,
+        version: target.r.version,
+        resource: target.r.plural,
+        subresource: sub_of(target.r, target.sub.as_deref())
+            .ok()
+            .flatten()
+            .map_or("", Sub::name),
+    };
+    let mut resp = match resource(state, target, query, accept, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    resp.extensions_mut().insert(labels);
+    Ok(resp)
+}
+
+/// The Kubernetes verb of a request for a resource path.
+fn verb_of(method: &Method, t: &Target, q: &Query) -> &'static str {
+    match (method, t.name.is_some()) {
+        (&Method::GET, false) if t.watch || q.flag("watch") => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::GET, true) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => "",
+    }
 }
 
 fn doc(state: &ApiState, group: &str, version: &str, hash: Option<&str>) -> Result<Response<Body>> {
     let registry = state.objects.resources();
     let d = openapi::document(registry, group, version).ok_or_else(ApiError::no_route)?;
-    let mut r = ok(&d);
+    let mut r = Response::new(Body::from(d));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     let etag = format!("\"{}\"", openapi::hash_of(registry, group, version));
     if let Ok(v) = HeaderValue::from_str(&etag) {
         r.headers_mut().insert(header::ETAG, v);
@@ -462,17 +523,7 @@ async fn resource(
     let method = req.method().clone();
     let table = table::wants_table(&accept);
     let full = q.get("includeObject") == Some("Object");
-    let verb = match (&method, t.name.is_some()) {
-        (&Method::GET, false) if t.watch || q.flag("watch") => "watch",
-        (&Method::GET, false) => "list",
-        (&Method::GET, true) => "get",
-        (&Method::POST, _) => "create",
-        (&Method::PUT, _) => "update",
-        (&Method::PATCH, _) => "patch",
-        (&Method::DELETE, true) => "delete",
-        (&Method::DELETE, false) => "deletecollection",
-        _ => "",
-    };
+    let verb = verb_of(&method, &t, &q);
     if sub.is_none() && !r.verbs().contains(&verb) {
         return Err(ApiError::method_not_allowed());
     }

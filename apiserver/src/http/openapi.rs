@@ -2,8 +2,9 @@
 //! and the operations kubectl inspects (it validates server-side when PATCH
 //! operations accept `fieldValidation`).
 
-use std::borrow::Cow;
 use std::sync::OnceLock;
+
+use bytes::Bytes;
 
 use serde_json::{Map, Value, json};
 
@@ -41,7 +42,7 @@ pub fn hash_of(registry: &Registry, group: &str, version: &str) -> String {
     let hashes = HASHES.get_or_init(|| {
         group_versions()
             .into_iter()
-            .map(|(g, v)| ((g, v), hash(built_in(g, v))))
+            .filter_map(|(g, v)| Some(((g, v), hash(built_in(g, v)?))))
             .collect()
     });
     match hashes
@@ -55,16 +56,13 @@ pub fn hash_of(registry: &Registry, group: &str, version: &str) -> String {
     }
 }
 
-fn hash(doc: &Value) -> String {
-    format!(
-        "{:016X}",
-        fxhash(&serde_json::to_string(doc).unwrap_or_default())
-    )
+fn hash(doc: &[u8]) -> String {
+    format!("{:016X}", fxhash(doc))
 }
 
-fn fxhash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+fn fxhash(s: &[u8]) -> u64 {
+    s.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
     })
 }
 
@@ -72,11 +70,10 @@ fn param(name: &str, location: &str) -> Value {
     json!({"name": name, "in": location, "schema": {"type": "string", "uniqueItems": true}})
 }
 
-/// The document of `group`/`version`, if served.
-pub fn document(registry: &Registry, group: &str, version: &str) -> Option<Cow<'static, Value>> {
-    let built_in = built_in(group, version);
-    if !built_in.is_null() {
-        return Some(Cow::Borrowed(built_in));
+/// The document of `group`/`version` as JSON, if served.
+pub fn document(registry: &Registry, group: &str, version: &str) -> Option<Bytes> {
+    if let Some(doc) = built_in(group, version) {
+        return Some(doc.clone());
     }
     let custom: Vec<&Resource> = registry
         .custom()
@@ -84,22 +81,30 @@ pub fn document(registry: &Registry, group: &str, version: &str) -> Option<Cow<'
         .copied()
         .filter(|r| r.group == group && r.version == version)
         .collect();
-    (!custom.is_empty()).then(|| Cow::Owned(custom_document(&custom)))
+    if custom.is_empty() {
+        return None;
+    }
+    serde_json::to_vec(&custom_document(&custom))
+        .ok()
+        .map(Bytes::from)
 }
 
-fn built_in(group: &str, version: &str) -> &'static Value {
-    static DOCS: OnceLock<Vec<((String, String), Value)>> = OnceLock::new();
+/// A built-in group/version's document, built on first use and kept as
+/// JSON (a third of the memory it takes as a tree of values).
+fn built_in(group: &str, version: &str) -> Option<&'static Bytes> {
+    static DOCS: OnceLock<Vec<((String, String), Bytes)>> = OnceLock::new();
     let docs = DOCS.get_or_init(|| {
         group_versions()
             .into_iter()
-            .map(|(g, v)| ((g.to_string(), v.to_string()), build(g, v)))
+            .map(|(g, v)| {
+                let json = serde_json::to_vec(&build(g, v)).unwrap_or_default();
+                ((g.to_string(), v.to_string()), Bytes::from(json))
+            })
             .collect()
     });
-    static EMPTY: Value = Value::Null;
     docs.iter()
         .find(|((g, v), _)| g == group && v == version)
         .map(|(_, d)| d)
-        .unwrap_or(&EMPTY)
 }
 
 /// The definition name Kubernetes gives a custom kind:

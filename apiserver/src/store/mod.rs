@@ -40,6 +40,19 @@ pub enum StoreError {
     Raft(String),
 }
 
+/// Memory each redb database may use to cache pages. Reads are served from
+/// the state machine's in-memory objects, so the cache only spares writes
+/// a trip to the page cache; redb's default (1 GiB a database) would keep
+/// every page a burst of writes touched for the life of the process.
+const DB_CACHE_BYTES: usize = 32 << 20;
+
+/// Opens (or creates) a redb database with the store's cache size.
+pub(crate) fn open_db(path: &Path) -> Result<redb::Database, redb::DatabaseError> {
+    redb::Database::builder()
+        .set_cache_size(DB_CACHE_BYTES)
+        .create(path)
+}
+
 pub(crate) fn read_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
     StorageIOError::new(ErrorSubject::Store, ErrorVerb::Read, AnyError::new(&e)).into()
 }

@@ -24,8 +24,13 @@ use super::{read_err, write_err};
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// How many changes are kept for watches that resume from a revision.
+/// How many changes are kept for watches that resume from a revision...
 const HISTORY: usize = 100_000;
+/// ... and how many bytes of objects (as JSON; in memory they take a few
+/// times that) they may hold: the history is what lets a watch resume and
+/// a paged list read at its first page's revision, and a burst of writes
+/// must not leave it holding every version of 10,000 deleted pods.
+const HISTORY_BYTES: usize = 32 << 20;
 
 /// What readers share with the state machine.
 pub struct Shared {
@@ -37,8 +42,46 @@ struct Hub {
     revision: u64,
     /// Changes after `history_from` are all in `history`.
     history_from: u64,
-    history: VecDeque<Arc<Event>>,
+    history: VecDeque<Kept>,
+    /// The sum of the kept changes' sizes.
+    history_bytes: usize,
     tx: broadcast::Sender<Arc<Event>>,
+}
+
+/// A change as the history keeps it: the object after it and before it as
+/// the JSON that was stored (one allocation each, shared with the store's
+/// own copy while that version is current, rather than a tree of small
+/// ones), decoded again only for a watch that resumes from it or a list at
+/// an older revision.
+struct Kept {
+    revision: u64,
+    kind: EventKind,
+    key: String,
+    object: bytes::Bytes,
+    prev: Option<bytes::Bytes>,
+}
+
+impl Kept {
+    fn size(&self) -> usize {
+        self.key.len() + self.object.len() + self.prev.as_ref().map_or(0, bytes::Bytes::len)
+    }
+
+    /// The change as watches see it.
+    fn event(&self) -> Option<Arc<Event>> {
+        let object: Value = serde_json::from_slice(&self.object).ok()?;
+        let prev = match &self.prev {
+            Some(p) => Some(Arc::new(serde_json::from_slice::<Value>(p).ok()?)),
+            None => None,
+        };
+        Some(Arc::new(Event {
+            revision: self.revision,
+            kind: self.kind,
+            key: self.key.clone(),
+            object: Arc::new(object),
+            prev,
+            json: self.object.clone().into(),
+        }))
+    }
 }
 
 /// The kept changes after a revision, and a receiver for the ones to come.
@@ -101,11 +144,15 @@ impl Shared {
             }
             match &e.prev {
                 Some(prev) => {
+                    let Ok(value) = serde_json::from_slice::<Value>(prev) else {
+                        continue;
+                    };
                     at.insert(
                         &e.key,
                         Stored {
-                            value: prev.clone(),
-                            revision: resource_version(prev),
+                            revision: resource_version(&value),
+                            value: Arc::new(value),
+                            json: prev.clone(),
                         },
                     );
                 }
@@ -134,7 +181,7 @@ impl Shared {
             .history
             .iter()
             .filter(|e| e.revision > from)
-            .cloned()
+            .filter_map(Kept::event)
             .collect();
         Ok((backlog, rx))
     }
@@ -171,13 +218,49 @@ pub struct StateMachine {
     snapshot: CurrentSnapshot,
 }
 
-/// The latest snapshot, built or installed, shared with snapshot builders.
-type CurrentSnapshot = Arc<Mutex<Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>>>;
+/// The latest snapshot, built or installed, shared with snapshot builders:
+/// its meta, and its body in a file beside the state (a snapshot is the
+/// whole state, and is read only when a member needs it).
+#[derive(Clone)]
+struct CurrentSnapshot {
+    meta: Arc<Mutex<Option<SnapshotMeta<u64, BasicNode>>>>,
+    path: Arc<std::path::PathBuf>,
+}
+
+impl CurrentSnapshot {
+    fn new(path: std::path::PathBuf) -> Self {
+        Self {
+            meta: Arc::default(),
+            path: Arc::new(path),
+        }
+    }
+
+    /// Makes `body` the current snapshot's (written to a new file renamed
+    /// over the old one).
+    fn set(&self, meta: &SnapshotMeta<u64, BasicNode>, body: &[u8]) -> std::io::Result<()> {
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, body)?;
+        std::fs::rename(&tmp, &*self.path)?;
+        *self.meta.lock().expect("snapshot lock") = Some(meta.clone());
+        Ok(())
+    }
+
+    fn get(&self) -> std::io::Result<Option<Snapshot<TypeConfig>>> {
+        let Some(meta) = self.meta.lock().expect("snapshot lock").clone() else {
+            return Ok(None);
+        };
+        let body = std::fs::read(&*self.path)?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(body)),
+        }))
+    }
+}
 
 impl StateMachine {
     /// Opens the state at `path`, loading every object into memory.
     pub fn open(path: &Path) -> Result<Self, redb::Error> {
-        let db = Database::create(path)?;
+        let db = super::open_db(path)?;
         let txn = db.begin_write()?;
         txn.open_table(OBJECTS)?;
         txn.open_table(META)?;
@@ -194,6 +277,7 @@ impl StateMachine {
                 Stored {
                     value: Arc::new(value),
                     revision,
+                    json: bytes::Bytes::copy_from_slice(v.value()),
                 },
             );
         }
@@ -222,6 +306,7 @@ impl StateMachine {
             revision,
             history_from: revision,
             history: VecDeque::new(),
+            history_bytes: 0,
             tx,
         };
         let shared = Arc::new(Shared {
@@ -234,7 +319,7 @@ impl StateMachine {
             last_applied,
             membership,
             revision,
-            snapshot: Arc::default(),
+            snapshot: CurrentSnapshot::new(path.with_extension("snapshot")),
         })
     }
 
@@ -282,17 +367,18 @@ fn check(cond: Cond, current: Option<&Stored>) -> Result<(), Failure> {
 }
 
 enum DbOp {
-    Put(String, Vec<u8>),
+    Put(String, bytes::Bytes),
     Delete(String),
 }
 
 /// What applying commands changes: the objects, the revision counter, the
-/// rows to write and the events to publish.
+/// rows to write and the events to publish (with the object before the
+/// change as stored, for the history).
 struct Changes<'a> {
     objects: &'a mut BTreeMap<String, Stored>,
     revision: &'a mut u64,
     ops: &'a mut Vec<DbOp>,
-    events: &'a mut Vec<Arc<Event>>,
+    events: &'a mut Vec<(Arc<Event>, Option<bytes::Bytes>)>,
 }
 
 impl Changes<'_> {
@@ -321,33 +407,39 @@ impl Changes<'_> {
                 if let Err(f) = check(cond, current) {
                     return Ok(Outcome::Failed(f));
                 }
-                let prev = current.map(|c| c.value.clone());
+                let prev = current.map(|c| (c.value.clone(), c.json.clone()));
                 *self.revision += 1;
                 let revision = *self.revision;
                 set_resource_version(&mut value, revision);
                 let value = Arc::new(value);
-                let bytes = serde_json::to_vec(&*value).map_err(write_err)?;
-                self.ops.push(DbOp::Put(key.clone(), bytes));
+                let bytes = bytes::Bytes::from(serde_json::to_vec(&*value).map_err(write_err)?);
+                self.ops.push(DbOp::Put(key.clone(), bytes.clone()));
                 self.objects.insert(
                     key.clone(),
                     Stored {
                         value: value.clone(),
                         revision,
+                        json: bytes.clone(),
                     },
                 );
+                let (prev, prev_json) = prev.unzip();
                 let kind = if prev.is_some() {
                     EventKind::Modified
                 } else {
                     EventKind::Added
                 };
-                self.events.push(Arc::new(Event {
-                    revision,
-                    kind,
-                    key,
-                    object: value.clone(),
-                    prev,
-                    json: Default::default(),
-                }));
+                self.events.push((
+                    Arc::new(Event {
+                        revision,
+                        kind,
+                        key,
+                        object: value.clone(),
+                        prev,
+                        // Watches send the bytes just stored.
+                        json: bytes.into(),
+                    }),
+                    prev_json,
+                ));
                 Outcome::Applied {
                     revision,
                     object: Some((*value).clone()),
@@ -365,15 +457,19 @@ impl Changes<'_> {
                 self.ops.push(DbOp::Delete(key.clone()));
                 let mut last = (*old.value).clone();
                 set_resource_version(&mut last, revision);
+                let json = bytes::Bytes::from(serde_json::to_vec(&last).map_err(write_err)?);
                 let last = Arc::new(last);
-                self.events.push(Arc::new(Event {
-                    revision,
-                    kind: EventKind::Deleted,
-                    key,
-                    object: last.clone(),
-                    prev: Some(old.value),
-                    json: Default::default(),
-                }));
+                self.events.push((
+                    Arc::new(Event {
+                        revision,
+                        kind: EventKind::Deleted,
+                        key,
+                        object: last.clone(),
+                        prev: Some(old.value),
+                        json: json.into(),
+                    }),
+                    Some(old.json),
+                ));
                 Outcome::Applied {
                     revision,
                     object: Some((*last).clone()),
@@ -449,7 +545,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 for op in &ops {
                     match op {
                         DbOp::Put(k, v) => {
-                            table.insert(k.as_str(), v.as_slice()).map_err(write_err)?;
+                            table.insert(k.as_str(), &v[..]).map_err(write_err)?;
                         }
                         DbOp::Delete(k) => {
                             table.remove(k.as_str()).map_err(write_err)?;
@@ -469,16 +565,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut hub = self.shared.hub.lock().expect("hub lock");
         drop(objects);
         hub.revision = self.revision;
-        for event in events {
-            // The history holds its own copy, so the JSON that live watches
-            // share goes with the broadcast buffer, not 100,000 changes later.
-            hub.history.push_back(Arc::new(Event {
-                json: Default::default(),
-                ..(*event).clone()
-            }));
-            if hub.history.len() > HISTORY
-                && let Some(old) = hub.history.pop_front()
-            {
+        for (event, prev) in events {
+            let kept = Kept {
+                revision: event.revision,
+                kind: event.kind,
+                key: event.key.clone(),
+                object: event.object_json().clone(),
+                prev,
+            };
+            hub.history_bytes += kept.size();
+            hub.history.push_back(kept);
+            while hub.history.len() > HISTORY || hub.history_bytes > HISTORY_BYTES {
+                let Some(old) = hub.history.pop_front() else {
+                    break;
+                };
+                hub.history_bytes -= old.size();
                 hub.history_from = old.revision;
             }
             let _ = hub.tx.send(event);
@@ -523,6 +624,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let revision = body
             .revision
             .unwrap_or_else(|| meta.last_log_id.map_or(0, |l| l.index));
+        let mut jsons = Vec::with_capacity(body.objects.len());
         tokio::task::block_in_place(|| -> Result<(), StorageError<u64>> {
             let txn = self.db.begin_write().map_err(write_err)?;
             {
@@ -531,6 +633,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 for (k, v) in &body.objects {
                     let b = serde_json::to_vec(v).map_err(write_err)?;
                     table.insert(k.as_str(), b.as_slice()).map_err(write_err)?;
+                    jsons.push(bytes::Bytes::from(b));
                 }
                 let mut m = txn.open_table(META).map_err(write_err)?;
                 m.insert(
@@ -558,13 +661,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         *self.shared.objects.write().expect("objects lock") = body
             .objects
             .into_iter()
-            .map(|(k, v)| {
+            .zip(jsons)
+            .map(|((k, v), json)| {
                 let r = resource_version(&v);
                 (
                     k,
                     Stored {
                         value: Arc::new(v),
                         revision: r,
+                        json,
                     },
                 )
             })
@@ -573,27 +678,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut hub = self.shared.hub.lock().expect("hub lock");
             hub.revision = revision;
             hub.history.clear();
+            hub.history_bytes = 0;
             hub.history_from = revision;
         }
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.revision = revision;
-        *self.snapshot.lock().expect("snapshot lock") = Some((meta.clone(), bytes));
+        self.snapshot.set(meta, &bytes).map_err(write_err)?;
         Ok(())
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
-        Ok(self
-            .snapshot
-            .lock()
-            .expect("snapshot lock")
-            .as_ref()
-            .map(|(meta, bytes)| Snapshot {
-                meta: meta.clone(),
-                snapshot: Box::new(Cursor::new(bytes.clone())),
-            }))
+        self.snapshot.get().map_err(read_err)
     }
 }
 
@@ -618,7 +716,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot_id: id,
         };
         let body = std::mem::take(&mut self.body);
-        *self.current.lock().expect("snapshot lock") = Some((meta.clone(), body.clone()));
+        tokio::task::block_in_place(|| self.current.set(&meta, &body)).map_err(write_err)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(body)),

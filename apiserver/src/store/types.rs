@@ -111,6 +111,8 @@ pub struct Stored {
     pub value: Arc<Value>,
     /// Revision of the last write.
     pub revision: u64,
+    /// The object as the JSON that was stored.
+    pub json: bytes::Bytes,
 }
 
 /// Kinds of change a watcher sees.

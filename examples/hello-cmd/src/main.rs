@@ -15,6 +15,8 @@
 //!   variable once at start.
 //! - `COUNT` stops after that many lines, exiting with `EXIT_CODE` (0 by
 //!   default): a run-to-completion task.
+//! - `INTERVAL` sets the seconds between lines (1 by default): a large one
+//!   makes an idle pod.
 
 use std::io::Write;
 use std::time::Duration;
@@ -63,6 +65,7 @@ fn main() {
     let greeting = std::env::var("GREETING").unwrap_or_else(|_| "hello from a wasm pod".to_string());
     let count: Option<u64> = std::env::var("COUNT").ok().and_then(|c| c.parse().ok());
     let exit_code: i32 = std::env::var("EXIT_CODE").ok().and_then(|c| c.parse().ok()).unwrap_or(0);
+    let interval: u64 = std::env::var("INTERVAL").ok().and_then(|c| c.parse().ok()).unwrap_or(1);
     let mut n = 0u64;
     loop {
         if count.is_some_and(|c| n >= c) {
@@ -73,6 +76,6 @@ fn main() {
         let _ = writeln!(out, "{greeting} #{n}");
         let _ = out.flush();
         drop(out);
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_secs(interval));
     }
 }
