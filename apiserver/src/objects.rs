@@ -216,6 +216,12 @@ impl Objects {
         (items, rev)
     }
 
+    /// Keeps a resource's objects as they were at `revision` while a paged
+    /// list of them is read.
+    pub fn pin_list(&self, r: &Resource, ns: Option<&str>, revision: u64) {
+        self.store.pin(&r.prefix(ns), revision);
+    }
+
     /// Objects of a resource, filtered, as they were at `revision`; 410
     /// Expired when the changes since are no longer kept.
     pub fn list_at(

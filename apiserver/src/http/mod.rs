@@ -586,6 +586,7 @@ async fn resource(
                 }
                 None => objects.list(r, t.ns.as_deref(), &labels, &fields),
             };
+            let first_page = token.is_none() && exact.is_none();
             let after = token.map(|t| t.start);
             let mut page: Vec<&Value> = items
                 .iter()
@@ -593,6 +594,10 @@ async fn resource(
                 .filter(|v| after.as_ref().is_none_or(|a| list_key(v) > *a))
                 .collect();
             let cont = (page.len() > limit).then(|| {
+                if first_page {
+                    // The next pages read the objects as this one did.
+                    objects.pin_list(r, t.ns.as_deref(), rev);
+                }
                 page.truncate(limit);
                 Continue {
                     revision: rev,

@@ -177,6 +177,13 @@ impl Store {
         self.shared.list(prefix)
     }
 
+    /// Keeps the objects under `prefix` as they were at `revision` for
+    /// `list_at` while a paged list reads them (until 10 s after its last
+    /// page).
+    pub fn pin(&self, prefix: &str, revision: u64) {
+        self.shared.pin(prefix, revision)
+    }
+
     /// The latest applied revision.
     pub fn revision(&self) -> u64 {
         self.shared.revision()
@@ -357,6 +364,40 @@ mod tests {
         );
         let (items, _) = store.list("");
         assert_eq!(items.len(), 1);
+        store.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_paged_list_outlives_the_history_it_would_need() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path()).await;
+        for key in ["a", "b", "c"] {
+            store.write(put(key, Cond::Absent)).await.unwrap();
+        }
+        let before = store.revision();
+        let (first, pinned) = store.list("");
+        assert_eq!(first.len(), 3);
+        store.pin("", pinned);
+        // Writes bigger than the whole history push it past both revisions.
+        let big = "x".repeat(1 << 20);
+        for _ in 0..40 {
+            store
+                .write(Command::Put {
+                    key: "a".into(),
+                    value: json!({"metadata": {"name": "a"}, "data": big}),
+                    cond: Cond::Any,
+                })
+                .await
+                .unwrap();
+        }
+        let later = store.list_at("", pinned).expect("the pinned list is kept");
+        assert_eq!(later.len(), 3);
+        assert!(later.iter().all(|s| s.value.get("data").is_none()));
+        store.write(put("d", Cond::Absent)).await.unwrap();
+        assert!(
+            store.list_at("", before - 1).is_err(),
+            "an unpinned revision past the history is 410"
+        );
         store.shutdown().await;
     }
 

@@ -36,7 +36,23 @@ const HISTORY_BYTES: usize = 32 << 20;
 pub struct Shared {
     objects: RwLock<BTreeMap<String, Stored>>,
     hub: Mutex<Hub>,
+    pins: Mutex<VecDeque<Pin>>,
 }
+
+/// A list being served in pages, kept so that the later pages read the
+/// same objects however many changes come in between: under heavy writes
+/// the bounded history may not reach back to the first page.
+struct Pin {
+    prefix: String,
+    revision: u64,
+    items: Arc<Vec<Stored>>,
+    /// When a page last read it.
+    used: std::time::Instant,
+}
+
+/// Paged lists kept at once, and how long one is kept after a page read it.
+const PINS: usize = 8;
+const PIN_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct Hub {
     revision: u64,
@@ -103,6 +119,12 @@ impl Shared {
     /// Every object whose key starts with `prefix`, and the revision of the
     /// snapshot they were read at.
     pub fn list(&self, prefix: &str) -> (Vec<Stored>, u64) {
+        // Lists are read all the time (the controllers' rounds): a good
+        // moment to let go of paged lists no longer read.
+        self.pins
+            .lock()
+            .expect("pins lock")
+            .retain(|p| p.used.elapsed() < PIN_IDLE);
         let objects = self.objects.read().expect("objects lock");
         let revision = self.hub.lock().expect("hub lock").revision;
         let items = objects
@@ -113,6 +135,33 @@ impl Shared {
         (items, revision)
     }
 
+    /// Keeps the objects under `prefix` as they were at `revision` (a
+    /// list whose first page was just served) while its pages are read.
+    pub fn pin(&self, prefix: &str, revision: u64) {
+        let mut pins = self.pins.lock().expect("pins lock");
+        pins.retain(|p| p.used.elapsed() < PIN_IDLE);
+        if pins
+            .iter()
+            .any(|p| p.prefix == prefix && p.revision == revision)
+        {
+            return;
+        }
+        drop(pins);
+        let Ok(items) = self.list_at(prefix, revision) else {
+            return;
+        };
+        let mut pins = self.pins.lock().expect("pins lock");
+        pins.push_back(Pin {
+            prefix: prefix.to_string(),
+            revision,
+            items: Arc::new(items),
+            used: std::time::Instant::now(),
+        });
+        while pins.len() > PINS {
+            pins.pop_front();
+        }
+    }
+
     /// The latest applied revision.
     pub fn revision(&self) -> u64 {
         self.hub.lock().expect("hub lock").revision
@@ -121,6 +170,16 @@ impl Shared {
     /// Every object whose key starts with `prefix` as it was at `revision`:
     /// the current objects with the kept changes after `revision` undone.
     pub fn list_at(&self, prefix: &str, revision: u64) -> Result<Vec<Stored>, TooOld> {
+        if let Some(pin) = self
+            .pins
+            .lock()
+            .expect("pins lock")
+            .iter_mut()
+            .find(|p| p.prefix == prefix && p.revision == revision)
+        {
+            pin.used = std::time::Instant::now();
+            return Ok(pin.items.as_ref().clone());
+        }
         let objects = self.objects.read().expect("objects lock");
         let hub = self.hub.lock().expect("hub lock");
         if revision < hub.history_from {
@@ -312,6 +371,7 @@ impl StateMachine {
         let shared = Arc::new(Shared {
             objects: RwLock::new(objects),
             hub: Mutex::new(hub),
+            pins: Mutex::new(VecDeque::new()),
         });
         Ok(Self {
             db: Arc::new(db),
