@@ -113,6 +113,11 @@ struct NodeArgs {
     /// Events the node may record at once.
     #[arg(long, env = "SHOAL_EVENT_BURST", default_value_t = 100)]
     event_burst: u32,
+    /// How pod IPs are made reachable: `host-gw` routes the node's pod CIDR
+    /// to itself and other nodes' through their addresses (nodes on one
+    /// link; needs CAP_NET_ADMIN); `none` leaves pod IPs as labels.
+    #[arg(long, env = "SHOAL_POD_NETWORK", value_enum, default_value = "host-gw")]
+    pod_network: PodNetworkArg,
     /// Size at which a container's log file is rotated (a quantity: 10Mi).
     #[arg(long, env = "SHOAL_CONTAINER_LOG_MAX_SIZE", default_value = "10Mi", value_parser = parse_bytes)]
     container_log_max_size: u64,
@@ -220,6 +225,22 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         return Err(bad());
     }
     Ok(std::time::Duration::from_secs(total))
+}
+
+/// `--pod-network` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PodNetworkArg {
+    HostGw,
+    None,
+}
+
+impl From<PodNetworkArg> for shoal_node::PodNetwork {
+    fn from(a: PodNetworkArg) -> Self {
+        match a {
+            PodNetworkArg::HostGw => shoal_node::PodNetwork::HostGw,
+            PodNetworkArg::None => shoal_node::PodNetwork::None,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -388,7 +409,7 @@ async fn up(args: UpArgs) -> Result<()> {
     );
     tokio::signal::ctrl_c().await?;
     eprintln!("shutting down");
-    agent.shutdown();
+    agent.shutdown().await;
     server.shutdown().await;
     Ok(())
 }
@@ -423,7 +444,7 @@ async fn agent(args: AgentArgs) -> Result<()> {
     );
     tokio::signal::ctrl_c().await?;
     eprintln!("shutting down");
-    agent.shutdown();
+    agent.shutdown().await;
     Ok(())
 }
 
@@ -472,6 +493,7 @@ async fn start_agent(
             control_plane,
             event_qps: node.event_qps,
             event_burst: node.event_burst,
+            pod_network: node.pod_network.into(),
         },
         client,
         runtime,

@@ -1,7 +1,9 @@
 //! Pod networking for shoal.
 //!
 //! Every node owns one pod CIDR carved out of the cluster CIDR, and every pod
-//! on the node gets one address out of its node's CIDR.
+//! on the node gets one address out of its node's CIDR. [`routes`] makes
+//! those addresses real: the node's CIDR is local to it, and the other
+//! nodes' CIDRs are routed through their addresses.
 //!
 //! ```
 //! use shoal_cni::{Ipv4Cidr, PodIpam, NodeCidrAllocator};
@@ -14,9 +16,11 @@
 
 mod cidr;
 mod ipam;
+pub mod routes;
 
 pub use cidr::Ipv4Cidr;
 pub use ipam::{NodeCidrAllocator, PodIpam};
+pub use routes::{PodRoute, RouteTable};
 
 /// Errors of address management.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -39,6 +39,8 @@ pub struct AgentConfig {
     pub event_qps: f64,
     /// Events that may be sent at once.
     pub event_burst: u32,
+    /// How pod IPs are made reachable.
+    pub pod_network: crate::podnet::PodNetwork,
 }
 
 /// Pods that may be starting at once; the rest wait their turn in order.
@@ -69,12 +71,16 @@ pub(crate) struct Shared {
     pub open_logs: Arc<crate::logs::OpenLogs>,
     /// The start queue: a permit per pod being started.
     pub starts: Arc<tokio::sync::Semaphore>,
+    /// Whether pod IPs are routed (the node's CIDR is local to it): then
+    /// HTTP pods listen on their IP and guests may listen on theirs.
+    pub pod_ips_live: bool,
 }
 
 /// A running node agent.
 pub struct Agent {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     shared: Arc<Shared>,
+    routes: Option<shoal_cni::RouteTable>,
 }
 
 /// Errors starting the agent.
@@ -215,6 +221,7 @@ impl Agent {
         let cidr = cidr
             .parse()
             .map_err(|e: shoal_cni::Error| AgentError::Local(e.to_string()))?;
+        let routes = crate::podnet::open(config.pod_network, cidr).await;
         let mut ipam = PodIpam::new(cidr);
         // The node cannot hold more pods than its CIDR has addresses.
         let addresses = u32::try_from(cidr.size().saturating_sub(3)).unwrap_or(u32::MAX);
@@ -256,6 +263,7 @@ impl Agent {
             events: crate::events::EventRecorder::new(&config.node_name),
             open_logs: crate::logs::OpenLogs::new(OPEN_LOG_FILES),
             starts: Arc::new(tokio::sync::Semaphore::new(POD_STARTS)),
+            pod_ips_live: routes.is_some(),
         });
         let listen = SocketAddr::new(config.node_ip, config.kubelet_port);
         let listener = tokio::net::TcpListener::bind(listen)
@@ -274,16 +282,38 @@ impl Agent {
             tokio::spawn(crate::proxy::run(shared.clone())),
             tokio::spawn(collect_images(shared.clone())),
         ]);
-        Ok(Self { tasks, shared })
+        if let Some(table) = &routes {
+            tasks.push(tokio::spawn(crate::podnet::run(
+                shared.clone(),
+                cidr,
+                table.clone(),
+            )));
+        }
+        Ok(Self {
+            tasks,
+            shared,
+            routes,
+        })
     }
 
     /// Stops the agent's loops and every pod instance on this node.
-    pub fn shutdown(self) {
+    pub async fn shutdown(self) {
         for t in &self.tasks {
             t.abort();
         }
-        for (_, w) in self.shared.pods.lock().expect("pods lock").drain() {
+        let workers: Vec<_> = self
+            .shared
+            .pods
+            .lock()
+            .expect("pods lock")
+            .drain()
+            .map(|(_, w)| w)
+            .collect();
+        for w in workers {
             w.abort();
+        }
+        if let Some(table) = &self.routes {
+            crate::podnet::close(table).await;
         }
     }
 }

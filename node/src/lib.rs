@@ -11,6 +11,7 @@ mod events;
 mod images;
 mod kubelet_api;
 pub mod logs;
+mod podnet;
 mod pods;
 mod proxy;
 mod quantity;
@@ -19,3 +20,4 @@ mod status;
 mod volumes;
 
 pub use agent::{Agent, AgentConfig};
+pub use podnet::PodNetwork;

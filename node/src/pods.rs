@@ -879,6 +879,7 @@ async fn run_container(ctx: ContainerCtx) {
     } else {
         NetworkAccess::Outbound {
             node_addrs: shared.node_addrs.clone(),
+            pod_ip: ctx.ip.parse().ok().filter(|_| shared.pod_ips_live),
         }
     };
     let mut crashes = 0u32;
@@ -950,9 +951,19 @@ async fn run_container(ctx: ContainerCtx) {
                         .map(|p| p as u16)
                 })
                 .collect();
-            shared
-                .http
-                .add(&ctx.uid, &ctx.ip, ports, workload.clone(), spec);
+            // An HTTP container without ports serves port 80.
+            let ports = if ports.is_empty() { vec![80] } else { ports };
+            shared.http.add(
+                &shared.runtime,
+                &ctx.uid,
+                &ctx.ip,
+                &ports,
+                workload.clone(),
+                spec,
+            );
+            if shared.pod_ips_live {
+                crate::proxy::listen_at_pod_ip(shared, &ctx.uid, &ctx.ip, &ports).await;
+            }
             send(&st).await;
             return std::future::pending::<()>().await;
         }

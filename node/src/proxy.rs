@@ -23,15 +23,18 @@ use crate::agent::Shared;
 
 type Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
-/// HTTP instances of pods on this node, by pod IP and port.
+/// HTTP instances of pods on this node, by pod IP and port, and the
+/// listeners on those addresses (where pod IPs are live).
 #[derive(Default)]
 pub(crate) struct HttpTargets {
     inner: Mutex<HashMap<(String, u16), Target>>,
+    listeners: Mutex<HashMap<String, Vec<tokio_util::task::AbortOnDropHandle<()>>>>,
 }
 
 #[derive(Clone)]
 struct Target {
     uid: String,
+    runtime: Arc<shoal_runtime_wasm::Runtime>,
     workload: Arc<Workload>,
     spec: CommandSpec,
     /// Held by every request in flight, until its response body ends.
@@ -43,21 +46,22 @@ struct Target {
 impl HttpTargets {
     pub fn add(
         &self,
+        runtime: &Arc<shoal_runtime_wasm::Runtime>,
         uid: &str,
         ip: &str,
-        ports: Vec<u16>,
+        ports: &[u16],
         workload: Arc<Workload>,
         spec: CommandSpec,
     ) {
         let mut m = self.inner.lock().expect("targets lock");
-        let ports = if ports.is_empty() { vec![80] } else { ports };
         let in_flight = Arc::new(());
         let stop = Arc::new(watch::channel(false).0);
         for p in ports {
             m.insert(
-                (ip.to_string(), p),
+                (ip.to_string(), *p),
                 Target {
                     uid: uid.to_string(),
+                    runtime: runtime.clone(),
                     workload: workload.clone(),
                     spec: spec.clone(),
                     in_flight: in_flight.clone(),
@@ -76,6 +80,8 @@ impl HttpTargets {
     }
 
     fn take(&self, uid: &str) -> Option<Target> {
+        // New connections stop at once; those open finish their requests.
+        self.listeners.lock().expect("listeners lock").remove(uid);
         let mut taken = None;
         self.inner.lock().expect("targets lock").retain(|_, t| {
             if t.uid == uid {
@@ -108,6 +114,97 @@ impl HttpTargets {
             .expect("targets lock")
             .get(&(ip.to_string(), port))
             .cloned()
+    }
+}
+
+/// Serves an HTTP pod's ports at its IP: a listener per port, each
+/// connection's requests served in-process by a fresh instance.
+pub(crate) async fn listen_at_pod_ip(shared: &Arc<Shared>, uid: &str, ip: &str, ports: &[u16]) {
+    let Ok(addr) = ip.parse::<std::net::IpAddr>() else {
+        return;
+    };
+    let mut handles = Vec::new();
+    for port in ports {
+        let listener = match tokio::net::TcpListener::bind((addr, *port)).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("pod {uid}: cannot listen on {ip}:{port}: {e}");
+                continue;
+            }
+        };
+        let (shared, ip, port) = (shared.clone(), ip.to_string(), *port);
+        handles.push(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+            async move {
+                let mut listener = listener;
+                loop {
+                    // Accept errors are logged and waited out.
+                    let (tcp, _) = axum::serve::Listener::accept(&mut listener).await;
+                    let _ = tcp.set_nodelay(true);
+                    let (shared, ip) = (shared.clone(), ip.clone());
+                    tokio::spawn(async move {
+                        let svc = hyper::service::service_fn(move |req| {
+                            let target = shared.http.get(&ip, port);
+                            async move {
+                                Ok::<_, Infallible>(match target {
+                                    Some(t) => serve(t, req).await,
+                                    None => text(
+                                        StatusCode::SERVICE_UNAVAILABLE,
+                                        "the pod is stopping\n",
+                                    ),
+                                })
+                            }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .keep_alive(true)
+                            .serve_connection(TokioIo::new(tcp), svc)
+                            .await;
+                    });
+                }
+            },
+        )));
+    }
+    // The pod may have been taken out of service while the listeners were
+    // bound: then they go at once.
+    let serving = shared
+        .http
+        .inner
+        .lock()
+        .expect("targets lock")
+        .values()
+        .any(|t| t.uid == uid);
+    if serving {
+        shared
+            .http
+            .listeners
+            .lock()
+            .expect("listeners lock")
+            .insert(uid.to_string(), handles);
+    }
+}
+
+/// Serves one request with a fresh instance of `t`.
+async fn serve(t: Target, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let runtime = t.runtime.clone();
+    match runtime
+        .serve_http(&t.workload, &t.spec, req, stopped(t.stop.subscribe()))
+        .await
+    {
+        Ok(resp) => {
+            let in_flight = t.in_flight;
+            resp.map(move |b| {
+                b.map_frame(move |f| {
+                    let _held = &in_flight;
+                    f
+                })
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                .boxed_unsync()
+            })
+        }
+        Err(e) => {
+            tracing::warn!("pod {}: {e}", t.uid);
+            text(StatusCode::BAD_GATEWAY, "the backend failed to answer\n")
+        }
     }
 }
 
@@ -288,27 +385,7 @@ async fn forward(
     }
     let (ip, target_port) = backends[rr.fetch_add(1, Ordering::Relaxed) % backends.len()].clone();
     match shared.http.get(&ip, target_port) {
-        Some(t) => match shared
-            .runtime
-            .serve_http(&t.workload, &t.spec, req, stopped(t.stop.subscribe()))
-            .await
-        {
-            Ok(resp) => {
-                let in_flight = t.in_flight;
-                resp.map(move |b| {
-                    b.map_frame(move |f| {
-                        let _held = &in_flight;
-                        f
-                    })
-                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-                    .boxed_unsync()
-                })
-            }
-            Err(e) => {
-                tracing::warn!("{ns}/{name} via {ip}:{target_port}: {e}");
-                text(StatusCode::BAD_GATEWAY, "the backend failed to answer\n")
-            }
-        },
+        Some(t) => serve(t, req).await,
         None => text(
             StatusCode::BAD_GATEWAY,
             format!("endpoint {ip}:{target_port} is not an HTTP workload on this node\n"),

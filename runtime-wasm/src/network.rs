@@ -14,11 +14,14 @@ pub enum NetworkAccess {
     #[default]
     None,
     /// Outgoing connections to anything but the node itself: loopback,
-    /// link-local and the node's own addresses are refused, and the guest
-    /// may not listen on a port of the node.
+    /// link-local and the node's own addresses are refused. The guest may
+    /// listen on its pod's IP (where the node routes pod IPs), never on an
+    /// address of the node.
     Outbound {
         /// The node's own addresses.
         node_addrs: Arc<[IpAddr]>,
+        /// The pod's own address, which the guest may bind and listen on.
+        pod_ip: Option<IpAddr>,
     },
     /// The node's network as the agent has it (`hostNetwork: true`).
     Host,
@@ -32,19 +35,22 @@ impl NetworkAccess {
 
     /// Whether the guest may use `addr` for `usage`.
     pub fn allows(&self, addr: SocketAddr, usage: SocketAddrUse) -> bool {
-        let node_addrs = match self {
+        let (node_addrs, pod_ip) = match self {
             NetworkAccess::None => return false,
             NetworkAccess::Host => return true,
-            NetworkAccess::Outbound { node_addrs } => node_addrs,
+            NetworkAccess::Outbound { node_addrs, pod_ip } => (node_addrs, *pod_ip),
         };
         let ip = canonical(addr.ip());
+        let own = pod_ip.is_some_and(|p| canonical(p) == ip);
         match usage {
-            // Only the implicit bind of an outgoing socket: any address,
-            // a port the kernel picks.
+            // The implicit bind of an outgoing socket (any address, a port
+            // the kernel picks), or any port of the pod's own address.
             SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => {
-                ip.is_unspecified() && addr.port() == 0
+                (ip.is_unspecified() && addr.port() == 0) || own
             }
-            SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => false,
+            // Listening is on the pod's address; anyone may connect to it.
+            SocketAddrUse::TcpListen => own,
+            SocketAddrUse::TcpAccept => pod_ip.is_some(),
             SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => {
                 remote_allowed(ip, node_addrs)
             }
@@ -166,6 +172,7 @@ mod tests {
 
     fn outbound() -> NetworkAccess {
         NetworkAccess::Outbound {
+            pod_ip: None,
             node_addrs: vec!["192.168.1.10".parse().unwrap()].into(),
         }
     }
@@ -195,6 +202,32 @@ mod tests {
         assert!(n.allows("0.0.0.0:0".parse().unwrap(), SocketAddrUse::TcpBind));
         assert!(!n.allows("0.0.0.0:8080".parse().unwrap(), SocketAddrUse::TcpBind));
         assert!(!n.allows("0.0.0.0:0".parse().unwrap(), SocketAddrUse::TcpListen));
+    }
+
+    #[test]
+    fn a_pod_listens_on_its_own_address_only() {
+        let n = NetworkAccess::Outbound {
+            node_addrs: vec!["192.168.1.10".parse().unwrap()].into(),
+            pod_ip: Some("10.244.0.7".parse().unwrap()),
+        };
+        let may = |a: &str, u| n.allows(a.parse().unwrap(), u);
+        assert!(may("10.244.0.7:8080", SocketAddrUse::TcpBind));
+        assert!(may("10.244.0.7:8080", SocketAddrUse::TcpListen));
+        assert!(may("10.244.0.7:5353", SocketAddrUse::UdpBind));
+        assert!(may("10.244.1.9:40000", SocketAddrUse::TcpAccept));
+        assert!(
+            !may("10.244.0.8:8080", SocketAddrUse::TcpBind),
+            "another pod's address"
+        );
+        assert!(
+            !may("192.168.1.10:8080", SocketAddrUse::TcpBind),
+            "the node's address"
+        );
+        assert!(!may("0.0.0.0:8080", SocketAddrUse::TcpBind));
+        assert!(
+            may("10.244.1.9:80", SocketAddrUse::TcpConnect),
+            "another pod"
+        );
     }
 
     #[test]

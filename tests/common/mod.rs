@@ -19,7 +19,135 @@ pub struct Cluster {
     extra_args: Vec<String>,
     /// A shell `ulimit` command run before shoal, e.g. `ulimit -Sn 1024`.
     limits: Option<String>,
+    /// The network namespace (a host of a [`Lan`]) shoal runs in, and its
+    /// address there.
+    host: Option<(String, String)>,
     child: Option<Child>,
+}
+
+/// A command running the shoal binary, in network namespace `ns` and
+/// under the shell's `limits` if given (the process keeps the pid).
+fn shoal_command(ns: Option<&str>, limits: Option<&str>) -> Command {
+    let shoal = env!("CARGO_BIN_EXE_shoal");
+    let mut argv: Vec<String> = Vec::new();
+    if let Some(ns) = ns {
+        argv.extend(["ip", "netns", "exec", ns].map(String::from));
+    }
+    if let Some(limits) = limits {
+        argv.extend([
+            "sh".into(),
+            "-c".into(),
+            format!("{limits} && exec \"$0\" \"$@\""),
+        ]);
+    }
+    argv.push(shoal.into());
+    let mut c = Command::new(&argv[0]);
+    c.args(&argv[1..]);
+    c
+}
+
+/// Machines for tests that cross a network: network namespaces, each a
+/// host with its own address, joined by veth pairs to one bridge (the
+/// test's own namespace has the bridge's address, `.254`).
+pub struct Lan {
+    id: u32,
+    subnet: String,
+    hosts: Vec<String>,
+}
+
+/// A host of a [`Lan`].
+pub struct Host {
+    /// Its network namespace.
+    pub ns: String,
+    /// Its address.
+    pub ip: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("running ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Lan {
+    /// A new LAN, its subnet chosen from the test process's id.
+    pub fn new() -> Self {
+        let id = std::process::id();
+        let subnet = format!("10.{}.{}", 100 + id % 100, (id / 100) % 250);
+        let lan = Self {
+            id,
+            subnet,
+            hosts: Vec::new(),
+        };
+        let br = lan.bridge();
+        let _ = Command::new("ip").args(["link", "del", &br]).output();
+        ip(&["link", "add", &br, "type", "bridge"]);
+        ip(&["addr", "add", &format!("{}.254/24", lan.subnet), "dev", &br]);
+        ip(&["link", "set", &br, "up"]);
+        lan
+    }
+
+    fn bridge(&self) -> String {
+        format!("shbr{}", self.id)
+    }
+
+    /// Adds host number `n` (1–253): its address is `<subnet>.n`.
+    pub fn host(&mut self, n: u8) -> Host {
+        let ns = format!("sh{}h{n}", self.id);
+        let (outer, inner) = (format!("sh{}v{n}", self.id), format!("sh{}i{n}", self.id));
+        let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        ip(&["netns", "add", &ns]);
+        ip(&[
+            "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+        ]);
+        ip(&["link", "set", &inner, "netns", &ns]);
+        ip(&["link", "set", &outer, "master", &self.bridge()]);
+        ip(&["link", "set", &outer, "up"]);
+        let addr = format!("{}.{n}", self.subnet);
+        let in_ns = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", &ns, "ip"];
+            all.extend_from_slice(args);
+            ip(&all);
+        };
+        in_ns(&["link", "set", "lo", "up"]);
+        in_ns(&["link", "set", &inner, "name", "eth0"]);
+        in_ns(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+        in_ns(&["link", "set", "eth0", "up"]);
+        in_ns(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("{}.254", self.subnet),
+        ]);
+        self.hosts.push(ns.clone());
+        Host { ns, ip: addr }
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for ns in &self.hosts {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge()])
+            .output();
+    }
+}
+
+impl Host {
+    /// Runs `argv` on this host and returns its output.
+    pub fn run(&self, argv: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .args(argv)
+            .output()
+            .expect("running a command on a host")
+    }
 }
 
 pub fn free_port() -> u16 {
@@ -64,6 +192,27 @@ impl Cluster {
     /// Starts a cluster whose `shoal up` gets `args` and runs under the
     /// shell's `limits` (`ulimit -Sn 1024`, say).
     pub fn start_limited(test: &str, args: &[&str], limits: Option<&str>) -> Self {
+        // Clusters of the machine's own network share it: their pod IPs
+        // stay labels so they do not claim each other's addresses.
+        let mut all = vec!["--pod-network", "none"];
+        all.extend_from_slice(args);
+        Self::start_in(test, &all, limits, None)
+    }
+
+    /// Starts a cluster on `host` of a [`Lan`] (its control plane and first
+    /// node listen on the host's address), with pod IPs routed.
+    pub fn start_on(host: &Host, test: &str, args: &[&str]) -> Self {
+        let mut all = vec!["--bind-address", &host.ip, "--node-ip", &host.ip];
+        all.extend_from_slice(args);
+        Self::start_in(test, &all, None, Some((host.ns.clone(), host.ip.clone())))
+    }
+
+    fn start_in(
+        test: &str,
+        args: &[&str],
+        limits: Option<&str>,
+        host: Option<(String, String)>,
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!("shoal-e2e-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -74,26 +223,27 @@ impl Cluster {
             kubelet_port: free_port(),
             extra_args: args.iter().map(|a| a.to_string()).collect(),
             limits: limits.map(String::from),
+            host,
             child: None,
         };
         c.boot();
         c
     }
 
+    /// The API's URL as nodes reach it.
+    pub fn server(&self) -> String {
+        let host = self
+            .host
+            .as_ref()
+            .map_or("127.0.0.1", |(_, ip)| ip.as_str());
+        format!("https://{host}:{}", self.api_port)
+    }
+
     /// Starts `shoal up` on this cluster's data directory and waits for its
     /// ready line.
     pub fn boot(&mut self) {
-        let mut command = match &self.limits {
-            // The shell sets the limits and becomes shoal (same pid).
-            Some(limits) => {
-                let mut c = Command::new("sh");
-                c.arg("-c")
-                    .arg(format!("{limits} && exec \"$0\" \"$@\""))
-                    .arg(env!("CARGO_BIN_EXE_shoal"));
-                c
-            }
-            None => Command::new(env!("CARGO_BIN_EXE_shoal")),
-        };
+        let ns = self.host.as_ref().map(|(ns, _)| ns.as_str());
+        let mut command = shoal_command(ns, self.limits.as_deref());
         let mut child = command
             .args(["up", "--data-dir"])
             .arg(&self.dir)
@@ -210,13 +360,25 @@ impl Cluster {
     /// as node `name` at address `ip`, joined to this cluster, with `args`
     /// as well.
     pub fn join(&self, name: &str, ip: &str, args: &[&str]) -> Node {
+        let mut all = vec!["--pod-network", "none"];
+        all.extend_from_slice(args);
+        self.join_in(name, ip, None, &all)
+    }
+
+    /// Starts `shoal agent` as node `name` on `host` of a [`Lan`], with pod
+    /// IPs routed.
+    pub fn join_on(&self, host: &Host, name: &str, args: &[&str]) -> Node {
+        self.join_in(name, &host.ip, Some(&host.ns), args)
+    }
+
+    fn join_in(&self, name: &str, ip: &str, ns: Option<&str>, args: &[&str]) -> Node {
         let dir = self.dir.join(format!("node-{name}"));
         let creds = dir.join("credentials");
         let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
             .args(["node-config", "--data-dir"])
             .arg(&self.dir)
             .args(["--node-name", name, "--node-ip", ip, "--server"])
-            .arg(format!("https://127.0.0.1:{}", self.api_port))
+            .arg(self.server())
             .arg("--out")
             .arg(&creds)
             .output()
@@ -226,7 +388,7 @@ impl Cluster {
             "node-config failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        let mut child = shoal_command(ns, None)
             .arg("agent")
             .arg("--data-dir")
             .arg(dir.join("data"))
@@ -402,6 +564,25 @@ impl Node {
     /// Imports a module into this node's image store.
     pub fn import(&self, file: &Path, name: &str) {
         import_into(&self.data_dir, file, name);
+    }
+
+    /// Stops the agent with SIGINT (as Ctrl-C) and waits for it to exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "shoal agent did not stop within 20s of SIGINT"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
