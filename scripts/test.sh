@@ -5,12 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real components the tests use: an OCI registry (Debian), iproute2 for a
-# network namespace standing in for another machine, the oras and bcrypt
+# Real components the tests use: an OCI registry (Debian), iproute2 for
+# network namespaces standing in for other machines, nftables (Services are
+# kernel rules), curl and dig as a node's processes, the oras and bcrypt
 # Python packages to push to the registry, and the Python kubernetes client.
-if ! command -v docker-registry >/dev/null || ! command -v ip >/dev/null; then
+need=()
+for pair in docker-registry:docker-registry ip:iproute2 nft:nftables curl:curl dig:dnsutils; do
+  command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry iproute2 >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 python3 -c 'import oras, bcrypt, kubernetes' 2>/dev/null || python3 -m pip install -q oras bcrypt kubernetes
 command -v kubectl >/dev/null || { echo "kubectl (1.32) is required on PATH" >&2; exit 1; }

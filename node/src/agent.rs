@@ -74,6 +74,9 @@ pub(crate) struct Shared {
     /// Whether pod IPs are routed (the node's CIDR is local to it): then
     /// HTTP pods listen on their IP and guests may listen on theirs.
     pub pod_ips_live: bool,
+    /// Whether Services are implemented by the kernel (nftables rules the
+    /// agent programs); otherwise the agent's NodePort listeners serve HTTP.
+    pub kernel_services: bool,
 }
 
 /// A running node agent.
@@ -222,6 +225,18 @@ impl Agent {
             .parse()
             .map_err(|e: shoal_cni::Error| AgentError::Local(e.to_string()))?;
         let routes = crate::podnet::open(config.pod_network, cidr).await;
+        let kernel_services = match &routes {
+            Some(_) => match crate::services::available(cidr).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(
+                        "Services by nftables unavailable ({e}); NodePorts are served for HTTP pods of this node only"
+                    );
+                    false
+                }
+            },
+            None => false,
+        };
         let mut ipam = PodIpam::new(cidr);
         // The node cannot hold more pods than its CIDR has addresses.
         let addresses = u32::try_from(cidr.size().saturating_sub(3)).unwrap_or(u32::MAX);
@@ -264,6 +279,7 @@ impl Agent {
             open_logs: crate::logs::OpenLogs::new(OPEN_LOG_FILES),
             starts: Arc::new(tokio::sync::Semaphore::new(POD_STARTS)),
             pod_ips_live: routes.is_some(),
+            kernel_services,
         });
         let listen = SocketAddr::new(config.node_ip, config.kubelet_port);
         let listener = tokio::net::TcpListener::bind(listen)
@@ -289,6 +305,9 @@ impl Agent {
                 table.clone(),
             )));
         }
+        if kernel_services {
+            tasks.push(tokio::spawn(crate::services::run(shared.clone(), cidr)));
+        }
         Ok(Self {
             tasks,
             shared,
@@ -311,6 +330,9 @@ impl Agent {
             .collect();
         for w in workers {
             w.abort();
+        }
+        if self.shared.kernel_services {
+            crate::services::remove().await;
         }
         if let Some(table) = &self.routes {
             crate::podnet::close(table).await;

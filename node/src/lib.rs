@@ -16,6 +16,7 @@ mod pods;
 mod proxy;
 mod quantity;
 mod ratelimit;
+mod services;
 mod status;
 mod volumes;
 

@@ -227,7 +227,13 @@ fn text(code: StatusCode, s: impl Into<String>) -> Response<Body> {
     r
 }
 
+/// Serves NodePorts from the agent (when the kernel does not: see
+/// `services`): a listener per NodePort, HTTP forwarded to the endpoints
+/// that are HTTP pods of this node.
 pub(crate) async fn run(shared: Arc<Shared>) {
+    if shared.kernel_services {
+        return;
+    }
     let (services, svc_writer) = reflector::store::<Service>();
     let (endpoints, ep_writer) = reflector::store::<Endpoints>();
     let svc_stream = reflector(

@@ -1,0 +1,496 @@
+//! Services, implemented by the node's kernel as kube-proxy's nftables mode
+//! does: the agent turns Services and EndpointSlices into one nftables
+//! table (`ip shoal`) and replaces it, in one transaction, whenever they
+//! change. Connections to a ClusterIP or to a NodePort of the node are
+//! DNATed to a ready endpoint chosen at random: processes of the node and
+//! Wasm guests (whose sockets are the agent's) alike, and traffic from
+//! other hosts. NodePort traffic and hairpin connections are masqueraded,
+//! so replies come back the way they went; a Service without ready
+//! endpoints is refused at once.
+//!
+//! [`ruleset`] is pure (Services and slices in, the table's text out);
+//! [`run`] reflects the objects and runs `nft -f -`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use shoal_cni::Ipv4Cidr;
+
+use crate::agent::Shared;
+
+/// The nftables table shoal owns.
+const TABLE: &str = "shoal";
+
+/// The mark of connections to masquerade.
+const MASQ: u32 = 0x4000;
+
+/// What the rules need to know of the node.
+pub(crate) struct NodeView<'a> {
+    /// The node's name (endpoints there are local).
+    pub name: &'a str,
+    /// The node's pod CIDR, whose addresses are local but never NodePorts.
+    pub pod_cidr: Ipv4Cidr,
+}
+
+/// One port of a Service, with where its connections go.
+#[derive(Debug, PartialEq, Eq)]
+struct Frontend {
+    /// `tcp` or `udp`.
+    proto: &'static str,
+    cluster_ips: Vec<Ipv4Addr>,
+    port: u16,
+    node_port: Option<u16>,
+    /// Ready endpoints for connections to the ClusterIP.
+    internal: Vec<(Ipv4Addr, u16)>,
+    /// Ready endpoints for connections to the NodePort.
+    external: Vec<(Ipv4Addr, u16)>,
+    /// External traffic stays on the node: not masqueraded.
+    external_local: bool,
+}
+
+fn protocol(p: Option<&str>) -> Option<&'static str> {
+    match p.unwrap_or("TCP") {
+        "TCP" => Some("tcp"),
+        "UDP" => Some("udp"),
+        _ => None,
+    }
+}
+
+/// Every port of every Service, paired with the ready endpoints of its
+/// slices (a named `targetPort` resolved through the slice's port names).
+fn frontends(
+    services: &[Arc<Service>],
+    slices: &[Arc<EndpointSlice>],
+    node: &NodeView,
+) -> Vec<Frontend> {
+    let mut by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
+    for s in slices {
+        let ns = s.metadata.namespace.as_deref().unwrap_or_default();
+        if let Some(svc) = s
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("kubernetes.io/service-name"))
+        {
+            by_service.entry((ns, svc.as_str())).or_default().push(s);
+        }
+    }
+    let mut out = Vec::new();
+    for svc in services {
+        let Some(spec) = &svc.spec else { continue };
+        if spec.type_.as_deref() == Some("ExternalName") {
+            continue;
+        }
+        let cluster_ips: Vec<Ipv4Addr> = spec
+            .cluster_ips
+            .clone()
+            .or_else(|| spec.cluster_ip.clone().map(|ip| vec![ip]))
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|ip| ip.parse().ok())
+            .collect();
+        let ns = svc.metadata.namespace.as_deref().unwrap_or_default();
+        let name = svc.metadata.name.as_deref().unwrap_or_default();
+        let own_slices = by_service.get(&(ns, name)).cloned().unwrap_or_default();
+        let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
+        let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
+        for p in spec.ports.iter().flatten() {
+            let Some(proto) = protocol(p.protocol.as_deref()) else {
+                continue;
+            };
+            let mut ready: Vec<(Ipv4Addr, u16, bool)> = Vec::new();
+            for slice in &own_slices {
+                let Some(target) = slice.ports.iter().flatten().find_map(|sp| {
+                    (sp.name == p.name && protocol(sp.protocol.as_deref()) == Some(proto))
+                        .then_some(sp.port)
+                        .flatten()
+                }) else {
+                    continue;
+                };
+                let Ok(target) = u16::try_from(target) else {
+                    continue;
+                };
+                for e in &slice.endpoints {
+                    let conditions = e.conditions.as_ref();
+                    let ready_now = conditions.and_then(|c| c.ready).unwrap_or(true);
+                    let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
+                    if !ready_now || terminating {
+                        continue;
+                    }
+                    let local = e.node_name.as_deref() == Some(node.name);
+                    for a in &e.addresses {
+                        if let Ok(ip) = a.parse::<Ipv4Addr>() {
+                            ready.push((ip, target, local));
+                        }
+                    }
+                }
+            }
+            ready.sort();
+            ready.dedup();
+            let pick = |local_only: bool| {
+                ready
+                    .iter()
+                    .filter(|(_, _, local)| !local_only || *local)
+                    .map(|(ip, port, _)| (*ip, *port))
+                    .collect::<Vec<_>>()
+            };
+            out.push(Frontend {
+                proto,
+                cluster_ips: cluster_ips.clone(),
+                port: u16::try_from(p.port).unwrap_or(0),
+                node_port: p.node_port.and_then(|n| u16::try_from(n).ok()),
+                internal: pick(internal_local),
+                external: pick(external_local),
+                external_local,
+            });
+        }
+    }
+    out
+}
+
+/// A short stable name for a frontend's chains.
+fn chain_id(f: &Frontend) -> String {
+    let key = format!("{:?}{}{}", f.cluster_ips, f.proto, f.port);
+    let h = key.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    });
+    format!("{:012x}", h & 0xffff_ffff_ffff)
+}
+
+/// The chain that picks one of `endpoints` at random and DNATs to it.
+fn balance(out: &mut String, chain: &str, proto: &str, endpoints: &[(Ipv4Addr, u16)]) {
+    let _ = writeln!(out, "  chain {chain} {{");
+    let jumps: Vec<String> = (0..endpoints.len())
+        .map(|i| format!("{i} : goto {chain}-{i}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "    numgen random mod {} vmap {{ {} }}",
+        endpoints.len(),
+        jumps.join(", ")
+    );
+    out.push_str("  }\n");
+    for (i, (ip, port)) in endpoints.iter().enumerate() {
+        // A pod that reaches itself through the Service is masqueraded, or
+        // its reply would not go back through the DNAT.
+        let _ = writeln!(
+            out,
+            "  chain {chain}-{i} {{\n    ip saddr {ip} meta mark set meta mark | {MASQ:#x}\n    meta l4proto {proto} dnat to {ip}:{port}\n  }}"
+        );
+    }
+}
+
+/// The nftables script that replaces shoal's table with the rules for
+/// `services`.
+pub(crate) fn ruleset(
+    services: &[Arc<Service>],
+    slices: &[Arc<EndpointSlice>],
+    node: &NodeView,
+) -> String {
+    let fronts = frontends(services, slices, node);
+    let mut ips = Vec::new();
+    let mut node_ports = Vec::new();
+    let mut refused = Vec::new();
+    let mut refused_node_ports = Vec::new();
+    let mut chains = String::new();
+    for f in &fronts {
+        let id = chain_id(f);
+        if f.internal.is_empty() {
+            for ip in &f.cluster_ips {
+                refused.push(format!("{ip} . {} . {}", f.proto, f.port));
+            }
+        } else {
+            balance(&mut chains, &format!("svc-{id}"), f.proto, &f.internal);
+            for ip in &f.cluster_ips {
+                ips.push(format!("{ip} . {} . {} : goto svc-{id}", f.proto, f.port));
+            }
+        }
+        let Some(np) = f.node_port else { continue };
+        if f.external.is_empty() {
+            refused_node_ports.push(format!("{} . {np}", f.proto));
+            continue;
+        }
+        balance(&mut chains, &format!("ext-{id}"), f.proto, &f.external);
+        let mark = if f.external_local {
+            String::new()
+        } else {
+            format!("    meta mark set meta mark | {MASQ:#x}\n")
+        };
+        let _ = writeln!(
+            chains,
+            "  chain nodeport-{id} {{\n{mark}    goto ext-{id}\n  }}"
+        );
+        node_ports.push(format!("{} . {np} : goto nodeport-{id}", f.proto));
+    }
+    let elements = |items: &[String]| {
+        if items.is_empty() {
+            String::new()
+        } else {
+            format!("; elements = {{ {} }}", items.join(", "))
+        }
+    };
+    let cidr = node.pod_cidr;
+    let mut out = String::new();
+    let _ = writeln!(out, "add table ip {TABLE}\ndelete table ip {TABLE}");
+    let _ = writeln!(out, "table ip {TABLE} {{");
+    let _ = writeln!(
+        out,
+        "  map service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict{}; }}",
+        elements(&ips)
+    );
+    let _ = writeln!(
+        out,
+        "  map service-nodeports {{ type inet_proto . inet_service : verdict{}; }}",
+        elements(&node_ports)
+    );
+    let _ = writeln!(
+        out,
+        "  set no-endpoints {{ type ipv4_addr . inet_proto . inet_service{}; }}",
+        elements(&refused)
+    );
+    let _ = writeln!(
+        out,
+        "  set no-endpoint-nodeports {{ type inet_proto . inet_service{}; }}",
+        elements(&refused_node_ports)
+    );
+    let _ = writeln!(
+        out,
+        "  chain services {{\n    ip daddr . meta l4proto . th dport vmap @service-ips\n    ip daddr != {cidr} fib daddr type local meta l4proto . th dport vmap @service-nodeports\n  }}"
+    );
+    out.push_str("  chain nat-prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    jump services\n  }\n");
+    out.push_str("  chain nat-output {\n    type nat hook output priority -100; policy accept;\n    jump services\n  }\n");
+    let _ = writeln!(
+        out,
+        "  chain nat-postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    meta mark & {MASQ:#x} == {MASQ:#x} masquerade fully-random\n  }}"
+    );
+    let refuse = format!(
+        "    ip daddr . meta l4proto . th dport @no-endpoints reject\n    ip daddr != {cidr} fib daddr type local meta l4proto . th dport @no-endpoint-nodeports reject\n"
+    );
+    for (chain, hook) in [
+        ("filter-output", "output"),
+        ("filter-input", "input"),
+        ("filter-forward", "forward"),
+    ] {
+        let _ = writeln!(
+            out,
+            "  chain {chain} {{\n    type filter hook {hook} priority -110; policy accept;\n{refuse}  }}"
+        );
+    }
+    out.push_str(&chains);
+    out.push_str("}\n");
+    out
+}
+
+/// Runs `nft -f -` with `script`.
+async fn apply(script: &str) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running nft: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .await
+            .map_err(|e| format!("writing to nft: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("nft: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// Checks that nftables can be programmed here (the `nft` binary, and
+/// CAP_NET_ADMIN), by writing an empty table; and lets the node forward
+/// NodePort traffic to pods on other nodes.
+pub(crate) async fn available(pod_cidr: Ipv4Cidr) -> Result<(), String> {
+    let node = NodeView { name: "", pod_cidr };
+    apply(&ruleset(&[], &[], &node)).await?;
+    if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
+        tracing::warn!("enabling IPv4 forwarding (NodePorts to pods on other nodes): {e}");
+    }
+    Ok(())
+}
+
+/// Removes shoal's table (the agent is stopping).
+pub(crate) async fn remove() {
+    if let Err(e) = apply(&format!("add table ip {TABLE}\ndelete table ip {TABLE}\n")).await {
+        tracing::warn!("removing the service rules: {e}");
+    }
+}
+
+/// Keeps the node's service rules in step with the cluster's Services and
+/// EndpointSlices until the task is dropped.
+pub(crate) async fn run(shared: Arc<Shared>, pod_cidr: Ipv4Cidr) {
+    let (services, svc_writer) = reflector::store::<Service>();
+    let (slices, slice_writer) = reflector::store::<EndpointSlice>();
+    let svc_stream = reflector(
+        svc_writer,
+        watcher(
+            Api::<Service>::all(shared.client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects()
+    .map(|_| ());
+    let slice_stream = reflector(
+        slice_writer,
+        watcher(
+            Api::<EndpointSlice>::all(shared.client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects()
+    .map(|_| ());
+    let mut changes = futures::stream::select(svc_stream, slice_stream).boxed();
+    let node = NodeView {
+        name: &shared.config.node_name,
+        pod_cidr,
+    };
+    let mut last = String::new();
+    // The next table is not written before the last one's time has passed
+    // a few times over (a fill of thousands of pods rewrites it often).
+    let mut next_at = tokio::time::Instant::now();
+    loop {
+        // A change, then whatever else arrives within a few milliseconds:
+        // one table for a burst of changes.
+        tokio::select! {
+            _ = changes.next() => {}
+            () = tokio::time::sleep(Duration::from_secs(60)) => { last.clear(); }
+        }
+        let settle = tokio::time::sleep(Duration::from_millis(5));
+        tokio::pin!(settle);
+        loop {
+            tokio::select! {
+                _ = changes.next() => {}
+                () = &mut settle => break,
+            }
+        }
+        tokio::time::sleep_until(next_at).await;
+        let script = ruleset(&services.state(), &slices.state(), &node);
+        if script == last {
+            continue;
+        }
+        let started = tokio::time::Instant::now();
+        match apply(&script).await {
+            Ok(()) => last = script,
+            Err(e) => tracing::warn!("programming the service rules: {e}"),
+        }
+        let took = started.elapsed();
+        next_at = started + (took * 3).clamp(Duration::from_millis(5), Duration::from_secs(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn svc(v: serde_json::Value) -> Arc<Service> {
+        Arc::new(serde_json::from_value(v).unwrap())
+    }
+
+    fn slice(v: serde_json::Value) -> Arc<EndpointSlice> {
+        Arc::new(serde_json::from_value(v).unwrap())
+    }
+
+    fn node() -> NodeView<'static> {
+        NodeView {
+            name: "n1",
+            pod_cidr: "10.244.0.0/18".parse().unwrap(),
+        }
+    }
+
+    fn web() -> Arc<Service> {
+        svc(json!({"metadata": {"name": "web", "namespace": "default"},
+            "spec": {"type": "NodePort", "clusterIP": "10.96.0.5", "clusterIPs": ["10.96.0.5"],
+                "ports": [{"name": "http", "port": 80, "targetPort": "http", "nodePort": 30080, "protocol": "TCP"},
+                          {"name": "dns", "port": 53, "protocol": "UDP"}]}}))
+    }
+
+    fn web_slice() -> Arc<EndpointSlice> {
+        slice(
+            json!({"metadata": {"name": "web-x", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}, {"name": "dns", "port": 5353, "protocol": "UDP"}],
+            "endpoints": [
+                {"addresses": ["10.244.0.7"], "conditions": {"ready": true}, "nodeName": "n1"},
+                {"addresses": ["10.244.64.9"], "conditions": {"ready": true}, "nodeName": "n2"},
+                {"addresses": ["10.244.64.10"], "conditions": {"ready": false}, "nodeName": "n2"},
+                {"addresses": ["10.244.64.11"], "conditions": {"ready": true, "terminating": true}, "nodeName": "n2"}]}),
+        )
+    }
+
+    #[test]
+    fn ports_resolve_named_targets_to_ready_endpoints() {
+        let f = frontends(&[web()], &[web_slice()], &node());
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].proto, "tcp");
+        assert_eq!(
+            f[0].internal,
+            [
+                (Ipv4Addr::new(10, 244, 0, 7), 8080),
+                (Ipv4Addr::new(10, 244, 64, 9), 8080)
+            ],
+            "neither the unready nor the terminating endpoint"
+        );
+        assert_eq!(f[0].node_port, Some(30080));
+        assert_eq!(f[1].proto, "udp");
+        assert_eq!(f[1].internal[0].1, 5353);
+    }
+
+    #[test]
+    fn local_traffic_policies_keep_to_the_node() {
+        let mut s = (*web()).clone();
+        let spec = s.spec.as_mut().unwrap();
+        spec.external_traffic_policy = Some("Local".into());
+        spec.internal_traffic_policy = Some("Local".into());
+        let f = frontends(&[Arc::new(s)], &[web_slice()], &node());
+        assert_eq!(f[0].internal, [(Ipv4Addr::new(10, 244, 0, 7), 8080)]);
+        assert_eq!(f[0].external, [(Ipv4Addr::new(10, 244, 0, 7), 8080)]);
+        assert!(f[0].external_local);
+    }
+
+    #[test]
+    fn the_table_maps_cluster_ips_and_node_ports_and_refuses_empty_services() {
+        let empty = svc(
+            json!({"metadata": {"name": "empty", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.9", "ports": [{"port": 80}]}}),
+        );
+        let text = ruleset(&[web(), empty], &[web_slice()], &node());
+        assert!(text.starts_with("add table ip shoal\ndelete table ip shoal\n"));
+        assert!(text.contains("10.96.0.5 . tcp . 80 : goto svc-"), "{text}");
+        assert!(text.contains("10.96.0.5 . udp . 53 : goto svc-"), "{text}");
+        assert!(text.contains("tcp . 30080 : goto nodeport-"), "{text}");
+        assert!(text.contains("dnat to 10.244.64.9:8080"), "{text}");
+        assert!(text.contains("numgen random mod 2"), "{text}");
+        assert!(text.contains("set no-endpoints { type ipv4_addr . inet_proto . inet_service; elements = { 10.96.0.9 . tcp . 80 }; }"), "{text}");
+        assert!(
+            !text.contains("10.244.64.10"),
+            "unready endpoints get nothing"
+        );
+        if let Ok(path) = std::env::var("SHOAL_DUMP_RULESET") {
+            std::fs::write(path, &text).unwrap();
+        }
+        let none = ruleset(&[], &[], &node());
+        assert!(!none.contains("elements"), "{none}");
+    }
+}
