@@ -118,6 +118,13 @@ struct NodeArgs {
     /// link; needs CAP_NET_ADMIN); `none` leaves pod IPs as labels.
     #[arg(long, env = "SHOAL_POD_NETWORK", value_enum, default_value = "host-gw")]
     pod_network: PodNetworkArg,
+    /// Address of the cluster DNS: each node serves it (where pod IPs are
+    /// routed), and it is the `kube-dns` Service's ClusterIP.
+    #[arg(long, env = "SHOAL_CLUSTER_DNS", default_value = "10.96.0.10")]
+    cluster_dns: std::net::Ipv4Addr,
+    /// The cluster's DNS domain.
+    #[arg(long, env = "SHOAL_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    cluster_domain: String,
     /// Size at which a container's log file is rotated (a quantity: 10Mi).
     #[arg(long, env = "SHOAL_CONTAINER_LOG_MAX_SIZE", default_value = "10Mi", value_parser = parse_bytes)]
     container_log_max_size: u64,
@@ -373,6 +380,7 @@ async fn up(args: UpArgs) -> Result<()> {
         cluster_cidr: args.cluster_cidr.clone(),
         node_cidr_mask: args.node_cidr_mask_size,
         event_ttl: args.event_ttl,
+        cluster_dns: args.node.cluster_dns,
     })
     .await
     .context("starting the control plane")?;
@@ -494,6 +502,10 @@ async fn start_agent(
             event_qps: node.event_qps,
             event_burst: node.event_burst,
             pod_network: node.pod_network.into(),
+            dns: shoal_node::DnsConfig {
+                address: node.cluster_dns,
+                domain: node.cluster_domain.clone(),
+            },
         },
         client,
         runtime,

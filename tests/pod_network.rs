@@ -267,3 +267,167 @@ fn services_reach_pods_from_processes_guests_and_other_hosts() {
     }
     assert!(refused, "a Service without endpoints refuses connections");
 }
+
+const DNS_OBJECTS: &str = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: db
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports:
+  - name: http
+    port: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: ext
+spec:
+  type: ExternalName
+  externalName: web.default.svc.cluster.local
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: db-a
+  labels: {app: db}
+spec:
+  hostname: db-a
+  subdomain: db
+  nodeSelector: {kubernetes.io/hostname: n2}
+  containers:
+  - name: web
+    image: hello-http:v1
+    ports:
+    - containerPort: 8080
+"#;
+
+/// `dig +short` at the cluster DNS from `host`, retried until `pred`
+/// holds of the answer.
+fn dig_until(host: &common::Host, args: &[&str], pred: impl Fn(&str) -> bool) -> String {
+    let mut argv = vec!["dig", "+short", "+time=2", "+tries=1", "@10.96.0.10"];
+    argv.extend_from_slice(args);
+    let mut last = String::new();
+    for _ in 0..50 {
+        let out = host.run(&argv);
+        last = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if pred(&last) {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("dig {args:?} from {}: {last:?}", host.ns);
+}
+
+#[test]
+fn cluster_dns_names_services_for_hosts_and_guests() {
+    let mut lan = Lan::new();
+    let (h1, h2) = (lan.host(1), lan.host(2));
+    let c = Cluster::start_on(&h1, "dns", &[]);
+    let n2 = c.join_on(&h2, "n2", &[]);
+    n2.import(&example("hello-http"), "hello-http:v1");
+    c.wait_for(&["get", "nodes"], "two Ready nodes", |o| {
+        o.lines().filter(|l| l.contains(" Ready")).count() == 2
+    });
+    let manifest = c.dir.join("dns.yaml");
+    std::fs::write(&manifest, pod("web-2", "n2") + "---\n" + DNS_OBJECTS).unwrap();
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    let cluster_ip = c.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let cluster_ip = cluster_ip.trim();
+    let running_ip = |name: &str| {
+        c.wait_for(
+            &[
+                "get",
+                "pod",
+                name,
+                "-o",
+                "jsonpath={.status.phase} {.status.podIP}",
+            ],
+            "Running with an IP",
+            |o| o.starts_with("Running 10.244."),
+        )
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+    };
+    let (web_ip, db_ip) = (running_ip("web-2"), running_ip("db-a"));
+    // Every node answers for the cluster's names, over UDP and TCP.
+    for h in [&h1, &h2] {
+        dig_until(h, &["web.default.svc.cluster.local"], |a| a == cluster_ip);
+        dig_until(h, &["+tcp", "kubernetes.default.svc.cluster.local"], |a| {
+            a == "10.96.0.1"
+        });
+    }
+    dig_until(
+        &h2,
+        &["SRV", "_http._tcp.web.default.svc.cluster.local"],
+        |a| a == "0 100 80 web.default.svc.cluster.local.",
+    );
+    // A headless Service is its ready pods, each also by its hostname.
+    dig_until(&h1, &["db.default.svc.cluster.local"], |a| a == db_ip);
+    dig_until(&h1, &["db-a.db.default.svc.cluster.local"], |a| a == db_ip);
+    dig_until(&h1, &["ext.default.svc.cluster.local"], |a| {
+        a.lines().next() == Some("web.default.svc.cluster.local.")
+    });
+    let dashed = db_ip.replace('.', "-");
+    dig_until(
+        &h1,
+        &[&format!("{dashed}.default.pod.cluster.local")],
+        |a| a == db_ip,
+    );
+    let status = |name: &str| {
+        let out = h1.run(&["dig", "+time=2", "+tries=1", "@10.96.0.10", name]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        status("nope.default.svc.cluster.local").contains("status: NXDOMAIN"),
+        "{}",
+        status("nope.default.svc.cluster.local")
+    );
+    // A query whose name has a label over 63 bytes is answered with an
+    // error, not dropped.
+    let raw = h1.run(&[
+        "python3",
+        "-c",
+        "import socket,sys\n\
+         q=b'\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00'+bytes([64])+b'a'*64+b'\\x00\\x00\\x01\\x00\\x01'\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(3)\n\
+         s.sendto(q,('10.96.0.10',53));r=s.recv(512)\n\
+         print(r[0]==0x12 and r[1]==0x34, r[3]&15)",
+    ]);
+    let raw = String::from_utf8_lossy(&raw.stdout).into_owned();
+    assert!(
+        raw.starts_with("True") && !raw.trim().ends_with(" 0"),
+        "{raw:?}"
+    );
+    // Guests resolve the same names in-process, with their search path.
+    for name in ["web", "web.default.svc", "ext", "db-a.db:8080"] {
+        curl_until(
+            &h1,
+            &format!("http://{web_ip}:8080/fetch?http://{name}/"),
+            "status 200",
+        );
+    }
+    let out = h1.run(&[
+        "curl",
+        "-s",
+        &format!("http://{web_ip}:8080/fetch?http://nope/"),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no such host"),
+        "{out:?}"
+    );
+}

@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub node_cidr_mask: u8,
     /// How long an Event lives after it was last written.
     pub event_ttl: std::time::Duration,
+    /// The cluster DNS address: the `kube-dns` Service's ClusterIP.
+    pub cluster_dns: std::net::Ipv4Addr,
 }
 
 /// A running control plane.
@@ -71,7 +73,7 @@ impl Server {
         )
         .await?;
         let objects = Objects::new(store);
-        ensure_initial_objects(&objects)
+        ensure_initial_objects(&objects, config.cluster_dns)
             .await
             .map_err(StartError::Init)?;
         let listener = TcpListener::bind(config.listen)
@@ -80,6 +82,21 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|e| StartError::Listen(config.listen, e))?;
+        let advertise = if addr.ip().is_unspecified() {
+            config
+                .hosts
+                .iter()
+                .filter_map(|h| h.parse::<std::net::IpAddr>().ok())
+                .find(|ip| !ip.is_unspecified())
+                .unwrap_or(addr.ip())
+        } else {
+            addr.ip()
+        };
+        if let Err(e) =
+            ensure_api_endpoints(&objects, SocketAddr::new(advertise, addr.port())).await
+        {
+            tracing::warn!("writing the kubernetes Service's endpoints: {e}");
+        }
         let tls = pki.server_config(&pki.apiserver, &[b"h2", b"http/1.1"])?;
         let state = ApiState {
             objects: objects.clone(),
@@ -116,7 +133,10 @@ impl Server {
     }
 }
 
-async fn ensure_initial_objects(objects: &Objects) -> Result<(), crate::error::ApiError> {
+async fn ensure_initial_objects(
+    objects: &Objects,
+    cluster_dns: std::net::Ipv4Addr,
+) -> Result<(), crate::error::ApiError> {
     let ns = resources::by_kind("", "Namespace").expect("namespaces are served");
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         if objects.get(ns, "", name).is_err() {
@@ -137,6 +157,68 @@ async fn ensure_initial_objects(objects: &Objects) -> Result<(), crate::error::A
         objects
             .create(svc, "default", obj, WriteOpts::default())
             .await?;
+    }
+    // The cluster DNS, which every node serves at this address: the
+    // Service reserves it and names it as clients look for it.
+    if objects.get(svc, "kube-system", "kube-dns").is_err() {
+        let obj = json!({"metadata": {"name": "kube-dns", "labels": {"k8s-app": "kube-dns",
+                "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "shoal-dns"}},
+            "spec": {"clusterIP": cluster_dns.to_string(), "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP"},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}});
+        if let Err(e) = objects
+            .create(svc, "kube-system", obj, WriteOpts::default())
+            .await
+        {
+            tracing::warn!(
+                "creating the kube-dns Service at {cluster_dns}: {}",
+                e.message
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Points the `kubernetes` Service at the API's address, as its Endpoints
+/// and EndpointSlice (rewritten when the address changes).
+async fn ensure_api_endpoints(
+    objects: &Objects,
+    at: SocketAddr,
+) -> Result<(), crate::error::ApiError> {
+    let (ip, port) = (at.ip().to_string(), at.port());
+    let family = if at.is_ipv4() { "IPv4" } else { "IPv6" };
+    let labels = json!({"endpointslice.kubernetes.io/skip-mirror": "true"});
+    let endpoints = json!({"metadata": {"name": "kubernetes", "labels": labels},
+        "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]});
+    let slice = json!({"metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": family,
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": true, "serving": true, "terminating": false}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}]});
+    let ep_r = resources::by_kind("", "Endpoints").expect("endpoints are served");
+    let slice_r =
+        resources::by_kind("discovery.k8s.io", "EndpointSlice").expect("slices are served");
+    for (r, mut obj, field) in [(ep_r, endpoints, "subsets"), (slice_r, slice, "endpoints")] {
+        match objects.get(r, "default", "kubernetes") {
+            Err(_) => {
+                objects
+                    .create(r, "default", obj, WriteOpts::default())
+                    .await?;
+            }
+            Ok(old)
+                if old.value.get(field) != obj.get(field)
+                    || old.value.get("ports") != obj.get("ports") =>
+            {
+                obj["metadata"]["resourceVersion"] = old
+                    .value
+                    .pointer("/metadata/resourceVersion")
+                    .cloned()
+                    .unwrap_or_default();
+                objects
+                    .update(r, "default", "kubernetes", obj, None, WriteOpts::default())
+                    .await?;
+            }
+            Ok(_) => {}
+        }
     }
     Ok(())
 }

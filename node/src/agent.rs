@@ -41,6 +41,8 @@ pub struct AgentConfig {
     pub event_burst: u32,
     /// How pod IPs are made reachable.
     pub pod_network: crate::podnet::PodNetwork,
+    /// The cluster DNS this node serves (where pod IPs are routed).
+    pub dns: crate::dns::DnsConfig,
 }
 
 /// Pods that may be starting at once; the rest wait their turn in order.
@@ -77,6 +79,9 @@ pub(crate) struct Shared {
     /// Whether Services are implemented by the kernel (nftables rules the
     /// agent programs); otherwise the agent's NodePort listeners serve HTTP.
     pub kernel_services: bool,
+    /// The cluster's names, where the node serves cluster DNS (pod IPs
+    /// routed); guests' lookups use them.
+    pub names: Option<crate::dns::Names>,
 }
 
 /// A running node agent.
@@ -224,9 +229,11 @@ impl Agent {
         let cidr = cidr
             .parse()
             .map_err(|e: shoal_cni::Error| AgentError::Local(e.to_string()))?;
-        let routes = crate::podnet::open(config.pod_network, cidr).await;
+        let dns_route = shoal_cni::Ipv4Cidr::new(config.dns.address, 32)
+            .map_err(|e| AgentError::Local(e.to_string()))?;
+        let routes = crate::podnet::open(config.pod_network, cidr, &[dns_route]).await;
         let kernel_services = match &routes {
-            Some(_) => match crate::services::available(cidr).await {
+            Some(_) => match crate::services::available(cidr, config.dns.address).await {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::warn!(
@@ -280,6 +287,9 @@ impl Agent {
             starts: Arc::new(tokio::sync::Semaphore::new(POD_STARTS)),
             pod_ips_live: routes.is_some(),
             kernel_services,
+            names: routes
+                .is_some()
+                .then(|| crate::dns::Names::new(&config.dns.domain)),
         });
         let listen = SocketAddr::new(config.node_ip, config.kubelet_port);
         let listener = tokio::net::TcpListener::bind(listen)
@@ -302,11 +312,23 @@ impl Agent {
             tasks.push(tokio::spawn(crate::podnet::run(
                 shared.clone(),
                 cidr,
+                vec![dns_route],
                 table.clone(),
             )));
         }
         if kernel_services {
-            tasks.push(tokio::spawn(crate::services::run(shared.clone(), cidr)));
+            tasks.push(tokio::spawn(crate::services::run(
+                shared.clone(),
+                cidr,
+                config.dns.address,
+            )));
+        }
+        if let Some(names) = &shared.names {
+            tasks.push(tokio::spawn(crate::dns::run(
+                shared.clone(),
+                names.clone(),
+                config.dns.clone(),
+            )));
         }
         Ok(Self {
             tasks,

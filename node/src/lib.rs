@@ -6,6 +6,7 @@
 
 mod agent;
 pub mod client;
+mod dns;
 mod env;
 mod events;
 mod images;
@@ -21,4 +22,5 @@ mod status;
 mod volumes;
 
 pub use agent::{Agent, AgentConfig};
+pub use dns::DnsConfig;
 pub use podnet::PodNetwork;

@@ -25,10 +25,16 @@ pub enum PodNetwork {
     None,
 }
 
-/// The routes this node wants: its CIDR, and each other node's through
-/// its InternalIP.
-pub(crate) fn wanted(own: Ipv4Cidr, own_name: &str, nodes: &[Arc<Node>]) -> Vec<PodRoute> {
+/// The routes this node wants: its CIDR and `locals` (the cluster DNS
+/// address), and each other node's CIDR through its InternalIP.
+pub(crate) fn wanted(
+    own: Ipv4Cidr,
+    locals: &[Ipv4Cidr],
+    own_name: &str,
+    nodes: &[Arc<Node>],
+) -> Vec<PodRoute> {
     let mut routes = vec![PodRoute::Local(own)];
+    routes.extend(locals.iter().map(|l| PodRoute::Local(*l)));
     for n in nodes {
         if n.metadata.name.as_deref() == Some(own_name) {
             continue;
@@ -61,7 +67,12 @@ pub(crate) fn wanted(own: Ipv4Cidr, own_name: &str, nodes: &[Arc<Node>]) -> Vec<
 
 /// Keeps the node's routes in step with the cluster's nodes until the task
 /// is dropped.
-pub(crate) async fn run(shared: Arc<Shared>, own: Ipv4Cidr, table: RouteTable) {
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    own: Ipv4Cidr,
+    locals: Vec<Ipv4Cidr>,
+    table: RouteTable,
+) {
     let (nodes, writer) = reflector::store::<Node>();
     let mut changes = reflector(
         writer,
@@ -76,7 +87,7 @@ pub(crate) async fn run(shared: Arc<Shared>, own: Ipv4Cidr, table: RouteTable) {
     let name = shared.config.node_name.clone();
     let mut last: Option<Vec<PodRoute>> = None;
     loop {
-        let want = wanted(own, &name, &nodes.state());
+        let want = wanted(own, &locals, &name, &nodes.state());
         if last.as_ref() != Some(&want) {
             match table.sync(&want).await {
                 Ok(c) => {
@@ -100,10 +111,14 @@ pub(crate) async fn run(shared: Arc<Shared>, own: Ipv4Cidr, table: RouteTable) {
     }
 }
 
-/// Opens the route table and makes the node's CIDR local, if the node's
-/// pod network is `HostGw`; `None` when it is not or the kernel refuses
-/// (then pod IPs stay labels and the reason is logged).
-pub(crate) async fn open(network: PodNetwork, own: Ipv4Cidr) -> Option<RouteTable> {
+/// Opens the route table and makes the node's CIDR and `locals` local, if
+/// the node's pod network is `HostGw`; `None` when it is not or the kernel
+/// refuses (then pod IPs stay labels and the reason is logged).
+pub(crate) async fn open(
+    network: PodNetwork,
+    own: Ipv4Cidr,
+    locals: &[Ipv4Cidr],
+) -> Option<RouteTable> {
     if network == PodNetwork::None {
         return None;
     }
@@ -114,7 +129,9 @@ pub(crate) async fn open(network: PodNetwork, own: Ipv4Cidr) -> Option<RouteTabl
             return None;
         }
     };
-    match table.sync(&[PodRoute::Local(own)]).await {
+    let mut routes = vec![PodRoute::Local(own)];
+    routes.extend(locals.iter().map(|l| PodRoute::Local(*l)));
+    match table.sync(&routes).await {
         Ok(_) => Some(table),
         Err(e) => {
             tracing::warn!(
@@ -151,6 +168,7 @@ mod tests {
     #[test]
     fn routes_follow_the_other_nodes_cidrs_and_addresses() {
         let own: Ipv4Cidr = "10.244.0.0/18".parse().unwrap();
+        let dns: Ipv4Cidr = "10.96.0.10/32".parse().unwrap();
         let nodes = [
             node("a", Some("10.244.0.0/18"), Some("10.0.0.1")),
             node("b", Some("10.244.64.0/18"), Some("10.0.0.2")),
@@ -158,8 +176,9 @@ mod tests {
             node("d", Some("10.244.128.0/18"), None),
         ];
         assert_eq!(
-            wanted(own, "a", &nodes),
+            wanted(own, &[dns], "a", &nodes),
             [
+                PodRoute::Local(dns),
                 PodRoute::Local(own),
                 PodRoute::Via(
                     "10.244.64.0/18".parse().unwrap(),

@@ -880,6 +880,11 @@ async fn run_container(ctx: ContainerCtx) {
         NetworkAccess::Outbound {
             node_addrs: shared.node_addrs.clone(),
             pod_ip: ctx.ip.parse().ok().filter(|_| shared.pod_ips_live),
+            resolver: shared.names.clone().map(|names| {
+                shoal_runtime_wasm::Resolver(Arc::new(crate::dns::PodResolver::for_pod(
+                    names, &pod_json,
+                )))
+            }),
         }
     };
     let mut crashes = 0u32;

@@ -38,6 +38,8 @@ pub(crate) struct NodeView<'a> {
     pub name: &'a str,
     /// The node's pod CIDR, whose addresses are local but never NodePorts.
     pub pod_cidr: Ipv4Cidr,
+    /// The cluster DNS address, which the node serves itself.
+    pub cluster_dns: Ipv4Addr,
 }
 
 /// One port of a Service, with where its connections go.
@@ -96,7 +98,13 @@ fn frontends(
             .unwrap_or_default()
             .iter()
             .filter_map(|ip| ip.parse().ok())
+            .filter(|ip| *ip != node.cluster_dns)
             .collect();
+        // Headless Services (and the cluster DNS, served by the node) get
+        // no rules.
+        if cluster_ips.is_empty() {
+            continue;
+        }
         let ns = svc.metadata.namespace.as_deref().unwrap_or_default();
         let name = svc.metadata.name.as_deref().unwrap_or_default();
         let own_slices = by_service.get(&(ns, name)).cloned().unwrap_or_default();
@@ -319,8 +327,12 @@ async fn apply(script: &str) -> Result<(), String> {
 /// Checks that nftables can be programmed here (the `nft` binary, and
 /// CAP_NET_ADMIN), by writing an empty table; and lets the node forward
 /// NodePort traffic to pods on other nodes.
-pub(crate) async fn available(pod_cidr: Ipv4Cidr) -> Result<(), String> {
-    let node = NodeView { name: "", pod_cidr };
+pub(crate) async fn available(pod_cidr: Ipv4Cidr, cluster_dns: Ipv4Addr) -> Result<(), String> {
+    let node = NodeView {
+        name: "",
+        pod_cidr,
+        cluster_dns,
+    };
     apply(&ruleset(&[], &[], &node)).await?;
     if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
         tracing::warn!("enabling IPv4 forwarding (NodePorts to pods on other nodes): {e}");
@@ -337,7 +349,7 @@ pub(crate) async fn remove() {
 
 /// Keeps the node's service rules in step with the cluster's Services and
 /// EndpointSlices until the task is dropped.
-pub(crate) async fn run(shared: Arc<Shared>, pod_cidr: Ipv4Cidr) {
+pub(crate) async fn run(shared: Arc<Shared>, pod_cidr: Ipv4Cidr, cluster_dns: Ipv4Addr) {
     let (services, svc_writer) = reflector::store::<Service>();
     let (slices, slice_writer) = reflector::store::<EndpointSlice>();
     let svc_stream = reflector(
@@ -364,6 +376,7 @@ pub(crate) async fn run(shared: Arc<Shared>, pod_cidr: Ipv4Cidr) {
     let node = NodeView {
         name: &shared.config.node_name,
         pod_cidr,
+        cluster_dns,
     };
     let mut last = String::new();
     // The next table is not written before the last one's time has passed
@@ -416,6 +429,7 @@ mod tests {
         NodeView {
             name: "n1",
             pod_cidr: "10.244.0.0/18".parse().unwrap(),
+            cluster_dns: Ipv4Addr::new(10, 96, 0, 10),
         }
     }
 

@@ -7,6 +7,26 @@ use std::sync::Arc;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
+/// Resolves host names for a pod's guests: the cluster's names with the
+/// pod's search path, and the node's resolver for the rest.
+pub trait NameResolver: Send + Sync {
+    /// The addresses of `name`, or why there are none.
+    fn resolve(
+        &self,
+        name: &str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<IpAddr>, String>> + Send>>;
+}
+
+/// A guest's resolver; without one, names go to the node's resolver.
+#[derive(Clone)]
+pub struct Resolver(pub Arc<dyn NameResolver>);
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resolver")
+    }
+}
+
 /// The network a container is granted.
 #[derive(Debug, Clone, Default)]
 pub enum NetworkAccess {
@@ -22,6 +42,8 @@ pub enum NetworkAccess {
         node_addrs: Arc<[IpAddr]>,
         /// The pod's own address, which the guest may bind and listen on.
         pod_ip: Option<IpAddr>,
+        /// How the guest's host names resolve.
+        resolver: Option<Resolver>,
     },
     /// The node's network as the agent has it (`hostNetwork: true`).
     Host,
@@ -38,7 +60,9 @@ impl NetworkAccess {
         let (node_addrs, pod_ip) = match self {
             NetworkAccess::None => return false,
             NetworkAccess::Host => return true,
-            NetworkAccess::Outbound { node_addrs, pod_ip } => (node_addrs, *pod_ip),
+            NetworkAccess::Outbound {
+                node_addrs, pod_ip, ..
+            } => (node_addrs, *pod_ip),
         };
         let ip = canonical(addr.ip());
         let own = pod_ip.is_some_and(|p| canonical(p) == ip);
@@ -137,22 +161,34 @@ async fn check_destination(
     network: &NetworkAccess,
     uri: &http::Uri,
 ) -> Result<Option<SocketAddr>, HttpError> {
-    match network {
+    let resolver = match network {
         NetworkAccess::None => return Err(HttpError::HttpRequestDenied),
         NetworkAccess::Host => return Ok(None),
-        NetworkAccess::Outbound { .. } => {}
-    }
+        NetworkAccess::Outbound { resolver, .. } => resolver,
+    };
     let host = uri.host().ok_or(HttpError::HttpRequestUriInvalid)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| HttpError::DnsError {
-            rcode: Some(e.to_string()),
-            info_code: None,
-        })?
-        .collect();
+    let dns_error = |e: String| HttpError::DnsError {
+        rcode: Some(e),
+        info_code: None,
+    };
+    let addrs: Vec<SocketAddr> = match (host.parse::<IpAddr>(), resolver) {
+        (Ok(ip), _) => vec![SocketAddr::new(ip, port)],
+        (Err(_), Some(r)) => {
+            r.0.resolve(host)
+                .await
+                .map_err(dns_error)?
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, port))
+                .collect()
+        }
+        (Err(_), None) => tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| dns_error(e.to_string()))?
+            .collect(),
+    };
     if addrs.is_empty() {
         return Err(HttpError::DestinationNotFound);
     }
@@ -173,6 +209,7 @@ mod tests {
     fn outbound() -> NetworkAccess {
         NetworkAccess::Outbound {
             pod_ip: None,
+            resolver: None,
             node_addrs: vec!["192.168.1.10".parse().unwrap()].into(),
         }
     }
@@ -207,6 +244,7 @@ mod tests {
     #[test]
     fn a_pod_listens_on_its_own_address_only() {
         let n = NetworkAccess::Outbound {
+            resolver: None,
             node_addrs: vec!["192.168.1.10".parse().unwrap()].into(),
             pod_ip: Some("10.244.0.7".parse().unwrap()),
         };

@@ -289,6 +289,7 @@ async fn sockets_follow_the_network_grant() {
             NetworkAccess::Outbound {
                 node_addrs: vec!["127.0.0.1".parse().unwrap()].into(),
                 pod_ip: None,
+                resolver: None,
             },
             false,
         ),

@@ -621,8 +621,12 @@ pub fn reconcile_endpoints(s: &Snapshot) -> Vec<Action> {
             .collect();
         pods.sort_by_key(|p| str_at(p, "/status/podIP").unwrap_or_default().to_string());
         let addr = |p: &Value| {
-            json!({"ip": str_at(p, "/status/podIP"), "nodeName": str_at(p, "/spec/nodeName"),
-            "targetRef": {"kind": "Pod", "namespace": ns, "name": meta::name(p), "uid": meta::uid(p)}})
+            let mut a = json!({"ip": str_at(p, "/status/podIP"), "nodeName": str_at(p, "/spec/nodeName"),
+                "targetRef": {"kind": "Pod", "namespace": ns, "name": meta::name(p), "uid": meta::uid(p)}});
+            if let Some(h) = endpoint_hostname(p, name) {
+                a["hostname"] = json!(h);
+            }
+            a
         };
         let ready: Vec<Value> = pods
             .iter()
@@ -704,6 +708,15 @@ pub fn reconcile_endpoints(s: &Snapshot) -> Vec<Action> {
     actions
 }
 
+/// A pod's hostname as an endpoint of `service`: set when the pod names
+/// the Service as its `subdomain` (a StatefulSet's pods, or by hand), so
+/// cluster DNS answers `<hostname>.<service>.<ns>.svc`.
+fn endpoint_hostname<'a>(pod: &'a Value, service: &str) -> Option<&'a str> {
+    (str_at(pod, "/spec/subdomain") == Some(service))
+        .then(|| str_at(pod, "/spec/hostname"))
+        .flatten()
+}
+
 /// The `endpointslice.kubernetes.io/managed-by` value of the slices the
 /// endpoints controller writes, as Kubernetes' controller names itself.
 const SLICE_MANAGER: &str = "endpointslice-controller.k8s.io";
@@ -724,10 +737,14 @@ fn endpoint_slice(s: &Snapshot, svc: &Value, pods: &[&Value], ports: &[Value]) -
         .iter()
         .map(|p| {
             let ready = pod_ready(p);
-            json!({"addresses": [str_at(p, "/status/podIP")],
+            let mut e = json!({"addresses": [str_at(p, "/status/podIP")],
                 "conditions": {"ready": ready, "serving": ready, "terminating": false},
                 "nodeName": str_at(p, "/spec/nodeName"),
-                "targetRef": {"kind": "Pod", "namespace": ns, "name": meta::name(p), "uid": meta::uid(p)}})
+                "targetRef": {"kind": "Pod", "namespace": ns, "name": meta::name(p), "uid": meta::uid(p)}});
+            if let Some(h) = endpoint_hostname(p, name) {
+                e["hostname"] = json!(h);
+            }
+            e
         })
         .collect();
     let existing = s.in_namespace("endpointslices", ns).iter().find(|e| {
