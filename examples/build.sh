@@ -9,3 +9,5 @@ cargo build --quiet --release --target wasm32-wasip2 --manifest-path "$here/Carg
 out="${CARGO_TARGET_DIR:-$here/../target}/examples/wasm32-wasip2/release"
 cp "$out/hello_http.wasm" "$here/hello-http/hello-http.wasm"
 cp "$out/hello-cmd.wasm" "$here/hello-cmd/hello-cmd.wasm"
+cp "$out/guestbook_frontend.wasm" "$here/guestbook/frontend.wasm"
+cp "$out/guestbook-backend.wasm" "$here/guestbook/backend.wasm"

@@ -431,3 +431,63 @@ fn cluster_dns_names_services_for_hosts_and_guests() {
         "{out:?}"
     );
 }
+
+/// The guestbook example as its README tells: a frontend HTTP component
+/// calling the backend Service by its DNS name, the backend a command
+/// listening on its pod IP, reached at a NodePort of a node that runs
+/// neither.
+#[test]
+fn the_guestbook_example_runs_across_nodes() {
+    let mut lan = Lan::new();
+    let (h1, h2, h3) = (lan.host(1), lan.host(2), lan.host(3));
+    let c = Cluster::start_on(&h1, "guestbook", &[]);
+    let n2 = c.join_on(&h2, "n2", &[]);
+    let n3 = c.join_on(&h3, "n3", &[]);
+    for part in ["frontend", "backend"] {
+        let module = common::example_file(&format!("guestbook/{part}.wasm"));
+        let name = format!("guestbook-{part}:v1");
+        for n in [&n2, &n3] {
+            n.import(&module, &name);
+        }
+    }
+    c.wait_for(&["get", "nodes"], "three Ready nodes", |o| {
+        o.lines().filter(|l| l.contains(" Ready")).count() == 3
+    });
+    // The control-plane node takes no part: the example runs on n2 and n3.
+    c.ok(&["taint", "node", "shoal", "dedicated=control:NoSchedule"]);
+    let dir = common::repo().join("examples/guestbook");
+    c.ok(&["apply", "-f", dir.to_str().unwrap()]);
+    for d in ["deployment/backend", "deployment/frontend"] {
+        c.ok(&["rollout", "status", d, "--timeout=60s"]);
+    }
+    let node_port = c.node_port("frontend");
+    let url = format!("http://{}:{node_port}/", h1.ip);
+    // Signing goes frontend → backend by name; the backend keeps it.
+    let sign = |text: &str| {
+        let mut last = String::new();
+        for _ in 0..50 {
+            let out = std::process::Command::new("curl")
+                .args(["-s", "--max-time", "3", "-d", text, &url])
+                .output()
+                .unwrap();
+            last = String::from_utf8_lossy(&out.stdout).into_owned();
+            if last.starts_with("signed: ") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("signing {text:?} at {url}: {last:?}");
+    };
+    sign("first entry");
+    sign("second entry");
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "3", &url])
+        .output()
+        .unwrap();
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        page.starts_with("Guestbook (frontend frontend-")
+            && page.contains("first entry\nsecond entry\n"),
+        "{page:?}"
+    );
+}

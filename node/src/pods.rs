@@ -818,7 +818,17 @@ async fn run_container(ctx: ContainerCtx) {
         }
     };
     let root = shared.config.data_dir.clone();
-    let pod_json = serde_json::to_value(&ctx.pod).unwrap_or_default();
+    let mut pod_json = serde_json::to_value(&ctx.pod).unwrap_or_default();
+    // The downward API sees the addresses this node gave the pod, which
+    // its status may not carry yet.
+    if let Some(status) = pod_json
+        .as_object_mut()
+        .map(|p| p.entry("status").or_insert_with(|| serde_json::json!({})))
+        && let Some(status) = status.as_object_mut()
+    {
+        status.insert("podIP".into(), ctx.ip.clone().into());
+        status.insert("hostIP".into(), shared.config.node_ip.to_string().into());
+    }
     let mut config_failures = 0u32;
     let env = loop {
         match crate::env::resolve(&shared.client, &pod_json, &ctx.spec).await {

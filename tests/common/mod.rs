@@ -164,10 +164,13 @@ pub fn repo() -> PathBuf {
 
 /// The path of an example's module, building the examples if needed.
 pub fn example(name: &str) -> PathBuf {
-    let path = repo()
-        .join("examples")
-        .join(name)
-        .join(format!("{name}.wasm"));
+    example_file(&format!("{name}/{name}.wasm"))
+}
+
+/// The path of a module `examples/build.sh` makes (`guestbook/backend.wasm`),
+/// building the examples if needed.
+pub fn example_file(relative: &str) -> PathBuf {
+    let path = repo().join("examples").join(relative);
     if !path.exists() {
         let st = Command::new("bash")
             .arg(repo().join("examples/build.sh"))

@@ -22,7 +22,14 @@ use std::io::Write;
 use std::time::Duration;
 
 fn list(var: &str) -> Vec<String> {
-    std::env::var(var).map(|v| v.split(',').filter(|s| !s.is_empty()).map(String::from).collect()).unwrap_or_default()
+    std::env::var(var)
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn main() {
@@ -62,10 +69,17 @@ fn main() {
             Err(e) => println!("cwd: error: {e}"),
         }
     }
-    let greeting = std::env::var("GREETING").unwrap_or_else(|_| "hello from a wasm pod".to_string());
+    let greeting =
+        std::env::var("GREETING").unwrap_or_else(|_| "hello from a wasm pod".to_string());
     let count: Option<u64> = std::env::var("COUNT").ok().and_then(|c| c.parse().ok());
-    let exit_code: i32 = std::env::var("EXIT_CODE").ok().and_then(|c| c.parse().ok()).unwrap_or(0);
-    let interval: u64 = std::env::var("INTERVAL").ok().and_then(|c| c.parse().ok()).unwrap_or(1);
+    let exit_code: i32 = std::env::var("EXIT_CODE")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let interval: u64 = std::env::var("INTERVAL")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1);
     let mut n = 0u64;
     loop {
         if count.is_some_and(|c| n >= c) {

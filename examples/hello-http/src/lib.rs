@@ -8,7 +8,8 @@
 
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
-    Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse, ResponseOutparam, Scheme,
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse,
+    ResponseOutparam, Scheme,
 };
 
 /// Sends `GET url` and returns the response status.
@@ -50,7 +51,10 @@ impl wasip2::exports::http::incoming_handler::Guest for Hello {
         };
         let greeting = std::env::var("GREETING").unwrap_or_else(|_| "Hello from shoal".into());
         let pod = std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown".into());
-        if let Some(ms) = path.strip_prefix("/sleep?").and_then(|ms| ms.parse::<u64>().ok()) {
+        if let Some(ms) = path
+            .strip_prefix("/sleep?")
+            .and_then(|ms| ms.parse::<u64>().ok())
+        {
             std::thread::sleep(std::time::Duration::from_millis(ms));
         }
         let body_text = match path.strip_prefix("/fetch?") {
