@@ -11,7 +11,7 @@
 //! [`ruleset`] is pure (Services and slices in, the table's text out);
 //! [`run`] reflects the objects and runs `nft -f -`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -56,6 +56,9 @@ struct Frontend {
     external: Vec<(Ipv4Addr, u16)>,
     /// External traffic stays on the node: not masqueraded.
     external_local: bool,
+    /// `sessionAffinity: ClientIP`: a client keeps its endpoint for this
+    /// many seconds after its last connection.
+    affinity: Option<u32>,
 }
 
 fn protocol(p: Option<&str>) -> Option<&'static str> {
@@ -110,6 +113,15 @@ fn frontends(
         let own_slices = by_service.get(&(ns, name)).cloned().unwrap_or_default();
         let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
         let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
+        let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+            spec.session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds)
+                .and_then(|t| u32::try_from(t).ok())
+                .filter(|t| *t > 0)
+                .unwrap_or(10_800)
+        });
         for p in spec.ports.iter().flatten() {
             let Some(proto) = protocol(p.protocol.as_deref()) else {
                 continue;
@@ -158,26 +170,71 @@ fn frontends(
                 internal: pick(internal_local),
                 external: pick(external_local),
                 external_local,
+                affinity,
             });
         }
     }
     out
 }
 
-/// A short stable name for a frontend's chains.
-fn chain_id(f: &Frontend) -> String {
-    let key = format!("{:?}{}{}", f.cluster_ips, f.proto, f.port);
+/// A short stable name for `key` (FNV-1a, 48 bits).
+fn short_hash(key: &str) -> String {
     let h = key.bytes().fold(0xcbf29ce484222325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
     });
     format!("{:012x}", h & 0xffff_ffff_ffff)
 }
 
-/// The chain that picks one of `endpoints` at random and DNATs to it.
-fn balance(out: &mut String, chain: &str, proto: &str, endpoints: &[(Ipv4Addr, u16)]) {
+/// A short stable name for a frontend's chains.
+fn chain_id(f: &Frontend) -> String {
+    short_hash(&format!("{:?}{}{}", f.cluster_ips, f.proto, f.port))
+}
+
+/// The chains and sets of one table: what a later table must delete when
+/// it no longer has them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Table {
+    chains: BTreeSet<String>,
+    affinity_sets: BTreeSet<String>,
+    /// The table's definition (chains, maps, sets, rules).
+    body: String,
+}
+
+/// The chain that picks one of `endpoints` at random and DNATs to it;
+/// with `affinity`, a client that used an endpoint within that many
+/// seconds gets it again. An endpoint's chain and affinity set are named
+/// after its address, so they outlive changes to the other endpoints.
+fn balance(
+    table: &mut Table,
+    chain: &str,
+    proto: &str,
+    endpoints: &[(Ipv4Addr, u16)],
+    affinity: Option<u32>,
+) {
+    let names: Vec<String> = endpoints
+        .iter()
+        .map(|(ip, port)| format!("{chain}-{}", &short_hash(&format!("{ip}:{port}"))[..8]))
+        .collect();
+    let out = &mut table.body;
+    if let Some(timeout) = affinity {
+        for n in &names {
+            let _ = writeln!(
+                out,
+                "  set {n}-affinity {{ type ipv4_addr; flags dynamic,timeout; timeout {timeout}s; }}"
+            );
+            table.affinity_sets.insert(format!("{n}-affinity"));
+        }
+    }
     let _ = writeln!(out, "  chain {chain} {{");
-    let jumps: Vec<String> = (0..endpoints.len())
-        .map(|i| format!("{i} : goto {chain}-{i}"))
+    if affinity.is_some() {
+        for n in &names {
+            let _ = writeln!(out, "    ip saddr @{n}-affinity goto {n}");
+        }
+    }
+    let jumps: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{i} : goto {n}"))
         .collect();
     let _ = writeln!(
         out,
@@ -186,29 +243,35 @@ fn balance(out: &mut String, chain: &str, proto: &str, endpoints: &[(Ipv4Addr, u
         jumps.join(", ")
     );
     out.push_str("  }\n");
-    for (i, (ip, port)) in endpoints.iter().enumerate() {
+    table.chains.insert(chain.to_string());
+    for (n, (ip, port)) in names.iter().zip(endpoints) {
         // A pod that reaches itself through the Service is masqueraded, or
         // its reply would not go back through the DNAT.
+        let remember = if affinity.is_some() {
+            format!("    update @{n}-affinity {{ ip saddr }}\n")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "  chain {chain}-{i} {{\n    ip saddr {ip} meta mark set meta mark | {MASQ:#x}\n    meta l4proto {proto} dnat to {ip}:{port}\n  }}"
+            "  chain {n} {{\n    ip saddr {ip} meta mark set meta mark | {MASQ:#x}\n{remember}    meta l4proto {proto} dnat to {ip}:{port}\n  }}"
         );
+        table.chains.insert(n.clone());
     }
 }
 
-/// The nftables script that replaces shoal's table with the rules for
-/// `services`.
+/// The table of rules for `services`.
 pub(crate) fn ruleset(
     services: &[Arc<Service>],
     slices: &[Arc<EndpointSlice>],
     node: &NodeView,
-) -> String {
+) -> Table {
     let fronts = frontends(services, slices, node);
     let mut ips = Vec::new();
     let mut node_ports = Vec::new();
     let mut refused = Vec::new();
     let mut refused_node_ports = Vec::new();
-    let mut chains = String::new();
+    let mut chains = Table::default();
     for f in &fronts {
         let id = chain_id(f);
         if f.internal.is_empty() {
@@ -216,7 +279,13 @@ pub(crate) fn ruleset(
                 refused.push(format!("{ip} . {} . {}", f.proto, f.port));
             }
         } else {
-            balance(&mut chains, &format!("svc-{id}"), f.proto, &f.internal);
+            balance(
+                &mut chains,
+                &format!("svc-{id}"),
+                f.proto,
+                &f.internal,
+                f.affinity,
+            );
             for ip in &f.cluster_ips {
                 ips.push(format!("{ip} . {} . {} : goto svc-{id}", f.proto, f.port));
             }
@@ -226,16 +295,23 @@ pub(crate) fn ruleset(
             refused_node_ports.push(format!("{} . {np}", f.proto));
             continue;
         }
-        balance(&mut chains, &format!("ext-{id}"), f.proto, &f.external);
+        balance(
+            &mut chains,
+            &format!("ext-{id}"),
+            f.proto,
+            &f.external,
+            f.affinity,
+        );
         let mark = if f.external_local {
             String::new()
         } else {
             format!("    meta mark set meta mark | {MASQ:#x}\n")
         };
         let _ = writeln!(
-            chains,
+            chains.body,
             "  chain nodeport-{id} {{\n{mark}    goto ext-{id}\n  }}"
         );
+        chains.chains.insert(format!("nodeport-{id}"));
         node_ports.push(format!("{} . {np} : goto nodeport-{id}", f.proto));
     }
     let elements = |items: &[String]| {
@@ -247,7 +323,6 @@ pub(crate) fn ruleset(
     };
     let cidr = node.pod_cidr;
     let mut out = String::new();
-    let _ = writeln!(out, "add table ip {TABLE}\ndelete table ip {TABLE}");
     let _ = writeln!(out, "table ip {TABLE} {{");
     let _ = writeln!(
         out,
@@ -292,8 +367,47 @@ pub(crate) fn ruleset(
             "  chain {chain} {{\n    type filter hook {hook} priority -110; policy accept;\n{refuse}  }}"
         );
     }
-    out.push_str(&chains);
+    out.push_str(&chains.body);
     out.push_str("}\n");
+    Table {
+        body: out,
+        ..chains
+    }
+}
+
+/// The maps and sets every table has, whose elements a new table replaces.
+const FIXED_SETS: [(&str, &str); 4] = [
+    ("map", "service-ips"),
+    ("map", "service-nodeports"),
+    ("set", "no-endpoints"),
+    ("set", "no-endpoint-nodeports"),
+];
+
+/// The nftables script that turns the kernel's table from `prev` (what
+/// this agent last wrote, if anything) into `next`, in one transaction.
+/// From nothing, the table is replaced whole; from `prev`, its rules and
+/// fixed maps are flushed and the chains and sets `next` lacks deleted,
+/// so the affinity sets of endpoints that remain keep their clients.
+pub(crate) fn script(prev: Option<&Table>, next: &Table) -> String {
+    let mut out = format!("add table ip {TABLE}\n");
+    match prev {
+        None => {
+            let _ = writeln!(out, "delete table ip {TABLE}");
+        }
+        Some(prev) => {
+            let _ = writeln!(out, "flush table ip {TABLE}");
+            for (kind, name) in FIXED_SETS {
+                let _ = writeln!(out, "flush {kind} ip {TABLE} {name}");
+            }
+            for c in prev.chains.difference(&next.chains) {
+                let _ = writeln!(out, "delete chain ip {TABLE} {c}");
+            }
+            for set in prev.affinity_sets.difference(&next.affinity_sets) {
+                let _ = writeln!(out, "delete set ip {TABLE} {set}");
+            }
+        }
+    }
+    out.push_str(&next.body);
     out
 }
 
@@ -333,7 +447,7 @@ pub(crate) async fn available(pod_cidr: Ipv4Cidr, cluster_dns: Ipv4Addr) -> Resu
         pod_cidr,
         cluster_dns,
     };
-    apply(&ruleset(&[], &[], &node)).await?;
+    apply(&script(None, &ruleset(&[], &[], &node))).await?;
     if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
         tracing::warn!("enabling IPv4 forwarding (NodePorts to pods on other nodes): {e}");
     }
@@ -378,16 +492,19 @@ pub(crate) async fn run(shared: Arc<Shared>, pod_cidr: Ipv4Cidr, cluster_dns: Ip
         pod_cidr,
         cluster_dns,
     };
-    let mut last = String::new();
+    // What the kernel has (as this agent wrote it).
+    let mut last: Option<Table> = None;
+    let mut repair = false;
     // The next table is not written before the last one's time has passed
     // a few times over (a fill of thousands of pods rewrites it often).
     let mut next_at = tokio::time::Instant::now();
     loop {
         // A change, then whatever else arrives within a few milliseconds:
-        // one table for a burst of changes.
+        // one table for a burst of changes. Once a minute the table is
+        // written again, repairing changes made by hand.
         tokio::select! {
             _ = changes.next() => {}
-            () = tokio::time::sleep(Duration::from_secs(60)) => { last.clear(); }
+            () = tokio::time::sleep(Duration::from_secs(60)) => { repair = true; }
         }
         let settle = tokio::time::sleep(Duration::from_millis(5));
         tokio::pin!(settle);
@@ -398,14 +515,23 @@ pub(crate) async fn run(shared: Arc<Shared>, pod_cidr: Ipv4Cidr, cluster_dns: Ip
             }
         }
         tokio::time::sleep_until(next_at).await;
-        let script = ruleset(&services.state(), &slices.state(), &node);
-        if script == last {
+        let next = ruleset(&services.state(), &slices.state(), &node);
+        if !repair && last.as_ref() == Some(&next) {
             continue;
         }
+        repair = false;
         let started = tokio::time::Instant::now();
-        match apply(&script).await {
-            Ok(()) => last = script,
-            Err(e) => tracing::warn!("programming the service rules: {e}"),
+        let mut written = apply(&script(last.as_ref(), &next)).await;
+        if written.is_err() && last.is_some() {
+            // The table is not what this agent left: replace it whole.
+            written = apply(&script(None, &next)).await;
+        }
+        match written {
+            Ok(()) => last = Some(next),
+            Err(e) => {
+                tracing::warn!("programming the service rules: {e}");
+                last = None;
+            }
         }
         let took = started.elapsed();
         next_at = started + (took * 3).clamp(Duration::from_millis(5), Duration::from_secs(1));
@@ -484,12 +610,34 @@ mod tests {
     }
 
     #[test]
+    fn client_ip_affinity_remembers_each_clients_endpoint() {
+        let mut s = (*web()).clone();
+        let spec = s.spec.as_mut().unwrap();
+        spec.session_affinity = Some("ClientIP".into());
+        spec.session_affinity_config =
+            Some(serde_json::from_value(json!({"clientIP": {"timeoutSeconds": 60}})).unwrap());
+        let text = ruleset(&[Arc::new(s)], &[web_slice()], &node()).body;
+        if let Ok(path) = std::env::var("SHOAL_DUMP_RULESET") {
+            std::fs::write(format!("{path}.affinity"), &text).unwrap();
+        }
+        assert!(
+            text.contains("flags dynamic,timeout; timeout 60s;"),
+            "{text}"
+        );
+        assert!(text.contains("-affinity { ip saddr }"), "{text}");
+        assert!(text.contains("ip saddr @svc-"), "{text}");
+        let plain = ruleset(&[web()], &[web_slice()], &node()).body;
+        assert!(!plain.contains("affinity"), "{plain}");
+    }
+
+    #[test]
     fn the_table_maps_cluster_ips_and_node_ports_and_refuses_empty_services() {
         let empty = svc(
             json!({"metadata": {"name": "empty", "namespace": "default"},
             "spec": {"clusterIP": "10.96.0.9", "ports": [{"port": 80}]}}),
         );
-        let text = ruleset(&[web(), empty], &[web_slice()], &node());
+        let table = ruleset(&[web(), empty], &[web_slice()], &node());
+        let text = script(None, &table);
         assert!(text.starts_with("add table ip shoal\ndelete table ip shoal\n"));
         assert!(text.contains("10.96.0.5 . tcp . 80 : goto svc-"), "{text}");
         assert!(text.contains("10.96.0.5 . udp . 53 : goto svc-"), "{text}");
@@ -504,7 +652,38 @@ mod tests {
         if let Ok(path) = std::env::var("SHOAL_DUMP_RULESET") {
             std::fs::write(path, &text).unwrap();
         }
-        let none = ruleset(&[], &[], &node());
+        let none = ruleset(&[], &[], &node()).body;
         assert!(!none.contains("elements"), "{none}");
+    }
+
+    #[test]
+    fn a_later_table_deletes_only_what_it_lacks() {
+        let mut s = (*web()).clone();
+        s.spec.as_mut().unwrap().session_affinity = Some("ClientIP".into());
+        let s = Arc::new(s);
+        let before = ruleset(std::slice::from_ref(&s), &[web_slice()], &node());
+        let mut fewer = (*web_slice()).clone();
+        fewer.endpoints.remove(1);
+        let after = ruleset(&[s], &[Arc::new(fewer)], &node());
+        let text = script(Some(&before), &after);
+        assert!(
+            text.starts_with("add table ip shoal\nflush table ip shoal\n"),
+            "{text}"
+        );
+        assert!(text.contains("flush map ip shoal service-ips\n"), "{text}");
+        let deleted: Vec<&str> = text.lines().filter(|l| l.starts_with("delete ")).collect();
+        // The gone endpoint's chains and affinity sets (ClusterIP and
+        // NodePort for TCP, ClusterIP for UDP), nothing else.
+        assert_eq!(deleted.len(), 6, "{deleted:?}");
+        assert!(
+            deleted
+                .iter()
+                .all(|l| !after.body.contains(l.rsplit(' ').next().unwrap()))
+        );
+        assert_eq!(script(Some(&after), &after).matches("delete ").count(), 0);
+        if let Ok(path) = std::env::var("SHOAL_DUMP_RULESET") {
+            std::fs::write(format!("{path}.1"), script(None, &before)).unwrap();
+            std::fs::write(format!("{path}.2"), &text).unwrap();
+        }
     }
 }
