@@ -135,6 +135,29 @@ spec:
     targetPort: 8080
 "#;
 
+const EXTRA_SERVICES: &str = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: web-lb
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports:
+  - port: 8081
+    targetPort: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-sticky
+spec:
+  selector: {app: web}
+  sessionAffinity: ClientIP
+  ports:
+  - port: 80
+    targetPort: 8080
+"#;
+
 /// Asks `url` from `host` `n` times and returns the distinct `served by`
 /// pods.
 fn served_by(host: &common::Host, url: &str, n: usize) -> std::collections::BTreeSet<String> {
@@ -211,6 +234,53 @@ fn services_reach_pods_from_processes_guests_and_other_hosts() {
         }
     }
     assert_eq!(seen.len(), 2, "NodePort {via_node}: {seen:?}");
+    // A LoadBalancer Service is served at every Ready node's address.
+    let lb = c.dir.join("lb.yaml");
+    std::fs::write(&lb, EXTRA_SERVICES).unwrap();
+    c.ok(&["apply", "-f", lb.to_str().unwrap()]);
+    let ingress = c.wait_for(
+        &[
+            "get",
+            "svc",
+            "web-lb",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[*].ip}",
+        ],
+        "three load-balancer addresses",
+        |o| o.split_whitespace().count() == 3,
+    );
+    assert!(ingress.contains(&h3.ip), "{ingress}");
+    let via_lb = format!("http://{}:8081/", h3.ip);
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--retry",
+            "20",
+            "--retry-connrefused",
+            "--retry-delay",
+            "1",
+            "--max-time",
+            "3",
+            &via_lb,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("served by web-"),
+        "{via_lb}: {out:?}"
+    );
+    // ClientIP affinity: one client keeps its pod.
+    let sticky_ip = c.ok(&[
+        "get",
+        "svc",
+        "web-sticky",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let sticky = format!("http://{}/", sticky_ip.trim());
+    curl_until(&h1, &sticky, "served by web-");
+    let seen = served_by(&h1, &sticky, 20);
+    assert_eq!(seen.len(), 1, "{seen:?}");
     // A Wasm guest reaches the Service by its ClusterIP.
     let ip3 = c.ok(&["get", "pod", "web-3", "-o", "jsonpath={.status.podIP}"]);
     curl_until(

@@ -50,6 +50,9 @@ struct Frontend {
     cluster_ips: Vec<Ipv4Addr>,
     port: u16,
     node_port: Option<u16>,
+    /// Load-balancer addresses (`status.loadBalancer.ingress`), served on
+    /// `port` like a NodePort.
+    lb_ips: Vec<Ipv4Addr>,
     /// Ready endpoints for connections to the ClusterIP.
     internal: Vec<(Ipv4Addr, u16)>,
     /// Ready endpoints for connections to the NodePort.
@@ -113,6 +116,15 @@ fn frontends(
         let own_slices = by_service.get(&(ns, name)).cloned().unwrap_or_default();
         let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
         let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
+        let lb_ips: Vec<Ipv4Addr> = svc
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|l| l.ingress.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.ip.as_deref()?.parse().ok())
+            .collect();
         let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
             spec.session_affinity_config
                 .as_ref()
@@ -167,6 +179,7 @@ fn frontends(
                 cluster_ips: cluster_ips.clone(),
                 port: u16::try_from(p.port).unwrap_or(0),
                 node_port: p.node_port.and_then(|n| u16::try_from(n).ok()),
+                lb_ips: lb_ips.clone(),
                 internal: pick(internal_local),
                 external: pick(external_local),
                 external_local,
@@ -290,9 +303,16 @@ pub(crate) fn ruleset(
                 ips.push(format!("{ip} . {} . {} : goto svc-{id}", f.proto, f.port));
             }
         }
-        let Some(np) = f.node_port else { continue };
+        if f.node_port.is_none() && f.lb_ips.is_empty() {
+            continue;
+        }
         if f.external.is_empty() {
-            refused_node_ports.push(format!("{} . {np}", f.proto));
+            if let Some(np) = f.node_port {
+                refused_node_ports.push(format!("{} . {np}", f.proto));
+            }
+            for ip in &f.lb_ips {
+                refused.push(format!("{ip} . {} . {}", f.proto, f.port));
+            }
             continue;
         }
         balance(
@@ -309,10 +329,18 @@ pub(crate) fn ruleset(
         };
         let _ = writeln!(
             chains.body,
-            "  chain nodeport-{id} {{\n{mark}    goto ext-{id}\n  }}"
+            "  chain external-{id} {{\n{mark}    goto ext-{id}\n  }}"
         );
-        chains.chains.insert(format!("nodeport-{id}"));
-        node_ports.push(format!("{} . {np} : goto nodeport-{id}", f.proto));
+        chains.chains.insert(format!("external-{id}"));
+        if let Some(np) = f.node_port {
+            node_ports.push(format!("{} . {np} : goto external-{id}", f.proto));
+        }
+        for ip in &f.lb_ips {
+            ips.push(format!(
+                "{ip} . {} . {} : goto external-{id}",
+                f.proto, f.port
+            ));
+        }
     }
     let elements = |items: &[String]| {
         if items.is_empty() {
@@ -641,7 +669,7 @@ mod tests {
         assert!(text.starts_with("add table ip shoal\ndelete table ip shoal\n"));
         assert!(text.contains("10.96.0.5 . tcp . 80 : goto svc-"), "{text}");
         assert!(text.contains("10.96.0.5 . udp . 53 : goto svc-"), "{text}");
-        assert!(text.contains("tcp . 30080 : goto nodeport-"), "{text}");
+        assert!(text.contains("tcp . 30080 : goto external-"), "{text}");
         assert!(text.contains("dnat to 10.244.64.9:8080"), "{text}");
         assert!(text.contains("numgen random mod 2"), "{text}");
         assert!(text.contains("set no-endpoints { type ipv4_addr . inet_proto . inet_service; elements = { 10.96.0.9 . tcp . 80 }; }"), "{text}");
@@ -654,6 +682,22 @@ mod tests {
         }
         let none = ruleset(&[], &[], &node()).body;
         assert!(!none.contains("elements"), "{none}");
+    }
+
+    #[test]
+    fn load_balancer_addresses_are_served_like_node_ports() {
+        let mut s = (*web()).clone();
+        s.spec.as_mut().unwrap().type_ = Some("LoadBalancer".into());
+        s.status = Some(
+            serde_json::from_value(json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}))
+                .unwrap(),
+        );
+        let text = ruleset(&[Arc::new(s)], &[web_slice()], &node()).body;
+        assert!(
+            text.contains("192.0.2.10 . tcp . 80 : goto external-"),
+            "{text}"
+        );
+        assert!(text.contains("tcp . 30080 : goto external-"), "{text}");
     }
 
     #[test]

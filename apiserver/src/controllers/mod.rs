@@ -23,6 +23,7 @@ mod endpoints;
 pub use endpoints::reconcile_endpoints;
 mod event_ttl;
 mod jobs;
+mod load_balancers;
 mod quotas;
 mod revisions;
 mod statefulsets;
@@ -974,6 +975,7 @@ pub async fn run(objects: Objects, config: ControllerConfig) {
         actions.extend(reconcile_cronjobs(&snap, now));
         actions.extend(reconcile_jobs(&snap, now));
         actions.extend(reconcile_endpoints(&snap));
+        actions.extend(load_balancers::reconcile_load_balancers(&snap));
         actions.extend(reconcile_quotas(&snap));
         actions.extend(reconcile_definitions(&snap));
         if deleted || last_gc.elapsed() >= GC_PERIOD {
