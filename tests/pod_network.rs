@@ -135,6 +135,31 @@ spec:
     targetPort: 8080
 "#;
 
+const SNEAKY: &str = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: sneaky
+spec:
+  ports:
+  - name: ssh
+    port: 80
+    targetPort: 22
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: sneaky-1
+  labels: {kubernetes.io/service-name: sneaky}
+addressType: IPv4
+ports:
+- name: ssh
+  port: 22
+  protocol: TCP
+endpoints:
+- addresses: [NODE_IP]
+  conditions: {ready: true}
+"#;
+
 const EXTRA_SERVICES: &str = r#"apiVersion: v1
 kind: Service
 metadata:
@@ -287,6 +312,22 @@ fn services_reach_pods_from_processes_guests_and_other_hosts() {
         &h3,
         &format!("http://{}:8080/fetch?{by_ip}", ip3.trim()),
         "status 200",
+    );
+    // A Service whose endpoint is the node itself is the node: a guest
+    // there may not reach it (another node's guest may, as it may reach
+    // that node's address).
+    let sneaky = c.dir.join("sneaky.yaml");
+    std::fs::write(&sneaky, SNEAKY.replace("NODE_IP", &h3.ip)).unwrap();
+    c.ok(&["apply", "-f", sneaky.to_str().unwrap()]);
+    let sneaky_ip = c.ok(&["get", "svc", "sneaky", "-o", "jsonpath={.spec.clusterIP}"]);
+    curl_until(
+        &h3,
+        &format!(
+            "http://{}:8080/fetch?http://{}/",
+            ip3.trim(),
+            sneaky_ip.trim()
+        ),
+        "DestinationIpProhibited",
     );
     // A deleted pod's endpoint goes, and no request reaches it after.
     c.ok(&["delete", "pod", "web-3"]);

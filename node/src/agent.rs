@@ -82,6 +82,8 @@ pub(crate) struct Shared {
     /// The cluster's names, where the node serves cluster DNS (pod IPs
     /// routed); guests' lookups use them.
     pub names: Option<crate::dns::Names>,
+    /// Service ports that lead to the node itself, closed to guests.
+    pub service_guard: Arc<crate::services::ServiceGuard>,
 }
 
 /// A running node agent.
@@ -290,6 +292,7 @@ impl Agent {
             names: routes
                 .is_some()
                 .then(|| crate::dns::Names::new(&config.dns.domain)),
+            service_guard: Arc::default(),
         });
         let listen = SocketAddr::new(config.node_ip, config.kubelet_port);
         let listener = tokio::net::TcpListener::bind(listen)

@@ -895,6 +895,7 @@ async fn run_container(ctx: ContainerCtx) {
                     names, &pod_json,
                 )))
             }),
+            policy: Some(shoal_runtime_wasm::Policy(shared.service_guard.clone())),
         }
     };
     let mut crashes = 0u32;

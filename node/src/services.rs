@@ -11,7 +11,7 @@
 //! [`ruleset`] is pure (Services and slices in, the table's text out);
 //! [`run`] reflects the objects and runs `nft -f -`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -62,6 +62,9 @@ struct Frontend {
     /// `sessionAffinity: ClientIP`: a client keeps its endpoint for this
     /// many seconds after its last connection.
     affinity: Option<u32>,
+    /// The `kubernetes` Service: pods may reach the API through it even
+    /// where its endpoint is the node itself.
+    api: bool,
 }
 
 fn protocol(p: Option<&str>) -> Option<&'static str> {
@@ -180,11 +183,58 @@ fn frontends(
                 port: u16::try_from(p.port).unwrap_or(0),
                 node_port: p.node_port.and_then(|n| u16::try_from(n).ok()),
                 lb_ips: lb_ips.clone(),
+                api: ns == "default" && name == "kubernetes",
                 internal: pick(internal_local),
                 external: pick(external_local),
                 external_local,
                 affinity,
             });
+        }
+    }
+    out
+}
+
+/// The Service ports (ClusterIP, port, UDP) whose endpoints are the node
+/// itself, which pods may not reach through them any more than at the
+/// node's own address.
+#[derive(Default)]
+pub(crate) struct ServiceGuard(std::sync::RwLock<HashSet<(Ipv4Addr, u16, bool)>>);
+
+impl ServiceGuard {
+    fn set(&self, to_node: HashSet<(Ipv4Addr, u16, bool)>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = to_node;
+    }
+}
+
+impl shoal_runtime_wasm::ConnectPolicy for ServiceGuard {
+    fn may_reach(&self, addr: std::net::SocketAddr, udp: bool) -> bool {
+        let std::net::IpAddr::V4(ip) = addr.ip() else {
+            return true;
+        };
+        !self
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(ip, addr.port(), udp))
+    }
+}
+
+/// The Service ports that lead to one of `node_addrs` (or loopback).
+fn leading_to_node(
+    services: &[Arc<Service>],
+    slices: &[Arc<EndpointSlice>],
+    node: &NodeView,
+    node_addrs: &[std::net::IpAddr],
+) -> HashSet<(Ipv4Addr, u16, bool)> {
+    let is_node =
+        |ip: &Ipv4Addr| ip.is_loopback() || node_addrs.contains(&std::net::IpAddr::V4(*ip));
+    let mut out = HashSet::new();
+    for f in frontends(services, slices, node) {
+        if f.api || !f.internal.iter().any(|(ip, _)| is_node(ip)) {
+            continue;
+        }
+        for ip in &f.cluster_ips {
+            out.insert((*ip, f.port, f.proto == "udp"));
         }
     }
     out
@@ -543,7 +593,11 @@ pub(crate) async fn run(shared: Arc<Shared>, pod_cidr: Ipv4Cidr, cluster_dns: Ip
             }
         }
         tokio::time::sleep_until(next_at).await;
-        let next = ruleset(&services.state(), &slices.state(), &node);
+        let (svcs, slcs) = (services.state(), slices.state());
+        shared
+            .service_guard
+            .set(leading_to_node(&svcs, &slcs, &node, &shared.node_addrs));
+        let next = ruleset(&svcs, &slcs, &node);
         if !repair && last.as_ref() == Some(&next) {
             continue;
         }
@@ -698,6 +752,39 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("tcp . 30080 : goto external-"), "{text}");
+    }
+
+    #[test]
+    fn services_that_lead_to_the_node_are_known() {
+        let to_node = slice(
+            json!({"metadata": {"name": "web-x", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 22, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["192.0.2.1"], "conditions": {"ready": true}}]}),
+        );
+        let api = svc(
+            json!({"metadata": {"name": "kubernetes", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443}]}}),
+        );
+        let api_slice = slice(
+            json!({"metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["192.0.2.1"], "conditions": {"ready": true}}]}),
+        );
+        let node_addrs = ["192.0.2.1".parse().unwrap()];
+        let set = leading_to_node(&[web(), api], &[to_node, api_slice], &node(), &node_addrs);
+        assert_eq!(
+            set,
+            HashSet::from([(Ipv4Addr::new(10, 96, 0, 5), 80, false)])
+        );
+        let guard = ServiceGuard::default();
+        guard.set(set);
+        use shoal_runtime_wasm::ConnectPolicy;
+        assert!(!guard.may_reach("10.96.0.5:80".parse().unwrap(), false));
+        assert!(guard.may_reach("10.96.0.1:443".parse().unwrap(), false));
+        let elsewhere = leading_to_node(&[web()], &[web_slice()], &node(), &node_addrs);
+        assert!(elsewhere.is_empty());
     }
 
     #[test]

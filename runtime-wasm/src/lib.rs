@@ -37,7 +37,7 @@ pub use error::{Error, Result};
 pub use gc::GcReport;
 pub use http::{HttpBody, HttpResponse};
 pub use images::{ImageConfig, ImageRef, ImageStore};
-pub use network::{NameResolver, NetworkAccess, Resolver};
+pub use network::{ConnectPolicy, NameResolver, NetworkAccess, Policy, Resolver};
 pub use output::OutputSink;
 pub use pools::ensure_map_count;
 pub use registry::{Credentials, registry_host};

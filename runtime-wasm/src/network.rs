@@ -27,6 +27,23 @@ impl std::fmt::Debug for Resolver {
     }
 }
 
+/// The node's further say on where a guest may connect: a Service whose
+/// endpoints are the node itself is the node, though its address is not.
+pub trait ConnectPolicy: Send + Sync {
+    /// Whether a guest may connect (TCP) or send (UDP) to `addr`.
+    fn may_reach(&self, addr: SocketAddr, udp: bool) -> bool;
+}
+
+/// A guest's [`ConnectPolicy`].
+#[derive(Clone)]
+pub struct Policy(pub Arc<dyn ConnectPolicy>);
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Policy")
+    }
+}
+
 /// The network a container is granted.
 #[derive(Debug, Clone, Default)]
 pub enum NetworkAccess {
@@ -44,6 +61,8 @@ pub enum NetworkAccess {
         pod_ip: Option<IpAddr>,
         /// How the guest's host names resolve.
         resolver: Option<Resolver>,
+        /// The node's further say on connections.
+        policy: Option<Policy>,
     },
     /// The node's network as the agent has it (`hostNetwork: true`).
     Host,
@@ -57,13 +76,17 @@ impl NetworkAccess {
 
     /// Whether the guest may use `addr` for `usage`.
     pub fn allows(&self, addr: SocketAddr, usage: SocketAddrUse) -> bool {
-        let (node_addrs, pod_ip) = match self {
+        let (node_addrs, pod_ip, policy) = match self {
             NetworkAccess::None => return false,
             NetworkAccess::Host => return true,
             NetworkAccess::Outbound {
-                node_addrs, pod_ip, ..
-            } => (node_addrs, *pod_ip),
+                node_addrs,
+                pod_ip,
+                policy,
+                ..
+            } => (node_addrs, *pod_ip, policy),
         };
+        let policy_allows = |udp| policy.as_ref().is_none_or(|p| p.0.may_reach(addr, udp));
         let ip = canonical(addr.ip());
         let own = pod_ip.is_some_and(|p| canonical(p) == ip);
         match usage {
@@ -75,9 +98,9 @@ impl NetworkAccess {
             // Listening is on the pod's address; anyone may connect to it.
             SocketAddrUse::TcpListen => own,
             SocketAddrUse::TcpAccept => pod_ip.is_some(),
-            SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => {
-                remote_allowed(ip, node_addrs)
-            }
+            SocketAddrUse::TcpConnect => remote_allowed(ip, node_addrs) && policy_allows(false),
+            SocketAddrUse::UdpSend => remote_allowed(ip, node_addrs) && policy_allows(true),
+            SocketAddrUse::UdpReceive => remote_allowed(ip, node_addrs),
         }
     }
 }
@@ -210,6 +233,7 @@ mod tests {
         NetworkAccess::Outbound {
             pod_ip: None,
             resolver: None,
+            policy: None,
             node_addrs: vec!["192.168.1.10".parse().unwrap()].into(),
         }
     }
@@ -245,6 +269,7 @@ mod tests {
     fn a_pod_listens_on_its_own_address_only() {
         let n = NetworkAccess::Outbound {
             resolver: None,
+            policy: None,
             node_addrs: vec!["192.168.1.10".parse().unwrap()].into(),
             pod_ip: Some("10.244.0.7".parse().unwrap()),
         };
@@ -266,6 +291,27 @@ mod tests {
             may("10.244.1.9:80", SocketAddrUse::TcpConnect),
             "another pod"
         );
+    }
+
+    struct NoSsh;
+
+    impl ConnectPolicy for NoSsh {
+        fn may_reach(&self, addr: SocketAddr, _udp: bool) -> bool {
+            addr.port() != 22
+        }
+    }
+
+    #[test]
+    fn the_node_has_a_further_say() {
+        let n = NetworkAccess::Outbound {
+            node_addrs: Arc::new([]),
+            pod_ip: None,
+            resolver: None,
+            policy: Some(Policy(Arc::new(NoSsh))),
+        };
+        assert!(n.allows("10.96.0.5:80".parse().unwrap(), SocketAddrUse::TcpConnect));
+        assert!(!n.allows("10.96.0.5:22".parse().unwrap(), SocketAddrUse::TcpConnect));
+        assert!(!n.allows("10.96.0.5:22".parse().unwrap(), SocketAddrUse::UdpSend));
     }
 
     #[test]

@@ -290,6 +290,7 @@ async fn sockets_follow_the_network_grant() {
                 node_addrs: vec!["127.0.0.1".parse().unwrap()].into(),
                 pod_ip: None,
                 resolver: None,
+                policy: None,
             },
             false,
         ),
