@@ -172,3 +172,55 @@ fn anonymous_requests_are_unauthorized() {
         "the admin kubeconfig is accepted"
     );
 }
+
+/// Services that cannot have what they ask for are refused with 422 and
+/// Kubernetes' causes, and nothing is stored.
+#[test]
+fn services_asking_for_taken_or_invalid_addresses_and_ports() {
+    let c = Cluster::start("bad-services");
+    let svc = |name: &str, extra: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n{extra}")
+    };
+    let first = write(
+        &c,
+        "first.yaml",
+        &svc("first", "  type: NodePort\n  clusterIP: 10.96.1.1\n  ports: [{port: 80, nodePort: 30100}]\n"),
+    );
+    c.ok(&["apply", "-f", &first]);
+    let cases = [
+        (
+            "  clusterIP: 10.96.1.1\n  ports: [{port: 80}]\n",
+            "spec.clusterIPs: Invalid value: []string{\"10.96.1.1\"}: failed to allocate IP 10.96.1.1: provided IP is already allocated",
+        ),
+        (
+            "  clusterIP: 192.168.7.7\n  ports: [{port: 80}]\n",
+            "is not in the valid range. The range of valid IPs is 10.96.0.0/12",
+        ),
+        (
+            "  type: NodePort\n  ports: [{port: 80, nodePort: 30100}]\n",
+            "spec.ports[0].nodePort: Invalid value: 30100: provided port is already allocated",
+        ),
+        (
+            "  type: NodePort\n  ports: [{port: 80, nodePort: 80}]\n",
+            "provided port is not in the valid range. The range of valid ports is 30000-32767",
+        ),
+        (
+            "  ports: [{name: a, port: 80}, {name: b, port: 80}]\n",
+            "spec.ports[1]: Duplicate value",
+        ),
+        (
+            "  ports: [{name: a, port: 80}, {name: a, port: 81}]\n",
+            "spec.ports[1].name: Duplicate value: \"a\"",
+        ),
+    ];
+    for (i, (spec, want)) in cases.iter().enumerate() {
+        let file = write(&c, &format!("bad-{i}.yaml"), &svc(&format!("bad-{i}"), spec));
+        let err = c.fails(&["apply", "-f", &file]);
+        assert!(
+            err.contains("is invalid") && err.contains(want),
+            "case {i}: {err}"
+        );
+    }
+    let names = c.ok(&["get", "svc", "-o", "name"]);
+    assert!(!names.contains("bad-"), "{names}");
+}

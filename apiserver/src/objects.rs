@@ -500,16 +500,43 @@ impl Objects {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
+            let used: Vec<&str> = others
+                .iter()
+                .filter_map(|v| meta::str_at(v, "/spec/clusterIP"))
+                .collect();
             let ip = if requested.is_empty() {
-                let used: Vec<&str> = others
-                    .iter()
-                    .filter_map(|v| meta::str_at(v, "/spec/clusterIP"))
-                    .collect();
                 (10u32..4094)
                     .map(|n| format!("10.96.{}.{}", n / 256, n % 256))
                     .find(|ip| !used.contains(&ip.as_str()))
                     .ok_or_else(|| ApiError::internal("service IP range exhausted"))?
             } else {
+                let unchanged = previous
+                    .and_then(|p| meta::str_at(p, "/spec/clusterIP"))
+                    == Some(requested.as_str());
+                if requested != "None" && !unchanged {
+                    let problem = match requested.parse::<std::net::Ipv4Addr>() {
+                        Err(_) => Some("must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)".to_string()),
+                        Ok(a) if a.octets()[0] != 10 || (a.octets()[1] & 0xf0) != 96 => Some(format!(
+                            "failed to allocate IP {requested}: the provided IP ({requested}) is not in the valid range. The range of valid IPs is 10.96.0.0/12"
+                        )),
+                        Ok(_) if used.contains(&requested.as_str()) => Some(format!(
+                            "failed to allocate IP {requested}: provided IP is already allocated"
+                        )),
+                        Ok(_) => None,
+                    };
+                    if let Some(message) = problem {
+                        return Err(ApiError::invalid(
+                            "",
+                            "Service",
+                            "",
+                            vec![crate::error::Cause {
+                                kind: "FieldValueInvalid",
+                                field: "spec.clusterIPs".into(),
+                                message: format!("Invalid value: []string{{\"{requested}\"}}: {message}"),
+                            }],
+                        ));
+                    }
+                }
                 requested
             };
             spec.insert("clusterIP".into(), json!(ip));
@@ -532,7 +559,11 @@ impl Objects {
                 .cloned()
                 .unwrap_or_default();
             if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
-                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                for (i, p) in ports
+                    .iter_mut()
+                    .filter_map(Value::as_object_mut)
+                    .enumerate()
+                {
                     let keep = prev_ports
                         .iter()
                         .find(|q| q.get("port") == p.get("port"))
@@ -553,7 +584,7 @@ impl Objects {
                                 "",
                                 vec![crate::error::Cause {
                                     kind: "FieldValueInvalid",
-                                    field: "spec.ports[].nodePort".into(),
+                                    field: format!("spec.ports[{i}].nodePort"),
                                     message: format!(
                                         "Invalid value: {n}: provided port is already allocated"
                                     ),

@@ -413,8 +413,31 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
+            let mut seen: Vec<(i64, &str)> = Vec::new();
+            let mut names: Vec<&str> = Vec::new();
             for (i, p) in ports.iter().enumerate() {
                 let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+                let protocol = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+                if seen.contains(&(port, protocol)) {
+                    c.0.push(Cause {
+                        kind: "FieldValueDuplicate",
+                        field: format!("spec.ports[{i}]"),
+                        message: format!("Duplicate value: core.ServicePort{{Name:\"{}\", Protocol:\"{protocol}\", Port:{port}}}", p.get("name").and_then(Value::as_str).unwrap_or_default()),
+                    });
+                }
+                seen.push((port, protocol));
+                if let Some(name) = p.get("name").and_then(Value::as_str) {
+                    if names.contains(&name) {
+                        c.0.push(Cause {
+                            kind: "FieldValueDuplicate",
+                            field: format!("spec.ports[{i}].name"),
+                            message: format!("Duplicate value: \"{name}\""),
+                        });
+                    }
+                    names.push(name);
+                } else if ports.len() > 1 {
+                    c.required(&format!("spec.ports[{i}].name"), "");
+                }
                 if !(1..=65535).contains(&port) {
                     c.invalid(
                         format!("spec.ports[{i}].port"),
