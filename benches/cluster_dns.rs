@@ -25,7 +25,13 @@ struct Figures {
     lost: u64,
 }
 
-fn dnsperf(ns: &str, server: &str, port: u16, queries: &std::path::Path, seconds: usize) -> Figures {
+fn dnsperf(
+    ns: &str,
+    server: &str,
+    port: u16,
+    queries: &std::path::Path,
+    seconds: usize,
+) -> Figures {
     let out = Command::new("ip")
         .args(["netns", "exec", ns, "dnsperf", "-s", server, "-p"])
         .arg(port.to_string())
@@ -112,10 +118,28 @@ fn main() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let mut dnsmasq = Command::new("ip")
-        .args(["netns", "exec", &h1.ns, "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts"])
+        .args([
+            "netns",
+            "exec",
+            &h1.ns,
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+        ])
         .arg(format!("--addn-hosts={}", hosts_file.display()))
-        .args(["--port", "5353", "--listen-address", &h1.ip, "--bind-interfaces"])
-        .args(["--local=/cluster.local/", "--cache-size=10000", "--user=root"])
+        .args([
+            "--port",
+            "5353",
+            "--listen-address",
+            &h1.ip,
+            "--bind-interfaces",
+        ])
+        .args([
+            "--local=/cluster.local/",
+            "--cache-size=10000",
+            "--user=root",
+        ])
         .spawn()
         .expect("dnsmasq (apt-get install dnsmasq-base)");
     std::thread::sleep(std::time::Duration::from_millis(500));
@@ -125,7 +149,14 @@ fn main() {
     let _ = dnsmasq.wait();
     println!(
         "cluster DNS, {services} Services, {seconds} s each, dnsperf -c 4 -q 100:\n  shoal   {:>9.0} queries/s, p50 {:.2} ms, p99 {:.2} ms, {} lost\n  dnsmasq {:>9.0} queries/s, p50 {:.2} ms, p99 {:.2} ms, {} lost\n  ratio (shoal / dnsmasq) {:.2}x",
-        shoal.qps, shoal.p50, shoal.p99, shoal.lost, peer.qps, peer.p50, peer.p99, peer.lost,
+        shoal.qps,
+        shoal.p50,
+        shoal.p99,
+        shoal.lost,
+        peer.qps,
+        peer.p50,
+        peer.p99,
+        peer.lost,
         shoal.qps / peer.qps.max(1.0)
     );
 }

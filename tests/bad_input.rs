@@ -184,7 +184,10 @@ fn services_asking_for_taken_or_invalid_addresses_and_ports() {
     let first = write(
         &c,
         "first.yaml",
-        &svc("first", "  type: NodePort\n  clusterIP: 10.96.1.1\n  ports: [{port: 80, nodePort: 30100}]\n"),
+        &svc(
+            "first",
+            "  type: NodePort\n  clusterIP: 10.96.1.1\n  ports: [{port: 80, nodePort: 30100}]\n",
+        ),
     );
     c.ok(&["apply", "-f", &first]);
     let cases = [
@@ -214,7 +217,11 @@ fn services_asking_for_taken_or_invalid_addresses_and_ports() {
         ),
     ];
     for (i, (spec, want)) in cases.iter().enumerate() {
-        let file = write(&c, &format!("bad-{i}.yaml"), &svc(&format!("bad-{i}"), spec));
+        let file = write(
+            &c,
+            &format!("bad-{i}.yaml"),
+            &svc(&format!("bad-{i}"), spec),
+        );
         let err = c.fails(&["apply", "-f", &file]);
         assert!(
             err.contains("is invalid") && err.contains(want),

@@ -602,3 +602,58 @@ fn the_guestbook_example_runs_across_nodes() {
         "{page:?}"
     );
 }
+
+/// An agent killed outright and started again takes its routes and rules
+/// over, and its pod is reached at the same IP and through its Service.
+#[test]
+fn a_killed_agent_comes_back_with_its_pods_reachable() {
+    let mut lan = Lan::new();
+    let (h1, h2) = (lan.host(1), lan.host(2));
+    let c = Cluster::start_on(&h1, "restart-net", &[]);
+    let n2 = c.join_on(&h2, "n2", &[]);
+    n2.import(&example("hello-http"), "hello-http:v1");
+    let manifest = c.dir.join("web.yaml");
+    std::fs::write(&manifest, pod("web-2", "n2") + "---\n" + SERVICE).unwrap();
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    let ip = c
+        .wait_for(
+            &[
+                "get",
+                "pod",
+                "web-2",
+                "-o",
+                "jsonpath={.status.phase} {.status.podIP}",
+            ],
+            "Running with an IP",
+            |o| o.starts_with("Running 10.244."),
+        )
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let cluster_ip = c.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let by_service = format!("http://{}/", cluster_ip.trim());
+    curl_until(&h1, &by_service, "served by web-2");
+    // SIGKILL: nothing is cleaned up.
+    drop(n2);
+    let n2 = c.join_on(&h2, "n2", &[]);
+    curl_until(&h1, &format!("http://{ip}:8080/"), "served by web-2");
+    curl_until(&h1, &by_service, "served by web-2");
+    curl_until(&h2, &by_service, "served by web-2");
+    let routes = String::from_utf8(
+        h2.run(&["ip", "-4", "route", "show", "table", "all", "proto", "83"])
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        routes
+            .lines()
+            .filter(|l| l.starts_with("local 10.244."))
+            .count(),
+        1,
+        "{routes}"
+    );
+    let tables = String::from_utf8(h2.run(&["nft", "list", "tables"]).stdout).unwrap();
+    assert_eq!(tables.matches("table ip shoal").count(), 1, "{tables}");
+    drop(n2);
+}

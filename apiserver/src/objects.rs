@@ -510,15 +510,19 @@ impl Objects {
                     .find(|ip| !used.contains(&ip.as_str()))
                     .ok_or_else(|| ApiError::internal("service IP range exhausted"))?
             } else {
-                let unchanged = previous
-                    .and_then(|p| meta::str_at(p, "/spec/clusterIP"))
+                let unchanged = previous.and_then(|p| meta::str_at(p, "/spec/clusterIP"))
                     == Some(requested.as_str());
                 if requested != "None" && !unchanged {
                     let problem = match requested.parse::<std::net::Ipv4Addr>() {
-                        Err(_) => Some("must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)".to_string()),
-                        Ok(a) if a.octets()[0] != 10 || (a.octets()[1] & 0xf0) != 96 => Some(format!(
-                            "failed to allocate IP {requested}: the provided IP ({requested}) is not in the valid range. The range of valid IPs is 10.96.0.0/12"
-                        )),
+                        Err(_) => Some(
+                            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+                                .to_string(),
+                        ),
+                        Ok(a) if a.octets()[0] != 10 || (a.octets()[1] & 0xf0) != 96 => {
+                            Some(format!(
+                                "failed to allocate IP {requested}: the provided IP ({requested}) is not in the valid range. The range of valid IPs is 10.96.0.0/12"
+                            ))
+                        }
                         Ok(_) if used.contains(&requested.as_str()) => Some(format!(
                             "failed to allocate IP {requested}: provided IP is already allocated"
                         )),
@@ -532,7 +536,9 @@ impl Objects {
                             vec![crate::error::Cause {
                                 kind: "FieldValueInvalid",
                                 field: "spec.clusterIPs".into(),
-                                message: format!("Invalid value: []string{{\"{requested}\"}}: {message}"),
+                                message: format!(
+                                    "Invalid value: []string{{\"{requested}\"}}: {message}"
+                                ),
                             }],
                         ));
                     }
