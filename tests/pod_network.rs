@@ -541,6 +541,22 @@ fn cluster_dns_names_services_for_hosts_and_guests() {
         String::from_utf8_lossy(&out.stdout).contains("no such host"),
         "{out:?}"
     );
+    // A command's `wasi:sockets` lookups (Rust's `TcpStream::connect` with
+    // a name) go through the same names and search path.
+    let client = c.dir.join("client.yaml");
+    std::fs::write(
+        &client,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: client}\nspec:\n  nodeSelector: {kubernetes.io/hostname: n2}\n  containers:\n  - name: c\n    image: hello-cmd:v1\n    env:\n    - {name: CONNECT, value: \"web:80,db-a.db:8080,nope:80\"}\n    - {name: INTERVAL, value: \"3600\"}\n",
+    )
+    .unwrap();
+    n2.import(&example("hello-cmd"), "hello-cmd:v1");
+    c.ok(&["apply", "-f", client.to_str().unwrap()]);
+    let logs = c.wait_for(&["logs", "client"], "three connect lines", |o| {
+        o.matches("connect ").count() >= 3
+    });
+    assert!(logs.contains("connect web:80: ok"), "{logs}");
+    assert!(logs.contains("connect db-a.db:8080: ok"), "{logs}");
+    assert!(logs.contains("connect nope:80: error"), "{logs}");
 }
 
 /// The guestbook example as its README tells: a frontend HTTP component

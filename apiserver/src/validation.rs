@@ -436,7 +436,7 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
                     }
                     names.push(name);
                 } else if ports.len() > 1 {
-                    c.required(&format!("spec.ports[{i}].name"), "");
+                    c.required(format!("spec.ports[{i}].name"), "");
                 }
                 if !(1..=65535).contains(&port) {
                     c.invalid(

@@ -25,6 +25,7 @@ mod gc;
 mod host;
 mod http;
 mod images;
+mod lookup;
 mod network;
 mod output;
 mod pools;
