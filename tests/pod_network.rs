@@ -673,3 +673,69 @@ fn a_killed_agent_comes_back_with_its_pods_reachable() {
     assert_eq!(tables.matches("table ip shoal").count(), 1, "{tables}");
     drop(n2);
 }
+
+/// UDP to a pod's IP from another host, and through a Service's ClusterIP
+/// (balanced over pods on two nodes).
+#[test]
+fn udp_reaches_pods_and_services() {
+    let mut lan = Lan::new();
+    let (h1, h2, h3) = (lan.host(1), lan.host(2), lan.host(3));
+    let c = Cluster::start_on(&h1, "udp", &[]);
+    let n2 = c.join_on(&h2, "n2", &[]);
+    let n3 = c.join_on(&h3, "n3", &[]);
+    for n in [&n2, &n3] {
+        n.import(&example("hello-cmd"), "hello-cmd:v1");
+    }
+    let echo = |name: &str, node: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: echo}}}}\nspec:\n  nodeSelector: {{kubernetes.io/hostname: {node}}}\n  containers:\n  - name: echo\n    image: hello-cmd:v1\n    ports: [{{containerPort: 5353, protocol: UDP, name: echo}}]\n    env:\n    - name: POD_IP\n      valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}\n    - {{name: UDP_ECHO, value: \"$(POD_IP):5353\"}}\n---\n"
+        )
+    };
+    let manifest = c.dir.join("echo.yaml");
+    std::fs::write(
+        &manifest,
+        echo("echo-2", "n2")
+            + &echo("echo-3", "n3")
+            + "apiVersion: v1\nkind: Service\nmetadata: {name: echo}\nspec:\n  selector: {app: echo}\n  ports: [{name: echo, port: 53, targetPort: echo, protocol: UDP}]\n",
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    for p in ["echo-2", "echo-3"] {
+        c.wait_for(&["logs", p], "the echo listening", |o| {
+            o.contains("udp echo on 10.244.")
+        });
+    }
+    let ip2 = c.ok(&["get", "pod", "echo-2", "-o", "jsonpath={.status.podIP}"]);
+    let cluster_ip = c.ok(&["get", "svc", "echo", "-o", "jsonpath={.spec.clusterIP}"]);
+    // A datagram from h1 (a fresh source port each time), and the answer.
+    let ask = |to: &str, port: &str| {
+        let script = format!(
+            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(2)\ns.sendto(b'ping',('{to}',{port}))\nprint(s.recv(1500).decode())"
+        );
+        let out = h1.run(&["python3", "-c", &script]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let mut answer = String::new();
+    for _ in 0..50 {
+        answer = ask(ip2.trim(), "5353");
+        if !answer.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(answer, "echo from echo-2: ping");
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let a = ask(cluster_ip.trim(), "53");
+        if let Some(pod) = a
+            .strip_prefix("echo from ")
+            .and_then(|r| r.split(':').next())
+        {
+            seen.insert(pod.to_string());
+        }
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+}

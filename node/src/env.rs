@@ -141,6 +141,40 @@ fn resource_field_ref(container: &Value, r: &Value) -> Result<String, ConfigErro
 
 /// The environment of `container` in `pod` (both as JSON), in the order
 /// Kubernetes builds it: `envFrom` first, then `env`, later entries winning.
+/// `text` with each `$(NAME)` of a variable in `vars` replaced by its
+/// value, as Kubernetes expands env values, commands and args: `$$` is a
+/// literal `$`, and a reference to an unknown variable stays as written.
+pub(crate) fn expand(text: &str, vars: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('(')
+            && let Some(end) = inner.find(')')
+        {
+            let name = &inner[..end];
+            match vars.iter().rev().find(|(k, _)| k == name) {
+                Some((_, v)) => out.push_str(v),
+                None => {
+                    out.push_str("$(");
+                    out.push_str(name);
+                    out.push(')');
+                }
+            }
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 pub(crate) async fn resolve(
     client: &kube::Client,
     pod: &Value,
@@ -202,11 +236,10 @@ pub(crate) async fn resolve(
             continue;
         };
         let value = match e.get("valueFrom") {
-            None => e
-                .get("value")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
+            None => expand(
+                e.get("value").and_then(Value::as_str).unwrap_or_default(),
+                &env,
+            ),
             Some(from) => {
                 if let Some(f) = from.pointer("/fieldRef/fieldPath").and_then(Value::as_str) {
                     field_ref(pod, f)?
@@ -243,4 +276,23 @@ pub(crate) async fn resolve(
         set(&mut env, name, value);
     }
     Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_expand_as_kubernetes_expands_them() {
+        let vars = vec![
+            ("POD_IP".to_string(), "10.244.0.5".to_string()),
+            ("PORT".to_string(), "53".to_string()),
+        ];
+        assert_eq!(expand("$(POD_IP):$(PORT)", &vars), "10.244.0.5:53");
+        assert_eq!(
+            expand("$$(POD_IP) $(NOPE) $( $", &vars),
+            "$(POD_IP) $(NOPE) $( $"
+        );
+        assert_eq!(expand("cost: $5", &vars), "cost: $5");
+    }
 }

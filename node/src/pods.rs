@@ -490,11 +490,16 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
 /// The container's argv as Kubernetes builds it: `command` replaces the
 /// image's Entrypoint (and drops its Cmd), `args` replaces the Cmd. Without
 /// either, argv[0] is the container's name.
-fn argv(container: &Value, name: &str, image: &ImageConfig) -> Vec<String> {
+fn argv(
+    container: &Value,
+    name: &str,
+    image: &ImageConfig,
+    env: &[(String, String)],
+) -> Vec<String> {
     let list = |k: &str| {
         container.get(k).and_then(Value::as_array).map(|a| {
             a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
+                .filter_map(|v| v.as_str().map(|s| crate::env::expand(s, env)))
                 .collect::<Vec<_>>()
         })
     };
@@ -875,7 +880,7 @@ async fn run_container(ctx: ContainerCtx) {
         }
     };
     let image_config = shared.runtime.image_config(&image).unwrap_or_default();
-    let argv = argv(&ctx.spec, &name, &image_config);
+    let argv = argv(&ctx.spec, &name, &image_config, &env);
     let env = with_image_env(env, &image_config);
     let working_dir = ctx
         .spec
@@ -1056,7 +1061,7 @@ mod tests {
             cmd: vec!["default".into()],
             ..Default::default()
         };
-        let c = |v: Value| argv(&v, "main", &image);
+        let c = |v: Value| argv(&v, "main", &image, &[]);
         assert_eq!(c(json!({})), ["/app.wasm", "--serve", "default"]);
         assert_eq!(c(json!({"args": ["x"]})), ["/app.wasm", "--serve", "x"]);
         assert_eq!(c(json!({"command": ["/other"]})), ["/other"]);
@@ -1065,8 +1070,23 @@ mod tests {
             ["/other", "y"]
         );
         assert_eq!(
-            argv(&json!({"args": ["z"]}), "main", &ImageConfig::default()),
+            argv(
+                &json!({"args": ["z"]}),
+                "main",
+                &ImageConfig::default(),
+                &[]
+            ),
             ["main", "z"]
+        );
+        let env = [("A".to_string(), "b".to_string())];
+        assert_eq!(
+            argv(
+                &json!({"command": ["x", "--a=$(A)"], "args": ["$$(A)"]}),
+                "main",
+                &ImageConfig::default(),
+                &env
+            ),
+            ["x", "--a=b", "$(A)"]
         );
     }
 

@@ -17,6 +17,8 @@
 //!   default): a run-to-completion task.
 //! - `INTERVAL` sets the seconds between lines (1 by default): a large one
 //!   makes an idle pod.
+//! - `UDP_ECHO` (`ip:port`) instead answers each UDP datagram sent there
+//!   with `echo from <HOSTNAME>: ` and the datagram, forever.
 
 use std::io::Write;
 use std::time::Duration;
@@ -32,7 +34,37 @@ fn list(var: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Answers datagrams at `at` until the socket fails.
+fn udp_echo(at: &str) {
+    let socket = match std::net::UdpSocket::bind(at) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("udp echo on {at}: error: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("udp echo on {at}");
+    let pod = std::env::var("HOSTNAME").unwrap_or_default();
+    let mut buf = [0u8; 1500];
+    loop {
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                let mut answer = format!("echo from {pod}: ").into_bytes();
+                answer.extend_from_slice(&buf[..n]);
+                let _ = socket.send_to(&answer, from);
+            }
+            Err(e) => {
+                println!("udp echo: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
 fn main() {
+    if let Ok(at) = std::env::var("UDP_ECHO") {
+        return udp_echo(&at);
+    }
     for path in list("SHOW_FILES") {
         match std::fs::read_to_string(&path) {
             Ok(text) => println!("read {path}: {}", text.trim_end()),
