@@ -739,3 +739,112 @@ fn udp_reaches_pods_and_services() {
     }
     assert_eq!(seen.len(), 2, "{seen:?}");
 }
+
+/// NetworkPolicy for Wasm pods: ingress to an HTTP pod by address block,
+/// egress from a pod's guest by address and port, a deny-all, and a
+/// change that takes effect at once.
+#[test]
+fn network_policies_decide_who_reaches_whom() {
+    let mut lan = Lan::new();
+    let (h1, h2, h3) = (lan.host(1), lan.host(2), lan.host(3));
+    let c = Cluster::start_on(&h1, "netpol", &[]);
+    let n2 = c.join_on(&h2, "n2", &[]);
+    let n3 = c.join_on(&h3, "n3", &[]);
+    for n in [&n2, &n3] {
+        n.import(&example("hello-http"), "hello-http:v1");
+    }
+    let labelled = |name: &str, node: &str, app: &str| {
+        pod(name, node).replace("labels: {app: web}", &format!("labels: {{app: {app}}}"))
+    };
+    let manifest = c.dir.join("pods.yaml");
+    std::fs::write(
+        &manifest,
+        labelled("web", "n2", "web")
+            + "---\n"
+            + &labelled("client", "n3", "client")
+            + "---\n"
+            + &labelled("other", "n3", "other"),
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    let ip = |name: &str| {
+        c.wait_for(
+            &[
+                "get",
+                "pod",
+                name,
+                "-o",
+                "jsonpath={.status.phase} {.status.podIP}",
+            ],
+            "Running with an IP",
+            |o| o.starts_with("Running 10.244."),
+        )
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+    };
+    let (web, client, other) = (ip("web"), ip("client"), ip("other"));
+    let web_url = format!("http://{web}:8080/");
+    curl_until(&h1, &web_url, "served by web");
+    curl_until(&h3, &web_url, "served by web");
+    let policies = |text: &str| {
+        let f = c.dir.join("policy.yaml");
+        std::fs::write(&f, text).unwrap();
+        c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    };
+    // Ingress to web only from h1's address.
+    policies(&format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: web-in}}\nspec:\n  podSelector: {{matchLabels: {{app: web}}}}\n  ingress:\n  - from: [{{ipBlock: {{cidr: {}/32}}}}]\n    ports: [{{port: 8080}}]\n",
+        h1.ip
+    ));
+    let refused = |host: &common::Host, url: &str| {
+        let started = std::time::Instant::now();
+        loop {
+            let out = host.run(&["curl", "-s", "--max-time", "2", url]);
+            if !String::from_utf8_lossy(&out.stdout).contains("served by") {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{url} from {} still served",
+                host.ns
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let took = refused(&h3, &web_url);
+    assert!(took < Duration::from_secs(1), "the policy took {took:?}");
+    curl_until(&h1, &web_url, "served by web");
+    // Egress from client: only to web's port 8080.
+    policies(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: client-out}\nspec:\n  podSelector: {matchLabels: {app: client}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{podSelector: {matchLabels: {app: web}}}]\n    ports: [{port: 8080}]\n",
+    );
+    // (web admits only h1, so the client's guest is turned away there;
+    // open web again for the egress checks.)
+    c.ok(&["delete", "networkpolicy", "web-in"]);
+    curl_until(
+        &h3,
+        &format!("http://{client}:8080/fetch?http://{web}:8080/"),
+        "status 200",
+    );
+    curl_until(
+        &h3,
+        &format!("http://{client}:8080/fetch?http://{other}:8080/"),
+        "DestinationIpProhibited",
+    );
+    // Other pods are not selected.
+    curl_until(
+        &h3,
+        &format!("http://{other}:8080/fetch?http://{client}:8080/"),
+        "status 200",
+    );
+    // A deny-all for the namespace (no pod hears anyone), then removed.
+    policies(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-all}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress, Egress]\n",
+    );
+    refused(&h1, &web_url);
+    refused(&h3, &format!("http://{other}:8080/"));
+    c.ok(&["delete", "networkpolicy", "--all"]);
+    curl_until(&h1, &web_url, "served by web");
+}

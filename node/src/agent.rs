@@ -84,6 +84,8 @@ pub(crate) struct Shared {
     pub names: Option<crate::dns::Names>,
     /// Service ports that lead to the node itself, closed to guests.
     pub service_guard: Arc<crate::services::ServiceGuard>,
+    /// The cluster's NetworkPolicies, with what they decide from.
+    pub policies: crate::policy::Policies,
 }
 
 /// A running node agent.
@@ -293,6 +295,7 @@ impl Agent {
                 .is_some()
                 .then(|| crate::dns::Names::new(&config.dns.domain)),
             service_guard: Arc::default(),
+            policies: crate::policy::Policies::default(),
         });
         let listen = SocketAddr::new(config.node_ip, config.kubelet_port);
         let listener = tokio::net::TcpListener::bind(listen)
@@ -310,6 +313,7 @@ impl Agent {
             tokio::spawn(crate::kubelet_api::serve(shared.clone(), listener)),
             tokio::spawn(crate::proxy::run(shared.clone())),
             tokio::spawn(collect_images(shared.clone())),
+            tokio::spawn(crate::policy::run(shared.clone())),
         ]);
         if let Some(table) = &routes {
             tasks.push(tokio::spawn(crate::podnet::run(

@@ -14,6 +14,7 @@ mod kubelet_api;
 pub mod logs;
 mod podnet;
 mod pods;
+mod policy;
 mod proxy;
 mod quantity;
 mod ratelimit;

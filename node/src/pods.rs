@@ -889,6 +889,11 @@ async fn run_container(ctx: ContainerCtx) {
         .filter(|d| !d.is_empty())
         .map(String::from)
         .or_else(|| Some(image_config.working_dir.clone()).filter(|d| !d.is_empty()));
+    let guard = Arc::new(crate::policy::PodGuard {
+        shared: shared.clone(),
+        subject: crate::policy::PodView::of(&pod_json),
+        listening: std::sync::Mutex::new(Vec::new()),
+    });
     let network = if pod_json.pointer("/spec/hostNetwork") == Some(&Value::Bool(true)) {
         NetworkAccess::Host
     } else {
@@ -900,7 +905,7 @@ async fn run_container(ctx: ContainerCtx) {
                     names, &pod_json,
                 )))
             }),
-            policy: Some(shoal_runtime_wasm::Policy(shared.service_guard.clone())),
+            policy: Some(shoal_runtime_wasm::Policy(guard.clone())),
         }
     };
     let mut crashes = 0u32;
@@ -983,7 +988,8 @@ async fn run_container(ctx: ContainerCtx) {
                 spec,
             );
             if shared.pod_ips_live {
-                crate::proxy::listen_at_pod_ip(shared, &ctx.uid, &ctx.ip, &ports).await;
+                crate::proxy::listen_at_pod_ip(shared, &ctx.uid, &ctx.ip, &ports, guard.clone())
+                    .await;
             }
             send(&st).await;
             return std::future::pending::<()>().await;

@@ -119,7 +119,13 @@ impl HttpTargets {
 
 /// Serves an HTTP pod's ports at its IP: a listener per port, each
 /// connection's requests served in-process by a fresh instance.
-pub(crate) async fn listen_at_pod_ip(shared: &Arc<Shared>, uid: &str, ip: &str, ports: &[u16]) {
+pub(crate) async fn listen_at_pod_ip(
+    shared: &Arc<Shared>,
+    uid: &str,
+    ip: &str,
+    ports: &[u16],
+    guard: Arc<crate::policy::PodGuard>,
+) {
     let Ok(addr) = ip.parse::<std::net::IpAddr>() else {
         return;
     };
@@ -132,13 +138,18 @@ pub(crate) async fn listen_at_pod_ip(shared: &Arc<Shared>, uid: &str, ip: &str, 
                 continue;
             }
         };
-        let (shared, ip, port) = (shared.clone(), ip.to_string(), *port);
+        let (shared, ip, port, guard) = (shared.clone(), ip.to_string(), *port, guard.clone());
         handles.push(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
             async move {
                 let mut listener = listener;
                 loop {
                     // Accept errors are logged and waited out.
-                    let (tcp, _) = axum::serve::Listener::accept(&mut listener).await;
+                    let (tcp, from) = axum::serve::Listener::accept(&mut listener).await;
+                    // NetworkPolicy: a peer the pod may not hear from is
+                    // closed on, as a dropped connection.
+                    if !guard.admits(from, port, "TCP") {
+                        continue;
+                    }
                     let _ = tcp.set_nodelay(true);
                     let (shared, ip) = (shared.clone(), ip.clone());
                     tokio::spawn(async move {

@@ -197,12 +197,40 @@ fn frontends(
 /// The Service ports (ClusterIP, port, UDP) whose endpoints are the node
 /// itself, which pods may not reach through them any more than at the
 /// node's own address.
+/// It also knows each Service port's endpoints, for decisions about the
+/// connections a ClusterIP stands for.
 #[derive(Default)]
-pub(crate) struct ServiceGuard(std::sync::RwLock<HashSet<(Ipv4Addr, u16, bool)>>);
+pub(crate) struct ServiceGuard(std::sync::RwLock<ServiceView>);
+
+/// Service ports that lead to the node, and every Service port's
+/// endpoints, by (ClusterIP, port, UDP).
+#[derive(Default)]
+pub(crate) struct ServiceView {
+    to_node: HashSet<(Ipv4Addr, u16, bool)>,
+    endpoints: std::collections::HashMap<(Ipv4Addr, u16, bool), Vec<(Ipv4Addr, u16)>>,
+}
 
 impl ServiceGuard {
-    fn set(&self, to_node: HashSet<(Ipv4Addr, u16, bool)>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = to_node;
+    fn set(&self, view: ServiceView) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = view;
+    }
+
+    /// The endpoints a connection to `addr` may go to, if it is a
+    /// Service's address.
+    pub(crate) fn endpoints(
+        &self,
+        addr: std::net::SocketAddr,
+        udp: bool,
+    ) -> Option<Vec<std::net::SocketAddr>> {
+        let std::net::IpAddr::V4(ip) = addr.ip() else {
+            return None;
+        };
+        let view = self.0.read().unwrap_or_else(|e| e.into_inner());
+        view.endpoints.get(&(ip, addr.port(), udp)).map(|eps| {
+            eps.iter()
+                .map(|(ip, port)| std::net::SocketAddr::from((*ip, *port)))
+                .collect()
+        })
     }
 }
 
@@ -215,26 +243,32 @@ impl shoal_runtime_wasm::ConnectPolicy for ServiceGuard {
             .0
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .to_node
             .contains(&(ip, addr.port(), udp))
     }
 }
 
-/// The Service ports that lead to one of `node_addrs` (or loopback).
-fn leading_to_node(
+/// The Service ports that lead to one of `node_addrs` (or loopback), and
+/// every Service port's endpoints.
+fn service_view(
     services: &[Arc<Service>],
     slices: &[Arc<EndpointSlice>],
     node: &NodeView,
     node_addrs: &[std::net::IpAddr],
-) -> HashSet<(Ipv4Addr, u16, bool)> {
+) -> ServiceView {
     let is_node =
         |ip: &Ipv4Addr| ip.is_loopback() || node_addrs.contains(&std::net::IpAddr::V4(*ip));
-    let mut out = HashSet::new();
+    let mut out = ServiceView::default();
     for f in frontends(services, slices, node) {
+        let udp = f.proto == "udp";
+        for ip in &f.cluster_ips {
+            out.endpoints.insert((*ip, f.port, udp), f.internal.clone());
+        }
         if f.api || !f.internal.iter().any(|(ip, _)| is_node(ip)) {
             continue;
         }
         for ip in &f.cluster_ips {
-            out.insert((*ip, f.port, f.proto == "udp"));
+            out.to_node.insert((*ip, f.port, udp));
         }
     }
     out
@@ -253,15 +287,45 @@ fn chain_id(f: &Frontend) -> String {
     short_hash(&format!("{:?}{}{}", f.cluster_ips, f.proto, f.port))
 }
 
-/// The chains and sets of one table: what a later table must delete when
-/// it no longer has them.
+/// One table as this agent writes it: its fixed part, the chains of its
+/// Service ports, affinity sets, and the elements of its fixed maps and
+/// sets. [`script`] compares two of them.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Table {
-    chains: BTreeSet<String>,
-    affinity_sets: BTreeSet<String>,
-    /// The table's definition (chains, maps, sets, rules).
-    body: String,
+    /// The fixed maps and sets (without elements) and the base chains,
+    /// the same for every table of the node.
+    head: String,
+    /// Chains of Service ports and endpoints: name → rules.
+    chains: BTreeMap<String, Vec<String>>,
+    /// Affinity sets: name → definition.
+    sets: BTreeMap<String, String>,
+    /// The fixed maps' and sets' elements, by name.
+    elements: BTreeMap<&'static str, BTreeSet<String>>,
 }
+
+/// The maps and sets every table has, and their types.
+const FIXED_SETS: [(&str, &str, &str); 4] = [
+    (
+        "map",
+        "service-ips",
+        "type ipv4_addr . inet_proto . inet_service : verdict",
+    ),
+    (
+        "map",
+        "service-nodeports",
+        "type inet_proto . inet_service : verdict",
+    ),
+    (
+        "set",
+        "no-endpoints",
+        "type ipv4_addr . inet_proto . inet_service",
+    ),
+    (
+        "set",
+        "no-endpoint-nodeports",
+        "type inet_proto . inet_service",
+    ),
+];
 
 /// The chain that picks one of `endpoints` at random and DNATs to it;
 /// with `affinity`, a client that used an endpoint within that many
@@ -278,20 +342,14 @@ fn balance(
         .iter()
         .map(|(ip, port)| format!("{chain}-{}", &short_hash(&format!("{ip}:{port}"))[..8]))
         .collect();
-    let out = &mut table.body;
+    let mut rules = Vec::new();
     if let Some(timeout) = affinity {
         for n in &names {
-            let _ = writeln!(
-                out,
-                "  set {n}-affinity {{ type ipv4_addr; flags dynamic,timeout; timeout {timeout}s; }}"
+            table.sets.insert(
+                format!("{n}-affinity"),
+                format!("type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;"),
             );
-            table.affinity_sets.insert(format!("{n}-affinity"));
-        }
-    }
-    let _ = writeln!(out, "  chain {chain} {{");
-    if affinity.is_some() {
-        for n in &names {
-            let _ = writeln!(out, "    ip saddr @{n}-affinity goto {n}");
+            rules.push(format!("ip saddr @{n}-affinity goto {n}"));
         }
     }
     let jumps: Vec<String> = names
@@ -299,27 +357,21 @@ fn balance(
         .enumerate()
         .map(|(i, n)| format!("{i} : goto {n}"))
         .collect();
-    let _ = writeln!(
-        out,
-        "    numgen random mod {} vmap {{ {} }}",
+    rules.push(format!(
+        "numgen random mod {} vmap {{ {} }}",
         endpoints.len(),
         jumps.join(", ")
-    );
-    out.push_str("  }\n");
-    table.chains.insert(chain.to_string());
+    ));
+    table.chains.insert(chain.to_string(), rules);
     for (n, (ip, port)) in names.iter().zip(endpoints) {
         // A pod that reaches itself through the Service is masqueraded, or
         // its reply would not go back through the DNAT.
-        let remember = if affinity.is_some() {
-            format!("    update @{n}-affinity {{ ip saddr }}\n")
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            out,
-            "  chain {n} {{\n    ip saddr {ip} meta mark set meta mark | {MASQ:#x}\n{remember}    meta l4proto {proto} dnat to {ip}:{port}\n  }}"
-        );
-        table.chains.insert(n.clone());
+        let mut rules = vec![format!("ip saddr {ip} meta mark set meta mark | {MASQ:#x}")];
+        if affinity.is_some() {
+            rules.push(format!("update @{n}-affinity {{ ip saddr }}"));
+        }
+        rules.push(format!("meta l4proto {proto} dnat to {ip}:{port}"));
+        table.chains.insert(n.clone(), rules);
     }
 }
 
@@ -329,28 +381,34 @@ pub(crate) fn ruleset(
     slices: &[Arc<EndpointSlice>],
     node: &NodeView,
 ) -> Table {
-    let fronts = frontends(services, slices, node);
-    let mut ips = Vec::new();
-    let mut node_ports = Vec::new();
-    let mut refused = Vec::new();
-    let mut refused_node_ports = Vec::new();
-    let mut chains = Table::default();
-    for f in &fronts {
+    let mut t = Table::default();
+    let add = |t: &mut Table, set: &'static str, element: String| {
+        t.elements.entry(set).or_default().insert(element);
+    };
+    for f in &frontends(services, slices, node) {
         let id = chain_id(f);
         if f.internal.is_empty() {
             for ip in &f.cluster_ips {
-                refused.push(format!("{ip} . {} . {}", f.proto, f.port));
+                add(
+                    &mut t,
+                    "no-endpoints",
+                    format!("{ip} . {} . {}", f.proto, f.port),
+                );
             }
         } else {
             balance(
-                &mut chains,
+                &mut t,
                 &format!("svc-{id}"),
                 f.proto,
                 &f.internal,
                 f.affinity,
             );
             for ip in &f.cluster_ips {
-                ips.push(format!("{ip} . {} . {} : goto svc-{id}", f.proto, f.port));
+                add(
+                    &mut t,
+                    "service-ips",
+                    format!("{ip} . {} . {} : goto svc-{id}", f.proto, f.port),
+                );
             }
         }
         if f.node_port.is_none() && f.lb_ips.is_empty() {
@@ -358,78 +416,62 @@ pub(crate) fn ruleset(
         }
         if f.external.is_empty() {
             if let Some(np) = f.node_port {
-                refused_node_ports.push(format!("{} . {np}", f.proto));
+                add(
+                    &mut t,
+                    "no-endpoint-nodeports",
+                    format!("{} . {np}", f.proto),
+                );
             }
             for ip in &f.lb_ips {
-                refused.push(format!("{ip} . {} . {}", f.proto, f.port));
+                add(
+                    &mut t,
+                    "no-endpoints",
+                    format!("{ip} . {} . {}", f.proto, f.port),
+                );
             }
             continue;
         }
         balance(
-            &mut chains,
+            &mut t,
             &format!("ext-{id}"),
             f.proto,
             &f.external,
             f.affinity,
         );
-        let mark = if f.external_local {
-            String::new()
-        } else {
-            format!("    meta mark set meta mark | {MASQ:#x}\n")
-        };
-        let _ = writeln!(
-            chains.body,
-            "  chain external-{id} {{\n{mark}    goto ext-{id}\n  }}"
-        );
-        chains.chains.insert(format!("external-{id}"));
+        let mut rules = Vec::new();
+        if !f.external_local {
+            rules.push(format!("meta mark set meta mark | {MASQ:#x}"));
+        }
+        rules.push(format!("goto ext-{id}"));
+        t.chains.insert(format!("external-{id}"), rules);
         if let Some(np) = f.node_port {
-            node_ports.push(format!("{} . {np} : goto external-{id}", f.proto));
+            add(
+                &mut t,
+                "service-nodeports",
+                format!("{} . {np} : goto external-{id}", f.proto),
+            );
         }
         for ip in &f.lb_ips {
-            ips.push(format!(
-                "{ip} . {} . {} : goto external-{id}",
-                f.proto, f.port
-            ));
+            add(
+                &mut t,
+                "service-ips",
+                format!("{ip} . {} . {} : goto external-{id}", f.proto, f.port),
+            );
         }
     }
-    let elements = |items: &[String]| {
-        if items.is_empty() {
-            String::new()
-        } else {
-            format!("; elements = {{ {} }}", items.join(", "))
-        }
-    };
     let cidr = node.pod_cidr;
-    let mut out = String::new();
-    let _ = writeln!(out, "table ip {TABLE} {{");
+    let mut head = String::new();
+    for (kind, name, ty) in FIXED_SETS {
+        let _ = writeln!(head, "  {kind} {name} {{ {ty}; }}");
+    }
     let _ = writeln!(
-        out,
-        "  map service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict{}; }}",
-        elements(&ips)
-    );
-    let _ = writeln!(
-        out,
-        "  map service-nodeports {{ type inet_proto . inet_service : verdict{}; }}",
-        elements(&node_ports)
-    );
-    let _ = writeln!(
-        out,
-        "  set no-endpoints {{ type ipv4_addr . inet_proto . inet_service{}; }}",
-        elements(&refused)
-    );
-    let _ = writeln!(
-        out,
-        "  set no-endpoint-nodeports {{ type inet_proto . inet_service{}; }}",
-        elements(&refused_node_ports)
-    );
-    let _ = writeln!(
-        out,
+        head,
         "  chain services {{\n    ip daddr . meta l4proto . th dport vmap @service-ips\n    ip daddr != {cidr} fib daddr type local meta l4proto . th dport vmap @service-nodeports\n  }}"
     );
-    out.push_str("  chain nat-prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    jump services\n  }\n");
-    out.push_str("  chain nat-output {\n    type nat hook output priority -100; policy accept;\n    jump services\n  }\n");
+    head.push_str("  chain nat-prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    jump services\n  }\n");
+    head.push_str("  chain nat-output {\n    type nat hook output priority -100; policy accept;\n    jump services\n  }\n");
     let _ = writeln!(
-        out,
+        head,
         "  chain nat-postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    meta mark & {MASQ:#x} == {MASQ:#x} masquerade fully-random\n  }}"
     );
     let refuse = format!(
@@ -441,52 +483,129 @@ pub(crate) fn ruleset(
         ("filter-forward", "forward"),
     ] {
         let _ = writeln!(
-            out,
+            head,
             "  chain {chain} {{\n    type filter hook {hook} priority -110; policy accept;\n{refuse}  }}"
         );
     }
-    out.push_str(&chains.body);
-    out.push_str("}\n");
-    Table {
-        body: out,
-        ..chains
+    t.head = head;
+    t
+}
+
+/// `add element`/`delete element` commands for `elements` of `set`.
+fn element_command(out: &mut String, verb: &str, set: &str, elements: &[&String]) {
+    for chunk in elements.chunks(500) {
+        let items: Vec<&str> = chunk
+            .iter()
+            .map(|e| match verb {
+                // A map's element is deleted by its key.
+                "delete" => e.split(" : ").next().unwrap_or(e),
+                _ => e.as_str(),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{verb} element ip {TABLE} {set} {{ {} }}",
+            items.join(", ")
+        );
     }
 }
 
-/// The maps and sets every table has, whose elements a new table replaces.
-const FIXED_SETS: [(&str, &str); 4] = [
-    ("map", "service-ips"),
-    ("map", "service-nodeports"),
-    ("set", "no-endpoints"),
-    ("set", "no-endpoint-nodeports"),
-];
-
 /// The nftables script that turns the kernel's table from `prev` (what
-/// this agent last wrote, if anything) into `next`, in one transaction.
-/// From nothing, the table is replaced whole; from `prev`, its rules and
-/// fixed maps are flushed and the chains and sets `next` lacks deleted,
-/// so the affinity sets of endpoints that remain keep their clients.
+/// this agent last wrote, if anything) into `next`, in one transaction:
+/// from nothing the table is written whole; from `prev` only what
+/// changed (chains added, rewritten or deleted, map elements added or
+/// deleted), so a change costs the same at 10 Services as at 10,000, and
+/// the affinity sets of endpoints that remain keep their clients. Empty
+/// when nothing changed.
 pub(crate) fn script(prev: Option<&Table>, next: &Table) -> String {
-    let mut out = format!("add table ip {TABLE}\n");
-    match prev {
-        None => {
-            let _ = writeln!(out, "delete table ip {TABLE}");
+    let mut out = String::new();
+    let Some(prev) = prev.filter(|p| p.head == next.head) else {
+        let _ = writeln!(out, "add table ip {TABLE}\ndelete table ip {TABLE}");
+        let _ = writeln!(out, "table ip {TABLE} {{");
+        out.push_str(&next.head);
+        for (name, def) in &next.sets {
+            let _ = writeln!(out, "  set {name} {{ {def} }}");
         }
-        Some(prev) => {
-            let _ = writeln!(out, "flush table ip {TABLE}");
-            for (kind, name) in FIXED_SETS {
-                let _ = writeln!(out, "flush {kind} ip {TABLE} {name}");
+        for (name, rules) in &next.chains {
+            let _ = writeln!(out, "  chain {name} {{");
+            for r in rules {
+                let _ = writeln!(out, "    {r}");
             }
-            for c in prev.chains.difference(&next.chains) {
-                let _ = writeln!(out, "delete chain ip {TABLE} {c}");
-            }
-            for set in prev.affinity_sets.difference(&next.affinity_sets) {
-                let _ = writeln!(out, "delete set ip {TABLE} {set}");
-            }
+            out.push_str("  }\n");
+        }
+        out.push_str("}\n");
+        for (set, elements) in &next.elements {
+            element_command(&mut out, "add", set, &elements.iter().collect::<Vec<_>>());
+        }
+        return out;
+    };
+    for (name, def) in &next.sets {
+        if !prev.sets.contains_key(name) {
+            let _ = writeln!(out, "add set ip {TABLE} {name} {{ {def} }}");
         }
     }
-    out.push_str(&next.body);
+    for name in next.chains.keys() {
+        if !prev.chains.contains_key(name) {
+            let _ = writeln!(out, "add chain ip {TABLE} {name}");
+        }
+    }
+    for (name, rules) in &next.chains {
+        match prev.chains.get(name) {
+            Some(old) if old == rules => continue,
+            Some(_) => {
+                let _ = writeln!(out, "flush chain ip {TABLE} {name}");
+            }
+            None => {}
+        }
+        for r in rules {
+            let _ = writeln!(out, "add rule ip {TABLE} {name} {r}");
+        }
+    }
+    let empty = BTreeSet::new();
+    for (_, set, _) in FIXED_SETS {
+        let (old, new) = (
+            prev.elements.get(set).unwrap_or(&empty),
+            next.elements.get(set).unwrap_or(&empty),
+        );
+        let gone: Vec<&String> = old.difference(new).collect();
+        element_command(&mut out, "delete", set, &gone);
+    }
+    for (_, set, _) in FIXED_SETS {
+        let (old, new) = (
+            prev.elements.get(set).unwrap_or(&empty),
+            next.elements.get(set).unwrap_or(&empty),
+        );
+        let added: Vec<&String> = new.difference(old).collect();
+        element_command(&mut out, "add", set, &added);
+    }
+    let gone: Vec<&String> = prev
+        .chains
+        .keys()
+        .filter(|c| !next.chains.contains_key(*c))
+        .collect();
+    for c in &gone {
+        let _ = writeln!(out, "flush chain ip {TABLE} {c}");
+    }
+    for c in &gone {
+        let _ = writeln!(out, "delete chain ip {TABLE} {c}");
+    }
+    for set in prev.sets.keys() {
+        if !next.sets.contains_key(set) {
+            let _ = writeln!(out, "delete set ip {TABLE} {set}");
+        }
+    }
     out
+}
+
+/// Whether shoal's table is in the kernel.
+async fn present() -> bool {
+    tokio::process::Command::new("nft")
+        .args(["list", "chain", "ip", TABLE, "services"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
 }
 
 /// Runs `nft -f -` with `script`.
@@ -572,17 +691,20 @@ pub(crate) async fn run(shared: Arc<Shared>, pod_cidr: Ipv4Cidr, cluster_dns: Ip
     };
     // What the kernel has (as this agent wrote it).
     let mut last: Option<Table> = None;
-    let mut repair = false;
     // The next table is not written before the last one's time has passed
     // a few times over (a fill of thousands of pods rewrites it often).
     let mut next_at = tokio::time::Instant::now();
     loop {
         // A change, then whatever else arrives within a few milliseconds:
-        // one table for a burst of changes. Once a minute the table is
-        // written again, repairing changes made by hand.
+        // one write for a burst of changes. Once a minute the agent checks
+        // that its table is still there, and writes it whole if it is not.
         tokio::select! {
             _ = changes.next() => {}
-            () = tokio::time::sleep(Duration::from_secs(60)) => { repair = true; }
+            () = tokio::time::sleep(Duration::from_secs(60)) => {
+                if !present().await {
+                    last = None;
+                }
+            }
         }
         let settle = tokio::time::sleep(Duration::from_millis(5));
         tokio::pin!(settle);
@@ -596,14 +718,14 @@ pub(crate) async fn run(shared: Arc<Shared>, pod_cidr: Ipv4Cidr, cluster_dns: Ip
         let (svcs, slcs) = (services.state(), slices.state());
         shared
             .service_guard
-            .set(leading_to_node(&svcs, &slcs, &node, &shared.node_addrs));
+            .set(service_view(&svcs, &slcs, &node, &shared.node_addrs));
         let next = ruleset(&svcs, &slcs, &node);
-        if !repair && last.as_ref() == Some(&next) {
+        let text = script(last.as_ref(), &next);
+        if text.is_empty() {
             continue;
         }
-        repair = false;
         let started = tokio::time::Instant::now();
-        let mut written = apply(&script(last.as_ref(), &next)).await;
+        let mut written = apply(&text).await;
         if written.is_err() && last.is_some() {
             // The table is not what this agent left: replace it whole.
             written = apply(&script(None, &next)).await;
@@ -698,7 +820,7 @@ mod tests {
         spec.session_affinity = Some("ClientIP".into());
         spec.session_affinity_config =
             Some(serde_json::from_value(json!({"clientIP": {"timeoutSeconds": 60}})).unwrap());
-        let text = ruleset(&[Arc::new(s)], &[web_slice()], &node()).body;
+        let text = script(None, &ruleset(&[Arc::new(s)], &[web_slice()], &node()));
         if let Ok(path) = std::env::var("SHOAL_DUMP_RULESET") {
             std::fs::write(format!("{path}.affinity"), &text).unwrap();
         }
@@ -708,7 +830,7 @@ mod tests {
         );
         assert!(text.contains("-affinity { ip saddr }"), "{text}");
         assert!(text.contains("ip saddr @svc-"), "{text}");
-        let plain = ruleset(&[web()], &[web_slice()], &node()).body;
+        let plain = script(None, &ruleset(&[web()], &[web_slice()], &node()));
         assert!(!plain.contains("affinity"), "{plain}");
     }
 
@@ -726,7 +848,10 @@ mod tests {
         assert!(text.contains("tcp . 30080 : goto external-"), "{text}");
         assert!(text.contains("dnat to 10.244.64.9:8080"), "{text}");
         assert!(text.contains("numgen random mod 2"), "{text}");
-        assert!(text.contains("set no-endpoints { type ipv4_addr . inet_proto . inet_service; elements = { 10.96.0.9 . tcp . 80 }; }"), "{text}");
+        assert!(
+            text.contains("add element ip shoal no-endpoints { 10.96.0.9 . tcp . 80 }"),
+            "{text}"
+        );
         assert!(
             !text.contains("10.244.64.10"),
             "unready endpoints get nothing"
@@ -734,8 +859,8 @@ mod tests {
         if let Ok(path) = std::env::var("SHOAL_DUMP_RULESET") {
             std::fs::write(path, &text).unwrap();
         }
-        let none = ruleset(&[], &[], &node()).body;
-        assert!(!none.contains("elements"), "{none}");
+        let none = script(None, &ruleset(&[], &[], &node()));
+        assert!(!none.contains("element"), "{none}");
     }
 
     #[test]
@@ -746,7 +871,7 @@ mod tests {
             serde_json::from_value(json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}))
                 .unwrap(),
         );
-        let text = ruleset(&[Arc::new(s)], &[web_slice()], &node()).body;
+        let text = script(None, &ruleset(&[Arc::new(s)], &[web_slice()], &node()));
         assert!(
             text.contains("192.0.2.10 . tcp . 80 : goto external-"),
             "{text}"
@@ -773,18 +898,22 @@ mod tests {
             "endpoints": [{"addresses": ["192.0.2.1"], "conditions": {"ready": true}}]}),
         );
         let node_addrs = ["192.0.2.1".parse().unwrap()];
-        let set = leading_to_node(&[web(), api], &[to_node, api_slice], &node(), &node_addrs);
+        let view = service_view(&[web(), api], &[to_node, api_slice], &node(), &node_addrs);
         assert_eq!(
-            set,
+            view.to_node,
             HashSet::from([(Ipv4Addr::new(10, 96, 0, 5), 80, false)])
         );
         let guard = ServiceGuard::default();
-        guard.set(set);
+        guard.set(view);
+        assert_eq!(
+            guard.endpoints("10.96.0.1:443".parse().unwrap(), false),
+            Some(vec!["192.0.2.1:6443".parse().unwrap()])
+        );
         use shoal_runtime_wasm::ConnectPolicy;
         assert!(!guard.may_reach("10.96.0.5:80".parse().unwrap(), false));
         assert!(guard.may_reach("10.96.0.1:443".parse().unwrap(), false));
-        let elsewhere = leading_to_node(&[web()], &[web_slice()], &node(), &node_addrs);
-        assert!(elsewhere.is_empty());
+        let elsewhere = service_view(&[web()], &[web_slice()], &node(), &node_addrs);
+        assert!(elsewhere.to_node.is_empty());
     }
 
     #[test]
@@ -797,21 +926,34 @@ mod tests {
         fewer.endpoints.remove(1);
         let after = ruleset(&[s], &[Arc::new(fewer)], &node());
         let text = script(Some(&before), &after);
-        assert!(
-            text.starts_with("add table ip shoal\nflush table ip shoal\n"),
-            "{text}"
-        );
-        assert!(text.contains("flush map ip shoal service-ips\n"), "{text}");
+        assert!(!text.contains("table"), "only what changed: {text}");
         let deleted: Vec<&str> = text.lines().filter(|l| l.starts_with("delete ")).collect();
         // The gone endpoint's chains and affinity sets (ClusterIP and
         // NodePort for TCP, ClusterIP for UDP), nothing else.
         assert_eq!(deleted.len(), 6, "{deleted:?}");
+        assert!(deleted.iter().all(
+            |l| !after.chains.contains_key(l.rsplit(' ').next().unwrap())
+                && !after.sets.contains_key(l.rsplit(' ').next().unwrap())
+        ));
+        // The Service chains that chose among them are rewritten; the
+        // remaining endpoint's chains are not touched.
+        assert_eq!(text.matches("flush chain").count(), 3 + 3, "{text}");
+        assert_eq!(script(Some(&after), &after), "");
+        let mut other = (*web()).clone();
+        other.metadata.name = Some("other".into());
+        let spec = other.spec.as_mut().unwrap();
+        spec.cluster_ip = Some("10.96.0.6".into());
+        spec.cluster_ips = Some(vec!["10.96.0.6".into()]);
+        spec.ports.as_mut().unwrap().truncate(1);
+        spec.ports.as_mut().unwrap()[0].node_port = None;
+        spec.type_ = None;
+        let more = ruleset(&[web(), Arc::new(other)], &[web_slice()], &node());
+        let added = script(Some(&ruleset(&[web()], &[web_slice()], &node())), &more);
         assert!(
-            deleted
-                .iter()
-                .all(|l| !after.body.contains(l.rsplit(' ').next().unwrap()))
+            added.contains("add element ip shoal no-endpoints { 10.96.0.6 . tcp . 80 }"),
+            "{added}"
         );
-        assert_eq!(script(Some(&after), &after).matches("delete ").count(), 0);
+        assert_eq!(added.lines().count(), 1, "{added}");
         if let Ok(path) = std::env::var("SHOAL_DUMP_RULESET") {
             std::fs::write(format!("{path}.1"), script(None, &before)).unwrap();
             std::fs::write(format!("{path}.2"), &text).unwrap();

@@ -32,6 +32,14 @@ impl std::fmt::Debug for Resolver {
 pub trait ConnectPolicy: Send + Sync {
     /// Whether a guest may connect (TCP) or send (UDP) to `addr`.
     fn may_reach(&self, addr: SocketAddr, udp: bool) -> bool;
+
+    /// The guest listens (TCP) at `at`.
+    fn listening(&self, _at: SocketAddr) {}
+
+    /// Whether a guest's listener may hand it a connection from `from`.
+    fn may_accept(&self, _from: SocketAddr) -> bool {
+        true
+    }
 }
 
 /// A guest's [`ConnectPolicy`].
@@ -95,9 +103,17 @@ impl NetworkAccess {
             SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => {
                 (ip.is_unspecified() && addr.port() == 0) || own
             }
-            // Listening is on the pod's address; anyone may connect to it.
-            SocketAddrUse::TcpListen => own,
-            SocketAddrUse::TcpAccept => pod_ip.is_some(),
+            // Listening is on the pod's address; the node decides who may
+            // connect to it.
+            SocketAddrUse::TcpListen => {
+                if own && let Some(p) = policy {
+                    p.0.listening(addr);
+                }
+                own
+            }
+            SocketAddrUse::TcpAccept => {
+                pod_ip.is_some() && policy.as_ref().is_none_or(|p| p.0.may_accept(addr))
+            }
             SocketAddrUse::TcpConnect => remote_allowed(ip, node_addrs) && policy_allows(false),
             SocketAddrUse::UdpSend => remote_allowed(ip, node_addrs) && policy_allows(true),
             SocketAddrUse::UdpReceive => remote_allowed(ip, node_addrs),
