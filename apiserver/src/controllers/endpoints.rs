@@ -7,7 +7,7 @@
 //! Endpoints keep their slice when others come and go; new ones fill the
 //! slices with room first.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Value, json};
 
@@ -91,6 +91,20 @@ pub fn reconcile_endpoints(s: &Snapshot) -> Vec<Action> {
     let ep_r = res("Endpoints", "");
     let mut actions = Vec::new();
     let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
+    // What exists, by Service, looked up once per pass.
+    let mut slices_of: HashMap<(&str, &str), Vec<&Value>> = HashMap::new();
+    for e in s.of("endpointslices").iter().filter(|e| managed_slice(e)) {
+        let service = str_at(e, "/metadata/labels/kubernetes.io~1service-name").unwrap_or_default();
+        slices_of
+            .entry((meta::namespace(e), service))
+            .or_default()
+            .push(&**e);
+    }
+    let endpoints_of: HashMap<(&str, &str), &Value> = s
+        .of("endpoints")
+        .iter()
+        .map(|e| ((meta::namespace(e), meta::name(e)), &**e))
+        .collect();
     for svc in s.of("services") {
         let Some(sel) = svc
             .pointer("/spec/selector")
@@ -117,8 +131,17 @@ pub fn reconcile_endpoints(s: &Snapshot) -> Vec<Action> {
         // Endpoints lists no terminating pod; slices keep them, marked.
         let current: Vec<&Value> = pods.iter().copied().filter(|p| !terminating(p)).collect();
         let ports = ports(svc, &current);
-        actions.extend(endpoints_object(s, svc, &current, &ports, publish_all));
-        actions.extend(slices(s, svc, &pods, &ports, publish_all));
+        let existing = endpoints_of.get(&(ns, name)).copied();
+        actions.extend(endpoints_object(
+            existing,
+            svc,
+            &current,
+            &ports,
+            publish_all,
+        ));
+        let mut own = slices_of.remove(&(ns, name)).unwrap_or_default();
+        own.sort_by_key(|e| meta::name(e));
+        actions.extend(slices(own, svc, &pods, &ports, publish_all));
     }
     for e in s.of("endpoints") {
         let managed = str_at(e, "/metadata/annotations/shoal.dev~1managed-by")
@@ -145,7 +168,7 @@ pub fn reconcile_endpoints(s: &Snapshot) -> Vec<Action> {
 
 /// The Service's Endpoints object: ready and not-ready addresses.
 fn endpoints_object(
-    s: &Snapshot,
+    existing: Option<&Value>,
     svc: &Value,
     pods: &[&Value],
     ports: &[Value],
@@ -189,10 +212,6 @@ fn endpoints_object(
     if truncated {
         annotations["endpoints.kubernetes.io/over-capacity"] = json!("truncated");
     }
-    let existing = s
-        .in_namespace("endpoints", ns)
-        .iter()
-        .find(|e| meta::name(e) == name);
     match existing {
         None => Some(Action::Create(
             ep_r,
@@ -251,7 +270,7 @@ fn endpoint_key(e: &Value) -> String {
 /// in; new endpoints fill slices with room, then new slices; emptied
 /// slices go, but a Service always keeps one.
 fn slices(
-    s: &Snapshot,
+    existing: Vec<&Value>,
     svc: &Value,
     pods: &[&Value],
     ports: &[Value],
@@ -264,16 +283,6 @@ fn slices(
         .map(|p| slice_endpoint(p, name, publish_all))
         .map(|e| (endpoint_key(&e), e))
         .collect();
-    let mut existing: Vec<&Value> = s
-        .in_namespace("endpointslices", ns)
-        .iter()
-        .map(|a| &**a)
-        .filter(|e| {
-            managed_slice(e)
-                && str_at(e, "/metadata/labels/kubernetes.io~1service-name") == Some(name)
-        })
-        .collect();
-    existing.sort_by_key(|e| meta::name(e));
     let mut plan: Vec<(Option<&Value>, Vec<Value>)> = existing
         .iter()
         .map(|e| {
