@@ -275,6 +275,19 @@ fn services_reach_pods_from_processes_guests_and_other_hosts() {
         |o| o.split_whitespace().count() == 3,
     );
     assert!(ingress.contains(&h3.ip), "{ingress}");
+    // kubectl shows them, and the slices as Kubernetes prints them.
+    let row = c.ok(&["get", "svc", "web-lb"]);
+    assert!(row.contains("EXTERNAL-IP") && row.contains(&h3.ip), "{row}");
+    let slices = c.ok(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=web",
+    ]);
+    assert!(
+        slices.contains("ADDRESSTYPE") && slices.contains("IPv4") && slices.contains(" 8080 "),
+        "{slices}"
+    );
     let via_lb = format!("http://{}:8081/", h3.ip);
     let out = std::process::Command::new("curl")
         .args([

@@ -360,6 +360,13 @@ pub fn columns(kind: &str) -> Vec<Value> {
             col("Endpoints", "string", 0, "Endpoints of the service."),
             age,
         ],
+        "EndpointSlice" => vec![
+            name,
+            col("AddressType", "string", 0, "Type of address held by the slice."),
+            col("Ports", "string", 0, "The ports of the slice."),
+            col("Endpoints", "string", 0, "The addresses of the slice's endpoints."),
+            age,
+        ],
         "Namespace" => vec![
             name,
             col("Status", "string", 0, "The status of the namespace"),
@@ -755,10 +762,34 @@ pub fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 })
                 .collect();
             let ty = str_at(o, "/spec/type").unwrap_or("ClusterIP");
-            let external = if ty == "LoadBalancer" {
-                "<pending>"
-            } else {
-                "<none>"
+            // As kubectl prints it: the load balancer's addresses and the
+            // external IPs; an ExternalName Service's name.
+            let mut external: Vec<String> = Vec::new();
+            if ty == "LoadBalancer" {
+                external.extend(
+                    o.pointer("/status/loadBalancer/ingress")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|i| str_at(i, "/ip").or(str_at(i, "/hostname")))
+                        .map(String::from),
+                );
+            }
+            external.extend(
+                o.pointer("/spec/externalIPs")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(String::from),
+            );
+            let external = match ty {
+                "ExternalName" => str_at(o, "/spec/externalName")
+                    .unwrap_or("<none>")
+                    .to_string(),
+                _ if !external.is_empty() => external.join(","),
+                "LoadBalancer" => "<pending>".to_string(),
+                _ => "<none>".to_string(),
             };
             vec![
                 name,
@@ -806,6 +837,53 @@ pub fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 join_or_none(eps)
             };
             vec![name, s(shown), age]
+        }
+        "EndpointSlice" => {
+            let ports: Vec<String> = o
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    p.get("port")
+                        .and_then(Value::as_i64)
+                        .map_or_else(|| "<unset>".to_string(), |n| n.to_string())
+                })
+                .collect();
+            let addresses: Vec<String> = o
+                .get("endpoints")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .flat_map(|e| {
+                    e.get("addresses")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(String::from)
+                })
+                .collect();
+            let shown = if addresses.len() > 3 {
+                format!(
+                    "{} + {} more...",
+                    addresses[..3].join(","),
+                    addresses.len() - 3
+                )
+            } else {
+                join_or_none(addresses)
+            };
+            vec![
+                name,
+                s(str_at(o, "/addressType").unwrap_or_default().into()),
+                s(if ports.is_empty() {
+                    "<unset>".into()
+                } else {
+                    ports.join(",")
+                }),
+                s(shown),
+                age,
+            ]
         }
         "Namespace" => vec![
             name,

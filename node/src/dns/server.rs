@@ -52,11 +52,18 @@ fn matches(rr: &Rr, qtype: RecordType) -> bool {
 
 /// The answer to `qtype` at `name` from the zone: its records of that
 /// type, or its CNAME (followed while the target is in the zone).
-fn answer(names: &Names, name: &Name, qtype: RecordType) -> (ResponseCode, Vec<Record>) {
+fn answer(
+    names: &Names,
+    name: &Name,
+    first: Lookup,
+    qtype: RecordType,
+) -> (ResponseCode, Vec<Record>) {
     let mut out = Vec::new();
     let mut at = name.clone();
+    let mut found = Some(first);
     for _ in 0..8 {
-        match names.lookup(&at.to_ascii()) {
+        let lookup = found.take().unwrap_or_else(|| names.lookup(&at.to_ascii()));
+        match lookup {
             Lookup::Found(rrs) => {
                 if let Some(Rr::Cname(t)) = rrs.first()
                     && qtype != RecordType::CNAME
@@ -157,9 +164,9 @@ impl RequestHandler for Handler {
         };
         let name: Name = info.query.name().into();
         let qtype = info.query.query_type();
-        let ours = !matches!(self.names.lookup(&name.to_ascii()), Lookup::NotOurs);
-        if ours {
-            let (code, answers) = answer(&self.names, &name, qtype);
+        let first = self.names.lookup(&name.to_ascii());
+        if !matches!(first, Lookup::NotOurs) {
+            let (code, answers) = answer(&self.names, &name, first, qtype);
             let mut meta = Metadata::response_from_request(&request.metadata);
             meta.authoritative = true;
             meta.recursion_available = true;
