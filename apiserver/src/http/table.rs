@@ -795,7 +795,7 @@ pub fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 name,
                 s(ty.into()),
                 s(str_at(o, "/spec/clusterIP").unwrap_or("<none>").into()),
-                s(external.into()),
+                s(external),
                 s(join_or_none(ports)),
                 age,
                 s(selector_string(o.pointer("/spec/selector"))),
