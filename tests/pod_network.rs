@@ -852,6 +852,24 @@ fn network_policies_decide_who_reaches_whom() {
         &format!("http://{other}:8080/fetch?http://{client}:8080/"),
         "status 200",
     );
+    // Ingress to web from the client pod only: a guest's plain-HTTP
+    // request comes from its pod's address.
+    policies(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web-from-client}\nspec:\n  podSelector: {matchLabels: {app: web}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: client}}}]\n",
+    );
+    c.ok(&["delete", "networkpolicy", "client-out"]);
+    curl_until(
+        &h3,
+        &format!("http://{client}:8080/fetch?http://{web}:8080/"),
+        "status 200",
+    );
+    curl_until(
+        &h3,
+        &format!("http://{other}:8080/fetch?http://{web}:8080/"),
+        "error",
+    );
+    refused(&h1, &web_url);
+    c.ok(&["delete", "networkpolicy", "web-from-client"]);
     // A deny-all for the namespace (no pod hears anyone), then removed.
     policies(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-all}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress, Egress]\n",

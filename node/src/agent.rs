@@ -86,6 +86,9 @@ pub(crate) struct Shared {
     pub service_guard: Arc<crate::services::ServiceGuard>,
     /// The cluster's NetworkPolicies, with what they decide from.
     pub policies: crate::policy::Policies,
+    /// Every node's pod CIDR (where pod IPs are routed): connections to
+    /// them come from the pod's own address.
+    pub pod_cidrs: std::sync::RwLock<Vec<shoal_cni::Ipv4Cidr>>,
 }
 
 /// A running node agent.
@@ -296,6 +299,7 @@ impl Agent {
                 .then(|| crate::dns::Names::new(&config.dns.domain)),
             service_guard: Arc::default(),
             policies: crate::policy::Policies::default(),
+            pod_cidrs: std::sync::RwLock::new(vec![cidr]),
         });
         let listen = SocketAddr::new(config.node_ip, config.kubelet_port);
         let listener = tokio::net::TcpListener::bind(listen)

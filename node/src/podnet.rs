@@ -88,6 +88,13 @@ pub(crate) async fn run(
     let mut last: Option<Vec<PodRoute>> = None;
     loop {
         let want = wanted(own, &locals, &name, &nodes.state());
+        *shared.pod_cidrs.write().unwrap_or_else(|e| e.into_inner()) = want
+            .iter()
+            .filter_map(|r| match r {
+                PodRoute::Local(c) if locals.contains(c) => None,
+                PodRoute::Local(c) | PodRoute::Via(c, _) => Some(*c),
+            })
+            .collect();
         if last.as_ref() != Some(&want) {
             match table.sync(&want).await {
                 Ok(c) => {

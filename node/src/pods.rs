@@ -892,6 +892,7 @@ async fn run_container(ctx: ContainerCtx) {
     let guard = Arc::new(crate::policy::PodGuard {
         shared: shared.clone(),
         subject: crate::policy::PodView::of(&pod_json),
+        pod_ip: ctx.ip.parse().ok().filter(|_| shared.pod_ips_live),
         listening: std::sync::Mutex::new(Vec::new()),
     });
     let network = if pod_json.pointer("/spec/hostNetwork") == Some(&Value::Bool(true)) {

@@ -313,6 +313,8 @@ impl Policies {
 pub(crate) struct PodGuard {
     pub shared: Arc<Shared>,
     pub subject: PodView,
+    /// The pod's address, where the node routes pod IPs.
+    pub pod_ip: Option<IpAddr>,
     /// Ports the guest listens on (TCP), for ingress decisions on accept.
     pub listening: Mutex<Vec<u16>>,
 }
@@ -353,6 +355,21 @@ impl shoal_runtime_wasm::ConnectPolicy for PodGuard {
         if !ports.contains(&at.port()) {
             ports.push(at.port());
         }
+    }
+
+    fn source_for(&self, remote: SocketAddr) -> Option<IpAddr> {
+        let IpAddr::V4(v4) = remote.ip() else {
+            return None;
+        };
+        let inside = self
+            .shared
+            .pod_cidrs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|c| c.contains(v4))
+            || self.shared.service_guard.endpoints(remote, false).is_some();
+        self.pod_ip.filter(|_| inside)
     }
 
     fn may_accept(&self, from: SocketAddr) -> bool {

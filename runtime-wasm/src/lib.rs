@@ -30,6 +30,7 @@ mod network;
 mod output;
 mod pools;
 mod registry;
+mod sender;
 mod workload;
 
 pub use command::{CommandSpec, Exit, Preopen};

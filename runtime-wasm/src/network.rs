@@ -40,6 +40,12 @@ pub trait ConnectPolicy: Send + Sync {
     fn may_accept(&self, _from: SocketAddr) -> bool {
         true
     }
+
+    /// The address a guest's connection to `remote` should come from
+    /// (the pod's own, inside the cluster), if not the node's.
+    fn source_for(&self, _remote: SocketAddr) -> Option<IpAddr> {
+        None
+    }
 }
 
 /// A guest's [`ConnectPolicy`].
@@ -161,16 +167,22 @@ impl WasiHttpHooks for HttpHooks {
         let network = self.network.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
-            let mut request = request;
             let checked = check_destination(&network, request.uri()).await?;
             // Plain HTTP goes to the address that was checked, not to a
-            // second lookup that could answer differently (DNS rebinding);
-            // the Host header keeps the name. HTTPS keeps the name for
+            // second lookup that could answer differently (DNS rebinding),
+            // from the pod's address inside the cluster; the Host header
+            // keeps the name. HTTPS keeps the name for
             // certificate verification, which a rebound address fails.
             if let Some(addr) = checked
                 && request.uri().scheme() == Some(&http::uri::Scheme::HTTP)
             {
-                *request.uri_mut() = to_address(request.uri(), addr)?;
+                let source = match &network {
+                    NetworkAccess::Outbound {
+                        policy: Some(p), ..
+                    } => p.0.source_for(addr),
+                    _ => None,
+                };
+                return crate::sender::send_plain(request, options, addr, source).await;
             }
             let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             Ok((
@@ -179,17 +191,6 @@ impl WasiHttpHooks for HttpHooks {
             ))
         })
     }
-}
-
-/// `uri` with its authority replaced by `addr`.
-fn to_address(uri: &http::Uri, addr: SocketAddr) -> Result<http::Uri, HttpError> {
-    let mut parts = uri.clone().into_parts();
-    parts.authority = Some(
-        addr.to_string()
-            .parse()
-            .map_err(|_| HttpError::HttpRequestUriInvalid)?,
-    );
-    http::Uri::from_parts(parts).map_err(|_| HttpError::HttpRequestUriInvalid)
 }
 
 /// Refuses a request whose host resolves to an address the container may
@@ -252,15 +253,6 @@ mod tests {
             policy: None,
             node_addrs: vec!["192.168.1.10".parse().unwrap()].into(),
         }
-    }
-
-    #[test]
-    fn plain_http_goes_to_the_checked_address() {
-        let uri: http::Uri = "http://svc.example:8080/a?b=c".parse().unwrap();
-        let to = to_address(&uri, "10.1.2.3:8080".parse().unwrap()).unwrap();
-        assert_eq!(to.to_string(), "http://10.1.2.3:8080/a?b=c");
-        let to = to_address(&uri, "[fd00::1]:8080".parse().unwrap()).unwrap();
-        assert_eq!(to.to_string(), "http://[fd00::1]:8080/a?b=c");
     }
 
     #[test]
