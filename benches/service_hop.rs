@@ -24,7 +24,12 @@ fn wrk(host: &common::Host, url: &str, secs: u32) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no Requests/sec in wrk output:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -59,6 +59,24 @@ impl http_body::Body for Paced {
     }
 }
 
+/// Sets `IP_BIND_ADDRESS_NO_PORT` on `socket` (best effort).
+#[allow(unsafe_code)]
+fn bind_address_no_port(socket: &tokio::net::TcpSocket) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: the descriptor is the socket's own and open for the call; the
+    // option's value is a c_int that lives across it, its size given.
+    let _ = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&raw const on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}
+
 /// Sends `request` over plain HTTP/1.1 to `addr`, from `source` when the
 /// node gives one, honouring the guest's timeouts.
 pub(crate) async fn send_plain(
@@ -78,6 +96,9 @@ pub(crate) async fn send_plain(
     }
     .map_err(HttpError::Connect)?;
     if let Some(src) = source {
+        // The port is chosen at connect, per destination: bound ports
+        // would otherwise run out after some 28,000 connections a minute.
+        bind_address_no_port(&socket);
         socket
             .bind(SocketAddr::new(src, 0))
             .map_err(HttpError::Connect)?;
