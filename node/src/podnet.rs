@@ -82,7 +82,9 @@ pub(crate) async fn run(
         ),
     )
     .default_backoff()
-    .touched_objects()
+    // Every event wakes the loop, the end of the initial list included:
+    // the store shows the listed objects only from then on.
+    .map(|_| ())
     .boxed();
     let name = shared.config.node_name.clone();
     let mut last: Option<Vec<PodRoute>> = None;

@@ -396,7 +396,6 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         ),
     )
     .default_backoff()
-    .touched_objects()
     .map(|_| ())
     .boxed();
     let (pods, pod_writer) = reflector::store::<Pod>();
@@ -435,7 +434,6 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 ),
             )
             .default_backoff()
-            .touched_objects()
             .map(|_| ());
             let ns_stream = reflector(
                 nw,
@@ -445,7 +443,6 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 ),
             )
             .default_backoff()
-            .touched_objects()
             .map(|_| ());
             let notify = others.clone();
             _watching = Some(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(

@@ -671,7 +671,6 @@ pub(crate) async fn run(shared: Arc<Shared>, pod_cidr: Ipv4Cidr, cluster_dns: Ip
         ),
     )
     .default_backoff()
-    .touched_objects()
     .map(|_| ());
     let slice_stream = reflector(
         slice_writer,
@@ -681,7 +680,6 @@ pub(crate) async fn run(shared: Arc<Shared>, pod_cidr: Ipv4Cidr, cluster_dns: Ip
         ),
     )
     .default_backoff()
-    .touched_objects()
     .map(|_| ());
     let mut changes = futures::stream::select(svc_stream, slice_stream).boxed();
     let node = NodeView {

@@ -93,7 +93,6 @@ pub(crate) async fn run(shared: Arc<Shared>, names: Names, config: DnsConfig) {
         ),
     )
     .default_backoff()
-    .touched_objects()
     .map(|_| ());
     let slice_stream = reflector(
         slice_writer,
@@ -103,7 +102,6 @@ pub(crate) async fn run(shared: Arc<Shared>, names: Names, config: DnsConfig) {
         ),
     )
     .default_backoff()
-    .touched_objects()
     .map(|_| ());
     let mut changes = futures::stream::select(svc_stream, slice_stream).boxed();
     while changes.next().await.is_some() {
