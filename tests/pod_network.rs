@@ -26,6 +26,25 @@ spec:
     )
 }
 
+/// The pod's IP once it is Running.
+fn running_ip(c: &Cluster, name: &str) -> String {
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            name,
+            "-o",
+            "jsonpath={.status.phase} {.status.podIP}",
+        ],
+        "Running with an IP",
+        |o| o.starts_with("Running 10.244."),
+    )
+    .split_whitespace()
+    .nth(1)
+    .unwrap()
+    .to_string()
+}
+
 /// `curl` from a host, retried while the answer does not contain `want`.
 fn curl_until(host: &common::Host, url: &str, want: &str) -> String {
     let mut last = String::new();
@@ -69,23 +88,7 @@ fn pods_are_reached_at_their_ips_from_every_host() {
     )
     .unwrap();
     c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
-    let ip = |name: &str| {
-        c.wait_for(
-            &[
-                "get",
-                "pod",
-                name,
-                "-o",
-                "jsonpath={.status.phase} {.status.podIP}",
-            ],
-            "Running with an IP",
-            |o| o.starts_with("Running 10.244."),
-        )
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string()
-    };
+    let ip = |name: &str| running_ip(&c, name);
     let (ip2, ip3) = (ip("web-2"), ip("web-3"));
     // A process on a host running neither pod reaches both, across the LAN.
     curl_until(&h1, &format!("http://{ip2}:8080/"), "served by web-2");
@@ -470,23 +473,7 @@ fn cluster_dns_names_services_for_hosts_and_guests() {
     c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
     let cluster_ip = c.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
     let cluster_ip = cluster_ip.trim();
-    let running_ip = |name: &str| {
-        c.wait_for(
-            &[
-                "get",
-                "pod",
-                name,
-                "-o",
-                "jsonpath={.status.phase} {.status.podIP}",
-            ],
-            "Running with an IP",
-            |o| o.starts_with("Running 10.244."),
-        )
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string()
-    };
+    let running_ip = |name: &str| running_ip(&c, name);
     let (web_ip, db_ip) = (running_ip("web-2"), running_ip("db-a"));
     // Every node answers for the cluster's names, over UDP and TCP.
     for h in [&h1, &h2] {
@@ -644,22 +631,7 @@ fn a_killed_agent_comes_back_with_its_pods_reachable() {
     let manifest = c.dir.join("web.yaml");
     std::fs::write(&manifest, pod("web-2", "n2") + "---\n" + SERVICE).unwrap();
     c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
-    let ip = c
-        .wait_for(
-            &[
-                "get",
-                "pod",
-                "web-2",
-                "-o",
-                "jsonpath={.status.phase} {.status.podIP}",
-            ],
-            "Running with an IP",
-            |o| o.starts_with("Running 10.244."),
-        )
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let ip = running_ip(&c, "web-2");
     let cluster_ip = c.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
     let by_service = format!("http://{}/", cluster_ip.trim());
     curl_until(&h1, &by_service, "served by web-2");
@@ -780,23 +752,7 @@ fn network_policies_decide_who_reaches_whom() {
     )
     .unwrap();
     c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
-    let ip = |name: &str| {
-        c.wait_for(
-            &[
-                "get",
-                "pod",
-                name,
-                "-o",
-                "jsonpath={.status.phase} {.status.podIP}",
-            ],
-            "Running with an IP",
-            |o| o.starts_with("Running 10.244."),
-        )
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string()
-    };
+    let ip = |name: &str| running_ip(&c, name);
     let (web, client, other) = (ip("web"), ip("client"), ip("other"));
     let web_url = format!("http://{web}:8080/");
     curl_until(&h1, &web_url, "served by web");

@@ -21,6 +21,7 @@ mod ratelimit;
 mod services;
 mod status;
 mod volumes;
+mod watch;
 
 pub use agent::{Agent, AgentConfig};
 pub use dns::DnsConfig;

@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
-use kube::api::Api;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
 use shoal_cni::{Ipv4Cidr, PodRoute, RouteTable};
 
 use crate::agent::Shared;
@@ -73,19 +71,7 @@ pub(crate) async fn run(
     locals: Vec<Ipv4Cidr>,
     table: RouteTable,
 ) {
-    let (nodes, writer) = reflector::store::<Node>();
-    let mut changes = reflector(
-        writer,
-        watcher(
-            Api::<Node>::all(shared.client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    // Every event wakes the loop, the end of the initial list included:
-    // the store shows the listed objects only from then on.
-    .map(|_| ())
-    .boxed();
+    let (nodes, mut changes) = crate::watch::reflect::<Node>(&shared.client);
     let name = shared.config.node_name.clone();
     let mut last: Option<Vec<PodRoute>> = None;
     loop {

@@ -20,8 +20,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::Api;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::reflector::Store;
 use serde_json::Value;
 
 use crate::agent::Shared;
@@ -387,27 +386,16 @@ impl shoal_runtime_wasm::ConnectPolicy for PodGuard {
 /// Keeps `shared.policies` in step with the cluster until the task is
 /// dropped; policy changes reach new connections within moments.
 pub(crate) async fn run(shared: Arc<Shared>) {
-    let (policies, writer) = reflector::store::<NetworkPolicy>();
-    let mut policy_changes = reflector(
-        writer,
-        watcher(
-            Api::<NetworkPolicy>::all(shared.client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .map(|_| ())
-    .boxed();
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let (namespaces, ns_writer) = reflector::store::<Namespace>();
-    // Pod and namespace changes, once their watches run.
-    let others = Arc::new(tokio::sync::Notify::new());
-    let mut writers = Some((pod_writer, ns_writer));
+    let (policies, mut policy_changes) = crate::watch::reflect::<NetworkPolicy>(&shared.client);
+    // Pods and namespaces, watched from the first policy on, and a wake-up
+    // for their changes.
+    let mut others: Option<(Store<Pod>, Store<Namespace>)> = None;
+    let woken = Arc::new(tokio::sync::Notify::new());
     let mut _watching: Option<tokio_util::task::AbortOnDropHandle<()>> = None;
     loop {
         tokio::select! {
             Some(()) = policy_changes.next() => {}
-            () = others.notified() => {}
+            () = woken.notified() => {}
             else => return,
         }
         let settle = tokio::time::sleep(Duration::from_millis(20));
@@ -415,7 +403,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         loop {
             tokio::select! {
                 _ = policy_changes.next() => {}
-                () = others.notified() => {}
+                () = woken.notified() => {}
                 () = &mut settle => break,
             }
         }
@@ -424,42 +412,29 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             shared.policies.set(None);
             continue;
         }
-        if let Some((pw, nw)) = writers.take() {
-            // The first policy: from now on every pod and namespace counts.
-            let pod_stream = reflector(
-                pw,
-                watcher(
-                    Api::<Pod>::all(shared.client.clone()),
-                    watcher::Config::default(),
-                ),
-            )
-            .default_backoff()
-            .map(|_| ());
-            let ns_stream = reflector(
-                nw,
-                watcher(
-                    Api::<Namespace>::all(shared.client.clone()),
-                    watcher::Config::default(),
-                ),
-            )
-            .default_backoff()
-            .map(|_| ());
-            let notify = others.clone();
-            _watching = Some(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
-                async move {
-                    let mut s = futures::stream::select(pod_stream, ns_stream).boxed();
-                    while s.next().await.is_some() {
-                        notify.notify_one();
-                    }
-                },
-            )));
-            // Until they are listed, decide from the policies alone.
-            let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                let _ = pods.wait_until_ready().await;
-                let _ = namespaces.wait_until_ready().await;
-            })
-            .await;
-        }
+        let (pods, namespaces) = match &others {
+            Some(stores) => stores,
+            None => {
+                let (pods, pod_changes) = crate::watch::reflect::<Pod>(&shared.client);
+                let (namespaces, ns_changes) = crate::watch::reflect::<Namespace>(&shared.client);
+                let notify = woken.clone();
+                _watching = Some(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+                    async move {
+                        let mut s = futures::stream::select(pod_changes, ns_changes);
+                        while s.next().await.is_some() {
+                            notify.notify_one();
+                        }
+                    },
+                )));
+                // Until they are listed, decide from the policies alone.
+                let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                    let _ = pods.wait_until_ready().await;
+                    let _ = namespaces.wait_until_ready().await;
+                })
+                .await;
+                others.insert((pods, namespaces))
+            }
+        };
         shared.policies.set(Some(Index::build(
             current,
             &pods.state(),

@@ -20,8 +20,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::Api;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
 use shoal_cni::Ipv4Cidr;
 
 use crate::agent::Shared;
@@ -661,27 +659,9 @@ pub(crate) async fn remove() {
 /// Keeps the node's service rules in step with the cluster's Services and
 /// EndpointSlices until the task is dropped.
 pub(crate) async fn run(shared: Arc<Shared>, pod_cidr: Ipv4Cidr, cluster_dns: Ipv4Addr) {
-    let (services, svc_writer) = reflector::store::<Service>();
-    let (slices, slice_writer) = reflector::store::<EndpointSlice>();
-    let svc_stream = reflector(
-        svc_writer,
-        watcher(
-            Api::<Service>::all(shared.client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .map(|_| ());
-    let slice_stream = reflector(
-        slice_writer,
-        watcher(
-            Api::<EndpointSlice>::all(shared.client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .map(|_| ());
-    let mut changes = futures::stream::select(svc_stream, slice_stream).boxed();
+    let (services, svc_changes) = crate::watch::reflect::<Service>(&shared.client);
+    let (slices, slice_changes) = crate::watch::reflect::<EndpointSlice>(&shared.client);
+    let mut changes = futures::stream::select(svc_changes, slice_changes);
     let node = NodeView {
         name: &shared.config.node_name,
         pod_cidr,

@@ -15,8 +15,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::Api;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::Value;
 
 use crate::agent::Shared;
@@ -83,27 +81,9 @@ pub(crate) async fn run(shared: Arc<Shared>, names: Names, config: DnsConfig) {
         Ok(l) => dns.register_listener(l, Duration::from_secs(5), 64),
         Err(e) => tracing::warn!("cluster DNS: binding TCP {at}: {e}"),
     }
-    let (services, svc_writer) = reflector::store::<Service>();
-    let (slices, slice_writer) = reflector::store::<EndpointSlice>();
-    let svc_stream = reflector(
-        svc_writer,
-        watcher(
-            Api::<Service>::all(shared.client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .map(|_| ());
-    let slice_stream = reflector(
-        slice_writer,
-        watcher(
-            Api::<EndpointSlice>::all(shared.client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .map(|_| ());
-    let mut changes = futures::stream::select(svc_stream, slice_stream).boxed();
+    let (services, svc_changes) = crate::watch::reflect::<Service>(&shared.client);
+    let (slices, slice_changes) = crate::watch::reflect::<EndpointSlice>(&shared.client);
+    let mut changes = futures::stream::select(svc_changes, slice_changes);
     while changes.next().await.is_some() {
         // One rebuild for a burst of changes.
         let settle = tokio::time::sleep(Duration::from_millis(5));
