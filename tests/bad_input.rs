@@ -230,4 +230,31 @@ fn services_asking_for_taken_or_invalid_addresses_and_ports() {
     }
     let names = c.ok(&["get", "svc", "-o", "name"]);
     assert!(!names.contains("bad-"), "{names}");
+    // A NetworkPolicy with an address block that is not one.
+    for (i, (block, want)) in [
+        (
+            "{cidr: 10.0.0.0/33}",
+            "spec.ingress[0].from[0].ipBlock.cidr: Invalid value: \"10.0.0.0/33\": must be a valid CIDR value",
+        ),
+        (
+            "{cidr: 10.0.0.0/8, except: [192.168.0.0/16]}",
+            "spec.ingress[0].from[0].ipBlock.except[0]: Invalid value: \"192.168.0.0/16\": must be a strict subset of `cidr`",
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let file = write(
+            &c,
+            &format!("policy-{i}.yaml"),
+            &format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p{i}}}\nspec:\n  podSelector: {{}}\n  ingress:\n  - from: [{{ipBlock: {block}}}]\n"),
+        );
+        let err = c.fails(&["apply", "-f", &file]);
+        assert!(err.contains("is invalid") && err.contains(want), "{err}");
+    }
+    assert!(
+        c.ok(&["get", "networkpolicies", "-o", "name"])
+            .trim()
+            .is_empty()
+    );
 }

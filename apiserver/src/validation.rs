@@ -407,6 +407,62 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
                 &mut c,
             );
         }
+        "NetworkPolicy" => {
+            for dir in ["ingress", "egress"] {
+                let peers_key = if dir == "ingress" { "from" } else { "to" };
+                let rules = obj
+                    .pointer(&format!("/spec/{dir}"))
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                for (i, rule) in rules.iter().enumerate() {
+                    let peers = rule
+                        .get(peers_key)
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    for (j, peer) in peers.iter().enumerate() {
+                        let Some(block) = peer.get("ipBlock") else {
+                            continue;
+                        };
+                        let at = format!("spec.{dir}[{i}].{peers_key}[{j}].ipBlock");
+                        let cidr = block
+                            .get("cidr")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        let Some(net) = parse_cidr(cidr) else {
+                            c.invalid(
+                                format!("{at}.cidr"),
+                                &block["cidr"],
+                                "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+                            );
+                            continue;
+                        };
+                        for (k, e) in block
+                            .get("except")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .enumerate()
+                        {
+                            match e.as_str().and_then(parse_cidr) {
+                                None => c.invalid(
+                                    format!("{at}.except[{k}]"),
+                                    e,
+                                    "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+                                ),
+                                Some(ex) if !strict_subset(ex, net) => c.invalid(
+                                    format!("{at}.except[{k}]"),
+                                    e,
+                                    "must be a strict subset of `cidr`",
+                                ),
+                                Some(_) => {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
         "Service" => {
             let ports = obj
                 .pointer("/spec/ports")
@@ -463,6 +519,27 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
         _ => {}
     }
     c.into_result(r, obj)
+}
+
+/// An IPv4 or IPv6 CIDR as (address bits, prefix length, IPv6).
+fn parse_cidr(s: &str) -> Option<(u128, u32, bool)> {
+    let (addr, len) = s.split_once('/')?;
+    let len: u32 = len.parse().ok()?;
+    match addr.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(a) if len <= 32 => Some((u128::from(u32::from(a)), len, false)),
+        std::net::IpAddr::V6(a) if len <= 128 => Some((u128::from(a), len, true)),
+        _ => None,
+    }
+}
+
+/// Whether `inner` is a strict subset of `outer`.
+fn strict_subset(inner: (u128, u32, bool), outer: (u128, u32, bool)) -> bool {
+    let bits = if outer.2 { 128 } else { 32 };
+    if inner.2 != outer.2 || inner.1 <= outer.1 {
+        return false;
+    }
+    let shift = bits - outer.1;
+    shift >= 128 || (inner.0 >> shift) == (outer.0 >> shift)
 }
 
 /// A Job's spec at `path`; a CronJob's job template has no selector yet.
