@@ -80,18 +80,7 @@ fn frontends(
     slices: &[Arc<EndpointSlice>],
     node: &NodeView,
 ) -> Vec<Frontend> {
-    let mut by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
-    for s in slices {
-        let ns = s.metadata.namespace.as_deref().unwrap_or_default();
-        if let Some(svc) = s
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("kubernetes.io/service-name"))
-        {
-            by_service.entry((ns, svc.as_str())).or_default().push(s);
-        }
-    }
+    let by_service = crate::watch::slices_by_service(slices);
     let mut out = Vec::new();
     for svc in services {
         let Some(spec) = &svc.spec else { continue };
@@ -684,14 +673,7 @@ pub(crate) async fn run(shared: Arc<Shared>, pod_cidr: Ipv4Cidr, cluster_dns: Ip
                 }
             }
         }
-        let settle = tokio::time::sleep(Duration::from_millis(5));
-        tokio::pin!(settle);
-        loop {
-            tokio::select! {
-                _ = changes.next() => {}
-                () = &mut settle => break,
-            }
-        }
+        crate::watch::settle(&mut changes, Duration::from_millis(5)).await;
         tokio::time::sleep_until(next_at).await;
         let (svcs, slcs) = (services.state(), slices.state());
         shared

@@ -86,14 +86,7 @@ pub(crate) async fn run(shared: Arc<Shared>, names: Names, config: DnsConfig) {
     let mut changes = futures::stream::select(svc_changes, slice_changes);
     while changes.next().await.is_some() {
         // One rebuild for a burst of changes.
-        let settle = tokio::time::sleep(Duration::from_millis(5));
-        tokio::pin!(settle);
-        loop {
-            tokio::select! {
-                _ = changes.next() => {}
-                () = &mut settle => break,
-            }
-        }
+        crate::watch::settle(&mut changes, Duration::from_millis(5)).await;
         names.set(Zone::build(
             &config.domain,
             &services.state(),

@@ -94,18 +94,7 @@ impl Zone {
             &format!("dns-version.{domain}"),
             Some(Rr::Txt(SPEC_VERSION.into())),
         );
-        let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
-        for s in slices {
-            let ns = s.metadata.namespace.as_deref().unwrap_or_default();
-            if let Some(svc) = s
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("kubernetes.io/service-name"))
-            {
-                by_service.entry((ns, svc.as_str())).or_default().push(s);
-            }
-        }
+        let by_service = crate::watch::slices_by_service(slices);
         for svc in services {
             let (Some(name), Some(ns), Some(spec)) = (
                 svc.metadata.name.as_deref(),
