@@ -835,3 +835,70 @@ fn network_policies_decide_who_reaches_whom() {
     c.ok(&["delete", "networkpolicy", "--all"]);
     curl_until(&h1, &web_url, "served by web");
 }
+
+/// A command's own listener hears only the pods a policy admits: a
+/// client command's `wasi:sockets` connection leaves from its pod's
+/// address, on the same node and from another.
+#[test]
+fn command_listeners_admit_only_the_pods_a_policy_allows() {
+    let mut lan = Lan::new();
+    let (h1, h2, h3) = (lan.host(1), lan.host(2), lan.host(3));
+    let c = Cluster::start_on(&h1, "listeners", &[]);
+    let n2 = c.join_on(&h2, "n2", &[]);
+    let n3 = c.join_on(&h3, "n3", &[]);
+    let store = common::example_file("guestbook/backend.wasm");
+    n2.import(&store, "guestbook-backend:v1");
+    for n in [&n2, &n3] {
+        n.import(&example("hello-cmd"), "hello-cmd:v1");
+    }
+    let manifest = c.dir.join("store.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: store, labels: {app: store}}\nspec:\n  nodeSelector: {kubernetes.io/hostname: n2}\n  containers:\n  - name: store\n    image: guestbook-backend:v1\n    env:\n    - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}\n    - {name: PORT, value: \"8080\"}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: store-in}\nspec:\n  podSelector: {matchLabels: {app: store}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: friend}}}]\n    ports: [{port: 8080}]\n",
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    let ip = running_ip(&c, "store");
+    c.wait_for(&["logs", "store"], "the store listening", |o| {
+        o.contains("listening on")
+    });
+    let client = |name: &str, node: &str, app: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: {app}}}}}\nspec:\n  nodeSelector: {{kubernetes.io/hostname: {node}}}\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: hello-cmd:v1\n    env:\n    - {{name: ASK, value: \"{ip}:8080/entries\"}}\n    - {{name: COUNT, value: \"1\"}}\n"
+        )
+    };
+    let clients = c.dir.join("clients.yaml");
+    std::fs::write(
+        &clients,
+        [
+            client("friend", "n3", "friend"),
+            client("near-friend", "n2", "friend"),
+            client("stranger", "n3", "stranger"),
+            client("near-stranger", "n2", "stranger"),
+        ]
+        .join("---\n"),
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", clients.to_str().unwrap()]);
+    let asked = |name: &str| {
+        c.wait_for(&["logs", name], "an ask line", |o| o.contains("ask "))
+            .lines()
+            .find(|l| l.starts_with("ask "))
+            .unwrap()
+            .to_string()
+    };
+    for name in ["friend", "near-friend"] {
+        let line = asked(name);
+        assert!(line.ends_with(": HTTP/1.1 200 OK"), "{name}: {line}");
+    }
+    for name in ["stranger", "near-stranger"] {
+        let line = asked(name);
+        assert!(line.contains(": error: "), "{name}: {line}");
+    }
+    // Without the policy, everyone is heard.
+    c.ok(&["delete", "networkpolicy", "store-in"]);
+    c.ok(&["delete", "pod", "stranger", "--wait=true"]);
+    c.ok(&["apply", "-f", clients.to_str().unwrap()]);
+    let line = asked("stranger");
+    assert!(line.ends_with(": HTTP/1.1 200 OK"), "stranger: {line}");
+}

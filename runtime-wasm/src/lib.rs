@@ -18,6 +18,7 @@
 //! ```
 
 mod command;
+mod connect;
 mod cpu;
 mod engine;
 mod error;

@@ -8,6 +8,9 @@
 //!   start and prints the outcome.
 //! - `CONNECT` (comma-separated `host:port`) opens a TCP connection to each
 //!   once at start and prints the outcome.
+//! - `ASK` (comma-separated `host:port/path`) sends an HTTP/1.0 `GET` of
+//!   the path over a TCP connection to each once at start and prints the
+//!   answer's status line, or the error.
 //! - `FILL` (`path:bytes`) writes a file of that many bytes once at start
 //!   and prints the outcome.
 //! - `SHOW_CWD` set prints the working directory at start.
@@ -61,6 +64,20 @@ fn udp_echo(at: &str) {
     }
 }
 
+/// The status line `host:port/path` answers a `GET` with.
+fn ask(target: &str) -> std::io::Result<String> {
+    use std::io::{BufRead, BufReader};
+    let (at, path) = target.split_once('/').unwrap_or((target, ""));
+    let mut stream = std::net::TcpStream::connect(at)?;
+    write!(stream, "GET /{path} HTTP/1.0\r\nhost: {at}\r\n\r\n")?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line)?;
+    if line.is_empty() {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(line.trim_end().to_string())
+}
+
 fn main() {
     if let Ok(at) = std::env::var("UDP_ECHO") {
         return udp_echo(&at);
@@ -81,6 +98,12 @@ fn main() {
         match std::net::TcpStream::connect(&target) {
             Ok(_) => println!("connect {target}: ok"),
             Err(e) => println!("connect {target}: error: {e}"),
+        }
+    }
+    for target in list("ASK") {
+        match ask(&target) {
+            Ok(status) => println!("ask {target}: {status}"),
+            Err(e) => println!("ask {target}: error: {e}"),
         }
     }
     if let Ok(fill) = std::env::var("FILL")
