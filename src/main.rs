@@ -81,6 +81,10 @@ struct UpArgs {
     /// How long an Event is kept after it was last written (a duration: 1h).
     #[arg(long, env = "SHOAL_EVENT_TTL", default_value = "1h", value_parser = parse_duration)]
     event_ttl: std::time::Duration,
+    /// How long a node's agent may stay silent (no Lease renewal, no
+    /// status) before the node is marked unreachable and its pods not Ready.
+    #[arg(long, env = "SHOAL_NODE_MONITOR_GRACE_PERIOD", default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -113,6 +117,10 @@ struct NodeArgs {
     /// Events the node may record at once.
     #[arg(long, env = "SHOAL_EVENT_BURST", default_value_t = 100)]
     event_burst: u32,
+    /// How long the node's Lease is valid (a duration); the agent renews
+    /// it every quarter of that.
+    #[arg(long, env = "SHOAL_NODE_LEASE_DURATION", default_value = "40s", value_parser = parse_duration)]
+    node_lease_duration: std::time::Duration,
     /// How pod IPs are made reachable: `host-gw` routes the node's pod CIDR
     /// to itself and other nodes' through their addresses (nodes on one
     /// link; needs CAP_NET_ADMIN); `none` leaves pod IPs as labels.
@@ -380,6 +388,7 @@ async fn up(args: UpArgs) -> Result<()> {
         cluster_cidr: args.cluster_cidr.clone(),
         node_cidr_mask: args.node_cidr_mask_size,
         event_ttl: args.event_ttl,
+        node_grace: args.node_monitor_grace_period,
         cluster_dns: args.node.cluster_dns,
     })
     .await
@@ -501,6 +510,7 @@ async fn start_agent(
             control_plane,
             event_qps: node.event_qps,
             event_burst: node.event_burst,
+            lease_duration: node.node_lease_duration,
             pod_network: node.pod_network.into(),
             dns: shoal_node::DnsConfig {
                 address: node.cluster_dns,

@@ -902,3 +902,175 @@ fn command_listeners_admit_only_the_pods_a_policy_allows() {
     let line = asked("stranger");
     assert!(line.ends_with(": HTTP/1.1 200 OK"), "stranger: {line}");
 }
+
+/// The Service's pods that answer, of `n` requests from `host`; panics if
+/// any request goes unanswered.
+fn all_served_by(host: &common::Host, url: &str, n: usize) -> std::collections::BTreeSet<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..n {
+        let out = host.run(&["curl", "-sS", "--max-time", "3", url]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let Some(pod) = text.split("served by ").nth(1) else {
+            let rules = host.run(&["nft", "list", "ruleset"]);
+            panic!(
+                "request {i} to {url} from {}: {text:?} {out:?}; its nftables:\n{}",
+                host.ns,
+                String::from_utf8_lossy(&rules.stdout)
+            );
+        };
+        seen.insert(pod.trim().trim_end_matches(')').to_string());
+    }
+    seen
+}
+
+/// A node whose agent falls silent is marked unreachable after the grace
+/// period and its pods leave the Service: no request goes to them. When it
+/// speaks again, they come back. A Node deleted takes its pods and the
+/// other nodes' route to its pod CIDR with it.
+#[test]
+fn a_silent_or_vanished_node_is_withdrawn() {
+    let mut lan = Lan::new();
+    let (h1, h2, h3) = (lan.host(1), lan.host(2), lan.host(3));
+    // Leases renewed every half second; silent for 3 s is unreachable.
+    let lease = ["--node-lease-duration", "2s"];
+    let c = Cluster::start_on(
+        &h1,
+        "vanish",
+        &["--node-monitor-grace-period", "3s", lease[0], lease[1]],
+    );
+    let n2 = c.join_on(&h2, "n2", &lease);
+    let n3 = c.join_on(&h3, "n3", &lease);
+    for n in [&n2, &n3] {
+        n.import(&example("hello-http"), "hello-http:v1");
+    }
+    let manifest = c.dir.join("web.yaml");
+    std::fs::write(
+        &manifest,
+        pod("web-2", "n2") + "---\n" + &pod("web-3", "n3") + "---\n" + SERVICE,
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    running_ip(&c, "web-2");
+    running_ip(&c, "web-3");
+    let cluster_ip = c.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let by_service = format!("http://{}/", cluster_ip.trim());
+    let addresses = || {
+        c.ok(&[
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].targetRef.name}",
+        ])
+    };
+    c.wait_for(
+        &[
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].targetRef.name}",
+        ],
+        "both pods ready",
+        |o| o.contains("web-2") && o.contains("web-3"),
+    );
+    curl_until(&h1, &by_service, "served by web-3");
+    let ready =
+        |what: &str| format!("jsonpath={{.status.conditions[?(@.type==\"Ready\")].status}}{what}");
+    // The agent stops (as a hung machine would): not a byte more from it.
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &n3.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    signal("-STOP");
+    c.wait_for(&["get", "node", "n3"], "n3 NotReady", |o| {
+        o.contains("NotReady")
+    });
+    let node = c.ok(&["get", "node", "n3", "-o", &ready(" {.spec.taints[*].key}")]);
+    assert!(
+        node.starts_with("Unknown ") && node.contains("node.kubernetes.io/unreachable"),
+        "{node}"
+    );
+    c.wait_for(
+        &["get", "pod", "web-3", "-o", &ready("")],
+        "web-3 not Ready",
+        |o| o == "False",
+    );
+    c.wait_for(
+        &[
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].targetRef.name}",
+        ],
+        "web-3 out of the Service",
+        |o| o == "web-2",
+    );
+    // Every node's proxy has it within its programming time.
+    std::thread::sleep(Duration::from_millis(500));
+    for host in [&h1, &h2] {
+        let seen = all_served_by(host, &by_service, 12);
+        assert_eq!(
+            seen.into_iter().collect::<Vec<_>>(),
+            ["web-2"],
+            "{}",
+            host.ns
+        );
+    }
+    // Back: Ready again, the pod with it, the taint gone.
+    signal("-CONT");
+    c.wait_for(&["get", "node", "n3", "-o", &ready("")], "n3 Ready", |o| {
+        o == "True"
+    });
+    c.wait_for(
+        &["get", "pod", "web-3", "-o", &ready("")],
+        "web-3 Ready",
+        |o| o == "True",
+    );
+    c.wait_for(
+        &["get", "node", "n3", "-o", "jsonpath={.spec.taints}"],
+        "no taints",
+        str::is_empty,
+    );
+    c.wait_for(
+        &[
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].targetRef.name}",
+        ],
+        "web-3 back",
+        |o| o.contains("web-3"),
+    );
+    curl_until(&h1, &by_service, "served by web-3");
+    // Deleted: its pods go at once, and h2's route to its pod CIDR.
+    let cidr = c.ok(&["get", "node", "n3", "-o", "jsonpath={.spec.podCIDR}"]);
+    let cidr = cidr.trim().to_string();
+    assert!(cidr.starts_with("10.244."), "{cidr}");
+    let route_on_h2 = || {
+        let out = h2.run(&["ip", "-4", "route", "show", "table", "all", "proto", "83"]);
+        String::from_utf8_lossy(&out.stdout).contains(&cidr)
+    };
+    assert!(route_on_h2());
+    drop(n3);
+    c.ok(&["delete", "node", "n3"]);
+    c.wait_for(&["get", "pods", "-o", "name"], "web-3 deleted", |o| {
+        !o.contains("web-3")
+    });
+    assert_eq!(addresses().trim(), "web-2");
+    let started = std::time::Instant::now();
+    while route_on_h2() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "h2 still routes {cidr}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(n2);
+}

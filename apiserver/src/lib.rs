@@ -11,6 +11,7 @@
 //!     cluster_cidr: "10.244.0.0/14".into(),
 //!     node_cidr_mask: 18,
 //!     event_ttl: std::time::Duration::from_secs(3600),
+//!     node_grace: std::time::Duration::from_secs(40),
 //!     cluster_dns: "10.96.0.10".parse()?,
 //! }).await?;
 //! println!("API at https://{}", server.addr);

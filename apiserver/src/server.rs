@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub node_cidr_mask: u8,
     /// How long an Event lives after it was last written.
     pub event_ttl: std::time::Duration,
+    /// How long a node may stay silent before it is unreachable.
+    pub node_grace: std::time::Duration,
     /// The cluster DNS address: the `kube-dns` Service's ClusterIP.
     pub cluster_dns: std::net::Ipv4Addr,
 }
@@ -113,6 +115,7 @@ impl Server {
                     node_mask: config.node_cidr_mask,
                     ca_pem: pki.ca.clone(),
                     event_ttl: config.event_ttl,
+                    node_grace: config.node_grace,
                 },
             )),
         ];

@@ -39,6 +39,8 @@ pub struct AgentConfig {
     pub event_qps: f64,
     /// Events that may be sent at once.
     pub event_burst: u32,
+    /// How long the node's Lease is valid; it is renewed every quarter.
+    pub lease_duration: Duration,
     /// How pod IPs are made reachable.
     pub pod_network: crate::podnet::PodNetwork,
     /// The cluster DNS this node serves (where pod IPs are routed).
@@ -171,20 +173,25 @@ pub(crate) fn memory_kib() -> Option<u64> {
     })
 }
 
-fn node_status(config: &AgentConfig) -> serde_json::Value {
-    let now = jiff::Timestamp::now()
+fn stamp() -> String {
+    jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
+        .to_string()
+}
+
+/// The node's status, Ready since `since`.
+fn node_status(config: &AgentConfig, since: &str) -> serde_json::Value {
+    let now = stamp();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mem_kib = memory_kib().unwrap_or(1 << 20);
     let capacity = json!({"cpu": cpus.to_string(), "memory": format!("{mem_kib}Ki"), "pods": config.max_pods.to_string()});
     json!({
         "capacity": capacity, "allocatable": capacity,
         "conditions": [
-            {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "shoal node agent is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now},
-            {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory", "message": "", "lastHeartbeatTime": now, "lastTransitionTime": now},
-            {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure", "message": "", "lastHeartbeatTime": now, "lastTransitionTime": now},
-            {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID", "message": "", "lastHeartbeatTime": now, "lastTransitionTime": now},
+            {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "shoal node agent is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": since},
+            {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory", "message": "", "lastHeartbeatTime": now, "lastTransitionTime": since},
+            {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure", "message": "", "lastHeartbeatTime": now, "lastTransitionTime": since},
+            {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID", "message": "", "lastHeartbeatTime": now, "lastTransitionTime": since},
         ],
         "addresses": [{"type": "InternalIP", "address": config.node_ip.to_string()}, {"type": "Hostname", "address": config.node_name}],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": config.kubelet_port}},
@@ -223,7 +230,7 @@ impl Agent {
             .patch_status(
                 &name,
                 &PatchParams::default(),
-                &Patch::Merge(json!({"status": node_status(&config)})),
+                &Patch::Merge(json!({"status": node_status(&config, &stamp())})),
             )
             .await?;
         let cidr = loop {
@@ -260,7 +267,7 @@ impl Agent {
                 .patch_status(
                     &name,
                     &PatchParams::default(),
-                    &Patch::Merge(json!({"status": node_status(&config)})),
+                    &Patch::Merge(json!({"status": node_status(&config, &stamp())})),
                 )
                 .await?;
         }
@@ -373,16 +380,29 @@ impl Agent {
     }
 }
 
+/// How often the node posts its status when nothing changed (the
+/// kubelet's `nodeStatusReportFrequency`); its Lease says it is alive.
+const STATUS_REPORT: Duration = Duration::from_secs(300);
+
+/// Renews the node's Lease every quarter of its duration, and posts the
+/// node's status every [`STATUS_REPORT`] or at once when the API does not
+/// have it Ready (the control plane marked it unreachable while it was
+/// silent).
 async fn heartbeat(shared: Arc<Shared>) {
     let name = shared.config.node_name.clone();
     let nodes: Api<Node> = Api::all(shared.client.clone());
     let leases: Api<Lease> = Api::namespaced(shared.client.clone(), "kube-node-lease");
+    let duration = shared.config.lease_duration;
+    let renew = (duration / 4).clamp(Duration::from_millis(200), Duration::from_secs(10));
+    let seconds = duration.as_secs().max(1);
+    let mut since = stamp();
+    let mut posted: Option<std::time::Instant> = None;
     loop {
         let now = jiff::Timestamp::now()
             .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
             .to_string();
         let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name},
-            "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now}});
+            "spec": {"holderIdentity": name, "leaseDurationSeconds": seconds, "renewTime": now}});
         let pp = PatchParams::default();
         if leases.get_opt(&name).await.ok().flatten().is_none() {
             if let Ok(l) = serde_json::from_value::<Lease>(lease.clone()) {
@@ -391,17 +411,34 @@ async fn heartbeat(shared: Arc<Shared>) {
         } else if let Err(e) = leases.patch(&name, &pp, &Patch::Merge(&lease)).await {
             tracing::warn!("renewing node lease: {e}");
         }
-        if let Err(e) = nodes
-            .patch_status(
-                &name,
-                &pp,
-                &Patch::Merge(json!({"status": node_status(&shared.config)})),
-            )
-            .await
-        {
-            tracing::warn!("posting node status: {e}");
+        let ready = match nodes.get_opt(&name).await {
+            Ok(Some(n)) => Some(
+                n.status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True"),
+            ),
+            _ => None,
+        };
+        if ready == Some(false) {
+            since = stamp();
         }
-        tokio::time::sleep(Duration::from_secs(10)).await;
+        let due = posted.is_none_or(|t| t.elapsed() >= STATUS_REPORT);
+        if ready == Some(false) || (ready.is_some() && due) {
+            match nodes
+                .patch_status(
+                    &name,
+                    &pp,
+                    &Patch::Merge(json!({"status": node_status(&shared.config, &since)})),
+                )
+                .await
+            {
+                Ok(_) => posted = Some(std::time::Instant::now()),
+                Err(e) => tracing::warn!("posting node status: {e}"),
+            }
+        }
+        tokio::time::sleep(renew).await;
     }
 }
 

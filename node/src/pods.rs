@@ -41,6 +41,15 @@ pub(crate) fn observe(shared: &Arc<Shared>, pod: Pod) {
         pod.metadata.namespace.clone().unwrap_or_default(),
         pod.metadata.name.clone().unwrap_or_default(),
     );
+    let ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.status == "True");
+    shared
+        .status
+        .observed(&uid, pod.metadata.resource_version.as_deref(), ready);
     let mut pods = shared.pods.lock().expect("pods lock");
     if let Some(w) = pods.get(&uid) {
         let _ = w.updates.send(pod);

@@ -5,7 +5,10 @@
 //! one written is not sent, and a failed write is retried after a back-off.
 //!
 //! Every write carries the pod's uid as a precondition, so a late status
-//! never lands on a newer pod of the same name.
+//! never lands on a newer pod of the same name. A pod seen in the API,
+//! newer than the last write, with another Ready condition than written
+//! (the control plane marks the pods of an unreachable node not Ready) has
+//! its status written again.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -41,8 +44,9 @@ struct Entry {
     /// The status the worker wants and how many times it was set.
     want: Arc<Value>,
     version: u64,
-    /// The status last written.
+    /// The status last written and the resourceVersion the write made.
     written: Option<Arc<Value>>,
+    written_rv: u64,
     queued: bool,
     in_flight: bool,
     failures: u32,
@@ -85,6 +89,7 @@ impl StatusManager {
             want: Arc::new(Value::Null),
             version: 0,
             written: None,
+            written_rv: 0,
             queued: false,
             in_flight: false,
             failures: 0,
@@ -96,6 +101,32 @@ impl StatusManager {
         entry.version += 1;
         if !entry.queued && !entry.in_flight {
             entry.queued = true;
+            st.queue.push_back(uid.to_string());
+            drop(st);
+            self.wake.notify_one();
+        }
+    }
+
+    /// The pod as the API has it at `resource_version` is Ready or not
+    /// (`ready`): if another writer changed that after this node's last
+    /// write, the status is written again.
+    pub fn observed(&self, uid: &str, resource_version: Option<&str>, ready: Option<bool>) {
+        let Some(rv) = resource_version.and_then(|v| v.parse::<u64>().ok()) else {
+            return;
+        };
+        let mut st = self.state.lock().expect("status lock");
+        let Some(e) = st.pods.get_mut(uid) else {
+            return;
+        };
+        let Some(written) = &e.written else {
+            return;
+        };
+        if e.in_flight || rv <= e.written_rv || ready_in(written) == ready {
+            return;
+        }
+        e.written = None;
+        if !e.queued {
+            e.queued = true;
             st.queue.push_back(uid.to_string());
             drop(st);
             self.wake.notify_one();
@@ -140,7 +171,7 @@ impl StatusManager {
         uid: &str,
         status: Arc<Value>,
         version: u64,
-        ok: bool,
+        ok: Option<u64>,
         gone: bool,
     ) -> Option<Duration> {
         let mut st = self.state.lock().expect("status lock");
@@ -150,8 +181,9 @@ impl StatusManager {
         }
         let e = st.pods.get_mut(uid)?;
         e.in_flight = false;
-        if ok {
+        if let Some(rv) = ok {
             e.written = Some(status);
+            e.written_rv = rv;
             e.failures = 0;
             if e.version == version {
                 return None;
@@ -190,12 +222,15 @@ impl StatusManager {
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await;
             let (ok, gone) = match &result {
-                Ok(_) => (true, false),
+                Ok(p) => {
+                    let rv = p.metadata.resource_version.as_deref();
+                    (Some(rv.and_then(|v| v.parse().ok()).unwrap_or(0)), false)
+                }
                 // The pod is gone, or this name is another pod now.
-                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => (false, true),
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => (None, true),
                 Err(e) => {
                     tracing::debug!("writing the status of {namespace}/{name}: {e}");
-                    (false, false)
+                    (None, false)
                 }
             };
             match self.done(&uid, status, version, ok, gone) {
@@ -221,6 +256,16 @@ impl StatusManager {
             self.wake.notify_one();
         }
     }
+}
+
+/// The Ready condition's truth in a pod status, if it has one.
+fn ready_in(status: &Value) -> Option<bool> {
+    status
+        .get("conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+        .map(|c| c.get("status").and_then(Value::as_str) == Some("True"))
 }
 
 #[cfg(test)]
@@ -249,7 +294,7 @@ mod tests {
         assert_eq!(uid, "u1");
         assert_eq!(*status, json!({"phase": "Running"}));
         assert!(m.next().is_none(), "one write for two wishes");
-        assert_eq!(m.done(&uid, status, version, true, false), None);
+        assert_eq!(m.done(&uid, status, version, Some(5), false), None);
         // The same status again is not written.
         m.set("u1", "ns", "p", json!({"phase": "Running"}));
         assert!(m.next().is_none());
@@ -263,7 +308,7 @@ mod tests {
         m.set("u1", "ns", "p", json!({"phase": "Running"}));
         assert!(m.next().is_none(), "never two writes of a pod at once");
         assert_eq!(
-            m.done(&uid, status, version, true, false),
+            m.done(&uid, status, version, Some(5), false),
             Some(Duration::ZERO)
         );
         let (_, status, _) = take(&m);
@@ -275,18 +320,36 @@ mod tests {
         let m = StatusManager::new();
         m.set("u1", "ns", "p", json!({"phase": "Running"}));
         let (uid, status, version) = take(&m);
-        let first = m.done(&uid, status.clone(), version, false, false).unwrap();
+        let first = m.done(&uid, status.clone(), version, None, false).unwrap();
         m.requeue(&uid);
         let (_, status, version) = take(&m);
-        let second = m.done(&uid, status, version, false, false).unwrap();
+        let second = m.done(&uid, status, version, None, false).unwrap();
         assert!(second > first, "{second:?} after {first:?}");
         m.requeue(&uid);
         let (_, status, version) = take(&m);
-        assert_eq!(m.done(&uid, status, version, false, true), None);
+        assert_eq!(m.done(&uid, status, version, None, true), None);
         assert_eq!(m.tracked(), 0);
         m.set("u2", "ns", "q", json!({}));
         m.forget("u2");
         assert!(matches!(m.next(), Some(Next::Skip)));
         assert_eq!(m.tracked(), 0);
+    }
+
+    #[test]
+    fn a_ready_condition_changed_by_another_writer_is_written_again() {
+        let m = StatusManager::new();
+        let ready =
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+        m.set("u1", "ns", "p", ready.clone());
+        let (uid, status, version) = take(&m);
+        assert_eq!(m.done(&uid, status, version, Some(10), false), None);
+        // Older news, or the same Ready, change nothing.
+        m.observed("u1", Some("9"), Some(false));
+        m.observed("u1", Some("12"), Some(true));
+        assert!(m.next().is_none());
+        // The control plane marked it not Ready after the write.
+        m.observed("u1", Some("13"), Some(false));
+        let (_, status, _) = take(&m);
+        assert_eq!(*status, ready);
     }
 }

@@ -1,7 +1,8 @@
 //! Controllers: Deployment → ReplicaSet → Pods, CronJob → Job → Pods,
 //! DaemonSet → a pod per node, StatefulSet → ordinal pods,
 //! Endpoints for Services, CustomResourceDefinitions' status and cleanup,
-//! garbage collection by ownerReferences, pod CIDRs for nodes. Each
+//! garbage collection by ownerReferences, pod CIDRs for nodes, node
+//! lifecycle (silent nodes unreachable, vanished nodes' pods deleted). Each
 //! `reconcile_*` takes a [`Snapshot`] and returns [`Action`]s; [`run`] is the
 //! loop that takes snapshots and performs the actions.
 
@@ -24,6 +25,7 @@ pub use endpoints::reconcile_endpoints;
 mod event_ttl;
 mod jobs;
 mod load_balancers;
+mod node_lifecycle;
 mod quotas;
 mod revisions;
 mod statefulsets;
@@ -43,6 +45,8 @@ pub enum Action {
     Patch(&'static Resource, String, String, Value, bool),
     /// Delete an object.
     Delete(&'static Resource, String, String),
+    /// Delete an object with no grace period: nothing is left to end it.
+    DeleteNow(&'static Resource, String, String),
     /// Delete a dependent of an object deleted in the foreground, in the
     /// foreground too.
     DeleteForeground(&'static Resource, String, String),
@@ -856,6 +860,13 @@ async fn perform(objects: &Objects, a: Action) -> bool {
             .delete(r, ns, name, DeleteOpts::default())
             .await
             .map(|_| ()),
+        Action::DeleteNow(r, ns, name) => {
+            let opts = DeleteOpts {
+                grace_period: Some(0),
+                ..DeleteOpts::default()
+            };
+            objects.delete(r, ns, name, opts).await.map(|_| ())
+        }
         Action::DeleteForeground(r, ns, name) => {
             let opts = DeleteOpts {
                 propagation: Propagation::Foreground,
@@ -938,6 +949,8 @@ pub struct ControllerConfig {
     pub ca_pem: String,
     /// How long an Event lives after it was last written.
     pub event_ttl: std::time::Duration,
+    /// How long a node may stay silent before it is unreachable.
+    pub node_grace: std::time::Duration,
 }
 
 /// How often the garbage collector looks for orphans when nothing was
@@ -955,10 +968,13 @@ pub async fn run(objects: Objects, config: ControllerConfig) {
         node_mask,
         ca_pem,
         event_ttl,
+        node_grace,
     } = config;
+    let node_grace = jiff::SignedDuration::try_from(node_grace).unwrap_or(node_lifecycle::GRACE);
     let Ok((_, mut rx)) = objects.store().watch(None) else {
         return;
     };
+    let since = jiff::Timestamp::now();
     let mut deleted = true;
     let mut last_gc = tokio::time::Instant::now();
     let mut dirty: Option<BTreeSet<String>> = None;
@@ -974,6 +990,9 @@ pub async fn run(objects: Objects, config: ControllerConfig) {
         let now = jiff::Timestamp::now();
         actions.extend(reconcile_cronjobs(&snap, now));
         actions.extend(reconcile_jobs(&snap, now));
+        actions.extend(node_lifecycle::reconcile_node_lifecycle(
+            &snap, now, since, node_grace,
+        ));
         actions.extend(reconcile_endpoints(&snap));
         actions.extend(load_balancers::reconcile_load_balancers(&snap));
         actions.extend(reconcile_quotas(&snap));
@@ -986,10 +1005,14 @@ pub async fn run(objects: Objects, config: ControllerConfig) {
         }
         actions.extend(reconcile_namespaces(&snap));
         actions.extend(reconcile_namespace_defaults(&snap, &ca_pem));
-        let timer = [jobs::next_deadline(&snap), cronjobs::next_run(&snap, now)]
-            .into_iter()
-            .flatten()
-            .min();
+        let timer = [
+            jobs::next_deadline(&snap),
+            cronjobs::next_run(&snap, now),
+            node_lifecycle::next_deadline(&snap, since, node_grace),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         drop(snap);
         let done =
             futures::future::join_all(actions.into_iter().map(|a| perform(&objects, a))).await;
