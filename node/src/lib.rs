@@ -12,6 +12,7 @@ mod events;
 mod images;
 mod kubelet_api;
 pub mod logs;
+mod nft;
 mod podnet;
 mod pods;
 mod policy;

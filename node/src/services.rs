@@ -8,7 +8,8 @@
 //! so replies come back the way they went; a Service without ready
 //! endpoints is refused at once.
 //!
-//! [`ruleset`] is pure (Services and slices in, the table's text out);
+//! [`ruleset_of`] is pure (Services' ports and endpoints in, the table
+//! out; the parts of unchanged Services kept from the last table);
 //! [`run`] reflects the objects and runs `nft -f -`.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -41,8 +42,8 @@ pub(crate) struct NodeView<'a> {
 }
 
 /// One port of a Service, with where its connections go.
-#[derive(Debug, PartialEq, Eq)]
-struct Frontend {
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Frontend {
     /// `tcp` or `udp`.
     proto: &'static str,
     cluster_ips: Vec<Ipv4Addr>,
@@ -75,7 +76,7 @@ fn protocol(p: Option<&str>) -> Option<&'static str> {
 
 /// Every port of every Service, paired with the ready endpoints of its
 /// slices (a named `targetPort` resolved through the slice's port names).
-fn frontends(
+pub(crate) fn frontends(
     services: &[Arc<Service>],
     slices: &[Arc<EndpointSlice>],
     node: &NodeView,
@@ -104,6 +105,13 @@ fn frontends(
         let ns = svc.metadata.namespace.as_deref().unwrap_or_default();
         let name = svc.metadata.name.as_deref().unwrap_or_default();
         let own_slices = by_service.get(&(ns, name)).cloned().unwrap_or_default();
+        // A Service with a selector whose slices the control plane has not
+        // published yet (it publishes one, empty if need be, within
+        // milliseconds) is left out until they come: programming it without
+        // endpoints first would cost a write, and the next one a removal.
+        if own_slices.is_empty() && spec.selector.as_ref().is_some_and(|s| !s.is_empty()) {
+            continue;
+        }
         let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
         let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
         let lb_ips: Vec<Ipv4Addr> = svc
@@ -237,16 +245,11 @@ impl shoal_runtime_wasm::ConnectPolicy for ServiceGuard {
 
 /// The Service ports that lead to one of `node_addrs` (or loopback), and
 /// every Service port's endpoints.
-fn service_view(
-    services: &[Arc<Service>],
-    slices: &[Arc<EndpointSlice>],
-    node: &NodeView,
-    node_addrs: &[std::net::IpAddr],
-) -> ServiceView {
+fn service_view(frontends: &[Frontend], node_addrs: &[std::net::IpAddr]) -> ServiceView {
     let is_node =
         |ip: &Ipv4Addr| ip.is_loopback() || node_addrs.contains(&std::net::IpAddr::V4(*ip));
     let mut out = ServiceView::default();
-    for f in frontends(services, slices, node) {
+    for f in frontends {
         let udp = f.proto == "udp";
         for ip in &f.cluster_ips {
             out.endpoints.insert((*ip, f.port, udp), f.internal.clone());
@@ -363,89 +366,137 @@ fn balance(
 }
 
 /// The table of rules for `services`.
+#[cfg(test)]
 pub(crate) fn ruleset(
     services: &[Arc<Service>],
     slices: &[Arc<EndpointSlice>],
     node: &NodeView,
 ) -> Table {
+    ruleset_of(
+        &frontends(services, slices, node),
+        node,
+        &mut Parts::default(),
+    )
+}
+
+/// Each frontend's own chains, sets and elements, kept from one table to
+/// the next: a table of 10,000 Services is made anew from the parts of the
+/// Services that did not change, and only a changed one is formatted.
+#[derive(Default)]
+pub(crate) struct Parts(std::collections::HashMap<Frontend, Arc<Table>>);
+
+/// The table of rules for `frontends`, with the unchanged parts of
+/// `parts` (which then holds this table's).
+pub(crate) fn ruleset_of(frontends: &[Frontend], node: &NodeView, parts: &mut Parts) -> Table {
+    let mut t = Table::default();
+    let mut next = std::collections::HashMap::with_capacity(frontends.len());
+    for f in frontends {
+        let part = match parts.0.remove(f) {
+            Some(p) => p,
+            None => Arc::new(part(f)),
+        };
+        for (name, rules) in &part.chains {
+            t.chains.insert(name.clone(), rules.clone());
+        }
+        for (name, def) in &part.sets {
+            t.sets.insert(name.clone(), def.clone());
+        }
+        for (set, elements) in &part.elements {
+            t.elements
+                .entry(set)
+                .or_default()
+                .extend(elements.iter().cloned());
+        }
+        next.insert(f.clone(), part);
+    }
+    parts.0 = next;
+    t.head = head(node);
+    t
+}
+
+/// One frontend's chains, sets and elements.
+fn part(f: &Frontend) -> Table {
     let mut t = Table::default();
     let add = |t: &mut Table, set: &'static str, element: String| {
         t.elements.entry(set).or_default().insert(element);
     };
-    for f in &frontends(services, slices, node) {
-        let id = chain_id(f);
-        if f.internal.is_empty() {
-            for ip in &f.cluster_ips {
-                add(
-                    &mut t,
-                    "no-endpoints",
-                    format!("{ip} . {} . {}", f.proto, f.port),
-                );
-            }
-        } else {
-            balance(
+    let id = chain_id(f);
+    if f.internal.is_empty() {
+        for ip in &f.cluster_ips {
+            add(
                 &mut t,
-                &format!("svc-{id}"),
-                f.proto,
-                &f.internal,
-                f.affinity,
+                "no-endpoints",
+                format!("{ip} . {} . {}", f.proto, f.port),
             );
-            for ip in &f.cluster_ips {
-                add(
-                    &mut t,
-                    "service-ips",
-                    format!("{ip} . {} . {} : goto svc-{id}", f.proto, f.port),
-                );
-            }
         }
-        if f.node_port.is_none() && f.lb_ips.is_empty() {
-            continue;
-        }
-        if f.external.is_empty() {
-            if let Some(np) = f.node_port {
-                add(
-                    &mut t,
-                    "no-endpoint-nodeports",
-                    format!("{} . {np}", f.proto),
-                );
-            }
-            for ip in &f.lb_ips {
-                add(
-                    &mut t,
-                    "no-endpoints",
-                    format!("{ip} . {} . {}", f.proto, f.port),
-                );
-            }
-            continue;
-        }
+    } else {
         balance(
             &mut t,
-            &format!("ext-{id}"),
+            &format!("svc-{id}"),
             f.proto,
-            &f.external,
+            &f.internal,
             f.affinity,
         );
-        let mut rules = Vec::new();
-        if !f.external_local {
-            rules.push(format!("meta mark set meta mark | {MASQ:#x}"));
+        for ip in &f.cluster_ips {
+            add(
+                &mut t,
+                "service-ips",
+                format!("{ip} . {} . {} : goto svc-{id}", f.proto, f.port),
+            );
         }
-        rules.push(format!("goto ext-{id}"));
-        t.chains.insert(format!("external-{id}"), rules);
+    }
+    if f.node_port.is_none() && f.lb_ips.is_empty() {
+        return t;
+    }
+    if f.external.is_empty() {
         if let Some(np) = f.node_port {
             add(
                 &mut t,
-                "service-nodeports",
-                format!("{} . {np} : goto external-{id}", f.proto),
+                "no-endpoint-nodeports",
+                format!("{} . {np}", f.proto),
             );
         }
         for ip in &f.lb_ips {
             add(
                 &mut t,
-                "service-ips",
-                format!("{ip} . {} . {} : goto external-{id}", f.proto, f.port),
+                "no-endpoints",
+                format!("{ip} . {} . {}", f.proto, f.port),
             );
         }
+        return t;
     }
+    balance(
+        &mut t,
+        &format!("ext-{id}"),
+        f.proto,
+        &f.external,
+        f.affinity,
+    );
+    let mut rules = Vec::new();
+    if !f.external_local {
+        rules.push(format!("meta mark set meta mark | {MASQ:#x}"));
+    }
+    rules.push(format!("goto ext-{id}"));
+    t.chains.insert(format!("external-{id}"), rules);
+    if let Some(np) = f.node_port {
+        add(
+            &mut t,
+            "service-nodeports",
+            format!("{} . {np} : goto external-{id}", f.proto),
+        );
+    }
+    for ip in &f.lb_ips {
+        add(
+            &mut t,
+            "service-ips",
+            format!("{ip} . {} . {} : goto external-{id}", f.proto, f.port),
+        );
+    }
+    t
+}
+
+/// The table's fixed part: its maps and sets and base chains.
+fn head(node: &NodeView) -> String {
     let cidr = node.pod_cidr;
     let mut head = String::new();
     for (kind, name, ty) in FIXED_SETS {
@@ -474,8 +525,7 @@ pub(crate) fn ruleset(
             "  chain {chain} {{\n    type filter hook {hook} priority -110; policy accept;\n{refuse}  }}"
         );
     }
-    t.head = head;
-    t
+    head
 }
 
 /// `add element`/`delete element` commands for `elements` of `set`.
@@ -631,7 +681,11 @@ pub(crate) async fn available(pod_cidr: Ipv4Cidr, cluster_dns: Ipv4Addr) -> Resu
         pod_cidr,
         cluster_dns,
     };
-    apply(&script(None, &ruleset(&[], &[], &node))).await?;
+    apply(&script(
+        None,
+        &ruleset_of(&[], &node, &mut Parts::default()),
+    ))
+    .await?;
     if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
         tracing::warn!("enabling IPv4 forwarding (NodePorts to pods on other nodes): {e}");
     }
@@ -658,6 +712,8 @@ pub(crate) async fn run(shared: Arc<Shared>, pod_cidr: Ipv4Cidr, cluster_dns: Ip
     };
     // What the kernel has (as this agent wrote it).
     let mut last: Option<Table> = None;
+    let mut parts = Parts::default();
+    let mut nft = crate::nft::Nft::default();
     // The next table is not written before the last one's time has passed
     // a few times over (a fill of thousands of pods rewrites it often).
     let mut next_at = tokio::time::Instant::now();
@@ -673,22 +729,23 @@ pub(crate) async fn run(shared: Arc<Shared>, pod_cidr: Ipv4Cidr, cluster_dns: Ip
                 }
             }
         }
-        crate::watch::settle(&mut changes, Duration::from_millis(5)).await;
+        crate::watch::settle(&mut changes, Duration::from_millis(2)).await;
         tokio::time::sleep_until(next_at).await;
         let (svcs, slcs) = (services.state(), slices.state());
+        let fronts = frontends(&svcs, &slcs, &node);
         shared
             .service_guard
-            .set(service_view(&svcs, &slcs, &node, &shared.node_addrs));
-        let next = ruleset(&svcs, &slcs, &node);
+            .set(service_view(&fronts, &shared.node_addrs));
+        let next = ruleset_of(&fronts, &node, &mut parts);
         let text = script(last.as_ref(), &next);
         if text.is_empty() {
             continue;
         }
         let started = tokio::time::Instant::now();
-        let mut written = apply(&text).await;
+        let mut written = nft.apply(&text).await;
         if written.is_err() && last.is_some() {
             // The table is not what this agent left: replace it whole.
-            written = apply(&script(None, &next)).await;
+            written = nft.apply(&script(None, &next)).await;
         }
         match written {
             Ok(()) => last = Some(next),
@@ -858,7 +915,10 @@ mod tests {
             "endpoints": [{"addresses": ["192.0.2.1"], "conditions": {"ready": true}}]}),
         );
         let node_addrs = ["192.0.2.1".parse().unwrap()];
-        let view = service_view(&[web(), api], &[to_node, api_slice], &node(), &node_addrs);
+        let view = service_view(
+            &frontends(&[web(), api], &[to_node, api_slice], &node()),
+            &node_addrs,
+        );
         assert_eq!(
             view.to_node,
             HashSet::from([(Ipv4Addr::new(10, 96, 0, 5), 80, false)])
@@ -872,7 +932,7 @@ mod tests {
         use shoal_runtime_wasm::ConnectPolicy;
         assert!(!guard.may_reach("10.96.0.5:80".parse().unwrap(), false));
         assert!(guard.may_reach("10.96.0.1:443".parse().unwrap(), false));
-        let elsewhere = service_view(&[web()], &[web_slice()], &node(), &node_addrs);
+        let elsewhere = service_view(&frontends(&[web()], &[web_slice()], &node()), &node_addrs);
         assert!(elsewhere.to_node.is_empty());
     }
 
@@ -918,5 +978,24 @@ mod tests {
             std::fs::write(format!("{path}.1"), script(None, &before)).unwrap();
             std::fs::write(format!("{path}.2"), &text).unwrap();
         }
+    }
+
+    #[test]
+    fn parts_of_unchanged_services_are_kept_from_one_table_to_the_next() {
+        let n = node();
+        let mut parts = Parts::default();
+        let fronts = frontends(&[web()], &[web_slice()], &n);
+        let first = ruleset_of(&fronts, &n, &mut parts);
+        let kept: Vec<*const Table> = parts.0.values().map(Arc::as_ptr).collect();
+        assert_eq!(kept.len(), fronts.len());
+        let again = ruleset_of(&fronts, &n, &mut parts);
+        assert_eq!(first, again);
+        assert!(parts.0.values().all(|p| kept.contains(&Arc::as_ptr(p))));
+        assert_eq!(again, ruleset(&[web()], &[web_slice()], &n));
+        assert!(script(Some(&first), &again).is_empty());
+        // A Service gone takes its parts with it.
+        let empty = ruleset_of(&[], &n, &mut parts);
+        assert!(parts.0.is_empty());
+        assert!(empty.chains.is_empty());
     }
 }

@@ -114,7 +114,7 @@ pub fn reconcile_endpoints(s: &Snapshot) -> Vec<Action> {
         };
         let (ns, name) = (meta::namespace(svc), meta::name(svc));
         wanted.insert((ns.to_string(), name.to_string()));
-        if !s.is_dirty(ns) {
+        if !s.service_dirty(ns, name) {
             continue;
         }
         let selector = LabelSelector::from_map(sel);
@@ -513,17 +513,68 @@ mod tests {
     }
 
     #[test]
+    fn passes_reconcile_only_services_whose_objects_or_pods_changed() {
+        let svc = |name: &str| json!({"metadata": {"name": name, "namespace": "d"}, "spec": {"selector": {"app": "web"}}});
+        let pod = json!({"metadata": {"name": "a", "namespace": "d", "uid": "a", "labels": {"app": "web"}},
+            "status": {"podIP": "10.0.0.2", "phase": "Running"}});
+        let mut s = snap(&[
+            ("services", svc("one")),
+            ("services", svc("two")),
+            ("pods", pod.clone()),
+        ]);
+        let event = |key: &str, object: Value| crate::store::Event {
+            revision: 1,
+            kind: crate::store::EventKind::Modified,
+            key: key.to_string(),
+            object: std::sync::Arc::new(object),
+            prev: None,
+            json: Default::default(),
+        };
+        let mut d = super::super::Dirty::default();
+        d.note(&event("services/d/two", svc("two")));
+        s.dirty = Some(d.clone());
+        let names = |actions: &[Action]| {
+            actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Create(_, _, o) => Some(
+                        str_at(o, "/metadata/labels/kubernetes.io~1service-name")
+                            .unwrap_or(meta::name(o))
+                            .to_string(),
+                    ),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let made = names(&reconcile_endpoints(&s));
+        assert!(made.iter().all(|n| n == "two"), "{made:?}");
+        assert_eq!(made.len(), 2);
+        // A slice names its Service by label.
+        let mut d = super::super::Dirty::default();
+        d.note(&event(
+            "endpointslices.discovery.k8s.io/d/one-abcde",
+            json!({"metadata": {"name": "one-abcde", "namespace": "d", "labels": {"kubernetes.io/service-name": "one"}}}),
+        ));
+        s.dirty = Some(d);
+        let made = names(&reconcile_endpoints(&s));
+        assert_eq!(made, ["one", "one"]);
+        // A pod may be any Service's endpoint.
+        let mut d = super::super::Dirty::default();
+        d.note(&event("pods/d/a", pod));
+        s.dirty = Some(d);
+        assert_eq!(names(&reconcile_endpoints(&s)).len(), 4);
+    }
+
+    #[test]
     fn passes_skip_namespaces_where_nothing_changed() {
         let svc = json!({"metadata": {"name": "web", "namespace": "d"}, "spec": {"selector": {"app": "web"}}});
         let pod = json!({"metadata": {"name": "a", "namespace": "d", "uid": "a", "labels": {"app": "web"}},
             "status": {"podIP": "10.0.0.2", "phase": "Running"}});
         let mut s = snap(&[("services", svc), ("pods", pod)]);
-        s.dirty = Some(BTreeSet::from(["other".to_string()]));
+        s.dirty = Some(super::super::Dirty::namespaces(["other"]));
         assert!(reconcile_endpoints(&s).is_empty());
-        s.dirty = Some(BTreeSet::from(["d".to_string()]));
+        s.dirty = Some(super::super::Dirty::namespaces(["d"]));
         // The Endpoints and the EndpointSlice.
         assert_eq!(reconcile_endpoints(&s).len(), 2);
-        assert_eq!(super::super::namespace_of("pods/d/a"), "d");
-        assert_eq!(super::super::namespace_of("nodes//n1"), "");
     }
 }

@@ -67,10 +67,67 @@ pub struct Snapshot {
     controlled: OnceLock<Index>,
     /// Objects by resource plural and namespace, made on first use.
     namespaced: OnceLock<Index>,
-    /// The namespaces where something changed since the last pass, for
-    /// the controllers that read only namespaced objects; `None` when any
-    /// may have (the first pass, a lagging watch, a failed action).
-    pub dirty: Option<BTreeSet<String>>,
+    /// What changed since the last pass, for the controllers that read
+    /// only namespaced objects; `None` when anything may have (the first
+    /// pass, a lagging watch, a failed action).
+    pub dirty: Option<Dirty>,
+}
+
+/// What changed since the last pass.
+#[derive(Debug, Default, Clone)]
+pub struct Dirty {
+    /// The namespaces where anything changed.
+    pub namespaces: BTreeSet<String>,
+    /// The namespaces where pods changed.
+    pub pods: BTreeSet<String>,
+    /// The Services whose own objects changed (the Service, its Endpoints
+    /// or its EndpointSlices), by namespace and name.
+    pub services: BTreeSet<(String, String)>,
+}
+
+impl Dirty {
+    /// Only the namespaces `ns` changed (in tests).
+    pub fn namespaces<const N: usize>(ns: [&str; N]) -> Self {
+        Self {
+            namespaces: ns.iter().map(|n| n.to_string()).collect(),
+            pods: ns.iter().map(|n| n.to_string()).collect(),
+            services: BTreeSet::new(),
+        }
+    }
+
+    /// Notes the change `e`.
+    fn note(&mut self, e: &crate::store::Event) {
+        let mut parts = e.key.splitn(3, '/');
+        let (plural, ns, name) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        if ns.is_empty() {
+            return;
+        }
+        if !self.namespaces.contains(ns) {
+            self.namespaces.insert(ns.to_string());
+        }
+        match plural {
+            "pods" => {
+                if !self.pods.contains(ns) {
+                    self.pods.insert(ns.to_string());
+                }
+            }
+            "services" | "endpoints" => {
+                self.services.insert((ns.to_string(), name.to_string()));
+            }
+            "endpointslices.discovery.k8s.io" => {
+                for o in std::iter::once(&e.object).chain(e.prev.as_ref()) {
+                    if let Some(svc) = str_at(o, "/metadata/labels/kubernetes.io~1service-name") {
+                        self.services.insert((ns.to_string(), svc.to_string()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Objects grouped by resource plural and a string (an owner or a
@@ -84,7 +141,17 @@ impl Snapshot {
     /// Whether objects in namespace `ns` may have changed since the last
     /// pass.
     fn is_dirty(&self, ns: &str) -> bool {
-        self.dirty.as_ref().is_none_or(|d| d.contains(ns))
+        self.dirty
+            .as_ref()
+            .is_none_or(|d| d.namespaces.contains(ns))
+    }
+
+    /// Whether the Service `ns/name`'s endpoints may have changed since
+    /// the last pass: its own objects did, or pods of its namespace.
+    fn service_dirty(&self, ns: &str, name: &str) -> bool {
+        self.dirty.as_ref().is_none_or(|d| {
+            d.pods.contains(ns) || d.services.contains(&(ns.to_string(), name.to_string()))
+        })
     }
 
     /// The objects of `plural` in namespace `ns` whose controller is `uid`:
@@ -906,19 +973,10 @@ async fn perform(objects: &Objects, a: Action) -> bool {
 }
 
 /// Notes the namespace a change touched.
-fn note(dirty: &mut Option<BTreeSet<String>>, e: &crate::store::Event) {
+fn note(dirty: &mut Option<Dirty>, e: &crate::store::Event) {
     if let Some(d) = dirty {
-        let ns = namespace_of(&e.key);
-        if !ns.is_empty() && !d.contains(ns) {
-            d.insert(ns.to_string());
-        }
+        d.note(e);
     }
-}
-
-/// The namespace of a change's key (`pods/<ns>/<name>`), empty for
-/// cluster-scoped objects.
-fn namespace_of(key: &str) -> &str {
-    key.split('/').nth(1).unwrap_or_default()
 }
 
 /// Whether a change can give a controller work: Events and Leases never do.
@@ -977,11 +1035,11 @@ pub async fn run(objects: Objects, config: ControllerConfig) {
     let since = jiff::Timestamp::now();
     let mut deleted = true;
     let mut last_gc = tokio::time::Instant::now();
-    let mut dirty: Option<BTreeSet<String>> = None;
+    let mut dirty: Option<Dirty> = None;
     loop {
         let started = tokio::time::Instant::now();
         let mut snap = Snapshot::read(&objects);
-        snap.dirty = dirty.replace(BTreeSet::new());
+        snap.dirty = dirty.replace(Dirty::default());
         let mut actions = reconcile_node_cidrs(&snap, &cluster_cidr, node_mask);
         actions.extend(reconcile_deployments(&snap));
         actions.extend(reconcile_replicasets(&snap));
