@@ -1,11 +1,13 @@
 //! Cluster DNS, served by every agent: the Kubernetes DNS specification's
-//! names (`zone`), answered by a hickory-server at the cluster DNS address
-//! (`--cluster-dns`, made local to the node like its pod CIDR) on UDP and
-//! TCP port 53, other names forwarded to the node's resolvers (`server`).
+//! names (`zone`), answered at the cluster DNS address (`--cluster-dns`,
+//! made local to the node like its pod CIDR) on port 53, over UDP by a loop
+//! of shoal's own (`udp`) and over TCP by hickory-server, other names
+//! forwarded to the node's resolvers (`server`).
 //! Wasm guests' lookups do not go through a socket: [`PodResolver`] asks the
 //! same zone in-process, with the pod's search path.
 
 mod server;
+mod udp;
 mod zone;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -67,16 +69,21 @@ pub struct DnsConfig {
 /// at `config.address` until the task is dropped.
 pub(crate) async fn run(shared: Arc<Shared>, names: Names, config: DnsConfig) {
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let upstreams = server::upstreams(&resolv, IpAddr::V4(config.address));
     let handler = server::Handler {
         names: names.clone(),
-        upstreams: server::upstreams(&resolv, IpAddr::V4(config.address)),
+        upstreams: upstreams.clone(),
     };
     let mut dns = hickory_server::Server::new(handler);
     let at = SocketAddr::from((config.address, 53));
-    match tokio::net::UdpSocket::bind(at).await {
-        Ok(s) => dns.register_socket(s),
-        Err(e) => tracing::warn!("cluster DNS: binding UDP {at}: {e}"),
-    }
+    // Served while this task runs (its workers end with it).
+    let udp = match tokio::net::UdpSocket::bind(at).await {
+        Ok(s) => futures::future::Either::Left(udp::serve(s, names.clone(), upstreams)),
+        Err(e) => {
+            tracing::warn!("cluster DNS: binding UDP {at}: {e}");
+            futures::future::Either::Right(std::future::pending())
+        }
+    };
     match tokio::net::TcpListener::bind(at).await {
         Ok(l) => dns.register_listener(l, Duration::from_secs(5), 64),
         Err(e) => tracing::warn!("cluster DNS: binding TCP {at}: {e}"),
@@ -84,14 +91,20 @@ pub(crate) async fn run(shared: Arc<Shared>, names: Names, config: DnsConfig) {
     let (services, svc_changes) = crate::watch::reflect::<Service>(&shared.client);
     let (slices, slice_changes) = crate::watch::reflect::<EndpointSlice>(&shared.client);
     let mut changes = futures::stream::select(svc_changes, slice_changes);
-    while changes.next().await.is_some() {
-        // One rebuild for a burst of changes.
-        crate::watch::settle(&mut changes, Duration::from_millis(5)).await;
-        names.set(Zone::build(
-            &config.domain,
-            &services.state(),
-            &slices.state(),
-        ));
+    let zone = async {
+        while changes.next().await.is_some() {
+            // One rebuild for a burst of changes.
+            crate::watch::settle(&mut changes, Duration::from_millis(5)).await;
+            names.set(Zone::build(
+                &config.domain,
+                &services.state(),
+                &slices.state(),
+            ));
+        }
+    };
+    tokio::select! {
+        () = zone => {}
+        () = udp => {}
     }
     drop(dns);
 }

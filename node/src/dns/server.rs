@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hickory_server::net::runtime::Time;
-use hickory_server::proto::op::{Message, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_server::proto::op::{Edns, Message, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_server::proto::rr::rdata::{A, CNAME, PTR, SOA, SRV, TXT};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -107,7 +107,7 @@ fn soa(domain: &str) -> Option<Record> {
 
 /// Sends `query` (a whole DNS message) to each upstream in turn; the first
 /// answer wins.
-async fn forward(upstreams: &[SocketAddr], query: &[u8]) -> Option<Message> {
+pub(crate) async fn forward(upstreams: &[SocketAddr], query: &[u8]) -> Option<Message> {
     for up in upstreams {
         let bind: SocketAddr = if up.is_ipv4() {
             ([0, 0, 0, 0], 0).into()
@@ -133,6 +133,106 @@ async fn forward(upstreams: &[SocketAddr], query: &[u8]) -> Option<Message> {
     None
 }
 
+/// The response to `request` from the zone, or `None` when its name is
+/// not the cluster's (it is forwarded).
+pub(crate) fn zone_response(names: &Names, request: &Message) -> Option<Message> {
+    let meta = &request.metadata;
+    if meta.message_type != MessageType::Query || meta.op_code != OpCode::Query {
+        return Some(error_response(request, ResponseCode::NotImp));
+    }
+    let [query] = request.queries.as_slice() else {
+        return Some(error_response(request, ResponseCode::FormErr));
+    };
+    let name = query.name();
+    let qtype = query.query_type();
+    let first = names.lookup(&name.to_ascii());
+    if matches!(first, Lookup::NotOurs) {
+        return None;
+    }
+    let (code, answers) = answer(names, name, first, qtype);
+    let mut m = response(request);
+    m.metadata.authoritative = true;
+    m.metadata.recursion_available = true;
+    m.metadata.response_code = code;
+    if answers.is_empty() {
+        m.authorities.extend(soa(&names.domain()));
+    }
+    m.answers = answers;
+    Some(m)
+}
+
+/// The response to `request` from an upstream's answer, or a failure.
+pub(crate) fn forwarded_response(request: &Message, upstream: Option<Message>) -> Message {
+    let Some(up) = upstream else {
+        return error_response(request, ResponseCode::ServFail);
+    };
+    let mut m = response(request);
+    m.metadata.recursion_available = true;
+    m.metadata.response_code = up.metadata.response_code;
+    m.metadata.truncation = up.metadata.truncation;
+    m.answers = up.answers;
+    m.authorities = up.authorities;
+    m.additionals = up.additionals;
+    m
+}
+
+/// An empty response to `request`: its id, flags and question, and EDNS
+/// when it used EDNS.
+fn response(request: &Message) -> Message {
+    let mut m = Message::response(request.metadata.id, request.metadata.op_code);
+    m.metadata = Metadata::response_from_request(&request.metadata);
+    m.queries = request.queries.clone();
+    if request.edns.is_some() {
+        let mut edns = Edns::new();
+        edns.set_max_payload(MAX_PAYLOAD);
+        m.set_edns(edns);
+    }
+    m
+}
+
+fn error_response(request: &Message, code: ResponseCode) -> Message {
+    let mut m = response(request);
+    m.metadata.response_code = code;
+    m
+}
+
+/// The largest UDP answer shoal sends (the DNS flag day's 1,232 bytes).
+const MAX_PAYLOAD: u16 = 1232;
+
+/// How large a UDP answer to `request` may be: 512 bytes without EDNS.
+pub(crate) fn udp_limit(request: &Message) -> usize {
+    request
+        .edns
+        .as_ref()
+        .map_or(512, |e| e.max_payload().clamp(512, MAX_PAYLOAD))
+        .into()
+}
+
+/// `response` as bytes of at most `limit`: a larger one is sent truncated
+/// (its question only, `TC` set), so the client asks again over TCP.
+pub(crate) fn encode(response: &Message, limit: usize) -> Option<Vec<u8>> {
+    let bytes = response.to_vec().ok()?;
+    if bytes.len() <= limit {
+        return Some(bytes);
+    }
+    response.truncate().to_vec().ok()
+}
+
+/// A FormErr answer to a datagram that is not a DNS message, when its
+/// header can be read (it is dropped otherwise).
+pub(crate) fn malformed(datagram: &[u8]) -> Option<Vec<u8>> {
+    let id = u16::from_be_bytes([*datagram.first()?, *datagram.get(1)?]);
+    let flags = *datagram.get(2)?;
+    if flags & 0x80 != 0 {
+        // A response: never answered.
+        return None;
+    }
+    let op_code = OpCode::from_u8((flags >> 3) & 0x0f);
+    Message::error_msg(id, op_code, ResponseCode::FormErr)
+        .to_vec()
+        .ok()
+}
+
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(
@@ -141,72 +241,29 @@ impl RequestHandler for Handler {
         mut response: R,
     ) -> ResponseInfo {
         let builder = MessageResponseBuilder::from_message_request(request);
-        let fail = |code| {
-            let mut m = Metadata::response_from_request(&request.metadata);
-            m.response_code = code;
-            m
-        };
-        if request.metadata.message_type != MessageType::Query
-            || request.metadata.op_code != OpCode::Query
-        {
-            let msg = builder.error_msg(&request.metadata, ResponseCode::NotImp);
-            return sent(
-                response.send_response(msg).await,
-                fail(ResponseCode::NotImp),
-            );
-        }
-        let Ok(info) = request.request_info() else {
+        let mut fail = Metadata::response_from_request(&request.metadata);
+        fail.response_code = ResponseCode::ServFail;
+        let Ok(message) = Message::from_vec(request.as_slice()) else {
             let msg = builder.error_msg(&request.metadata, ResponseCode::FormErr);
-            return sent(
-                response.send_response(msg).await,
-                fail(ResponseCode::FormErr),
-            );
+            return sent(response.send_response(msg).await, fail);
         };
-        let name: Name = info.query.name().into();
-        let qtype = info.query.query_type();
-        let first = self.names.lookup(&name.to_ascii());
-        if !matches!(first, Lookup::NotOurs) {
-            let (code, answers) = answer(&self.names, &name, first, qtype);
-            let mut meta = Metadata::response_from_request(&request.metadata);
-            meta.authoritative = true;
-            meta.recursion_available = true;
-            meta.response_code = code;
-            let negative: Vec<Record> = if answers.is_empty() {
-                soa(&self.names.domain()).into_iter().collect()
-            } else {
-                Vec::new()
-            };
-            let msg = builder.build(meta, answers.iter(), [], negative.iter(), []);
-            return sent(response.send_response(msg).await, fail(code));
-        }
-        match forward(&self.upstreams, request.as_slice()).await {
-            Some(up) => {
-                let mut meta = Metadata::response_from_request(&request.metadata);
-                meta.recursion_available = true;
-                meta.response_code = up.metadata.response_code;
-                meta.truncation = up.metadata.truncation;
-                let msg = builder.build(
-                    meta,
-                    up.answers.iter(),
-                    up.authorities.iter(),
-                    [],
-                    up.additionals
-                        .iter()
-                        .filter(|r| r.record_type() != RecordType::OPT),
-                );
-                sent(
-                    response.send_response(msg).await,
-                    fail(ResponseCode::ServFail),
-                )
-            }
+        let answer = match zone_response(&self.names, &message) {
+            Some(m) => m,
             None => {
-                let msg = builder.error_msg(&request.metadata, ResponseCode::ServFail);
-                sent(
-                    response.send_response(msg).await,
-                    fail(ResponseCode::ServFail),
-                )
+                forwarded_response(&message, forward(&self.upstreams, request.as_slice()).await)
             }
-        }
+        };
+        let msg = builder.build(
+            answer.metadata,
+            answer.answers.iter(),
+            answer.authorities.iter(),
+            [],
+            answer
+                .additionals
+                .iter()
+                .filter(|r| r.record_type() != RecordType::OPT),
+        );
+        sent(response.send_response(msg).await, fail)
     }
 }
 
@@ -247,6 +304,83 @@ pub(crate) fn upstreams(resolv_conf: &str, skip: std::net::IpAddr) -> Vec<Socket
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hickory_server::proto::op::Query;
+
+    /// A query's bytes, by hand: id 0x1234, recursion desired, one
+    /// question of `labels` for an A record.
+    fn raw_query(labels: &[&str]) -> Vec<u8> {
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for l in labels {
+            q.push(l.len() as u8);
+            q.extend_from_slice(l.as_bytes());
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        q
+    }
+
+    #[test]
+    fn a_name_longer_than_allowed_gets_a_format_error() {
+        let label = "a".repeat(63);
+        let datagram = raw_query(&[&label, &label, &label, &label, &label]);
+        assert!(Message::from_vec(&datagram).is_err());
+        let answer = Message::from_vec(&malformed(&datagram).unwrap()).unwrap();
+        assert_eq!(answer.metadata.id, 0x1234);
+        assert_eq!(answer.metadata.message_type, MessageType::Response);
+        assert_eq!(answer.metadata.response_code, ResponseCode::FormErr);
+        // Answers are never answered.
+        let mut response = datagram.clone();
+        response[2] |= 0x80;
+        assert!(malformed(&response).is_none());
+        assert!(malformed(&[0x12]).is_none());
+    }
+
+    #[test]
+    fn the_zone_answers_and_other_names_are_left_to_forward() {
+        let names = Names::new("cluster.local");
+        let ask = |name: &str| {
+            let mut m = Message::query();
+            m.metadata.id = 7;
+            m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+            m
+        };
+        let r = zone_response(&names, &ask("nope.default.svc.cluster.local.")).unwrap();
+        assert_eq!(r.metadata.id, 7);
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+        assert!(r.metadata.authoritative);
+        assert_eq!(r.authorities.len(), 1, "the SOA");
+        assert!(zone_response(&names, &ask("example.org.")).is_none());
+        let failed = forwarded_response(&ask("example.org."), None);
+        assert_eq!(failed.metadata.response_code, ResponseCode::ServFail);
+    }
+
+    #[test]
+    fn answers_too_large_for_udp_are_truncated() {
+        let mut request = Message::query();
+        request.add_query(Query::query(
+            Name::from_ascii("db.default.svc.cluster.local.").unwrap(),
+            RecordType::A,
+        ));
+        let mut big = response(&request);
+        for i in 0..60u8 {
+            big.answers.push(Record::from_rdata(
+                Name::from_ascii("db.default.svc.cluster.local.").unwrap(),
+                TTL,
+                RData::A(A::new(10, 244, 0, i)),
+            ));
+        }
+        assert_eq!(udp_limit(&request), 512);
+        let bytes = encode(&big, udp_limit(&request)).unwrap();
+        let sent = Message::from_vec(&bytes).unwrap();
+        assert!(sent.metadata.truncation && sent.answers.is_empty());
+        assert_eq!(sent.queries.len(), 1);
+        // With EDNS the client takes up to 1,232 bytes.
+        let mut edns = Edns::new();
+        edns.set_max_payload(4096);
+        request.set_edns(edns);
+        assert_eq!(udp_limit(&request), 1232);
+        let sent = Message::from_vec(&encode(&big, 1232).unwrap()).unwrap();
+        assert_eq!(sent.answers.len(), 60);
+    }
 
     #[test]
     fn upstreams_come_from_resolv_conf() {
