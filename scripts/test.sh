@@ -23,6 +23,8 @@ rustup target add wasm32-wasip2 >/dev/null
 
 examples/build.sh
 cargo build --locked --bins
+# Benchmarks are run by their own commands; here they only have to build.
+cargo build --locked --workspace --benches --profile dev
 if command -v cargo-nextest >/dev/null; then
   cargo nextest run --locked --workspace --no-fail-fast
 else

@@ -4,14 +4,13 @@
 //!
 //! `cargo bench -p shoal-apiserver --bench controllers`
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use shoal_apiserver::controllers::{
-    self, Snapshot, reconcile_endpoints, reconcile_jobs, reconcile_quotas, reconcile_replicasets,
-    reconcile_statefulsets,
+    self, Dirty, Snapshot, reconcile_endpoints, reconcile_jobs, reconcile_quotas,
+    reconcile_replicasets, reconcile_statefulsets,
 };
 
 fn snapshot(namespaces: usize, pods_each: usize) -> Snapshot {
@@ -58,7 +57,7 @@ fn median(name: &str, dirty: Option<&str>, f: impl Fn(&Snapshot) -> usize) {
     let snapshots: Vec<Snapshot> = (0..RUNS)
         .map(|_| {
             let mut s = snapshot(100, 100);
-            s.dirty = dirty.map(|ns| BTreeSet::from([ns.to_string()]));
+            s.dirty = dirty.map(|ns| Dirty::namespaces([ns]));
             s
         })
         .collect();
