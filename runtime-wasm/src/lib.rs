@@ -18,7 +18,6 @@
 //! ```
 
 mod command;
-mod connect;
 mod cpu;
 mod engine;
 mod error;
@@ -32,6 +31,7 @@ mod output;
 mod pools;
 mod registry;
 mod sender;
+mod sockets;
 mod workload;
 
 pub use command::{CommandSpec, Exit, Preopen};

@@ -66,8 +66,9 @@ pub enum NetworkAccess {
     None,
     /// Outgoing connections to anything but the node itself: loopback,
     /// link-local and the node's own addresses are refused. The guest may
-    /// listen on its pod's IP (where the node routes pod IPs), never on an
-    /// address of the node.
+    /// listen on its pod's IP (where the node routes pod IPs; a bind to a
+    /// port of any address is one of the pod's IP), never on an address
+    /// of the node.
     Outbound {
         /// The node's own addresses.
         node_addrs: Arc<[IpAddr]>,

@@ -185,7 +185,7 @@ impl FlavorEngine {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component_linker)
             .map_err(engine_err)?;
         crate::lookup::add_to_linker(&mut component_linker).map_err(engine_err)?;
-        crate::connect::add_to_linker(&mut component_linker).map_err(engine_err)?;
+        crate::sockets::add_to_linker(&mut component_linker).map_err(engine_err)?;
         let mut core_linker = wasmtime::Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut core_linker, |h: &mut CoreHost| &mut h.wasi)
             .map_err(engine_err)?;
