@@ -956,26 +956,18 @@ fn a_silent_or_vanished_node_is_withdrawn() {
     running_ip(&c, "web-3");
     let cluster_ip = c.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
     let by_service = format!("http://{}/", cluster_ip.trim());
-    let addresses = || {
-        c.ok(&[
-            "get",
-            "endpoints",
-            "web",
-            "-o",
-            "jsonpath={.subsets[*].addresses[*].targetRef.name}",
-        ])
-    };
-    c.wait_for(
-        &[
-            "get",
-            "endpoints",
-            "web",
-            "-o",
-            "jsonpath={.subsets[*].addresses[*].targetRef.name}",
-        ],
-        "both pods ready",
-        |o| o.contains("web-2") && o.contains("web-3"),
-    );
+    // The ready pods of the Service, as its Endpoints list them.
+    let addresses_args = [
+        "get",
+        "endpoints",
+        "web",
+        "-o",
+        "jsonpath={.subsets[*].addresses[*].targetRef.name}",
+    ];
+    let addresses = || c.ok(&addresses_args);
+    c.wait_for(&addresses_args, "both pods ready", |o| {
+        o.contains("web-2") && o.contains("web-3")
+    });
     curl_until(&h1, &by_service, "served by web-3");
     let ready =
         |what: &str| format!("jsonpath={{.status.conditions[?(@.type==\"Ready\")].status}}{what}");
@@ -1002,17 +994,9 @@ fn a_silent_or_vanished_node_is_withdrawn() {
         "web-3 not Ready",
         |o| o == "False",
     );
-    c.wait_for(
-        &[
-            "get",
-            "endpoints",
-            "web",
-            "-o",
-            "jsonpath={.subsets[*].addresses[*].targetRef.name}",
-        ],
-        "web-3 out of the Service",
-        |o| o == "web-2",
-    );
+    c.wait_for(&addresses_args, "web-3 out of the Service", |o| {
+        o == "web-2"
+    });
     // Every node's proxy has it within its programming time.
     std::thread::sleep(Duration::from_millis(500));
     for host in [&h1, &h2] {
@@ -1039,17 +1023,7 @@ fn a_silent_or_vanished_node_is_withdrawn() {
         "no taints",
         str::is_empty,
     );
-    c.wait_for(
-        &[
-            "get",
-            "endpoints",
-            "web",
-            "-o",
-            "jsonpath={.subsets[*].addresses[*].targetRef.name}",
-        ],
-        "web-3 back",
-        |o| o.contains("web-3"),
-    );
+    c.wait_for(&addresses_args, "web-3 back", |o| o.contains("web-3"));
     curl_until(&h1, &by_service, "served by web-3");
     // Deleted: its pods go at once, and h2's route to its pod CIDR.
     let cidr = c.ok(&["get", "node", "n3", "-o", "jsonpath={.spec.podCIDR}"]);

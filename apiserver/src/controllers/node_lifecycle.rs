@@ -117,26 +117,28 @@ fn taints(node: &Value, ready: &str, now: Timestamp) -> Value {
     }
 }
 
-/// Every condition of `node` as `Unknown`, as the controller writes them
-/// for a silent node.
-fn unknown_conditions(node: &Value, now: Timestamp) -> Value {
-    let conditions = node
+/// The object's status conditions, each passed through `change`.
+fn conditions_with(o: &Value, change: impl Fn(&mut Value)) -> Vec<Value> {
+    let mut out = o
         .pointer("/status/conditions")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let mut out: Vec<Value> = conditions
-        .into_iter()
-        .map(|mut c| {
-            if str_at(&c, "/status") != Some("Unknown") {
-                c["lastTransitionTime"] = json!(stamp(now));
-            }
-            c["status"] = json!("Unknown");
-            c["reason"] = json!("NodeStatusUnknown");
-            c["message"] = json!("Kubelet stopped posting node status.");
-            c
-        })
-        .collect();
+    out.iter_mut().for_each(change);
+    out
+}
+
+/// Every condition of `node` as `Unknown`, as the controller writes them
+/// for a silent node.
+fn unknown_conditions(node: &Value, now: Timestamp) -> Value {
+    let mut out = conditions_with(node, |c| {
+        if str_at(c, "/status") != Some("Unknown") {
+            c["lastTransitionTime"] = json!(stamp(now));
+        }
+        c["status"] = json!("Unknown");
+        c["reason"] = json!("NodeStatusUnknown");
+        c["message"] = json!("Kubelet stopped posting node status.");
+    });
     if !out.iter().any(|c| str_at(c, "/type") == Some("Ready")) {
         out.push(
             json!({"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
@@ -148,22 +150,12 @@ fn unknown_conditions(node: &Value, now: Timestamp) -> Value {
 
 /// The pod's conditions with Ready false.
 fn not_ready(pod: &Value, now: Timestamp) -> Value {
-    let conditions = pod
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let out: Vec<Value> = conditions
-        .into_iter()
-        .map(|mut c| {
-            if str_at(&c, "/type") == Some("Ready") {
-                c["status"] = json!("False");
-                c["lastTransitionTime"] = json!(stamp(now));
-            }
-            c
-        })
-        .collect();
-    Value::Array(out)
+    Value::Array(conditions_with(pod, |c| {
+        if str_at(c, "/type") == Some("Ready") {
+            c["status"] = json!("False");
+            c["lastTransitionTime"] = json!(stamp(now));
+        }
+    }))
 }
 
 /// Marks silent nodes unreachable and their pods not Ready, lifts the
