@@ -146,8 +146,46 @@ pub fn qos_class(spec: &Value) -> &'static str {
     }
 }
 
+/// Status fields Kubernetes' Go types always write (not `omitempty`),
+/// zero until a controller sets them; typed clients (the Python client's
+/// models) refuse an object without them.
+const STATUS_ZEROS: &[(&str, &[&str])] = &[
+    (
+        "DaemonSet",
+        &[
+            "currentNumberScheduled",
+            "numberMisscheduled",
+            "desiredNumberScheduled",
+            "numberReady",
+        ],
+    ),
+    ("ReplicaSet", &["replicas"]),
+    ("ReplicationController", &["replicas"]),
+    ("StatefulSet", &["replicas", "availableReplicas"]),
+    ("HorizontalPodAutoscaler", &["desiredReplicas"]),
+];
+
+/// Gives `obj` of `kind` the status fields of [`STATUS_ZEROS`] it lacks.
+fn status_zeros(kind: &str, obj: &mut Value) {
+    let Some((_, fields)) = STATUS_ZEROS.iter().find(|(k, _)| *k == kind) else {
+        return;
+    };
+    let Some(m) = obj.as_object_mut() else {
+        return;
+    };
+    if !m.get("status").is_some_and(Value::is_object) {
+        m.insert("status".into(), json!({}));
+    }
+    if let Some(st) = m.get_mut("status").and_then(Value::as_object_mut) {
+        for f in *fields {
+            default_key(st, f, json!(0));
+        }
+    }
+}
+
 /// Defaults by kind. Service address allocation is done by the caller.
 pub fn apply(kind: &str, obj: &mut Value) {
+    status_zeros(kind, obj);
     match kind {
         "CustomResourceDefinition" => crate::custom::default_definition(obj),
         "PersistentVolumeClaim" => {

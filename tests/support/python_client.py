@@ -123,6 +123,7 @@ def main():
     expect(status == 400, f"a YAML alias bomb is refused: {status} {text[:200]}")
 
     custom_objects(ns)
+    typed_workloads(ns)
 
     print("python client: ok")
 
@@ -185,6 +186,51 @@ def custom_objects(ns):
             break
     expect(seen == ["MODIFIED", "MODIFIED", "DELETED"], f"custom watch from a resourceVersion: {seen}")
     ext.delete_custom_resource_definition(f"{plural}.{group}")
+
+
+def typed_workloads(ns):
+    """The workload kinds whose generated models require status fields
+    (zero until a controller counts): created, read, listed and deleted
+    through the typed API classes, which raise on a missing field."""
+    apps = client.AppsV1Api()
+    core = client.CoreV1Api()
+    autoscaling = client.AutoscalingV2Api()
+    labels = {"app": "py-typed"}
+    template = client.V1PodTemplateSpec(
+        metadata=client.V1ObjectMeta(labels=labels),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="hello-cmd:v1")],
+                              node_selector={"py-typed": "nowhere"}),
+    )
+    selector = client.V1LabelSelector(match_labels=labels)
+    meta = lambda name: client.V1ObjectMeta(name=name)
+    ds = apps.create_namespaced_daemon_set(ns, client.V1DaemonSet(
+        metadata=meta("py-ds"), spec=client.V1DaemonSetSpec(selector=selector, template=template)))
+    expect(ds.status.desired_number_scheduled == 0 and ds.status.number_ready == 0, f"daemon set status {ds.status}")
+    expect(apps.read_namespaced_daemon_set("py-ds", ns).status.number_misscheduled == 0, "daemon set read")
+    expect(len(apps.list_namespaced_daemon_set(ns).items) == 1, "daemon set list")
+    rs = apps.create_namespaced_replica_set(ns, client.V1ReplicaSet(
+        metadata=meta("py-rs"), spec=client.V1ReplicaSetSpec(replicas=0, selector=selector, template=template)))
+    expect(rs.status.replicas == 0, f"replica set status {rs.status}")
+    ss = apps.create_namespaced_stateful_set(ns, client.V1StatefulSet(
+        metadata=meta("py-ss"), spec=client.V1StatefulSetSpec(replicas=0, selector=selector, template=template,
+                                                              service_name="py-ss")))
+    expect(ss.status.replicas == 0 and ss.status.available_replicas == 0, f"stateful set status {ss.status}")
+    rc = core.create_namespaced_replication_controller(ns, client.V1ReplicationController(
+        metadata=meta("py-rc"), spec=client.V1ReplicationControllerSpec(replicas=0, selector=labels, template=template)))
+    expect(rc.status.replicas == 0, f"replication controller status {rc.status}")
+    hpa = autoscaling.create_namespaced_horizontal_pod_autoscaler(ns, client.V2HorizontalPodAutoscaler(
+        metadata=meta("py-hpa"), spec=client.V2HorizontalPodAutoscalerSpec(
+            max_replicas=3, scale_target_ref=client.V2CrossVersionObjectReference(
+                api_version="apps/v1", kind="ReplicaSet", name="py-rs"))))
+    expect(hpa.status.desired_replicas == 0, f"autoscaler status {hpa.status}")
+    # A status written without the fields keeps them.
+    apps.patch_namespaced_replica_set_status("py-rs", ns, {"status": {"observedGeneration": 1}})
+    expect(apps.read_namespaced_replica_set_status("py-rs", ns).status.replicas == 0, "status patch")
+    apps.delete_namespaced_daemon_set("py-ds", ns)
+    apps.delete_namespaced_replica_set("py-rs", ns)
+    apps.delete_namespaced_stateful_set("py-ss", ns)
+    core.delete_namespaced_replication_controller("py-rc", ns)
+    autoscaling.delete_namespaced_horizontal_pod_autoscaler("py-hpa", ns)
 
 
 if __name__ == "__main__":
