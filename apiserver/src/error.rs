@@ -204,8 +204,167 @@ impl ApiError {
     }
 }
 
+/// The `Status` as kube-apiserver writes it: its fields in the order of
+/// Go's `metav1.Status` (kind, apiVersion, metadata, status, message,
+/// reason, details, code), `details`' in `StatusDetails`' (name, group,
+/// kind, uid, causes, retryAfterSeconds) and each cause's in
+/// `StatusCause`'s (reason, message, field), empty ones left out as Go's
+/// `omitempty` does, and a trailing newline.
+#[derive(serde::Serialize)]
+struct StatusBody<'a> {
+    kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    metadata: Empty,
+    status: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    message: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<Details>,
+    #[serde(skip_serializing_if = "is_zero")]
+    code: u16,
+}
+
+fn is_zero(code: &u16) -> bool {
+    *code == 0
+}
+
+impl StatusBody<'_> {
+    fn to_json(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec(self).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+}
+
+/// A `Success` Status (a binding made, a collection deleted), written as
+/// kube-apiserver writes it; `code` 0 is left out.
+pub fn success_status_json(code: u16) -> Vec<u8> {
+    StatusBody {
+        kind: "Status",
+        api_version: "v1",
+        metadata: Empty {},
+        status: "Success",
+        message: "",
+        reason: "",
+        details: None,
+        code,
+    }
+    .to_json()
+}
+
+#[derive(serde::Serialize)]
+struct Empty {}
+
+#[derive(serde::Serialize)]
+struct Details {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    group: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    uid: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    causes: Vec<StatusCause>,
+    #[serde(rename = "retryAfterSeconds", skip_serializing_if = "Option::is_none")]
+    retry_after_seconds: Option<i64>,
+}
+
+#[derive(serde::Serialize)]
+struct StatusCause {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    reason: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    message: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    field: String,
+}
+
+/// The string at `key` of `v`, empty if none.
+fn text(v: &Value, key: &str) -> String {
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+impl ApiError {
+    /// The `Status` object's JSON, byte for byte as kube-apiserver's.
+    pub fn status_json(&self) -> Vec<u8> {
+        let details = self.details.as_ref().map(|d| Details {
+            name: text(d, "name"),
+            group: text(d, "group"),
+            kind: text(d, "kind"),
+            uid: text(d, "uid"),
+            causes: d
+                .get("causes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|c| StatusCause {
+                    reason: text(c, "reason"),
+                    message: text(c, "message"),
+                    field: text(c, "field"),
+                })
+                .collect(),
+            retry_after_seconds: d.get("retryAfterSeconds").and_then(Value::as_i64),
+        });
+        StatusBody {
+            kind: "Status",
+            api_version: "v1",
+            metadata: Empty {},
+            status: "Failure",
+            message: &self.message,
+            reason: self.reason,
+            details,
+            code: self.code,
+        }
+        .to_json()
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         ApiError::unavailable(format!("storage is unavailable: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_bodies_read_as_kube_apiservers() {
+        let nf = ApiError::not_found("", "pods", "web");
+        assert_eq!(
+            String::from_utf8(nf.status_json()).unwrap(),
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"pods \\\"web\\\" not found\",\"reason\":\"NotFound\",\"details\":{\"name\":\"web\",\"kind\":\"pods\"},\"code\":404}\n"
+        );
+        let invalid = ApiError::invalid(
+            "apps",
+            "Deployment",
+            "d",
+            vec![Cause {
+                kind: "FieldValueRequired",
+                field: "spec.selector".into(),
+                message: "Required value".into(),
+            }],
+        );
+        let text = String::from_utf8(invalid.status_json()).unwrap();
+        assert!(
+            text.contains("\"details\":{\"name\":\"d\",\"group\":\"apps\",\"kind\":\"Deployment\",\"causes\":[{\"reason\":\"FieldValueRequired\",\"message\":\"Required value\",\"field\":\"spec.selector\"}]},\"code\":422}\n"),
+            "{text}"
+        );
+        assert_eq!(
+            success_status_json(201),
+            b"{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Success\",\"code\":201}\n"
+        );
+        // The same content as the `Status` value.
+        let parsed: Value = serde_json::from_slice(&invalid.status_json()).unwrap();
+        assert_eq!(parsed, invalid.to_status());
     }
 }

@@ -119,11 +119,21 @@ fn ok(v: &Value) -> Response<Body> {
 }
 
 fn error_response(e: &ApiError) -> Response<Body> {
-    json_response(
+    status_response(
         StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        &e.to_status(),
-        "application/json",
+        e.status_json(),
     )
+}
+
+/// A `Status` body, already encoded.
+fn status_response(code: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 fn with_warnings(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
@@ -663,10 +673,9 @@ async fn resource(
                 .and_then(Value::as_str)
                 .ok_or_else(|| ApiError::bad_request("binding.target.name is required"))?;
             crate::scheduler::bind(objects, &ns, name, node).await?;
-            Ok(json_response(
+            Ok(status_response(
                 StatusCode::CREATED,
-                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-                "application/json",
+                crate::error::success_status_json(201),
             ))
         }
         (Method::PUT, Some(name), s @ (None | Some(Sub::Status))) => {
@@ -781,8 +790,9 @@ async fn resource(
                     Err(e) => return Err(e),
                 }
             }
-            Ok(ok(
-                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+            Ok(status_response(
+                StatusCode::OK,
+                crate::error::success_status_json(0),
             ))
         }
         _ => Err(ApiError::method_not_allowed()),
