@@ -25,6 +25,19 @@ fn deployment(env: &[(&str, &str)], image: &str) -> String {
 #[test]
 fn everyday_kubectl_commands() {
     let c = Cluster::start("kubectl");
+    // The built-in Service leads to the port the API listens on (the
+    // tests' is never the default 6443).
+    assert_ne!(c.api_port, 6443);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "svc",
+            "kubernetes",
+            "-o",
+            "jsonpath={.spec.ports[0].targetPort} {.spec.ports[0].port}"
+        ]),
+        format!("{} 443", c.api_port)
+    );
     let file = |name: &str, text: &str| {
         let p = c.dir.join(name);
         std::fs::write(&p, text).unwrap();

@@ -182,13 +182,32 @@ async fn ensure_initial_objects(
     Ok(())
 }
 
-/// Points the `kubernetes` Service at the API's address, as its Endpoints
-/// and EndpointSlice (rewritten when the address changes).
+/// Points the `kubernetes` Service at the API's address, as its
+/// `targetPort`, Endpoints and EndpointSlice (rewritten when the address
+/// changes).
 async fn ensure_api_endpoints(
     objects: &Objects,
     at: SocketAddr,
 ) -> Result<(), crate::error::ApiError> {
     let (ip, port) = (at.ip().to_string(), at.port());
+    let svc = resources::by_kind("", "Service").expect("services are served");
+    if let Ok(current) = objects.get(svc, "default", "kubernetes")
+        && current.value.pointer("/spec/ports/0/targetPort") != Some(&json!(port))
+    {
+        let ports = json!({"spec": {"ports": [
+            {"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}});
+        objects
+            .patch(
+                svc,
+                "default",
+                "kubernetes",
+                crate::objects::PatchType::Merge,
+                &ports,
+                None,
+                WriteOpts::default(),
+            )
+            .await?;
+    }
     let family = if at.is_ipv4() { "IPv4" } else { "IPv6" };
     let labels = json!({"endpointslice.kubernetes.io/skip-mirror": "true"});
     let endpoints = json!({"metadata": {"name": "kubernetes", "labels": labels},
