@@ -43,13 +43,13 @@ fn parse(path: &str) -> Option<Vec<Step>> {
                     .map(String::from)
                     .collect();
                 let rhs = rhs.trim();
-                let value = match rhs.strip_prefix(['"', '\'']) {
-                    Some(q) => Value::String(q[..q.len().saturating_sub(1)].to_string()),
-                    None => serde_json::from_str(rhs).ok()?,
+                let value = match rhs.starts_with(['"', '\'']) {
+                    true => Value::String(quoted(rhs)?.to_string()),
+                    false => serde_json::from_str(rhs).ok()?,
                 };
                 Step::Filter(keys, value)
-            } else if let Some(q) = inner.strip_prefix(['\'', '"']) {
-                Step::Key(q[..q.len().saturating_sub(1)].to_string())
+            } else if inner.starts_with(['\'', '"']) {
+                Step::Key(quoted(inner)?.to_string())
             } else {
                 Step::Index(inner.parse().ok()?)
             });
@@ -59,6 +59,18 @@ fn parse(path: &str) -> Option<Vec<Step>> {
         }
     }
     Some(steps)
+}
+
+/// The text between the quotes of `s` (`'a'` or `"a"`), if it is quoted.
+fn quoted(s: &str) -> Option<&str> {
+    let q = s.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    s[q.len_utf8()..].strip_suffix(q)
+}
+
+/// Whether `path` is one this subset reads (a definition's printer
+/// columns are checked with it when written).
+pub fn valid(path: &str) -> bool {
+    parse(path).is_some()
 }
 
 /// Where the `]` closing a bracket is, quotes respected.
@@ -142,5 +154,33 @@ mod tests {
             Some(vec!["spec".into(), "replicas".into()])
         );
         assert_eq!(keys(".spec.items[0]"), None);
+    }
+
+    #[test]
+    fn any_text_is_read_or_refused_without_a_panic() {
+        for path in [
+            ".spec['é",
+            "[?(@.a==\"é)]",
+            "[?(@.a=='é')]",
+            "['é']",
+            "[\"]",
+            "['']",
+            ".é.ü",
+            "[?(@.a==é)]",
+            "['a'é]",
+            "[?(@.a=='x'é)]",
+        ] {
+            let _ = select(&json!({"é": 1}), path);
+            let _ = keys(path);
+        }
+        assert!(!valid("[\"]"));
+        assert!(!valid(".spec['é"));
+        assert!(valid("['é']"));
+        assert_eq!(select(&json!({"é": 1}), "['é']"), [&json!(1)]);
+        assert_eq!(select(&json!({"é": 1}), ".é"), [&json!(1)]);
+        assert_eq!(
+            select(&json!([{"a": "é"}]), "[?(@.a=='é')].a"),
+            [&json!("é")]
+        );
     }
 }

@@ -406,6 +406,16 @@ pub fn validate_definition(crd: &Value) -> Vec<Cause> {
                 schema::check_structural(s, &format!("{at}.schema.openAPIV3Schema"), true, &mut out)
             }
         }
+        let columns = v.get("additionalPrinterColumns").and_then(Value::as_array);
+        for (j, c) in columns.into_iter().flatten().enumerate() {
+            let path = str_at(c, "/jsonPath");
+            let field = format!("{at}.additionalPrinterColumns[{j}].jsonPath");
+            if path.is_empty() {
+                required(&mut out, &field, "");
+            } else if !jsonpath::valid(path) {
+                invalid(&mut out, &field, &json!(path), "must be a simple json path");
+            }
+        }
         if let Some(scale) = v.pointer("/subresources/scale") {
             for p in ["specReplicasPath", "statusReplicasPath"] {
                 if !str_at(scale, &format!("/{p}")).starts_with('.') {
@@ -530,6 +540,22 @@ mod tests {
             .map(|c| c.field)
             .collect();
         assert_eq!(fields, ["spec.group", "metadata.name", "spec.versions"]);
+        let mut crd = crontab();
+        crd["spec"]["versions"][0]["additionalPrinterColumns"] = json!([
+            {"name": "Ok", "type": "string", "jsonPath": ".spec['é']"},
+            {"name": "Bad", "type": "string", "jsonPath": ".spec['a'é]"},
+            {"name": "None", "type": "string"}]);
+        let fields: Vec<String> = validate_definition(&crd)
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.versions[0].additionalPrinterColumns[1].jsonPath",
+                "spec.versions[0].additionalPrinterColumns[2].jsonPath"
+            ]
+        );
     }
 
     #[test]
