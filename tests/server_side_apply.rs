@@ -184,3 +184,47 @@ fn server_side_apply_tracks_field_managers() {
         "hello-cmd:v1"
     );
 }
+
+/// `kubectl create` then `kubectl apply --server-side` of the same file:
+/// equal values make the appliers co-owners, as Kubernetes does (the
+/// server's defaults inside a container and its ports do not conflict);
+/// a changed value then conflicts with the creator.
+#[test]
+fn apply_after_create_shares_equal_fields() {
+    let c = Cluster::start("ssa-create");
+    let file = c.dir.join("d.yaml");
+    let text = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: shared}
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: shared}}
+  template:
+    metadata: {labels: {app: shared}}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1
+        ports: [{containerPort: 80}]
+"#;
+    std::fs::write(&file, text).unwrap();
+    let f = file.to_str().unwrap();
+    c.ok(&["create", "-f", f]);
+    c.ok(&["apply", "--server-side", "-f", f]);
+    let out = c.ok(&[
+        "get",
+        "deploy",
+        "shared",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
+    assert_eq!(out.trim(), "kubectl-create kubectl");
+    std::fs::write(&file, text.replace("nginx:1", "nginx:2")).unwrap();
+    let err = c.fails(&["apply", "--server-side", "-f", f]);
+    assert!(
+        err.contains("conflict with \"kubectl-create\"") && err.contains(".image"),
+        "{err}"
+    );
+    c.ok(&["apply", "--server-side", "--force-conflicts", "-f", f]);
+}

@@ -106,6 +106,17 @@ pub fn value_at<'a>(obj: &'a Value, path: &[Step]) -> Option<&'a Value> {
     Some(cur)
 }
 
+/// Whether `path` differs between `a` and `b` as field ownership sees it:
+/// a leaf by its value, a keyed list element by its presence only (its
+/// fields are paths of their own, and the server may have defaulted some
+/// the configuration leaves out).
+fn differs(a: &Value, b: &Value, path: &[Step]) -> bool {
+    match path.last() {
+        Some(Step::Key(_)) => value_at(a, path).is_some() != value_at(b, path).is_some(),
+        _ => value_at(a, path) != value_at(b, path),
+    }
+}
+
 fn key_of(k: &str) -> Option<(String, Value)> {
     let Ok(Value::Object(m)) = serde_json::from_str::<Value>(k) else {
         return None;
@@ -257,7 +268,7 @@ pub fn apply(
     for e in entries.iter().filter(|e| !is_mine(e)) {
         let owned = from_fields_v1(&e["fieldsV1"]);
         for path in owned.intersection(&applied) {
-            if value_at(live, path) != value_at(config, path) {
+            if differs(live, config, path) {
                 conflicts.push((
                     e["manager"].as_str().unwrap_or_default().to_string(),
                     path.clone(),
@@ -337,7 +348,7 @@ pub fn record_update(
         None => new_fields.clone(),
         Some(old) => new_fields
             .union(&of(old))
-            .filter(|p| value_at(old, p) != value_at(new, p))
+            .filter(|p| differs(old, new, p))
             .cloned()
             .collect(),
     };
@@ -445,6 +456,57 @@ mod tests {
         let mut same = scaled.clone();
         record_update(Some(&scaled), &mut same, "other", None, "t3");
         assert_eq!(same, scaled);
+    }
+
+    #[test]
+    fn equal_values_are_shared_after_a_create_or_an_update() {
+        // `kubectl create`: the body's fields are the creator's; the server
+        // then defaults fields inside the container and its port.
+        let body = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [
+                {"name": "nginx", "image": "nginx:1", "ports": [{"containerPort": 80}]}]}}}});
+        let mut live = body.clone();
+        record_update(None, &mut live, "kubectl-create", None, "t0");
+        live["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] =
+            json!("IfNotPresent");
+        live["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"] = json!("TCP");
+        // The same configuration applied: no conflict, both own the fields.
+        let applied = apply(Some(&live), &body, "kubectl", false, "t1").unwrap();
+        let entries = applied["metadata"]["managedFields"].as_array().unwrap();
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        let image = vec![
+            Step::Field("spec".into()),
+            Step::Field("template".into()),
+            Step::Field("spec".into()),
+            Step::Field("containers".into()),
+            Step::Key("{\"name\":\"nginx\"}".into()),
+            Step::Field("image".into()),
+        ];
+        for e in entries {
+            assert!(from_fields_v1(&e["fieldsV1"]).contains(&image), "{e}");
+        }
+        assert_eq!(
+            applied["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+            "IfNotPresent"
+        );
+        // A different value conflicts with the co-owner.
+        let mut changed = body.clone();
+        changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+        let err = apply(Some(&applied), &changed, "kubectl", false, "t2").unwrap_err();
+        assert!(
+            err.message.contains("conflict with \"kubectl-create\"")
+                && err.message.contains(".image"),
+            "{}",
+            err.message
+        );
+        // An update of the image takes it, and the element stays shared.
+        let mut updated = applied.clone();
+        updated["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:3");
+        record_update(Some(&applied), &mut updated, "kubectl-edit", None, "t3");
+        let again = apply(Some(&updated), &body, "kubectl", false, "t4").unwrap_err();
+        assert!(again.message.contains("kubectl-edit"), "{}", again.message);
+        let agreeing = apply(Some(&updated), &changed, "bob", false, "t4").unwrap_err();
+        assert!(!agreeing.message.contains("k:{"), "{}", agreeing.message);
     }
 
     #[test]
