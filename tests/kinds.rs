@@ -361,3 +361,37 @@ fn events_are_served_by_both_event_apis() {
             .contains("NotFound")
     );
 }
+
+/// APIServices are stored and listed with kubectl's columns; a local one
+/// is Available, one backed by a Service says why it is not.
+#[test]
+fn api_services_are_stored_with_their_availability() {
+    let c = Cluster::start("apiservices");
+    let f = c.dir.join("apiservices.yaml");
+    std::fs::write(
+        &f,
+        "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata: {name: v1.example.com}\nspec: {group: example.com, version: v1, groupPriorityMinimum: 100, versionPriority: 10}\n---\napiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata: {name: v1beta1.metrics.k8s.io}\nspec:\n  group: metrics.k8s.io\n  version: v1beta1\n  groupPriorityMinimum: 100\n  versionPriority: 100\n  insecureSkipTLSVerify: true\n  service: {namespace: kube-system, name: metrics-server}\n",
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let listed = c.wait_for(&["get", "apiservices"], "both with a condition", |o| {
+        !o.contains("Unknown") && o.lines().count() == 3
+    });
+    let local = row(&listed, "v1.example.com");
+    assert_eq!(local[1..3], ["Local", "True"], "{listed}");
+    let backed = row(&listed, "v1beta1.metrics.k8s.io");
+    assert_eq!(backed[1], "kube-system/metrics-server", "{listed}");
+    assert_eq!(backed[2..4], ["False", "(ServiceNotFound)"], "{listed}");
+    let header: Vec<&str> = listed.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SERVICE", "AVAILABLE", "AGE"]);
+    // A name that is not <version>.<group> is refused.
+    let bad = c.dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata: {name: wrong}\nspec: {group: example.com, version: v2, groupPriorityMinimum: 100, versionPriority: 10}\n",
+    )
+    .unwrap();
+    let err = c.fails(&["apply", "-f", bad.to_str().unwrap()]);
+    assert!(err.contains("must be v2.example.com"), "{err}");
+    c.ok(&["delete", "apiservice", "v1.example.com"]);
+}

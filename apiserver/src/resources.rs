@@ -9,6 +9,7 @@ use k8s_openapi::api::{
     storage::v1 as storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apiregistration;
 use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
 
@@ -757,6 +758,19 @@ pub static RESOURCES: &[Resource] = &[
         &[Sub::Status],
         apiextensions::CustomResourceDefinition,
         "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition";
+        categories: &["api-extensions"]
+    ),
+    stored!(
+        "apiregistration.k8s.io",
+        "v1",
+        "APIService",
+        "apiservices",
+        "apiservice",
+        false,
+        &[],
+        &[Sub::Status],
+        apiregistration::APIService,
+        "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIService";
         categories: &["api-extensions"]
     ),
 ];

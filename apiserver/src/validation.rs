@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use schemars::r#gen::{SchemaGenerator, SchemaSettings};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, Cause, Result};
 use crate::resources::{RESOURCES, Resource};
@@ -283,6 +283,74 @@ impl Causes {
     }
 }
 
+/// An APIService as the aggregator checks it: named `<version>.<group>`,
+/// priorities in range, and a CA bundle only with a Service.
+fn api_service(obj: &Value, name: &str, c: &mut Causes) {
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    let text = |k: &str| spec.get(k).and_then(Value::as_str).unwrap_or_default();
+    let (group, version) = (text("group"), text("version"));
+    if version.is_empty() {
+        c.required("spec.version", "");
+    } else if !is_dns_label(version) {
+        c.invalid(
+            "spec.version",
+            &json!(version),
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'",
+        );
+    }
+    if !group.is_empty() && !version.is_empty() && name != format!("{version}.{group}") {
+        c.invalid(
+            "metadata.name",
+            &json!(name),
+            &format!("must be {version}.{group}"),
+        );
+    }
+    for (field, max) in [("groupPriorityMinimum", 20000), ("versionPriority", 1000)] {
+        match spec.get(field).and_then(Value::as_i64) {
+            Some(n) if (1..=max).contains(&n) => {}
+            Some(n) => c.invalid(
+                format!("spec.{field}"),
+                &json!(n),
+                &format!("must be positive and less than {}", max + 1),
+            ),
+            None if !group.is_empty() => c.invalid(
+                format!("spec.{field}"),
+                &json!(0),
+                &format!("must be positive and less than {}", max + 1),
+            ),
+            None => {}
+        }
+    }
+    let service = spec.get("service").filter(|s| !s.is_null());
+    let skip_tls = spec.get("insecureSkipTLSVerify") == Some(&json!(true));
+    let ca = !text("caBundle").is_empty();
+    match service {
+        None if skip_tls => c.invalid(
+            "spec.insecureSkipTLSVerify",
+            &json!(true),
+            "local APIServices may not have insecureSkipTLSVerify",
+        ),
+        None if ca => c.invalid(
+            "spec.caBundle",
+            &json!(text("caBundle")),
+            "local APIServices may not have a caBundle",
+        ),
+        Some(_) if skip_tls && ca => c.invalid(
+            "spec.insecureSkipTLSVerify",
+            &json!(true),
+            "may not be true if caBundle is present",
+        ),
+        Some(s) => {
+            for k in ["namespace", "name"] {
+                if s.get(k).and_then(Value::as_str).is_none_or(str::is_empty) {
+                    c.required(format!("spec.service.{k}"), "");
+                }
+            }
+        }
+        None => {}
+    }
+}
+
 /// Semantic checks of an object about to be stored.
 pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
     let mut c = Causes(Vec::new());
@@ -329,6 +397,7 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
     }
     match r.builtin_kind() {
         "CustomResourceDefinition" => c.0.extend(crate::custom::validate_definition(obj)),
+        "APIService" => api_service(obj, name, &mut c),
         "Pod" => pod_spec(obj.get("spec"), "spec", &mut c),
         "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" | "ReplicationController" => {
             let spec = obj.get("spec");

@@ -2,7 +2,8 @@
 //! DaemonSet → a pod per node, StatefulSet → ordinal pods,
 //! Endpoints for Services, CustomResourceDefinitions' status and cleanup,
 //! garbage collection by ownerReferences, pod CIDRs for nodes, node
-//! lifecycle (silent nodes unreachable, vanished nodes' pods deleted). Each
+//! lifecycle (silent nodes unreachable, vanished nodes' pods deleted),
+//! APIServices' availability. Each
 //! `reconcile_*` takes a [`Snapshot`] and returns [`Action`]s; [`run`] is the
 //! loop that takes snapshots and performs the actions.
 
@@ -17,6 +18,7 @@ use crate::objects::{
 };
 use crate::resources::{self, RESOURCES, Resource, Sub};
 
+mod api_services;
 mod crds;
 mod cronjobs;
 mod daemonsets;
@@ -1055,6 +1057,7 @@ pub async fn run(objects: Objects, config: ControllerConfig) {
         actions.extend(load_balancers::reconcile_load_balancers(&snap));
         actions.extend(reconcile_quotas(&snap));
         actions.extend(reconcile_definitions(&snap));
+        actions.extend(api_services::reconcile_api_services(&snap, now));
         if deleted || last_gc.elapsed() >= GC_PERIOD {
             actions.extend(reconcile_garbage(&snap));
             actions.extend(event_ttl::reconcile_event_ttl(&snap, now, event_ttl));

@@ -372,6 +372,12 @@ pub fn columns(kind: &str) -> Vec<Value> {
             col("Status", "string", 0, "The status of the namespace"),
             age,
         ],
+        "APIService" => vec![
+            name,
+            col("Service", "string", 0, "The reference to the service that hosts this API endpoint."),
+            col("Available", "string", 0, "Whether this service is available."),
+            age,
+        ],
         "ConfigMap" => vec![
             name,
             col("Data", "string", 0, "Number of data entries."),
@@ -837,6 +843,31 @@ pub fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 join_or_none(eps)
             };
             vec![name, s(shown), age]
+        }
+        "APIService" => {
+            let service = match (
+                str_at(o, "/spec/service/namespace"),
+                str_at(o, "/spec/service/name"),
+            ) {
+                (Some(ns), Some(n)) => format!("{ns}/{n}"),
+                _ => "Local".to_string(),
+            };
+            let available = o
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|c| str_at(c, "/type") == Some("Available"));
+            let available = match available {
+                None => "Unknown".to_string(),
+                Some(c) if str_at(c, "/status") == Some("True") => "True".to_string(),
+                Some(c) => format!(
+                    "{} ({})",
+                    str_at(c, "/status").unwrap_or("Unknown"),
+                    str_at(c, "/reason").unwrap_or_default()
+                ),
+            };
+            vec![name, json!(service), json!(available), age]
         }
         "EndpointSlice" => {
             let ports: Vec<String> = o

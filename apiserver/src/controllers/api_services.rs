@@ -1,0 +1,163 @@
+//! APIService availability, as the aggregator's controller reports it in
+//! the `Available` condition: a local APIService (no Service, its group
+//! served by the API server itself) is available (`Local`). One backed by
+//! a Service is not: `ServiceNotFound` or `MissingEndpoints` when those
+//! are missing, and otherwise `FailedDiscoveryCheck`, because shoal does
+//! not proxy requests to aggregated API servers.
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use super::{Action, Snapshot, res};
+use crate::meta::{self, str_at};
+
+/// The `Available` condition `api_service` should have: status, reason,
+/// message.
+fn availability(s: &Snapshot, api_service: &Value) -> (&'static str, &'static str, String) {
+    let Some(svc) = api_service
+        .pointer("/spec/service")
+        .filter(|v| !v.is_null())
+    else {
+        return (
+            "True",
+            "Local",
+            "Local APIServices are always available".to_string(),
+        );
+    };
+    let (ns, name) = (
+        str_at(svc, "/namespace").unwrap_or_default(),
+        str_at(svc, "/name").unwrap_or_default(),
+    );
+    let exists = |plural: &'static str| {
+        s.in_namespace(plural, ns)
+            .iter()
+            .find(|o| meta::name(o) == name)
+            .cloned()
+    };
+    if exists("services").is_none() {
+        return (
+            "False",
+            "ServiceNotFound",
+            format!("service/{name} in \"{ns}\" is not present"),
+        );
+    }
+    let ready = exists("endpoints").is_some_and(|e| {
+        e.get("subsets")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|sub| {
+                sub.get("addresses")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty())
+            })
+    });
+    if !ready {
+        return (
+            "False",
+            "MissingEndpoints",
+            format!("endpoints for service/{name} in \"{ns}\" have no addresses"),
+        );
+    }
+    (
+        "False",
+        "FailedDiscoveryCheck",
+        "shoal does not proxy requests to aggregated API servers".to_string(),
+    )
+}
+
+/// Writes each APIService's `Available` condition where it differs.
+pub fn reconcile_api_services(s: &Snapshot, now: Timestamp) -> Vec<Action> {
+    let r = res("APIService", "apiregistration.k8s.io");
+    let mut actions = Vec::new();
+    for a in s.of("apiservices") {
+        let (status, reason, message) = availability(s, a);
+        let current = a
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|c| str_at(c, "/type") == Some("Available"));
+        let same = |k: &str, v: &str| current.and_then(|c| str_at(c, k)) == Some(v);
+        if same("/status", status) && same("/reason", reason) && same("/message", &message) {
+            continue;
+        }
+        let since = match current {
+            Some(c) if same("/status", status) => c["lastTransitionTime"].clone(),
+            _ => json!(now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        };
+        let condition = json!({"type": "Available", "status": status, "reason": reason,
+            "message": message, "lastTransitionTime": since});
+        actions.push(Action::Patch(
+            r,
+            String::new(),
+            meta::name(a).to_string(),
+            json!({"status": {"conditions": [condition]}}),
+            true,
+        ));
+    }
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn snapshot(items: Vec<(&'static str, Value)>) -> Snapshot {
+        let mut s = Snapshot::default();
+        for (plural, o) in items {
+            s.by_resource.entry(plural).or_default().push(Arc::new(o));
+        }
+        s
+    }
+
+    fn condition(actions: &[Action], name: &str) -> Value {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Patch(_, _, n, p, true) if n == name => {
+                    Some(p["status"]["conditions"][0].clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no condition for {name}: {actions:?}"))
+    }
+
+    #[test]
+    fn local_ones_are_available_and_backed_ones_say_why_not() {
+        let local =
+            json!({"metadata": {"name": "v1.apps"}, "spec": {"group": "apps", "version": "v1"}});
+        let backed = |name: &str, svc: &str| {
+            json!({"metadata": {"name": name}, "spec": {"group": "metrics.k8s.io", "version": "v1beta1",
+                "service": {"namespace": "kube-system", "name": svc}}})
+        };
+        let svc = |name: &str| json!({"metadata": {"name": name, "namespace": "kube-system"}});
+        let s = snapshot(vec![
+            ("apiservices", local),
+            ("apiservices", backed("a", "gone")),
+            ("apiservices", backed("b", "empty")),
+            ("apiservices", backed("c", "served")),
+            ("services", svc("empty")),
+            ("services", svc("served")),
+            (
+                "endpoints",
+                json!({"metadata": {"name": "served", "namespace": "kube-system"},
+                "subsets": [{"addresses": [{"ip": "10.244.0.5"}]}]}),
+            ),
+        ]);
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let actions = reconcile_api_services(&s, now);
+        assert_eq!(condition(&actions, "v1.apps")["reason"], "Local");
+        assert_eq!(condition(&actions, "v1.apps")["status"], "True");
+        assert_eq!(condition(&actions, "a")["reason"], "ServiceNotFound");
+        assert_eq!(condition(&actions, "b")["reason"], "MissingEndpoints");
+        assert_eq!(condition(&actions, "c")["reason"], "FailedDiscoveryCheck");
+        // Written once: the same condition again is left alone.
+        let mut written = (*s.of("apiservices")[0]).clone();
+        written["status"] = json!({"conditions": [condition(&actions, "v1.apps")]});
+        let again = snapshot(vec![("apiservices", written)]);
+        assert!(reconcile_api_services(&again, now).is_empty());
+    }
+}
