@@ -395,3 +395,153 @@ fn api_services_are_stored_with_their_availability() {
     assert!(err.contains("must be v2.example.com"), "{err}");
     c.ok(&["delete", "apiservice", "v1.example.com"]);
 }
+
+/// Every built-in kind through kube-rs's typed `Api<K>`: created, read,
+/// listed and deleted, each answer decoded into k8s-openapi's type, from
+/// the same objects as the Python client's walk (whose models are the
+/// stricter about required fields).
+#[test]
+fn kube_rs_typed_apis_accept_every_kind() {
+    use k8s_openapi::api::{
+        apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
+        coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+        events::v1 as events, networking::v1 as networking, node::v1 as node, policy::v1 as policy,
+        rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
+    };
+    use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apiregistration;
+    use k8s_openapi::serde::{Serialize, de::DeserializeOwned};
+    use kube::api::{Api, DeleteParams, ListParams, PostParams};
+    use serde_json::Value;
+
+    /// Create, get, list and delete `obj` as a `K` through `api`.
+    async fn walk<K>(api: Api<K>, obj: &Value) -> Result<(), String>
+    where
+        K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+    {
+        let typed: K = serde_json::from_value(obj.clone()).map_err(|e| format!("decode: {e}"))?;
+        let name = obj["metadata"]["name"].as_str().unwrap();
+        let step = |s: &'static str| move |e: kube::Error| format!("{s}: {e}");
+        api.create(&PostParams::default(), &typed)
+            .await
+            .map_err(step("create"))?;
+        api.get(name).await.map_err(step("get"))?;
+        api.list(&ListParams::default())
+            .await
+            .map_err(step("list"))?;
+        api.delete(name, &DeleteParams::default())
+            .await
+            .map_err(step("delete"))?;
+        Ok(())
+    }
+
+    let c = Cluster::start("kube-rs-kinds");
+    let kinds: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo().join("tests/support/kinds.json")).unwrap(),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let failures = rt.block_on(async {
+        let kc = kube::config::Kubeconfig::read_from(&c.kubeconfig).unwrap();
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        let client = kube::Client::try_from(cfg).unwrap();
+        let default_ns = kinds["namespace"].as_str().unwrap().to_string();
+        let mut failures = Vec::new();
+        for obj in kinds["namespaced"].as_array().unwrap() {
+            let ns = obj["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or(&default_ns)
+                .to_string();
+            let created: Api<core::Namespace> = Api::all(client.clone());
+            if created.get_opt(&ns).await.unwrap().is_none() {
+                let n = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}));
+                created
+                    .create(&PostParams::default(), &n.unwrap())
+                    .await
+                    .unwrap();
+            }
+            macro_rules! ns_walk {
+                ($t:ty) => {
+                    walk(Api::<$t>::namespaced(client.clone(), &ns), obj).await
+                };
+            }
+            let kind = (
+                obj["apiVersion"].as_str().unwrap(),
+                obj["kind"].as_str().unwrap(),
+            );
+            let result = match kind {
+                ("v1", "ConfigMap") => ns_walk!(core::ConfigMap),
+                ("v1", "Secret") => ns_walk!(core::Secret),
+                ("v1", "ServiceAccount") => ns_walk!(core::ServiceAccount),
+                ("v1", "Service") => ns_walk!(core::Service),
+                ("v1", "Pod") => ns_walk!(core::Pod),
+                ("v1", "PodTemplate") => ns_walk!(core::PodTemplate),
+                ("v1", "ReplicationController") => ns_walk!(core::ReplicationController),
+                ("v1", "LimitRange") => ns_walk!(core::LimitRange),
+                ("v1", "ResourceQuota") => ns_walk!(core::ResourceQuota),
+                ("v1", "PersistentVolumeClaim") => ns_walk!(core::PersistentVolumeClaim),
+                ("v1", "Endpoints") => ns_walk!(core::Endpoints),
+                ("v1", "Event") => ns_walk!(core::Event),
+                ("apps/v1", "Deployment") => ns_walk!(apps::Deployment),
+                ("apps/v1", "ReplicaSet") => ns_walk!(apps::ReplicaSet),
+                ("apps/v1", "StatefulSet") => ns_walk!(apps::StatefulSet),
+                ("apps/v1", "DaemonSet") => ns_walk!(apps::DaemonSet),
+                ("apps/v1", "ControllerRevision") => ns_walk!(apps::ControllerRevision),
+                ("batch/v1", "Job") => ns_walk!(batch::Job),
+                ("batch/v1", "CronJob") => ns_walk!(batch::CronJob),
+                ("coordination.k8s.io/v1", "Lease") => ns_walk!(coordination::Lease),
+                ("rbac.authorization.k8s.io/v1", "Role") => ns_walk!(rbac::Role),
+                ("rbac.authorization.k8s.io/v1", "RoleBinding") => ns_walk!(rbac::RoleBinding),
+                ("policy/v1", "PodDisruptionBudget") => ns_walk!(policy::PodDisruptionBudget),
+                ("networking.k8s.io/v1", "NetworkPolicy") => ns_walk!(networking::NetworkPolicy),
+                ("networking.k8s.io/v1", "Ingress") => ns_walk!(networking::Ingress),
+                ("autoscaling/v2", "HorizontalPodAutoscaler") => {
+                    ns_walk!(autoscaling::HorizontalPodAutoscaler)
+                }
+                ("discovery.k8s.io/v1", "EndpointSlice") => ns_walk!(discovery::EndpointSlice),
+                ("events.k8s.io/v1", "Event") => ns_walk!(events::Event),
+                other => Err(format!("no typed walk for {other:?}")),
+            };
+            if let Err(e) = result {
+                failures.push(format!("{kind:?}: {e}"));
+            }
+        }
+        for obj in kinds["cluster"].as_array().unwrap() {
+            macro_rules! walk_all {
+                ($t:ty) => {
+                    walk(Api::<$t>::all(client.clone()), obj).await
+                };
+            }
+            let kind = (
+                obj["apiVersion"].as_str().unwrap(),
+                obj["kind"].as_str().unwrap(),
+            );
+            let result = match kind {
+                ("rbac.authorization.k8s.io/v1", "ClusterRole") => walk_all!(rbac::ClusterRole),
+                ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+                    walk_all!(rbac::ClusterRoleBinding)
+                }
+                ("v1", "PersistentVolume") => walk_all!(core::PersistentVolume),
+                ("storage.k8s.io/v1", "StorageClass") => walk_all!(storage::StorageClass),
+                ("node.k8s.io/v1", "RuntimeClass") => walk_all!(node::RuntimeClass),
+                ("scheduling.k8s.io/v1", "PriorityClass") => walk_all!(scheduling::PriorityClass),
+                ("networking.k8s.io/v1", "IngressClass") => walk_all!(networking::IngressClass),
+                ("apiregistration.k8s.io/v1", "APIService") => {
+                    walk_all!(apiregistration::APIService)
+                }
+                other => Err(format!("no typed walk for {other:?}")),
+            };
+            if let Err(e) = result {
+                failures.push(format!("{kind:?}: {e}"));
+            }
+        }
+        // What the cluster makes itself, through typed lists.
+        let nodes: Api<core::Node> = Api::all(client.clone());
+        if let Err(e) = nodes.list(&ListParams::default()).await {
+            failures.push(format!("nodes: {e}"));
+        }
+        failures
+    });
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
