@@ -216,7 +216,12 @@ pub fn reconcile_node_lifecycle(
             meta::name(pod).to_string(),
         );
         if !nodes.contains(node) {
-            actions.push(Action::DeleteNow(pod_r, ns, name));
+            // A pod bound to a node that is yet to register is given the
+            // grace period first (the pod collector's quarantine).
+            let created = time(pod, "/metadata/creationTimestamp");
+            if created.is_none_or(|t| now.duration_since(t) > grace) {
+                actions.push(Action::DeleteNow(pod_r, ns, name));
+            }
         } else if down.contains(node) && pod_ready(pod) {
             actions.push(Action::Patch(
                 pod_r,
@@ -230,13 +235,23 @@ pub fn reconcile_node_lifecycle(
     actions
 }
 
-/// When the next node falls silent if its agent says nothing more.
+/// When the next node falls silent if its agent says nothing more, or the
+/// next pod bound to a missing node has waited out its grace.
 pub fn next_deadline(s: &Snapshot, since: Timestamp, grace: SignedDuration) -> Option<Timestamp> {
     let leases = leases(s);
-    s.of("nodes")
+    let nodes: BTreeSet<&str> = s.of("nodes").iter().map(|n| meta::name(n)).collect();
+    let silent = s
+        .of("nodes")
         .iter()
         .filter(|n| ready_status(n) != "Unknown")
-        .filter_map(|n| last_heard(n, &leases, since))
+        .filter_map(|n| last_heard(n, &leases, since));
+    let orphaned = s
+        .of("pods")
+        .iter()
+        .filter(|p| str_at(p, "/spec/nodeName").is_some_and(|n| !nodes.contains(n)))
+        .filter_map(|p| time(p, "/metadata/creationTimestamp"));
+    silent
+        .chain(orphaned)
         .min()
         .and_then(|t| t.checked_add(grace).ok())
 }
@@ -378,10 +393,13 @@ mod tests {
 
     #[test]
     fn pods_of_a_vanished_node_are_deleted_at_once() {
+        let mut young = pod("young", "coming", "True");
+        young["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
         let s = snapshot(vec![
             ("nodes", node("a", "2026-01-01T00:00:00Z", "True")),
             ("pods", pod("kept", "a", "True")),
             ("pods", pod("orphan", "gone", "True")),
+            ("pods", young),
             (
                 "pods",
                 json!({"metadata": {"name": "pending", "namespace": "d"}, "spec": {}}),
