@@ -634,8 +634,19 @@ fn a_killed_agent_comes_back_with_its_pods_reachable() {
     let cluster_ip = c.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
     let by_service = format!("http://{}/", cluster_ip.trim());
     curl_until(&h1, &by_service, "served by web-2");
+    let ready_since = || {
+        c.ok(&[
+            "get",
+            "node",
+            "n2",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].lastTransitionTime}",
+        ])
+    };
+    let since = ready_since();
     // SIGKILL: nothing is cleaned up.
     drop(n2);
+    std::thread::sleep(Duration::from_millis(1100));
     let n2 = c.join_on(&h2, "n2", &[]);
     curl_until(&h1, &format!("http://{ip}:8080/"), "served by web-2");
     curl_until(&h1, &by_service, "served by web-2");
@@ -655,6 +666,8 @@ fn a_killed_agent_comes_back_with_its_pods_reachable() {
     );
     let tables = String::from_utf8(h2.run(&["nft", "list", "tables"]).stdout).unwrap();
     assert_eq!(tables.matches("table ip shoal").count(), 1, "{tables}");
+    // Ready all along, as far as the cluster saw.
+    assert_eq!(ready_since(), since);
     drop(n2);
 }
 

@@ -179,6 +179,23 @@ fn stamp() -> String {
         .to_string()
 }
 
+/// When `node` became Ready, if it is.
+fn ready_since(node: &Node) -> Option<String> {
+    let ready = node
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "True")?;
+    Some(
+        ready
+            .last_transition_time
+            .as_ref()
+            .map_or_else(stamp, |t| t.0.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+    )
+}
+
 /// The node's status, Ready since `since`.
 fn node_status(config: &AgentConfig, since: &str) -> serde_json::Value {
     let now = stamp();
@@ -213,7 +230,13 @@ impl Agent {
     ) -> Result<Self, AgentError> {
         let nodes: Api<Node> = Api::all(client.clone());
         let name = config.node_name.clone();
-        if nodes.get_opt(&name).await?.is_none() {
+        let existing = nodes.get_opt(&name).await?;
+        // A node that was Ready stays Ready since then across a restart.
+        let since = existing
+            .as_ref()
+            .and_then(ready_since)
+            .unwrap_or_else(stamp);
+        if existing.is_none() {
             let mut labels = json!({
                 "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH },
@@ -230,7 +253,7 @@ impl Agent {
             .patch_status(
                 &name,
                 &PatchParams::default(),
-                &Patch::Merge(json!({"status": node_status(&config, &stamp())})),
+                &Patch::Merge(json!({"status": node_status(&config, &since)})),
             )
             .await?;
         let cidr = loop {
@@ -267,7 +290,7 @@ impl Agent {
                 .patch_status(
                     &name,
                     &PatchParams::default(),
-                    &Patch::Merge(json!({"status": node_status(&config, &stamp())})),
+                    &Patch::Merge(json!({"status": node_status(&config, &since)})),
                 )
                 .await?;
         }
@@ -412,13 +435,14 @@ async fn heartbeat(shared: Arc<Shared>) {
             tracing::warn!("renewing node lease: {e}");
         }
         let ready = match nodes.get_opt(&name).await {
-            Ok(Some(n)) => Some(
-                n.status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True"),
-            ),
+            Ok(Some(n)) => {
+                let at = ready_since(&n);
+                if let (None, Some(t)) = (posted, &at) {
+                    // The registration's time, kept.
+                    since = t.clone();
+                }
+                Some(at.is_some())
+            }
             _ => None,
         };
         if ready == Some(false) {
