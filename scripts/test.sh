@@ -30,3 +30,5 @@ if command -v cargo-nextest >/dev/null; then
 else
   cargo test --locked --workspace --no-fail-fast
 fi
+# A short run of every benchmark, so each keeps working.
+scripts/bench-smoke.sh

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# A short run of every benchmark: small sizes, the dev profile. Each must
+# still start shoal and its peer and print its figures; the figures of
+# record come from the full commands in BENCHMARKS.md. Installs the peers
+# it needs (Debian packages); run by scripts/test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pair in wrk:wrk dnsperf:dnsperf dnsmasq:dnsmasq-base etcd:etcd-server; do
+  command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+bench() {
+  local started=$SECONDS log
+  log=$(mktemp)
+  echo "== $*"
+  if ! env "$@" >"$log" 2>&1; then
+    tail -n 40 "$log"
+    rm -f "$log"
+    echo "FAILED: $*"
+    return 1
+  fi
+  tail -n 4 "$log"
+  rm -f "$log"
+  echo "   ($((SECONDS - started)) s)"
+}
+run="cargo bench --profile dev --locked --quiet"
+bench PODS=5 $run --bench pod_startup
+bench PODS=50 $run --bench pod_fill
+bench REPLICAS=100 ROUNDS=1 $run --bench deployment_fill
+bench OBJECTS=200 WATCHERS=20 RATE=50 SECONDS=2 $run --bench api_scale
+bench CHANGES=20 $run --bench service_programming
+bench SERVICES=20 SECONDS=2 $run --bench cluster_dns
+bench SECONDS=2 $run --bench service_hop
+bench WRITERS=2 WRITES=200 $run -p shoal-apiserver --bench store_writes
+bench $run -p shoal-apiserver --bench controllers
+bench PODS=100 $run -p shoal-runtime-wasm --bench density
+bench $run -p shoal-runtime-wasm --bench instantiate
+# Its peer is wasmtime-cli 48.0.8, a long build: run where it is installed.
+if { "${WASMTIME:-wasmtime}" --version 2>/dev/null || /opt/wasmtime-48/bin/wasmtime --version 2>/dev/null; } | grep -q 48.0.8; then
+  bench SECS=2 $run --bench http_throughput
+else
+  echo "== http_throughput skipped: its peer, wasmtime-cli 48.0.8, is not installed"
+fi
