@@ -29,7 +29,8 @@ bench() {
   rm -f "$log"
   echo "   ($((SECONDS - started)) s)"
 }
-run="cargo bench --profile dev --locked --quiet"
+# The whole workspace selected, as the test command built it: no rebuild.
+run="cargo bench --profile dev --locked --quiet --workspace"
 bench PODS=5 $run --bench pod_startup
 bench PODS=50 $run --bench pod_fill
 bench REPLICAS=100 ROUNDS=1 $run --bench deployment_fill
@@ -37,10 +38,10 @@ bench OBJECTS=200 WATCHERS=20 RATE=50 SECONDS=2 $run --bench api_scale
 bench CHANGES=20 $run --bench service_programming
 bench SERVICES=20 SECONDS=2 $run --bench cluster_dns
 bench SECONDS=2 $run --bench service_hop
-bench WRITERS=2 WRITES=200 $run -p shoal-apiserver --bench store_writes
-bench $run -p shoal-apiserver --bench controllers
-bench PODS=100 $run -p shoal-runtime-wasm --bench density
-bench $run -p shoal-runtime-wasm --bench instantiate
+bench WRITERS=2 WRITES=200 $run --bench store_writes
+bench $run --bench controllers
+bench PODS=100 $run --bench density
+bench $run --bench instantiate
 # Its peer is wasmtime-cli 48.0.8, a long build: run where it is installed.
 if { "${WASMTIME:-wasmtime}" --version 2>/dev/null || /opt/wasmtime-48/bin/wasmtime --version 2>/dev/null; } | grep -q 48.0.8; then
   bench SECS=2 $run --bench http_throughput
