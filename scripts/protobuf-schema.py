@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Writes apiserver/src/protobuf/schema.txt, the table the apiserver decodes
-Kubernetes protobuf request bodies with.
+"""Writes apiserver/src/gotypes/schema.txt, the table of Kubernetes' Go types the
+apiserver decodes protobuf request bodies with and writes JSON in Go's field
+order by.
 
 Field numbers and wire types come from the k8s-pb crate (Rust bindings
 generated from Kubernetes' generated.proto files); JSON field names come from
@@ -22,7 +23,7 @@ import sys
 K8S_PB = "k8s-pb-0.9.0"
 K8S_OPENAPI = "k8s-openapi-0.25.0"
 OPENAPI_VERSION = "v1_32"
-OUT = os.path.join(os.path.dirname(__file__), "..", "apiserver", "src", "protobuf", "schema.txt")
+OUT = os.path.join(os.path.dirname(__file__), "..", "apiserver", "src", "gotypes", "schema.txt")
 
 # Packages besides api/<group>/<version> that API objects refer to.
 SUPPORT = [
@@ -31,6 +32,32 @@ SUPPORT = [
     "apimachinery/pkg/api/resource",
     "apimachinery/pkg/runtime",
 ]
+# Where the API groups' packages are: built-in, CustomResourceDefinition, APIService.
+GROUPS = ("api/", "apiextensions_apiserver/", "kube_aggregator/")
+# Go types served as JSON only, so without a protobuf message: their fields in
+# the order of the Go struct (k8s.io/apimachinery/pkg/apis/meta/v1/types.go).
+# The numbers only keep the table's shape.
+JSON_ONLY = """message apimachinery.pkg.apis.meta.v1.Table
+1 metadata apimachinery.pkg.apis.meta.v1.ListMeta
+2 columnDefinitions []apimachinery.pkg.apis.meta.v1.TableColumnDefinition
+3 rows []apimachinery.pkg.apis.meta.v1.TableRow
+message apimachinery.pkg.apis.meta.v1.TableColumnDefinition
+1 name string
+2 type string
+3 format string
+4 description string
+5 priority int32
+message apimachinery.pkg.apis.meta.v1.TableRow
+1 cells []apimachinery.pkg.runtime.RawExtension
+2 conditions []apimachinery.pkg.apis.meta.v1.TableRowCondition
+3 object apimachinery.pkg.runtime.RawExtension
+message apimachinery.pkg.apis.meta.v1.TableRowCondition
+1 type string
+2 status string
+3 reason string
+4 message string"""
+# Objects of subresources, which are not kinds of their own.
+SUBRESOURCES = ["api.autoscaling.v1.Scale", "api.policy.v1.Eviction", "api.authentication.v1.TokenRequest"]
 # Messages the decoder turns into JSON by hand (see protobuf/mod.rs).
 SPECIAL = {
     "apimachinery.pkg.apis.meta.v1.Time",
@@ -43,7 +70,7 @@ SPECIAL = {
 }
 
 FIELD = re.compile(
-    r'#\[prost\((?P<kind>[a-z_0-9]+)(?: = "(?P<arg>[^"]*)")?(?:, (?P<label>optional|repeated))?, tag = "(?P<tag>\d+)"\)\] '
+    r'#\[prost\((?P<kind>[a-z_0-9]+)(?: = "(?P<arg>[^"]*)")?(?:, (?P<label>optional|repeated))?(?:, boxed)?, tag = "(?P<tag>\d+)"\)\] '
     r"pub (?:r#)?(?P<name>[a-z_0-9]+): (?P<ty>.+?),(?= #|$)"
 )
 STRUCT = re.compile(r"\npub struct (\w+) \{(.*?)\n\}", re.S)
@@ -54,7 +81,8 @@ RESOURCE = re.compile(
 
 
 def norm(name):
-    return name.replace("_", "").lower()
+    # `$ref`, `x-kubernetes-list-type` and `r#ref`, `x_kubernetes_list_type`.
+    return re.sub(r"[_$-]", "", name).lower()
 
 
 def registry_src():
@@ -97,7 +125,7 @@ def resolve(module, rust_ty):
 def inner(ty):
     """The element type of a prost field's Rust type."""
     ty = ty.replace(" ", "").rstrip(",")
-    for wrapper in ("::core::option::Option<", "::prost::alloc::vec::Vec<"):
+    for wrapper in ("::core::option::Option<", "::prost::alloc::vec::Vec<", "::prost::alloc::boxed::Box<"):
         if ty.startswith(wrapper):
             return inner(ty[len(wrapper):-1])
     if "BTreeMap<" in ty:
@@ -126,7 +154,7 @@ def main():
     openapi = openapi_fields(os.path.join(src, K8S_OPENAPI, "src", OPENAPI_VERSION))
     # prost renames acronyms (HostIP -> HostIp): match struct names without case.
     openapi = {(module, name.lower()): names for (module, name), names in openapi.items()}
-    modules = sorted({k[0] for k in openapi if k[0].startswith("api/")} | set(SUPPORT))
+    modules = sorted({k[0] for k in openapi if k[0].startswith(GROUPS)} | set(SUPPORT))
     messages, kinds = {}, []
     for module in modules:
         path = os.path.join(pb_root, module, "mod.rs")
@@ -163,7 +191,8 @@ def main():
                 target["names"] = sorted(set(target["names"] or []) | set(m["names"]))
 
     # What the served kinds and the meta/v1 messages refer to.
-    todo = [k[2] for k in kinds] + [m for m in messages if m.startswith("apimachinery")] + sorted(SPECIAL)
+    todo = [k[2] for k in kinds] + [m for m in messages if m.startswith("apimachinery")]
+    todo += sorted(SPECIAL) + SUBRESOURCES
     reachable = set()
     while todo:
         full = todo.pop()
@@ -204,10 +233,12 @@ def main():
                 if m["names"] is not None:
                     newer.append(f"{full}.{f['name']}")
             lines.append(f"{f['tag']} {json} {f['type']}")
+    lines += JSON_ONLY.split("\n")
     with open(OUT, "w") as out:
         out.write("\n".join(lines) + "\n")
     print(f"{len(newer)} fields newer than {OPENAPI_VERSION} named from their proto names")
     print(f"{OUT}: {len(reachable)} messages, {len(kinds)} kinds")
 
 
-main()
+if __name__ == "__main__":
+    main()

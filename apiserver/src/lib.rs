@@ -23,6 +23,7 @@ pub mod custom;
 pub mod defaults;
 pub mod error;
 pub mod events;
+pub mod gotypes;
 pub mod http;
 pub mod meta;
 pub mod objects;

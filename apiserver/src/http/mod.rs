@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::custom::jsonpath;
 use crate::error::{ApiError, Result};
+use crate::gotypes;
 use crate::objects::{DeleteOpts, Objects, PatchType, Propagation, WriteOpts};
 use crate::resources::{Resource, Sub};
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -104,8 +105,12 @@ pub async fn serve(mut listener: TcpListener, tls: Arc<rustls::ServerConfig>, st
     }
 }
 
+/// `v` as kube-apiserver writes it: a built-in kind's fields in its Go
+/// type's order, then a newline.
 fn json_response(code: StatusCode, v: &Value, content_type: &str) -> Response<Body> {
-    let mut r = Response::new(Body::from(serde_json::to_vec(v).unwrap_or_default()));
+    let mut json = gotypes::json::to_vec(v);
+    json.push(b'\n');
+    let mut r = Response::new(Body::from(json));
     *r.status_mut() = code;
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -11,6 +11,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::{Query, table};
 use crate::error::{ApiError, Result};
+use crate::gotypes;
 use crate::objects::Objects;
 use crate::resources::Resource;
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -69,10 +70,7 @@ pub(super) async fn watch(
             } else {
                 r.served_as(obj).into_owned()
             };
-            let mut line =
-                serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
-            line.push(b'\n');
-            Bytes::from(line)
+            Bytes::from(watch_event(ty, &gotypes::json::to_vec(&object)))
         };
         for obj in initial.iter().filter(|o| matches(o)) {
             if tx.send(Ok(send("ADDED", obj))).await.is_err() {
@@ -171,11 +169,18 @@ fn event_line(
         return;
     }
     // The object's JSON is shared by every watch of the event.
-    out.extend_from_slice(b"{\"type\":\"");
-    out.extend_from_slice(ty.as_bytes());
-    out.extend_from_slice(b"\",\"object\":");
-    out.extend_from_slice(event.object_json());
-    out.extend_from_slice(b"}\n");
+    out.extend_from_slice(&watch_event(ty, event.object_json()));
+}
+
+/// A watch event as Go writes `metav1.WatchEvent`, `type` first.
+fn watch_event(ty: &str, object: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(object.len() + ty.len() + 24);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(ty.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
+    line
 }
 
 fn tokio_stream_from(

@@ -17,10 +17,11 @@
 //! sender's choice.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
+
+use crate::gotypes::{Field, Message, SCHEMA, Scalar, Schema, Type};
 
 /// The four bytes every Kubernetes protobuf body starts with.
 const MAGIC: &[u8] = b"k8s\0";
@@ -142,105 +143,7 @@ fn omit_zero(message: &str, json: &str, v: &Value) -> bool {
         .any(|(m, fields)| *m == message && fields.contains(&json))
 }
 
-static SCHEMA: LazyLock<Schema> = LazyLock::new(|| {
-    Schema::parse(include_str!("schema.txt")).expect("schema.txt is generated and well formed")
-});
-
-#[derive(Debug, Clone, Copy)]
-enum Scalar {
-    String,
-    Bytes,
-    Bool,
-    Int32,
-    Int64,
-    Double,
-}
-
-#[derive(Debug)]
-enum Type {
-    Scalar(Scalar),
-    Message(&'static str),
-    Repeated(Box<Type>),
-    Map(Box<Type>),
-}
-
-impl Type {
-    fn parse(s: &'static str) -> Type {
-        if let Some(t) = s.strip_prefix("[]") {
-            return Type::Repeated(Box::new(Type::parse(t)));
-        }
-        if let Some(t) = s.strip_prefix("{}") {
-            return Type::Map(Box::new(Type::parse(t)));
-        }
-        Type::Scalar(match s {
-            "string" => Scalar::String,
-            "bytes" => Scalar::Bytes,
-            "bool" => Scalar::Bool,
-            "int32" => Scalar::Int32,
-            "int64" => Scalar::Int64,
-            "double" => Scalar::Double,
-            _ => return Type::Message(s),
-        })
-    }
-}
-
-struct Field {
-    /// `None` for an embedded Go struct, whose fields join the parent's.
-    json: Option<&'static str>,
-    ty: Type,
-}
-
-enum Message {
-    Fields(HashMap<u32, Field>),
-    /// A named Go slice: the message's one repeated field, as a bare array.
-    Alias(Type),
-}
-
-struct Schema {
-    kinds: HashMap<(&'static str, &'static str), &'static str>,
-    messages: HashMap<&'static str, Message>,
-}
-
 impl Schema {
-    fn parse(text: &'static str) -> Result<Schema, String> {
-        let mut kinds = HashMap::new();
-        let mut messages = HashMap::new();
-        let mut current: Option<(&str, HashMap<u32, Field>)> = None;
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let words: Vec<&'static str> = line.split(' ').collect();
-            match words.as_slice() {
-                ["kind", api_version, kind, message] => {
-                    kinds.insert((*api_version, *kind), *message);
-                }
-                ["message", name] => {
-                    if let Some((n, f)) = current.replace((name, HashMap::new())) {
-                        messages.insert(n, Message::Fields(f));
-                    }
-                }
-                ["alias", name, ty] => {
-                    messages.insert(*name, Message::Alias(Type::parse(ty).element()));
-                }
-                [tag, json, ty] => {
-                    let (_, fields) = current.as_mut().ok_or("a field outside a message")?;
-                    let tag = tag.parse().map_err(|_| format!("bad tag in {line:?}"))?;
-                    let json = (*json != "-").then_some(*json);
-                    fields.insert(
-                        tag,
-                        Field {
-                            json,
-                            ty: Type::parse(ty),
-                        },
-                    );
-                }
-                _ => return Err(format!("bad line {line:?}")),
-            }
-        }
-        if let Some((n, f)) = current {
-            messages.insert(n, Message::Fields(f));
-        }
-        Ok(Schema { kinds, messages })
-    }
-
     /// Decodes one message to JSON.
     fn message(&self, name: &str, buf: &[u8], depth: usize) -> Result<Value, String> {
         if depth > MAX_DEPTH {
@@ -250,10 +153,10 @@ impl Schema {
             return Ok(v);
         }
         match self.messages.get(name) {
-            Some(Message::Fields(fields)) => {
+            Some(Message::Fields { by_tag, .. }) => {
                 let mut out = Map::new();
-                self.fields_into(name, fields, buf, depth, &mut out)?;
-                Ok(Value::Object(out))
+                self.fields_into(name, by_tag, buf, depth, &mut out)?;
+                Ok(either(name, out))
             }
             Some(Message::Alias(element)) => {
                 let mut items = Vec::new();
@@ -292,8 +195,8 @@ impl Schema {
                 };
                 let bytes = r.expect_len(wire)?;
                 match self.messages.get(name) {
-                    Some(Message::Fields(inner)) => {
-                        self.fields_into(name, inner, bytes, depth + 1, out)?
+                    Some(Message::Fields { by_tag, .. }) => {
+                        self.fields_into(name, by_tag, bytes, depth + 1, out)?
                     }
                     _ => return Err(format!("unknown message {name}")),
                 }
@@ -397,20 +300,33 @@ impl Schema {
     }
 }
 
+/// The JSON of the messages that are one of two things in Go (a schema or
+/// an array of schemas, a schema or a bool, a schema or a list of names): the
+/// one the message holds.
+fn either(name: &str, mut fields: Map<String, Value>) -> Value {
+    const SCHEMA_OR: &str = "apiextensions_apiserver.pkg.apis.apiextensions.v1.JsonSchemaPropsOr";
+    let Some(other) = name.strip_prefix(SCHEMA_OR) else {
+        return Value::Object(fields);
+    };
+    if let Some(schema) = fields.remove("schema") {
+        return schema;
+    }
+    let key = match other {
+        "Array" => "jSonSchemas",
+        "Bool" => "allows",
+        _ => "property",
+    };
+    fields.remove(key).unwrap_or(if other == "Bool" {
+        Value::Bool(false)
+    } else {
+        Value::Array(vec![])
+    })
+}
+
 fn message_name(ty: &Type) -> &'static str {
     match ty {
         Type::Message(name) => name,
         _ => "",
-    }
-}
-
-impl Type {
-    /// The element type of `[]T`, or the type itself.
-    fn element(self) -> Type {
-        match self {
-            Type::Repeated(t) => *t,
-            t => t,
-        }
     }
 }
 
@@ -476,7 +392,9 @@ fn special(name: &str, buf: &[u8], depth: usize) -> Result<Option<Value>, String
                 Value::from(int)
             }
         }
-        "apimachinery.pkg.runtime.RawExtension" | "apimachinery.pkg.apis.meta.v1.FieldsV1" => {
+        "apimachinery.pkg.runtime.RawExtension"
+        | "apimachinery.pkg.apis.meta.v1.FieldsV1"
+        | "apiextensions_apiserver.pkg.apis.apiextensions.v1.Json" => {
             let raw = first_field(buf, |wire, r| r.expect_len(wire))?.unwrap_or_default();
             if raw.is_empty() {
                 Value::Null

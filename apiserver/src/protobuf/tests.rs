@@ -361,7 +361,7 @@ fn durations_print_as_go_does() {
 #[test]
 fn omitted_zeros_name_real_fields() {
     for (message, fields) in OMIT_ZERO {
-        let Some(Message::Fields(known)) = SCHEMA.messages.get(message) else {
+        let Some(Message::Fields { by_tag: known, .. }) = SCHEMA.messages.get(message) else {
             panic!("{message} is not in the schema");
         };
         for f in *fields {

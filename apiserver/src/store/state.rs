@@ -20,6 +20,7 @@ use super::types::{
     Applied, Command, Cond, Event, EventKind, Failure, Outcome, Proposal, Stored, TypeConfig,
 };
 use super::{read_err, write_err};
+use crate::gotypes::json::to_vec as encode;
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -472,7 +473,7 @@ impl Changes<'_> {
                 let revision = *self.revision;
                 set_resource_version(&mut value, revision);
                 let value = Arc::new(value);
-                let bytes = bytes::Bytes::from(serde_json::to_vec(&*value).map_err(write_err)?);
+                let bytes = bytes::Bytes::from(encode(&value));
                 self.ops.push(DbOp::Put(key.clone(), bytes.clone()));
                 self.objects.insert(
                     key.clone(),
@@ -517,7 +518,7 @@ impl Changes<'_> {
                 self.ops.push(DbOp::Delete(key.clone()));
                 let mut last = (*old.value).clone();
                 set_resource_version(&mut last, revision);
-                let json = bytes::Bytes::from(serde_json::to_vec(&last).map_err(write_err)?);
+                let json = bytes::Bytes::from(encode(&last));
                 let last = Arc::new(last);
                 self.events.push((
                     Arc::new(Event {
@@ -691,7 +692,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 let mut table = txn.open_table(OBJECTS).map_err(write_err)?;
                 table.retain(|_, _| false).map_err(write_err)?;
                 for (k, v) in &body.objects {
-                    let b = serde_json::to_vec(v).map_err(write_err)?;
+                    let b = encode(v);
                     table.insert(k.as_str(), b.as_slice()).map_err(write_err)?;
                     jsons.push(bytes::Bytes::from(b));
                 }

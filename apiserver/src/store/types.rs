@@ -147,6 +147,6 @@ impl Event {
     /// The object as JSON, serialized on first use.
     pub fn object_json(&self) -> &bytes::Bytes {
         self.json
-            .get_or_init(|| serde_json::to_vec(&*self.object).unwrap_or_default().into())
+            .get_or_init(|| crate::gotypes::json::to_vec(&self.object).into())
     }
 }
