@@ -17,7 +17,9 @@
 //! println!("API at https://{}", server.addr);
 //! # Ok(()) }
 //! ```
+pub mod aggregator;
 pub mod apply;
+pub mod authn;
 pub mod controllers;
 pub mod custom;
 pub mod defaults;

@@ -56,14 +56,28 @@ pub struct Pki {
     pub node_client: Pair,
     /// The API server's client pair towards node agents.
     pub apiserver_kubelet_client: Pair,
+    /// The CA of the aggregation layer's client certificate, apart from the
+    /// cluster CA: only this CA's certificate may say who a proxied request
+    /// comes from.
+    pub front_proxy_ca: String,
+    /// The pair the API server presents to aggregated API servers.
+    pub front_proxy_client: Pair,
 }
+
+/// The common name of the aggregation layer's client certificate, the one
+/// name extension API servers accept request headers from.
+pub const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
 
 /// The CA certificate's parameters: issued certificates name their issuer
 /// from these.
 fn ca_params() -> Result<CertificateParams, rcgen::Error> {
+    ca_named("shoal-ca")
+}
+
+fn ca_named(cn: &str) -> Result<CertificateParams, rcgen::Error> {
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "shoal-ca");
+    ca.distinguished_name.push(DnType::CommonName, cn);
     ca.not_after = rcgen::date_time_ymd(2046, 1, 1);
     Ok(ca)
 }
@@ -219,6 +233,23 @@ impl Pki {
             }
             std::fs::write(path("ca", "crt"), ca_cert.pem())?;
         }
+        if !path("front-proxy-ca", "crt").exists() {
+            // Its own CA, made also for data dirs from before aggregation.
+            let key = KeyPair::generate()?;
+            let ca = ca_named("shoal-front-proxy-ca")?;
+            let cert = ca.self_signed(&key)?;
+            let issuer = Issuer::new(ca, key);
+            let client = leaf(
+                &issuer,
+                FRONT_PROXY_CLIENT,
+                None,
+                vec![],
+                vec![ExtendedKeyUsagePurpose::ClientAuth],
+            )?;
+            std::fs::write(path("front-proxy-client", "crt"), &client.cert)?;
+            write_private(&path("front-proxy-client", "key"), &client.key)?;
+            std::fs::write(path("front-proxy-ca", "crt"), cert.pem())?;
+        }
         let read = |n: &str| -> Result<Pair, PkiError> {
             Ok(Pair {
                 cert: std::fs::read_to_string(path(n, "crt"))?,
@@ -233,6 +264,8 @@ impl Pki {
             node_serving: read("node-serving")?,
             node_client: read("node-client")?,
             apiserver_kubelet_client: read("apiserver-kubelet-client")?,
+            front_proxy_ca: std::fs::read_to_string(path("front-proxy-ca", "crt"))?,
+            front_proxy_client: read("front-proxy-client")?,
         })
     }
 
@@ -315,6 +348,85 @@ pub fn server_config(
     .map_err(|e| PkiError::Tls(e.to_string()))?;
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(cfg))
+}
+
+/// A client config presenting `pair` that trusts the CAs in `ca_pem`,
+/// or with `None` any server certificate (an APIService's
+/// `insecureSkipTLSVerify`).
+pub fn proxy_client_config(
+    pair: &Pair,
+    ca_pem: Option<&str>,
+) -> Result<Arc<rustls::ClientConfig>, PkiError> {
+    let (certs, key) = parse_pair(pair)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| PkiError::Tls(e.to_string()))?;
+    let builder = match ca_pem {
+        // An empty bundle trusts nothing, so the handshake says why.
+        Some(pem) => builder.with_root_certificates(if pem.trim().is_empty() {
+            RootCertStore::empty()
+        } else {
+            roots(pem)?
+        }),
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unchecked(provider))),
+    };
+    let cfg = builder
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| PkiError::Tls(e.to_string()))?;
+    Ok(Arc::new(cfg))
+}
+
+/// Accepts any server certificate; signatures are still checked, so the
+/// server holds the key of the certificate it shows.
+#[derive(Debug)]
+struct Unchecked(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for Unchecked {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 fn parse_pair(

@@ -9,6 +9,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::aggregator::Aggregator;
 use crate::http::{ApiState, serve};
 use crate::objects::{Objects, WriteOpts};
 use crate::pki::Pki;
@@ -100,14 +101,20 @@ impl Server {
             tracing::warn!("writing the kubernetes Service's endpoints: {e}");
         }
         let tls = pki.server_config(&pki.apiserver, &[b"h2", b"http/1.1"])?;
+        if let Err(e) = ensure_authentication_config(&objects, &pki).await {
+            tracing::warn!("writing kube-system/{AUTHENTICATION_CONFIG}: {}", e.message);
+        }
+        let aggregator = Arc::new(Aggregator::new(&pki));
         let state = ApiState {
             objects: objects.clone(),
             kubelet_client: pki.client_config(&pki.apiserver_kubelet_client)?,
             metrics: Arc::default(),
+            aggregator: aggregator.clone(),
         };
         let tasks = vec![
             tokio::spawn(serve(listener, tls, state)),
             tokio::spawn(crate::scheduler::run(objects.clone())),
+            tokio::spawn(crate::aggregator::run(objects.clone(), aggregator)),
             tokio::spawn(crate::controllers::run(
                 objects.clone(),
                 crate::controllers::ControllerConfig {
@@ -180,6 +187,45 @@ async fn ensure_initial_objects(
         }
     }
     Ok(())
+}
+
+/// The ConfigMap extension API servers read the cluster's client CAs and
+/// front-proxy headers from.
+const AUTHENTICATION_CONFIG: &str = "extension-apiserver-authentication";
+
+/// Writes `kube-system/extension-apiserver-authentication` (again when the
+/// CAs changed).
+async fn ensure_authentication_config(
+    objects: &Objects,
+    pki: &crate::pki::Pki,
+) -> Result<(), crate::error::ApiError> {
+    let cm = resources::by_kind("", "ConfigMap").expect("configmaps are served");
+    let data = crate::aggregator::authentication_config(pki);
+    match objects.get(cm, "kube-system", AUTHENTICATION_CONFIG) {
+        Ok(current) if current.value.get("data") == Some(&data) => Ok(()),
+        Ok(current) => {
+            let mut obj = (*current.value).clone();
+            obj["data"] = data;
+            objects
+                .update(
+                    cm,
+                    "kube-system",
+                    AUTHENTICATION_CONFIG,
+                    obj,
+                    None,
+                    WriteOpts::default(),
+                )
+                .await
+                .map(|_| ())
+        }
+        Err(_) => {
+            let obj = json!({"metadata": {"name": AUTHENTICATION_CONFIG}, "data": data});
+            objects
+                .create(cm, "kube-system", obj, WriteOpts::default())
+                .await
+                .map(|_| ())
+        }
+    }
 }
 
 /// Points the `kubernetes` Service at the API's address, as its

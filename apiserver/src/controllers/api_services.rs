@@ -1,9 +1,9 @@
 //! APIService availability, as the aggregator's controller reports it in
 //! the `Available` condition: a local APIService (no Service, its group
 //! served by the API server itself) is available (`Local`). One backed by
-//! a Service is not: `ServiceNotFound` or `MissingEndpoints` when those
-//! are missing, and otherwise `FailedDiscoveryCheck`, because shoal does
-//! not proxy requests to aggregated API servers.
+//! a Service is not while the Service (`ServiceNotFound`) or its endpoints
+//! (`MissingEndpoints`) are missing; once they are there, the aggregation
+//! layer's discovery check decides (`Passed` or `FailedDiscoveryCheck`).
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -12,17 +12,17 @@ use super::{Action, Snapshot, res};
 use crate::meta::{self, str_at};
 
 /// The `Available` condition `api_service` should have: status, reason,
-/// message.
-fn availability(s: &Snapshot, api_service: &Value) -> (&'static str, &'static str, String) {
+/// message; `None` when the discovery check is to say.
+fn availability(s: &Snapshot, api_service: &Value) -> Option<(&'static str, &'static str, String)> {
     let Some(svc) = api_service
         .pointer("/spec/service")
         .filter(|v| !v.is_null())
     else {
-        return (
+        return Some((
             "True",
             "Local",
             "Local APIServices are always available".to_string(),
-        );
+        ));
     };
     let (ns, name) = (
         str_at(svc, "/namespace").unwrap_or_default(),
@@ -35,11 +35,11 @@ fn availability(s: &Snapshot, api_service: &Value) -> (&'static str, &'static st
             .cloned()
     };
     if exists("services").is_none() {
-        return (
+        return Some((
             "False",
             "ServiceNotFound",
             format!("service/{name} in \"{ns}\" is not present"),
-        );
+        ));
     }
     let ready = exists("endpoints").is_some_and(|e| {
         e.get("subsets")
@@ -52,18 +52,42 @@ fn availability(s: &Snapshot, api_service: &Value) -> (&'static str, &'static st
                     .is_some_and(|a| !a.is_empty())
             })
     });
-    if !ready {
-        return (
+    (!ready).then(|| {
+        (
             "False",
             "MissingEndpoints",
             format!("endpoints for service/{name} in \"{ns}\" have no addresses"),
-        );
+        )
+    })
+}
+
+/// The status patch that gives `api_service` the `Available` condition
+/// `status`, `reason`, `message`, or `None` if it has it. The transition
+/// time moves only when the status does.
+pub fn condition_patch(
+    api_service: &Value,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> Option<Value> {
+    let current = api_service
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|c| str_at(c, "/type") == Some("Available"));
+    let same = |k: &str, v: &str| current.and_then(|c| str_at(c, k)) == Some(v);
+    if same("/status", status) && same("/reason", reason) && same("/message", message) {
+        return None;
     }
-    (
-        "False",
-        "FailedDiscoveryCheck",
-        "shoal does not proxy requests to aggregated API servers".to_string(),
-    )
+    let since = match current {
+        Some(c) if same("/status", status) => c["lastTransitionTime"].clone(),
+        _ => json!(now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+    };
+    let condition = json!({"type": "Available", "status": status, "reason": reason,
+        "message": message, "lastTransitionTime": since});
+    Some(json!({"status": {"conditions": [condition]}}))
 }
 
 /// Writes each APIService's `Available` condition where it differs.
@@ -71,30 +95,18 @@ pub fn reconcile_api_services(s: &Snapshot, now: Timestamp) -> Vec<Action> {
     let r = res("APIService", "apiregistration.k8s.io");
     let mut actions = Vec::new();
     for a in s.of("apiservices") {
-        let (status, reason, message) = availability(s, a);
-        let current = a
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .find(|c| str_at(c, "/type") == Some("Available"));
-        let same = |k: &str, v: &str| current.and_then(|c| str_at(c, k)) == Some(v);
-        if same("/status", status) && same("/reason", reason) && same("/message", &message) {
+        let Some((status, reason, message)) = availability(s, a) else {
             continue;
-        }
-        let since = match current {
-            Some(c) if same("/status", status) => c["lastTransitionTime"].clone(),
-            _ => json!(now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
         };
-        let condition = json!({"type": "Available", "status": status, "reason": reason,
-            "message": message, "lastTransitionTime": since});
-        actions.push(Action::Patch(
-            r,
-            String::new(),
-            meta::name(a).to_string(),
-            json!({"status": {"conditions": [condition]}}),
-            true,
-        ));
+        if let Some(patch) = condition_patch(a, status, reason, &message, now) {
+            actions.push(Action::Patch(
+                r,
+                String::new(),
+                meta::name(a).to_string(),
+                patch,
+                true,
+            ));
+        }
     }
     actions
 }
@@ -153,7 +165,12 @@ mod tests {
         assert_eq!(condition(&actions, "v1.apps")["status"], "True");
         assert_eq!(condition(&actions, "a")["reason"], "ServiceNotFound");
         assert_eq!(condition(&actions, "b")["reason"], "MissingEndpoints");
-        assert_eq!(condition(&actions, "c")["reason"], "FailedDiscoveryCheck");
+        // With endpoints, the aggregation layer's discovery check says.
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::Patch(_, _, n, _, _) if n == "c"))
+        );
         // Written once: the same condition again is left alone.
         let mut written = (*s.of("apiservices")[0]).clone();
         written["status"] = json!({"conditions": [condition(&actions, "v1.apps")]});

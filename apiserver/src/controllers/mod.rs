@@ -18,7 +18,7 @@ use crate::objects::{
 };
 use crate::resources::{self, RESOURCES, Resource, Sub};
 
-mod api_services;
+pub mod api_services;
 mod crds;
 mod cronjobs;
 mod daemonsets;
@@ -112,11 +112,10 @@ impl Dirty {
             self.namespaces.insert(ns.to_string());
         }
         match plural {
-            "pods" => {
-                if !self.pods.contains(ns) {
-                    self.pods.insert(ns.to_string());
-                }
+            "pods" if !self.pods.contains(ns) => {
+                self.pods.insert(ns.to_string());
             }
+            "pods" => {}
             "services" | "endpoints" => {
                 self.services.insert((ns.to_string(), name.to_string()));
             }

@@ -57,20 +57,34 @@ fn api_group(group: &str, versions: &[&str]) -> Value {
     json!({"name": group, "versions": gvs, "preferredVersion": gvs.first()})
 }
 
-/// `GET /apis` (legacy).
-pub fn group_list(registry: &Registry) -> Value {
-    let groups: Vec<Value> = groups(registry)
+/// Groups other servers serve through APIServices, each with its
+/// versions, preferred first.
+pub type RemoteGroups = [(String, Vec<String>)];
+
+/// `GET /apis` (legacy): the groups served here, then those of
+/// aggregated API servers.
+pub fn group_list(registry: &Registry, remote: &RemoteGroups) -> Value {
+    let mut groups: Vec<Value> = groups(registry)
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, vs)| api_group(g, &vs))
         .collect();
+    groups.extend(remote.iter().map(|(g, vs)| {
+        let vs: Vec<&str> = vs.iter().map(String::as_str).collect();
+        api_group(g, &vs)
+    }));
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `GET /apis/{group}` (legacy).
-pub fn group(registry: &Registry, group: &str) -> Option<Value> {
-    let (g, vs) = groups(registry).into_iter().find(|(g, _)| *g == group)?;
-    let mut v = api_group(g, &vs);
+pub fn group(registry: &Registry, remote: &RemoteGroups, group: &str) -> Option<Value> {
+    let mut v = match groups(registry).into_iter().find(|(g, _)| *g == group) {
+        Some((g, vs)) => api_group(g, &vs),
+        None => {
+            let (g, vs) = remote.iter().find(|(g, _)| g == group)?;
+            api_group(g, &vs.iter().map(String::as_str).collect::<Vec<_>>())
+        }
+    };
     v["kind"] = json!("APIGroup");
     v["apiVersion"] = json!("v1");
     Some(v)
@@ -142,12 +156,66 @@ fn aggregated_group(registry: &Registry, group: &str) -> Value {
     json!({"metadata": {"name": group}, "versions": versions})
 }
 
-/// `GET /api` or `/apis` (aggregated).
-pub fn aggregated(registry: &Registry, core: bool) -> Value {
-    let items: Vec<Value> = groups(registry)
+/// An aggregated API server's group in aggregated discovery, from the
+/// `APIResourceList` each of its versions answered with.
+fn remote_group(group: &str, versions: &[(&str, &Value)]) -> Value {
+    let versions: Vec<Value> = versions
+        .iter()
+        .map(|(v, list)| {
+            let entries = list["resources"].as_array().cloned().unwrap_or_default();
+            let resources: Vec<Value> = entries
+                .iter()
+                .filter_map(|r| {
+                    let name = r["name"].as_str()?;
+                    if name.contains('/') {
+                        return None;
+                    }
+                    let prefix = format!("{name}/");
+                    let subs: Vec<Value> = entries
+                        .iter()
+                        .filter_map(|s| {
+                            let sub = s["name"].as_str()?.strip_prefix(&prefix)?;
+                            Some(json!({"subresource": sub, "verbs": s["verbs"],
+                                "responseKind": {"group": s.get("group").unwrap_or(&json!(group)),
+                                    "version": s.get("version").unwrap_or(&json!(v)), "kind": s["kind"]}}))
+                        })
+                        .collect();
+                    let namespaced = r["namespaced"].as_bool().unwrap_or(false);
+                    Some(json!({
+                        "resource": name,
+                        "responseKind": {"group": group, "version": v, "kind": r["kind"]},
+                        "scope": if namespaced { "Namespaced" } else { "Cluster" },
+                        "singularResource": r["singularName"], "verbs": r["verbs"],
+                        "shortNames": r.get("shortNames"), "categories": r.get("categories"),
+                        "subresources": subs,
+                    }))
+                })
+                .collect();
+            json!({"version": v, "resources": resources, "freshness": "Current"})
+        })
+        .collect();
+    json!({"metadata": {"name": group}, "versions": versions})
+}
+
+/// `GET /api` or `/apis` (aggregated), with the groups of aggregated API
+/// servers as they last answered discovery.
+pub fn aggregated(
+    registry: &Registry,
+    core: bool,
+    remote: &std::collections::BTreeMap<(String, String), Value>,
+) -> Value {
+    let mut items: Vec<Value> = groups(registry)
         .into_iter()
         .filter(|(g, _)| g.is_empty() == core)
         .map(|(g, _)| aggregated_group(registry, g))
         .collect();
+    let mut by_group: Vec<(&str, Vec<(&str, &Value)>)> = Vec::new();
+    for ((g, v), list) in remote {
+        match by_group.iter_mut().find(|(name, _)| name == g) {
+            Some((_, vs)) => vs.push((v, list)),
+            None => by_group.push((g, vec![(v, list)])),
+        }
+    }
+    items.extend(by_group.iter().map(|(g, vs)| remote_group(g, vs)));
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }

@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::aggregator::{self, Aggregator};
+use crate::authn::User;
 use crate::custom::jsonpath;
 use crate::error::{ApiError, Result};
 use crate::gotypes;
@@ -44,11 +46,13 @@ pub struct ApiState {
     pub kubelet_client: Arc<rustls::ClientConfig>,
     /// Request counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The aggregation layer.
+    pub aggregator: Arc<Aggregator>,
 }
 
-/// Whether the TLS peer presented a certificate the CA signed.
-#[derive(Clone, Copy)]
-struct Authenticated(bool);
+/// The user of the certificate the TLS peer presented, which the CA signed.
+#[derive(Clone)]
+struct Authenticated(Option<Arc<User>>);
 
 /// How long a client has to finish its TLS handshake: a silent one must not
 /// hold a descriptor for ever.
@@ -81,10 +85,12 @@ pub async fn serve(mut listener: TcpListener, tls: Arc<rustls::ServerConfig>, st
                 tls.get_ref()
                     .1
                     .peer_certificates()
-                    .is_some_and(|c| !c.is_empty()),
+                    .and_then(|c| c.first())
+                    .and_then(|c| User::from_certificate(c))
+                    .map(Arc::new),
             );
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let state = state.clone();
+                let (state, auth) = (state.clone(), auth.clone());
                 async move { Ok::<_, std::convert::Infallible>(handle(state, auth, peer, req).await) }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -159,13 +165,14 @@ async fn handle(
 ) -> Response<Body> {
     let started = std::time::Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    let resp = if !auth.0 && !matches!(path.as_str(), "/healthz" | "/readyz" | "/livez") {
-        error_response(&ApiError::unauthorized())
-    } else {
-        match route(&state, req).await {
+    let resp = match &auth.0 {
+        None if !matches!(path.as_str(), "/healthz" | "/readyz" | "/livez") => {
+            error_response(&ApiError::unauthorized())
+        }
+        user => match route(&state, user.as_deref(), req).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
-        }
+        },
     };
     if let Some(labels) = resp.extensions().get::<metrics::RequestLabels>() {
         state.metrics.request(*labels, resp.status().as_u16());
@@ -273,7 +280,11 @@ struct Target {
     watch: bool,
 }
 
-async fn route(state: &ApiState, req: Request<hyper::body::Incoming>) -> Result<Response<Body>> {
+async fn route(
+    state: &ApiState,
+    user: Option<&User>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Body>> {
     let path = req.uri().path().trim_end_matches('/').to_string();
     let query = Query::parse(req.uri().query());
     let accept = req
@@ -285,12 +296,25 @@ async fn route(state: &ApiState, req: Request<hyper::body::Incoming>) -> Result<
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let get = req.method() == Method::GET;
     let aggregated = |core: bool| {
+        let remote = if core {
+            Default::default()
+        } else {
+            state.aggregator.discovered()
+        };
         Ok(json_response(
             StatusCode::OK,
-            &discovery::aggregated(state.objects.resources(), core),
+            &discovery::aggregated(state.objects.resources(), core, &remote),
             discovery::AGGREGATED,
         ))
     };
+    // A group-version another server serves, through an APIService.
+    if let ["apis", g, v, ..] = segs.as_slice()
+        && let Some(api_service) = aggregator::remote(&state.objects, g, v)
+    {
+        let user = user.ok_or_else(ApiError::unauthorized)?;
+        let resp = aggregator::forward(&state.objects, &state.aggregator, &api_service, user, req);
+        return resp.await;
+    }
     match segs.as_slice() {
         ["healthz"] | ["readyz"] | ["livez"] if get => return Ok(Response::new(Body::from("ok"))),
         ["metrics"] if get => {
@@ -319,7 +343,10 @@ async fn route(state: &ApiState, req: Request<hyper::body::Incoming>) -> Result<
             return if discovery::wants_aggregated(&accept) {
                 aggregated(false)
             } else {
-                Ok(ok(&discovery::group_list(state.objects.resources())))
+                Ok(ok(&discovery::group_list(
+                    state.objects.resources(),
+                    &aggregator::remote_groups(&state.objects),
+                )))
             };
         }
         ["api", "v1"] if get => {
@@ -331,9 +358,13 @@ async fn route(state: &ApiState, req: Request<hyper::body::Incoming>) -> Result<
             .unwrap_or_default()));
         }
         ["apis", g] if get => {
-            return discovery::group(state.objects.resources(), g)
-                .map(|v| ok(&v))
-                .ok_or_else(ApiError::no_route);
+            return discovery::group(
+                state.objects.resources(),
+                &aggregator::remote_groups(&state.objects),
+                g,
+            )
+            .map(|v| ok(&v))
+            .ok_or_else(ApiError::no_route);
         }
         ["apis", g, v] if get => {
             return discovery::resource_list(state.objects.resources(), g, v)
