@@ -165,14 +165,21 @@ const STATUS_ZEROS: &[(&str, &[&str])] = &[
     ("HorizontalPodAutoscaler", &["desiredReplicas"]),
 ];
 
-/// Gives `obj` of `kind` the status fields of [`STATUS_ZEROS`] it lacks.
-fn status_zeros(kind: &str, obj: &mut Value) {
+/// The kinds whose status has fields Go always writes.
+pub fn kinds_with_status_zeros() -> impl Iterator<Item = &'static str> {
+    STATUS_ZEROS.iter().map(|(k, _)| *k)
+}
+
+/// Gives `obj` of `kind` the status fields of [`STATUS_ZEROS`] it lacks;
+/// whether it lacked any.
+pub fn status_zeros(kind: &str, obj: &mut Value) -> bool {
     let Some((_, fields)) = STATUS_ZEROS.iter().find(|(k, _)| *k == kind) else {
-        return;
+        return false;
     };
     let Some(m) = obj.as_object_mut() else {
-        return;
+        return false;
     };
+    let before = m.get("status").cloned();
     if !m.get("status").is_some_and(Value::is_object) {
         m.insert("status".into(), json!({}));
     }
@@ -181,6 +188,7 @@ fn status_zeros(kind: &str, obj: &mut Value) {
             default_key(st, f, json!(0));
         }
     }
+    m.get("status") != before.as_ref()
 }
 
 /// Defaults by kind. Service address allocation is done by the caller.

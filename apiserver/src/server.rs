@@ -79,6 +79,7 @@ impl Server {
         ensure_initial_objects(&objects, config.cluster_dns)
             .await
             .map_err(StartError::Init)?;
+        complete_statuses(&objects).await;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| StartError::Listen(config.listen, e))?;
@@ -189,6 +190,51 @@ async fn ensure_initial_objects(
     Ok(())
 }
 
+/// Gives objects stored before their kind's status carried the fields Go
+/// always writes those fields, as kube-apiserver's defaulting on read
+/// would. Later writes keep them.
+async fn complete_statuses(objects: &Objects) {
+    let kinds: Vec<&str> = crate::defaults::kinds_with_status_zeros().collect();
+    for r in objects
+        .resources()
+        .all()
+        .into_iter()
+        .filter(|r| kinds.contains(&r.kind))
+    {
+        let (items, _) = objects.list(r, None, &Default::default(), &Default::default());
+        for stored in items {
+            let mut obj = (*stored.value).clone();
+            if !crate::defaults::status_zeros(r.kind, &mut obj) {
+                continue;
+            }
+            let (ns, name) = (
+                crate::meta::str_at(&obj, "/metadata/namespace")
+                    .unwrap_or_default()
+                    .to_string(),
+                crate::meta::name(&obj).to_string(),
+            );
+            let written = objects
+                .update(
+                    r,
+                    &ns,
+                    &name,
+                    obj,
+                    Some(resources::Sub::Status),
+                    WriteOpts::default(),
+                )
+                .await;
+            // A conflict means it was written meanwhile, with the fields.
+            if let Err(e) = written {
+                tracing::debug!(
+                    "completing the status of {} {ns}/{name}: {}",
+                    r.kind,
+                    e.message
+                );
+            }
+        }
+    }
+}
+
 /// The ConfigMap extension API servers read the cluster's client CAs and
 /// front-proxy headers from.
 const AUTHENTICATION_CONFIG: &str = "extension-apiserver-authentication";
@@ -293,3 +339,45 @@ async fn ensure_api_endpoints(
 
 /// Keeps `Arc` in the public API surface small.
 pub type SharedServer = Arc<Server>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Command, Cond};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn statuses_stored_without_go_zeros_get_them_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_single(dir.path(), 1, "127.0.0.1:1").await.unwrap();
+        let ds = resources::by_kind("apps", "DaemonSet").unwrap();
+        // As an older shoal stored it: no status fields at all.
+        let old = json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "d", "namespace": "default", "uid": "u1", "generation": 1,
+                "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"selector": {"matchLabels": {"a": "b"}},
+                "template": {"metadata": {"labels": {"a": "b"}},
+                    "spec": {"containers": [{"name": "c", "image": "i"}]}}},
+            "status": {}});
+        store
+            .write(Command::Put {
+                key: ds.key("default", "d"),
+                value: old,
+                cond: Cond::Any,
+            })
+            .await
+            .unwrap();
+        let objects = Objects::new(store);
+        complete_statuses(&objects).await;
+        let now = objects.get(ds, "default", "d").unwrap().value;
+        assert_eq!(
+            now["status"],
+            json!({"currentNumberScheduled": 0, "numberMisscheduled": 0,
+                "desiredNumberScheduled": 0, "numberReady": 0})
+        );
+        // Nothing to do a second time.
+        let rev = objects.get(ds, "default", "d").unwrap().revision;
+        complete_statuses(&objects).await;
+        assert_eq!(objects.get(ds, "default", "d").unwrap().revision, rev);
+        objects.store().shutdown().await;
+    }
+}

@@ -332,12 +332,14 @@ impl StateMachine {
             let value: Value =
                 serde_json::from_slice(v.value()).map_err(|e| redb::Error::Io(e.into()))?;
             let revision = resource_version(&value);
+            // In today's encoding, whatever wrote it.
+            let json = encode(&value).into();
             objects.insert(
                 k.value().to_string(),
                 Stored {
                     value: Arc::new(value),
                     revision,
-                    json: bytes::Bytes::copy_from_slice(v.value()),
+                    json,
                 },
             );
         }
