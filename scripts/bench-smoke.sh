@@ -47,6 +47,7 @@ bench SERVICES=20 SECONDS=2 $run --bench cluster_dns
 bench SECONDS=2 $run --bench service_hop
 bench WRITERS=2 WRITES=200 $run --bench store_writes
 bench $run --bench controllers
+bench ROUNDS=3 $run --bench encode
 bench PODS=100 $run --bench density
 bench $run --bench instantiate
 # Its peer is wasmtime-cli 48.0.8, a long build: run where it is installed.

@@ -545,3 +545,54 @@ fn kube_rs_typed_apis_accept_every_kind() {
     });
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Responses are written as kube-apiserver writes them: objects, lists and
+/// watch events in the field order of their Go types, at every depth, and
+/// a newline after each.
+#[test]
+fn responses_are_written_in_go_field_order() {
+    let c = Cluster::start("goorder");
+    let f = c.dir.join("d.yaml");
+    std::fs::write(
+        &f,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, labels: {z: '1', a: '2'}}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {restartPolicy: Always, containers: [{name: web, image: hello-http:v1, ports: [{protocol: TCP, containerPort: 8080}]}]}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata: {b: '1', a: '2'}\nimmutable: false\n",
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let get = |path: &str| {
+        let out = c.kubectl(&["get", "--raw", path]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let d = get("/apis/apps/v1/namespaces/default/deployments/web");
+    assert!(
+        d.starts_with(r#"{"kind":"Deployment","apiVersion":"apps/v1","metadata":{"name":"web","namespace":"default","uid":"#),
+        "{d}"
+    );
+    // Maps sorted; inside the template, the Go order again.
+    assert!(d.contains(r#""labels":{"a":"2","z":"1"}"#), "{d}");
+    assert!(
+        d.contains(r#"{"name":"web","image":"hello-http:v1","ports":[{"containerPort":8080,"protocol":"TCP"}],"#),
+        "{d}"
+    );
+    let spec = d.find(r#""spec":{"replicas""#).expect("spec then replicas");
+    assert!(d[spec..].find(r#""status":"#).is_some(), "{d}");
+    assert!(d.ends_with("}\n"), "{d:?}");
+
+    let list = get("/api/v1/namespaces/default/configmaps?fieldSelector=metadata.name%3Dcm");
+    assert!(
+        list.starts_with(r#"{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"#),
+        "{list}"
+    );
+    assert!(
+        list.contains(r#""items":[{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"cm","#),
+        "{list}"
+    );
+    assert!(list.contains(r#""immutable":false,"data":{"a":"2","b":"1"}"#), "{list}");
+
+    let watch = get("/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1&fieldSelector=metadata.name%3Dcm");
+    assert!(
+        watch.starts_with(r#"{"type":"ADDED","object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"cm","#),
+        "{watch}"
+    );
+}

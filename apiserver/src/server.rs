@@ -348,7 +348,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn statuses_stored_without_go_zeros_get_them_at_start() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_single(dir.path(), 1, "127.0.0.1:1").await.unwrap();
+        let store = Store::open_single(dir.path(), 1, "127.0.0.1:1")
+            .await
+            .unwrap();
         let ds = resources::by_kind("apps", "DaemonSet").unwrap();
         // As an older shoal stored it: no status fields at all.
         let old = json!({"apiVersion": "apps/v1", "kind": "DaemonSet",

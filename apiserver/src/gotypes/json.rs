@@ -18,188 +18,237 @@ use super::{Message, SCHEMA, Type};
 
 /// `value` as JSON, a built-in object's fields in Go's order.
 pub fn to_vec(value: &Value) -> Vec<u8> {
-    serde_json::to_vec(&Ordered::root(value)).unwrap_or_default()
+    serde_json::to_vec(&Rooted(value)).unwrap_or_default()
 }
 
-/// A field's place among its message's fields, and its type.
-type Ranks = HashMap<&'static str, (u32, &'static Type)>;
+/// What a value is expected to be, resolved from the schema once so that
+/// encoding neither hashes nor allocates to find a field.
+enum Shape {
+    /// Nothing known: keys sorted.
+    Any,
+    /// A message, by its index in [`Graph::messages`].
+    Message(usize),
+    /// `[]T`.
+    Repeated(Box<Shape>),
+    /// `map[string]T`.
+    Map(Box<Shape>),
+    /// An embedded object (`runtime.RawExtension`): it names its own kind.
+    Embedded,
+    /// A schema, or an array of schemas, or a bool (`JSONSchemaPropsOr…`).
+    SchemaOr(usize),
+}
 
-/// Every message's fields by JSON name, embedded structs' fields in place.
-static RANKS: LazyLock<HashMap<&'static str, Ranks>> = LazyLock::new(|| {
-    SCHEMA
-        .messages
-        .keys()
+/// A message's fields by JSON name: the field's place in Go's order, its
+/// shape. (A fast hash: names are short and many are looked up.)
+type Fields = rustc_hash::FxHashMap<&'static str, (u32, Shape)>;
+
+/// Every message of the schema, resolved.
+struct Graph {
+    messages: Vec<Fields>,
+    /// Message name → index.
+    index: HashMap<&'static str, usize>,
+}
+
+static GRAPH: LazyLock<Graph> = LazyLock::new(|| {
+    let names: Vec<&'static str> = SCHEMA.messages.keys().copied().collect();
+    let index: HashMap<&'static str, usize> =
+        names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let messages = names
+        .iter()
         .map(|name| {
-            let mut ranks = Ranks::new();
-            // `TypeMeta` comes first where a message does not name the two.
+            let mut fields = Fields::default();
+            // `kind` and `apiVersion` (Go's embedded `TypeMeta`) take 0 and
+            // 1 where a message has no fields of its own by those names.
             let mut next = 2;
-            add_fields(name, &mut ranks, &mut next);
-            (*name, ranks)
+            add_fields(name, &index, &mut fields, &mut next);
+            fields
         })
-        .collect()
+        .collect();
+    Graph { messages, index }
 });
 
-/// Where `kind` and `apiVersion` go when a message has no fields of its own
-/// by those names: first, as Go's embedded `TypeMeta`.
+/// Where `kind` and `apiVersion` go in a message without fields by those
+/// names: first, as Go's embedded `TypeMeta`.
 const TYPE_META: [(&str, u32); 2] = [("kind", 0), ("apiVersion", 1)];
 
-fn add_fields(name: &str, ranks: &mut Ranks, next: &mut u32) {
+const RAW_EXTENSION: &str = "apimachinery.pkg.runtime.RawExtension";
+const SCHEMA_OR: &str = "apiextensions_apiserver.pkg.apis.apiextensions.v1.JsonSchemaPropsOr";
+const SCHEMA_PROPS: &str = "apiextensions_apiserver.pkg.apis.apiextensions.v1.JsonSchemaProps";
+
+fn add_fields(name: &str, index: &HashMap<&'static str, usize>, out: &mut Fields, next: &mut u32) {
     let Some(Message::Fields { by_tag, order }) = SCHEMA.messages.get(name) else {
         return;
     };
     for field in order.iter().map(|t| &by_tag[t]) {
         match (field.json, &field.ty) {
             (Some(json), ty) => {
-                ranks.entry(json).or_insert((*next, ty));
+                out.entry(json).or_insert((*next, shape(ty, index)));
                 *next += 1;
             }
-            (None, Type::Message(inner)) => add_fields(inner, ranks, next),
+            // An embedded struct: its fields are the parent's, in place.
+            (None, Type::Message(inner)) => add_fields(inner, index, out, next),
             (None, _) => {}
         }
     }
 }
 
-/// Messages whose JSON is one of two things, mostly a schema.
-const SCHEMA_OR: &str = "apiextensions_apiserver.pkg.apis.apiextensions.v1.JsonSchemaPropsOr";
-const SCHEMA_PROPS: Type =
-    Type::Message("apiextensions_apiserver.pkg.apis.apiextensions.v1.JsonSchemaProps");
-const RAW_EXTENSION: &str = "apimachinery.pkg.runtime.RawExtension";
-
-/// What a value is expected to be.
-#[derive(Clone, Copy)]
-enum Shape {
-    /// Nothing known: keys sorted.
-    Any,
-    /// A field's declared type.
-    Typed(&'static Type),
-    /// A list of a kind: `metadata` then `items` of that kind's message.
-    List(&'static str),
+fn shape(ty: &Type, index: &HashMap<&'static str, usize>) -> Shape {
+    match ty {
+        Type::Scalar(_) => Shape::Any,
+        Type::Repeated(t) => Shape::Repeated(Box::new(shape(t, index))),
+        Type::Map(t) => Shape::Map(Box::new(shape(t, index))),
+        Type::Message(name) if *name == RAW_EXTENSION => Shape::Embedded,
+        Type::Message(name) if name.starts_with(SCHEMA_OR) => index
+            .get(SCHEMA_PROPS)
+            .map_or(Shape::Any, |&i| Shape::SchemaOr(i)),
+        Type::Message(name) => match SCHEMA.messages.get(name) {
+            Some(Message::Alias(element)) => Shape::Repeated(Box::new(shape(element, index))),
+            Some(Message::Fields { .. }) => Shape::Message(index[name]),
+            None => Shape::Any,
+        },
+    }
 }
 
 /// A value and its shape, serialized in Go's order.
 struct Ordered<'a> {
     value: &'a Value,
-    shape: Shape,
+    shape: &'a Shape,
+}
+
+/// The shape of an object that names its kind, or of a list of such.
+enum Root {
+    Shape(Shape),
+    /// A list of a kind: `metadata` then `items` of that kind's message.
+    List(Shape),
 }
 
 fn kind_of(v: &Value) -> Option<(&str, &str)> {
     Some((v.get("apiVersion")?.as_str()?, v.get("kind")?.as_str()?))
 }
 
-impl<'a> Ordered<'a> {
-    /// An object that names its kind, or a list of objects that do.
-    fn root(value: &'a Value) -> Self {
-        let shape = match kind_of(value) {
-            Some((version, kind)) => match SCHEMA
-                .message_of(version, kind)
-                .and_then(|m| MESSAGE_TYPES.get(m))
-            {
-                Some(ty) => Shape::Typed(ty),
-                None => kind
-                    .strip_suffix("List")
-                    .and_then(|item| SCHEMA.message_of(version, item))
-                    .map_or(Shape::Any, Shape::List),
-            },
-            None => Shape::Any,
-        };
-        Self { value, shape }
+fn root(value: &Value) -> Root {
+    let message = |version: &str, kind: &str| {
+        SCHEMA
+            .message_of(version, kind)
+            .and_then(|m| GRAPH.index.get(m))
+            .map(|&i| Shape::Message(i))
+    };
+    let Some((version, kind)) = kind_of(value) else {
+        return Root::Shape(Shape::Any);
+    };
+    if let Some(shape) = message(version, kind) {
+        return Root::Shape(shape);
     }
-
-    fn with(value: &'a Value, ty: &'static Type) -> Self {
-        Self {
-            value,
-            shape: Shape::Typed(ty),
-        }
+    match kind
+        .strip_suffix("List")
+        .and_then(|item| message(version, item))
+    {
+        Some(item) => Root::List(item),
+        None => Root::Shape(Shape::Any),
     }
 }
 
-/// A `Type::Message` for every message, so a kind's message can be a shape.
-static MESSAGE_TYPES: LazyLock<HashMap<&'static str, Type>> = LazyLock::new(|| {
-    SCHEMA
-        .messages
-        .keys()
-        .map(|name| (*name, Type::Message(name)))
-        .collect()
+static LIST_META: LazyLock<Shape> = LazyLock::new(|| {
+    GRAPH
+        .index
+        .get("apimachinery.pkg.apis.meta.v1.ListMeta")
+        .map_or(Shape::Any, |&i| Shape::Message(i))
 });
 
-static LIST_META: Type = Type::Message("apimachinery.pkg.apis.meta.v1.ListMeta");
+/// `value` serialized as the object it names.
+fn serialize_root<S: Serializer>(value: &Value, s: S) -> Result<S::Ok, S::Error> {
+    match root(value) {
+        Root::Shape(shape) => Ordered {
+            value,
+            shape: &shape,
+        }
+        .serialize(s),
+        Root::List(item) => list(value, &item, s),
+    }
+}
+
+/// A value that names its own kind.
+struct Rooted<'a>(&'a Value);
+
+impl Serialize for Rooted<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_root(self.0, s)
+    }
+}
 
 impl Serialize for Ordered<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let ty = match self.shape {
-            Shape::Any => return self.value.serialize(s),
-            Shape::List(item) => return list(self.value, item, s),
-            Shape::Typed(ty) => ty,
-        };
-        match (self.value, ty) {
-            (Value::Object(fields), Type::Message(name)) => {
-                if *name == RAW_EXTENSION {
-                    // An embedded object (a table row's, a watch event's).
-                    return Ordered::root(self.value).serialize(s);
-                }
-                if name.starts_with(SCHEMA_OR) {
-                    return Ordered::with(self.value, &SCHEMA_PROPS).serialize(s);
-                }
-                let Some(ranks) = RANKS.get(name) else {
-                    return self.value.serialize(s);
-                };
-                let mut entries: Vec<_> = fields
-                    .iter()
-                    .map(|(k, v)| {
-                        let (rank, ty) = match ranks.get(k.as_str()) {
-                            Some(&(rank, ty)) => (rank, Some(ty)),
-                            None => TYPE_META
-                                .iter()
-                                .find(|(n, _)| n == k)
-                                .map_or((u32::MAX, None), |&(_, r)| (r, None)),
-                        };
-                        (rank, k, v, ty)
-                    })
-                    .collect();
-                // Stable: unknown fields keep their sorted order.
-                entries.sort_by_key(|e| e.0);
-                let mut map = s.serialize_map(Some(entries.len()))?;
-                for (_, k, v, ty) in entries {
-                    match ty {
-                        Some(ty) => map.serialize_entry(k, &Ordered::with(v, ty))?,
-                        None => map.serialize_entry(k, v)?,
-                    }
-                }
-                map.end()
-            }
-            (Value::Array(items), Type::Message(name)) => match SCHEMA.messages.get(name) {
-                // A named slice, or a schema's `items` given as an array.
-                Some(Message::Alias(element)) => seq(items, element, s),
-                _ if name.starts_with(SCHEMA_OR) => seq(items, &SCHEMA_PROPS, s),
-                _ => self.value.serialize(s),
-            },
-            (Value::Array(items), Type::Repeated(element)) => seq(items, element, s),
-            (Value::Object(entries), Type::Map(element)) => {
+        match (self.value, self.shape) {
+            (Value::Object(fields), Shape::Message(i)) => message(fields, &GRAPH.messages[*i], s),
+            (Value::Object(fields), Shape::SchemaOr(i)) => message(fields, &GRAPH.messages[*i], s),
+            (Value::Array(items), Shape::SchemaOr(i)) => seq(items, &Shape::Message(*i), s),
+            (Value::Array(items), Shape::Repeated(element)) => seq(items, element, s),
+            (Value::Object(entries), Shape::Map(element)) => {
                 let mut map = s.serialize_map(Some(entries.len()))?;
                 for (k, v) in entries {
-                    map.serialize_entry(k, &Ordered::with(v, element))?;
+                    map.serialize_entry(
+                        k,
+                        &Ordered {
+                            value: v,
+                            shape: element,
+                        },
+                    )?;
                 }
                 map.end()
             }
+            (Value::Object(_), Shape::Embedded) => serialize_root(self.value, s),
             _ => self.value.serialize(s),
         }
     }
 }
 
-fn seq<S: Serializer>(items: &[Value], element: &'static Type, s: S) -> Result<S::Ok, S::Error> {
+static ANY: Shape = Shape::Any;
+
+/// An object of a message: the fields it knows in Go's order, then the
+/// others in their sorted order.
+fn message<S: Serializer>(
+    fields: &serde_json::Map<String, Value>,
+    known: &Fields,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let mut entries: Vec<(u32, &String, &Value, &Shape)> = fields
+        .iter()
+        .map(|(k, v)| match known.get(k.as_str()) {
+            Some((rank, shape)) => (*rank, k, v, shape),
+            None => {
+                let rank = TYPE_META
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map_or(u32::MAX, |&(_, r)| r);
+                (rank, k, v, &ANY)
+            }
+        })
+        .collect();
+    // Stable: unknown fields keep their sorted order.
+    entries.sort_by_key(|e| e.0);
+    let mut map = s.serialize_map(Some(entries.len()))?;
+    for (_, k, value, shape) in entries {
+        map.serialize_entry(k, &Ordered { value, shape })?;
+    }
+    map.end()
+}
+
+fn seq<S: Serializer>(items: &[Value], element: &Shape, s: S) -> Result<S::Ok, S::Error> {
     let mut seq = s.serialize_seq(Some(items.len()))?;
-    for v in items {
-        seq.serialize_element(&Ordered::with(v, element))?;
+    for value in items {
+        seq.serialize_element(&Ordered {
+            value,
+            shape: element,
+        })?;
     }
     seq.end()
 }
 
 /// `{"kind", "apiVersion", "metadata", "items"}`, the items as `item`s.
-fn list<S: Serializer>(value: &Value, item: &'static str, s: S) -> Result<S::Ok, S::Error> {
+fn list<S: Serializer>(value: &Value, item: &Shape, s: S) -> Result<S::Ok, S::Error> {
     let Value::Object(fields) = value else {
         return value.serialize(s);
     };
-    let item = &MESSAGE_TYPES[item];
     let rank = |k: &str| match k {
         "kind" => 0,
         "apiVersion" => 1,
@@ -212,7 +261,13 @@ fn list<S: Serializer>(value: &Value, item: &'static str, s: S) -> Result<S::Ok,
     let mut map = s.serialize_map(Some(entries.len()))?;
     for (k, v) in entries {
         match (k.as_str(), v) {
-            ("metadata", _) => map.serialize_entry(k, &Ordered::with(v, &LIST_META))?,
+            ("metadata", _) => map.serialize_entry(
+                k,
+                &Ordered {
+                    value: v,
+                    shape: &LIST_META,
+                },
+            )?,
             ("items", Value::Array(items)) => map.serialize_entry(k, &Items(items, item))?,
             _ => map.serialize_entry(k, v)?,
         }
@@ -220,7 +275,7 @@ fn list<S: Serializer>(value: &Value, item: &'static str, s: S) -> Result<S::Ok,
     map.end()
 }
 
-struct Items<'a>(&'a [Value], &'static Type);
+struct Items<'a>(&'a [Value], &'a Shape);
 
 impl Serialize for Items<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
