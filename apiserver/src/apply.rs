@@ -107,13 +107,17 @@ pub fn value_at<'a>(obj: &'a Value, path: &[Step]) -> Option<&'a Value> {
 }
 
 /// Whether `path` differs between `a` and `b` as field ownership sees it:
-/// a leaf by its value, a keyed list element by its presence only (its
-/// fields are paths of their own, and the server may have defaulted some
-/// the configuration leaves out).
+/// a leaf by its value; a keyed list element, or a map (owned as a path
+/// when applied empty), by its presence only: their fields are paths of
+/// their own, and the server may have defaulted some the configuration
+/// leaves out.
 fn differs(a: &Value, b: &Value, path: &[Step]) -> bool {
-    match path.last() {
-        Some(Step::Key(_)) => value_at(a, path).is_some() != value_at(b, path).is_some(),
-        _ => value_at(a, path) != value_at(b, path),
+    let (x, y) = (value_at(a, path), value_at(b, path));
+    match (path.last(), x, y) {
+        (Some(Step::Key(_)), _, _) | (_, Some(Value::Object(_)), Some(Value::Object(_))) => {
+            x.is_some() != y.is_some()
+        }
+        _ => x != y,
     }
 }
 
@@ -507,6 +511,45 @@ mod tests {
         assert!(again.message.contains("kubectl-edit"), "{}", again.message);
         let agreeing = apply(Some(&updated), &changed, "bob", false, "t4").unwrap_err();
         assert!(!agreeing.message.contains("k:{"), "{}", agreeing.message);
+    }
+
+    #[test]
+    fn two_appliers_agreeing_share_then_one_changing_conflicts() {
+        // A map entry, a keyed list element with an atomic list inside, a
+        // scalar: alice applies them, bob applies the same values.
+        let config = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"team": "a"}},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [
+                {"name": "c", "image": "i:1", "command": ["serve", "--port=80"]}]}}}});
+        let alice = apply(None, &config, "alice", false, "t0").unwrap();
+        let both = apply(Some(&alice), &config, "bob", false, "t1").unwrap();
+        let entries = both["metadata"]["managedFields"].as_array().unwrap();
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        assert_eq!(entries[0]["fieldsV1"], entries[1]["fieldsV1"]);
+        // Each change of a shared value conflicts with the other owner.
+        let changes: [(&str, Value); 4] = [
+            ("/metadata/labels/team", json!("b")),
+            ("/spec/replicas", json!(3)),
+            ("/spec/template/spec/containers/0/command", json!(["serve"])),
+            ("/spec/template/spec/containers/0/image", json!("i:2")),
+        ];
+        for (path, value) in changes {
+            let mut changed = config.clone();
+            *changed.pointer_mut(path).unwrap() = value;
+            let err = apply(Some(&both), &changed, "alice", false, "t2").unwrap_err();
+            assert!(err.message.contains("conflict with \"bob\""), "{path}: {}", err.message);
+            // Forced, alice takes the field and bob loses it.
+            let forced = apply(Some(&both), &changed, "alice", true, "t2").unwrap();
+            assert_eq!(forced.pointer(path), changed.pointer(path));
+        }
+        // A field alice stops applying stays while bob applies it.
+        let mut fewer = config.clone();
+        fewer["metadata"]["labels"] = json!({});
+        let kept = apply(Some(&both), &fewer, "alice", false, "t3").unwrap();
+        assert_eq!(kept["metadata"]["labels"]["team"], "a");
+        // Once bob drops it too, it goes.
+        let gone = apply(Some(&kept), &fewer, "bob", false, "t4").unwrap();
+        assert!(gone["metadata"]["labels"].get("team").is_none(), "{gone}");
     }
 
     #[test]
