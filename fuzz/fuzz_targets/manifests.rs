@@ -1,12 +1,13 @@
 #![no_main]
-//! Decoding (JSON or YAML), strict field validation, defaulting and
-//! semantic validation of any input as any served kind never panic, nor do
+//! Decoding (JSON or YAML), strict field validation, defaulting, semantic
+//! validation and writing in Go's field order of any input as any served
+//! kind never panic (and the writing changes nothing but the order), nor do
 //! a custom resource's structural schema steps and CEL rules.
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 use shoal_apiserver::custom::{cel, schema};
-use shoal_apiserver::{defaults, http::yaml_to_json, resources::RESOURCES, validation};
+use shoal_apiserver::{defaults, gotypes, http::yaml_to_json, resources::RESOURCES, validation};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {
@@ -23,6 +24,14 @@ fuzz_target!(|data: &[u8]| {
     let mut custom = obj.clone();
     defaults::apply(r.kind, &mut obj);
     let _ = validation::validate(r, &obj);
+    // Written in Go's field order, the object is the same object.
+    if let Some(m) = obj.as_object_mut() {
+        m.insert("apiVersion".into(), json!(r.api_version()));
+        m.insert("kind".into(), json!(r.kind));
+    }
+    let written = gotypes::json::to_vec(&obj);
+    let read = serde_json::from_slice::<serde_json::Value>(&written).ok();
+    assert_eq!(read.as_ref(), Some(&obj));
 
     let s = json!({"type": "object", "required": ["spec"], "properties": {"spec": {"type": "object",
         "properties": {"n": {"type": "integer", "minimum": 0, "default": 1}, "s": {"type": "string", "pattern": "^a+$", "maxLength": 4},
