@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use schemars::r#gen::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value, json};
 
+use crate::names::{is_dns_label, is_dns_subdomain, is_label_key, is_label_value};
 use crate::error::{ApiError, Cause, Result};
 use crate::resources::{RESOURCES, Resource};
 use crate::selectors::LabelSelector;
@@ -222,38 +223,6 @@ pub fn decode(r: &Resource, obj: &Value, mode: FieldValidation) -> Result<Vec<St
     }
 }
 
-/// Whether `s` is an RFC 1123 label: lowercase alphanumerics and `-`, at
-/// most 63 characters, alphanumeric at both ends.
-pub(crate) fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
-}
-
-fn is_label_value(s: &str) -> bool {
-    s.is_empty()
-        || (s.len() <= 63
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            && s.as_bytes()[0].is_ascii_alphanumeric()
-            && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric())
-}
-
-fn is_label_key(s: &str) -> bool {
-    let (prefix, name) = match s.rsplit_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, s),
-    };
-    prefix.is_none_or(is_dns_subdomain) && !name.is_empty() && is_label_value(name)
-}
-
 struct Causes(Vec<Cause>);
 
 impl Causes {
@@ -458,12 +427,12 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
             match schedule.and_then(Value::as_str) {
                 None | Some("") => c.required("spec.schedule", ""),
                 Some(s) => {
-                    if let Err(e) = crate::controllers::parse_schedule(s) {
+                    if let Err(e) = crate::cron::parse_schedule(s) {
                         c.invalid("spec.schedule", schedule.unwrap_or(&Value::Null), &e);
                     }
                 }
             }
-            if let Err(e) = crate::controllers::time_zone(obj) {
+            if let Err(e) = crate::cron::time_zone(obj) {
                 c.invalid(
                     "spec.timeZone",
                     obj.pointer("/spec/timeZone").unwrap_or(&Value::Null),

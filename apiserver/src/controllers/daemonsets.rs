@@ -3,14 +3,13 @@
 
 use serde_json::{Value, json};
 
+use super::revisions::REVISION_LABEL;
 use super::{
     Action, Snapshot, active, int, owner_ref, pod_ready, res, status_patch, template_hash,
     terminating,
 };
 use crate::meta::{self, str_at};
 
-/// The label that names the template revision a pod was made from.
-pub const REVISION_LABEL: &str = "controller-revision-hash";
 
 /// Whether `node` is one the DaemonSet's pods belong on.
 /// Whether a DaemonSet's pod belongs on `node`: its selector and node

@@ -32,7 +32,7 @@ mod quotas;
 mod revisions;
 mod statefulsets;
 pub use crds::reconcile_definitions;
-pub use cronjobs::{parse_schedule, reconcile_cronjobs, time_zone};
+pub use cronjobs::reconcile_cronjobs;
 pub use daemonsets::reconcile_daemonsets;
 pub use jobs::reconcile_jobs;
 pub use quotas::reconcile_quotas;

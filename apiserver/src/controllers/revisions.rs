@@ -4,9 +4,11 @@
 
 use serde_json::{Value, json};
 
-use super::daemonsets::REVISION_LABEL;
 use super::{Action, Snapshot, int, owner_ref, res};
 use crate::meta;
+
+/// The label that names the template revision a pod was made from.
+pub const REVISION_LABEL: &str = "controller-revision-hash";
 
 /// Keeps a ControllerRevision named `revision` for `owner`'s current
 /// template, numbered after every other one (a template that comes back

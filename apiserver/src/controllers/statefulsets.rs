@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::daemonsets::REVISION_LABEL;
+use super::revisions::REVISION_LABEL;
 use super::{
     Action, Snapshot, int, owner_ref, pod_ready, res, status_patch, template_hash, terminating,
 };

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::resources::View;
+use super::View;
 
 /// events.k8s.io/v1 name ↔ core/v1 name, for the fields that differ.
 const RENAMED: [(&str, &str); 7] = [

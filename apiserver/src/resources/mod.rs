@@ -1,6 +1,9 @@
 //! The resources the API serves: one table drives routing, discovery,
 //! OpenAPI and storage keys.
 
+pub mod custom;
+mod event_view;
+
 use k8s_openapi::api::{
     apps::v1 as apps, authorization::v1 as authorization, autoscaling::v2 as autoscaling,
     batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
@@ -69,7 +72,7 @@ pub struct Resource {
     pub decode: fn(&serde_json::Value) -> Result<(), String>,
     /// What the definition of a custom resource says of it; `None` for the
     /// built-in kinds.
-    pub custom: Option<&'static crate::custom::Custom>,
+    pub custom: Option<&'static custom::Custom>,
     /// For a resource served over another's objects in its own schema, how
     /// they convert.
     pub view: Option<&'static View>,
@@ -719,7 +722,7 @@ pub static RESOURCES: &[Resource] = &[
         &[],
         events::Event,
         "io.k8s.api.events.v1.Event";
-        view: Some(&crate::events::VIEW)
+        view: Some(&event_view::VIEW)
     ),
     stored!(
         "authorization.k8s.io",
@@ -848,7 +851,7 @@ impl Registry {
         let mut extra = group_versions_of(custom.iter().copied());
         extra.sort_by(|a, b| {
             a.0.cmp(b.0).then_with(|| {
-                crate::custom::version_priority(b.1).cmp(&crate::custom::version_priority(a.1))
+                custom::version_priority(b.1).cmp(&custom::version_priority(a.1))
             })
         });
         out.extend(extra);
