@@ -561,7 +561,11 @@ fn responses_are_written_in_go_field_order() {
     c.ok(&["apply", "-f", f.to_str().unwrap()]);
     let get = |path: &str| {
         let out = c.kubectl(&["get", "--raw", path]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let d = get("/apis/apps/v1/namespaces/default/deployments/web");
@@ -581,16 +585,23 @@ fn responses_are_written_in_go_field_order() {
 
     let list = get("/api/v1/namespaces/default/configmaps?fieldSelector=metadata.name%3Dcm");
     assert!(
-        list.starts_with(r#"{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"#),
+        list.starts_with(
+            r#"{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"#
+        ),
         "{list}"
     );
     assert!(
         list.contains(r#""items":[{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"cm","#),
         "{list}"
     );
-    assert!(list.contains(r#""immutable":false,"data":{"a":"2","b":"1"}"#), "{list}");
+    assert!(
+        list.contains(r#""immutable":false,"data":{"a":"2","b":"1"}"#),
+        "{list}"
+    );
 
-    let watch = get("/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1&fieldSelector=metadata.name%3Dcm");
+    let watch = get(
+        "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1&fieldSelector=metadata.name%3Dcm",
+    );
     assert!(
         watch.starts_with(r#"{"type":"ADDED","object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"cm","#),
         "{watch}"

@@ -537,7 +537,11 @@ mod tests {
             let mut changed = config.clone();
             *changed.pointer_mut(path).unwrap() = value;
             let err = apply(Some(&both), &changed, "alice", false, "t2").unwrap_err();
-            assert!(err.message.contains("conflict with \"bob\""), "{path}: {}", err.message);
+            assert!(
+                err.message.contains("conflict with \"bob\""),
+                "{path}: {}",
+                err.message
+            );
             // Forced, alice takes the field and bob loses it.
             let forced = apply(Some(&both), &changed, "alice", true, "t2").unwrap();
             assert_eq!(forced.pointer(path), changed.pointer(path));

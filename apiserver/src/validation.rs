@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 use schemars::r#gen::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value, json};
 
-use crate::names::{is_dns_label, is_dns_subdomain, is_label_key, is_label_value};
 use crate::error::{ApiError, Cause, Result};
+use crate::names::{is_dns_label, is_dns_subdomain, is_label_key, is_label_value};
 use crate::resources::{RESOURCES, Resource};
 use crate::selectors::LabelSelector;
 

@@ -10,7 +10,6 @@ use super::{
 };
 use crate::meta::{self, str_at};
 
-
 /// Whether `node` is one the DaemonSet's pods belong on.
 /// Whether a DaemonSet's pod belongs on `node`: its selector and node
 /// affinity match and the node has no taint its tolerations miss. A

@@ -13,9 +13,9 @@ use schemars::schema::Schema;
 use serde_json::{Value, json};
 
 use crate::error::Cause;
+use crate::names::is_dns_label;
 pub use crate::resources::custom::{Column, Custom, ScalePaths, version_priority};
 use crate::resources::{Resource, Sub};
-use crate::names::is_dns_label;
 
 /// The finalizer that holds a definition until its objects are deleted.
 pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
@@ -165,7 +165,6 @@ pub fn served(crds: &[&Value]) -> Vec<&'static Resource> {
     }
     out
 }
-
 
 /// The defaults Kubernetes gives a definition.
 pub fn default_definition(crd: &mut Value) {

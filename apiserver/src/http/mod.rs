@@ -666,7 +666,8 @@ async fn resource(
             if let Some(c) = cont {
                 meta["continue"] = json!(c);
             }
-            let head = json!({"kind": list_kind(r), "apiVersion": r.api_version(), "metadata": meta});
+            let head =
+                json!({"kind": list_kind(r), "apiVersion": r.api_version(), "metadata": meta});
             if r.custom.is_some() {
                 // Kept as maps, custom objects' lists have sorted keys.
                 let items: Vec<_> = page.iter().map(|s| r.served_as(&s.value)).collect();

@@ -850,9 +850,8 @@ impl Registry {
         let custom = self.custom();
         let mut extra = group_versions_of(custom.iter().copied());
         extra.sort_by(|a, b| {
-            a.0.cmp(b.0).then_with(|| {
-                custom::version_priority(b.1).cmp(&custom::version_priority(a.1))
-            })
+            a.0.cmp(b.0)
+                .then_with(|| custom::version_priority(b.1).cmp(&custom::version_priority(a.1)))
         });
         out.extend(extra);
         out
