@@ -99,13 +99,13 @@ pub fn reconcile_api_services(s: &Snapshot, now: Timestamp) -> Vec<Action> {
             continue;
         };
         if let Some(patch) = condition_patch(a, status, reason, &message, now) {
-            actions.push(Action::Patch(
-                r,
-                String::new(),
-                meta::name(a).to_string(),
+            actions.push(Action::Patch {
+                resource: r,
+                namespace: String::new(),
+                name: meta::name(a).to_string(),
                 patch,
-                true,
-            ));
+                status: true,
+            });
         }
     }
     actions
@@ -129,9 +129,12 @@ mod tests {
         actions
             .iter()
             .find_map(|a| match a {
-                Action::Patch(_, _, n, p, true) if n == name => {
-                    Some(p["status"]["conditions"][0].clone())
-                }
+                Action::Patch {
+                    name: n,
+                    patch: p,
+                    status: true,
+                    ..
+                } if n == name => Some(p["status"]["conditions"][0].clone()),
                 _ => None,
             })
             .unwrap_or_else(|| panic!("no condition for {name}: {actions:?}"))
@@ -169,7 +172,7 @@ mod tests {
         assert!(
             !actions
                 .iter()
-                .any(|a| matches!(a, Action::Patch(_, _, n, _, _) if n == "c"))
+                .any(|a| matches!(a, Action::Patch { name: n, .. } if n == "c"))
         );
         // Written once: the same condition again is left alone.
         let mut written = (*s.of("apiservices")[0]).clone();

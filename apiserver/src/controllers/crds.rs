@@ -28,13 +28,13 @@ pub fn reconcile_definitions(s: &Snapshot) -> Vec<Action> {
             .flat_map(|(r, os)| os.iter().map(move |o| (*r, o)))
             .collect();
         if objects.is_empty() {
-            actions.push(Action::Patch(
-                crd_r,
-                String::new(),
-                name.to_string(),
-                without_finalizer(crd, CLEANUP_FINALIZER),
-                false,
-            ));
+            actions.push(Action::Patch {
+                resource: crd_r,
+                namespace: String::new(),
+                name: name.to_string(),
+                patch: without_finalizer(crd, CLEANUP_FINALIZER),
+                status: false,
+            });
         }
         for (r, o) in objects.into_iter().filter(|(_, o)| !terminating(o)) {
             actions.push(Action::Delete(
@@ -71,7 +71,15 @@ mod tests {
     #[test]
     fn a_definition_is_established() {
         let actions = reconcile_definitions(&snap(&[("customresourcedefinitions", crd(false))]));
-        let [Action::Patch(_, _, name, p, true)] = actions.as_slice() else {
+        let [
+            Action::Patch {
+                name,
+                patch: p,
+                status: true,
+                ..
+            },
+        ] = actions.as_slice()
+        else {
             panic!("{actions:?}")
         };
         assert_eq!(name, "widgets.example.com");
@@ -103,10 +111,10 @@ mod tests {
         assert!(
             !actions
                 .iter()
-                .any(|a| matches!(a, Action::Patch(_, _, _, _, false)))
+                .any(|a| matches!(a, Action::Patch { status: false, .. }))
         );
         let s = snap(&[("customresourcedefinitions", def)]);
         let actions = reconcile_definitions(&s);
-        assert!(actions.iter().any(|a| matches!(a, Action::Patch(_, _, _, p, false) if p["metadata"]["finalizers"].is_null())));
+        assert!(actions.iter().any(|a| matches!(a, Action::Patch { patch: p, status: false, .. } if p["metadata"]["finalizers"].is_null())));
     }
 }

@@ -119,13 +119,13 @@ pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
                             meta::name(new)
                         ),
                     ));
-                    actions.push(Action::Patch(
-                        rs_r,
-                        ns.to_string(),
-                        meta::name(new).to_string(),
-                        json!({"spec": {"replicas": target}}),
-                        false,
-                    ));
+                    actions.push(Action::Patch {
+                        resource: rs_r,
+                        namespace: ns.to_string(),
+                        name: meta::name(new).to_string(),
+                        patch: json!({"spec": {"replicas": target}}),
+                        status: false,
+                    });
                 }
                 let available: i64 = owned
                     .iter()
@@ -154,13 +154,13 @@ pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
                                 r - cut
                             ),
                         ));
-                        actions.push(Action::Patch(
-                            rs_r,
-                            ns.to_string(),
-                            meta::name(old).to_string(),
-                            json!({"spec": {"replicas": r - cut}}),
-                            false,
-                        ));
+                        actions.push(Action::Patch {
+                            resource: rs_r,
+                            namespace: ns.to_string(),
+                            name: meta::name(old).to_string(),
+                            patch: json!({"spec": {"replicas": r - cut}}),
+                            status: false,
+                        });
                     }
                 }
             }
@@ -243,13 +243,13 @@ pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
             if unavail == 0 {
                 patch_status["unavailableReplicas"] = Value::Null;
             }
-            actions.push(Action::Patch(
-                d_r,
-                ns.to_string(),
-                name.to_string(),
-                json!({"status": patch_status}),
-                true,
-            ));
+            actions.push(Action::Patch {
+                resource: d_r,
+                namespace: ns.to_string(),
+                name: name.to_string(),
+                patch: json!({"status": patch_status}),
+                status: true,
+            });
         }
     }
     actions
@@ -295,7 +295,13 @@ mod tests {
         let scaled: Vec<(String, i64)> = actions
             .iter()
             .filter_map(|a| match a {
-                Action::Patch(r, _, name, p, false) if r.kind == "ReplicaSet" => {
+                Action::Patch {
+                    resource: r,
+                    name,
+                    patch: p,
+                    status: false,
+                    ..
+                } if r.kind == "ReplicaSet" => {
                     Some((name.clone(), p["spec"]["replicas"].as_i64().unwrap()))
                 }
                 _ => None,

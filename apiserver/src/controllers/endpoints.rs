@@ -233,13 +233,13 @@ fn endpoints_object(
             let mut patch = json!({"subsets": subsets});
             patch["metadata"] = json!({"annotations": {
                 "endpoints.kubernetes.io/over-capacity": if truncated { json!("truncated") } else { Value::Null }}});
-            Some(Action::Patch(
-                ep_r,
-                ns.to_string(),
-                name.to_string(),
+            Some(Action::Patch {
+                resource: ep_r,
+                namespace: ns.to_string(),
+                name: name.to_string(),
                 patch,
-                false,
-            ))
+                status: false,
+            })
         }
     }
 }
@@ -325,13 +325,13 @@ fn slices(
             Some(e) => {
                 kept_empty |= eps.is_empty();
                 if e["endpoints"] != json!(eps) || e["ports"] != json!(ports) {
-                    actions.push(Action::Patch(
-                        slice_r,
-                        ns.to_string(),
-                        meta::name(e).to_string(),
-                        json!({"endpoints": eps, "ports": ports}),
-                        false,
-                    ));
+                    actions.push(Action::Patch {
+                        resource: slice_r,
+                        namespace: ns.to_string(),
+                        name: meta::name(e).to_string(),
+                        patch: json!({"endpoints": eps, "ports": ports}),
+                        status: false,
+                    });
                 }
             }
             None => {
@@ -474,7 +474,12 @@ mod tests {
         let patched: Vec<(&str, &Value)> = again
             .iter()
             .filter_map(|a| match a {
-                Action::Patch(r, _, n, p, _) if r.kind == "EndpointSlice" => Some((n.as_str(), p)),
+                Action::Patch {
+                    resource: r,
+                    name: n,
+                    patch: p,
+                    ..
+                } if r.kind == "EndpointSlice" => Some((n.as_str(), p)),
                 _ => None,
             })
             .collect();

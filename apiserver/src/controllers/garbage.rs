@@ -94,13 +94,13 @@ fn propagate_deletions(s: &Snapshot) -> Vec<Action> {
                     } else {
                         json!(rest)
                     };
-                    actions.push(Action::Patch(
-                        dr,
-                        meta::namespace(d).to_string(),
-                        meta::name(d).to_string(),
-                        json!({"metadata": {"ownerReferences": refs}}),
-                        false,
-                    ));
+                    actions.push(Action::Patch {
+                        resource: dr,
+                        namespace: meta::namespace(d).to_string(),
+                        name: meta::name(d).to_string(),
+                        patch: json!({"metadata": {"ownerReferences": refs}}),
+                        status: false,
+                    });
                 }
                 ORPHAN
             } else if has_finalizer(o, FOREGROUND_DELETION) {
@@ -122,13 +122,13 @@ fn propagate_deletions(s: &Snapshot) -> Vec<Action> {
                 .iter()
                 .any(|(_, d)| finalizer == ORPHAN || blocks_deletion_of(d, uid));
             if !waiting {
-                actions.push(Action::Patch(
-                    r,
-                    meta::namespace(o).to_string(),
-                    meta::name(o).to_string(),
-                    without_finalizer(o, finalizer),
-                    false,
-                ));
+                actions.push(Action::Patch {
+                    resource: r,
+                    namespace: meta::namespace(o).to_string(),
+                    name: meta::name(o).to_string(),
+                    patch: without_finalizer(o, finalizer),
+                    status: false,
+                });
             }
         }
     }
@@ -157,8 +157,10 @@ mod tests {
             ("replicasets", other.clone()),
         ]));
         assert_eq!(actions.len(), 1, "{actions:?}");
-        assert!(matches!(&actions[0], Action::Patch(r, _, n, p, false)
-            if r.kind == "Pod" && n == "q" && p["metadata"]["ownerReferences"] == json!([{"uid": "other"}])));
+        assert!(
+            matches!(&actions[0], Action::Patch { resource: r, name: n, patch: p, status: false, .. }
+            if r.kind == "Pod" && n == "q" && p["metadata"]["ownerReferences"] == json!([{"uid": "other"}]))
+        );
 
         // Foreground: the dependent is deleted, in the foreground too; the
         // owner keeps its finalizer meanwhile.
@@ -181,19 +183,19 @@ mod tests {
             ("replicasets", other.clone()),
         ]));
         assert_eq!(actions.len(), 2, "{actions:?}");
-        assert!(
-            actions
-                .iter()
-                .any(|a| matches!(a, Action::Patch(r, _, _, p, false)
-            if r.kind == "ReplicaSet" && p["metadata"]["finalizers"] == json!(["keep"])))
-        );
+        assert!(actions.iter().any(
+            |a| matches!(a, Action::Patch { resource: r, patch: p, status: false, .. }
+            if r.kind == "ReplicaSet" && p["metadata"]["finalizers"] == json!(["keep"]))
+        ));
 
         // With no dependents left, only the policy's finalizer goes.
         for fin in [ORPHAN, FOREGROUND_DELETION] {
             let actions = reconcile_garbage(&snap(&[("replicasets", owner(fin))]));
             assert_eq!(actions.len(), 1, "{actions:?}");
-            assert!(matches!(&actions[0], Action::Patch(r, _, n, p, false)
-                if r.kind == "ReplicaSet" && n == "r" && p["metadata"]["finalizers"] == json!(["keep"])));
+            assert!(
+                matches!(&actions[0], Action::Patch { resource: r, name: n, patch: p, status: false, .. }
+                if r.kind == "ReplicaSet" && n == "r" && p["metadata"]["finalizers"] == json!(["keep"]))
+            );
         }
     }
 

@@ -60,13 +60,13 @@ pub fn reconcile_load_balancers(s: &Snapshot) -> Vec<Action> {
         if have == want || (empty(&have) && empty(&want)) {
             continue;
         }
-        actions.push(Action::Patch(
-            svc_r,
-            meta::namespace(svc).to_string(),
-            meta::name(svc).to_string(),
-            json!({"status": {"loadBalancer": want}}),
-            true,
-        ));
+        actions.push(Action::Patch {
+            resource: svc_r,
+            namespace: meta::namespace(svc).to_string(),
+            name: meta::name(svc).to_string(),
+            patch: json!({"status": {"loadBalancer": want}}),
+            status: true,
+        });
     }
     actions
 }

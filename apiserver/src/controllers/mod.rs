@@ -51,8 +51,19 @@ pub use statefulsets::reconcile_statefulsets;
 pub enum Action {
     /// Create an object.
     Create(&'static Resource, String, Value),
-    /// Merge-patch an object (or its status).
-    Patch(&'static Resource, String, String, Value, bool),
+    /// Merge-patch an object, or its status.
+    Patch {
+        /// Its resource.
+        resource: &'static Resource,
+        /// Its namespace (empty for a cluster object).
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The merge patch.
+        patch: Value,
+        /// Whether the patch is of the `status` subresource.
+        status: bool,
+    },
     /// Delete an object.
     Delete(&'static Resource, String, String),
     /// Delete an object with no grace period: nothing is left to end it.
@@ -305,14 +316,12 @@ fn subset_equal(want: &Value, have: Option<&Value>) -> bool {
 /// A merge patch of `obj`'s status to `status`, unless it already says so
 /// (a zero or null field reads as an absent one).
 fn status_patch(r: &'static Resource, obj: &Value, status: Value) -> Option<Action> {
-    (!subset_equal(&status, obj.get("status"))).then(|| {
-        Action::Patch(
-            r,
-            meta::namespace(obj).to_string(),
-            meta::name(obj).to_string(),
-            json!({"status": status}),
-            true,
-        )
+    (!subset_equal(&status, obj.get("status"))).then(|| Action::Patch {
+        resource: r,
+        namespace: meta::namespace(obj).to_string(),
+        name: meta::name(obj).to_string(),
+        patch: json!({"status": status}),
+        status: true,
     })
 }
 
@@ -382,7 +391,13 @@ async fn perform(objects: &Objects, a: Action) -> bool {
             .create(r, ns, obj.clone(), WriteOpts::default())
             .await
             .map(|_| ()),
-        Action::Patch(r, ns, name, p, status) => objects
+        Action::Patch {
+            resource: r,
+            namespace: ns,
+            name,
+            patch: p,
+            status,
+        } => objects
             .patch(
                 r,
                 ns,
@@ -652,7 +667,11 @@ mod test_support {
         actions
             .iter()
             .find_map(|a| match a {
-                Action::Patch(_, _, _, p, true) => Some(p["status"].clone()),
+                Action::Patch {
+                    patch: p,
+                    status: true,
+                    ..
+                } => Some(p["status"].clone()),
                 _ => None,
             })
             .unwrap_or(Value::Null)

@@ -26,13 +26,13 @@ pub fn reconcile_node_cidrs(s: &Snapshot, cluster_cidr: &str, node_mask: u8) -> 
         .filter(|n| str_at(n, "/spec/podCIDR").is_none())
     {
         if let Ok(c) = alloc.allocate() {
-            actions.push(Action::Patch(
-                node_r,
-                String::new(),
-                meta::name(n).to_string(),
-                json!({"spec": {"podCIDR": c.to_string(), "podCIDRs": [c.to_string()]}}),
-                false,
-            ));
+            actions.push(Action::Patch {
+                resource: node_r,
+                namespace: String::new(),
+                name: meta::name(n).to_string(),
+                patch: json!({"spec": {"podCIDR": c.to_string(), "podCIDRs": [c.to_string()]}}),
+                status: false,
+            });
         }
     }
     actions

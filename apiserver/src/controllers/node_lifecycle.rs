@@ -178,13 +178,13 @@ pub fn reconcile_node_lifecycle(
         let silent = last_heard(node, &leases, since).is_none_or(|t| now.duration_since(t) > grace);
         let mut ready = ready_status(node);
         if silent && ready != "Unknown" {
-            actions.push(Action::Patch(
-                node_r,
-                String::new(),
-                name.to_string(),
-                json!({"status": {"conditions": unknown_conditions(node, now)}}),
-                true,
-            ));
+            actions.push(Action::Patch {
+                resource: node_r,
+                namespace: String::new(),
+                name: name.to_string(),
+                patch: json!({"status": {"conditions": unknown_conditions(node, now)}}),
+                status: true,
+            });
             actions.push(Action::Event(
                 (**node).clone(),
                 "NodeNotReady",
@@ -195,13 +195,13 @@ pub fn reconcile_node_lifecycle(
         let want = taints(node, ready, now);
         let have = node.pointer("/spec/taints").cloned().unwrap_or(Value::Null);
         if want != have {
-            actions.push(Action::Patch(
-                node_r,
-                String::new(),
-                name.to_string(),
-                json!({"spec": {"taints": want}}),
-                false,
-            ));
+            actions.push(Action::Patch {
+                resource: node_r,
+                namespace: String::new(),
+                name: name.to_string(),
+                patch: json!({"spec": {"taints": want}}),
+                status: false,
+            });
         }
         if ready != "True" {
             down.insert(name);
@@ -223,13 +223,13 @@ pub fn reconcile_node_lifecycle(
                 actions.push(Action::DeleteNow(pod_r, ns, name));
             }
         } else if down.contains(node) && pod_ready(pod) {
-            actions.push(Action::Patch(
-                pod_r,
-                ns,
+            actions.push(Action::Patch {
+                resource: pod_r,
+                namespace: ns,
                 name,
-                json!({"status": {"conditions": not_ready(pod, now)}}),
-                true,
-            ));
+                patch: json!({"status": {"conditions": not_ready(pod, now)}}),
+                status: true,
+            });
         }
     }
     actions
@@ -306,15 +306,33 @@ mod tests {
         let mut pods = Vec::new();
         for a in &actions {
             match a {
-                Action::Patch(r, _, name, p, true) if r.plural == "nodes" => {
+                Action::Patch {
+                    resource: r,
+                    name,
+                    patch: p,
+                    status: true,
+                    ..
+                } if r.plural == "nodes" => {
                     assert_eq!(name, "a");
                     conditions = Some(p.clone());
                 }
-                Action::Patch(r, _, name, p, false) if r.plural == "nodes" => {
+                Action::Patch {
+                    resource: r,
+                    name,
+                    patch: p,
+                    status: false,
+                    ..
+                } if r.plural == "nodes" => {
                     assert_eq!(name, "a");
                     taint = Some(p.clone());
                 }
-                Action::Patch(r, _, name, p, true) if r.plural == "pods" => {
+                Action::Patch {
+                    resource: r,
+                    name,
+                    patch: p,
+                    status: true,
+                    ..
+                } if r.plural == "pods" => {
                     pods.push(name.clone());
                     assert_eq!(p["status"]["conditions"][1]["status"], "False");
                     assert_eq!(p["status"]["conditions"][0]["status"], "True");
@@ -382,7 +400,12 @@ mod tests {
             GRACE,
         );
         assert_eq!(actions.len(), 1);
-        let Action::Patch(_, _, _, p, false) = &actions[0] else {
+        let Action::Patch {
+            patch: p,
+            status: false,
+            ..
+        } = &actions[0]
+        else {
             panic!("{actions:?}")
         };
         assert_eq!(

@@ -134,6 +134,6 @@ mod tests {
             .collect();
         assert_eq!(owners, ["ReplicationController", "ReplicationController"]);
         assert!(actions.iter().any(|a| matches!(a,
-            Action::Patch(r, _, n, p, true) if r.kind == "ReplicationController" && n == "web" && p["status"]["replicas"] == 0)));
+            Action::Patch { resource: r, name: n, patch: p, status: true, .. } if r.kind == "ReplicationController" && n == "web" && p["status"]["replicas"] == 0)));
     }
 }

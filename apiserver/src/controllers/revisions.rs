@@ -23,13 +23,13 @@ pub fn keep(s: &Snapshot, owner: &Value, kind: &str, revision: &str, hash: &str)
     let mut actions = Vec::new();
     match mine.iter().find(|c| meta::name(c) == revision) {
         Some(c) if int(c, "/revision") == newest => {}
-        Some(_) => actions.push(Action::Patch(
-            cr_r,
-            ns.to_string(),
-            revision.to_string(),
-            json!({"revision": newest + 1}),
-            false,
-        )),
+        Some(_) => actions.push(Action::Patch {
+            resource: cr_r,
+            namespace: ns.to_string(),
+            name: revision.to_string(),
+            patch: json!({"revision": newest + 1}),
+            status: false,
+        }),
         None => {
             let mut template = owner
                 .pointer("/spec/template")
@@ -119,7 +119,7 @@ mod tests {
         // A template that comes back takes the next number.
         let a = keep(&s, &d, "DaemonSet", "agent-a", "a");
         assert!(
-            matches!(&a[0], Action::Patch(_, _, name, p, false) if name == "agent-a" && p["revision"] == 3)
+            matches!(&a[0], Action::Patch { name, patch: p, status: false, .. } if name == "agent-a" && p["revision"] == 3)
         );
     }
 }
