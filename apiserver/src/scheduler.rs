@@ -11,40 +11,14 @@ use crate::meta::{self, str_at};
 use crate::objects::{Objects, PatchType, WriteOpts};
 use crate::resources;
 
-/// Parses a CPU quantity into millicores.
+/// A CPU quantity in millicores, as the node grants it.
 pub fn cpu_millis(q: &str) -> Option<i64> {
-    match q.strip_suffix('m') {
-        Some(m) => m.parse().ok(),
-        None => q.parse::<f64>().ok().map(|c| (c * 1000.0).round() as i64),
-    }
+    shoal_quantity::millicores(q).map(i64::from)
 }
 
-/// Parses a memory quantity into bytes.
+/// A memory quantity in bytes, as the node grants it.
 pub fn bytes(q: &str) -> Option<i64> {
-    let units: [(&str, i64); 10] = [
-        ("Ki", 1 << 10),
-        ("Mi", 1 << 20),
-        ("Gi", 1 << 30),
-        ("Ti", 1 << 40),
-        ("k", 1_000),
-        ("M", 1_000_000),
-        ("G", 1_000_000_000),
-        ("T", 1_000_000_000_000),
-        ("m", 0),
-        ("", 1),
-    ];
-    for (suffix, mult) in units {
-        if let Some(n) = q.strip_suffix(suffix)
-            && let Ok(v) = n.parse::<f64>()
-        {
-            return Some(if mult == 0 {
-                (v / 1000.0) as i64
-            } else {
-                (v * mult as f64) as i64
-            });
-        }
-    }
-    None
+    shoal_quantity::bytes(q).and_then(|b| i64::try_from(b).ok())
 }
 
 fn requests(pod: &Value) -> (i64, i64) {

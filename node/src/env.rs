@@ -100,7 +100,7 @@ pub(crate) fn field_ref(pod: &Value, path: &str) -> Result<String, ConfigError> 
 }
 
 fn resource_field_ref(container: &Value, r: &Value) -> Result<String, ConfigError> {
-    use crate::quantity::{bytes, millicores};
+    use shoal_quantity::{bytes, millicores};
     let resource = r
         .get("resource")
         .and_then(Value::as_str)

@@ -17,7 +17,6 @@ mod podnet;
 mod pods;
 mod policy;
 mod proxy;
-mod quantity;
 mod ratelimit;
 mod services;
 mod status;

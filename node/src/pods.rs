@@ -194,7 +194,7 @@ fn event(shared: &Shared, pod: &Pod, ty: &'static str, reason: &str, message: &s
 
 fn memory_limit(c: &Value) -> Option<usize> {
     let q = c.pointer("/resources/limits/memory")?.as_str()?;
-    crate::quantity::bytes(q).and_then(|b| usize::try_from(b).ok())
+    shoal_quantity::bytes(q).and_then(|b| usize::try_from(b).ok())
 }
 
 /// `pod` with the IP this node gave it, for releasing on deletion.
@@ -205,7 +205,7 @@ fn with_ip(mut pod: Pod, ip: &str) -> Pod {
 
 /// `limits.cpu` in millicores.
 fn cpu_limit(c: &Value) -> Option<u32> {
-    crate::quantity::millicores(c.pointer("/resources/limits/cpu")?.as_str()?)
+    shoal_quantity::millicores(c.pointer("/resources/limits/cpu")?.as_str()?)
 }
 
 /// How a wait of a pod worker ended.

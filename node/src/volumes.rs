@@ -295,7 +295,7 @@ fn host_path(src: &Value) -> Result<PathBuf, VolumeError> {
 pub(crate) fn size_limit(src: &Value) -> Option<u64> {
     src.get("sizeLimit")
         .and_then(Value::as_str)
-        .and_then(crate::quantity::bytes)
+        .and_then(shoal_quantity::bytes)
 }
 
 /// Backs a `medium: Memory` emptyDir with tmpfs sized to its `sizeLimit`

@@ -8,26 +8,6 @@ use super::{Action, Snapshot, active, res, status_patch};
 use crate::meta::{self, str_at};
 use crate::scheduler::{bytes, cpu_millis};
 
-/// A CPU quantity as Kubernetes writes it: whole cores, else millicores.
-fn cpu(millis: i64) -> String {
-    if millis % 1000 == 0 {
-        (millis / 1000).to_string()
-    } else {
-        format!("{millis}m")
-    }
-}
-
-/// A memory quantity as Kubernetes writes it: the largest binary unit that
-/// divides it.
-fn memory(b: i64) -> String {
-    for (unit, size) in [("Gi", 1i64 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
-        if b != 0 && b % size == 0 {
-            return format!("{}{unit}", b / size);
-        }
-    }
-    b.to_string()
-}
-
 /// The sum of one compute resource over the containers of `pods`.
 fn compute(pods: &[&Value], field: &str, resource: &str) -> String {
     let parse = |q: &str| {
@@ -51,10 +31,11 @@ fn compute(pods: &[&Value], field: &str, resource: &str) -> String {
         })
         .filter_map(parse)
         .sum();
+    let total = u64::try_from(total).unwrap_or(0);
     if resource == "cpu" {
-        cpu(total)
+        shoal_quantity::format_millicores(total)
     } else {
-        memory(total)
+        shoal_quantity::format_bytes(total)
     }
 }
 

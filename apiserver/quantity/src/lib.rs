@@ -1,7 +1,12 @@
-//! Kubernetes resource quantities (`128Mi`, `1G`, `500m`, `1.5`).
+//! Kubernetes resource quantities (`128Mi`, `1G`, `500m`, `1.5`): one
+//! reading for the scheduler, quotas and the node agent, so that what fits
+//! a node is what the node then grants. Fractions round up, as Kubernetes
+//! rounds a quantity to its unit; negative or malformed ones are `None`.
+//!
+//! May import: nothing.
 
 /// A byte quantity (`limits.memory`, `sizeLimit`) in bytes.
-pub(crate) fn bytes(q: &str) -> Option<u64> {
+pub fn bytes(q: &str) -> Option<u64> {
     const UNITS: [(&str, f64); 13] = [
         ("Ki", 1024.0),
         ("Mi", 1048576.0),
@@ -27,7 +32,7 @@ pub(crate) fn bytes(q: &str) -> Option<u64> {
 }
 
 /// A CPU quantity (`limits.cpu`) in millicores.
-pub(crate) fn millicores(q: &str) -> Option<u32> {
+pub fn millicores(q: &str) -> Option<u32> {
     let q = q.trim();
     let cores = match q.strip_suffix('m') {
         Some(m) => m.parse::<f64>().ok()? / 1000.0,
@@ -35,6 +40,26 @@ pub(crate) fn millicores(q: &str) -> Option<u32> {
     };
     let m = (cores * 1000.0).ceil();
     (m.is_finite() && m >= 0.0 && m <= f64::from(u32::MAX)).then_some(m as u32)
+}
+
+/// Millicores as Kubernetes writes them: whole cores, else millicores.
+pub fn format_millicores(millis: u64) -> String {
+    if millis % 1000 == 0 {
+        (millis / 1000).to_string()
+    } else {
+        format!("{millis}m")
+    }
+}
+
+/// Bytes as Kubernetes writes them: in the largest binary unit that
+/// divides them.
+pub fn format_bytes(b: u64) -> String {
+    for (unit, size) in [("Gi", 1u64 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
+        if b != 0 && b % size == 0 {
+            return format!("{}{unit}", b / size);
+        }
+    }
+    b.to_string()
 }
 
 #[cfg(test)]
@@ -54,5 +79,12 @@ mod tests {
         assert_eq!(millicores("1.5"), Some(1500));
         assert_eq!(millicores("2"), Some(2000));
         assert_eq!(millicores("nope"), None);
+        // Written back as Kubernetes writes them.
+        for q in ["250m", "2"] {
+            assert_eq!(format_millicores(u64::from(millicores(q).unwrap())), q);
+        }
+        for q in ["64Mi", "1Gi", "1000"] {
+            assert_eq!(format_bytes(bytes(q).unwrap()), q);
+        }
     }
 }
