@@ -69,7 +69,7 @@ fn walk(v: &Value, path: Vec<Step>, field: &str, out: &mut FieldSet) {
                 walk(child, p, k, out);
             }
         }
-        Value::Array(items) if !items.is_empty() => match patch::merge_key(field, items) {
+        Value::Array(items) if !items.is_empty() => match crate::merge_keys::key_of(field, items) {
             Some(key) => {
                 for item in items {
                     let mut p = path.clone();

@@ -27,6 +27,7 @@ pub mod defaults;
 pub mod error;
 pub mod gotypes;
 pub mod http;
+pub mod merge_keys;
 pub mod meta;
 pub mod names;
 pub mod objects;

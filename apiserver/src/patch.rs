@@ -4,30 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, Result};
-
-/// The merge key of a list field in the built-in kinds, chosen by the field's
-/// name and, where a name is shared, by which key the elements carry.
-pub(crate) fn merge_key(field: &str, sample: &[Value]) -> Option<&'static str> {
-    let has = |k: &str| sample.iter().any(|e| e.get(k).is_some());
-    Some(match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "volumes"
-        | "env"
-        | "imagePullSecrets"
-        | "resourceClaims" => "name",
-        "volumeMounts" => "mountPath",
-        "volumeDevices" => "devicePath",
-        "conditions" | "addresses" => "type",
-        "ownerReferences" => "uid",
-        "hostAliases" => "ip",
-        "topologySpreadConstraints" => "topologyKey",
-        "ports" if has("containerPort") => "containerPort",
-        "ports" => "port",
-        _ => return None,
-    })
-}
+use crate::merge_keys::key_of;
 
 /// Applies a strategic merge patch to `original`.
 pub fn strategic_merge(original: &Value, patch: &Value) -> Result<Value> {
@@ -106,7 +83,7 @@ fn merge_map(
 /// Orders a merged list as `$setElementOrder` says: the elements it names
 /// in its order, then the others (only in the live object) as they were.
 fn set_element_order(field: &str, list: &mut [Value], order: &[Value]) {
-    let key = merge_key(field, list);
+    let key = key_of(field, list);
     let id = |v: &Value| match key {
         Some(k) => v.get(k).cloned(),
         None => Some(v.clone()),
@@ -134,7 +111,7 @@ fn merge_list(field: &str, original: &[Value], patch: &[Value]) -> Result<Vec<Va
             .collect());
     }
     let sample: Vec<Value> = original.iter().chain(patch).cloned().collect();
-    let Some(key) = merge_key(field, &sample) else {
+    let Some(key) = key_of(field, &sample) else {
         return Ok(patch
             .iter()
             .map(|e| match e {

@@ -31,43 +31,8 @@ pub fn definitions() -> &'static BTreeMap<String, Value> {
     })
 }
 
-/// Lists that merge by key under strategic merge patch, as Kubernetes
-/// declares them: (definition, property, merge key).
-const MERGE_LISTS: &[(&str, &str, &str)] = &[
-    ("io.k8s.api.core.v1.PodSpec", "containers", "name"),
-    ("io.k8s.api.core.v1.PodSpec", "initContainers", "name"),
-    ("io.k8s.api.core.v1.PodSpec", "ephemeralContainers", "name"),
-    ("io.k8s.api.core.v1.PodSpec", "volumes", "name"),
-    ("io.k8s.api.core.v1.PodSpec", "imagePullSecrets", "name"),
-    ("io.k8s.api.core.v1.PodSpec", "hostAliases", "ip"),
-    (
-        "io.k8s.api.core.v1.PodSpec",
-        "topologySpreadConstraints",
-        "topologyKey",
-    ),
-    ("io.k8s.api.core.v1.Container", "env", "name"),
-    ("io.k8s.api.core.v1.Container", "ports", "containerPort"),
-    ("io.k8s.api.core.v1.Container", "volumeMounts", "mountPath"),
-    (
-        "io.k8s.api.core.v1.Container",
-        "volumeDevices",
-        "devicePath",
-    ),
-    ("io.k8s.api.core.v1.ServiceSpec", "ports", "port"),
-    (
-        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
-        "ownerReferences",
-        "uid",
-    ),
-    ("io.k8s.api.core.v1.PodStatus", "conditions", "type"),
-    ("io.k8s.api.core.v1.NodeStatus", "conditions", "type"),
-    ("io.k8s.api.core.v1.NodeStatus", "addresses", "type"),
-    ("io.k8s.api.apps.v1.DeploymentStatus", "conditions", "type"),
-    ("io.k8s.api.apps.v1.ReplicaSetStatus", "conditions", "type"),
-];
-
 fn add_patch_extensions(defs: &mut BTreeMap<String, Value>) {
-    for (def, prop, key) in MERGE_LISTS {
+    for (def, prop, key) in crate::merge_keys::LISTS {
         if let Some(p) = defs
             .get_mut(*def)
             .and_then(|d| d.pointer_mut(&format!("/properties/{prop}")))
