@@ -81,20 +81,19 @@ fn api_services() -> &'static Resource {
 /// The APIService serving `group`/`version` from a Service, when this
 /// server does not serve it itself.
 pub fn remote(objects: &Objects, group: &str, version: &str) -> Option<Arc<Value>> {
-    if objects
-        .resources()
-        .group_versions()
-        .contains(&(group, version))
-    {
-        return None;
-    }
+    // Most requests name a group no APIService backs: one lookup says so.
     let a = objects
         .get(api_services(), "", &format!("{version}.{group}"))
         .ok()?
         .value;
-    a.pointer("/spec/service")
-        .is_some_and(Value::is_object)
-        .then_some(a)
+    let backed = a.pointer("/spec/service").is_some_and(Value::is_object);
+    let local = || {
+        objects
+            .resources()
+            .group_versions()
+            .contains(&(group, version))
+    };
+    (backed && !local()).then_some(a)
 }
 
 /// The groups APIServices back with Services, each with its versions,
