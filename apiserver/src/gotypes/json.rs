@@ -317,6 +317,16 @@ mod tests {
     }
 
     #[test]
+    fn numbers_read_back_as_written() {
+        // What the store writes must read back the same after a restart,
+        // to the last bit of a float.
+        let cm = json!({"kind": "Widget", "apiVersion": "example.com/v1",
+            "spec": {"f": 1.1111111111111111e24, "g": 0.1, "h": -2.5e-300, "i": 9007199254740993_u64}});
+        let back: Value = serde_json::from_slice(&to_vec(&cm)).unwrap();
+        assert_eq!(back, cm);
+    }
+
+    #[test]
     fn lists_tables_and_unknown_kinds() {
         let list = json!({"kind": "ConfigMapList", "apiVersion": "v1",
             "metadata": {"resourceVersion": "3", "continue": "x"},
