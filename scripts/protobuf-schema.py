@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes apiserver/src/gotypes/schema.txt, the table of Kubernetes' Go types the
+"""Writes apiserver/wire/src/gotypes/schema.txt, the table of Kubernetes' Go types the
 apiserver decodes protobuf request bodies with and writes JSON in Go's field
 order by.
 
@@ -23,7 +23,7 @@ import sys
 K8S_PB = "k8s-pb-0.9.0"
 K8S_OPENAPI = "k8s-openapi-0.25.0"
 OPENAPI_VERSION = "v1_32"
-OUT = os.path.join(os.path.dirname(__file__), "..", "apiserver", "src", "gotypes", "schema.txt")
+OUT = os.path.join(os.path.dirname(__file__), "..", "apiserver", "wire", "src", "gotypes", "schema.txt")
 
 # Packages besides api/<group>/<version> that API objects refer to.
 SUPPORT = [

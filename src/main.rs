@@ -322,7 +322,7 @@ fn main() -> Result<()> {
             println!(
                 "shoal {} (Kubernetes API {})",
                 env!("CARGO_PKG_VERSION"),
-                shoal_apiserver::http::KUBE_VERSION
+                shoal_apiserver::KUBE_VERSION
             );
             Ok(())
         }
@@ -406,7 +406,7 @@ async fn up(args: UpArgs) -> Result<()> {
     if let Some(dir) = kubeconfig_path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    shoal_apiserver::pki::write_private(
+    shoal_pki::write_private(
         &kubeconfig_path,
         &server.pki.kubeconfig(&url, "admin", &server.pki.admin),
     )?;
@@ -440,20 +440,19 @@ async fn agent(args: AgentArgs) -> Result<()> {
     };
     let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig)
         .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
-    let pair = shoal_apiserver::pki::Pair {
+    let pair = shoal_pki::Pair {
         cert: read(&args.tls_cert_file)?,
         key: read(&args.tls_private_key_file)?,
     };
-    let kubelet_tls =
-        shoal_apiserver::pki::server_config(&read(&args.client_ca_file)?, &pair, &[b"http/1.1"])
-            .with_context(|| {
-                format!(
-                    "the kubelet API's certificate {}, key {} or client CA {}",
-                    args.tls_cert_file.display(),
-                    args.tls_private_key_file.display(),
-                    args.client_ca_file.display()
-                )
-            })?;
+    let kubelet_tls = shoal_pki::server_config(&read(&args.client_ca_file)?, &pair, &[b"http/1.1"])
+        .with_context(|| {
+            format!(
+                "the kubelet API's certificate {}, key {} or client CA {}",
+                args.tls_cert_file.display(),
+                args.tls_private_key_file.display(),
+                args.client_ca_file.display()
+            )
+        })?;
     let agent = start_agent(&args.data_dir, &args.node, kubeconfig, kubelet_tls, false).await?;
     println!(
         "shoal agent is ready: node {} at {}",
@@ -532,26 +531,23 @@ fn node_config(args: &NodeConfigArgs) -> Result<()> {
             args.data_dir.display()
         );
     }
-    let pki = shoal_apiserver::pki::Pki::load_or_create(&pki_dir, &[]).with_context(|| {
+    let pki = shoal_pki::Pki::load_or_create(&pki_dir, &[]).with_context(|| {
         format!(
             "reading the cluster's certificates in {}",
             pki_dir.display()
         )
     })?;
-    let creds = shoal_apiserver::pki::issue_node_credentials(
-        &pki_dir,
-        &args.node_name,
-        &args.node_ip.to_string(),
-    )?;
+    let creds =
+        shoal_pki::issue_node_credentials(&pki_dir, &args.node_name, &args.node_ip.to_string())?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let user = format!("system:node:{}", args.node_name);
-    shoal_apiserver::pki::write_private(
+    shoal_pki::write_private(
         &args.out.join("kubeconfig"),
         &pki.kubeconfig(&args.server, &user, &creds.client),
     )?;
     std::fs::write(args.out.join("kubelet.crt"), &creds.serving.cert)?;
-    shoal_apiserver::pki::write_private(&args.out.join("kubelet.key"), &creds.serving.key)?;
+    shoal_pki::write_private(&args.out.join("kubelet.key"), &creds.serving.key)?;
     std::fs::write(args.out.join("ca.crt"), &pki.ca)?;
     println!(
         "wrote the credentials of node {name} to {out}; start it with: shoal agent --kubeconfig {out}/kubeconfig --tls-cert-file {out}/kubelet.crt --tls-private-key-file {out}/kubelet.key --client-ca-file {out}/ca.crt --node-name {name} --node-ip {ip}",

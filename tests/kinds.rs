@@ -404,9 +404,10 @@ fn api_services_are_stored_with_their_availability() {
 fn kube_rs_typed_apis_accept_every_kind() {
     use k8s_openapi::api::{
         apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
-        coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-        events::v1 as events, networking::v1 as networking, node::v1 as node, policy::v1 as policy,
-        rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
+        certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
+        discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
+        node::v1 as node, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
+        storage::v1 as storage,
     };
     use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apiregistration;
     use k8s_openapi::serde::{Serialize, de::DeserializeOwned};
@@ -527,6 +528,9 @@ fn kube_rs_typed_apis_accept_every_kind() {
                 ("node.k8s.io/v1", "RuntimeClass") => walk_all!(node::RuntimeClass),
                 ("scheduling.k8s.io/v1", "PriorityClass") => walk_all!(scheduling::PriorityClass),
                 ("networking.k8s.io/v1", "IngressClass") => walk_all!(networking::IngressClass),
+                ("certificates.k8s.io/v1", "CertificateSigningRequest") => {
+                    walk_all!(certificates::CertificateSigningRequest)
+                }
                 ("apiregistration.k8s.io/v1", "APIService") => {
                     walk_all!(apiregistration::APIService)
                 }
@@ -605,5 +609,101 @@ fn responses_are_written_in_go_field_order() {
     assert!(
         watch.starts_with(r#"{"type":"ADDED","object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"cm","#),
         "{watch}"
+    );
+}
+
+/// A CertificateSigningRequest made with `openssl req` (CN alice, O dev).
+const CSR_PEM_BASE64: &str = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlIWU1JR0FBZ0VBTUI0eERqQU1CZ05WQkFNTUJXRnNhV05sTVF3d0NnWURWUVFLREFOa1pYWXdXVEFUQmdjcQpoa2pPUFFJQkJnZ3Foa2pPUFFNQkJ3TkNBQVFaNFJQY25ZWnNqNTkxTk1LYSsxSkJvNnR4UURlQ1R1TVl2QUpFCnFRRHdLdmQrTWJuamJFVWYwMjJ5VmhkQUphcFlZNlFKUnc3VFpTMFZncFNGN2pHNm9BQXdDZ1lJS29aSXpqMEUKQXdJRFJ3QXdSQUlnWktYT0gyeWNXSDFFRVM1bVlNdWliMndsTkg1RFZOVEZwYVJXczVxaE9vNENJRk0wTTZPWQoxVXNsck5jcHRON1A4bXl4TlAzVGIyQzAybkIwRkhGb0xTMlUKLS0tLS1FTkQgQ0VSVElGSUNBVEUgUkVRVUVTVC0tLS0tCg==";
+
+#[test]
+fn certificate_signing_requests_are_stored_checked_and_printed() {
+    let mut c = Cluster::start("csr");
+    let manifest = c.dir.join("csr.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: alice}}\n\
+             spec:\n  request: {CSR_PEM_BASE64}\n  signerName: kubernetes.io/kube-apiserver-client\n\
+             \x20 expirationSeconds: 86400\n  usages: [client auth]\n"
+        ),
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    let table = c.ok(&["get", "csr"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "AGE",
+            "SIGNERNAME",
+            "REQUESTOR",
+            "REQUESTEDDURATION",
+            "CONDITION"
+        ]
+    );
+    let r = row(&table, "alice");
+    assert_eq!(r[2], "kubernetes.io/kube-apiserver-client", "{table}");
+    assert_eq!(r[r.len() - 2..], ["24h", "Pending"], "{table}");
+
+    // The request is what was asked: an update leaves the spec as it was.
+    c.ok(&[
+        "patch",
+        "csr",
+        "alice",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"signerName":"example.com/other"},"metadata":{"labels":{"team":"a"}}}"#,
+    ]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "csr",
+            "alice",
+            "-o",
+            "jsonpath={.spec.signerName} {.metadata.labels.team}"
+        ]),
+        "kubernetes.io/kube-apiserver-client a"
+    );
+    // The decision is the status's.
+    c.ok(&[
+        "patch",
+        "csr",
+        "alice",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Approved","status":"True","reason":"ByHand","message":"checked"}]}}"#,
+    ]);
+    assert_eq!(
+        row(&c.ok(&["get", "csr"]), "alice").last().unwrap(),
+        "Approved"
+    );
+
+    // A request that is not one is refused with Kubernetes' causes.
+    let bad = c.dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {name: bad}\n\
+         spec:\n  request: aGVsbG8=\n  signerName: nodomain\n  usages: [client auth, flying]\n",
+    )
+    .unwrap();
+    let err = c.fails(&["apply", "-f", bad.to_str().unwrap()]);
+    for cause in [
+        "spec.request: Invalid value",
+        "PEM block type must be CERTIFICATE REQUEST",
+        "spec.signerName: Invalid value",
+        "spec.usages[1]: Unsupported value",
+    ] {
+        assert!(err.contains(cause), "{cause} missing from {err}");
+    }
+    assert!(c.fails(&["get", "csr", "bad"]).contains("NotFound"));
+
+    // What was accepted survives a restart.
+    c.stop();
+    c.boot();
+    assert_eq!(
+        row(&c.ok(&["get", "csr"]), "alice").last().unwrap(),
+        "Approved"
     );
 }

@@ -17,26 +17,13 @@
 //! println!("API at https://{}", server.addr);
 //! # Ok(()) }
 //! ```
-pub mod aggregator;
-pub mod apply;
-pub mod authn;
-pub mod controllers;
-pub mod cron;
-pub mod custom;
-pub mod defaults;
-pub mod error;
-pub mod gotypes;
-pub mod http;
-pub mod merge_keys;
-pub mod meta;
-pub mod names;
-pub mod objects;
-pub mod patch;
-pub mod pki;
-pub mod protobuf;
-pub mod resources;
-pub mod scheduler;
-pub mod selectors;
+//!
+//! The crates beside this one, lowest first: `shoal-wire` (wire formats),
+//! `shoal-pki` (certificates), `shoal-store` (openraft on redb),
+//! `shoal-machinery` (what every object has), `shoal-registry` (kinds and
+//! the object service), `shoal-scheduler`, `shoal-controllers` and
+//! `shoal-http` (the API front). This crate wires them into a [`server`].
+
 pub mod server;
-pub mod store;
-pub mod validation;
+
+pub use shoal_http::KUBE_VERSION;

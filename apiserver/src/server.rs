@@ -9,12 +9,13 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::aggregator::Aggregator;
-use crate::http::{ApiState, serve};
-use crate::objects::{Objects, WriteOpts};
-use crate::pki::Pki;
-use crate::resources;
-use crate::store::Store;
+use shoal_http::aggregator::Aggregator;
+use shoal_http::{ApiState, serve};
+use shoal_pki::Pki;
+use shoal_registry::kinds;
+use shoal_registry::objects::{Objects, WriteOpts};
+use shoal_registry::resources;
+use shoal_store::Store;
 
 /// Settings of the control plane.
 #[derive(Debug, Clone)]
@@ -53,16 +54,16 @@ pub struct Server {
 pub enum StartError {
     /// Certificates.
     #[error(transparent)]
-    Pki(#[from] crate::pki::PkiError),
+    Pki(#[from] shoal_pki::PkiError),
     /// The store.
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] shoal_store::StoreError),
     /// The listener.
     #[error("listening on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
     /// Writing the initial objects.
     #[error("creating initial objects: {0}")]
-    Init(crate::error::ApiError),
+    Init(shoal_machinery::error::ApiError),
 }
 
 impl Server {
@@ -114,11 +115,11 @@ impl Server {
         };
         let tasks = vec![
             tokio::spawn(serve(listener, tls, state)),
-            tokio::spawn(crate::scheduler::run(objects.clone())),
-            tokio::spawn(crate::aggregator::run(objects.clone(), aggregator)),
-            tokio::spawn(crate::controllers::run(
+            tokio::spawn(shoal_scheduler::run(objects.clone())),
+            tokio::spawn(shoal_http::aggregator::run(objects.clone(), aggregator)),
+            tokio::spawn(shoal_controllers::run(
                 objects.clone(),
-                crate::controllers::ControllerConfig {
+                shoal_controllers::ControllerConfig {
                     cluster_cidr: config.cluster_cidr.clone(),
                     node_mask: config.node_cidr_mask,
                     ca_pem: pki.ca.clone(),
@@ -147,7 +148,7 @@ impl Server {
 async fn ensure_initial_objects(
     objects: &Objects,
     cluster_dns: std::net::Ipv4Addr,
-) -> Result<(), crate::error::ApiError> {
+) -> Result<(), shoal_machinery::error::ApiError> {
     let ns = resources::by_kind("", "Namespace").expect("namespaces are served");
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         if objects.get(ns, "", name).is_err() {
@@ -194,24 +195,23 @@ async fn ensure_initial_objects(
 /// always writes those fields, as kube-apiserver's defaulting on read
 /// would. Later writes keep them.
 async fn complete_statuses(objects: &Objects) {
-    let kinds: Vec<&str> = crate::defaults::kinds_with_status_zeros().collect();
     for r in objects
         .resources()
         .all()
         .into_iter()
-        .filter(|r| kinds.contains(&r.kind))
+        .filter(|r| !kinds::of(r).status_zeros.is_empty())
     {
         let (items, _) = objects.list(r, None, &Default::default(), &Default::default());
         for stored in items {
             let mut obj = (*stored.value).clone();
-            if !crate::defaults::status_zeros(r.kind, &mut obj) {
+            if !kinds::of(r).fill_status_zeros(&mut obj) {
                 continue;
             }
             let (ns, name) = (
-                crate::meta::str_at(&obj, "/metadata/namespace")
+                shoal_machinery::meta::str_at(&obj, "/metadata/namespace")
                     .unwrap_or_default()
                     .to_string(),
-                crate::meta::name(&obj).to_string(),
+                shoal_machinery::meta::name(&obj).to_string(),
             );
             let written = objects
                 .update(
@@ -243,10 +243,10 @@ const AUTHENTICATION_CONFIG: &str = "extension-apiserver-authentication";
 /// CAs changed).
 async fn ensure_authentication_config(
     objects: &Objects,
-    pki: &crate::pki::Pki,
-) -> Result<(), crate::error::ApiError> {
+    pki: &shoal_pki::Pki,
+) -> Result<(), shoal_machinery::error::ApiError> {
     let cm = resources::by_kind("", "ConfigMap").expect("configmaps are served");
-    let data = crate::aggregator::authentication_config(pki);
+    let data = shoal_http::aggregator::authentication_config(pki);
     match objects.get(cm, "kube-system", AUTHENTICATION_CONFIG) {
         Ok(current) if current.value.get("data") == Some(&data) => Ok(()),
         Ok(current) => {
@@ -280,7 +280,7 @@ async fn ensure_authentication_config(
 async fn ensure_api_endpoints(
     objects: &Objects,
     at: SocketAddr,
-) -> Result<(), crate::error::ApiError> {
+) -> Result<(), shoal_machinery::error::ApiError> {
     let (ip, port) = (at.ip().to_string(), at.port());
     let svc = resources::by_kind("", "Service").expect("services are served");
     if let Ok(current) = objects.get(svc, "default", "kubernetes")
@@ -293,7 +293,7 @@ async fn ensure_api_endpoints(
                 svc,
                 "default",
                 "kubernetes",
-                crate::objects::PatchType::Merge,
+                shoal_registry::objects::PatchType::Merge,
                 &ports,
                 None,
                 WriteOpts::default(),
@@ -343,7 +343,7 @@ pub type SharedServer = Arc<Server>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Command, Cond};
+    use shoal_store::{Command, Cond};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn statuses_stored_without_go_zeros_get_them_at_start() {

@@ -3,7 +3,7 @@
 //! refused, never a panic, and a path that is valid selects without one.
 
 use libfuzzer_sys::fuzz_target;
-use shoal_apiserver::custom::jsonpath;
+use shoal_machinery::jsonpath;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -6,8 +6,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
-use shoal_apiserver::custom::{cel, schema};
-use shoal_apiserver::{defaults, gotypes, http::yaml_to_json, resources::RESOURCES, validation};
+use shoal_machinery::{cel, schema};
+use shoal_http::yaml_to_json;
+use shoal_registry::{defaults, resources::RESOURCES, validation};
+use shoal_wire::gotypes;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {

@@ -3,7 +3,7 @@
 //! result or an error.
 
 use libfuzzer_sys::fuzz_target;
-use shoal_apiserver::patch;
+use shoal_machinery::patch;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

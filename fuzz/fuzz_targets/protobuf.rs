@@ -4,7 +4,8 @@
 //! the kind's decoding and validation as a JSON body would.
 
 use libfuzzer_sys::fuzz_target;
-use shoal_apiserver::{protobuf, resources::RESOURCES, validation};
+use shoal_registry::{resources::RESOURCES, validation};
+use shoal_wire::protobuf;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(obj) = protobuf::decode(data) else {

@@ -2,7 +2,7 @@
 //! Label and field selector parsing never panics.
 
 use libfuzzer_sys::fuzz_target;
-use shoal_apiserver::selectors::{FieldSelector, LabelSelector};
+use shoal_machinery::selectors::{FieldSelector, LabelSelector};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -44,7 +44,7 @@ pub fn millicores(q: &str) -> Option<u32> {
 
 /// Millicores as Kubernetes writes them: whole cores, else millicores.
 pub fn format_millicores(millis: u64) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         (millis / 1000).to_string()
     } else {
         format!("{millis}m")
@@ -55,7 +55,7 @@ pub fn format_millicores(millis: u64) -> String {
 /// divides them.
 pub fn format_bytes(b: u64) -> String {
     for (unit, size) in [("Gi", 1u64 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
-        if b != 0 && b % size == 0 {
+        if b != 0 && b.is_multiple_of(size) {
             return format!("{}{unit}", b / size);
         }
     }

@@ -1,0 +1,403 @@
+//! The HTTPS front of the API: TLS with client-certificate authentication,
+//! path routing, content negotiation and `Status` errors, watches,
+//! discovery, OpenAPI, tables, logs, and the aggregation layer that proxies
+//! other API servers' groups.
+//!
+//! May import: `shoal-registry`, `shoal-machinery`, `shoal-store`,
+//! `shoal-wire`, `shoal-pki`.
+//! Must not import: the scheduler, the controllers (they are clients of
+//! the registry, as the front is).
+
+pub mod aggregator;
+pub mod authn;
+
+mod discovery;
+mod logs;
+mod metrics;
+mod openapi;
+mod request;
+mod resource;
+
+use request::Query;
+pub use request::yaml_to_json;
+use resource::{resource, sub_of};
+mod table;
+mod watch;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::aggregator::Aggregator;
+use crate::authn::User;
+use shoal_machinery::error::{ApiError, Result};
+use shoal_registry::objects::Objects;
+use shoal_registry::resources::{Resource, Sub};
+use shoal_wire::gotypes;
+
+pub use metrics::Metrics;
+pub use openapi::KUBE_VERSION;
+
+/// Shared state of the HTTP API.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The object API.
+    pub objects: Objects,
+    /// TLS client config used to reach node agents (logs).
+    pub kubelet_client: Arc<rustls::ClientConfig>,
+    /// Request counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The aggregation layer.
+    pub aggregator: Arc<Aggregator>,
+}
+
+/// The user of the certificate the TLS peer presented, which the CA signed.
+#[derive(Clone)]
+struct Authenticated(Option<Arc<User>>);
+
+/// How long a client has to finish its TLS handshake: a silent one must not
+/// hold a descriptor for ever.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves the API on `listener` until the task is dropped.
+pub async fn serve(mut listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: ApiState) {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        // An accept error (out of descriptors, say) is logged and waited
+        // out for a second instead of retried at once.
+        let (tcp, peer) = axum::serve::Listener::accept(&mut listener).await;
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    tracing::debug!("TLS handshake with {peer}: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake with {peer} timed out");
+                    return;
+                }
+            };
+            let auth = Authenticated(
+                tls.get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| User::from_certificate(c))
+                    .map(Arc::new),
+            );
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let (state, auth) = (state.clone(), auth.clone());
+                async move { Ok::<_, std::convert::Infallible>(handle(state, auth, peer, req).await) }
+            });
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // The timer gives HTTP/1 its default 30 s to read a request's
+            // headers, and HTTP/2 its pings.
+            builder.http1().timer(TokioTimer::new());
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(std::time::Duration::from_secs(30));
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                .await
+            {
+                tracing::debug!("connection from {peer}: {e}");
+            }
+        });
+    }
+}
+
+/// `v` as kube-apiserver writes it: a built-in kind's fields in its Go
+/// type's order, then a newline.
+fn json_response(code: StatusCode, v: &Value, content_type: &str) -> Response<Body> {
+    let mut json = gotypes::json::to_vec(v);
+    json.push(b'\n');
+    let mut r = Response::new(Body::from(json));
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")),
+    );
+    r
+}
+
+fn ok(v: &Value) -> Response<Body> {
+    json_response(StatusCode::OK, v, "application/json")
+}
+
+fn error_response(e: &ApiError) -> Response<Body> {
+    status_response(
+        StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        e.status_json(),
+    )
+}
+
+/// A `Status` body, already encoded.
+fn status_response(code: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn with_warnings(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            r.headers_mut().append("Warning", v);
+        }
+    }
+    r
+}
+
+async fn handle(
+    state: ApiState,
+    auth: Authenticated,
+    peer: SocketAddr,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let resp = match &auth.0 {
+        None if !matches!(path.as_str(), "/healthz" | "/readyz" | "/livez") => {
+            error_response(&ApiError::unauthorized())
+        }
+        user => match route(&state, user.as_deref(), req).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        },
+    };
+    if let Some(labels) = resp.extensions().get::<metrics::RequestLabels>() {
+        state.metrics.request(*labels, resp.status().as_u16());
+    }
+    tracing::debug!(%peer, %method, %path, status = resp.status().as_u16(), elapsed = ?started.elapsed(), "request");
+    resp
+}
+
+/// A request for a resource path.
+struct Target {
+    r: &'static Resource,
+    ns: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+    watch: bool,
+}
+
+async fn route(
+    state: &ApiState,
+    user: Option<&User>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Body>> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let query = Query::parse(req.uri().query());
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let get = req.method() == Method::GET;
+    let aggregated = |core: bool| {
+        let remote = if core {
+            Default::default()
+        } else {
+            state.aggregator.discovered()
+        };
+        Ok(json_response(
+            StatusCode::OK,
+            &discovery::aggregated(state.objects.resources(), core, &remote),
+            discovery::AGGREGATED,
+        ))
+    };
+    // A group-version another server serves, through an APIService.
+    if let ["apis", g, v, ..] = segs.as_slice()
+        && let Some(api_service) = aggregator::remote(&state.objects, g, v)
+    {
+        let user = user.ok_or_else(ApiError::unauthorized)?;
+        let resp = aggregator::forward(&state.objects, &state.aggregator, &api_service, user, req);
+        return resp.await;
+    }
+    match segs.as_slice() {
+        ["healthz"] | ["readyz"] | ["livez"] if get => return Ok(Response::new(Body::from("ok"))),
+        ["metrics"] if get => {
+            let mut r = Response::new(Body::from(state.metrics.render()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            return Ok(r);
+        }
+        ["version"] if get => {
+            return Ok(ok(&json!({
+                "major": "1", "minor": "32", "gitVersion": format!("{KUBE_VERSION}-shoal.{}", env!("CARGO_PKG_VERSION")),
+                "gitCommit": "", "gitTreeState": "clean", "buildDate": "", "goVersion": "", "compiler": "rustc",
+                "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
+            })));
+        }
+        ["api"] if get => {
+            return if discovery::wants_aggregated(&accept) {
+                aggregated(true)
+            } else {
+                Ok(ok(&discovery::api_versions()))
+            };
+        }
+        ["apis"] if get => {
+            return if discovery::wants_aggregated(&accept) {
+                aggregated(false)
+            } else {
+                Ok(ok(&discovery::group_list(
+                    state.objects.resources(),
+                    &aggregator::remote_groups(&state.objects),
+                )))
+            };
+        }
+        ["api", "v1"] if get => {
+            return Ok(ok(&discovery::resource_list(
+                state.objects.resources(),
+                "",
+                "v1",
+            )
+            .unwrap_or_default()));
+        }
+        ["apis", g] if get => {
+            return discovery::group(
+                state.objects.resources(),
+                &aggregator::remote_groups(&state.objects),
+                g,
+            )
+            .map(|v| ok(&v))
+            .ok_or_else(ApiError::no_route);
+        }
+        ["apis", g, v] if get => {
+            return discovery::resource_list(state.objects.resources(), g, v)
+                .map(|v| ok(&v))
+                .ok_or_else(ApiError::no_route);
+        }
+        ["openapi", "v3"] if get => return Ok(ok(&openapi::root(state.objects.resources()))),
+        ["openapi", "v3", "api", v] if get => return doc(state, "", v, query.get("hash")),
+        ["openapi", "v3", "apis", g, v] if get => return doc(state, g, v, query.get("hash")),
+        ["openapi", "v2"] if get => {
+            return Err(ApiError {
+                code: 404,
+                reason: "NotFound",
+                message: "OpenAPI v2 is not served; use /openapi/v3".into(),
+                details: None,
+            });
+        }
+        _ => {}
+    }
+    let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", v, rest),
+        ["apis", g, v, rest @ ..] => (g, v, rest),
+        _ => return Err(ApiError::no_route()),
+    };
+    let (watch_prefix, rest) = match rest {
+        ["watch", rest @ ..] => (true, rest),
+        r => (false, r),
+    };
+    let registry = state.objects.resources();
+    let namespaced_path = matches!(rest, ["namespaces", _, plural, ..] if registry.find(group, version, plural).is_some_and(|r| r.namespaced));
+    let target = if namespaced_path {
+        let r = registry
+            .find(group, version, rest[2])
+            .ok_or_else(ApiError::no_route)?;
+        if rest.len() > 5 {
+            return Err(ApiError::no_route());
+        }
+        Target {
+            r,
+            ns: Some(rest[1].to_string()),
+            name: rest.get(3).map(|s| s.to_string()),
+            sub: rest.get(4).map(|s| s.to_string()),
+            watch: watch_prefix,
+        }
+    } else {
+        let plural = rest.first().ok_or_else(ApiError::no_route)?;
+        let r = registry
+            .find(group, version, plural)
+            .ok_or_else(ApiError::no_route)?;
+        if rest.len() > 3 {
+            return Err(ApiError::no_route());
+        }
+        Target {
+            r,
+            ns: None,
+            name: rest.get(1).map(|s| s.to_string()),
+            sub: rest.get(2).map(|s| s.to_string()),
+            watch: watch_prefix,
+        }
+    };
+    if target.r.namespaced && target.ns.is_none() && target.name.is_some() {
+        return Err(ApiError::no_route());
+    }
+    let labels = metrics::RequestLabels {
+        verb: verb_of(req.method(), &target, &query),
+        group: target.r.group,
+        version: target.r.version,
+        resource: target.r.plural,
+        subresource: sub_of(target.r, target.sub.as_deref())
+            .ok()
+            .flatten()
+            .map_or("", Sub::name),
+    };
+    let mut resp = match resource(state, target, query, accept, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    resp.extensions_mut().insert(labels);
+    Ok(resp)
+}
+
+/// The Kubernetes verb of a request for a resource path.
+fn verb_of(method: &Method, t: &Target, q: &Query) -> &'static str {
+    match (method, t.name.is_some()) {
+        (&Method::GET, false) if t.watch || q.flag("watch") => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::GET, true) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => "",
+    }
+}
+
+fn doc(state: &ApiState, group: &str, version: &str, hash: Option<&str>) -> Result<Response<Body>> {
+    let registry = state.objects.resources();
+    let d = openapi::document(registry, group, version).ok_or_else(ApiError::no_route)?;
+    let mut r = Response::new(Body::from(d));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let etag = format!("\"{}\"", openapi::hash_of(registry, group, version));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    // A request naming the current hash may be cached for good, as the
+    // Kubernetes API server allows.
+    let cache = if hash.is_some_and(|h| etag.trim_matches('"') == h) {
+        "public, immutable"
+    } else {
+        "no-cache, private"
+    };
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    Ok(r)
+}

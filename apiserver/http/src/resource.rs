@@ -1,0 +1,477 @@
+//! The handler of a resource's requests: get, list (paged, as Tables),
+//! watch, create, update, patch, apply, delete, deletecollection, and the
+//! scale, status, binding and review subresources.
+
+use axum::body::Body;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use serde_json::{Value, json};
+
+use super::request::{Query, content_type, delete_opts, parse_json, read_body, yaml_to_json};
+use super::{
+    ApiState, Target, json_response, logs, ok, status_response, table, verb_of, watch,
+    with_warnings,
+};
+use shoal_machinery::error::{ApiError, Result};
+use shoal_machinery::jsonpath;
+use shoal_machinery::selectors::{FieldSelector, LabelSelector};
+use shoal_registry::objects::PatchType;
+use shoal_registry::resources::{Resource, Sub};
+use shoal_wire::gotypes;
+
+pub(super) fn sub_of(r: &Resource, sub: Option<&str>) -> Result<Option<Sub>> {
+    match sub {
+        None => Ok(None),
+        Some(s) => r
+            .subresources
+            .iter()
+            .copied()
+            .find(|x| x.name() == s)
+            .map(Some)
+            .ok_or_else(ApiError::no_route),
+    }
+}
+
+/// The autoscaling/v1 Scale view of `obj`: a built-in kind's
+/// `.spec.replicas`, or the paths a custom resource's definition names.
+pub(super) fn scale_of(r: &Resource, obj: &Value) -> Value {
+    let m = &obj["metadata"];
+    let first = |path: &str| jsonpath::select(obj, path).first().map(|v| (*v).clone());
+    let (replicas, current, selector) = match r.custom.and_then(|c| c.scale.as_ref()) {
+        Some(paths) => (
+            first(&paths.spec_replicas),
+            first(&paths.status_replicas),
+            paths
+                .label_selector
+                .as_deref()
+                .and_then(first)
+                .and_then(|s| s.as_str().map(String::from)),
+        ),
+        None => (
+            obj.pointer("/spec/replicas").cloned(),
+            obj.pointer("/status/replicas").cloned(),
+            obj.pointer("/spec/selector/matchLabels")
+                .or_else(|| {
+                    // A ReplicationController's selector is a plain map.
+                    obj.pointer("/spec/selector")
+                        .filter(|_| r.builtin_kind() == "ReplicationController")
+                })
+                .and_then(Value::as_object)
+                .map(|l| {
+                    l.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }),
+        ),
+    };
+    json!({
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"], "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"]},
+        "spec": {"replicas": replicas.unwrap_or(json!(0))},
+        "status": {"replicas": current.unwrap_or(json!(0)), "selector": selector.unwrap_or_default()},
+    })
+}
+
+/// The merge patch that sets the replica count `scale` writes to.
+pub(super) fn replicas_patch(r: &Resource, replicas: i64) -> Value {
+    let path = r
+        .custom
+        .and_then(|c| c.scale.as_ref())
+        .map_or(".spec.replicas", |p| p.spec_replicas.as_str());
+    let keys = jsonpath::keys(path).unwrap_or_else(|| vec!["spec".into(), "replicas".into()]);
+    keys.iter()
+        .rev()
+        .fold(json!(replicas), |inner, k| json!({ k: inner }))
+}
+
+pub(super) fn list_kind(r: &Resource) -> String {
+    format!("{}List", r.kind)
+}
+
+pub(super) async fn resource(
+    state: &ApiState,
+    t: Target,
+    q: Query,
+    accept: String,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Body>> {
+    let r = t.r;
+    let objects = &state.objects;
+    let ns = t.ns.clone().unwrap_or_default();
+    let sub = sub_of(r, t.sub.as_deref())?;
+    let method = req.method().clone();
+    let table = table::wants_table(&accept);
+    let full = q.get("includeObject") == Some("Object");
+    let verb = verb_of(&method, &t, &q);
+    if sub.is_none() && !r.verbs().contains(&verb) {
+        return Err(ApiError::method_not_allowed());
+    }
+    match (method, t.name.as_deref(), sub) {
+        (Method::POST, None, None) if r.group == "authorization.k8s.io" => {
+            let opts = q.write_opts(req.headers())?;
+            let (_, body) = read_body(req).await?;
+            let body = parse_json(&body)?;
+            shoal_registry::validation::decode(r, &body, opts.field_validation)?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &review(r, body)?,
+                "application/json",
+            ))
+        }
+        (Method::GET, None, None) => {
+            let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())?;
+            let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or_default())?;
+            if t.watch || q.flag("watch") {
+                return watch::watch(objects, r, t.ns.as_deref(), labels, fields, &q, table).await;
+            }
+            let limit: usize = q
+                .get("limit")
+                .and_then(|l| l.parse().ok())
+                .filter(|l| *l > 0)
+                .unwrap_or(usize::MAX);
+            let token = q
+                .get("continue")
+                .filter(|c| !c.is_empty())
+                .map(Continue::decode)
+                .transpose()?;
+            let exact = match q.get("resourceVersionMatch") {
+                Some("Exact") => Some(
+                    q.get("resourceVersion")
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .ok_or_else(|| {
+                            ApiError::bad_request(
+                                "resourceVersionMatch=Exact needs a resourceVersion",
+                            )
+                        })?,
+                ),
+                None | Some("" | "NotOlderThan") => None,
+                Some(other) => {
+                    return Err(ApiError::bad_request(format!(
+                        "resourceVersionMatch: Unsupported value: \"{other}\": supported values: \"Exact\", \"NotOlderThan\""
+                    )));
+                }
+            };
+            // Every page of a list reads the revision of its first page.
+            let (items, rev) = match token.as_ref().map(|t| t.revision).or(exact) {
+                Some(at) => {
+                    let current = objects.store().revision();
+                    if at > current {
+                        return Err(ApiError::too_large_resource_version(at, current));
+                    }
+                    (
+                        objects.list_at(r, t.ns.as_deref(), &labels, &fields, at)?,
+                        at,
+                    )
+                }
+                None => objects.list(r, t.ns.as_deref(), &labels, &fields),
+            };
+            let first_page = token.is_none() && exact.is_none();
+            let after = token.map(|t| t.start);
+            let mut page: Vec<&shoal_store::Stored> = items
+                .iter()
+                .filter(|s| after.as_ref().is_none_or(|a| list_key(&s.value) > *a))
+                .collect();
+            let cont = (page.len() > limit).then(|| {
+                if first_page {
+                    // The next pages read the objects as this one did.
+                    objects.pin_list(r, t.ns.as_deref(), rev);
+                }
+                page.truncate(limit);
+                Continue {
+                    revision: rev,
+                    start: list_key(&page[limit - 1].value),
+                }
+                .encode()
+            });
+            let rev = rev.to_string();
+            if table {
+                let page: Vec<&Value> = page.iter().map(|s| &*s.value).collect();
+                return Ok(ok(&table::table(
+                    r,
+                    &page,
+                    &rev,
+                    cont.as_deref(),
+                    full,
+                    true,
+                )));
+            }
+            let mut meta = json!({"resourceVersion": rev});
+            if let Some(c) = cont {
+                meta["continue"] = json!(c);
+            }
+            let head =
+                json!({"kind": list_kind(r), "apiVersion": r.api_version(), "metadata": meta});
+            if r.custom.is_some() {
+                // Kept as maps, custom objects' lists have sorted keys.
+                let items: Vec<_> = page.iter().map(|s| r.served_as(&s.value)).collect();
+                let mut list = head;
+                list["items"] = json!(items);
+                return Ok(ok(&list));
+            }
+            Ok(list_response(&head, &page, r))
+        }
+        (Method::GET, Some(name), s) => {
+            let cur = objects.get(r, &ns, name)?;
+            match s {
+                Some(Sub::Scale) => Ok(ok(&scale_of(r, &cur.value))),
+                Some(Sub::Log) => logs::proxy(state, &cur.value, &q).await,
+                Some(Sub::Binding) => Err(ApiError::method_not_allowed()),
+                _ if table => Ok(ok(&table::table(
+                    r,
+                    &[&*cur.value],
+                    &cur.revision.to_string(),
+                    None,
+                    full,
+                    true,
+                ))),
+                _ => Ok(ok(&r.served_as(&cur.value))),
+            }
+        }
+        (Method::POST, None, None) => {
+            let opts = q.write_opts(req.headers())?;
+            let (_, body) = read_body(req).await?;
+            let w = objects.create(r, &ns, parse_json(&body)?, opts).await?;
+            Ok(with_warnings(
+                json_response(
+                    StatusCode::CREATED,
+                    &r.served_as(&w.object),
+                    "application/json",
+                ),
+                &w.warnings,
+            ))
+        }
+        (Method::POST, Some(name), Some(Sub::Binding)) => {
+            let (_, body) = read_body(req).await?;
+            let binding = parse_json(&body)?;
+            let node = binding
+                .pointer("/target/name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::bad_request("binding.target.name is required"))?;
+            shoal_registry::binding::bind(objects, &ns, name, node).await?;
+            Ok(status_response(
+                StatusCode::CREATED,
+                shoal_machinery::error::success_status_json(201),
+            ))
+        }
+        (Method::PUT, Some(name), s @ (None | Some(Sub::Status))) => {
+            let opts = q.write_opts(req.headers())?;
+            let (_, body) = read_body(req).await?;
+            let w = objects
+                .update(r, &ns, name, parse_json(&body)?, s, opts)
+                .await?;
+            Ok(with_warnings(ok(&r.served_as(&w.object)), &w.warnings))
+        }
+        (Method::PUT | Method::PATCH, Some(name), Some(Sub::Scale)) => {
+            let is_patch = req.method() == Method::PATCH;
+            let opts = q.write_opts(req.headers())?;
+            let (headers, body) = read_body(req).await?;
+            let ct = content_type(&headers);
+            let body = parse_json(&body)?;
+            let cur = objects.get(r, &ns, name)?;
+            let scale = if is_patch {
+                match PatchType::from_content_type(ct)? {
+                    PatchType::Json => {
+                        shoal_machinery::patch::json(&scale_of(r, &cur.value), &body)?
+                    }
+                    PatchType::Merge => {
+                        shoal_machinery::patch::merge(&scale_of(r, &cur.value), &body)
+                    }
+                    PatchType::Strategic => {
+                        shoal_machinery::patch::strategic_merge(&scale_of(r, &cur.value), &body)?
+                    }
+                }
+            } else {
+                body
+            };
+            let replicas = scale
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| ApiError::bad_request("spec.replicas is required"))?;
+            let p = replicas_patch(r, replicas);
+            let w = objects
+                .patch(r, &ns, name, PatchType::Merge, &p, None, opts)
+                .await?;
+            Ok(ok(&scale_of(r, &w.object)))
+        }
+        (Method::PATCH, Some(name), None)
+            if content_type(req.headers()).starts_with("application/apply-patch") =>
+        {
+            let opts = q.write_opts(req.headers())?;
+            let manager = q
+                .get("fieldManager")
+                .filter(|m| !m.is_empty())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "PATCH requests with an apply content type must specify a fieldManager",
+                    )
+                })?;
+            let manager = manager.to_string();
+            let force = q.flag("force");
+            let (_, body) = read_body(req).await?;
+            // JSON is YAML too; most clients send it.
+            let config = match serde_json::from_slice(&body) {
+                Ok(c) => c,
+                Err(_) => yaml_to_json(&body)?,
+            };
+            let (w, created) = objects
+                .apply(r, &ns, name, config, &manager, force, opts)
+                .await?;
+            let code = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(with_warnings(
+                json_response(code, &r.served_as(&w.object), "application/json"),
+                &w.warnings,
+            ))
+        }
+        (Method::PATCH, Some(name), s @ (None | Some(Sub::Status))) => {
+            let opts = q.write_opts(req.headers())?;
+            let (headers, body) = read_body(req).await?;
+            let ty = PatchType::from_content_type(content_type(&headers))?;
+            if ty == PatchType::Strategic && r.custom.is_some() {
+                // Custom resources have no patch strategies to merge by.
+                return Err(ApiError::unsupported_media_type(
+                    content_type(&headers),
+                    &[
+                        "application/json-patch+json",
+                        "application/merge-patch+json",
+                        "application/apply-patch+yaml",
+                    ],
+                ));
+            }
+            let w = objects
+                .patch(r, &ns, name, ty, &parse_json(&body)?, s, opts)
+                .await?;
+            Ok(with_warnings(ok(&r.served_as(&w.object)), &w.warnings))
+        }
+        (Method::DELETE, Some(name), None) => {
+            let (_, body) = read_body(req).await?;
+            let opts = delete_opts(&q, &body)?;
+            let v = objects.delete(r, &ns, name, opts).await?;
+            Ok(ok(&r.served_as(&v)))
+        }
+        (Method::DELETE, None, None) => {
+            let (_, body) = read_body(req).await?;
+            let opts = delete_opts(&q, &body)?;
+            let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())?;
+            let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or_default())?;
+            let (items, _) = objects.list(r, t.ns.as_deref(), &labels, &fields);
+            for s in &items {
+                let (n, nsp) = (
+                    shoal_machinery::meta::name(&s.value),
+                    shoal_machinery::meta::namespace(&s.value),
+                );
+                match objects.delete(r, nsp, n, opts.clone()).await {
+                    Ok(_) => {}
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(status_response(
+                StatusCode::OK,
+                shoal_machinery::error::success_status_json(0),
+            ))
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// The answer to a SelfSubjectAccessReview (`kubectl auth can-i`) or a
+/// SelfSubjectRulesReview (`can-i --list`): shoal does not authorize, so
+/// every authenticated client may do everything.
+pub(super) fn review(r: &Resource, mut review: Value) -> Result<Value> {
+    if r.kind == "SelfSubjectAccessReview" {
+        let spec = &review["spec"];
+        if spec.get("resourceAttributes").is_none() == spec.get("nonResourceAttributes").is_none() {
+            return Err(ApiError::invalid(
+                r.group,
+                r.kind,
+                "",
+                vec![shoal_machinery::error::Cause {
+                    kind: "FieldValueInvalid",
+                    field: "spec.resourceAttributes".into(),
+                    message: "Invalid value: exactly one of nonResourceAttributes or resourceAttributes must be specified".into(),
+                }],
+            ));
+        }
+        review["status"] =
+            json!({"allowed": true, "reason": "shoal allows every authenticated client"});
+    } else {
+        review["status"] = json!({
+            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+            "incomplete": false,
+        });
+    }
+    review["apiVersion"] = json!(r.api_version());
+    review["kind"] = json!(r.kind);
+    Ok(review)
+}
+
+/// A list of built-in objects: its head (`kind`, `apiVersion`,
+/// `metadata`), then the items as the store encoded them when they were
+/// written, unless served in another form.
+pub(super) fn list_response(
+    head: &Value,
+    page: &[&shoal_store::Stored],
+    r: &Resource,
+) -> Response<Body> {
+    let mut body = gotypes::json::to_vec(head);
+    let size: usize = page.iter().map(|s| s.json.len() + 1).sum();
+    body.reserve(size + 16);
+    // The head's closing brace makes way for the items.
+    body.pop();
+    body.extend_from_slice(b",\"items\":[");
+    for (i, s) in page.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        match r.served_as(&s.value) {
+            std::borrow::Cow::Borrowed(_) => body.extend_from_slice(&s.json),
+            std::borrow::Cow::Owned(v) => body.extend(gotypes::json::to_vec(&v)),
+        }
+    }
+    body.extend_from_slice(b"]}\n");
+    let mut resp = Response::new(Body::from(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+pub(super) fn list_key(v: &Value) -> String {
+    format!(
+        "{}/{}",
+        shoal_machinery::meta::namespace(v),
+        shoal_machinery::meta::name(v)
+    )
+}
+
+/// Where a paged list goes on: the revision its first page was read at and
+/// the last key returned.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct Continue {
+    #[serde(rename = "rv")]
+    revision: u64,
+    start: String,
+}
+
+impl Continue {
+    pub(super) fn encode(&self) -> String {
+        use base64::Engine as _;
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    pub(super) fn decode(c: &str) -> Result<Self> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(c)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| ApiError::bad_request("invalid continue token"))
+    }
+}

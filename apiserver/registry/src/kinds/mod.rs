@@ -1,0 +1,225 @@
+//! One [`Strategy`] per built-in kind: what the kind adds to what every
+//! object gets, as kube-apiserver's registry strategies do. A new object's
+//! starting status, its defaults, the status fields Go always writes, its
+//! name rule, its semantic checks, the fields an update may not change and
+//! the columns `kubectl get` prints. Generic code asks [`of`] and never
+//! matches on a kind's name; one file holds each family of kinds.
+//!
+//! May import: `custom` (a definition's defaults and checks), the machinery.
+//! Must not import: `resources` beyond [`Resource`], `objects`,
+//! `validation`, `defaults`.
+
+mod batch;
+mod certificates;
+mod config;
+mod extensions;
+mod networking;
+mod nodes;
+mod pods;
+pub mod print;
+mod rbac;
+mod storage;
+mod workloads;
+
+use serde_json::{Value, json};
+
+use crate::resources::Resource;
+use shoal_machinery::error::Causes;
+use shoal_machinery::meta::default_key;
+
+pub use pods::{pod_status, qos_class};
+
+/// Which names a kind accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameRule {
+    /// An RFC 1123 subdomain (most kinds).
+    Subdomain,
+    /// An RFC 1123 label (Namespaces and Services, whose names become DNS
+    /// labels).
+    Label,
+}
+
+/// The Table columns of a kind and the cells of one object's row, kept
+/// side by side so they stay in step.
+#[derive(Clone, Copy)]
+pub struct Printer {
+    /// The column definitions.
+    pub columns: fn() -> Vec<Value>,
+    /// One row's cells, a cell per column.
+    pub cells: fn(&Value) -> Vec<Value>,
+}
+
+/// What one kind adds to the machinery every object gets.
+pub struct Strategy {
+    /// Sets what a new object starts with (its status, finalizers, derived
+    /// fields) before defaulting.
+    pub prepare: fn(&mut Value),
+    /// Fills the kind's defaults, on create and update.
+    pub defaults: fn(&mut Value),
+    /// Status fields Kubernetes' Go types always write (not `omitempty`):
+    /// zero until a controller sets them. Typed clients (the Python
+    /// client's models) refuse an object without them.
+    pub status_zeros: &'static [&'static str],
+    /// The names the kind accepts.
+    pub name_rule: NameRule,
+    /// Semantic checks of an object about to be stored (422 causes).
+    pub validate: fn(&Value, &mut Causes),
+    /// JSON pointers of fields an update may not change.
+    pub immutable: &'static [&'static str],
+    /// Top-level fields an update of the object (not of a subresource)
+    /// leaves as they were, whatever the body says, as Kubernetes does
+    /// with a CertificateSigningRequest's `spec`.
+    pub kept_on_update: &'static [&'static str],
+    /// What `kubectl get` prints.
+    pub printer: Printer,
+}
+
+fn nothing(_: &mut Value) {}
+
+fn no_checks(_: &Value, _: &mut Causes) {}
+
+/// Gives a new object an empty status.
+fn empty_status(obj: &mut Value) {
+    obj["status"] = json!({});
+}
+
+impl Strategy {
+    /// A kind with nothing of its own: name and age columns.
+    pub const GENERIC: Strategy = Strategy {
+        prepare: nothing,
+        defaults: nothing,
+        status_zeros: &[],
+        name_rule: NameRule::Subdomain,
+        validate: no_checks,
+        immutable: &[],
+        kept_on_update: &[],
+        printer: Printer {
+            columns: print::name_age_columns,
+            cells: print::name_age_cells,
+        },
+    };
+
+    /// Applies the kind's status zeros and defaults.
+    pub fn default(&self, obj: &mut Value) {
+        self.fill_status_zeros(obj);
+        (self.defaults)(obj);
+    }
+
+    /// Gives `obj` the status fields of [`Strategy::status_zeros`] it
+    /// lacks; whether it lacked any.
+    pub fn fill_status_zeros(&self, obj: &mut Value) -> bool {
+        if self.status_zeros.is_empty() {
+            return false;
+        }
+        let Some(m) = obj.as_object_mut() else {
+            return false;
+        };
+        let before = m.get("status").cloned();
+        if !m.get("status").is_some_and(Value::is_object) {
+            m.insert("status".into(), json!({}));
+        }
+        if let Some(st) = m.get_mut("status").and_then(Value::as_object_mut) {
+            for f in self.status_zeros {
+                default_key(st, f, json!(0));
+            }
+        }
+        m.get("status") != before.as_ref()
+    }
+}
+
+/// Every built-in kind with a strategy of its own.
+pub static STRATEGIES: &[(&str, &Strategy)] = &[
+    ("Pod", &pods::POD),
+    ("Node", &nodes::NODE),
+    ("Lease", &nodes::LEASE),
+    ("RuntimeClass", &nodes::RUNTIME_CLASS),
+    ("Deployment", &workloads::DEPLOYMENT),
+    ("ReplicaSet", &workloads::REPLICA_SET),
+    ("ReplicationController", &workloads::REPLICATION_CONTROLLER),
+    ("StatefulSet", &workloads::STATEFUL_SET),
+    ("DaemonSet", &workloads::DAEMON_SET),
+    ("ControllerRevision", &workloads::CONTROLLER_REVISION),
+    (
+        "HorizontalPodAutoscaler",
+        &workloads::HORIZONTAL_POD_AUTOSCALER,
+    ),
+    ("PodDisruptionBudget", &workloads::POD_DISRUPTION_BUDGET),
+    ("Job", &batch::JOB),
+    ("CronJob", &batch::CRON_JOB),
+    ("Service", &networking::SERVICE),
+    ("Endpoints", &networking::ENDPOINTS),
+    ("EndpointSlice", &networking::ENDPOINT_SLICE),
+    ("Ingress", &networking::INGRESS),
+    ("IngressClass", &networking::INGRESS_CLASS),
+    ("NetworkPolicy", &networking::NETWORK_POLICY),
+    ("Namespace", &config::NAMESPACE),
+    ("ConfigMap", &config::CONFIG_MAP),
+    ("Secret", &config::SECRET),
+    ("ServiceAccount", &config::SERVICE_ACCOUNT),
+    ("ResourceQuota", &config::RESOURCE_QUOTA),
+    ("LimitRange", &config::LIMIT_RANGE),
+    ("PriorityClass", &config::PRIORITY_CLASS),
+    ("Event", &config::EVENT),
+    ("PersistentVolumeClaim", &storage::PERSISTENT_VOLUME_CLAIM),
+    ("PersistentVolume", &storage::PERSISTENT_VOLUME),
+    ("StorageClass", &storage::STORAGE_CLASS),
+    ("Role", &rbac::ROLE),
+    ("ClusterRole", &rbac::CLUSTER_ROLE),
+    ("RoleBinding", &rbac::ROLE_BINDING),
+    ("ClusterRoleBinding", &rbac::CLUSTER_ROLE_BINDING),
+    (
+        "CustomResourceDefinition",
+        &extensions::CUSTOM_RESOURCE_DEFINITION,
+    ),
+    ("APIService", &extensions::API_SERVICE),
+    (
+        "CertificateSigningRequest",
+        &certificates::CERTIFICATE_SIGNING_REQUEST,
+    ),
+];
+
+/// The strategy of a built-in kind; the generic one for other kinds.
+pub fn of_kind(kind: &str) -> &'static Strategy {
+    STRATEGIES
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or(&Strategy::GENERIC, |(_, s)| *s)
+}
+
+/// The strategy of a resource; a custom resource gets the generic one (its
+/// definition's schema does the rest).
+pub fn of(r: &Resource) -> &'static Strategy {
+    of_kind(r.builtin_kind())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::RESOURCES;
+
+    #[test]
+    fn every_strategy_names_a_served_kind() {
+        for (kind, _) in STRATEGIES {
+            assert!(
+                RESOURCES.iter().any(|r| r.kind == *kind),
+                "{kind} is not served"
+            );
+        }
+    }
+
+    #[test]
+    fn every_printer_fills_each_column() {
+        let obj = json!({"metadata": {"name": "x", "namespace": "default",
+            "creationTimestamp": "2026-01-01T00:00:00Z"}, "spec": {}, "status": {}});
+        for r in RESOURCES {
+            let p = of(r).printer;
+            let columns = (p.columns)();
+            let cells = (p.cells)(&obj);
+            assert_eq!(columns.len(), cells.len(), "{}", r.kind);
+            // The Name column shows the name (Events lead with Last Seen).
+            if let Some(i) = columns.iter().position(|c| c["name"] == "Name") {
+                assert_eq!(cells[i], "x", "{}", r.kind);
+            }
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The registry of kinds and the object service over the store.
+//!
+//! [`resources`] is the table of every served kind (built-in and custom);
+//! [`defaults`] and [`validation`] are what each kind adds to the
+//! machinery; [`custom`] turns CustomResourceDefinitions into kinds;
+//! [`objects`] is the one way objects are created, read, updated, patched,
+//! applied and deleted, with preconditions, finalizers and watches;
+//! [`binding`] is the `pods/binding` subresource.
+//!
+//! May import: `shoal-machinery`, `shoal-store`, `shoal-wire`.
+//! Must not import: the HTTP front, the scheduler, the controllers.
+
+pub mod binding;
+pub mod custom;
+pub mod kinds;
+pub mod objects;
+pub mod resources;
+pub mod validation;

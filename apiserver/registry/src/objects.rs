@@ -1,0 +1,1003 @@
+//! Object semantics shared by the HTTP API and the in-process controllers:
+//! metadata, defaulting, validation, preconditions, graceful deletion.
+
+use serde_json::{Value, json};
+
+use std::sync::Arc;
+
+use crate::custom;
+use crate::kinds;
+use crate::resources::{self, Registry, Resource, Sub};
+use crate::validation::{self, FieldValidation};
+use shoal_machinery::error::{ApiError, Result};
+use shoal_machinery::meta::{self, default_key, metadata};
+use shoal_machinery::patch;
+use shoal_machinery::selectors::{FieldSelector, LabelSelector};
+use shoal_store::{Command, Cond, Failure, Outcome, Store, Stored};
+
+/// Options of a write.
+#[derive(Debug, Clone)]
+pub struct WriteOpts {
+    /// `dryRun=All`: validate and default, store nothing.
+    pub dry_run: bool,
+    /// How unknown fields are treated.
+    pub field_validation: FieldValidation,
+    /// The field manager recorded for the fields the write sets (`Update`
+    /// entries of `managedFields`); the controllers record none.
+    pub manager: Option<String>,
+}
+
+impl Default for WriteOpts {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            field_validation: FieldValidation::Ignore,
+            manager: None,
+        }
+    }
+}
+
+/// Options of a delete.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOpts {
+    /// `gracePeriodSeconds`.
+    pub grace_period: Option<i64>,
+    /// `preconditions.uid`.
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub resource_version: Option<u64>,
+    /// `dryRun=All`.
+    pub dry_run: bool,
+    /// `propagationPolicy` (or the older `orphanDependents`).
+    pub propagation: Propagation,
+}
+
+/// What happens to the dependents of a deleted object (`propagationPolicy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Propagation {
+    /// The object goes now; the garbage collector deletes its dependents.
+    #[default]
+    Background,
+    /// The object stays, terminating, until the garbage collector has
+    /// deleted its dependents.
+    Foreground,
+    /// The object stays until the garbage collector has removed it from its
+    /// dependents' owners; they are kept.
+    Orphan,
+}
+
+impl Propagation {
+    /// Parses a `propagationPolicy` value.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "Background" => Some(Self::Background),
+            "Foreground" => Some(Self::Foreground),
+            "Orphan" => Some(Self::Orphan),
+            _ => None,
+        }
+    }
+
+    /// The finalizer that holds the object while its dependents are dealt
+    /// with.
+    pub fn finalizer(self) -> Option<&'static str> {
+        match self {
+            Self::Background => None,
+            Self::Foreground => Some(FOREGROUND_DELETION),
+            Self::Orphan => Some(ORPHAN),
+        }
+    }
+}
+
+/// The finalizer of a foreground deletion.
+pub const FOREGROUND_DELETION: &str = "foregroundDeletion";
+/// The finalizer of a deletion that orphans the dependents.
+pub const ORPHAN: &str = "orphan";
+
+/// A successful write.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The object as stored.
+    pub object: Value,
+    /// Warnings for the `Warning` header.
+    pub warnings: Vec<String>,
+}
+
+/// The patch formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    /// `application/json-patch+json`.
+    Json,
+    /// `application/merge-patch+json`.
+    Merge,
+    /// `application/strategic-merge-patch+json`.
+    Strategic,
+}
+
+impl PatchType {
+    /// The patch type of a Content-Type header.
+    pub fn from_content_type(ct: &str) -> Result<Self> {
+        match ct.split(';').next().unwrap_or_default().trim() {
+            "application/json-patch+json" => Ok(Self::Json),
+            "application/merge-patch+json" => Ok(Self::Merge),
+            "application/strategic-merge-patch+json" => Ok(Self::Strategic),
+            other => Err(ApiError::unsupported_media_type(
+                other,
+                &[
+                    "application/json-patch+json",
+                    "application/merge-patch+json",
+                    "application/strategic-merge-patch+json",
+                ],
+            )),
+        }
+    }
+}
+
+/// The object API over the store.
+#[derive(Clone)]
+pub struct Objects {
+    store: Store,
+    registry: Arc<Registry>,
+}
+
+fn outcome_err(r: &Resource, name: &str, f: Failure) -> ApiError {
+    match f {
+        Failure::NotFound => ApiError::not_found(r.group, r.plural, name),
+        Failure::AlreadyExists => ApiError::already_exists(r.group, r.plural, name),
+        Failure::Conflict { .. } => ApiError::conflict(r.group, r.plural, name),
+    }
+}
+
+/// Everything but `metadata` and `status`: a change here bumps `generation`.
+fn spec_view(obj: &Value) -> Value {
+    let mut v = obj.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+    }
+    v
+}
+
+impl Objects {
+    /// The API over `store`.
+    pub fn new(store: Store) -> Self {
+        let objects = Self {
+            store,
+            registry: Arc::default(),
+        };
+        objects.refresh_custom();
+        objects
+    }
+
+    /// Every resource served now, custom ones included.
+    pub fn resources(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Serves the resources of the CustomResourceDefinitions stored now.
+    pub fn refresh_custom(&self) {
+        let crds = resources::by_kind("apiextensions.k8s.io", "CustomResourceDefinition")
+            .expect("definitions are served");
+        let (items, _) = self.store.list(&crds.prefix(None));
+        let values: Vec<&Value> = items.iter().map(|s| &*s.value).collect();
+        self.registry.set_custom(custom::served(&values));
+    }
+
+    fn wrote(&self, r: &Resource) {
+        if r.builtin_kind() == "CustomResourceDefinition" {
+            self.refresh_custom();
+        }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// One object.
+    pub fn get(&self, r: &Resource, ns: &str, name: &str) -> Result<Stored> {
+        self.store
+            .get(&r.key(ns, name))
+            .ok_or_else(|| ApiError::not_found(r.group, r.plural, name))
+    }
+
+    /// Objects of a resource, filtered, and the list's revision.
+    pub fn list(
+        &self,
+        r: &Resource,
+        ns: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+    ) -> (Vec<Stored>, u64) {
+        let (items, rev) = self.store.list(&r.prefix(ns));
+        let items = items
+            .into_iter()
+            .filter(|s| labels.matches_object(&s.value) && fields.matches(&s.value))
+            .collect();
+        (items, rev)
+    }
+
+    /// Keeps a resource's objects as they were at `revision` while a paged
+    /// list of them is read.
+    pub fn pin_list(&self, r: &Resource, ns: Option<&str>, revision: u64) {
+        self.store.pin(&r.prefix(ns), revision);
+    }
+
+    /// Objects of a resource, filtered, as they were at `revision`; 410
+    /// Expired when the changes since are no longer kept.
+    pub fn list_at(
+        &self,
+        r: &Resource,
+        ns: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+        revision: u64,
+    ) -> Result<Vec<Stored>> {
+        let items = self
+            .store
+            .list_at(&r.prefix(ns), revision)
+            .map_err(|too_old| {
+                ApiError::expired(format!(
+                    "The provided continue parameter is too old to display a consistent list result (resourceVersion {revision}; the oldest kept is {}). Start a new list without the continue parameter.",
+                    too_old.oldest
+                ))
+            })?;
+        Ok(items
+            .into_iter()
+            .filter(|s| labels.matches_object(&s.value) && fields.matches(&s.value))
+            .collect())
+    }
+
+    async fn put(&self, r: &Resource, obj: Value, cond: Cond) -> Result<Value> {
+        let name = meta::name(&obj).to_string();
+        let key = r.key(meta::namespace(&obj), &name);
+        match self
+            .store
+            .write(Command::Put {
+                key,
+                value: obj,
+                cond,
+            })
+            .await
+            .map_err(unavailable)?
+        {
+            Outcome::Applied {
+                object: Some(o), ..
+            } => {
+                self.wrote(r);
+                Ok(o)
+            }
+            Outcome::Applied { object: None, .. } => {
+                Err(ApiError::internal("put applied without an object"))
+            }
+            Outcome::Failed(f) => Err(outcome_err(r, &name, f)),
+        }
+    }
+
+    async fn remove(&self, r: &Resource, ns: &str, name: &str, cond: Cond) -> Result<Value> {
+        match self
+            .store
+            .write(Command::Delete {
+                key: r.key(ns, name),
+                cond,
+            })
+            .await
+            .map_err(unavailable)?
+        {
+            Outcome::Applied { object, .. } => {
+                self.wrote(r);
+                Ok(object.unwrap_or(Value::Null))
+            }
+            Outcome::Failed(f) => Err(outcome_err(r, name, f)),
+        }
+    }
+
+    fn check_type_meta(r: &Resource, obj: &mut Value) -> Result<()> {
+        let av = r.api_version();
+        let m = obj
+            .as_object_mut()
+            .ok_or_else(|| ApiError::bad_request("the object is not a JSON object"))?;
+        match m.get("apiVersion").and_then(Value::as_str) {
+            Some(v) if !r.accepts_version(v) => {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({v}) does not match the expected API version ({av})"
+                )));
+            }
+            _ => {}
+        }
+        match m.get("kind").and_then(Value::as_str) {
+            Some(k) if k != r.kind => {
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({})",
+                    r.kind
+                )));
+            }
+            _ => {}
+        }
+        m.insert("apiVersion".into(), json!(av));
+        m.insert("kind".into(), json!(r.kind));
+        Ok(())
+    }
+
+    /// Creates an object in namespace `ns` (ignored for cluster resources).
+    pub async fn create(
+        &self,
+        r: &Resource,
+        ns: &str,
+        mut obj: Value,
+        opts: WriteOpts,
+    ) -> Result<Written> {
+        let warnings = validation::decode(r, &obj, opts.field_validation)?;
+        Self::check_type_meta(r, &mut obj)?;
+        if r.custom.is_some_and(|c| c.terminating) {
+            return Err(ApiError {
+                code: 405,
+                reason: "MethodNotAllowed",
+                message: "create not allowed while custom resource definition is terminating"
+                    .into(),
+                details: None,
+            });
+        }
+        let mut obj = r.to_stored(obj);
+        let m = metadata(&mut obj);
+        if r.namespaced {
+            match m.get("namespace").and_then(Value::as_str) {
+                Some(n) if !n.is_empty() && n != ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => {
+                    m.insert("namespace".into(), json!(ns));
+                }
+            }
+        } else {
+            m.remove("namespace");
+        }
+        let generate = m
+            .get("generateName")
+            .and_then(Value::as_str)
+            .map(String::from);
+        let named = m
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        if !named && let Some(prefix) = &generate {
+            m.insert(
+                "name".into(),
+                json!(format!("{prefix}{}", meta::random_suffix(5))),
+            );
+        }
+        m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        m.insert("creationTimestamp".into(), json!(meta::now()));
+        m.insert("generation".into(), json!(1));
+        for k in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            m.remove(k);
+        }
+        if r.namespaced {
+            match self.store.get(&resources::RESOURCES[0].key("", ns)) {
+                None => return Err(ApiError::not_found("", "namespaces", ns)),
+                Some(n) if n.value.pointer("/metadata/deletionTimestamp").is_some() => {
+                    return Err(ApiError {
+                        code: 403,
+                        reason: "Forbidden",
+                        message: format!(
+                            "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                            r.plural,
+                            meta::name(&obj)
+                        ),
+                        details: None,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(manager) = &opts.manager {
+            shoal_machinery::apply::record_update(None, &mut obj, manager, None, &meta::now());
+        }
+        let strategy = kinds::of(r);
+        (strategy.prepare)(&mut obj);
+        strategy.default(&mut obj);
+        if let Some(c) = r.custom {
+            shoal_machinery::schema::prune(&c.schema, &mut obj, &mut Vec::new());
+            shoal_machinery::schema::default(&c.schema, &mut obj);
+        }
+        if r.builtin_kind() == "Service" {
+            self.allocate_service(&mut obj, None)?;
+        }
+        validation::validate(r, &obj)?;
+        if opts.dry_run {
+            return Ok(Written {
+                object: obj,
+                warnings,
+            });
+        }
+        for attempt in 0..5 {
+            match self.put(r, obj.clone(), Cond::Absent).await {
+                Err(e)
+                    if e.reason == "AlreadyExists"
+                        && !named
+                        && generate.is_some()
+                        && attempt < 4 =>
+                {
+                    let prefix = generate.clone().unwrap_or_default();
+                    metadata(&mut obj).insert(
+                        "name".into(),
+                        json!(format!("{prefix}{}", meta::random_suffix(5))),
+                    );
+                }
+                other => return other.map(|object| Written { object, warnings }),
+            }
+        }
+        Err(ApiError::internal("generateName retries exhausted"))
+    }
+
+    /// Allocates a ClusterIP and NodePorts the spec leaves open, keeping
+    /// those of `previous`.
+    fn allocate_service(&self, obj: &mut Value, previous: Option<&Value>) -> Result<()> {
+        let svc = resources::by_kind("", "Service").expect("services are served");
+        let (all, _) = self.store.list(&svc.prefix(None));
+        let own_uid = meta::uid(obj).to_string();
+        let others: Vec<&Value> = all
+            .iter()
+            .map(|s| &*s.value)
+            .filter(|v| meta::uid(v) != own_uid)
+            .collect();
+        let spec = obj
+            .get_mut("spec")
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| ApiError::bad_request("a Service needs a spec"))?;
+        let ty = spec
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP")
+            .to_string();
+        if ty != "ExternalName" {
+            if let Some(ip) = previous
+                .and_then(|p| p.pointer("/spec/clusterIP"))
+                .filter(|v| v.is_string())
+            {
+                default_key(spec, "clusterIP", ip.clone());
+            }
+            let requested = spec
+                .get("clusterIP")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let used: Vec<&str> = others
+                .iter()
+                .filter_map(|v| meta::str_at(v, "/spec/clusterIP"))
+                .collect();
+            let ip = if requested.is_empty() {
+                (10u32..4094)
+                    .map(|n| format!("10.96.{}.{}", n / 256, n % 256))
+                    .find(|ip| !used.contains(&ip.as_str()))
+                    .ok_or_else(|| ApiError::internal("service IP range exhausted"))?
+            } else {
+                let unchanged = previous.and_then(|p| meta::str_at(p, "/spec/clusterIP"))
+                    == Some(requested.as_str());
+                if requested != "None" && !unchanged {
+                    let problem = match requested.parse::<std::net::Ipv4Addr>() {
+                        Err(_) => Some(
+                            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+                                .to_string(),
+                        ),
+                        Ok(a) if a.octets()[0] != 10 || (a.octets()[1] & 0xf0) != 96 => {
+                            Some(format!(
+                                "failed to allocate IP {requested}: the provided IP ({requested}) is not in the valid range. The range of valid IPs is 10.96.0.0/12"
+                            ))
+                        }
+                        Ok(_) if used.contains(&requested.as_str()) => Some(format!(
+                            "failed to allocate IP {requested}: provided IP is already allocated"
+                        )),
+                        Ok(_) => None,
+                    };
+                    if let Some(message) = problem {
+                        return Err(ApiError::invalid(
+                            "",
+                            "Service",
+                            "",
+                            vec![shoal_machinery::error::Cause {
+                                kind: "FieldValueInvalid",
+                                field: "spec.clusterIPs".into(),
+                                message: format!(
+                                    "Invalid value: []string{{\"{requested}\"}}: {message}"
+                                ),
+                            }],
+                        ));
+                    }
+                }
+                requested
+            };
+            spec.insert("clusterIP".into(), json!(ip));
+            spec.insert("clusterIPs".into(), json!([ip]));
+        }
+        if ty == "NodePort" || ty == "LoadBalancer" {
+            let mut used: Vec<i64> = others
+                .iter()
+                .flat_map(|v| {
+                    v.pointer("/spec/ports")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
+                .collect();
+            let prev_ports = previous
+                .and_then(|p| p.pointer("/spec/ports"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                for (i, p) in ports
+                    .iter_mut()
+                    .filter_map(Value::as_object_mut)
+                    .enumerate()
+                {
+                    let keep = prev_ports
+                        .iter()
+                        .find(|q| q.get("port") == p.get("port"))
+                        .and_then(|q| q.get("nodePort"))
+                        .cloned();
+                    if let Some(k) = keep {
+                        default_key(p, "nodePort", k);
+                    }
+                    match p
+                        .get("nodePort")
+                        .and_then(Value::as_i64)
+                        .filter(|n| *n != 0)
+                    {
+                        Some(n) if used.contains(&n) => {
+                            return Err(ApiError::invalid(
+                                "",
+                                "Service",
+                                "",
+                                vec![shoal_machinery::error::Cause {
+                                    kind: "FieldValueInvalid",
+                                    field: format!("spec.ports[{i}].nodePort"),
+                                    message: format!(
+                                        "Invalid value: {n}: provided port is already allocated"
+                                    ),
+                                }],
+                            ));
+                        }
+                        Some(n) => used.push(n),
+                        None => {
+                            let start = 30000 + rand::random_range(0..2768);
+                            let n = (0..2768)
+                                .map(|i| 30000 + (start - 30000 + i) % 2768)
+                                .find(|n| !used.contains(n))
+                                .ok_or_else(|| ApiError::internal("node port range exhausted"))?;
+                            used.push(n);
+                            p.insert("nodePort".into(), json!(n));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces an object (PUT), or its status with `sub = Some(Status)`.
+    pub async fn update(
+        &self,
+        r: &Resource,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+        sub: Option<Sub>,
+        opts: WriteOpts,
+    ) -> Result<Written> {
+        let warnings = validation::decode(r, &obj, opts.field_validation)?;
+        Self::check_type_meta(r, &mut obj)?;
+        if meta::name(&obj) != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                meta::name(&obj)
+            )));
+        }
+        let wanted: Option<u64> =
+            meta::str_at(&obj, "/metadata/resourceVersion").and_then(|s| s.parse().ok());
+        for _ in 0..8 {
+            let cur = self.get(r, ns, name)?;
+            let cond = Cond::Revision(wanted.unwrap_or(cur.revision));
+            match self
+                .update_from(r, &cur, obj.clone(), sub, &opts, cond)
+                .await
+            {
+                Err(e) if e.reason == "Conflict" && wanted.is_none() => continue,
+                other => return other.map(|object| Written { object, warnings }),
+            }
+        }
+        Err(ApiError::conflict(r.group, r.plural, name))
+    }
+
+    /// Applies a patch to the current object and stores the result.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch(
+        &self,
+        r: &Resource,
+        ns: &str,
+        name: &str,
+        ty: PatchType,
+        body: &Value,
+        sub: Option<Sub>,
+        opts: WriteOpts,
+    ) -> Result<Written> {
+        for _ in 0..8 {
+            let cur = self.get(r, ns, name)?;
+            let base = r.served_as(&cur.value);
+            let patched = match ty {
+                PatchType::Json => patch::json(&base, body)?,
+                PatchType::Merge => patch::merge(&base, body),
+                PatchType::Strategic => patch::strategic_merge(&base, body)?,
+            };
+            let warnings = validation::decode(r, &patched, opts.field_validation)?;
+            let pinned: Option<u64> =
+                meta::str_at(&patched, "/metadata/resourceVersion").and_then(|s| s.parse().ok());
+            let cond = Cond::Revision(
+                pinned
+                    .filter(|p| *p != cur.revision)
+                    .unwrap_or(cur.revision),
+            );
+            match self.update_from(r, &cur, patched, sub, &opts, cond).await {
+                Err(e) if e.reason == "Conflict" && pinned == Some(cur.revision) => continue,
+                other => return other.map(|object| Written { object, warnings }),
+            }
+        }
+        Err(ApiError::conflict(r.group, r.plural, name))
+    }
+
+    /// Server-side apply of `config` by `manager` (see [`shoal_machinery::apply`]):
+    /// creates the object when it does not exist, which the flag says.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn apply(
+        &self,
+        r: &Resource,
+        ns: &str,
+        name: &str,
+        mut config: Value,
+        manager: &str,
+        force: bool,
+        opts: WriteOpts,
+    ) -> Result<(Written, bool)> {
+        if !config.is_object() {
+            return Err(ApiError::bad_request(
+                "an apply configuration must be an object",
+            ));
+        }
+        for (field, name) in [("kind", "Kind"), ("apiVersion", "APIVersion")] {
+            if meta::str_at(&config, &format!("/{field}")).is_none_or(str::is_empty) {
+                return Err(ApiError::bad_request(format!(
+                    "Object '{name}' is missing in '{config}'"
+                )));
+            }
+        }
+        match meta::str_at(&config, "/metadata/name") {
+            Some(n) if n != name => {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+            Some(_) => {}
+            None => {
+                metadata(&mut config).insert("name".into(), json!(name));
+            }
+        }
+        // Ownership is the server's to record, as Apply, not Update.
+        metadata(&mut config).remove("managedFields");
+        let opts = WriteOpts {
+            manager: None,
+            ..opts
+        };
+        for _ in 0..8 {
+            let Some(cur) = self.store.get(&r.key(ns, name)) else {
+                let obj =
+                    shoal_machinery::apply::apply(None, &config, manager, force, &meta::now())?;
+                match self.create(r, ns, obj, opts.clone()).await {
+                    Err(e) if e.reason == "AlreadyExists" => continue,
+                    other => return other.map(|w| (w, true)),
+                }
+            };
+            let merged = shoal_machinery::apply::apply(
+                Some(&r.served_as(&cur.value)),
+                &config,
+                manager,
+                force,
+                &meta::now(),
+            )?;
+            let warnings = validation::decode(r, &merged, opts.field_validation)?;
+            match self
+                .update_from(r, &cur, merged, None, &opts, Cond::Revision(cur.revision))
+                .await
+            {
+                Err(e) if e.reason == "Conflict" => continue,
+                other => return other.map(|object| (Written { object, warnings }, false)),
+            }
+        }
+        Err(ApiError::conflict(r.group, r.plural, name))
+    }
+
+    async fn update_from(
+        &self,
+        r: &Resource,
+        cur: &Stored,
+        mut obj: Value,
+        sub: Option<Sub>,
+        opts: &WriteOpts,
+        cond: Cond,
+    ) -> Result<Value> {
+        Self::check_type_meta(r, &mut obj)?;
+        let mut obj = r.to_stored(obj);
+        let old = &*cur.value;
+        // A uid in the body is a precondition, as Kubernetes takes it: the
+        // writer meant that object, not a newer one of the same name.
+        if let Some(uid) = meta::str_at(&obj, "/metadata/uid").filter(|u| !u.is_empty())
+            && uid != meta::uid(old)
+        {
+            return Err(ApiError::uid_precondition(uid, meta::uid(old)));
+        }
+        let mut new = if sub == Some(Sub::Status) {
+            let mut n = old.clone();
+            n["status"] = obj.get("status").cloned().unwrap_or(Value::Null);
+            n
+        } else {
+            if r.has(Sub::Status) {
+                match old.get("status") {
+                    Some(s) => obj["status"] = s.clone(),
+                    None => {
+                        if let Some(m) = obj.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+            }
+            for field in kinds::of(r).kept_on_update {
+                match old.get(*field) {
+                    Some(v) => obj[*field] = v.clone(),
+                    None => {
+                        if let Some(m) = obj.as_object_mut() {
+                            m.remove(*field);
+                        }
+                    }
+                }
+            }
+            obj
+        };
+        {
+            let om = old.get("metadata").cloned().unwrap_or_default();
+            let nm = metadata(&mut new);
+            for k in [
+                "uid",
+                "creationTimestamp",
+                "namespace",
+                "name",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ] {
+                match om.get(k) {
+                    Some(v) => nm.insert(k.into(), v.clone()),
+                    None => nm.remove(k),
+                };
+            }
+            nm.insert("resourceVersion".into(), json!(cur.revision.to_string()));
+        }
+        if let Some(manager) = &opts.manager {
+            let subresource = (sub == Some(Sub::Status)).then_some("status");
+            shoal_machinery::apply::record_update(
+                Some(old),
+                &mut new,
+                manager,
+                subresource,
+                &meta::now(),
+            );
+        }
+        kinds::of(r).default(&mut new);
+        if let Some(c) = r.custom {
+            shoal_machinery::schema::prune(&c.schema, &mut new, &mut Vec::new());
+            shoal_machinery::schema::default(&c.schema, &mut new);
+        }
+        if r.builtin_kind() == "Service" {
+            self.allocate_service(&mut new, Some(old))?;
+        }
+        if spec_view(&new) != spec_view(old) {
+            let g = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            metadata(&mut new).insert("generation".into(), json!(g + 1));
+        }
+        validation::validate(r, &new)?;
+        validation::immutable(r, old, &new)?;
+        if let Cond::Revision(rev) = cond
+            && rev != cur.revision
+        {
+            return Err(ApiError::conflict(r.group, r.plural, meta::name(old)));
+        }
+        if new == *old || opts.dry_run {
+            return Ok(new);
+        }
+        let finalizing = new.pointer("/metadata/deletionTimestamp").is_some()
+            && new
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
+            && !(r.builtin_kind() == "Pod" && meta::str_at(&new, "/spec/nodeName").is_some());
+        if finalizing {
+            return self
+                .remove(r, meta::namespace(&new), meta::name(&new), cond)
+                .await;
+        }
+        self.put(r, new, cond).await
+    }
+
+    /// Stores `obj` in place of the object last written at `revision`,
+    /// bypassing update semantics (for in-process writers that built the
+    /// whole object, such as the scheduler's binding).
+    pub(crate) async fn replace_at(
+        &self,
+        r: &Resource,
+        obj: Value,
+        revision: u64,
+    ) -> Result<Value> {
+        self.put(r, obj, Cond::Revision(revision)).await
+    }
+
+    /// Deletes an object. Pods bound to a node and objects with finalizers
+    /// are marked with `deletionTimestamp` and removed later.
+    pub async fn delete(
+        &self,
+        r: &Resource,
+        ns: &str,
+        name: &str,
+        opts: DeleteOpts,
+    ) -> Result<Value> {
+        for _ in 0..8 {
+            let cur = self.get(r, ns, name)?;
+            let obj = &*cur.value;
+            if opts.uid.as_deref().is_some_and(|u| u != meta::uid(obj)) {
+                return Err(ApiError::conflict(r.group, r.plural, name));
+            }
+            if opts.resource_version.is_some_and(|v| v != cur.revision) {
+                return Err(ApiError::conflict(r.group, r.plural, name));
+            }
+            let finalizers = obj
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array);
+            // Pods keep their own deletion path (the node stops them); a
+            // policy other than Background holds any other object with a
+            // finalizer while the garbage collector handles its dependents.
+            let add_finalizer = opts
+                .propagation
+                .finalizer()
+                .filter(|_| !matches!(r.builtin_kind(), "Pod" | "Namespace"))
+                .filter(|f| finalizers.is_none_or(|fs| !fs.contains(&json!(f))));
+            let has_finalizers =
+                finalizers.is_some_and(|f| !f.is_empty()) || add_finalizer.is_some();
+            let bound_pod = r.builtin_kind() == "Pod"
+                && meta::str_at(obj, "/spec/nodeName").is_some()
+                && obj
+                    .pointer("/status/phase")
+                    .and_then(Value::as_str)
+                    .is_none_or(|p| p != "Succeeded" && p != "Failed");
+            let grace = opts
+                .grace_period
+                .or_else(|| {
+                    obj.pointer("/spec/terminationGracePeriodSeconds")
+                        .and_then(Value::as_i64)
+                })
+                .unwrap_or(30)
+                .max(0);
+            let namespace = r.builtin_kind() == "Namespace";
+            if namespace
+                && ["default", "kube-system", "kube-public", "kube-node-lease"].contains(&name)
+            {
+                return Err(ApiError {
+                    code: 403,
+                    reason: "Forbidden",
+                    message: format!(
+                        "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+                    ),
+                    details: None,
+                });
+            }
+            // A namespace is emptied by the namespace controller first.
+            let graceful = has_finalizers || (bound_pod && grace > 0) || namespace;
+            if opts.dry_run {
+                return Ok(obj.clone());
+            }
+            let result = if graceful {
+                if obj.pointer("/metadata/deletionTimestamp").is_some()
+                    && !bound_pod
+                    && add_finalizer.is_none()
+                {
+                    return Ok(obj.clone());
+                }
+                let mut marked = obj.clone();
+                if namespace {
+                    marked["status"]["phase"] = json!("Terminating");
+                }
+                let m = metadata(&mut marked);
+                if let Some(f) = add_finalizer {
+                    let list = m.entry("finalizers").or_insert_with(|| json!([]));
+                    if let Some(list) = list.as_array_mut() {
+                        list.push(json!(f));
+                    }
+                }
+                let already = m.get("deletionGracePeriodSeconds").and_then(Value::as_i64);
+                if already.is_some_and(|a| a <= grace) && add_finalizer.is_none() {
+                    return Ok(obj.clone());
+                }
+                m.insert(
+                    "deletionTimestamp".into(),
+                    json!(meta::now_plus(if bound_pod { grace } else { 0 })),
+                );
+                m.insert(
+                    "deletionGracePeriodSeconds".into(),
+                    json!(if bound_pod { grace } else { 0 }),
+                );
+                self.put(r, marked, Cond::Revision(cur.revision)).await
+            } else {
+                self.remove(r, ns, name, Cond::Revision(cur.revision)).await
+            };
+            match result {
+                Err(e) if e.reason == "Conflict" => continue,
+                other => return other,
+            }
+        }
+        Err(ApiError::conflict(r.group, r.plural, name))
+    }
+
+    /// Removes a terminating namespace once it holds nothing.
+    pub async fn finalize_namespace(&self, name: &str) -> Result<Value> {
+        let r = resources::by_kind("", "Namespace").expect("namespaces are served");
+        let cur = self.get(r, "", name)?;
+        if cur.value.pointer("/metadata/deletionTimestamp").is_none() {
+            return Ok((*cur.value).clone());
+        }
+        self.remove(r, "", name, Cond::Revision(cur.revision)).await
+    }
+
+    /// Records a core/v1 Event about `involved`.
+    pub async fn event(
+        &self,
+        involved: &Value,
+        ty: &str,
+        reason: &str,
+        message: &str,
+        component: &str,
+    ) {
+        let ev = resources::by_kind("", "Event").expect("events are served");
+        let ns = match meta::namespace(involved) {
+            "" => "default",
+            n => n,
+        };
+        let now = meta::now();
+        let obj = json!({
+            "metadata": {"name": format!("{}.{:x}", meta::name(involved), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())), "namespace": ns},
+            "involvedObject": {
+                "kind": involved.get("kind"), "apiVersion": involved.get("apiVersion"),
+                "name": meta::name(involved), "namespace": meta::namespace(involved),
+                "uid": meta::uid(involved),
+                "resourceVersion": involved.pointer("/metadata/resourceVersion"),
+            },
+            "reason": reason, "message": message, "type": ty,
+            "source": {"component": component},
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "reportingComponent": component, "reportingInstance": "",
+        });
+        if let Err(e) = self.create(ev, ns, obj, WriteOpts::default()).await {
+            tracing::warn!("recording event {reason}: {e}");
+        }
+    }
+}
+
+/// A write the store could not make: the API answers 503.
+fn unavailable(e: shoal_store::StoreError) -> ApiError {
+    ApiError::unavailable(format!("storage is unavailable: {e}"))
+}
