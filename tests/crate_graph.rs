@@ -15,10 +15,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("shoal-cni", &[]),
     ("shoal-machinery", &[]),
     ("shoal-store", &["shoal-wire"]),
-    (
-        "shoal-registry",
-        &["shoal-machinery", "shoal-store", "shoal-wire"],
-    ),
+    ("shoal-registry", &["shoal-machinery", "shoal-store"]),
     (
         "shoal-scheduler",
         &[

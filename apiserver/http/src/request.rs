@@ -86,8 +86,13 @@ pub(super) async fn read_body(req: Request<hyper::body::Incoming>) -> Result<(He
 }
 
 /// A YAML document as JSON (the form Kubernetes converts YAML bodies to).
+///
+/// The parser keeps to a budget (nesting, aliases, events), so a hostile
+/// document is an error, not a hang or an overflow.
 pub fn yaml_to_json(bytes: &[u8]) -> Result<Value> {
-    serde_yaml::from_slice(bytes)
+    let mut options = serde_saphyr::Options::default();
+    options.with_snippet = false;
+    serde_saphyr::from_slice_with_options(bytes, options)
         .map_err(|e| ApiError::bad_request(format!("the YAML body could not be decoded: {e}")))
 }
 
@@ -150,4 +155,57 @@ pub(super) fn delete_opts(q: &Query, body: &[u8]) -> Result<DeleteOpts> {
                 .and_then(Value::as_array)
                 .is_some_and(|a| a.contains(&json!("All"))),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn yaml_reads_as_the_json_kubernetes_makes_of_it() {
+        let doc = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web # a comment\n  labels: {app: web}\ndata:\n  port: \"8080\"\n  text: |\n    two\n    lines\nreplicas: 3\nratio: 0.5\nflag: true\nnothing: null\nlist:\n- a\n- 1\n";
+        assert_eq!(
+            yaml_to_json(doc).unwrap(),
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "web", "labels": {"app": "web"}},
+                "data": {"port": "8080", "text": "two\nlines\n"},
+                "replicas": 3, "ratio": 0.5, "flag": true, "nothing": null, "list": ["a", 1]})
+        );
+        // Anchors and aliases expand as YAML defines them.
+        assert_eq!(
+            yaml_to_json(b"a: &x {k: v}\nb: *x\n").unwrap(),
+            json!({"a": {"k": "v"}, "b": {"k": "v"}})
+        );
+    }
+
+    #[test]
+    fn bad_and_hostile_yaml_is_a_400() {
+        for doc in [
+            b"a: [1, 2\n".to_vec(),
+            b"a: 1\na: 2\n".to_vec(),
+            // Nesting far past any manifest's.
+            format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(),
+            // Aliases that would expand to billions of nodes.
+            (0..12)
+                .map(|i| {
+                    let prev = if i == 0 {
+                        "[x]".to_string()
+                    } else {
+                        format!("[{}]", vec![format!("*a{}", i - 1); 10].join(","))
+                    };
+                    format!("a{i}: &a{i} {prev}\n")
+                })
+                .collect::<String>()
+                .into_bytes(),
+        ] {
+            let e = yaml_to_json(&doc).unwrap_err();
+            assert_eq!(e.code, 400, "{}", e.message);
+            assert!(
+                e.message.starts_with("the YAML body could not be decoded"),
+                "{}",
+                e.message
+            );
+        }
+    }
 }

@@ -7,7 +7,7 @@
 //! applied and deleted, with preconditions, finalizers and watches;
 //! [`binding`] is the `pods/binding` subresource.
 //!
-//! May import: `shoal-machinery`, `shoal-store`, `shoal-wire`.
+//! May import: `shoal-machinery`, `shoal-store`.
 //! Must not import: the HTTP front, the scheduler, the controllers.
 
 pub mod binding;
