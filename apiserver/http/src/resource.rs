@@ -14,6 +14,7 @@ use super::{
 use shoal_machinery::error::{ApiError, Result};
 use shoal_machinery::jsonpath;
 use shoal_machinery::selectors::{FieldSelector, LabelSelector};
+use shoal_registry::kinds;
 use shoal_registry::objects::PatchType;
 use shoal_registry::resources::{Resource, Sub};
 use shoal_wire::gotypes;
@@ -49,12 +50,7 @@ pub(super) fn scale_of(r: &Resource, obj: &Value) -> Value {
         None => (
             obj.pointer("/spec/replicas").cloned(),
             obj.pointer("/status/replicas").cloned(),
-            obj.pointer("/spec/selector/matchLabels")
-                .or_else(|| {
-                    // A ReplicationController's selector is a plain map.
-                    obj.pointer("/spec/selector")
-                        .filter(|_| r.builtin_kind() == "ReplicationController")
-                })
+            obj.pointer(kinds::of(r).scale_selector)
                 .and_then(Value::as_object)
                 .map(|l| {
                     l.iter()

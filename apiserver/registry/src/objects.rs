@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 use crate::custom;
-use crate::kinds;
+use crate::kinds::{self, Allocation, Deletion};
 use crate::resources::{self, Registry, Resource, Sub};
 use crate::validation::{self, FieldValidation};
 use shoal_machinery::error::{ApiError, Result};
@@ -183,7 +183,7 @@ impl Objects {
     }
 
     fn wrote(&self, r: &Resource) {
-        if r.builtin_kind() == "CustomResourceDefinition" {
+        if kinds::of(r).allocation == Allocation::ServedKinds {
             self.refresh_custom();
         }
     }
@@ -406,7 +406,7 @@ impl Objects {
             shoal_machinery::schema::prune(&c.schema, &mut obj, &mut Vec::new());
             shoal_machinery::schema::default(&c.schema, &mut obj);
         }
-        if r.builtin_kind() == "Service" {
+        if strategy.allocation == Allocation::ServiceAddresses {
             self.allocate_service(&mut obj, None)?;
         }
         validation::validate(r, &obj)?;
@@ -802,7 +802,7 @@ impl Objects {
             shoal_machinery::schema::prune(&c.schema, &mut new, &mut Vec::new());
             shoal_machinery::schema::default(&c.schema, &mut new);
         }
-        if r.builtin_kind() == "Service" {
+        if kinds::of(r).allocation == Allocation::ServiceAddresses {
             self.allocate_service(&mut new, Some(old))?;
         }
         if spec_view(&new) != spec_view(old) {
@@ -827,7 +827,8 @@ impl Objects {
                 .pointer("/metadata/finalizers")
                 .and_then(Value::as_array)
                 .is_none_or(Vec::is_empty)
-            && !(r.builtin_kind() == "Pod" && meta::str_at(&new, "/spec/nodeName").is_some());
+            && !(kinds::of(r).deletion == Deletion::Graceful
+                && meta::str_at(&new, "/spec/nodeName").is_some());
         if finalizing {
             return self
                 .remove(r, meta::namespace(&new), meta::name(&new), cond)
@@ -857,6 +858,7 @@ impl Objects {
         name: &str,
         opts: DeleteOpts,
     ) -> Result<Value> {
+        let deletion = kinds::of(r).deletion;
         for _ in 0..8 {
             let cur = self.get(r, ns, name)?;
             let obj = &*cur.value;
@@ -875,11 +877,11 @@ impl Objects {
             let add_finalizer = opts
                 .propagation
                 .finalizer()
-                .filter(|_| !matches!(r.builtin_kind(), "Pod" | "Namespace"))
+                .filter(|_| deletion == Deletion::Immediate)
                 .filter(|f| finalizers.is_none_or(|fs| !fs.contains(&json!(f))));
             let has_finalizers =
                 finalizers.is_some_and(|f| !f.is_empty()) || add_finalizer.is_some();
-            let bound_pod = r.builtin_kind() == "Pod"
+            let bound_pod = deletion == Deletion::Graceful
                 && meta::str_at(obj, "/spec/nodeName").is_some()
                 && obj
                     .pointer("/status/phase")
@@ -893,15 +895,16 @@ impl Objects {
                 })
                 .unwrap_or(30)
                 .max(0);
-            let namespace = r.builtin_kind() == "Namespace";
-            if namespace
-                && ["default", "kube-system", "kube-public", "kube-node-lease"].contains(&name)
+            let namespace = matches!(deletion, Deletion::Contents { .. });
+            if let Deletion::Contents { protected } = deletion
+                && protected.contains(&name)
             {
                 return Err(ApiError {
                     code: 403,
                     reason: "Forbidden",
                     message: format!(
-                        "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+                        "{} \"{name}\" is forbidden: this namespace may not be deleted",
+                        r.plural
                     ),
                     details: None,
                 });

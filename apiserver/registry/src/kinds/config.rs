@@ -7,7 +7,7 @@ use super::print::{
     age_cell, age_column, age_of, col, created_at_cells, created_at_columns, int, name_cell,
     name_column, text,
 };
-use super::{NameRule, Printer, Strategy};
+use super::{Deletion, NameRule, Printer, Strategy};
 use shoal_machinery::meta::{default_key, str_at};
 
 /// Fills a Namespace's defaults.
@@ -40,6 +40,9 @@ pub fn namespace_cells(o: &Value) -> Vec<Value> {
 
 /// Namespaces.
 pub static NAMESPACE: Strategy = Strategy {
+    deletion: Deletion::Contents {
+        protected: &["default", "kube-system", "kube-public", "kube-node-lease"],
+    },
     defaults: default_namespace,
     printer: Printer {
         columns: namespace_columns,

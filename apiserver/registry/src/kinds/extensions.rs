@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::print::{
     age_cell, age_column, col, created_at_cells, created_at_columns, name_cell, name_column,
 };
-use super::{Printer, Strategy};
+use super::{Allocation, Printer, Strategy};
 use crate::custom;
 use shoal_machinery::error::Causes;
 use shoal_machinery::meta::{metadata, str_at};
@@ -37,6 +37,7 @@ fn validate_custom_resource_definition(obj: &Value, c: &mut Causes) {
 
 /// CustomResourceDefinitions.
 pub static CUSTOM_RESOURCE_DEFINITION: Strategy = Strategy {
+    allocation: Allocation::ServedKinds,
     prepare: prepare_custom_resource_definition,
     defaults: default_custom_resource_definition,
     validate: validate_custom_resource_definition,

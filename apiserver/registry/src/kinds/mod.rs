@@ -39,6 +39,36 @@ pub enum NameRule {
     Label,
 }
 
+/// How a kind's objects are deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// Removed at once unless finalizers hold them; a propagation policy
+    /// other than Background adds its finalizer while the garbage
+    /// collector deletes the dependents.
+    Immediate,
+    /// Pods: one bound to a node and not finished is marked with
+    /// `deletionTimestamp` and its grace period and removed once its node
+    /// has stopped it; it has its own path, so no propagation finalizer.
+    Graceful,
+    /// Namespaces: marked `Terminating`, emptied by the namespace
+    /// controller, then removed; the `protected` ones may not be deleted.
+    Contents {
+        /// Names that may not be deleted.
+        protected: &'static [&'static str],
+    },
+}
+
+/// What the object service keeps for a kind beyond its objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocation {
+    /// Nothing.
+    Nothing,
+    /// A Service's cluster IP and node ports, unique in the cluster.
+    ServiceAddresses,
+    /// The served kinds: a CustomResourceDefinition's write changes them.
+    ServedKinds,
+}
+
 /// The Table columns of a kind and the cells of one object's row, kept
 /// side by side so they stay in step.
 #[derive(Clone, Copy)]
@@ -72,6 +102,12 @@ pub struct Strategy {
     pub kept_on_update: &'static [&'static str],
     /// What `kubectl get` prints.
     pub printer: Printer,
+    /// How objects are deleted.
+    pub deletion: Deletion,
+    /// What the object service allocates or refreshes on a write.
+    pub allocation: Allocation,
+    /// Where the scale subresource reads the label selector.
+    pub scale_selector: &'static str,
 }
 
 fn nothing(_: &mut Value) {}
@@ -97,6 +133,9 @@ impl Strategy {
             columns: print::name_age_columns,
             cells: print::name_age_cells,
         },
+        deletion: Deletion::Immediate,
+        allocation: Allocation::Nothing,
+        scale_selector: "/spec/selector/matchLabels",
     };
 
     /// Applies the kind's status zeros and defaults.

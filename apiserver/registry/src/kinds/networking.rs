@@ -6,7 +6,7 @@ use super::print::{
     age_cell, age_column, col, int, join_or_none, name_cell, name_column, reference,
     selector_string, text,
 };
-use super::{NameRule, Printer, Strategy};
+use super::{Allocation, NameRule, Printer, Strategy};
 use shoal_machinery::error::{Cause, Causes};
 use shoal_machinery::meta::{default_key, str_at};
 
@@ -177,6 +177,7 @@ pub fn service_cells(o: &Value) -> Vec<Value> {
 
 /// Services.
 pub static SERVICE: Strategy = Strategy {
+    allocation: Allocation::ServiceAddresses,
     prepare: prepare_service,
     defaults: default_service,
     validate: validate_service,

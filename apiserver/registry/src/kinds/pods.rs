@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use super::print::{age_cell, age_column, col, human_duration, int, name_cell, name_column, text};
-use super::{Printer, Strategy};
+use super::{Deletion, Printer, Strategy};
 use shoal_machinery::error::{Cause, Causes};
 use shoal_machinery::meta::{default_key, parse_time, str_at};
 use shoal_machinery::names::is_dns_label;
@@ -114,6 +114,7 @@ pub fn pod_cells(o: &Value) -> Vec<Value> {
 
 /// Pods.
 pub static POD: Strategy = Strategy {
+    deletion: Deletion::Graceful,
     prepare: prepare_pod,
     defaults: default_pod,
     validate: validate_pod,

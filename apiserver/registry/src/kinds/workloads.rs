@@ -184,6 +184,7 @@ fn validate_replication_controller(obj: &Value, c: &mut Causes) {
 
 /// ReplicationControllers.
 pub static REPLICATION_CONTROLLER: Strategy = Strategy {
+    scale_selector: "/spec/selector",
     prepare: super::empty_status,
     defaults: default_replication_controller,
     validate: validate_replication_controller,
