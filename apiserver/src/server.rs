@@ -112,6 +112,7 @@ impl Server {
             kubelet_client: pki.client_config(&pki.apiserver_kubelet_client)?,
             metrics: Arc::default(),
             aggregator: aggregator.clone(),
+            authorizer: Arc::new(shoal_http::AllowAll),
         };
         let tasks = vec![
             tokio::spawn(serve(listener, tls, state)),

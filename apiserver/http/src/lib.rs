@@ -12,15 +12,18 @@ pub mod aggregator;
 pub mod authn;
 
 mod discovery;
+mod layers;
 mod logs;
 mod metrics;
 mod openapi;
 mod request;
 mod resource;
+mod route;
 
 use request::Query;
 pub use request::yaml_to_json;
 use resource::{resource, sub_of};
+use route::Route;
 mod table;
 mod watch;
 
@@ -28,7 +31,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -38,11 +41,13 @@ use crate::aggregator::Aggregator;
 use crate::authn::User;
 use shoal_machinery::error::{ApiError, Result};
 use shoal_registry::objects::Objects;
-use shoal_registry::resources::{Resource, Sub};
+use shoal_registry::resources::Sub;
 use shoal_wire::gotypes;
 
+pub use layers::{AllowAll, ApiService, Authenticated, Authorizer, service};
 pub use metrics::Metrics;
 pub use openapi::KUBE_VERSION;
+pub use route::{Attributes, ResourceAttributes};
 
 /// Shared state of the HTTP API.
 #[derive(Clone)]
@@ -55,11 +60,9 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// The aggregation layer.
     pub aggregator: Arc<Aggregator>,
+    /// Who may do what.
+    pub authorizer: Arc<dyn Authorizer>,
 }
-
-/// The user of the certificate the TLS peer presented, which the CA signed.
-#[derive(Clone)]
-struct Authenticated(Option<Arc<User>>);
 
 /// How long a client has to finish its TLS handshake: a silent one must not
 /// hold a descriptor for ever.
@@ -68,13 +71,14 @@ const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 /// Serves the API on `listener` until the task is dropped.
 pub async fn serve(mut listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: ApiState) {
     let acceptor = TlsAcceptor::from(tls);
+    let api = service(state.clone());
     loop {
         // An accept error (out of descriptors, say) is logged and waited
         // out for a second instead of retried at once.
         let (tcp, peer) = axum::serve::Listener::accept(&mut listener).await;
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let state = state.clone();
+        let (state, api) = (state.clone(), api.clone());
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
             {
@@ -97,8 +101,10 @@ pub async fn serve(mut listener: TcpListener, tls: Arc<rustls::ServerConfig>, st
                     .map(Arc::new),
             );
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let (state, auth) = (state.clone(), auth.clone());
-                async move { Ok::<_, std::convert::Infallible>(handle(state, auth, peer, req).await) }
+                let (state, api, auth) = (state.clone(), api.clone(), auth.clone());
+                let mut req = req.map(Body::new);
+                req.extensions_mut().insert(auth);
+                async move { Ok::<_, std::convert::Infallible>(observe(&state, api, peer, req).await) }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             // The timer gives HTTP/1 its default 30 s to read a request's
@@ -164,23 +170,17 @@ fn with_warnings(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
     r
 }
 
-async fn handle(
-    state: ApiState,
-    auth: Authenticated,
+/// Runs `req` through the API's service, counting it and logging it.
+async fn observe(
+    state: &ApiState,
+    api: ApiService,
     peer: SocketAddr,
-    req: Request<hyper::body::Incoming>,
+    req: Request<Body>,
 ) -> Response<Body> {
+    use tower::ServiceExt as _;
     let started = std::time::Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    let resp = match &auth.0 {
-        None if !matches!(path.as_str(), "/healthz" | "/readyz" | "/livez") => {
-            error_response(&ApiError::unauthorized())
-        }
-        user => match route(&state, user.as_deref(), req).await {
-            Ok(r) => r,
-            Err(e) => error_response(&e),
-        },
-    };
+    let resp = api.oneshot(req).await.unwrap_or_else(layers::refusal);
     if let Some(labels) = resp.extensions().get::<metrics::RequestLabels>() {
         state.metrics.request(*labels, resp.status().as_u16());
     }
@@ -188,21 +188,20 @@ async fn handle(
     resp
 }
 
-/// A request for a resource path.
-struct Target {
-    r: &'static Resource,
-    ns: Option<String>,
-    name: Option<String>,
-    sub: Option<String>,
-    watch: bool,
+/// The handler: answers a request the layers let through, by its route.
+async fn dispatch(state: &ApiState, mut req: Request<Body>) -> Response<Body> {
+    let Some(layers::Resolved(route)) = req.extensions_mut().remove::<layers::Resolved>() else {
+        return error_response(&ApiError::internal(
+            "a request reached the handler unresolved",
+        ));
+    };
+    match answer(state, route, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
 }
 
-async fn route(
-    state: &ApiState,
-    user: Option<&User>,
-    req: Request<hyper::body::Incoming>,
-) -> Result<Response<Body>> {
-    let path = req.uri().path().trim_end_matches('/').to_string();
+async fn answer(state: &ApiState, route: Route, req: Request<Body>) -> Result<Response<Body>> {
     let query = Query::parse(req.uri().query());
     let accept = req
         .headers()
@@ -210,8 +209,6 @@ async fn route(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let get = req.method() == Method::GET;
     let aggregated = |core: bool| {
         let remote = if core {
             Default::default()
@@ -224,157 +221,74 @@ async fn route(
             discovery::AGGREGATED,
         ))
     };
-    // A group-version another server serves, through an APIService.
-    if let ["apis", g, v, ..] = segs.as_slice()
-        && let Some(api_service) = aggregator::remote(&state.objects, g, v)
-    {
-        let user = user.ok_or_else(ApiError::unauthorized)?;
-        let resp = aggregator::forward(&state.objects, &state.aggregator, &api_service, user, req);
-        return resp.await;
-    }
-    match segs.as_slice() {
-        ["healthz"] | ["readyz"] | ["livez"] if get => return Ok(Response::new(Body::from("ok"))),
-        ["metrics"] if get => {
+    let registry = state.objects.resources();
+    match route {
+        Route::Remote(api_service) => {
+            let user = req
+                .extensions()
+                .get::<Authenticated>()
+                .and_then(|a| a.0.clone())
+                .ok_or_else(ApiError::unauthorized)?;
+            aggregator::forward(&state.objects, &state.aggregator, &api_service, &user, req).await
+        }
+        Route::Health => Ok(Response::new(Body::from("ok"))),
+        Route::Metrics => {
             let mut r = Response::new(Body::from(state.metrics.render()));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4"),
             );
-            return Ok(r);
+            Ok(r)
         }
-        ["version"] if get => {
-            return Ok(ok(&json!({
-                "major": "1", "minor": "32", "gitVersion": format!("{KUBE_VERSION}-shoal.{}", env!("CARGO_PKG_VERSION")),
-                "gitCommit": "", "gitTreeState": "clean", "buildDate": "", "goVersion": "", "compiler": "rustc",
-                "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
-            })));
-        }
-        ["api"] if get => {
-            return if discovery::wants_aggregated(&accept) {
-                aggregated(true)
-            } else {
-                Ok(ok(&discovery::api_versions()))
-            };
-        }
-        ["apis"] if get => {
-            return if discovery::wants_aggregated(&accept) {
-                aggregated(false)
-            } else {
-                Ok(ok(&discovery::group_list(
-                    state.objects.resources(),
-                    &aggregator::remote_groups(&state.objects),
-                )))
-            };
-        }
-        ["api", "v1"] if get => {
-            return Ok(ok(&discovery::resource_list(
-                state.objects.resources(),
-                "",
-                "v1",
-            )
-            .unwrap_or_default()));
-        }
-        ["apis", g] if get => {
-            return discovery::group(
-                state.objects.resources(),
-                &aggregator::remote_groups(&state.objects),
-                g,
-            )
-            .map(|v| ok(&v))
-            .ok_or_else(ApiError::no_route);
-        }
-        ["apis", g, v] if get => {
-            return discovery::resource_list(state.objects.resources(), g, v)
+        Route::Version => Ok(ok(&json!({
+            "major": "1", "minor": "32", "gitVersion": format!("{KUBE_VERSION}-shoal.{}", env!("CARGO_PKG_VERSION")),
+            "gitCommit": "", "gitTreeState": "clean", "buildDate": "", "goVersion": "", "compiler": "rustc",
+            "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
+        }))),
+        Route::Api if discovery::wants_aggregated(&accept) => aggregated(true),
+        Route::Api => Ok(ok(&discovery::api_versions())),
+        Route::Apis if discovery::wants_aggregated(&accept) => aggregated(false),
+        Route::Apis => Ok(ok(&discovery::group_list(
+            registry,
+            &aggregator::remote_groups(&state.objects),
+        ))),
+        Route::CoreResources => Ok(ok(
+            &discovery::resource_list(registry, "", "v1").unwrap_or_default()
+        )),
+        Route::Group(g) => {
+            discovery::group(registry, &aggregator::remote_groups(&state.objects), &g)
                 .map(|v| ok(&v))
-                .ok_or_else(ApiError::no_route);
+                .ok_or_else(ApiError::no_route)
         }
-        ["openapi", "v3"] if get => return Ok(ok(&openapi::root(state.objects.resources()))),
-        ["openapi", "v3", "api", v] if get => return doc(state, "", v, query.get("hash")),
-        ["openapi", "v3", "apis", g, v] if get => return doc(state, g, v, query.get("hash")),
-        ["openapi", "v2"] if get => {
-            return Err(ApiError {
-                code: 404,
-                reason: "NotFound",
-                message: "OpenAPI v2 is not served; use /openapi/v3".into(),
-                details: None,
-            });
+        Route::GroupResources(g, v) => discovery::resource_list(registry, &g, &v)
+            .map(|v| ok(&v))
+            .ok_or_else(ApiError::no_route),
+        Route::OpenApiRoot => Ok(ok(&openapi::root(registry))),
+        Route::OpenApiDoc(g, v) => doc(state, &g, &v, query.get("hash")),
+        Route::OpenApiV2 => Err(ApiError {
+            code: 404,
+            reason: "NotFound",
+            message: "OpenAPI v2 is not served; use /openapi/v3".into(),
+            details: None,
+        }),
+        Route::Resource(target) => {
+            let labels = metrics::RequestLabels {
+                verb: route::verb_of(req.method(), &target, &query),
+                group: target.r.group,
+                version: target.r.version,
+                resource: target.r.plural,
+                subresource: sub_of(target.r, target.sub.as_deref())
+                    .ok()
+                    .flatten()
+                    .map_or("", Sub::name),
+            };
+            let mut resp = match resource(state, target, query, accept, req).await {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            };
+            resp.extensions_mut().insert(labels);
+            Ok(resp)
         }
-        _ => {}
-    }
-    let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
-        ["api", v, rest @ ..] => ("", v, rest),
-        ["apis", g, v, rest @ ..] => (g, v, rest),
-        _ => return Err(ApiError::no_route()),
-    };
-    let (watch_prefix, rest) = match rest {
-        ["watch", rest @ ..] => (true, rest),
-        r => (false, r),
-    };
-    let registry = state.objects.resources();
-    let namespaced_path = matches!(rest, ["namespaces", _, plural, ..] if registry.find(group, version, plural).is_some_and(|r| r.namespaced));
-    let target = if namespaced_path {
-        let r = registry
-            .find(group, version, rest[2])
-            .ok_or_else(ApiError::no_route)?;
-        if rest.len() > 5 {
-            return Err(ApiError::no_route());
-        }
-        Target {
-            r,
-            ns: Some(rest[1].to_string()),
-            name: rest.get(3).map(|s| s.to_string()),
-            sub: rest.get(4).map(|s| s.to_string()),
-            watch: watch_prefix,
-        }
-    } else {
-        let plural = rest.first().ok_or_else(ApiError::no_route)?;
-        let r = registry
-            .find(group, version, plural)
-            .ok_or_else(ApiError::no_route)?;
-        if rest.len() > 3 {
-            return Err(ApiError::no_route());
-        }
-        Target {
-            r,
-            ns: None,
-            name: rest.get(1).map(|s| s.to_string()),
-            sub: rest.get(2).map(|s| s.to_string()),
-            watch: watch_prefix,
-        }
-    };
-    if target.r.namespaced && target.ns.is_none() && target.name.is_some() {
-        return Err(ApiError::no_route());
-    }
-    let labels = metrics::RequestLabels {
-        verb: verb_of(req.method(), &target, &query),
-        group: target.r.group,
-        version: target.r.version,
-        resource: target.r.plural,
-        subresource: sub_of(target.r, target.sub.as_deref())
-            .ok()
-            .flatten()
-            .map_or("", Sub::name),
-    };
-    let mut resp = match resource(state, target, query, accept, req).await {
-        Ok(r) => r,
-        Err(e) => error_response(&e),
-    };
-    resp.extensions_mut().insert(labels);
-    Ok(resp)
-}
-
-/// The Kubernetes verb of a request for a resource path.
-fn verb_of(method: &Method, t: &Target, q: &Query) -> &'static str {
-    match (method, t.name.is_some()) {
-        (&Method::GET, false) if t.watch || q.flag("watch") => "watch",
-        (&Method::GET, false) => "list",
-        (&Method::GET, true) => "get",
-        (&Method::POST, _) => "create",
-        (&Method::PUT, _) => "update",
-        (&Method::PATCH, _) => "patch",
-        (&Method::DELETE, true) => "delete",
-        (&Method::DELETE, false) => "deletecollection",
-        _ => "",
     }
 }
 
@@ -401,3 +315,6 @@ fn doc(state: &ApiState, group: &str, version: &str, hash: Option<&str>) -> Resu
         .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     Ok(r)
 }
+
+#[cfg(test)]
+mod tests;

@@ -16,6 +16,7 @@ pub(super) const MAX_BODY: usize = 3 * 1024 * 1024;
 pub(super) const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
 
 /// Query parameters.
+#[derive(Clone)]
 pub(super) struct Query(Vec<(String, String)>);
 
 impl Query {
@@ -49,7 +50,7 @@ impl Query {
     }
 }
 
-pub(super) async fn read_body(req: Request<hyper::body::Incoming>) -> Result<(HeaderMap, Bytes)> {
+pub(super) async fn read_body(req: Request<axum::body::Body>) -> Result<(HeaderMap, Bytes)> {
     let (mut parts, body) = req.into_parts();
     let ct = content_type(&parts.headers);
     let protobuf = ct.starts_with(PROTOBUF);

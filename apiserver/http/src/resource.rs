@@ -7,10 +7,8 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::request::{Query, content_type, delete_opts, parse_json, read_body, yaml_to_json};
-use super::{
-    ApiState, Target, json_response, logs, ok, status_response, table, verb_of, watch,
-    with_warnings,
-};
+use super::route::{Target, verb_of};
+use super::{ApiState, json_response, logs, ok, status_response, table, watch, with_warnings};
 use shoal_machinery::error::{ApiError, Result};
 use shoal_machinery::jsonpath;
 use shoal_machinery::selectors::{FieldSelector, LabelSelector};
@@ -89,7 +87,7 @@ pub(super) async fn resource(
     t: Target,
     q: Query,
     accept: String,
-    req: Request<hyper::body::Incoming>,
+    req: Request<Body>,
 ) -> Result<Response<Body>> {
     let r = t.r;
     let objects = &state.objects;

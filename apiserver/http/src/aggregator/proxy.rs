@@ -57,7 +57,7 @@ pub async fn forward(
     aggregator: &Aggregator,
     api_service: &serde_json::Value,
     user: &User,
-    req: Request<Incoming>,
+    req: Request<Body>,
 ) -> Result<Response<Body>> {
     let unavailable = |why: String| {
         ApiError::unavailable(format!(

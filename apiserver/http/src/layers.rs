@@ -1,0 +1,116 @@
+//! The API's request path as tower layers: authentication, then the route
+//! resolved to a typed [`Route`], then authorization, then the handler.
+//! A layer that refuses answers with a `Status`; the handler never sees
+//! a request the layers before it turned away.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{Request, Response};
+use tower::util::BoxCloneService;
+use tower::{BoxError, ServiceBuilder};
+
+use crate::authn::User;
+use crate::request::Query;
+use crate::route::{self, Attributes, Route};
+use crate::{ApiState, error_response};
+use shoal_machinery::error::ApiError;
+
+/// The user a request's credentials name, set by the connection from its
+/// TLS client certificate; `None` for an anonymous client.
+#[derive(Clone)]
+pub struct Authenticated(pub Option<Arc<User>>);
+
+/// The route a request resolved to, for the layers after resolution.
+#[derive(Clone)]
+pub(crate) struct Resolved(pub Route);
+
+/// Decides whether a user may make a request.
+pub trait Authorizer: Send + Sync {
+    /// `Ok` when `user` may do what `attributes` describe, otherwise the
+    /// error to answer with (403 `Forbidden`).
+    fn authorize(&self, user: &User, attributes: &Attributes) -> Result<(), ApiError>;
+}
+
+/// Every authenticated user may do everything.
+pub struct AllowAll;
+
+impl Authorizer for AllowAll {
+    fn authorize(&self, _: &User, _: &Attributes) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+/// The whole request path as one service; an error is a layer's refusal,
+/// answered by [`refusal`].
+pub type ApiService = BoxCloneService<Request<Body>, Response<Body>, BoxError>;
+
+/// The `Status` answer to a layer's refusal.
+pub fn refusal(e: BoxError) -> Response<Body> {
+    match e.downcast::<ApiError>() {
+        Ok(api) => error_response(&api),
+        Err(other) => error_response(&ApiError::internal(other)),
+    }
+}
+
+/// The API's service over `state`: the layers and the handler.
+pub fn service(state: ApiState) -> ApiService {
+    let (resolving, authorizing) = (state.clone(), state.clone());
+    let svc = ServiceBuilder::new()
+        .filter(authenticate)
+        .filter(move |req| resolve(&resolving, req))
+        .filter(move |req| authorize(&authorizing, req))
+        .service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, ApiError>(crate::dispatch(&state, req).await) }
+        });
+    BoxCloneService::new(svc)
+}
+
+/// Paths anyone may read, credentials or not.
+fn public(path: &str) -> bool {
+    matches!(
+        path.trim_end_matches('/'),
+        "/healthz" | "/readyz" | "/livez"
+    )
+}
+
+/// Authentication: a request without a user is refused (401) unless its
+/// path is public.
+fn authenticate(req: Request<Body>) -> Result<Request<Body>, ApiError> {
+    let known = req
+        .extensions()
+        .get::<Authenticated>()
+        .is_some_and(|a| a.0.is_some());
+    if known || public(req.uri().path()) {
+        Ok(req)
+    } else {
+        Err(ApiError::unauthorized())
+    }
+}
+
+/// Resolution: the typed route, or 404 before any handler runs.
+fn resolve(state: &ApiState, mut req: Request<Body>) -> Result<Request<Body>, ApiError> {
+    let route = route::resolve(state, req.method(), req.uri().path())?;
+    req.extensions_mut().insert(Resolved(route));
+    Ok(req)
+}
+
+/// Authorization: the state's authorizer decides for the request's user.
+fn authorize(state: &ApiState, req: Request<Body>) -> Result<Request<Body>, ApiError> {
+    let user = req
+        .extensions()
+        .get::<Authenticated>()
+        .and_then(|a| a.0.clone());
+    let Some(user) = user else {
+        // Only public paths get here without a user.
+        return Ok(req);
+    };
+    let Some(Resolved(route)) = req.extensions().get::<Resolved>() else {
+        return Err(ApiError::internal("authorization before resolution"));
+    };
+    let query = Query::parse(req.uri().query());
+    let attributes = route.attributes(req.method(), req.uri().path(), &query);
+    state.authorizer.authorize(&user, &attributes)?;
+    Ok(req)
+}

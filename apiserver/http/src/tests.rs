@@ -1,0 +1,249 @@
+//! The request path driven without a socket: requests with in-memory
+//! bodies through the layers and the handlers, over a real store.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::aggregator::Aggregator;
+use crate::authn::User;
+use crate::{
+    AllowAll, ApiService, ApiState, Attributes, Authenticated, Authorizer, layers, service,
+};
+use shoal_machinery::error::ApiError;
+use shoal_pki::Pki;
+use shoal_registry::objects::Objects;
+use shoal_registry::resources;
+use shoal_store::Store;
+
+struct Api {
+    svc: ApiService,
+    objects: Objects,
+    _dir: tempfile::TempDir,
+}
+
+async fn api(authorizer: Arc<dyn Authorizer>) -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::load_or_create(&dir.path().join("pki"), &[]).unwrap();
+    let store = Store::open_single(&dir.path().join("store"), 1, "127.0.0.1:0")
+        .await
+        .unwrap();
+    let objects = Objects::new(store);
+    let state = ApiState {
+        objects: objects.clone(),
+        kubelet_client: pki.client_config(&pki.apiserver_kubelet_client).unwrap(),
+        metrics: Arc::default(),
+        aggregator: Arc::new(Aggregator::new(&pki)),
+        authorizer,
+    };
+    Api {
+        svc: service(state),
+        objects,
+        _dir: dir,
+    }
+}
+
+fn alice() -> Option<Arc<User>> {
+    Some(Arc::new(User {
+        name: "alice".into(),
+        groups: vec!["system:authenticated".into()],
+    }))
+}
+
+impl Api {
+    /// Sends one request as `user` and reads the answer's status and JSON.
+    async fn call(
+        &self,
+        user: Option<Arc<User>>,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", content_type)
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        req.extensions_mut().insert(Authenticated(user));
+        let resp = self
+            .svc
+            .clone()
+            .oneshot(req)
+            .await
+            .unwrap_or_else(layers::refusal);
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, value)
+    }
+
+    async fn json(&self, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(alice(), method, path, "application/json", &body.to_string())
+            .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_requests_reach_only_the_health_checks() {
+    let api = api(Arc::new(AllowAll)).await;
+    let (code, body) = api
+        .call(None, Method::GET, "/api/v1/namespaces", "", "")
+        .await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["kind"], "Status");
+    assert_eq!(body["reason"], "Unauthorized");
+    let (code, body) = api.call(None, Method::GET, "/healthz", "", "").await;
+    assert_eq!((code, body), (StatusCode::OK, json!("ok")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_are_created_read_and_listed_through_the_handlers() {
+    let api = api(Arc::new(AllowAll)).await;
+    let (code, _) = api
+        .json(
+            Method::POST,
+            "/api/v1/namespaces",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    // A YAML body is read as the JSON Kubernetes makes of it.
+    let (code, created) = api
+        .call(
+            alice(),
+            Method::POST,
+            "/api/v1/namespaces/team/configmaps",
+            "application/yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: fast}\n",
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert!(created["metadata"]["uid"].is_string());
+    let (code, got) = api
+        .json(
+            Method::GET,
+            "/api/v1/namespaces/team/configmaps/settings",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        (code, &got["data"]),
+        (StatusCode::OK, &json!({"mode": "fast"}))
+    );
+    let (code, list) = api
+        .json(
+            Method::GET,
+            "/api/v1/namespaces/team/configmaps",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(list["kind"], "ConfigMapList");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
+
+    // Errors are Status bodies with Kubernetes' reasons.
+    let (code, missing) = api
+        .json(
+            Method::GET,
+            "/api/v1/namespaces/team/configmaps/absent",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        (code, &missing["reason"]),
+        (StatusCode::NOT_FOUND, &json!("NotFound"))
+    );
+    let (code, none) = api
+        .json(
+            Method::GET,
+            "/apis/nowhere.example.com/v1/things",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        (code, &none["kind"]),
+        (StatusCode::NOT_FOUND, &json!("Status"))
+    );
+    let huge = format!(
+        "{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"big\"}},\"data\":{{\"x\":\"{}\"}}}}",
+        "a".repeat(4 << 20)
+    );
+    let (code, _) = api
+        .call(
+            alice(),
+            Method::POST,
+            "/api/v1/namespaces/team/configmaps",
+            "application/json",
+            &huge,
+        )
+        .await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// Refuses writes of Secrets, and records what it was asked.
+#[derive(Default)]
+struct NoSecretWrites(Mutex<Vec<Attributes>>);
+
+impl Authorizer for NoSecretWrites {
+    fn authorize(&self, user: &User, a: &Attributes) -> Result<(), ApiError> {
+        self.0.lock().unwrap().push(a.clone());
+        let secret = a.resource.as_ref().is_some_and(|r| r.resource == "secrets");
+        if secret && a.verb != "get" {
+            return Err(ApiError {
+                code: 403,
+                reason: "Forbidden",
+                message: format!("{} may not {} secrets", user.name, a.verb),
+                details: None,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorizer_decides_before_any_handler_runs() {
+    let authorizer = Arc::new(NoSecretWrites::default());
+    let api = api(authorizer.clone()).await;
+    let (code, body) = api
+        .json(
+            Method::POST,
+            "/api/v1/namespaces/default/secrets",
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["message"], "alice may not create secrets");
+    let secrets = resources::by_kind("", "Secret").unwrap();
+    assert!(
+        api.objects.get(secrets, "default", "s").is_err(),
+        "nothing was written"
+    );
+
+    let _ = api
+        .json(
+            Method::GET,
+            "/api/v1/namespaces/default/secrets/s",
+            Value::Null,
+        )
+        .await;
+    let asked = authorizer.0.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(asked.verb, "get");
+    let r = asked.resource.unwrap();
+    assert_eq!(
+        (r.group, r.resource, r.namespace.as_str(), r.name.as_str()),
+        ("", "secrets", "default", "s")
+    );
+    let _ = api.json(Method::GET, "/version", Value::Null).await;
+    let asked = authorizer.0.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        (asked.verb, asked.resource, asked.path.as_str()),
+        ("get", None, "/version")
+    );
+}
