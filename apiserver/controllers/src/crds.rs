@@ -37,11 +37,11 @@ pub fn reconcile_definitions(s: &Snapshot) -> Vec<Action> {
             });
         }
         for (r, o) in objects.into_iter().filter(|(_, o)| !terminating(o)) {
-            actions.push(Action::Delete(
-                r,
-                meta::namespace(o).to_string(),
-                meta::name(o).to_string(),
-            ));
+            actions.push(Action::Delete {
+                resource: r,
+                namespace: meta::namespace(o).to_string(),
+                name: meta::name(o).to_string(),
+            });
         }
     }
     actions
@@ -105,7 +105,7 @@ mod tests {
         assert!(
             actions
                 .iter()
-                .any(|a| matches!(a, Action::Delete(dr, ns, n) if std::ptr::eq(*dr, r) && ns == "default" && n == "w")),
+                .any(|a| matches!(a, Action::Delete { resource: dr, namespace: ns, name: n } if std::ptr::eq(*dr, r) && ns == "default" && n == "w")),
             "{actions:?}"
         );
         assert!(

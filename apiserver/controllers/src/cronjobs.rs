@@ -48,12 +48,16 @@ fn delete_job(cj: &Value, job: &Value) -> [Action; 2] {
         meta::name(job).to_string(),
     );
     [
-        Action::Event(
-            (*cj).clone(),
-            "SuccessfulDelete",
-            format!("Deleted job {name}"),
-        ),
-        Action::Delete(res("Job", "batch"), ns, name),
+        Action::Event {
+            object: (*cj).clone(),
+            reason: "SuccessfulDelete",
+            message: format!("Deleted job {name}"),
+        },
+        Action::Delete {
+            resource: res("Job", "batch"),
+            namespace: ns,
+            name,
+        },
     ]
 }
 
@@ -96,11 +100,11 @@ pub fn reconcile_cronjobs(s: &Snapshot, now: jiff::Timestamp) -> Vec<Action> {
             let policy = str_at(cj, "/spec/concurrencyPolicy").unwrap_or("Allow");
             if missed {
                 status["lastScheduleTime"] = json!(stamp(t));
-                actions.push(Action::Event(
-                    (**cj).clone(),
-                    "MissSchedule",
-                    format!("Missed scheduled time to start a job: {}", stamp(t)),
-                ));
+                actions.push(Action::Event {
+                    object: (**cj).clone(),
+                    reason: "MissSchedule",
+                    message: format!("Missed scheduled time to start a job: {}", stamp(t)),
+                });
             } else if policy == "Forbid" && !running.is_empty() {
                 // Tried again on the next round, until the deadline.
             } else {
@@ -120,12 +124,16 @@ pub fn reconcile_cronjobs(s: &Snapshot, now: jiff::Timestamp) -> Vec<Action> {
                 m.insert("ownerReferences".into(), owner_ref(cj, "CronJob"));
                 let annotations = m.entry("annotations").or_insert_with(|| json!({}));
                 annotations["batch.kubernetes.io/cronjob-scheduled-timestamp"] = json!(stamp(t));
-                actions.push(Action::Create(job_r, ns.to_string(), job));
-                actions.push(Action::Event(
-                    (**cj).clone(),
-                    "SuccessfulCreate",
-                    format!("Created job {job_name}"),
-                ));
+                actions.push(Action::Create {
+                    resource: job_r,
+                    namespace: ns.to_string(),
+                    object: job,
+                });
+                actions.push(Action::Event {
+                    object: (**cj).clone(),
+                    reason: "SuccessfulCreate",
+                    message: format!("Created job {job_name}"),
+                });
                 status["lastScheduleTime"] = json!(stamp(t));
             }
         }
@@ -231,7 +239,12 @@ mod tests {
         let a = reconcile_cronjobs(&s, at("2026-01-01T00:12:00Z"));
         let minutes = at("2026-01-01T00:10:00Z").as_second() / 60;
         assert_eq!(created(&a), [format!("cj-{minutes}")]);
-        let Some(Action::Create(_, _, j)) = a.first() else {
+        let Some(Action::Create {
+            resource: _,
+            namespace: _,
+            object: j,
+        }) = a.first()
+        else {
             unreachable!()
         };
         assert_eq!(j["metadata"]["ownerReferences"][0]["uid"], "cj-uid");

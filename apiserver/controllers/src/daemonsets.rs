@@ -119,18 +119,22 @@ pub fn reconcile_daemonsets(s: &Snapshot) -> Vec<Action> {
                         with_daemon_tolerations(pod.pointer("/spec/tolerations"));
                     pod["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
                         "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}}});
-                    actions.push(Action::Create(pod_r, ns.to_string(), pod));
+                    actions.push(Action::Create {
+                        resource: pod_r,
+                        namespace: ns.to_string(),
+                        object: pod,
+                    });
                     created += 1;
                     unavailable += 1;
                 }
                 [first, extra @ ..] => {
                     current += 1;
                     for p in extra {
-                        actions.push(Action::Delete(
-                            pod_r,
-                            ns.to_string(),
-                            meta::name(p).to_string(),
-                        ));
+                        actions.push(Action::Delete {
+                            resource: pod_r,
+                            namespace: ns.to_string(),
+                            name: meta::name(p).to_string(),
+                        });
                     }
                     let is_ready = pod_ready(first);
                     ready += i64::from(is_ready);
@@ -147,11 +151,11 @@ pub fn reconcile_daemonsets(s: &Snapshot) -> Vec<Action> {
             }
         }
         if created > 0 {
-            actions.push(Action::Event(
-                (**ds).clone(),
-                "SuccessfulCreate",
-                format!("Created {created} pod(s)"),
-            ));
+            actions.push(Action::Event {
+                object: (**ds).clone(),
+                reason: "SuccessfulCreate",
+                message: format!("Created {created} pod(s)"),
+            });
         }
         // Pods on nodes the DaemonSet no longer admits.
         let keep: Vec<&str> = s
@@ -165,11 +169,11 @@ pub fn reconcile_daemonsets(s: &Snapshot) -> Vec<Action> {
             .filter(|p| str_at(p, "/spec/nodeName").is_none_or(|n| !keep.contains(&n)))
             .collect();
         for p in &misscheduled {
-            actions.push(Action::Delete(
-                pod_r,
-                ns.to_string(),
-                meta::name(p).to_string(),
-            ));
+            actions.push(Action::Delete {
+                resource: pod_r,
+                namespace: ns.to_string(),
+                name: meta::name(p).to_string(),
+            });
         }
         // A rolling update replaces outdated pods, not-ready ones first,
         // while no more than maxUnavailable nodes lack a ready pod.
@@ -183,11 +187,11 @@ pub fn reconcile_daemonsets(s: &Snapshot) -> Vec<Action> {
                 if is_ready {
                     budget -= 1;
                 }
-                actions.push(Action::Delete(
-                    pod_r,
-                    ns.to_string(),
-                    meta::name(p).to_string(),
-                ));
+                actions.push(Action::Delete {
+                    resource: pod_r,
+                    namespace: ns.to_string(),
+                    name: meta::name(p).to_string(),
+                });
             }
         }
 

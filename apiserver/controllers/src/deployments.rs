@@ -88,12 +88,16 @@ pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
                         "ownerReferences": owner_ref(d, "Deployment")},
                     "spec": {"replicas": start, "selector": selector, "template": tmpl},
                 });
-                actions.push(Action::Event(
-                    (**d).clone(),
-                    "ScalingReplicaSet",
-                    format!("Scaled up replica set {name}-{hash} from 0 to {start}"),
-                ));
-                actions.push(Action::Create(rs_r, ns.to_string(), rs));
+                actions.push(Action::Event {
+                    object: (**d).clone(),
+                    reason: "ScalingReplicaSet",
+                    message: format!("Scaled up replica set {name}-{hash} from 0 to {start}"),
+                });
+                actions.push(Action::Create {
+                    resource: rs_r,
+                    namespace: ns.to_string(),
+                    object: rs,
+                });
             }
             Some(new) => {
                 let cur = int(new, "/spec/replicas");
@@ -111,14 +115,14 @@ pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
                 };
                 if target != cur {
                     let dir = if target > cur { "up" } else { "down" };
-                    actions.push(Action::Event(
-                        (**d).clone(),
-                        "ScalingReplicaSet",
-                        format!(
+                    actions.push(Action::Event {
+                        object: (**d).clone(),
+                        reason: "ScalingReplicaSet",
+                        message: format!(
                             "Scaled {dir} replica set {} from {cur} to {target}",
                             meta::name(new)
                         ),
-                    ));
+                    });
                     actions.push(Action::Patch {
                         resource: rs_r,
                         namespace: ns.to_string(),
@@ -145,15 +149,15 @@ pub fn reconcile_deployments(s: &Snapshot) -> Vec<Action> {
                     let cut = if new_done { r } else { r.min(removable) };
                     if cut > 0 {
                         removable -= cut;
-                        actions.push(Action::Event(
-                            (**d).clone(),
-                            "ScalingReplicaSet",
-                            format!(
+                        actions.push(Action::Event {
+                            object: (**d).clone(),
+                            reason: "ScalingReplicaSet",
+                            message: format!(
                                 "Scaled down replica set {} from {r} to {}",
                                 meta::name(old),
                                 r - cut
                             ),
-                        ));
+                        });
                         actions.push(Action::Patch {
                             resource: rs_r,
                             namespace: ns.to_string(),
@@ -267,7 +271,11 @@ mod tests {
         let created: Vec<&Value> = actions
             .iter()
             .filter_map(|a| match a {
-                Action::Create(_, _, o) => Some(o),
+                Action::Create {
+                    resource: _,
+                    namespace: _,
+                    object: o,
+                } => Some(o),
                 _ => None,
             })
             .collect();

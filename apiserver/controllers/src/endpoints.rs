@@ -148,7 +148,11 @@ pub fn reconcile_endpoints(s: &Snapshot) -> Vec<Action> {
             == Some("endpoints-controller");
         let key = (meta::namespace(e).to_string(), meta::name(e).to_string());
         if managed && !wanted.contains(&key) {
-            actions.push(Action::Delete(ep_r, key.0, key.1));
+            actions.push(Action::Delete {
+                resource: ep_r,
+                namespace: key.0,
+                name: key.1,
+            });
         }
     }
     let slice_r = res("EndpointSlice", "discovery.k8s.io");
@@ -156,11 +160,11 @@ pub fn reconcile_endpoints(s: &Snapshot) -> Vec<Action> {
         let ns = meta::namespace(e);
         let service = str_at(e, "/metadata/labels/kubernetes.io~1service-name").unwrap_or_default();
         if s.is_dirty(ns) && !wanted.contains(&(ns.to_string(), service.to_string())) {
-            actions.push(Action::Delete(
-                slice_r,
-                ns.to_string(),
-                meta::name(e).to_string(),
-            ));
+            actions.push(Action::Delete {
+                resource: slice_r,
+                namespace: ns.to_string(),
+                name: meta::name(e).to_string(),
+            });
         }
     }
     actions
@@ -213,17 +217,17 @@ fn endpoints_object(
         annotations["endpoints.kubernetes.io/over-capacity"] = json!("truncated");
     }
     match existing {
-        None => Some(Action::Create(
-            ep_r,
-            ns.to_string(),
-            json!({
+        None => Some(Action::Create {
+            resource: ep_r,
+            namespace: ns.to_string(),
+            object: json!({
                 "apiVersion": "v1", "kind": "Endpoints",
                 "metadata": {"name": name, "namespace": ns,
                     "labels": svc.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
                     "annotations": annotations},
                 "subsets": subsets,
             }),
-        )),
+        }),
         Some(e) => {
             let over = e.pointer("/metadata/annotations/endpoints.kubernetes.io~1over-capacity");
             let same_subsets = e.get("subsets").unwrap_or(&json!([])) == &subsets;
@@ -317,11 +321,11 @@ fn slices(
     for (slice, mut eps) in plan {
         eps.sort_by_key(|e| str_at(e, "/addresses/0").unwrap_or_default().to_string());
         match slice {
-            Some(e) if eps.is_empty() && kept_empty => actions.push(Action::Delete(
-                slice_r,
-                ns.to_string(),
-                meta::name(e).to_string(),
-            )),
+            Some(e) if eps.is_empty() && kept_empty => actions.push(Action::Delete {
+                resource: slice_r,
+                namespace: ns.to_string(),
+                name: meta::name(e).to_string(),
+            }),
             Some(e) => {
                 kept_empty |= eps.is_empty();
                 if e["endpoints"] != json!(eps) || e["ports"] != json!(ports) {
@@ -336,17 +340,13 @@ fn slices(
             }
             None => {
                 kept_empty |= eps.is_empty();
-                actions.push(Action::Create(
-                    slice_r,
-                    ns.to_string(),
-                    json!({
+                actions.push(Action::Create { resource: slice_r, namespace: ns.to_string(), object: json!({
                         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                         "metadata": {"generateName": format!("{name}-"), "namespace": ns,
                             "labels": {"kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": SLICE_MANAGER},
                             "ownerReferences": owner_ref(svc, "Service")},
                         "addressType": "IPv4", "endpoints": eps, "ports": ports,
-                    }),
-                ));
+                    }) });
             }
         }
     }
@@ -373,7 +373,11 @@ mod tests {
         actions
             .iter()
             .filter_map(|a| match a {
-                Action::Create(r, _, o) if r.kind == kind => Some(o),
+                Action::Create {
+                    resource: r,
+                    namespace: _,
+                    object: o,
+                } if r.kind == kind => Some(o),
                 _ => None,
             })
             .collect()
@@ -542,7 +546,11 @@ mod tests {
             actions
                 .iter()
                 .filter_map(|a| match a {
-                    Action::Create(_, _, o) => Some(
+                    Action::Create {
+                        resource: _,
+                        namespace: _,
+                        object: o,
+                    } => Some(
                         str_at(o, "/metadata/labels/kubernetes.io~1service-name")
                             .unwrap_or(meta::name(o))
                             .to_string(),

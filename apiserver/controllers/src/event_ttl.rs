@@ -32,7 +32,11 @@ pub fn reconcile_event_ttl(s: &Snapshot, now: jiff::Timestamp, ttl: Duration) ->
     s.of(r.plural)
         .iter()
         .filter(|e| last_written(e).is_some_and(|t| t < cutoff))
-        .map(|e| Action::Delete(r, meta::namespace(e).to_string(), meta::name(e).to_string()))
+        .map(|e| Action::Delete {
+            resource: r,
+            namespace: meta::namespace(e).to_string(),
+            name: meta::name(e).to_string(),
+        })
         .collect()
 }
 

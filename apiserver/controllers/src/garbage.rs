@@ -29,11 +29,11 @@ pub fn reconcile_garbage(s: &Snapshot) -> Vec<Action> {
                         !uids.contains(w.get("uid").and_then(Value::as_str).unwrap_or_default())
                     })
             }) {
-                actions.push(Action::Delete(
-                    r,
-                    meta::namespace(o).to_string(),
-                    meta::name(o).to_string(),
-                ));
+                actions.push(Action::Delete {
+                    resource: r,
+                    namespace: meta::namespace(o).to_string(),
+                    name: meta::name(o).to_string(),
+                });
             }
         }
     }
@@ -105,11 +105,11 @@ fn propagate_deletions(s: &Snapshot) -> Vec<Action> {
                 ORPHAN
             } else if has_finalizer(o, FOREGROUND_DELETION) {
                 for (dr, d) in deps.iter().filter(|(_, d)| !terminating(d)) {
-                    actions.push(Action::DeleteForeground(
-                        dr,
-                        meta::namespace(d).to_string(),
-                        meta::name(d).to_string(),
-                    ));
+                    actions.push(Action::DeleteForeground {
+                        resource: dr,
+                        namespace: meta::namespace(d).to_string(),
+                        name: meta::name(d).to_string(),
+                    });
                 }
                 FOREGROUND_DELETION
             } else {
@@ -171,7 +171,7 @@ mod tests {
         ]));
         assert_eq!(actions.len(), 1, "{actions:?}");
         assert!(
-            matches!(&actions[0], Action::DeleteForeground(r, _, n) if r.kind == "Pod" && n == "q")
+            matches!(&actions[0], Action::DeleteForeground { resource: r, namespace: _, name: n } if r.kind == "Pod" && n == "q")
         );
         // A dependent that does not block its owner is deleted, but the
         // owner goes at once.
@@ -210,6 +210,8 @@ mod tests {
             ("replicasets", owner),
         ]));
         assert_eq!(actions.len(), 1);
-        assert!(matches!(&actions[0], Action::Delete(r, _, n) if r.kind == "Pod" && n == "p"));
+        assert!(
+            matches!(&actions[0], Action::Delete { resource: r, namespace: _, name: n } if r.kind == "Pod" && n == "p")
+        );
     }
 }

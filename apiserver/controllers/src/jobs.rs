@@ -49,7 +49,11 @@ pub fn reconcile_jobs(s: &Snapshot, now: jiff::Timestamp) -> Vec<Action> {
             if let (Some(ttl), Some(age)) = (ttl(job), seconds_since(at, now))
                 && age >= ttl
             {
-                actions.push(Action::Delete(job_r, ns.to_string(), name.to_string()));
+                actions.push(Action::Delete {
+                    resource: job_r,
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                });
             }
             continue;
         }
@@ -124,7 +128,11 @@ pub fn reconcile_jobs(s: &Snapshot, now: jiff::Timestamp) -> Vec<Action> {
         let want = if let Some((reason, message)) = failure {
             conditions.push(condition("FailureTarget", reason, &message, &stamp));
             conditions.push(condition("Failed", reason, &message, &stamp));
-            actions.push(Action::Event((**job).clone(), reason, message));
+            actions.push(Action::Event {
+                object: (**job).clone(),
+                reason,
+                message,
+            });
             0
         } else if completions.is_some_and(|c| succeeded >= c)
             || (completions.is_none() && succeeded > 0 && running.is_empty())
@@ -138,11 +146,11 @@ pub fn reconcile_jobs(s: &Snapshot, now: jiff::Timestamp) -> Vec<Action> {
             ));
             conditions.push(condition("Complete", "CompletionsReached", message, &stamp));
             completion_time = Some(stamp.clone());
-            actions.push(Action::Event(
-                (**job).clone(),
-                "Completed",
-                "Job completed".into(),
-            ));
+            actions.push(Action::Event {
+                object: (**job).clone(),
+                reason: "Completed",
+                message: "Job completed".into(),
+            });
             0
         } else if suspended {
             0
@@ -182,24 +190,28 @@ pub fn reconcile_jobs(s: &Snapshot, now: jiff::Timestamp) -> Vec<Action> {
                 }
                 pod["apiVersion"] = json!("v1");
                 pod["kind"] = json!("Pod");
-                actions.push(Action::Create(pod_r, ns.to_string(), pod));
+                actions.push(Action::Create {
+                    resource: pod_r,
+                    namespace: ns.to_string(),
+                    object: pod,
+                });
             }
-            actions.push(Action::Event(
-                (**job).clone(),
-                "SuccessfulCreate",
-                format!("Created {} pod(s)", want - have),
-            ));
+            actions.push(Action::Event {
+                object: (**job).clone(),
+                reason: "SuccessfulCreate",
+                message: format!("Created {} pod(s)", want - have),
+            });
         } else if have > want {
             // Newest first, as Kubernetes picks pods to stop.
             running.sort_by_key(|p| {
                 std::cmp::Reverse(str_at(p, "/metadata/creationTimestamp").unwrap_or_default())
             });
             for p in running.iter().take((have - want) as usize) {
-                actions.push(Action::Delete(
-                    pod_r,
-                    ns.to_string(),
-                    meta::name(p).to_string(),
-                ));
+                actions.push(Action::Delete {
+                    resource: pod_r,
+                    namespace: ns.to_string(),
+                    name: meta::name(p).to_string(),
+                });
             }
         }
 
@@ -553,7 +565,11 @@ mod tests {
         let spec = json!({"completions": 3, "parallelism": 2, "backoffLimit": 6});
         let a = reconcile_jobs(&with_pods(job(spec.clone(), json!({})), vec![]), now());
         assert_eq!(created(&a).len(), 2);
-        let Some(Action::Create(_, _, p)) = a.iter().find(|a| matches!(a, Action::Create(..)))
+        let Some(Action::Create {
+            resource: _,
+            namespace: _,
+            object: p,
+        }) = a.iter().find(|a| matches!(a, Action::Create { .. }))
         else {
             unreachable!()
         };

@@ -50,7 +50,14 @@ pub use statefulsets::reconcile_statefulsets;
 #[derive(Debug, Clone)]
 pub enum Action {
     /// Create an object.
-    Create(&'static Resource, String, Value),
+    Create {
+        /// Its resource.
+        resource: &'static Resource,
+        /// Its namespace (empty for a cluster object).
+        namespace: String,
+        /// The object.
+        object: Value,
+    },
     /// Merge-patch an object, or its status.
     Patch {
         /// Its resource.
@@ -65,14 +72,42 @@ pub enum Action {
         status: bool,
     },
     /// Delete an object.
-    Delete(&'static Resource, String, String),
+    Delete {
+        /// Its resource.
+        resource: &'static Resource,
+        /// Its namespace (empty for a cluster object).
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
     /// Delete an object with no grace period: nothing is left to end it.
-    DeleteNow(&'static Resource, String, String),
+    DeleteNow {
+        /// Its resource.
+        resource: &'static Resource,
+        /// Its namespace (empty for a cluster object).
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
     /// Delete a dependent of an object deleted in the foreground, in the
     /// foreground too.
-    DeleteForeground(&'static Resource, String, String),
+    DeleteForeground {
+        /// Its resource.
+        resource: &'static Resource,
+        /// Its namespace (empty for a cluster object).
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
     /// Record a Normal event about an object.
-    Event(Value, &'static str, String),
+    Event {
+        /// The object the event is about.
+        object: Value,
+        /// The reason (`SuccessfulCreate`).
+        reason: &'static str,
+        /// What happened.
+        message: String,
+    },
     /// Remove an emptied, terminating namespace.
     FinalizeNamespace(String),
 }
@@ -387,7 +422,11 @@ fn without_finalizer(o: &Value, f: &str) -> Value {
 /// Performs an action; false if it failed.
 async fn perform(objects: &Objects, a: Action) -> bool {
     let result = match &a {
-        Action::Create(r, ns, obj) => objects
+        Action::Create {
+            resource: r,
+            namespace: ns,
+            object: obj,
+        } => objects
             .create(r, ns, obj.clone(), WriteOpts::default())
             .await
             .map(|_| ()),
@@ -409,18 +448,30 @@ async fn perform(objects: &Objects, a: Action) -> bool {
             )
             .await
             .map(|_| ()),
-        Action::Delete(r, ns, name) => objects
+        Action::Delete {
+            resource: r,
+            namespace: ns,
+            name,
+        } => objects
             .delete(r, ns, name, DeleteOpts::default())
             .await
             .map(|_| ()),
-        Action::DeleteNow(r, ns, name) => {
+        Action::DeleteNow {
+            resource: r,
+            namespace: ns,
+            name,
+        } => {
             let opts = DeleteOpts {
                 grace_period: Some(0),
                 ..DeleteOpts::default()
             };
             objects.delete(r, ns, name, opts).await.map(|_| ())
         }
-        Action::DeleteForeground(r, ns, name) => {
+        Action::DeleteForeground {
+            resource: r,
+            namespace: ns,
+            name,
+        } => {
             let opts = DeleteOpts {
                 propagation: Propagation::Foreground,
                 ..DeleteOpts::default()
@@ -428,7 +479,11 @@ async fn perform(objects: &Objects, a: Action) -> bool {
             objects.delete(r, ns, name, opts).await.map(|_| ())
         }
         Action::FinalizeNamespace(name) => objects.finalize_namespace(name).await.map(|_| ()),
-        Action::Event(involved, reason, message) => {
+        Action::Event {
+            object: involved,
+            reason,
+            message,
+        } => {
             let component = match involved["kind"].as_str() {
                 Some("Deployment") => "deployment-controller",
                 Some("Job") => "job-controller",
@@ -645,7 +700,11 @@ mod test_support {
         actions
             .iter()
             .filter_map(|a| match a {
-                Action::Create(_, _, obj) => Some(obj),
+                Action::Create {
+                    resource: _,
+                    namespace: _,
+                    object: obj,
+                } => Some(obj),
                 _ => None,
             })
             .collect()
@@ -656,7 +715,11 @@ mod test_support {
         actions
             .iter()
             .filter_map(|a| match a {
-                Action::Delete(r, _, name) => Some(format!("{}/{name}", r.plural)),
+                Action::Delete {
+                    resource: r,
+                    namespace: _,
+                    name,
+                } => Some(format!("{}/{name}", r.plural)),
                 _ => None,
             })
             .collect()

@@ -25,22 +25,18 @@ pub fn reconcile_namespace_defaults(s: &Snapshot, ca_pem: &str) -> Vec<Action> {
     for ns in s.of("namespaces").iter().filter(|n| !terminating(n)) {
         let ns = meta::name(ns);
         if !accounts.contains(ns) {
-            actions.push(Action::Create(
-                res("ServiceAccount", ""),
-                ns.to_string(),
-                json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            actions.push(Action::Create {
+                resource: res("ServiceAccount", ""),
+                namespace: ns.to_string(),
+                object: json!({"apiVersion": "v1", "kind": "ServiceAccount",
                     "metadata": {"name": "default", "namespace": ns}}),
-            ));
+            });
         }
         if !cas.contains(ns) {
-            actions.push(Action::Create(
-                res("ConfigMap", ""),
-                ns.to_string(),
-                json!({"apiVersion": "v1", "kind": "ConfigMap",
+            actions.push(Action::Create { resource: res("ConfigMap", ""), namespace: ns.to_string(), object: json!({"apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": "kube-root-ca.crt", "namespace": ns,
                         "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
-                    "data": {"ca.crt": ca_pem}}),
-            ));
+                    "data": {"ca.crt": ca_pem}}) });
         }
     }
     actions
@@ -56,11 +52,11 @@ pub fn reconcile_namespaces(s: &Snapshot) -> Vec<Action> {
             for o in os.iter().filter(|o| meta::namespace(o) == name) {
                 left += 1;
                 if !terminating(o) || r.builtin_kind() != "Pod" {
-                    actions.push(Action::Delete(
-                        r,
-                        name.to_string(),
-                        meta::name(o).to_string(),
-                    ));
+                    actions.push(Action::Delete {
+                        resource: r,
+                        namespace: name.to_string(),
+                        name: meta::name(o).to_string(),
+                    });
                 }
             }
         }

@@ -185,11 +185,11 @@ pub fn reconcile_node_lifecycle(
                 patch: json!({"status": {"conditions": unknown_conditions(node, now)}}),
                 status: true,
             });
-            actions.push(Action::Event(
-                (**node).clone(),
-                "NodeNotReady",
-                format!("Node {name} status is now: NodeNotReady"),
-            ));
+            actions.push(Action::Event {
+                object: (**node).clone(),
+                reason: "NodeNotReady",
+                message: format!("Node {name} status is now: NodeNotReady"),
+            });
             ready = "Unknown";
         }
         let want = taints(node, ready, now);
@@ -220,7 +220,11 @@ pub fn reconcile_node_lifecycle(
             // grace period first (the pod collector's quarantine).
             let created = time(pod, "/metadata/creationTimestamp");
             if created.is_none_or(|t| now.duration_since(t) > grace) {
-                actions.push(Action::DeleteNow(pod_r, ns, name));
+                actions.push(Action::DeleteNow {
+                    resource: pod_r,
+                    namespace: ns,
+                    name,
+                });
             }
         } else if down.contains(node) && pod_ready(pod) {
             actions.push(Action::Patch {
@@ -337,7 +341,7 @@ mod tests {
                     assert_eq!(p["status"]["conditions"][1]["status"], "False");
                     assert_eq!(p["status"]["conditions"][0]["status"], "True");
                 }
-                Action::Event(..) => {}
+                Action::Event { .. } => {}
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -435,7 +439,7 @@ mod tests {
             GRACE,
         );
         assert!(
-            matches!(&actions[..], [Action::DeleteNow(r, ns, name)] if r.plural == "pods" && ns == "d" && name == "orphan"),
+            matches!(&actions[..], [Action::DeleteNow { resource: r, namespace: ns, name }] if r.plural == "pods" && ns == "d" && name == "orphan"),
             "{actions:?}"
         );
     }

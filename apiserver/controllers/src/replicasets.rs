@@ -42,13 +42,17 @@ fn replicate(s: &Snapshot, rs_r: &'static Resource) -> Vec<Action> {
                 m.remove("name");
                 tmpl["apiVersion"] = json!("v1");
                 tmpl["kind"] = json!("Pod");
-                actions.push(Action::Create(pod_r, ns.to_string(), tmpl));
+                actions.push(Action::Create {
+                    resource: pod_r,
+                    namespace: ns.to_string(),
+                    object: tmpl,
+                });
             }
-            actions.push(Action::Event(
-                (**rs).clone(),
-                "SuccessfulCreate",
-                format!("Created {} pod(s)", want - have),
-            ));
+            actions.push(Action::Event {
+                object: (**rs).clone(),
+                reason: "SuccessfulCreate",
+                message: format!("Created {} pod(s)", want - have),
+            });
         } else if have > want {
             owned.sort_by_key(|p| {
                 (
@@ -62,11 +66,11 @@ fn replicate(s: &Snapshot, rs_r: &'static Resource) -> Vec<Action> {
                 )
             });
             for p in owned.iter().take((have - want) as usize) {
-                actions.push(Action::Delete(
-                    pod_r,
-                    ns.to_string(),
-                    meta::name(p).to_string(),
-                ));
+                actions.push(Action::Delete {
+                    resource: pod_r,
+                    namespace: ns.to_string(),
+                    name: meta::name(p).to_string(),
+                });
             }
         }
         let ready = owned.iter().filter(|p| pod_ready(p)).count() as i64;
@@ -92,7 +96,7 @@ mod tests {
         assert_eq!(
             actions
                 .iter()
-                .filter(|a| matches!(a, Action::Create(..)))
+                .filter(|a| matches!(a, Action::Create { .. }))
                 .count(),
             2
         );
@@ -110,7 +114,7 @@ mod tests {
         assert_eq!(
             actions
                 .iter()
-                .filter(|a| matches!(a, Action::Delete(..)))
+                .filter(|a| matches!(a, Action::Delete { .. }))
                 .count(),
             1
         );
@@ -126,9 +130,11 @@ mod tests {
         let owners: Vec<&Value> = actions
             .iter()
             .filter_map(|a| match a {
-                Action::Create(r, _, pod) if r.kind == "Pod" => {
-                    Some(&pod["metadata"]["ownerReferences"][0]["kind"])
-                }
+                Action::Create {
+                    resource: r,
+                    namespace: _,
+                    object: pod,
+                } if r.kind == "Pod" => Some(&pod["metadata"]["ownerReferences"][0]["kind"]),
                 _ => None,
             })
             .collect();

@@ -41,14 +41,14 @@ pub fn keep(s: &Snapshot, owner: &Value, kind: &str, revision: &str, hash: &str)
                 .cloned()
                 .unwrap_or(json!({}));
             labels[REVISION_LABEL] = json!(hash);
-            actions.push(Action::Create(
-                cr_r,
-                ns.to_string(),
-                json!({"apiVersion": "apps/v1", "kind": "ControllerRevision",
+            actions.push(Action::Create {
+                resource: cr_r,
+                namespace: ns.to_string(),
+                object: json!({"apiVersion": "apps/v1", "kind": "ControllerRevision",
                     "metadata": {"name": revision, "namespace": ns, "labels": labels,
                         "ownerReferences": owner_ref(owner, kind)},
                     "data": {"spec": {"template": template}}, "revision": newest + 1}),
-            ));
+            });
         }
     }
     let limit = owner
@@ -58,11 +58,11 @@ pub fn keep(s: &Snapshot, owner: &Value, kind: &str, revision: &str, hash: &str)
         .max(0) as usize;
     let old: Vec<&&Value> = mine.iter().filter(|c| meta::name(c) != revision).collect();
     for c in old.iter().take(old.len().saturating_sub(limit)) {
-        actions.push(Action::Delete(
-            cr_r,
-            ns.to_string(),
-            meta::name(c).to_string(),
-        ));
+        actions.push(Action::Delete {
+            resource: cr_r,
+            namespace: ns.to_string(),
+            name: meta::name(c).to_string(),
+        });
     }
     actions
 }

@@ -59,27 +59,27 @@ pub fn reconcile_statefulsets(s: &Snapshot) -> Vec<Action> {
         for (_, p) in &pods {
             if !terminating(p) && matches!(str_at(p, "/status/phase"), Some("Succeeded" | "Failed"))
             {
-                actions.push(Action::Delete(
-                    pod_r,
-                    ns.to_string(),
-                    meta::name(p).to_string(),
-                ));
+                actions.push(Action::Delete {
+                    resource: pod_r,
+                    namespace: ns.to_string(),
+                    name: meta::name(p).to_string(),
+                });
             }
         }
         // Up: missing ordinals below replicas, in order unless Parallel.
         for i in 0..want {
             match at(i) {
                 None => {
-                    actions.push(Action::Create(
-                        pod_r,
-                        ns.to_string(),
-                        new_pod(sts, &template, i, &revision),
-                    ));
-                    actions.push(Action::Event(
-                        (**sts).clone(),
-                        "SuccessfulCreate",
-                        format!("create Pod {name}-{i} in StatefulSet {name} successful"),
-                    ));
+                    actions.push(Action::Create {
+                        resource: pod_r,
+                        namespace: ns.to_string(),
+                        object: new_pod(sts, &template, i, &revision),
+                    });
+                    actions.push(Action::Event {
+                        object: (**sts).clone(),
+                        reason: "SuccessfulCreate",
+                        message: format!("create Pod {name}-{i} in StatefulSet {name} successful"),
+                    });
                     if !parallel {
                         break;
                     }
@@ -106,19 +106,19 @@ pub fn reconcile_statefulsets(s: &Snapshot) -> Vec<Action> {
             if !parallel && !all_healthy && excess.first() != Some(p) {
                 break;
             }
-            actions.push(Action::Delete(
-                pod_r,
-                ns.to_string(),
-                meta::name(p).to_string(),
-            ));
-            actions.push(Action::Event(
-                (**sts).clone(),
-                "SuccessfulDelete",
-                format!(
+            actions.push(Action::Delete {
+                resource: pod_r,
+                namespace: ns.to_string(),
+                name: meta::name(p).to_string(),
+            });
+            actions.push(Action::Event {
+                object: (**sts).clone(),
+                reason: "SuccessfulDelete",
+                message: format!(
                     "delete Pod {} in StatefulSet {name} successful",
                     meta::name(p)
                 ),
-            ));
+            });
             if !parallel {
                 break;
             }
@@ -139,11 +139,11 @@ pub fn reconcile_statefulsets(s: &Snapshot) -> Vec<Action> {
                 .rev()
                 .find(|(i, p)| *i >= partition && revision_of(p) != Some(revision.as_str()))
         {
-            actions.push(Action::Delete(
-                pod_r,
-                ns.to_string(),
-                meta::name(p).to_string(),
-            ));
+            actions.push(Action::Delete {
+                resource: pod_r,
+                namespace: ns.to_string(),
+                name: meta::name(p).to_string(),
+            });
         }
 
         let live: Vec<&Value> = in_range
