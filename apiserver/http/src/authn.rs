@@ -7,38 +7,26 @@
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// The group every authenticated user is in.
-pub const AUTHENTICATED: &str = "system:authenticated";
+pub use shoal_machinery::user::{AUTHENTICATED, User};
 
-/// An authenticated user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    /// The user name.
-    pub name: String,
-    /// The groups, `system:authenticated` last.
-    pub groups: Vec<String>,
-}
-
-impl User {
-    /// The user a client certificate (DER) names, if it names one.
-    pub fn from_certificate(der: &[u8]) -> Option<User> {
-        let (_, cert) = X509Certificate::from_der(der).ok()?;
-        let subject = cert.subject();
-        let name = subject
-            .iter_common_name()
-            .next()?
-            .as_str()
-            .ok()
-            .filter(|n| !n.is_empty())?
-            .to_string();
-        let mut groups: Vec<String> = subject
-            .iter_organization()
-            .filter_map(|o| o.as_str().ok())
-            .map(str::to_string)
-            .collect();
-        groups.push(AUTHENTICATED.to_string());
-        Some(User { name, groups })
-    }
+/// The user a client certificate (DER) names, if it names one.
+pub fn from_certificate(der: &[u8]) -> Option<User> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let subject = cert.subject();
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()
+        .filter(|n| !n.is_empty())?
+        .to_string();
+    let mut groups: Vec<String> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok())
+        .map(str::to_string)
+        .collect();
+    groups.push(AUTHENTICATED.to_string());
+    Some(User { name, groups })
 }
 
 #[cfg(test)]
@@ -62,13 +50,13 @@ mod tests {
     #[test]
     fn common_name_is_the_user_and_organizations_the_groups() {
         assert_eq!(
-            User::from_certificate(&cert(Some("system:node:a"), &["system:nodes"])),
+            from_certificate(&cert(Some("system:node:a"), &["system:nodes"])),
             Some(User {
                 name: "system:node:a".into(),
                 groups: vec!["system:nodes".into(), AUTHENTICATED.into()],
             })
         );
-        assert_eq!(User::from_certificate(&cert(None, &["x"])), None);
-        assert_eq!(User::from_certificate(b"not a certificate"), None);
+        assert_eq!(from_certificate(&cert(None, &["x"])), None);
+        assert_eq!(from_certificate(b"not a certificate"), None);
     }
 }

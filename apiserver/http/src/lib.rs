@@ -38,7 +38,6 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::aggregator::Aggregator;
-use crate::authn::User;
 use shoal_machinery::error::{ApiError, Result};
 use shoal_registry::objects::Objects;
 use shoal_registry::resources::Sub;
@@ -97,7 +96,7 @@ pub async fn serve(mut listener: TcpListener, tls: Arc<rustls::ServerConfig>, st
                     .1
                     .peer_certificates()
                     .and_then(|c| c.first())
-                    .and_then(|c| User::from_certificate(c))
+                    .and_then(|c| authn::from_certificate(c))
                     .map(Arc::new),
             );
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {

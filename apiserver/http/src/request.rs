@@ -46,6 +46,7 @@ impl Query {
             dry_run: self.get("dryRun") == Some("All"),
             field_validation: FieldValidation::parse(self.get("fieldValidation"))?,
             manager: manager.map(|m| m.chars().take(128).collect()),
+            user: None,
         })
     }
 }

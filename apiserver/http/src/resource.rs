@@ -13,9 +13,19 @@ use shoal_machinery::error::{ApiError, Result};
 use shoal_machinery::jsonpath;
 use shoal_machinery::selectors::{FieldSelector, LabelSelector};
 use shoal_registry::kinds;
-use shoal_registry::objects::PatchType;
+use shoal_registry::objects::{PatchType, WriteOpts};
 use shoal_registry::resources::{Resource, Sub};
 use shoal_wire::gotypes;
+
+/// The write options of `req`, with the user it was authenticated as.
+fn write_opts(q: &Query, req: &Request<Body>) -> Result<WriteOpts> {
+    let mut opts = q.write_opts(req.headers())?;
+    opts.user = req
+        .extensions()
+        .get::<crate::Authenticated>()
+        .and_then(|a| a.0.clone());
+    Ok(opts)
+}
 
 pub(super) fn sub_of(r: &Resource, sub: Option<&str>) -> Result<Option<Sub>> {
     match sub {
@@ -102,7 +112,7 @@ pub(super) async fn resource(
     }
     match (method, t.name.as_deref(), sub) {
         (Method::POST, None, None) if r.group == "authorization.k8s.io" => {
-            let opts = q.write_opts(req.headers())?;
+            let opts = write_opts(&q, &req)?;
             let (_, body) = read_body(req).await?;
             let body = parse_json(&body)?;
             shoal_registry::validation::decode(r, &body, opts.field_validation)?;
@@ -222,7 +232,7 @@ pub(super) async fn resource(
             }
         }
         (Method::POST, None, None) => {
-            let opts = q.write_opts(req.headers())?;
+            let opts = write_opts(&q, &req)?;
             let (_, body) = read_body(req).await?;
             let w = objects.create(r, &ns, parse_json(&body)?, opts).await?;
             Ok(with_warnings(
@@ -248,7 +258,7 @@ pub(super) async fn resource(
             ))
         }
         (Method::PUT, Some(name), s @ (None | Some(Sub::Status))) => {
-            let opts = q.write_opts(req.headers())?;
+            let opts = write_opts(&q, &req)?;
             let (_, body) = read_body(req).await?;
             let w = objects
                 .update(r, &ns, name, parse_json(&body)?, s, opts)
@@ -257,7 +267,7 @@ pub(super) async fn resource(
         }
         (Method::PUT | Method::PATCH, Some(name), Some(Sub::Scale)) => {
             let is_patch = req.method() == Method::PATCH;
-            let opts = q.write_opts(req.headers())?;
+            let opts = write_opts(&q, &req)?;
             let (headers, body) = read_body(req).await?;
             let ct = content_type(&headers);
             let body = parse_json(&body)?;
@@ -290,7 +300,7 @@ pub(super) async fn resource(
         (Method::PATCH, Some(name), None)
             if content_type(req.headers()).starts_with("application/apply-patch") =>
         {
-            let opts = q.write_opts(req.headers())?;
+            let opts = write_opts(&q, &req)?;
             let manager = q
                 .get("fieldManager")
                 .filter(|m| !m.is_empty())
@@ -321,7 +331,7 @@ pub(super) async fn resource(
             ))
         }
         (Method::PATCH, Some(name), s @ (None | Some(Sub::Status))) => {
-            let opts = q.write_opts(req.headers())?;
+            let opts = write_opts(&q, &req)?;
             let (headers, body) = read_body(req).await?;
             let ty = PatchType::from_content_type(content_type(&headers))?;
             if ty == PatchType::Strategic && r.custom.is_some() {

@@ -16,7 +16,8 @@ use crate::{
 };
 use shoal_machinery::error::ApiError;
 use shoal_pki::Pki;
-use shoal_registry::objects::Objects;
+use shoal_registry::admission::{Admission, Attempt, Operation};
+use shoal_registry::objects::{Objects, WriteOpts};
 use shoal_registry::resources;
 use shoal_store::Store;
 
@@ -27,12 +28,16 @@ struct Api {
 }
 
 async fn api(authorizer: Arc<dyn Authorizer>) -> Api {
+    admitted(authorizer, Vec::new()).await
+}
+
+async fn admitted(authorizer: Arc<dyn Authorizer>, plugins: Vec<Arc<dyn Admission>>) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::load_or_create(&dir.path().join("pki"), &[]).unwrap();
     let store = Store::open_single(&dir.path().join("store"), 1, "127.0.0.1:0")
         .await
         .unwrap();
-    let objects = Objects::new(store);
+    let objects = Objects::new(store).with_admission(plugins);
     let state = ApiState {
         objects: objects.clone(),
         kubelet_client: pki.client_config(&pki.apiserver_kubelet_client).unwrap(),
@@ -47,11 +52,15 @@ async fn api(authorizer: Arc<dyn Authorizer>) -> Api {
     }
 }
 
-fn alice() -> Option<Arc<User>> {
+fn user(name: &str) -> Option<Arc<User>> {
     Some(Arc::new(User {
-        name: "alice".into(),
+        name: name.into(),
         groups: vec!["system:authenticated".into()],
     }))
+}
+
+fn alice() -> Option<Arc<User>> {
+    user("alice")
 }
 
 impl Api {
@@ -245,5 +254,91 @@ async fn the_authorizer_decides_before_any_handler_runs() {
     assert_eq!(
         (asked.verb, asked.resource, asked.path.as_str()),
         ("get", None, "/version")
+    );
+}
+
+/// Labels new ConfigMaps with who made them and refuses mallory's updates.
+struct Stamp;
+
+impl Admission for Stamp {
+    fn admit(&self, a: Attempt<'_>) -> Result<(), ApiError> {
+        if a.resource.kind != "ConfigMap" {
+            return Ok(());
+        }
+        let who = a.user.map_or("control-plane", |u| u.name.as_str());
+        match a.operation {
+            Operation::Create => {
+                a.object["metadata"]["labels"]["made-by"] = json!(who);
+                Ok(())
+            }
+            Operation::Update if who == "mallory" => Err(ApiError {
+                code: 403,
+                reason: "Forbidden",
+                message: "mallory may not change configmaps".into(),
+                details: None,
+            }),
+            Operation::Update => {
+                assert!(a.old.is_some(), "an update sees the stored object");
+                Ok(())
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_sees_every_write_with_its_user() {
+    let api = admitted(Arc::new(AllowAll), vec![Arc::new(Stamp)]).await;
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+    assert_eq!(
+        api.json(Method::POST, "/api/v1/namespaces", ns).await.0,
+        StatusCode::CREATED
+    );
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}});
+    let (code, created) = api
+        .json(
+            Method::POST,
+            "/api/v1/namespaces/default/configmaps",
+            cm.clone(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert_eq!(created["metadata"]["labels"]["made-by"], "alice");
+
+    let patch = r#"{"data":{"k":"w"}}"#;
+    let path = "/api/v1/namespaces/default/configmaps/c";
+    let (code, body) = api
+        .call(
+            user("mallory"),
+            Method::PATCH,
+            path,
+            "application/merge-patch+json",
+            patch,
+        )
+        .await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["message"], "mallory may not change configmaps");
+    let (code, body) = api
+        .call(
+            alice(),
+            Method::PATCH,
+            path,
+            "application/merge-patch+json",
+            patch,
+        )
+        .await;
+    assert_eq!((code, &body["data"]["k"]), (StatusCode::OK, &json!("w")));
+
+    // The control plane's own writes carry no user.
+    let configmaps = resources::by_kind("", "ConfigMap").unwrap();
+    let mut own = cm;
+    own["metadata"]["name"] = json!("own");
+    let written = api
+        .objects
+        .create(configmaps, "default", own, WriteOpts::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        written.object["metadata"]["labels"]["made-by"],
+        "control-plane"
     );
 }

@@ -21,3 +21,4 @@ pub mod names;
 pub mod patch;
 pub mod schema;
 pub mod selectors;
+pub mod user;

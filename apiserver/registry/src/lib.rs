@@ -5,11 +5,13 @@
 //! machinery; [`custom`] turns CustomResourceDefinitions into kinds;
 //! [`objects`] is the one way objects are created, read, updated, patched,
 //! applied and deleted, with preconditions, finalizers and watches;
-//! [`binding`] is the `pods/binding` subresource.
+//! [`binding`] is the `pods/binding` subresource; [`admission`] is the
+//! slot for plugins that see every write before it is validated.
 //!
 //! May import: `shoal-machinery`, `shoal-store`.
 //! Must not import: the HTTP front, the scheduler, the controllers.
 
+pub mod admission;
 pub mod binding;
 pub mod custom;
 pub mod kinds;

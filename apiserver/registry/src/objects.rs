@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use std::sync::Arc;
 
+use crate::admission::{Admission, Attempt, Operation};
 use crate::custom;
 use crate::kinds::{self, Allocation, Deletion};
 use crate::resources::{self, Registry, Resource, Sub};
@@ -13,6 +14,7 @@ use shoal_machinery::error::{ApiError, Result};
 use shoal_machinery::meta::{self, default_key, metadata};
 use shoal_machinery::patch;
 use shoal_machinery::selectors::{FieldSelector, LabelSelector};
+use shoal_machinery::user::User;
 use shoal_store::{Command, Cond, Failure, Outcome, Store, Stored};
 
 /// Options of a write.
@@ -25,6 +27,8 @@ pub struct WriteOpts {
     /// The field manager recorded for the fields the write sets (`Update`
     /// entries of `managedFields`); the controllers record none.
     pub manager: Option<String>,
+    /// Who asks, for admission; `None` for the control plane's own writes.
+    pub user: Option<Arc<User>>,
 }
 
 impl Default for WriteOpts {
@@ -33,6 +37,7 @@ impl Default for WriteOpts {
             dry_run: false,
             field_validation: FieldValidation::Ignore,
             manager: None,
+            user: None,
         }
     }
 }
@@ -137,6 +142,7 @@ impl PatchType {
 pub struct Objects {
     store: Store,
     registry: Arc<Registry>,
+    admission: Arc<[Arc<dyn Admission>]>,
 }
 
 fn outcome_err(r: &Resource, name: &str, f: Failure) -> ApiError {
@@ -163,9 +169,39 @@ impl Objects {
         let objects = Self {
             store,
             registry: Arc::default(),
+            admission: Arc::new([]),
         };
         objects.refresh_custom();
         objects
+    }
+
+    /// These objects with `plugins` admitting every create and update, in
+    /// order.
+    pub fn with_admission(mut self, plugins: Vec<Arc<dyn Admission>>) -> Self {
+        self.admission = plugins.into();
+        self
+    }
+
+    /// Runs the admission plugins over a write.
+    fn admit(
+        &self,
+        operation: Operation,
+        r: &Resource,
+        object: &mut Value,
+        old: Option<&Value>,
+        opts: &WriteOpts,
+    ) -> Result<()> {
+        for plugin in self.admission.iter() {
+            plugin.admit(Attempt {
+                operation,
+                resource: r,
+                object,
+                old,
+                user: opts.user.as_deref(),
+                dry_run: opts.dry_run,
+            })?;
+        }
+        Ok(())
     }
 
     /// Every resource served now, custom ones included.
@@ -409,6 +445,7 @@ impl Objects {
         if strategy.allocation == Allocation::ServiceAddresses {
             self.allocate_service(&mut obj, None)?;
         }
+        self.admit(Operation::Create, r, &mut obj, None, &opts)?;
         validation::validate(r, &obj)?;
         if opts.dry_run {
             return Ok(Written {
@@ -805,6 +842,7 @@ impl Objects {
         if kinds::of(r).allocation == Allocation::ServiceAddresses {
             self.allocate_service(&mut new, Some(old))?;
         }
+        self.admit(Operation::Update, r, &mut new, Some(old), opts)?;
         if spec_view(&new) != spec_view(old) {
             let g = old
                 .pointer("/metadata/generation")

@@ -1,0 +1,44 @@
+//! The admission slot: plugins that see every create and update after the
+//! kind's defaults and before validation, with the user who asked, and
+//! may change the object or refuse the write (403 `Forbidden` or 422
+//! `Invalid`, as the plugin answers). A server without plugins admits
+//! everything.
+//!
+//! May import: `resources` (the resource written), the machinery.
+
+use serde_json::Value;
+
+use crate::resources::Resource;
+use shoal_machinery::error::Result;
+use shoal_machinery::user::User;
+
+/// What a write does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// A new object.
+    Create,
+    /// A changed object (update, patch, apply, or a subresource's write).
+    Update,
+}
+
+/// One write, as an admission plugin sees it.
+pub struct Attempt<'a> {
+    /// Create or update.
+    pub operation: Operation,
+    /// The resource written.
+    pub resource: &'a Resource,
+    /// The object about to be validated and stored; a plugin may change it.
+    pub object: &'a mut Value,
+    /// The stored object an update replaces.
+    pub old: Option<&'a Value>,
+    /// Who asked; `None` for the control plane's own writes.
+    pub user: Option<&'a User>,
+    /// Whether nothing will be stored (`dryRun`).
+    pub dry_run: bool,
+}
+
+/// An admission plugin.
+pub trait Admission: Send + Sync {
+    /// Admits the write (possibly changing its object) or refuses it.
+    fn admit(&self, attempt: Attempt<'_>) -> Result<()>;
+}
