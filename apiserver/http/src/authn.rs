@@ -7,7 +7,14 @@
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use std::sync::Arc;
+
 pub use shoal_machinery::user::{AUTHENTICATED, User};
+
+/// The user a request's credentials name, set by the connection from its
+/// TLS client certificate; `None` for an anonymous client.
+#[derive(Clone)]
+pub struct Authenticated(pub Option<Arc<User>>);
 
 /// The user a client certificate (DER) names, if it names one.
 pub fn from_certificate(der: &[u8]) -> Option<User> {

@@ -3,23 +3,16 @@
 //! A layer that refuses answers with a `Status`; the handler never sees
 //! a request the layers before it turned away.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use http::{Request, Response};
 use tower::util::BoxCloneService;
 use tower::{BoxError, ServiceBuilder};
 
-use crate::authn::User;
+use crate::authn::{Authenticated, User};
 use crate::request::Query;
 use crate::route::{self, Attributes, Route};
 use crate::{ApiState, error_response};
 use shoal_machinery::error::ApiError;
-
-/// The user a request's credentials name, set by the connection from its
-/// TLS client certificate; `None` for an anonymous client.
-#[derive(Clone)]
-pub struct Authenticated(pub Option<Arc<User>>);
 
 /// The route a request resolved to, for the layers after resolution.
 #[derive(Clone)]

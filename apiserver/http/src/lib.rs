@@ -19,6 +19,7 @@ mod openapi;
 mod request;
 mod resource;
 mod route;
+mod subresources;
 
 use request::Query;
 pub use request::yaml_to_json;
@@ -43,7 +44,8 @@ use shoal_registry::objects::Objects;
 use shoal_registry::resources::Sub;
 use shoal_wire::gotypes;
 
-pub use layers::{AllowAll, ApiService, Authenticated, Authorizer, service};
+pub use authn::Authenticated;
+pub use layers::{AllowAll, ApiService, Authorizer, service};
 pub use metrics::Metrics;
 pub use openapi::KUBE_VERSION;
 pub use route::{Attributes, ResourceAttributes};

@@ -51,6 +51,16 @@ impl Query {
     }
 }
 
+/// The write options of `req`, with the user it was authenticated as.
+pub(crate) fn write_opts(q: &Query, req: &Request<axum::body::Body>) -> Result<WriteOpts> {
+    let mut opts = q.write_opts(req.headers())?;
+    opts.user = req
+        .extensions()
+        .get::<crate::authn::Authenticated>()
+        .and_then(|a| a.0.clone());
+    Ok(opts)
+}
+
 pub(super) async fn read_body(req: Request<axum::body::Body>) -> Result<(HeaderMap, Bytes)> {
     let (mut parts, body) = req.into_parts();
     let ct = content_type(&parts.headers);

@@ -1,31 +1,22 @@
 //! The handler of a resource's requests: get, list (paged, as Tables),
-//! watch, create, update, patch, apply, delete, deletecollection, and the
-//! scale, status, binding and review subresources.
+//! watch, create, update, patch, apply, delete, deletecollection and the
+//! status subresource; the others are `subresources.rs`'.
 
 use axum::body::Body;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use serde_json::{Value, json};
 
-use super::request::{Query, content_type, delete_opts, parse_json, read_body, yaml_to_json};
+use super::request::{
+    Query, content_type, delete_opts, parse_json, read_body, write_opts, yaml_to_json,
+};
 use super::route::{Target, verb_of};
+use super::subresources;
 use super::{ApiState, json_response, logs, ok, status_response, table, watch, with_warnings};
 use shoal_machinery::error::{ApiError, Result};
-use shoal_machinery::jsonpath;
 use shoal_machinery::selectors::{FieldSelector, LabelSelector};
-use shoal_registry::kinds;
-use shoal_registry::objects::{PatchType, WriteOpts};
+use shoal_registry::objects::PatchType;
 use shoal_registry::resources::{Resource, Sub};
 use shoal_wire::gotypes;
-
-/// The write options of `req`, with the user it was authenticated as.
-fn write_opts(q: &Query, req: &Request<Body>) -> Result<WriteOpts> {
-    let mut opts = q.write_opts(req.headers())?;
-    opts.user = req
-        .extensions()
-        .get::<crate::Authenticated>()
-        .and_then(|a| a.0.clone());
-    Ok(opts)
-}
 
 pub(super) fn sub_of(r: &Resource, sub: Option<&str>) -> Result<Option<Sub>> {
     match sub {
@@ -38,54 +29,6 @@ pub(super) fn sub_of(r: &Resource, sub: Option<&str>) -> Result<Option<Sub>> {
             .map(Some)
             .ok_or_else(ApiError::no_route),
     }
-}
-
-/// The autoscaling/v1 Scale view of `obj`: a built-in kind's
-/// `.spec.replicas`, or the paths a custom resource's definition names.
-pub(super) fn scale_of(r: &Resource, obj: &Value) -> Value {
-    let m = &obj["metadata"];
-    let first = |path: &str| jsonpath::select(obj, path).first().map(|v| (*v).clone());
-    let (replicas, current, selector) = match r.custom.and_then(|c| c.scale.as_ref()) {
-        Some(paths) => (
-            first(&paths.spec_replicas),
-            first(&paths.status_replicas),
-            paths
-                .label_selector
-                .as_deref()
-                .and_then(first)
-                .and_then(|s| s.as_str().map(String::from)),
-        ),
-        None => (
-            obj.pointer("/spec/replicas").cloned(),
-            obj.pointer("/status/replicas").cloned(),
-            obj.pointer(kinds::of(r).scale_selector)
-                .and_then(Value::as_object)
-                .map(|l| {
-                    l.iter()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                }),
-        ),
-    };
-    json!({
-        "kind": "Scale", "apiVersion": "autoscaling/v1",
-        "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"], "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"]},
-        "spec": {"replicas": replicas.unwrap_or(json!(0))},
-        "status": {"replicas": current.unwrap_or(json!(0)), "selector": selector.unwrap_or_default()},
-    })
-}
-
-/// The merge patch that sets the replica count `scale` writes to.
-pub(super) fn replicas_patch(r: &Resource, replicas: i64) -> Value {
-    let path = r
-        .custom
-        .and_then(|c| c.scale.as_ref())
-        .map_or(".spec.replicas", |p| p.spec_replicas.as_str());
-    let keys = jsonpath::keys(path).unwrap_or_else(|| vec!["spec".into(), "replicas".into()]);
-    keys.iter()
-        .rev()
-        .fold(json!(replicas), |inner, k| json!({ k: inner }))
 }
 
 pub(super) fn list_kind(r: &Resource) -> String {
@@ -112,15 +55,7 @@ pub(super) async fn resource(
     }
     match (method, t.name.as_deref(), sub) {
         (Method::POST, None, None) if r.group == "authorization.k8s.io" => {
-            let opts = write_opts(&q, &req)?;
-            let (_, body) = read_body(req).await?;
-            let body = parse_json(&body)?;
-            shoal_registry::validation::decode(r, &body, opts.field_validation)?;
-            Ok(json_response(
-                StatusCode::CREATED,
-                &review(r, body)?,
-                "application/json",
-            ))
+            subresources::review(state, r, &q, req).await
         }
         (Method::GET, None, None) => {
             let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())?;
@@ -217,7 +152,7 @@ pub(super) async fn resource(
         (Method::GET, Some(name), s) => {
             let cur = objects.get(r, &ns, name)?;
             match s {
-                Some(Sub::Scale) => Ok(ok(&scale_of(r, &cur.value))),
+                Some(Sub::Scale) => Ok(ok(&subresources::scale_of(r, &cur.value))),
                 Some(Sub::Log) => logs::proxy(state, &cur.value, &q).await,
                 Some(Sub::Binding) => Err(ApiError::method_not_allowed()),
                 _ if table => Ok(ok(&table::table(
@@ -245,17 +180,7 @@ pub(super) async fn resource(
             ))
         }
         (Method::POST, Some(name), Some(Sub::Binding)) => {
-            let (_, body) = read_body(req).await?;
-            let binding = parse_json(&body)?;
-            let node = binding
-                .pointer("/target/name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| ApiError::bad_request("binding.target.name is required"))?;
-            shoal_registry::binding::bind(objects, &ns, name, node).await?;
-            Ok(status_response(
-                StatusCode::CREATED,
-                shoal_machinery::error::success_status_json(201),
-            ))
+            subresources::bind(objects, &ns, name, req).await
         }
         (Method::PUT, Some(name), s @ (None | Some(Sub::Status))) => {
             let opts = write_opts(&q, &req)?;
@@ -266,36 +191,7 @@ pub(super) async fn resource(
             Ok(with_warnings(ok(&r.served_as(&w.object)), &w.warnings))
         }
         (Method::PUT | Method::PATCH, Some(name), Some(Sub::Scale)) => {
-            let is_patch = req.method() == Method::PATCH;
-            let opts = write_opts(&q, &req)?;
-            let (headers, body) = read_body(req).await?;
-            let ct = content_type(&headers);
-            let body = parse_json(&body)?;
-            let cur = objects.get(r, &ns, name)?;
-            let scale = if is_patch {
-                match PatchType::from_content_type(ct)? {
-                    PatchType::Json => {
-                        shoal_machinery::patch::json(&scale_of(r, &cur.value), &body)?
-                    }
-                    PatchType::Merge => {
-                        shoal_machinery::patch::merge(&scale_of(r, &cur.value), &body)
-                    }
-                    PatchType::Strategic => {
-                        shoal_machinery::patch::strategic_merge(&scale_of(r, &cur.value), &body)?
-                    }
-                }
-            } else {
-                body
-            };
-            let replicas = scale
-                .pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .ok_or_else(|| ApiError::bad_request("spec.replicas is required"))?;
-            let p = replicas_patch(r, replicas);
-            let w = objects
-                .patch(r, &ns, name, PatchType::Merge, &p, None, opts)
-                .await?;
-            Ok(ok(&scale_of(r, &w.object)))
+            subresources::update_scale(state, r, &ns, name, &q, req).await
         }
         (Method::PATCH, Some(name), None)
             if content_type(req.headers()).starts_with("application/apply-patch") =>
@@ -380,38 +276,6 @@ pub(super) async fn resource(
         }
         _ => Err(ApiError::method_not_allowed()),
     }
-}
-
-/// The answer to a SelfSubjectAccessReview (`kubectl auth can-i`) or a
-/// SelfSubjectRulesReview (`can-i --list`): shoal does not authorize, so
-/// every authenticated client may do everything.
-pub(super) fn review(r: &Resource, mut review: Value) -> Result<Value> {
-    if r.kind == "SelfSubjectAccessReview" {
-        let spec = &review["spec"];
-        if spec.get("resourceAttributes").is_none() == spec.get("nonResourceAttributes").is_none() {
-            return Err(ApiError::invalid(
-                r.group,
-                r.kind,
-                "",
-                vec![shoal_machinery::error::Cause {
-                    kind: "FieldValueInvalid",
-                    field: "spec.resourceAttributes".into(),
-                    message: "Invalid value: exactly one of nonResourceAttributes or resourceAttributes must be specified".into(),
-                }],
-            ));
-        }
-        review["status"] =
-            json!({"allowed": true, "reason": "shoal allows every authenticated client"});
-    } else {
-        review["status"] = json!({
-            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-            "incomplete": false,
-        });
-    }
-    review["apiVersion"] = json!(r.api_version());
-    review["kind"] = json!(r.kind);
-    Ok(review)
 }
 
 /// A list of built-in objects: its head (`kind`, `apiVersion`,

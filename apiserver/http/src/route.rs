@@ -58,7 +58,7 @@ pub(crate) enum Route {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attributes {
     /// The Kubernetes verb (`get`, `list`, `watch`, `create`, …).
-    pub verb: &'static str,
+    pub verb: String,
     /// For a resource request, its group, resource, subresource,
     /// namespace and name; `None` for a non-resource path.
     pub resource: Option<ResourceAttributes>,
@@ -70,11 +70,11 @@ pub struct Attributes {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceAttributes {
     /// API group, empty for core.
-    pub group: &'static str,
+    pub group: String,
     /// Version.
-    pub version: &'static str,
+    pub version: String,
     /// Plural resource name.
-    pub resource: &'static str,
+    pub resource: String,
     /// Subresource, empty for none.
     pub subresource: String,
     /// Namespace, empty for cluster-wide.
@@ -179,9 +179,9 @@ impl Route {
     pub(crate) fn attributes(&self, method: &Method, path: &str, q: &Query) -> Attributes {
         let resource = match self {
             Route::Resource(t) => Some(ResourceAttributes {
-                group: t.r.group,
-                version: t.r.version,
-                resource: t.r.plural,
+                group: t.r.group.to_string(),
+                version: t.r.version.to_string(),
+                resource: t.r.plural.to_string(),
                 subresource: t.sub.clone().unwrap_or_default(),
                 namespace: t.ns.clone().unwrap_or_default(),
                 name: t.name.clone().unwrap_or_default(),
@@ -200,7 +200,7 @@ impl Route {
             },
         };
         Attributes {
-            verb,
+            verb: verb.to_string(),
             resource,
             path: path.to_string(),
         }

@@ -246,13 +246,32 @@ async fn the_authorizer_decides_before_any_handler_runs() {
     assert_eq!(asked.verb, "get");
     let r = asked.resource.unwrap();
     assert_eq!(
-        (r.group, r.resource, r.namespace.as_str(), r.name.as_str()),
+        (
+            r.group.as_str(),
+            r.resource.as_str(),
+            r.namespace.as_str(),
+            r.name.as_str()
+        ),
         ("", "secrets", "default", "s")
     );
+    // `kubectl auth can-i` asks the same authorizer.
+    let can_i = |verb: &str| {
+        json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"verb": verb, "resource": "secrets", "namespace": "default"}}})
+    };
+    let path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+    let (code, review) = api.json(Method::POST, path, can_i("create")).await;
+    assert_eq!(code, StatusCode::CREATED, "{review}");
+    assert_eq!(
+        review["status"],
+        json!({"allowed": false, "reason": "alice may not create secrets"})
+    );
+    let (_, review) = api.json(Method::POST, path, can_i("get")).await;
+    assert_eq!(review["status"], json!({"allowed": true}));
     let _ = api.json(Method::GET, "/version", Value::Null).await;
     let asked = authorizer.0.lock().unwrap().last().cloned().unwrap();
     assert_eq!(
-        (asked.verb, asked.resource, asked.path.as_str()),
+        (asked.verb.as_str(), asked.resource, asked.path.as_str()),
         ("get", None, "/version")
     );
 }
