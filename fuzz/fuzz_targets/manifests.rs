@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 use shoal_machinery::{cel, schema};
 use shoal_http::yaml_to_json;
-use shoal_registry::{defaults, resources::RESOURCES, validation};
+use shoal_registry::{kinds, resources::RESOURCES, validation};
 use shoal_wire::gotypes;
 
 fuzz_target!(|data: &[u8]| {
@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let r = &RESOURCES[usize::from(pick & 0x7f) % RESOURCES.len()];
     let _ = validation::decode(r, &obj, validation::FieldValidation::Strict);
     let mut custom = obj.clone();
-    defaults::apply(r.kind, &mut obj);
+    kinds::of(r).default(&mut obj);
     let _ = validation::validate(r, &obj);
     // Written in Go's field order, the object is the same object.
     if let Some(m) = obj.as_object_mut() {
