@@ -225,19 +225,11 @@ pub fn stateful_set_columns() -> Vec<Value> {
         name_column(),
         col("Ready", "string", 0, "Number of the pod with ready state"),
         age_column(),
-        col(
-            "Containers",
-            "string",
-            1,
-            "Names of each container in the template.",
-        ),
-        col(
-            "Images",
-            "string",
-            1,
-            "Images referenced by each container in the template.",
-        ),
     ]
+    .into_iter()
+    // The template's containers and images; no selector column.
+    .chain(template_columns().into_iter().take(2))
+    .collect()
 }
 
 /// A row of [`stateful_set_columns`] for `o`.

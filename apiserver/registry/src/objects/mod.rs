@@ -3,139 +3,23 @@
 
 use serde_json::{Value, json};
 
+mod addresses;
+mod options;
+
+pub use options::{DeleteOpts, PatchType, Propagation, WriteOpts, Written};
+
 use std::sync::Arc;
 
 use crate::admission::{Admission, Attempt, Operation};
 use crate::custom;
 use crate::kinds::{self, Allocation, Deletion};
 use crate::resources::{self, Registry, Resource, Sub};
-use crate::validation::{self, FieldValidation};
+use crate::validation::{self};
 use shoal_machinery::error::{ApiError, Result};
-use shoal_machinery::meta::{self, default_key, metadata};
+use shoal_machinery::meta::{self, metadata};
 use shoal_machinery::patch;
 use shoal_machinery::selectors::{FieldSelector, LabelSelector};
-use shoal_machinery::user::User;
 use shoal_store::{Command, Cond, Failure, Outcome, Store, Stored};
-
-/// Options of a write.
-#[derive(Debug, Clone)]
-pub struct WriteOpts {
-    /// `dryRun=All`: validate and default, store nothing.
-    pub dry_run: bool,
-    /// How unknown fields are treated.
-    pub field_validation: FieldValidation,
-    /// The field manager recorded for the fields the write sets (`Update`
-    /// entries of `managedFields`); the controllers record none.
-    pub manager: Option<String>,
-    /// Who asks, for admission; `None` for the control plane's own writes.
-    pub user: Option<Arc<User>>,
-}
-
-impl Default for WriteOpts {
-    fn default() -> Self {
-        Self {
-            dry_run: false,
-            field_validation: FieldValidation::Ignore,
-            manager: None,
-            user: None,
-        }
-    }
-}
-
-/// Options of a delete.
-#[derive(Debug, Clone, Default)]
-pub struct DeleteOpts {
-    /// `gracePeriodSeconds`.
-    pub grace_period: Option<i64>,
-    /// `preconditions.uid`.
-    pub uid: Option<String>,
-    /// `preconditions.resourceVersion`.
-    pub resource_version: Option<u64>,
-    /// `dryRun=All`.
-    pub dry_run: bool,
-    /// `propagationPolicy` (or the older `orphanDependents`).
-    pub propagation: Propagation,
-}
-
-/// What happens to the dependents of a deleted object (`propagationPolicy`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Propagation {
-    /// The object goes now; the garbage collector deletes its dependents.
-    #[default]
-    Background,
-    /// The object stays, terminating, until the garbage collector has
-    /// deleted its dependents.
-    Foreground,
-    /// The object stays until the garbage collector has removed it from its
-    /// dependents' owners; they are kept.
-    Orphan,
-}
-
-impl Propagation {
-    /// Parses a `propagationPolicy` value.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "Background" => Some(Self::Background),
-            "Foreground" => Some(Self::Foreground),
-            "Orphan" => Some(Self::Orphan),
-            _ => None,
-        }
-    }
-
-    /// The finalizer that holds the object while its dependents are dealt
-    /// with.
-    pub fn finalizer(self) -> Option<&'static str> {
-        match self {
-            Self::Background => None,
-            Self::Foreground => Some(FOREGROUND_DELETION),
-            Self::Orphan => Some(ORPHAN),
-        }
-    }
-}
-
-/// The finalizer of a foreground deletion.
-pub const FOREGROUND_DELETION: &str = "foregroundDeletion";
-/// The finalizer of a deletion that orphans the dependents.
-pub const ORPHAN: &str = "orphan";
-
-/// A successful write.
-#[derive(Debug, Clone)]
-pub struct Written {
-    /// The object as stored.
-    pub object: Value,
-    /// Warnings for the `Warning` header.
-    pub warnings: Vec<String>,
-}
-
-/// The patch formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PatchType {
-    /// `application/json-patch+json`.
-    Json,
-    /// `application/merge-patch+json`.
-    Merge,
-    /// `application/strategic-merge-patch+json`.
-    Strategic,
-}
-
-impl PatchType {
-    /// The patch type of a Content-Type header.
-    pub fn from_content_type(ct: &str) -> Result<Self> {
-        match ct.split(';').next().unwrap_or_default().trim() {
-            "application/json-patch+json" => Ok(Self::Json),
-            "application/merge-patch+json" => Ok(Self::Merge),
-            "application/strategic-merge-patch+json" => Ok(Self::Strategic),
-            other => Err(ApiError::unsupported_media_type(
-                other,
-                &[
-                    "application/json-patch+json",
-                    "application/merge-patch+json",
-                    "application/strategic-merge-patch+json",
-                ],
-            )),
-        }
-    }
-}
 
 /// The object API over the store.
 #[derive(Clone)]
@@ -471,152 +355,6 @@ impl Objects {
             }
         }
         Err(ApiError::internal("generateName retries exhausted"))
-    }
-
-    /// Allocates a ClusterIP and NodePorts the spec leaves open, keeping
-    /// those of `previous`.
-    fn allocate_service(&self, obj: &mut Value, previous: Option<&Value>) -> Result<()> {
-        let svc = resources::by_kind("", "Service").expect("services are served");
-        let (all, _) = self.store.list(&svc.prefix(None));
-        let own_uid = meta::uid(obj).to_string();
-        let others: Vec<&Value> = all
-            .iter()
-            .map(|s| &*s.value)
-            .filter(|v| meta::uid(v) != own_uid)
-            .collect();
-        let spec = obj
-            .get_mut("spec")
-            .and_then(Value::as_object_mut)
-            .ok_or_else(|| ApiError::bad_request("a Service needs a spec"))?;
-        let ty = spec
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("ClusterIP")
-            .to_string();
-        if ty != "ExternalName" {
-            if let Some(ip) = previous
-                .and_then(|p| p.pointer("/spec/clusterIP"))
-                .filter(|v| v.is_string())
-            {
-                default_key(spec, "clusterIP", ip.clone());
-            }
-            let requested = spec
-                .get("clusterIP")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let used: Vec<&str> = others
-                .iter()
-                .filter_map(|v| meta::str_at(v, "/spec/clusterIP"))
-                .collect();
-            let ip = if requested.is_empty() {
-                (10u32..4094)
-                    .map(|n| format!("10.96.{}.{}", n / 256, n % 256))
-                    .find(|ip| !used.contains(&ip.as_str()))
-                    .ok_or_else(|| ApiError::internal("service IP range exhausted"))?
-            } else {
-                let unchanged = previous.and_then(|p| meta::str_at(p, "/spec/clusterIP"))
-                    == Some(requested.as_str());
-                if requested != "None" && !unchanged {
-                    let problem = match requested.parse::<std::net::Ipv4Addr>() {
-                        Err(_) => Some(
-                            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
-                                .to_string(),
-                        ),
-                        Ok(a) if a.octets()[0] != 10 || (a.octets()[1] & 0xf0) != 96 => {
-                            Some(format!(
-                                "failed to allocate IP {requested}: the provided IP ({requested}) is not in the valid range. The range of valid IPs is 10.96.0.0/12"
-                            ))
-                        }
-                        Ok(_) if used.contains(&requested.as_str()) => Some(format!(
-                            "failed to allocate IP {requested}: provided IP is already allocated"
-                        )),
-                        Ok(_) => None,
-                    };
-                    if let Some(message) = problem {
-                        return Err(ApiError::invalid(
-                            "",
-                            "Service",
-                            "",
-                            vec![shoal_machinery::error::Cause {
-                                kind: "FieldValueInvalid",
-                                field: "spec.clusterIPs".into(),
-                                message: format!(
-                                    "Invalid value: []string{{\"{requested}\"}}: {message}"
-                                ),
-                            }],
-                        ));
-                    }
-                }
-                requested
-            };
-            spec.insert("clusterIP".into(), json!(ip));
-            spec.insert("clusterIPs".into(), json!([ip]));
-        }
-        if ty == "NodePort" || ty == "LoadBalancer" {
-            let mut used: Vec<i64> = others
-                .iter()
-                .flat_map(|v| {
-                    v.pointer("/spec/ports")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default()
-                })
-                .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
-                .collect();
-            let prev_ports = previous
-                .and_then(|p| p.pointer("/spec/ports"))
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
-                for (i, p) in ports
-                    .iter_mut()
-                    .filter_map(Value::as_object_mut)
-                    .enumerate()
-                {
-                    let keep = prev_ports
-                        .iter()
-                        .find(|q| q.get("port") == p.get("port"))
-                        .and_then(|q| q.get("nodePort"))
-                        .cloned();
-                    if let Some(k) = keep {
-                        default_key(p, "nodePort", k);
-                    }
-                    match p
-                        .get("nodePort")
-                        .and_then(Value::as_i64)
-                        .filter(|n| *n != 0)
-                    {
-                        Some(n) if used.contains(&n) => {
-                            return Err(ApiError::invalid(
-                                "",
-                                "Service",
-                                "",
-                                vec![shoal_machinery::error::Cause {
-                                    kind: "FieldValueInvalid",
-                                    field: format!("spec.ports[{i}].nodePort"),
-                                    message: format!(
-                                        "Invalid value: {n}: provided port is already allocated"
-                                    ),
-                                }],
-                            ));
-                        }
-                        Some(n) => used.push(n),
-                        None => {
-                            let start = 30000 + rand::random_range(0..2768);
-                            let n = (0..2768)
-                                .map(|i| 30000 + (start - 30000 + i) % 2768)
-                                .find(|n| !used.contains(n))
-                                .ok_or_else(|| ApiError::internal("node port range exhausted"))?;
-                            used.push(n);
-                            p.insert("nodePort".into(), json!(n));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Replaces an object (PUT), or its status with `sub = Some(Status)`.
