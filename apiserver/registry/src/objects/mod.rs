@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 mod addresses;
 mod options;
 
-pub use options::{DeleteOpts, PatchType, Propagation, WriteOpts, Written};
+pub use options::{
+    DeleteOpts, FOREGROUND_DELETION, ORPHAN, PatchType, Propagation, WriteOpts, Written,
+};
 
 use std::sync::Arc;
 
