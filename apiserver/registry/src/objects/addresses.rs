@@ -70,17 +70,9 @@ impl Objects {
                         Ok(_) => None,
                     };
                     if let Some(message) = problem {
-                        return Err(ApiError::invalid(
-                            "",
-                            "Service",
-                            "",
-                            vec![shoal_machinery::error::Cause {
-                                kind: "FieldValueInvalid",
-                                field: "spec.clusterIPs".into(),
-                                message: format!(
-                                    "Invalid value: []string{{\"{requested}\"}}: {message}"
-                                ),
-                            }],
+                        return Err(invalid(
+                            "spec.clusterIPs".into(),
+                            format!("Invalid value: []string{{\"{requested}\"}}: {message}"),
                         ));
                     }
                 }
@@ -125,17 +117,9 @@ impl Objects {
                         .filter(|n| *n != 0)
                     {
                         Some(n) if used.contains(&n) => {
-                            return Err(ApiError::invalid(
-                                "",
-                                "Service",
-                                "",
-                                vec![shoal_machinery::error::Cause {
-                                    kind: "FieldValueInvalid",
-                                    field: format!("spec.ports[{i}].nodePort"),
-                                    message: format!(
-                                        "Invalid value: {n}: provided port is already allocated"
-                                    ),
-                                }],
+                            return Err(invalid(
+                                format!("spec.ports[{i}].nodePort"),
+                                format!("Invalid value: {n}: provided port is already allocated"),
                             ));
                         }
                         Some(n) => used.push(n),
@@ -154,4 +138,18 @@ impl Objects {
         }
         Ok(())
     }
+}
+
+/// A Service refused for an address it asks for: 422 with the one cause.
+fn invalid(field: String, message: String) -> ApiError {
+    ApiError::invalid(
+        "",
+        "Service",
+        "",
+        vec![shoal_machinery::error::Cause {
+            kind: "FieldValueInvalid",
+            field,
+            message,
+        }],
+    )
 }
