@@ -70,7 +70,7 @@ pub fn job_cells(o: &Value) -> Vec<Value> {
 }
 
 /// Jobs.
-pub static JOB: Strategy = Strategy {
+static JOB: Strategy = Strategy {
     prepare: prepare_job,
     defaults: default_job,
     validate: validate_job,
@@ -182,7 +182,7 @@ pub fn cron_job_cells(o: &Value) -> Vec<Value> {
 }
 
 /// CronJobs.
-pub static CRON_JOB: Strategy = Strategy {
+static CRON_JOB: Strategy = Strategy {
     prepare: super::empty_status,
     defaults: default_cron_job,
     validate: validate_cron_job,
@@ -371,3 +371,6 @@ fn job_duration(o: &Value) -> String {
         .unwrap_or_else(jiff::Timestamp::now);
     human_duration((end - start).get_seconds())
 }
+
+/// The kinds this file holds, by name.
+pub(super) static KINDS: &[(&str, &Strategy)] = &[("Job", &JOB), ("CronJob", &CRON_JOB)];

@@ -167,13 +167,17 @@ fn cells(o: &Value) -> Vec<Value> {
 
 /// CertificateSigningRequests: the spec is the request and never changes
 /// after it is made; the status holds the decision and the certificate.
-pub static CERTIFICATE_SIGNING_REQUEST: Strategy = Strategy {
+static CERTIFICATE_SIGNING_REQUEST: Strategy = Strategy {
     prepare: super::empty_status,
     validate,
     kept_on_update: &["spec"],
     printer: Printer { columns, cells },
     ..Strategy::GENERIC
 };
+
+/// The kinds this file holds, by name.
+pub(super) static KINDS: &[(&str, &Strategy)] =
+    &[("CertificateSigningRequest", &CERTIFICATE_SIGNING_REQUEST)];
 
 #[cfg(test)]
 mod tests {

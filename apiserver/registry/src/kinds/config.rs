@@ -39,7 +39,7 @@ pub fn namespace_cells(o: &Value) -> Vec<Value> {
 }
 
 /// Namespaces.
-pub static NAMESPACE: Strategy = Strategy {
+static NAMESPACE: Strategy = Strategy {
     deletion: Deletion::Contents {
         protected: &["default", "kube-system", "kube-public", "kube-node-lease"],
     },
@@ -76,7 +76,7 @@ pub fn config_map_cells(o: &Value) -> Vec<Value> {
 }
 
 /// ConfigMaps.
-pub static CONFIG_MAP: Strategy = Strategy {
+static CONFIG_MAP: Strategy = Strategy {
     printer: Printer {
         columns: config_map_columns,
         cells: config_map_cells,
@@ -116,7 +116,7 @@ pub fn secret_cells(o: &Value) -> Vec<Value> {
 }
 
 /// Secrets.
-pub static SECRET: Strategy = Strategy {
+static SECRET: Strategy = Strategy {
     defaults: default_secret,
     printer: Printer {
         columns: secret_columns,
@@ -147,7 +147,7 @@ pub fn service_account_cells(o: &Value) -> Vec<Value> {
 }
 
 /// ServiceAccounts.
-pub static SERVICE_ACCOUNT: Strategy = Strategy {
+static SERVICE_ACCOUNT: Strategy = Strategy {
     printer: Printer {
         columns: service_account_columns,
         cells: service_account_cells,
@@ -198,7 +198,7 @@ pub fn resource_quota_cells(o: &Value) -> Vec<Value> {
 }
 
 /// ResourceQuotas.
-pub static RESOURCE_QUOTA: Strategy = Strategy {
+static RESOURCE_QUOTA: Strategy = Strategy {
     printer: Printer {
         columns: resource_quota_columns,
         cells: resource_quota_cells,
@@ -207,7 +207,7 @@ pub static RESOURCE_QUOTA: Strategy = Strategy {
 };
 
 /// LimitRanges.
-pub static LIMIT_RANGE: Strategy = Strategy {
+static LIMIT_RANGE: Strategy = Strategy {
     printer: Printer {
         columns: created_at_columns,
         cells: created_at_cells,
@@ -256,7 +256,7 @@ pub fn priority_class_cells(o: &Value) -> Vec<Value> {
 }
 
 /// PriorityClasss.
-pub static PRIORITY_CLASS: Strategy = Strategy {
+static PRIORITY_CLASS: Strategy = Strategy {
     printer: Printer {
         columns: priority_class_columns,
         cells: priority_class_cells,
@@ -300,10 +300,22 @@ pub fn event_cells(o: &Value) -> Vec<Value> {
 }
 
 /// Events.
-pub static EVENT: Strategy = Strategy {
+static EVENT: Strategy = Strategy {
     printer: Printer {
         columns: event_columns,
         cells: event_cells,
     },
     ..Strategy::GENERIC
 };
+
+/// The kinds this file holds, by name.
+pub(super) static KINDS: &[(&str, &Strategy)] = &[
+    ("Namespace", &NAMESPACE),
+    ("ConfigMap", &CONFIG_MAP),
+    ("Secret", &SECRET),
+    ("ServiceAccount", &SERVICE_ACCOUNT),
+    ("ResourceQuota", &RESOURCE_QUOTA),
+    ("LimitRange", &LIMIT_RANGE),
+    ("PriorityClass", &PRIORITY_CLASS),
+    ("Event", &EVENT),
+];

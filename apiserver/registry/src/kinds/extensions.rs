@@ -36,7 +36,7 @@ fn validate_custom_resource_definition(obj: &Value, c: &mut Causes) {
 }
 
 /// CustomResourceDefinitions.
-pub static CUSTOM_RESOURCE_DEFINITION: Strategy = Strategy {
+static CUSTOM_RESOURCE_DEFINITION: Strategy = Strategy {
     allocation: Allocation::ServedKinds,
     prepare: prepare_custom_resource_definition,
     defaults: default_custom_resource_definition,
@@ -104,7 +104,7 @@ pub fn api_service_cells(o: &Value) -> Vec<Value> {
 }
 
 /// APIServices.
-pub static API_SERVICE: Strategy = Strategy {
+static API_SERVICE: Strategy = Strategy {
     validate: validate_api_service,
     printer: Printer {
         columns: api_service_columns,
@@ -180,3 +180,9 @@ fn api_service(obj: &Value, name: &str, c: &mut Causes) {
         None => {}
     }
 }
+
+/// The kinds this file holds, by name.
+pub(super) static KINDS: &[(&str, &Strategy)] = &[
+    ("CustomResourceDefinition", &CUSTOM_RESOURCE_DEFINITION),
+    ("APIService", &API_SERVICE),
+];

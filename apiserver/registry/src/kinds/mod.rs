@@ -167,62 +167,32 @@ impl Strategy {
 }
 
 /// Every built-in kind with a strategy of its own.
-pub static STRATEGIES: &[(&str, &Strategy)] = &[
-    ("Pod", &pods::POD),
-    ("Node", &nodes::NODE),
-    ("Lease", &nodes::LEASE),
-    ("RuntimeClass", &nodes::RUNTIME_CLASS),
-    ("Deployment", &workloads::DEPLOYMENT),
-    ("ReplicaSet", &workloads::REPLICA_SET),
-    ("ReplicationController", &workloads::REPLICATION_CONTROLLER),
-    ("StatefulSet", &workloads::STATEFUL_SET),
-    ("DaemonSet", &workloads::DAEMON_SET),
-    ("ControllerRevision", &workloads::CONTROLLER_REVISION),
-    (
-        "HorizontalPodAutoscaler",
-        &workloads::HORIZONTAL_POD_AUTOSCALER,
-    ),
-    ("PodDisruptionBudget", &workloads::POD_DISRUPTION_BUDGET),
-    ("Job", &batch::JOB),
-    ("CronJob", &batch::CRON_JOB),
-    ("Service", &networking::SERVICE),
-    ("Endpoints", &networking::ENDPOINTS),
-    ("EndpointSlice", &networking::ENDPOINT_SLICE),
-    ("Ingress", &networking::INGRESS),
-    ("IngressClass", &networking::INGRESS_CLASS),
-    ("NetworkPolicy", &networking::NETWORK_POLICY),
-    ("Namespace", &config::NAMESPACE),
-    ("ConfigMap", &config::CONFIG_MAP),
-    ("Secret", &config::SECRET),
-    ("ServiceAccount", &config::SERVICE_ACCOUNT),
-    ("ResourceQuota", &config::RESOURCE_QUOTA),
-    ("LimitRange", &config::LIMIT_RANGE),
-    ("PriorityClass", &config::PRIORITY_CLASS),
-    ("Event", &config::EVENT),
-    ("PersistentVolumeClaim", &storage::PERSISTENT_VOLUME_CLAIM),
-    ("PersistentVolume", &storage::PERSISTENT_VOLUME),
-    ("StorageClass", &storage::STORAGE_CLASS),
-    ("Role", &rbac::ROLE),
-    ("ClusterRole", &rbac::CLUSTER_ROLE),
-    ("RoleBinding", &rbac::ROLE_BINDING),
-    ("ClusterRoleBinding", &rbac::CLUSTER_ROLE_BINDING),
-    (
-        "CustomResourceDefinition",
-        &extensions::CUSTOM_RESOURCE_DEFINITION,
-    ),
-    ("APIService", &extensions::API_SERVICE),
-    (
-        "CertificateSigningRequest",
-        &certificates::CERTIFICATE_SIGNING_REQUEST,
-    ),
+/// Every family's kinds; a kind is added in its family's file.
+static FAMILIES: &[&[(&str, &Strategy)]] = &[
+    pods::KINDS,
+    nodes::KINDS,
+    workloads::KINDS,
+    batch::KINDS,
+    networking::KINDS,
+    config::KINDS,
+    storage::KINDS,
+    rbac::KINDS,
+    extensions::KINDS,
+    certificates::KINDS,
 ];
+
+/// Every built-in kind with its strategy.
+pub fn strategies() -> impl Iterator<Item = (&'static str, &'static Strategy)> {
+    FAMILIES
+        .iter()
+        .flat_map(|f| f.iter().map(|(k, s)| (*k, *s)))
+}
 
 /// The strategy of a built-in kind; the generic one for other kinds.
 pub fn of_kind(kind: &str) -> &'static Strategy {
-    STRATEGIES
-        .iter()
+    strategies()
         .find(|(k, _)| *k == kind)
-        .map_or(&Strategy::GENERIC, |(_, s)| *s)
+        .map_or(&Strategy::GENERIC, |(_, s)| s)
 }
 
 /// The strategy of a resource; a custom resource gets the generic one (its
@@ -238,9 +208,9 @@ mod tests {
 
     #[test]
     fn every_strategy_names_a_served_kind() {
-        for (kind, _) in STRATEGIES {
+        for (kind, _) in strategies() {
             assert!(
-                RESOURCES.iter().any(|r| r.kind == *kind),
+                RESOURCES.iter().any(|r| r.kind == kind),
                 "{kind} is not served"
             );
         }

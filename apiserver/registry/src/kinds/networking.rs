@@ -176,7 +176,7 @@ pub fn service_cells(o: &Value) -> Vec<Value> {
 }
 
 /// Services.
-pub static SERVICE: Strategy = Strategy {
+static SERVICE: Strategy = Strategy {
     allocation: Allocation::ServiceAddresses,
     prepare: prepare_service,
     defaults: default_service,
@@ -240,7 +240,7 @@ pub fn endpoints_cells(o: &Value) -> Vec<Value> {
 }
 
 /// Endpointss.
-pub static ENDPOINTS: Strategy = Strategy {
+static ENDPOINTS: Strategy = Strategy {
     printer: Printer {
         columns: endpoints_columns,
         cells: endpoints_cells,
@@ -319,7 +319,7 @@ pub fn endpoint_slice_cells(o: &Value) -> Vec<Value> {
 }
 
 /// EndpointSlices.
-pub static ENDPOINT_SLICE: Strategy = Strategy {
+static ENDPOINT_SLICE: Strategy = Strategy {
     printer: Printer {
         columns: endpoint_slice_columns,
         cells: endpoint_slice_cells,
@@ -393,7 +393,7 @@ pub fn ingress_cells(o: &Value) -> Vec<Value> {
 }
 
 /// Ingresss.
-pub static INGRESS: Strategy = Strategy {
+static INGRESS: Strategy = Strategy {
     printer: Printer {
         columns: ingress_columns,
         cells: ingress_cells,
@@ -430,7 +430,7 @@ pub fn ingress_class_cells(o: &Value) -> Vec<Value> {
 }
 
 /// IngressClasss.
-pub static INGRESS_CLASS: Strategy = Strategy {
+static INGRESS_CLASS: Strategy = Strategy {
     printer: Printer {
         columns: ingress_class_columns,
         cells: ingress_class_cells,
@@ -525,7 +525,7 @@ pub fn network_policy_cells(o: &Value) -> Vec<Value> {
 }
 
 /// NetworkPolicys.
-pub static NETWORK_POLICY: Strategy = Strategy {
+static NETWORK_POLICY: Strategy = Strategy {
     validate: validate_network_policy,
     printer: Printer {
         columns: network_policy_columns,
@@ -554,3 +554,13 @@ fn strict_subset(inner: (u128, u32, bool), outer: (u128, u32, bool)) -> bool {
     let shift = bits - outer.1;
     shift >= 128 || (inner.0 >> shift) == (outer.0 >> shift)
 }
+
+/// The kinds this file holds, by name.
+pub(super) static KINDS: &[(&str, &Strategy)] = &[
+    ("Service", &SERVICE),
+    ("Endpoints", &ENDPOINTS),
+    ("EndpointSlice", &ENDPOINT_SLICE),
+    ("Ingress", &INGRESS),
+    ("IngressClass", &INGRESS_CLASS),
+    ("NetworkPolicy", &NETWORK_POLICY),
+];

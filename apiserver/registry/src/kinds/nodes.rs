@@ -97,7 +97,7 @@ pub fn node_cells(o: &Value) -> Vec<Value> {
 }
 
 /// Nodes.
-pub static NODE: Strategy = Strategy {
+static NODE: Strategy = Strategy {
     printer: Printer {
         columns: node_columns,
         cells: node_cells,
@@ -124,7 +124,7 @@ pub fn lease_cells(o: &Value) -> Vec<Value> {
 }
 
 /// Leases.
-pub static LEASE: Strategy = Strategy {
+static LEASE: Strategy = Strategy {
     printer: Printer {
         columns: lease_columns,
         cells: lease_cells,
@@ -151,10 +151,17 @@ pub fn runtime_class_cells(o: &Value) -> Vec<Value> {
 }
 
 /// RuntimeClasss.
-pub static RUNTIME_CLASS: Strategy = Strategy {
+static RUNTIME_CLASS: Strategy = Strategy {
     printer: Printer {
         columns: runtime_class_columns,
         cells: runtime_class_cells,
     },
     ..Strategy::GENERIC
 };
+
+/// The kinds this file holds, by name.
+pub(super) static KINDS: &[(&str, &Strategy)] = &[
+    ("Node", &NODE),
+    ("Lease", &LEASE),
+    ("RuntimeClass", &RUNTIME_CLASS),
+];

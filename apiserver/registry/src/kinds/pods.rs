@@ -113,7 +113,7 @@ pub fn pod_cells(o: &Value) -> Vec<Value> {
 }
 
 /// Pods.
-pub static POD: Strategy = Strategy {
+static POD: Strategy = Strategy {
     deletion: Deletion::Graceful,
     prepare: prepare_pod,
     defaults: default_pod,
@@ -269,6 +269,9 @@ pub fn pod_status(pod: &Value) -> String {
     }
     reason
 }
+
+/// The kinds this file holds, by name.
+pub(super) static KINDS: &[(&str, &Strategy)] = &[("Pod", &POD)];
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@ use super::{Printer, Strategy};
 use shoal_machinery::meta::str_at;
 
 /// Roles.
-pub static ROLE: Strategy = Strategy {
+static ROLE: Strategy = Strategy {
     printer: Printer {
         columns: created_at_columns,
         cells: created_at_cells,
@@ -19,7 +19,7 @@ pub static ROLE: Strategy = Strategy {
 };
 
 /// ClusterRoles.
-pub static CLUSTER_ROLE: Strategy = Strategy {
+static CLUSTER_ROLE: Strategy = Strategy {
     printer: Printer {
         columns: created_at_columns,
         cells: created_at_cells,
@@ -71,7 +71,7 @@ pub fn role_binding_cells(o: &Value) -> Vec<Value> {
 }
 
 /// RoleBindings.
-pub static ROLE_BINDING: Strategy = Strategy {
+static ROLE_BINDING: Strategy = Strategy {
     printer: Printer {
         columns: role_binding_columns,
         cells: role_binding_cells,
@@ -80,10 +80,18 @@ pub static ROLE_BINDING: Strategy = Strategy {
 };
 
 /// ClusterRoleBindings.
-pub static CLUSTER_ROLE_BINDING: Strategy = Strategy {
+static CLUSTER_ROLE_BINDING: Strategy = Strategy {
     printer: Printer {
         columns: role_binding_columns,
         cells: role_binding_cells,
     },
     ..Strategy::GENERIC
 };
+
+/// The kinds this file holds, by name.
+pub(super) static KINDS: &[(&str, &Strategy)] = &[
+    ("Role", &ROLE),
+    ("ClusterRole", &CLUSTER_ROLE),
+    ("RoleBinding", &ROLE_BINDING),
+    ("ClusterRoleBinding", &CLUSTER_ROLE_BINDING),
+];

@@ -81,7 +81,7 @@ pub fn persistent_volume_claim_cells(o: &Value) -> Vec<Value> {
 }
 
 /// PersistentVolumeClaims.
-pub static PERSISTENT_VOLUME_CLAIM: Strategy = Strategy {
+static PERSISTENT_VOLUME_CLAIM: Strategy = Strategy {
     prepare: prepare_persistent_volume_claim,
     defaults: default_persistent_volume_claim,
     printer: Printer {
@@ -187,7 +187,7 @@ pub fn persistent_volume_cells(o: &Value) -> Vec<Value> {
 }
 
 /// PersistentVolumes.
-pub static PERSISTENT_VOLUME: Strategy = Strategy {
+static PERSISTENT_VOLUME: Strategy = Strategy {
     prepare: prepare_persistent_volume,
     defaults: default_persistent_volume,
     printer: Printer {
@@ -262,7 +262,7 @@ pub fn storage_class_cells(o: &Value) -> Vec<Value> {
 }
 
 /// StorageClasss.
-pub static STORAGE_CLASS: Strategy = Strategy {
+static STORAGE_CLASS: Strategy = Strategy {
     defaults: default_storage_class,
     printer: Printer {
         columns: storage_class_columns,
@@ -288,3 +288,10 @@ fn access_modes(modes: Option<&Value>) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+/// The kinds this file holds, by name.
+pub(super) static KINDS: &[(&str, &Strategy)] = &[
+    ("PersistentVolumeClaim", &PERSISTENT_VOLUME_CLAIM),
+    ("PersistentVolume", &PERSISTENT_VOLUME),
+    ("StorageClass", &STORAGE_CLASS),
+];

@@ -81,7 +81,7 @@ pub fn deployment_cells(o: &Value) -> Vec<Value> {
 }
 
 /// Deployments.
-pub static DEPLOYMENT: Strategy = Strategy {
+static DEPLOYMENT: Strategy = Strategy {
     prepare: super::empty_status,
     defaults: default_deployment,
     validate: validate_deployment,
@@ -137,7 +137,7 @@ pub fn replica_set_cells(o: &Value) -> Vec<Value> {
 }
 
 /// ReplicaSets.
-pub static REPLICA_SET: Strategy = Strategy {
+static REPLICA_SET: Strategy = Strategy {
     prepare: super::empty_status,
     defaults: default_replica_set,
     validate: validate_replica_set,
@@ -183,7 +183,7 @@ fn validate_replication_controller(obj: &Value, c: &mut Causes) {
 }
 
 /// ReplicationControllers.
-pub static REPLICATION_CONTROLLER: Strategy = Strategy {
+static REPLICATION_CONTROLLER: Strategy = Strategy {
     scale_selector: "/spec/selector",
     prepare: super::empty_status,
     defaults: default_replication_controller,
@@ -246,7 +246,7 @@ pub fn stateful_set_cells(o: &Value) -> Vec<Value> {
 }
 
 /// StatefulSets.
-pub static STATEFUL_SET: Strategy = Strategy {
+static STATEFUL_SET: Strategy = Strategy {
     prepare: super::empty_status,
     defaults: default_stateful_set,
     validate: validate_stateful_set,
@@ -339,7 +339,7 @@ pub fn daemon_set_cells(o: &Value) -> Vec<Value> {
 }
 
 /// DaemonSets.
-pub static DAEMON_SET: Strategy = Strategy {
+static DAEMON_SET: Strategy = Strategy {
     prepare: super::empty_status,
     defaults: default_daemon_set,
     validate: validate_daemon_set,
@@ -393,7 +393,7 @@ pub fn controller_revision_cells(o: &Value) -> Vec<Value> {
 }
 
 /// ControllerRevisions.
-pub static CONTROLLER_REVISION: Strategy = Strategy {
+static CONTROLLER_REVISION: Strategy = Strategy {
     printer: Printer {
         columns: controller_revision_columns,
         cells: controller_revision_cells,
@@ -402,7 +402,7 @@ pub static CONTROLLER_REVISION: Strategy = Strategy {
 };
 
 /// HorizontalPodAutoscalers.
-pub static HORIZONTAL_POD_AUTOSCALER: Strategy = Strategy {
+static HORIZONTAL_POD_AUTOSCALER: Strategy = Strategy {
     status_zeros: &["desiredReplicas"],
     ..Strategy::GENERIC
 };
@@ -445,7 +445,7 @@ pub fn pod_disruption_budget_cells(o: &Value) -> Vec<Value> {
 }
 
 /// PodDisruptionBudgets.
-pub static POD_DISRUPTION_BUDGET: Strategy = Strategy {
+static POD_DISRUPTION_BUDGET: Strategy = Strategy {
     printer: Printer {
         columns: pod_disruption_budget_columns,
         cells: pod_disruption_budget_cells,
@@ -531,3 +531,15 @@ fn rolling_update<const N: usize>(
         }
     }
 }
+
+/// The kinds this file holds, by name.
+pub(super) static KINDS: &[(&str, &Strategy)] = &[
+    ("Deployment", &DEPLOYMENT),
+    ("ReplicaSet", &REPLICA_SET),
+    ("ReplicationController", &REPLICATION_CONTROLLER),
+    ("StatefulSet", &STATEFUL_SET),
+    ("DaemonSet", &DAEMON_SET),
+    ("ControllerRevision", &CONTROLLER_REVISION),
+    ("HorizontalPodAutoscaler", &HORIZONTAL_POD_AUTOSCALER),
+    ("PodDisruptionBudget", &POD_DISRUPTION_BUDGET),
+];
