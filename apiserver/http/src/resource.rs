@@ -14,6 +14,7 @@ use super::subresources;
 use super::{ApiState, json_response, logs, ok, status_response, table, watch, with_warnings};
 use shoal_machinery::error::{ApiError, Result};
 use shoal_machinery::selectors::{FieldSelector, LabelSelector};
+use shoal_registry::kinds;
 use shoal_registry::objects::PatchType;
 use shoal_registry::resources::{Resource, Sub};
 use shoal_wire::gotypes;
@@ -60,6 +61,7 @@ pub(super) async fn resource(
         (Method::GET, None, None) => {
             let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())?;
             let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or_default())?;
+            kinds::of(r).check_fields(&fields)?;
             if t.watch || q.flag("watch") {
                 return watch::watch(objects, r, t.ns.as_deref(), labels, fields, &q, table).await;
             }
@@ -257,6 +259,7 @@ pub(super) async fn resource(
             let opts = delete_opts(&q, &body)?;
             let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())?;
             let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or_default())?;
+            kinds::of(r).check_fields(&fields)?;
             let (items, _) = objects.list(r, t.ns.as_deref(), &labels, &fields);
             for s in &items {
                 let (n, nsp) = (

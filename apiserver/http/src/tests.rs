@@ -196,6 +196,48 @@ async fn objects_are_created_read_and_listed_through_the_handlers() {
     assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_selectors_name_only_the_fields_a_kind_offers() {
+    let api = api(Arc::new(AllowAll)).await;
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}});
+    api.json(Method::POST, "/api/v1/namespaces", ns).await;
+    for name in ["a", "b"] {
+        let (code, _) = api
+            .json(
+                Method::POST,
+                "/api/v1/namespaces/team/secrets",
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+                    "type": if name == "a" { "Opaque" } else { "example.com/token" }}),
+            )
+            .await;
+        assert_eq!(code, StatusCode::CREATED);
+    }
+    let (code, list) = api
+        .json(
+            Method::GET,
+            "/api/v1/namespaces/team/secrets?fieldSelector=type%3Dexample.com%2Ftoken",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{list}");
+    assert_eq!(list["items"][0]["metadata"]["name"], "b");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
+    for path in [
+        "/api/v1/namespaces/team/secrets?fieldSelector=data.x%3Dy",
+        "/api/v1/namespaces/team/configmaps?fieldSelector=type%3Dx&watch=1",
+        "/api/v1/namespaces/team/configmaps?fieldSelector=metadata.labels%3Dx",
+    ] {
+        let (code, status) = api.json(Method::GET, path, Value::Null).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{path}");
+        assert!(
+            status["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("field label not supported: ")),
+            "{status}"
+        );
+    }
+}
+
 /// Refuses writes of Secrets, and records what it was asked.
 #[derive(Default)]
 struct NoSecretWrites(Mutex<Vec<Attributes>>);

@@ -192,6 +192,11 @@ impl FieldSelector {
         Ok(Self(reqs))
     }
 
+    /// The fields the selector names.
+    pub fn labels(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _, _)| k.as_str())
+    }
+
     /// The value required for `field`, if the selector pins it with `=`.
     pub fn exact(&self, field: &str) -> Option<&str> {
         self.0

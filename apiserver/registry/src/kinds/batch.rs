@@ -79,6 +79,7 @@ static JOB: Strategy = Strategy {
         cells: job_cells,
     },
     immutable: &["/spec/selector", "/spec/template", "/spec/completionMode"],
+    field_labels: &["status.successful"],
     ..Strategy::GENERIC
 };
 

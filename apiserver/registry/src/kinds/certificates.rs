@@ -172,6 +172,7 @@ static CERTIFICATE_SIGNING_REQUEST: Strategy = Strategy {
     validate,
     kept_on_update: &["spec"],
     printer: Printer { columns, cells },
+    field_labels: &["spec.signerName"],
     ..Strategy::GENERIC
 };
 

@@ -49,6 +49,7 @@ static NAMESPACE: Strategy = Strategy {
         cells: namespace_cells,
     },
     name_rule: NameRule::Label,
+    field_labels: &["status.phase"],
     ..Strategy::GENERIC
 };
 
@@ -122,6 +123,7 @@ static SECRET: Strategy = Strategy {
         columns: secret_columns,
         cells: secret_cells,
     },
+    field_labels: &["type"],
     ..Strategy::GENERIC
 };
 
@@ -305,6 +307,18 @@ static EVENT: Strategy = Strategy {
         columns: event_columns,
         cells: event_cells,
     },
+    field_labels: &[
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "type",
+    ],
     ..Strategy::GENERIC
 };
 

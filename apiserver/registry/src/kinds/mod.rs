@@ -24,8 +24,10 @@ mod workloads;
 use serde_json::{Value, json};
 
 use crate::resources::Resource;
+use shoal_machinery::error::ApiError;
 use shoal_machinery::error::Causes;
 use shoal_machinery::meta::default_key;
+use shoal_machinery::selectors::FieldSelector;
 
 pub use pods::{pod_status, qos_class};
 
@@ -108,6 +110,9 @@ pub struct Strategy {
     pub allocation: Allocation,
     /// Where the scale subresource reads the label selector.
     pub scale_selector: &'static str,
+    /// Fields a field selector may name besides `metadata.name` and
+    /// `metadata.namespace`, as Kubernetes' field label conversions list them.
+    pub field_labels: &'static [&'static str],
 }
 
 fn nothing(_: &mut Value) {}
@@ -136,7 +141,21 @@ impl Strategy {
         deletion: Deletion::Immediate,
         allocation: Allocation::Nothing,
         scale_selector: "/spec/selector/matchLabels",
+        field_labels: &[],
     };
+
+    /// Refuses a field selector naming a field the kind cannot select on
+    /// (400, in Kubernetes' words).
+    pub fn check_fields(&self, fields: &FieldSelector) -> Result<(), ApiError> {
+        match fields.labels().find(|l| {
+            !matches!(*l, "metadata.name" | "metadata.namespace") && !self.field_labels.contains(l)
+        }) {
+            Some(l) => Err(ApiError::bad_request(format!(
+                "field label not supported: {l}"
+            ))),
+            None => Ok(()),
+        }
+    }
 
     /// Applies the kind's status zeros and defaults.
     pub fn default(&self, obj: &mut Value) {
@@ -166,7 +185,6 @@ impl Strategy {
     }
 }
 
-/// Every built-in kind with a strategy of its own.
 /// Every family's kinds; a kind is added in its family's file.
 static FAMILIES: &[&[(&str, &Strategy)]] = &[
     pods::KINDS,

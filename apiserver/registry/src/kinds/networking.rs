@@ -186,6 +186,7 @@ static SERVICE: Strategy = Strategy {
         cells: service_cells,
     },
     name_rule: NameRule::Label,
+    field_labels: &["spec.clusterIP", "spec.type"],
     ..Strategy::GENERIC
 };
 

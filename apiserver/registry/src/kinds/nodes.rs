@@ -102,6 +102,7 @@ static NODE: Strategy = Strategy {
         columns: node_columns,
         cells: node_cells,
     },
+    field_labels: &["spec.unschedulable"],
     ..Strategy::GENERIC
 };
 

@@ -122,6 +122,16 @@ static POD: Strategy = Strategy {
         columns: pod_columns,
         cells: pod_cells,
     },
+    field_labels: &[
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "spec.hostNetwork",
+        "status.phase",
+        "status.podIP",
+        "status.nominatedNodeName",
+    ],
     ..Strategy::GENERIC
 };
 

@@ -146,6 +146,7 @@ static REPLICA_SET: Strategy = Strategy {
         cells: replica_set_cells,
     },
     status_zeros: &["replicas"],
+    field_labels: &["status.replicas"],
     ..Strategy::GENERIC
 };
 
@@ -193,6 +194,7 @@ static REPLICATION_CONTROLLER: Strategy = Strategy {
         cells: replica_set_cells,
     },
     status_zeros: &["replicas"],
+    field_labels: &["status.replicas"],
     ..Strategy::GENERIC
 };
 
