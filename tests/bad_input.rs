@@ -258,3 +258,84 @@ fn services_asking_for_taken_or_invalid_addresses_and_ports() {
             .is_empty()
     );
 }
+
+/// Nests `leaf` `depth` levels deep under `key`.
+fn nested(key: &str, depth: usize) -> serde_json::Value {
+    let mut v = serde_json::json!("leaf");
+    for _ in 0..depth {
+        v = serde_json::json!({ key: v });
+    }
+    v
+}
+
+#[test]
+fn hostile_pod_specs_and_deep_objects_are_refused_and_restarts_survive() {
+    let mut c = Cluster::start("hostile");
+    // Names and paths a node would turn into host paths.
+    let pod = |volume: &str, mount: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n  - name: c\n    image: i:v1\n    volumeMounts: [{mount}]\n  volumes: [{volume}]\n"
+        )
+    };
+    for (volume, mount, want) in [
+        (
+            "{name: /var/lib, configMap: {name: x}}",
+            "",
+            "spec.volumes[0].name: Invalid value: \"/var/lib\"",
+        ),
+        (
+            "{name: v, configMap: {name: x, items: [{key: k, path: ../../etc/passwd}]}}",
+            "",
+            "spec.volumes[0].configMap.items[0].path: Invalid value: \"../../etc/passwd\": must not contain '..'",
+        ),
+        (
+            "{name: v, emptyDir: {}}",
+            "{name: v, mountPath: /d, subPath: /etc}",
+            "spec.containers[0].volumeMounts[0].subPath: Invalid value: \"/etc\": must be a relative path",
+        ),
+        (
+            "{name: v, hostPath: {path: /tmp/../etc}}",
+            "",
+            "spec.volumes[0].hostPath.path: Invalid value: \"/tmp/../etc\": must not contain '..'",
+        ),
+    ] {
+        let file = write(&c, "hostile.yaml", &pod(volume, mount));
+        let err = c.fails(&["apply", "-f", &file]);
+        assert!(
+            err.contains("The Pod \"p\" is invalid") && err.contains(want),
+            "{want}: {err}"
+        );
+    }
+
+    // A custom resource keeping unknown fields, nested deeply.
+    let crd = write(
+        &c,
+        "crd.yaml",
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: trees.example.com}\nspec:\n  group: example.com\n  names: {kind: Tree, plural: trees}\n  scope: Namespaced\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}\n",
+    );
+    c.ok(&["apply", "-f", &crd]);
+    c.wait_for(&["get", "trees"], "the Tree kind served", |o| {
+        o.contains("No resources found")
+    });
+    let tree = |name: &str, depth: usize| {
+        let body = serde_json::json!({"apiVersion": "example.com/v1", "kind": "Tree",
+            "metadata": {"name": name}, "spec": nested("branch", depth)});
+        write(&c, &format!("{name}.json"), &body.to_string())
+    };
+    c.ok(&["create", "--validate=false", "-f", &tree("deep", 90)]);
+    let err = c.fails(&["create", "--validate=false", "-f", &tree("deeper", 120)]);
+    assert!(err.contains("Error from server (BadRequest)"), "{err}");
+    // An unknown field nested deeply in a built-in kind.
+    let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "odd"}, "extra": nested("x", 120)});
+    let cm = write(&c, "odd.json", &cm.to_string());
+    let err = c.fails(&["create", "--validate=false", "-f", &cm]);
+    assert!(err.contains("nests more than 100 levels deep"), "{err}");
+
+    // Whatever was accepted is read back after a restart.
+    c.stop();
+    c.boot();
+    let got = c.ok(&["get", "tree", "deep", "-o", "json"]);
+    let got: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(got["spec"], nested("branch", 90));
+}

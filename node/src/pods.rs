@@ -37,6 +37,15 @@ pub(crate) fn observe(shared: &Arc<Shared>, pod: Pod) {
     let Some(uid) = pod.metadata.uid.clone() else {
         return;
     };
+    // The uid names the pod's directory: anything but a UUID's characters
+    // could lead it elsewhere.
+    if uid.is_empty()
+        || uid.len() > 128
+        || !uid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        tracing::warn!(uid, "pod with an unusable uid ignored");
+        return;
+    }
     let key = (
         pod.metadata.namespace.clone().unwrap_or_default(),
         pod.metadata.name.clone().unwrap_or_default(),
@@ -370,7 +379,9 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
     };
     let mut attempt = 0u32;
     let volumes = loop {
-        match crate::volumes::prepare(&shared.client, &pod_json, &pod_dir).await {
+        match crate::volumes::prepare(&shared.client, &pod_json, &pod_dir, &shared.config.data_dir)
+            .await
+        {
             Ok(v) => break Arc::new(v),
             Err(msg) => {
                 for st in statuses.iter_mut() {

@@ -172,11 +172,25 @@ fn downward(pod: &Value, src: &Value) -> Result<BTreeMap<String, Vec<u8>>, Volum
     Ok(out)
 }
 
-/// Sets up every volume of `pod` under `root` (the pod's directory).
+/// A name the node turns into one path component: an RFC 1123 label, as
+/// Kubernetes requires of volume names (never `..`, `/` or empty).
+pub(crate) fn is_component(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Sets up every volume of `pod` under `root` (the pod's directory). The
+/// node's `data_dir` is never offered to a pod, whatever the pod says.
 pub(crate) async fn prepare(
     client: &kube::Client,
     pod: &Value,
     root: &Path,
+    data_dir: &Path,
 ) -> Result<Volumes, VolumeError> {
     let ns = pod
         .pointer("/metadata/namespace")
@@ -194,6 +208,14 @@ pub(crate) async fn prepare(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
+        if !is_component(&name) {
+            return Err(format!(
+                "volume name {name:?} is not a lowercase RFC 1123 label"
+            ));
+        }
+        if out.contains_key(&name) {
+            return Err(format!("volume {name:?} is named twice"));
+        }
         let dir = root.join("volumes").join(&name);
         let materialise = |files: BTreeMap<String, Vec<u8>>| -> Result<PathBuf, VolumeError> {
             let _ = std::fs::remove_dir_all(&dir);
@@ -240,7 +262,7 @@ pub(crate) async fn prepare(
             }
             materialise(files)?
         } else if let Some(src) = v.get("hostPath") {
-            host_path(src)?
+            host_path(src, data_dir)?
         } else {
             let kind = v
                 .as_object()
@@ -258,8 +280,15 @@ pub(crate) async fn prepare(
 /// A `hostPath` volume's directory after the checks its `type` asks for.
 /// Only directories can be offered to a Wasm guest, so the file, socket and
 /// device types are refused with the reason.
-fn host_path(src: &Value) -> Result<PathBuf, VolumeError> {
+fn host_path(src: &Value, data_dir: &Path) -> Result<PathBuf, VolumeError> {
     let p = PathBuf::from(src.get("path").and_then(Value::as_str).unwrap_or_default());
+    if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
+        return Err(format!(
+            "hostPath {}: must be an absolute path without '..'",
+            p.display()
+        ));
+    }
+    refuse_data_dir(&p, data_dir)?;
     let ty = src.get("type").and_then(Value::as_str).unwrap_or_default();
     match ty {
         "" | "Directory" => {}
@@ -288,7 +317,62 @@ fn host_path(src: &Value) -> Result<PathBuf, VolumeError> {
             p.display()
         ));
     }
+    // Checked again through symbolic links, now that it exists.
+    let real = p
+        .canonicalize()
+        .map_err(|e| format!("hostPath {}: {e}", p.display()))?;
+    refuse_data_dir(&real, data_dir)?;
     Ok(p)
+}
+
+/// Refuses a host path inside the agent's data directory or holding it
+/// (the node's keys, other pods' volumes and images live there).
+fn refuse_data_dir(p: &Path, data_dir: &Path) -> Result<(), VolumeError> {
+    let data = data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| data_dir.to_path_buf());
+    if p.starts_with(&data) || data.starts_with(p) {
+        return Err(format!(
+            "hostPath {}: the node agent's data directory is not offered to pods",
+            p.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The directory a `subPath` names under a volume's `host` directory,
+/// created if missing; refused when it leaves the volume, through `..` or
+/// through a symbolic link a container left in the volume.
+fn sub_path(host: &Path, sub: &str) -> Result<PathBuf, VolumeError> {
+    let rel = safe_relative(sub).ok_or_else(|| format!("invalid subPath {sub:?}"))?;
+    let base = host
+        .canonicalize()
+        .map_err(|e| format!("volume directory {}: {e}", host.display()))?;
+    let mut p = base.clone();
+    for part in rel.components() {
+        p.push(part);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!(
+                    "subPath {sub:?} goes through a symbolic link; refused"
+                ));
+            }
+            Ok(m) if !m.is_dir() => {
+                return Err(format!("subPath {sub:?} is not a directory"));
+            }
+            Ok(_) => {}
+            Err(_) => {
+                std::fs::create_dir(&p).map_err(|e| format!("creating {}: {e}", p.display()))?
+            }
+        }
+    }
+    let real = p
+        .canonicalize()
+        .map_err(|e| format!("subPath {sub:?}: {e}"))?;
+    if !real.starts_with(&base) {
+        return Err(format!("subPath {sub:?} leaves its volume; refused"));
+    }
+    Ok(real)
 }
 
 /// `emptyDir.sizeLimit` in bytes.
@@ -389,13 +473,7 @@ pub(crate) fn mounts(container: &Value, volumes: &Volumes) -> Result<Vec<Preopen
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
         {
-            Some(sub) => {
-                let rel = safe_relative(sub).ok_or_else(|| format!("invalid subPath {sub:?}"))?;
-                let p = host.join(rel);
-                std::fs::create_dir_all(&p)
-                    .map_err(|e| format!("creating {}: {e}", p.display()))?;
-                p
-            }
+            Some(sub) => sub_path(host, sub)?,
             None => host.clone(),
         };
         out.push(Preopen {
@@ -410,6 +488,85 @@ pub(crate) fn mounts(container: &Value, volumes: &Volumes) -> Result<Vec<Preopen
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A directory of its own for one test, removed afterwards.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(what: &str) -> Self {
+            let p = std::env::temp_dir().join(format!("shoal-{what}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            Self(p)
+        }
+
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn volume_names_are_one_path_component() {
+        assert!(is_component("config-1"));
+        for bad in [
+            "",
+            "..",
+            ".",
+            "/etc",
+            "a/b",
+            "A",
+            "-a",
+            "a-",
+            &"a".repeat(64),
+        ] {
+            assert!(!is_component(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_paths_never_reach_the_data_dir() {
+        let tmp = Scratch::new("hostpath-data");
+        let data = tmp.path().join("data");
+        let other = tmp.path().join("other");
+        std::fs::create_dir_all(data.join("pki")).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        std::os::unix::fs::symlink(data.join("pki"), tmp.path().join("link")).unwrap();
+        let hp = |p: &Path| host_path(&serde_json::json!({"path": p}), &data);
+        assert!(hp(&other).is_ok());
+        for bad in [
+            data.clone(),
+            data.join("pki"),
+            tmp.path().to_path_buf(),
+            PathBuf::from("/"),
+            tmp.path().join("link"),
+            other.join("../data"),
+            PathBuf::from("relative"),
+        ] {
+            assert!(hp(&bad).is_err(), "{}", bad.display());
+        }
+    }
+
+    #[test]
+    fn sub_paths_stay_in_their_volume() {
+        let tmp = Scratch::new("subpath");
+        let vol = tmp.path().join("vol");
+        std::fs::create_dir_all(&vol).unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, vol.join("escape")).unwrap();
+        assert!(sub_path(&vol, "a/b").unwrap().ends_with("vol/a/b"));
+        assert!(vol.join("a/b").is_dir());
+        for bad in ["escape", "escape/x", "../outside", "/etc", "a/../../x"] {
+            assert!(sub_path(&vol, bad).is_err(), "{bad}");
+        }
+        assert!(!outside.join("x").exists());
+    }
 
     #[test]
     fn paths_must_stay_inside() {
@@ -427,20 +584,21 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(&file, "x").unwrap();
         let src = |path: &Path, ty: &str| serde_json::json!({"path": path, "type": ty});
-        assert_eq!(host_path(&src(&dir, "Directory")).unwrap(), dir);
-        assert_eq!(host_path(&src(&dir, "")).unwrap(), dir);
+        let nowhere = Path::new("/nonexistent/shoal-data");
+        assert_eq!(host_path(&src(&dir, "Directory"), nowhere).unwrap(), dir);
+        assert_eq!(host_path(&src(&dir, ""), nowhere).unwrap(), dir);
         assert_eq!(
-            host_path(&src(&created, "DirectoryOrCreate")).unwrap(),
+            host_path(&src(&created, "DirectoryOrCreate"), nowhere).unwrap(),
             created
         );
         assert!(created.is_dir());
-        let err = host_path(&src(&file, "Directory")).unwrap_err();
+        let err = host_path(&src(&file, "Directory"), nowhere).unwrap_err();
         assert!(err.contains("is not a directory"), "{err}");
-        let err = host_path(&src(&dir.join("nope"), "Directory")).unwrap_err();
+        let err = host_path(&src(&dir.join("nope"), "Directory"), nowhere).unwrap_err();
         assert!(err.contains("does not exist"), "{err}");
-        let err = host_path(&src(&file, "File")).unwrap_err();
+        let err = host_path(&src(&file, "File"), nowhere).unwrap_err();
         assert!(err.contains("directories only"), "{err}");
-        let err = host_path(&src(&dir, "Sideways")).unwrap_err();
+        let err = host_path(&src(&dir, "Sideways"), nowhere).unwrap_err();
         assert!(err.contains("not a valid type"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -337,7 +337,51 @@ impl Causes {
         self.0.push(Cause {
             kind: "FieldValueRequired",
             field: field.into(),
-            message: format!("Required value: {what}"),
+            message: if what.is_empty() {
+                "Required value".into()
+            } else {
+                format!("Required value: {what}")
+            },
+        });
+    }
+
+    /// A value appears twice where it must be unique.
+    pub fn duplicate(&mut self, field: impl Into<String>, value: &Value) {
+        self.0.push(Cause {
+            kind: "FieldValueDuplicate",
+            field: field.into(),
+            message: format!("Duplicate value: {value}"),
+        });
+    }
+
+    /// A reference to something that does not exist.
+    pub fn not_found(&mut self, field: impl Into<String>, value: &Value) {
+        self.0.push(Cause {
+            kind: "FieldValueNotFound",
+            field: field.into(),
+            message: format!("Not found: {value}"),
+        });
+    }
+
+    /// A field that may not be set (here, or together with another).
+    pub fn forbidden(&mut self, field: impl Into<String>, why: &str) {
+        self.0.push(Cause {
+            kind: "FieldValueForbidden",
+            field: field.into(),
+            message: format!("Forbidden: {why}"),
+        });
+    }
+
+    /// A value outside the supported set.
+    pub fn not_supported(&mut self, field: impl Into<String>, value: &Value, supported: &[&str]) {
+        let list: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
+        self.0.push(Cause {
+            kind: "FieldValueNotSupported",
+            field: field.into(),
+            message: format!(
+                "Unsupported value: {value}: supported values: {}",
+                list.join(", ")
+            ),
         });
     }
 

@@ -76,3 +76,34 @@ pub fn condition_true(obj: &Value, ty: &str) -> bool {
             })
         })
 }
+
+/// How deeply an object may nest: far beyond any real manifest, and well
+/// inside what every reader of the stored object parses.
+pub const MAX_DEPTH: usize = 100;
+
+/// Whether `v` nests more than `limit` levels of arrays and objects.
+pub fn deeper_than(v: &Value, limit: usize) -> bool {
+    let children: Box<dyn Iterator<Item = &Value>> = match v {
+        Value::Array(a) => Box::new(a.iter()),
+        Value::Object(m) => Box::new(m.values()),
+        _ => return false,
+    };
+    limit == 0 || children.into_iter().any(|c| deeper_than(c, limit - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn depth_counts_arrays_and_objects() {
+        let mut v = json!(1);
+        for _ in 0..5 {
+            v = json!({"a": [v]});
+        }
+        assert!(!deeper_than(&v, 10));
+        assert!(deeper_than(&v, 9));
+        assert!(!deeper_than(&json!("scalar"), 0));
+    }
+}

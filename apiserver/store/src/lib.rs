@@ -53,6 +53,17 @@ pub(crate) fn open_db(path: &Path) -> Result<redb::Database, redb::DatabaseError
         .create(path)
 }
 
+/// Reads what the store wrote. Objects sit a few levels down in log
+/// entries and snapshots, so serde_json's default nesting limit (128) is
+/// lifted here: an object the API accepted is always read back.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.disable_recursion_limit();
+    let value = T::deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
 pub(crate) fn read_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
     StorageIOError::new(ErrorSubject::Store, ErrorVerb::Read, AnyError::new(&e)).into()
 }
@@ -297,6 +308,28 @@ mod tests {
             value: json!({"metadata": {"name": key}}),
             cond,
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deeply_nested_objects_are_read_back_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path()).await;
+        let mut deep = json!("leaf");
+        for _ in 0..126 {
+            deep = json!({ "x": deep });
+        }
+        let value = json!({"metadata": {"name": "deep"}, "spec": deep});
+        store
+            .write(Command::Put {
+                key: "deep".into(),
+                value: value.clone(),
+                cond: Cond::Absent,
+            })
+            .await
+            .unwrap();
+        let store = restart(store, dir.path()).await;
+        assert_eq!(store.get("deep").unwrap().value["spec"], value["spec"]);
+        store.shutdown().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,7 +117,7 @@ impl LogStore {
         let txn = self.db.begin_read().map_err(read_err)?;
         let table = txn.open_table(META).map_err(read_err)?;
         match table.get(key).map_err(read_err)? {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(read_err)?)),
+            Some(v) => Ok(Some(crate::decode(v.value()).map_err(read_err)?)),
             None => Ok(None),
         }
     }
@@ -145,7 +145,7 @@ impl LogStore {
         let table = txn.open_table(LOG).map_err(read_err)?;
         match table.last().map_err(read_err)? {
             Some((_, v)) => {
-                let e: Entry<TypeConfig> = serde_json::from_slice(v.value()).map_err(read_err)?;
+                let e: Entry<TypeConfig> = crate::decode(v.value()).map_err(read_err)?;
                 Ok(Some(e.log_id))
             }
             None => Ok(None),
@@ -166,7 +166,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let mut out = Vec::new();
         for item in table.range(range).map_err(read_err)? {
             let (_, v) = item.map_err(read_err)?;
-            out.push(serde_json::from_slice(v.value()).map_err(read_err)?);
+            out.push(crate::decode(v.value()).map_err(read_err)?);
         }
         Ok(out)
     }

@@ -85,9 +85,9 @@ impl Kept {
 
     /// The change as watches see it.
     fn event(&self) -> Option<Arc<Event>> {
-        let object: Value = serde_json::from_slice(&self.object).ok()?;
+        let object: Value = crate::decode(&self.object).ok()?;
         let prev = match &self.prev {
-            Some(p) => Some(Arc::new(serde_json::from_slice::<Value>(p).ok()?)),
+            Some(p) => Some(Arc::new(crate::decode::<Value>(p).ok()?)),
             None => None,
         };
         Some(Arc::new(Event {
@@ -204,7 +204,7 @@ impl Shared {
             }
             match &e.prev {
                 Some(prev) => {
-                    let Ok(value) = serde_json::from_slice::<Value>(prev) else {
+                    let Ok(value) = crate::decode::<Value>(prev) else {
                         continue;
                     };
                     at.insert(
@@ -329,8 +329,7 @@ impl StateMachine {
         let mut objects = BTreeMap::new();
         for item in txn.open_table(OBJECTS)?.iter()? {
             let (k, v) = item?;
-            let value: Value =
-                serde_json::from_slice(v.value()).map_err(|e| redb::Error::Io(e.into()))?;
+            let value: Value = crate::decode(v.value()).map_err(|e| redb::Error::Io(e.into()))?;
             let revision = resource_version(&value);
             // In today's encoding, whatever wrote it.
             let json = encode(&value).into();
@@ -348,7 +347,7 @@ impl StateMachine {
             Ok(meta.get(key)?.map(|v| v.value().to_vec()))
         };
         fn decode<T: serde::de::DeserializeOwned>(b: Vec<u8>) -> Result<T, redb::Error> {
-            serde_json::from_slice(&b).map_err(|e| redb::Error::Io(e.into()))
+            crate::decode(&b).map_err(|e| redb::Error::Io(e.into()))
         }
         let last_applied: Option<LogId<u64>> =
             get("last_applied")?.map(decode).transpose()?.flatten();
@@ -683,7 +682,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<u64>> {
         let bytes = snapshot.into_inner();
-        let body: SnapshotBody = serde_json::from_slice(&bytes).map_err(read_err)?;
+        let body: SnapshotBody = crate::decode(&bytes).map_err(read_err)?;
         let revision = body
             .revision
             .unwrap_or_else(|| meta.last_log_id.map_or(0, |l| l.index));

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::print::{age_cell, age_column, col, human_duration, int, name_cell, name_column, text};
 use super::{Deletion, Printer, Strategy};
-use shoal_machinery::error::{Cause, Causes};
+use shoal_machinery::error::Causes;
 use shoal_machinery::meta::{default_key, parse_time, str_at};
 use shoal_machinery::names::is_dns_label;
 
@@ -207,6 +207,26 @@ pub fn qos_class(spec: &Value) -> &'static str {
     }
 }
 
+/// Kubernetes' words for a name that is not an RFC 1123 label.
+const LABEL_RULE: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+
+/// The volume sources a pod may name; exactly one per volume.
+const VOLUME_SOURCES: &[&str] = &[
+    "emptyDir",
+    "configMap",
+    "secret",
+    "downwardAPI",
+    "projected",
+    "hostPath",
+    "persistentVolumeClaim",
+    "nfs",
+    "csi",
+    "ephemeral",
+    "image",
+];
+
+/// The checks Kubernetes makes of a pod's template or spec, for everything
+/// a node turns into names, paths and ports.
 pub fn validate_pod_spec(spec: Option<&Value>, path: &str, c: &mut Causes) {
     let containers = spec
         .and_then(|s| s.get("containers"))
@@ -215,42 +235,231 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, c: &mut Causes) {
         c.required(format!("{path}.containers"), "");
         return;
     };
+    let volumes = validate_volumes(spec.and_then(|s| s.get("volumes")), path, c);
     let mut seen = Vec::new();
-    for (i, ct) in containers.iter().enumerate() {
-        let name = ct.get("name").and_then(Value::as_str).unwrap_or_default();
-        if name.is_empty() {
-            c.required(format!("{path}.containers[{i}].name"), "");
-        } else if !is_dns_label(name) {
-            c.invalid(format!("{path}.containers[{i}].name"), &ct["name"], "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'");
-        } else if seen.contains(&name) {
-            c.0.push(Cause {
-                kind: "FieldValueDuplicate",
-                field: format!("{path}.containers[{i}].name"),
-                message: format!("Duplicate value: \"{name}\""),
-            });
-        }
-        seen.push(name);
-        if ct
-            .get("image")
-            .and_then(Value::as_str)
-            .is_none_or(|s| s.trim().is_empty())
-        {
-            c.required(format!("{path}.containers[{i}].image"), "");
+    let init = spec
+        .and_then(|s| s.get("initContainers"))
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for (list, field) in [
+        (containers.as_slice(), "containers"),
+        (init, "initContainers"),
+    ] {
+        for (i, ct) in list.iter().enumerate() {
+            let at = format!("{path}.{field}[{i}]");
+            let name = ct.get("name").and_then(Value::as_str).unwrap_or_default();
+            if name.is_empty() {
+                c.required(format!("{at}.name"), "");
+            } else if !is_dns_label(name) {
+                c.invalid(format!("{at}.name"), &ct["name"], LABEL_RULE);
+            } else if seen.contains(&name) {
+                c.duplicate(format!("{at}.name"), &ct["name"]);
+            }
+            seen.push(name);
+            if ct
+                .get("image")
+                .and_then(Value::as_str)
+                .is_none_or(|s| s.trim().is_empty())
+            {
+                c.required(format!("{at}.image"), "");
+            }
+            validate_mounts(ct, &at, &volumes, c);
+            validate_ports(ct, &at, c);
         }
     }
-    if let Some(p) = spec
-        .and_then(|s| s.get("restartPolicy"))
-        .and_then(Value::as_str)
-        && !["Always", "OnFailure", "Never"].contains(&p)
+    if let Some(p) = spec.and_then(|s| s.get("restartPolicy"))
+        && !p
+            .as_str()
+            .is_some_and(|p| ["Always", "OnFailure", "Never"].contains(&p))
     {
-        c.0.push(Cause {
-            kind: "FieldValueNotSupported",
-            field: format!("{path}.restartPolicy"),
-            message: format!(
-                "Unsupported value: \"{p}\": supported values: \"Always\", \"OnFailure\", \"Never\""
-            ),
-        });
+        c.not_supported(
+            format!("{path}.restartPolicy"),
+            p,
+            &["Always", "OnFailure", "Never"],
+        );
     }
+}
+
+/// Volumes' names and sources; the names of the valid ones.
+fn validate_volumes(volumes: Option<&Value>, path: &str, c: &mut Causes) -> Vec<String> {
+    let mut names = Vec::new();
+    for (i, v) in volumes
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let at = format!("{path}.volumes[{i}]");
+        match v.get("name").and_then(Value::as_str) {
+            None | Some("") => c.required(format!("{at}.name"), ""),
+            Some(n) if !is_dns_label(n) => c.invalid(format!("{at}.name"), &v["name"], LABEL_RULE),
+            Some(n) if names.iter().any(|m| m == n) => {
+                c.duplicate(format!("{at}.name"), &v["name"])
+            }
+            Some(n) => names.push(n.to_string()),
+        }
+        let sources: Vec<&str> = VOLUME_SOURCES
+            .iter()
+            .copied()
+            .filter(|s| v.get(*s).is_some_and(|x| !x.is_null()))
+            .collect();
+        match sources.as_slice() {
+            [] => c.required(at.clone(), "must specify a volume type"),
+            [_] => {}
+            [_, more, ..] => c.forbidden(
+                format!("{at}.{more}"),
+                "may not specify more than 1 volume type",
+            ),
+        }
+        if let Some(p) = v.pointer("/hostPath/path") {
+            let field = format!("{at}.hostPath.path");
+            match p.as_str() {
+                None | Some("") => c.required(field, ""),
+                Some(s) if has_dot_dot(s) => c.invalid(field, p, "must not contain '..'"),
+                Some(_) => {}
+            }
+        }
+        for src in ["configMap", "secret", "downwardAPI"] {
+            check_items(v.get(src), &format!("{at}.{src}"), c);
+        }
+        for (k, s) in v
+            .pointer("/projected/sources")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            for src in ["configMap", "secret", "downwardAPI"] {
+                check_items(s.get(src), &format!("{at}.projected.sources[{k}].{src}"), c);
+            }
+        }
+    }
+    names
+}
+
+/// The file paths of a configMap, secret or downwardAPI source's items.
+fn check_items(src: Option<&Value>, at: &str, c: &mut Causes) {
+    for (i, it) in src
+        .and_then(|s| s.get("items"))
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let field = format!("{at}.items[{i}].path");
+        match it.get("path") {
+            None => c.required(field, ""),
+            Some(p) => check_relative(p, field, c),
+        }
+    }
+}
+
+/// A path that must stay below the directory it is joined to.
+fn check_relative(p: &Value, field: String, c: &mut Causes) {
+    match p.as_str() {
+        None | Some("") => c.required(field, ""),
+        Some(s) if s.starts_with('/') => c.invalid(field, p, "must be a relative path"),
+        Some(s) if has_dot_dot(s) => c.invalid(field, p, "must not contain '..'"),
+        Some(_) => {}
+    }
+}
+
+/// Whether one of a path's elements is `..`.
+fn has_dot_dot(p: &str) -> bool {
+    p.split('/').any(|e| e == "..")
+}
+
+/// A container's volume mounts: a volume of the pod, a mount path, a
+/// relative sub-path, each mount path once.
+fn validate_mounts(ct: &Value, at: &str, volumes: &[String], c: &mut Causes) {
+    let mut paths = Vec::new();
+    for (i, m) in ct
+        .get("volumeMounts")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let mt = format!("{at}.volumeMounts[{i}]");
+        match m.get("name").and_then(Value::as_str) {
+            None | Some("") => c.required(format!("{mt}.name"), ""),
+            Some(n) if !volumes.iter().any(|v| v == n) => {
+                c.not_found(format!("{mt}.name"), &m["name"])
+            }
+            Some(_) => {}
+        }
+        match m.get("mountPath").and_then(Value::as_str) {
+            None | Some("") => c.required(format!("{mt}.mountPath"), ""),
+            Some(p) if paths.contains(&p) => {
+                c.invalid(format!("{mt}.mountPath"), &m["mountPath"], "must be unique")
+            }
+            Some(p) => paths.push(p),
+        }
+        if let Some(sub) = m.get("subPath").filter(|s| s.as_str() != Some("")) {
+            check_relative(sub, format!("{mt}.subPath"), c);
+        }
+    }
+}
+
+/// A container's ports: numbers in range, known protocols, unique names.
+fn validate_ports(ct: &Value, at: &str, c: &mut Causes) {
+    let mut names = Vec::new();
+    for (i, p) in ct
+        .get("ports")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let pt = format!("{at}.ports[{i}]");
+        for field in ["containerPort", "hostPort"] {
+            let Some(v) = p.get(field) else { continue };
+            let n = v.as_i64().unwrap_or(0);
+            if (field == "containerPort" || n != 0) && !(1..=65535).contains(&n) {
+                c.invalid(
+                    format!("{pt}.{field}"),
+                    v,
+                    "must be between 1 and 65535, inclusive",
+                );
+            }
+        }
+        if p.get("containerPort").is_none() {
+            c.required(format!("{pt}.containerPort"), "");
+        }
+        if let Some(proto) = p.get("protocol")
+            && !proto
+                .as_str()
+                .is_some_and(|s| ["TCP", "UDP", "SCTP"].contains(&s))
+        {
+            c.not_supported(format!("{pt}.protocol"), proto, &["SCTP", "TCP", "UDP"]);
+        }
+        if let Some(name) = p.get("name").and_then(Value::as_str) {
+            if !is_port_name(name) {
+                c.invalid(format!("{pt}.name"), &p["name"], "must be no more than 15 characters, contain only lowercase alphanumeric characters or '-', contain at least one letter and not start or end with '-'");
+            } else if names.contains(&name) {
+                c.duplicate(format!("{pt}.name"), &p["name"]);
+            }
+            names.push(name);
+        }
+    }
+}
+
+/// An IANA service name, as Kubernetes requires of port names.
+fn is_port_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 15
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && n.bytes().any(|b| b.is_ascii_lowercase())
+        && !n.starts_with('-')
+        && !n.ends_with('-')
+        && !n.contains("--")
 }
 
 /// The pod's STATUS column, as kubectl computes it.
@@ -286,6 +495,56 @@ pub(super) static KINDS: &[(&str, &Strategy)] = &[("Pod", &POD)];
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn causes(spec: Value) -> Vec<String> {
+        let mut c = Causes::default();
+        validate_pod_spec(Some(&spec), "spec", &mut c);
+        c.0.into_iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect()
+    }
+
+    #[test]
+    fn paths_a_node_would_use_are_checked() {
+        let got = causes(json!({
+            "containers": [{"name": "app", "image": "x", "volumeMounts": [
+                {"name": "cfg", "mountPath": "/a", "subPath": "../../etc"},
+                {"name": "ghost", "mountPath": "/a"}],
+                "ports": [{"containerPort": 0, "name": "Web"}, {"containerPort": 80, "protocol": "tcp"}]}],
+            "volumes": [
+                {"name": "/etc/shoal", "configMap": {"name": "c"}},
+                {"name": "cfg", "configMap": {"name": "c", "items": [{"key": "k", "path": "/etc/passwd"}]}},
+                {"name": "cfg", "emptyDir": {}},
+                {"name": "both", "emptyDir": {}, "hostPath": {"path": "/var/../etc"}},
+                {"name": "none"},
+            ],
+        }));
+        let want = [
+            "spec.volumes[0].name: Invalid value: \"/etc/shoal\": a lowercase RFC 1123 label",
+            "spec.volumes[1].configMap.items[0].path: Invalid value: \"/etc/passwd\": must be a relative path",
+            "spec.volumes[2].name: Duplicate value: \"cfg\"",
+            "spec.volumes[3].hostPath: Forbidden: may not specify more than 1 volume type",
+            "spec.volumes[3].hostPath.path: Invalid value: \"/var/../etc\": must not contain '..'",
+            "spec.volumes[4]: Required value: must specify a volume type",
+            "spec.containers[0].volumeMounts[0].subPath: Invalid value: \"../../etc\": must not contain '..'",
+            "spec.containers[0].volumeMounts[1].name: Not found: \"ghost\"",
+            "spec.containers[0].volumeMounts[1].mountPath: Invalid value: \"/a\": must be unique",
+            "spec.containers[0].ports[0].containerPort: Invalid value: 0: must be between 1 and 65535, inclusive",
+            "spec.containers[0].ports[0].name: Invalid value: \"Web\"",
+            "spec.containers[0].ports[1].protocol: Unsupported value: \"tcp\"",
+        ];
+        for w in want {
+            assert!(got.iter().any(|g| g.starts_with(w)), "{w}\nnot in {got:#?}");
+        }
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+        assert!(
+            causes(json!({"containers": [{"name": "app", "image": "x",
+            "volumeMounts": [{"name": "data", "mountPath": "/data", "subPath": "a/b"}],
+            "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}]}],
+            "volumes": [{"name": "data", "emptyDir": {}}]}))
+            .is_empty()
+        );
+    }
 
     #[test]
     fn pod_status_prefers_waiting_reason() {

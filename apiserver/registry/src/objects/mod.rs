@@ -170,6 +170,12 @@ impl Objects {
     }
 
     async fn put(&self, r: &Resource, obj: Value, cond: Cond) -> Result<Value> {
+        if meta::deeper_than(&obj, meta::MAX_DEPTH) {
+            return Err(ApiError::bad_request(format!(
+                "the object nests more than {} levels deep",
+                meta::MAX_DEPTH
+            )));
+        }
         let name = meta::name(&obj).to_string();
         let key = r.key(meta::namespace(&obj), &name);
         match self
