@@ -85,8 +85,25 @@ struct UpArgs {
     /// status) before the node is marked unreachable and its pods not Ready.
     #[arg(long, env = "SHOAL_NODE_MONITOR_GRACE_PERIOD", default_value = "40s", value_parser = parse_duration)]
     node_monitor_grace_period: std::time::Duration,
+    /// How requests are authorized: `RBAC` (roles and bindings decide) or
+    /// `AlwaysAllow` (every authenticated client may do everything).
+    #[arg(
+        long,
+        env = "SHOAL_AUTHORIZATION_MODE",
+        value_enum,
+        default_value = "RBAC"
+    )]
+    authorization_mode: AuthorizationMode,
     #[command(flatten)]
     node: NodeArgs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AuthorizationMode {
+    #[value(name = "RBAC")]
+    Rbac,
+    #[value(name = "AlwaysAllow")]
+    AlwaysAllow,
 }
 
 /// Settings of a node agent, in `shoal up` and `shoal agent` alike.
@@ -390,6 +407,10 @@ async fn up(args: UpArgs) -> Result<()> {
         event_ttl: args.event_ttl,
         node_grace: args.node_monitor_grace_period,
         cluster_dns: args.node.cluster_dns,
+        authorization: match args.authorization_mode {
+            AuthorizationMode::Rbac => shoal_apiserver::server::Authorization::Rbac,
+            AuthorizationMode::AlwaysAllow => shoal_apiserver::server::Authorization::AlwaysAllow,
+        },
     })
     .await
     .context("starting the control plane")?;

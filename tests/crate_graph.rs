@@ -14,6 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("shoal-quantity", &[]),
     ("shoal-cni", &[]),
     ("shoal-machinery", &[]),
+    ("shoal-rbac", &["shoal-machinery"]),
     ("shoal-store", &["shoal-wire"]),
     ("shoal-registry", &["shoal-machinery", "shoal-store"]),
     (
@@ -44,6 +45,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "shoal-store",
             "shoal-wire",
             "shoal-pki",
+            "shoal-rbac",
         ],
     ),
     (
@@ -56,6 +58,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "shoal-scheduler",
             "shoal-controllers",
             "shoal-http",
+            "shoal-rbac",
         ],
     ),
     ("shoal-runtime-wasm", &[]),

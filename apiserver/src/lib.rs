@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-//! use shoal_apiserver::server::{Server, ServerConfig};
+//! use shoal_apiserver::server::{Authorization, Server, ServerConfig};
 //! let server = Server::start(ServerConfig {
 //!     data_dir: "/tmp/shoal".into(),
 //!     listen: "127.0.0.1:6443".parse()?,
@@ -13,6 +13,7 @@
 //!     event_ttl: std::time::Duration::from_secs(3600),
 //!     node_grace: std::time::Duration::from_secs(40),
 //!     cluster_dns: "10.96.0.10".parse()?,
+//!     authorization: Authorization::Rbac,
 //! }).await?;
 //! println!("API at https://{}", server.addr);
 //! # Ok(()) }
@@ -20,8 +21,8 @@
 //!
 //! The crates beside this one, lowest first: `shoal-wire` (wire formats),
 //! `shoal-pki` (certificates), `shoal-store` (openraft on redb),
-//! `shoal-machinery` (what every object has), `shoal-registry` (kinds and
-//! the object service), `shoal-scheduler`, `shoal-controllers` and
+//! `shoal-machinery` (what every object has), `shoal-rbac` (access
+//! decisions), `shoal-registry` (kinds and the object service), `shoal-scheduler`, `shoal-controllers` and
 //! `shoal-http` (the API front). This crate wires them into a [`server`].
 
 pub mod server;

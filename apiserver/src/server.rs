@@ -36,6 +36,18 @@ pub struct ServerConfig {
     pub node_grace: std::time::Duration,
     /// The cluster DNS address: the `kube-dns` Service's ClusterIP.
     pub cluster_dns: std::net::Ipv4Addr,
+    /// How requests are authorized.
+    pub authorization: Authorization,
+}
+
+/// How the API authorizes requests, as kube-apiserver's
+/// `--authorization-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authorization {
+    /// Roles and bindings decide (the default).
+    Rbac,
+    /// Every authenticated user may do everything.
+    AlwaysAllow,
 }
 
 /// A running control plane.
@@ -76,7 +88,12 @@ impl Server {
             &config.listen.to_string(),
         )
         .await?;
-        let objects = Objects::new(store);
+        let rbac = (config.authorization == Authorization::Rbac).then(shoal_http::Rbac::new);
+        let admission: Vec<Arc<dyn shoal_registry::admission::Admission>> = match &rbac {
+            Some(rbac) => vec![Arc::new(shoal_http::NoEscalation(rbac.clone()))],
+            None => Vec::new(),
+        };
+        let objects = Objects::new(store).with_admission(admission);
         ensure_initial_objects(&objects, config.cluster_dns)
             .await
             .map_err(StartError::Init)?;
@@ -107,14 +124,25 @@ impl Server {
             tracing::warn!("writing kube-system/{AUTHENTICATION_CONFIG}: {}", e.message);
         }
         let aggregator = Arc::new(Aggregator::new(&pki));
+        if let Err(e) = ensure_default_policy(&objects).await {
+            tracing::warn!("writing the default roles and bindings: {}", e.message);
+        }
+        let mut tasks = Vec::new();
+        let authorizer: Arc<dyn shoal_http::Authorizer> = match &rbac {
+            Some(rbac) => {
+                tasks.push(rbac.follow(objects.clone()));
+                rbac.clone()
+            }
+            None => Arc::new(shoal_http::AllowAll),
+        };
         let state = ApiState {
             objects: objects.clone(),
             kubelet_client: pki.client_config(&pki.apiserver_kubelet_client)?,
             metrics: Arc::default(),
             aggregator: aggregator.clone(),
-            authorizer: Arc::new(shoal_http::AllowAll),
+            authorizer,
         };
-        let tasks = vec![
+        tasks.extend([
             tokio::spawn(serve(listener, tls, state)),
             tokio::spawn(shoal_scheduler::run(objects.clone())),
             tokio::spawn(shoal_http::aggregator::run(objects.clone(), aggregator)),
@@ -126,9 +154,15 @@ impl Server {
                     ca_pem: pki.ca.clone(),
                     event_ttl: config.event_ttl,
                     node_grace: config.node_grace,
+                    signer: Some({
+                        let pki = pki.clone();
+                        Arc::new(move |csr: &str, signer: &str, secs: u64| {
+                            pki.sign_request(csr, signer, secs)
+                        })
+                    }),
                 },
             )),
-        ];
+        ]);
         Ok(Self {
             pki,
             objects,
@@ -187,6 +221,51 @@ async fn ensure_initial_objects(
                 "creating the kube-dns Service at {cluster_dns}: {}",
                 e.message
             );
+        }
+    }
+    Ok(())
+}
+
+/// Writes the default ClusterRoles and ClusterRoleBindings: those missing
+/// are created, and those still marked for automatic update
+/// (`rbac.authorization.kubernetes.io/autoupdate: "true"`) get today's
+/// rules and subjects; a default a user changed and unmarked is left alone.
+async fn ensure_default_policy(objects: &Objects) -> Result<(), shoal_machinery::error::ApiError> {
+    for obj in shoal_rbac::defaults() {
+        let kind = obj["kind"].as_str().unwrap_or_default();
+        let r =
+            resources::by_kind("rbac.authorization.k8s.io", kind).expect("RBAC kinds are served");
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+        match objects.get(r, "", name) {
+            Err(_) => {
+                objects
+                    .create(r, "", obj.clone(), WriteOpts::default())
+                    .await?;
+            }
+            Ok(cur) => {
+                let auto = cur
+                    .value
+                    .pointer("/metadata/annotations/rbac.authorization.kubernetes.io~1autoupdate")
+                    .and_then(serde_json::Value::as_str)
+                    == Some("true");
+                let fields = ["rules", "aggregationRule", "subjects", "roleRef"];
+                if auto && fields.iter().any(|f| cur.value.get(*f) != obj.get(*f)) {
+                    let mut next = (*cur.value).clone();
+                    for f in fields {
+                        match obj.get(f) {
+                            Some(v) => next[f] = v.clone(),
+                            None => {
+                                if let Some(m) = next.as_object_mut() {
+                                    m.remove(f);
+                                }
+                            }
+                        }
+                    }
+                    objects
+                        .update(r, "", name, next, None, WriteOpts::default())
+                        .await?;
+                }
+            }
         }
     }
     Ok(())

@@ -16,7 +16,10 @@ use shoal_machinery::meta::{self, str_at};
 use shoal_registry::objects::{DeleteOpts, Objects, PatchType, Propagation, WriteOpts};
 use shoal_registry::resources::{self, RESOURCES, Resource, Sub};
 
+pub use certificates::Signer;
+
 pub mod api_services;
+mod certificates;
 mod crds;
 mod cronjobs;
 mod daemonsets;
@@ -538,7 +541,7 @@ fn wakes_gc(e: &shoal_store::Event) -> bool {
 }
 
 /// What the controllers are configured with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ControllerConfig {
     /// The range node pod CIDRs are cut from.
     pub cluster_cidr: String,
@@ -550,6 +553,9 @@ pub struct ControllerConfig {
     pub event_ttl: std::time::Duration,
     /// How long a node may stay silent before it is unreachable.
     pub node_grace: std::time::Duration,
+    /// Signs approved CertificateSigningRequests; `None` leaves them
+    /// unsigned.
+    pub signer: Option<Signer>,
 }
 
 /// How often the garbage collector looks for orphans when nothing was
@@ -568,6 +574,7 @@ pub async fn run(objects: Objects, config: ControllerConfig) {
         ca_pem,
         event_ttl,
         node_grace,
+        signer,
     } = config;
     let node_grace = jiff::SignedDuration::try_from(node_grace).unwrap_or(node_lifecycle::GRACE);
     let Ok((_, mut rx)) = objects.store().watch(None) else {
@@ -596,6 +603,7 @@ pub async fn run(objects: Objects, config: ControllerConfig) {
         actions.extend(load_balancers::reconcile_load_balancers(&snap));
         actions.extend(reconcile_quotas(&snap));
         actions.extend(reconcile_definitions(&snap));
+        actions.extend(certificates::reconcile_certificates(&snap, signer.as_ref()));
         actions.extend(api_services::reconcile_api_services(&snap, now));
         if deleted || last_gc.elapsed() >= GC_PERIOD {
             actions.extend(reconcile_garbage(&snap));

@@ -20,7 +20,9 @@ fn sub_kind(r: &Resource, s: Sub) -> Value {
         Sub::Scale => json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}),
         Sub::Binding => json!({"group": "", "version": "v1", "kind": "Binding"}),
         Sub::Log => json!({"group": "", "version": "v1", "kind": "Pod"}),
-        Sub::Status => json!({"group": r.group, "version": r.version, "kind": r.kind}),
+        Sub::Status | Sub::Approval => {
+            json!({"group": r.group, "version": r.version, "kind": r.kind})
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! The API's request path as tower layers: authentication, then the route
-//! resolved to a typed [`Route`], then authorization, then the handler.
+//! The API's request path as tower layers: authentication, impersonation,
+//! then the route resolved to a typed [`Route`], then authorization, then
+//! the handler.
 //! A layer that refuses answers with a `Status`; the handler never sees
 //! a request the layers before it turned away.
 
@@ -18,11 +19,37 @@ use shoal_machinery::error::ApiError;
 #[derive(Clone)]
 pub(crate) struct Resolved(pub Route);
 
+/// What a user may do in a namespace, as a SelfSubjectRulesReview lists
+/// it: `rules[]` entries of roles.
+pub struct Rules {
+    /// Rules over resources.
+    pub resource: Vec<serde_json::Value>,
+    /// Rules over non-resource paths.
+    pub non_resource: Vec<serde_json::Value>,
+}
+
+impl Rules {
+    /// Everything, everywhere.
+    pub fn everything() -> Self {
+        Self {
+            resource: vec![
+                serde_json::json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}),
+            ],
+            non_resource: vec![serde_json::json!({"verbs": ["*"], "nonResourceURLs": ["*"]})],
+        }
+    }
+}
+
 /// Decides whether a user may make a request.
 pub trait Authorizer: Send + Sync {
     /// `Ok` when `user` may do what `attributes` describe, otherwise the
     /// error to answer with (403 `Forbidden`).
     fn authorize(&self, user: &User, attributes: &Attributes) -> Result<(), ApiError>;
+
+    /// Every rule that applies to `user` in `namespace`.
+    fn rules(&self, _user: &User, _namespace: &str) -> Rules {
+        Rules::everything()
+    }
 }
 
 /// Every authenticated user may do everything.
@@ -48,9 +75,10 @@ pub fn refusal(e: BoxError) -> Response<Body> {
 
 /// The API's service over `state`: the layers and the handler.
 pub fn service(state: ApiState) -> ApiService {
-    let (resolving, authorizing) = (state.clone(), state.clone());
+    let (impersonating, resolving, authorizing) = (state.clone(), state.clone(), state.clone());
     let svc = ServiceBuilder::new()
         .filter(authenticate)
+        .filter(move |req| impersonate(&impersonating, req))
         .filter(move |req| resolve(&resolving, req))
         .filter(move |req| authorize(&authorizing, req))
         .service_fn(move |req| {
@@ -80,6 +108,76 @@ fn authenticate(req: Request<Body>) -> Result<Request<Body>, ApiError> {
     } else {
         Err(ApiError::unauthorized())
     }
+}
+
+/// Impersonation (`kubectl --as`, `--as-group`): a user allowed to
+/// `impersonate` the named user, groups and service account makes the
+/// request as them; anyone else is refused (403).
+fn impersonate(state: &ApiState, mut req: Request<Body>) -> Result<Request<Body>, ApiError> {
+    let headers = req.headers();
+    let name = headers
+        .get("impersonate-user")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let groups: Vec<String> = headers
+        .get_all("impersonate-group")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_string)
+        .collect();
+    let Some(name) = name else {
+        if groups.is_empty() {
+            return Ok(req);
+        }
+        return Err(ApiError::bad_request(
+            "impersonating groups requires impersonating a user",
+        ));
+    };
+    let Some(Authenticated(Some(asker))) = req.extensions().get::<Authenticated>().cloned() else {
+        return Err(ApiError::unauthorized());
+    };
+    let check = |group: &str, resource: &str, namespace: &str, name: &str| {
+        let a = Attributes {
+            verb: "impersonate".into(),
+            resource: Some(crate::route::ResourceAttributes {
+                group: group.into(),
+                version: String::new(),
+                resource: resource.into(),
+                subresource: String::new(),
+                namespace: namespace.into(),
+                name: name.into(),
+            }),
+            path: String::new(),
+        };
+        state.authorizer.authorize(&asker, &a)
+    };
+    let service_account = name
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'));
+    match service_account {
+        Some((ns, sa)) => check("", "serviceaccounts", ns, sa)?,
+        None => check("", "users", "", &name)?,
+    }
+    for g in &groups {
+        check("", "groups", "", g)?;
+    }
+    let mut as_groups = groups;
+    if let Some((ns, _)) = service_account {
+        as_groups.push("system:serviceaccounts".into());
+        as_groups.push(format!("system:serviceaccounts:{ns}"));
+    }
+    if !as_groups.iter().any(|g| g == crate::authn::AUTHENTICATED) {
+        as_groups.push(crate::authn::AUTHENTICATED.into());
+    }
+    for h in ["impersonate-user", "impersonate-group", "impersonate-uid"] {
+        req.headers_mut().remove(h);
+    }
+    req.extensions_mut()
+        .insert(Authenticated(Some(std::sync::Arc::new(User {
+            name,
+            groups: as_groups,
+        }))));
+    Ok(req)
 }
 
 /// Resolution: the typed route, or 404 before any handler runs.

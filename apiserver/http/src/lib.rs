@@ -10,6 +10,7 @@
 
 pub mod aggregator;
 pub mod authn;
+mod authz;
 
 mod discovery;
 mod layers;
@@ -45,7 +46,8 @@ use shoal_registry::resources::Sub;
 use shoal_wire::gotypes;
 
 pub use authn::Authenticated;
-pub use layers::{AllowAll, ApiService, Authorizer, service};
+pub use authz::{NoEscalation, Rbac};
+pub use layers::{AllowAll, ApiService, Authorizer, Rules, service};
 pub use metrics::Metrics;
 pub use openapi::KUBE_VERSION;
 pub use route::{Attributes, ResourceAttributes};

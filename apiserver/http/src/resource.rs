@@ -55,8 +55,10 @@ pub(super) async fn resource(
         return Err(ApiError::method_not_allowed());
     }
     match (method, t.name.as_deref(), sub) {
-        (Method::POST, None, None) if r.group == "authorization.k8s.io" => {
-            subresources::review(state, r, &q, req).await
+        (Method::POST, None, None)
+            if matches!(r.group, "authorization.k8s.io" | "authentication.k8s.io") =>
+        {
+            subresources::review(state, r, t.ns.as_deref(), &q, req).await
         }
         (Method::GET, None, None) => {
             let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())?;
@@ -184,7 +186,7 @@ pub(super) async fn resource(
         (Method::POST, Some(name), Some(Sub::Binding)) => {
             subresources::bind(objects, &ns, name, req).await
         }
-        (Method::PUT, Some(name), s @ (None | Some(Sub::Status))) => {
+        (Method::PUT, Some(name), s @ (None | Some(Sub::Status | Sub::Approval))) => {
             let opts = write_opts(&q, &req)?;
             let (_, body) = read_body(req).await?;
             let w = objects
@@ -228,7 +230,7 @@ pub(super) async fn resource(
                 &w.warnings,
             ))
         }
-        (Method::PATCH, Some(name), s @ (None | Some(Sub::Status))) => {
+        (Method::PATCH, Some(name), s @ (None | Some(Sub::Status | Sub::Approval))) => {
             let opts = write_opts(&q, &req)?;
             let (headers, body) = read_body(req).await?;
             let ty = PatchType::from_content_type(content_type(&headers))?;

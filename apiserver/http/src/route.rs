@@ -54,34 +54,7 @@ pub(crate) enum Route {
     Resource(Target),
 }
 
-/// What authorization decides on, as Kubernetes' request attributes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attributes {
-    /// The Kubernetes verb (`get`, `list`, `watch`, `create`, …).
-    pub verb: String,
-    /// For a resource request, its group, resource, subresource,
-    /// namespace and name; `None` for a non-resource path.
-    pub resource: Option<ResourceAttributes>,
-    /// The request's path.
-    pub path: String,
-}
-
-/// The resource part of [`Attributes`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResourceAttributes {
-    /// API group, empty for core.
-    pub group: String,
-    /// Version.
-    pub version: String,
-    /// Plural resource name.
-    pub resource: String,
-    /// Subresource, empty for none.
-    pub subresource: String,
-    /// Namespace, empty for cluster-wide.
-    pub namespace: String,
-    /// Object name, empty for a collection.
-    pub name: String,
-}
+pub use shoal_machinery::user::{Attributes, ResourceAttributes};
 
 /// The route of a request: only the method, the path and the served
 /// resources decide.

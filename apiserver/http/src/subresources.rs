@@ -128,6 +128,7 @@ pub(super) async fn bind(
 pub(super) async fn review(
     state: &ApiState,
     r: &'static Resource,
+    ns: Option<&str>,
     q: &Query,
     req: Request<Body>,
 ) -> Result<Response<Body>> {
@@ -142,74 +143,127 @@ pub(super) async fn review(
     shoal_registry::validation::decode(r, &body, opts.field_validation)?;
     Ok(json_response(
         StatusCode::CREATED,
-        &answer(state, &user, r, body)?,
+        &answer(state, &user, r, ns, body)?,
         "application/json",
     ))
 }
 
-/// The answer to a SelfSubjectAccessReview (`kubectl auth can-i`), from
-/// the server's authorizer for `user`, or to a SelfSubjectRulesReview
-/// (`can-i --list`): every rule, since no authorizer lists what it allows.
+/// The answer to a review: who the asker is (SelfSubjectReview, `kubectl
+/// auth whoami`), whether a user may do something (SelfSubjectAccessReview
+/// for the asker, `kubectl auth can-i`; SubjectAccessReview and
+/// LocalSubjectAccessReview for the user the spec names), or everything the
+/// asker may do in a namespace (SelfSubjectRulesReview, `can-i --list`),
+/// each from the server's authorizer.
 fn answer(
     state: &ApiState,
     user: &crate::authn::User,
     r: &Resource,
+    ns: Option<&str>,
     mut review: Value,
 ) -> Result<Value> {
-    if r.kind == "SelfSubjectAccessReview" {
-        let spec = &review["spec"];
-        let text = |v: &Value, k: &str| {
-            v.get(k)
+    match r.kind {
+        "SelfSubjectReview" => {
+            review["status"] = json!({"userInfo": {"username": user.name, "groups": user.groups}});
+        }
+        "SelfSubjectRulesReview" => {
+            let ns = review
+                .pointer("/spec/namespace")
                 .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let attributes = match (
-            spec.get("resourceAttributes"),
-            spec.get("nonResourceAttributes"),
-        ) {
-            (Some(a), None) => Attributes {
-                verb: text(a, "verb"),
-                resource: Some(ResourceAttributes {
-                    group: text(a, "group"),
-                    version: text(a, "version"),
-                    resource: text(a, "resource"),
-                    subresource: text(a, "subresource"),
-                    namespace: text(a, "namespace"),
-                    name: text(a, "name"),
-                }),
-                path: String::new(),
-            },
-            (None, Some(a)) => Attributes {
-                verb: text(a, "verb"),
-                resource: None,
-                path: text(a, "path"),
-            },
-            _ => {
-                return Err(ApiError::invalid(
-                    r.group,
-                    r.kind,
-                    "",
-                    vec![shoal_machinery::error::Cause {
-                        kind: "FieldValueInvalid",
-                        field: "spec.resourceAttributes".into(),
-                        message: "Invalid value: exactly one of nonResourceAttributes or resourceAttributes must be specified".into(),
-                    }],
-                ));
+                .unwrap_or_default();
+            let rules = state.authorizer.rules(user, ns);
+            review["status"] = json!({
+                "resourceRules": rules.resource,
+                "nonResourceRules": rules.non_resource,
+                "incomplete": false,
+            });
+        }
+        kind => {
+            let spec = &review["spec"];
+            let subject = match kind {
+                "SelfSubjectAccessReview" => user.clone(),
+                _ => crate::authn::User {
+                    name: text(spec, "user"),
+                    groups: spec
+                        .get("groups")
+                        .and_then(Value::as_array)
+                        .map(|g| {
+                            g.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_string)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                },
+            };
+            let mut attributes = attributes_of(r, spec)?;
+            if let (Some(ns), Some(a)) = (ns, attributes.resource.as_mut()) {
+                if !a.namespace.is_empty() && a.namespace != ns {
+                    return Err(invalid(
+                        r,
+                        "spec.resourceAttributes.namespace",
+                        "must match metadata.namespace",
+                    ));
+                }
+                a.namespace = ns.to_string();
             }
-        };
-        review["status"] = match state.authorizer.authorize(user, &attributes) {
-            Ok(()) => json!({"allowed": true}),
-            Err(e) => json!({"allowed": false, "reason": e.message}),
-        };
-    } else {
-        review["status"] = json!({
-            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-            "incomplete": false,
-        });
+            review["status"] = match state.authorizer.authorize(&subject, &attributes) {
+                Ok(()) => json!({"allowed": true}),
+                Err(e) => json!({"allowed": false, "reason": e.message}),
+            };
+        }
     }
     review["apiVersion"] = json!(r.api_version());
     review["kind"] = json!(r.kind);
     Ok(review)
+}
+
+fn text(v: &Value, k: &str) -> String {
+    v.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn invalid(r: &Resource, field: &str, message: &str) -> ApiError {
+    ApiError::invalid(
+        r.group,
+        r.kind,
+        "",
+        vec![shoal_machinery::error::Cause {
+            kind: "FieldValueInvalid",
+            field: field.into(),
+            message: format!("Invalid value: {message}"),
+        }],
+    )
+}
+
+/// The attributes an access review's spec asks about.
+fn attributes_of(r: &Resource, spec: &Value) -> Result<Attributes> {
+    match (
+        spec.get("resourceAttributes"),
+        spec.get("nonResourceAttributes"),
+    ) {
+        (Some(a), None) => Ok(Attributes {
+            verb: text(a, "verb"),
+            resource: Some(ResourceAttributes {
+                group: text(a, "group"),
+                version: text(a, "version"),
+                resource: text(a, "resource"),
+                subresource: text(a, "subresource"),
+                namespace: text(a, "namespace"),
+                name: text(a, "name"),
+            }),
+            path: String::new(),
+        }),
+        (None, Some(a)) => Ok(Attributes {
+            verb: text(a, "verb"),
+            resource: None,
+            path: text(a, "path"),
+        }),
+        _ => Err(invalid(
+            r,
+            "spec.resourceAttributes",
+            "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+        )),
+    }
 }

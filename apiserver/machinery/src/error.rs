@@ -150,6 +150,24 @@ impl ApiError {
         Self::new(410, "Expired", message)
     }
 
+    /// 403 Forbidden, with the refused resource in `details` as
+    /// Kubernetes gives it (`None` for a non-resource path).
+    pub fn forbidden(message: impl Into<String>, resource: Option<(&str, &str, &str)>) -> Self {
+        let mut e = Self::new(403, "Forbidden", message);
+        if let Some((group, kind, name)) = resource {
+            let mut d = serde_json::Map::new();
+            if !name.is_empty() {
+                d.insert("name".into(), Value::from(name));
+            }
+            if !group.is_empty() {
+                d.insert("group".into(), Value::from(group));
+            }
+            d.insert("kind".into(), Value::from(kind));
+            e.details = Some(Value::Object(d));
+        }
+        e
+    }
+
     /// 401 Unauthorized.
     pub fn unauthorized() -> Self {
         Self::new(401, "Unauthorized", "Unauthorized")

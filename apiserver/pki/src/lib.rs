@@ -3,6 +3,8 @@
 //! certificate of the kubeconfig, and the node agent's serving and client
 //! certificates.
 
+pub mod signer;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -62,6 +64,8 @@ pub struct Pki {
     pub front_proxy_ca: String,
     /// The pair the API server presents to aggregated API servers.
     pub front_proxy_client: Pair,
+    /// The cluster CA's private key, for signing approved requests.
+    ca_key: String,
 }
 
 /// The common name of the aggregation layer's client certificate, the one
@@ -266,7 +270,18 @@ impl Pki {
             apiserver_kubelet_client: read("apiserver-kubelet-client")?,
             front_proxy_ca: std::fs::read_to_string(path("front-proxy-ca", "crt"))?,
             front_proxy_client: read("front-proxy-client")?,
+            ca_key: std::fs::read_to_string(path("ca", "key"))?,
         })
+    }
+
+    /// Signs a PEM certificate request for `signer` (see [`signer`]).
+    pub fn sign_request(
+        &self,
+        csr_pem: &str,
+        signer: &str,
+        validity_secs: u64,
+    ) -> Result<String, String> {
+        signer::sign_request(&self.ca_key, csr_pem, signer, validity_secs)
     }
 
     /// A kubeconfig for `server` authenticating with `pair`.

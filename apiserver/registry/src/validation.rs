@@ -8,10 +8,10 @@ use std::sync::OnceLock;
 use schemars::r#gen::{SchemaGenerator, SchemaSettings};
 use serde_json::Value;
 
-use crate::kinds::{self, NameRule};
+use crate::kinds;
 use crate::resources::{RESOURCES, Resource};
 use shoal_machinery::error::{ApiError, Causes, Result};
-use shoal_machinery::names::{is_dns_label, is_dns_subdomain, is_label_key, is_label_value};
+use shoal_machinery::names::{is_label_key, is_label_value};
 
 /// The OpenAPI definitions of every served kind, keyed by definition name.
 pub fn definitions() -> &'static BTreeMap<String, Value> {
@@ -196,14 +196,10 @@ pub fn validate(r: &Resource, obj: &Value) -> Result<()> {
         .and_then(Value::as_str)
         .unwrap_or_default();
     let strategy = kinds::of(r);
-    let name_ok = match strategy.name_rule {
-        NameRule::Label => is_dns_label(name),
-        NameRule::Subdomain => is_dns_subdomain(name),
-    };
     if name.is_empty() {
         c.required("metadata.name", "name or generateName is required");
-    } else if !name_ok {
-        c.invalid("metadata.name", &Value::String(name.into()), "a lowercase RFC 1123 name must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character");
+    } else if let Some(why) = strategy.name_rule.refuse(name) {
+        c.invalid("metadata.name", &Value::String(name.into()), why);
     }
     for field in ["labels", "annotations"] {
         if let Some(map) = obj

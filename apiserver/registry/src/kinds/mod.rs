@@ -39,6 +39,29 @@ pub enum NameRule {
     /// An RFC 1123 label (Namespaces and Services, whose names become DNS
     /// labels).
     Label,
+    /// Any path segment: no `/` or `%`, not `.` or `..` (RBAC's roles and
+    /// bindings, named `system:node` and the like).
+    PathSegment,
+}
+
+impl NameRule {
+    /// Why `name` is refused, in Kubernetes' words; `None` when it is fine.
+    pub fn refuse(self, name: &str) -> Option<&'static str> {
+        use shoal_machinery::names::{is_dns_label, is_dns_subdomain};
+        const RFC1123: &str = "a lowercase RFC 1123 name must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
+        match self {
+            NameRule::Label if !is_dns_label(name) => Some(RFC1123),
+            NameRule::Subdomain if !is_dns_subdomain(name) => Some(RFC1123),
+            NameRule::PathSegment => match name {
+                "." => Some("may not be '.'"),
+                ".." => Some("may not be '..'"),
+                n if n.contains('/') => Some("may not contain '/'"),
+                n if n.contains('%') => Some("may not contain '%'"),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 /// How a kind's objects are deleted.

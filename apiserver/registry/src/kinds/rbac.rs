@@ -6,7 +6,7 @@ use super::print::{
     age_cell, age_column, col, created_at_cells, created_at_columns, name_cell, name_column,
     reference, text,
 };
-use super::{Printer, Strategy};
+use super::{NameRule, Printer, Strategy};
 use shoal_machinery::meta::str_at;
 
 /// Roles.
@@ -15,6 +15,7 @@ static ROLE: Strategy = Strategy {
         columns: created_at_columns,
         cells: created_at_cells,
     },
+    name_rule: NameRule::PathSegment,
     ..Strategy::GENERIC
 };
 
@@ -24,6 +25,7 @@ static CLUSTER_ROLE: Strategy = Strategy {
         columns: created_at_columns,
         cells: created_at_cells,
     },
+    name_rule: NameRule::PathSegment,
     ..Strategy::GENERIC
 };
 
@@ -76,6 +78,7 @@ static ROLE_BINDING: Strategy = Strategy {
         columns: role_binding_columns,
         cells: role_binding_cells,
     },
+    name_rule: NameRule::PathSegment,
     ..Strategy::GENERIC
 };
 
@@ -85,6 +88,7 @@ static CLUSTER_ROLE_BINDING: Strategy = Strategy {
         columns: role_binding_columns,
         cells: role_binding_cells,
     },
+    name_rule: NameRule::PathSegment,
     ..Strategy::GENERIC
 };
 

@@ -528,6 +528,16 @@ impl Objects {
             let mut n = old.clone();
             n["status"] = obj.get("status").cloned().unwrap_or(Value::Null);
             n
+        } else if sub == Some(Sub::Approval) {
+            let mut n = old.clone();
+            if !n.get("status").is_some_and(Value::is_object) {
+                n["status"] = json!({});
+            }
+            n["status"]["conditions"] = obj
+                .pointer("/status/conditions")
+                .cloned()
+                .unwrap_or(Value::Null);
+            n
         } else {
             if r.has(Sub::Status) {
                 match old.get("status") {
@@ -571,7 +581,7 @@ impl Objects {
             nm.insert("resourceVersion".into(), json!(cur.revision.to_string()));
         }
         if let Some(manager) = &opts.manager {
-            let subresource = (sub == Some(Sub::Status)).then_some("status");
+            let subresource = sub.map(Sub::name);
             shoal_machinery::apply::record_update(
                 Some(old),
                 &mut new,

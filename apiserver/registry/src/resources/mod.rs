@@ -5,11 +5,11 @@ pub mod custom;
 mod event_view;
 
 use k8s_openapi::api::{
-    apps::v1 as apps, authorization::v1 as authorization, autoscaling::v2 as autoscaling,
-    batch::v1 as batch, certificates::v1 as certificates, coordination::v1 as coordination,
-    core::v1 as core, discovery::v1 as discovery, events::v1 as events,
-    networking::v1 as networking, node::v1 as node, policy::v1 as policy, rbac::v1 as rbac,
-    scheduling::v1 as scheduling, storage::v1 as storage,
+    apps::v1 as apps, authentication::v1 as authentication, authorization::v1 as authorization,
+    autoscaling::v2 as autoscaling, batch::v1 as batch, certificates::v1 as certificates,
+    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+    events::v1 as events, networking::v1 as networking, node::v1 as node, policy::v1 as policy,
+    rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apiregistration;
@@ -30,6 +30,9 @@ pub enum Sub {
     Log,
     /// `/binding`: assigns a pod to a node.
     Binding,
+    /// `/approval`: a CertificateSigningRequest's Approved or Denied
+    /// condition (writes touch only `.status.conditions`).
+    Approval,
 }
 
 impl Sub {
@@ -40,6 +43,7 @@ impl Sub {
             Sub::Scale => "scale",
             Sub::Log => "log",
             Sub::Binding => "binding",
+            Sub::Approval => "approval",
         }
     }
 }
@@ -740,6 +744,45 @@ pub static RESOURCES: &[Resource] = &[
     stored!(
         "authorization.k8s.io",
         "v1",
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        false,
+        &[],
+        &[],
+        authorization::SubjectAccessReview,
+        "io.k8s.api.authorization.v1.SubjectAccessReview";
+        verbs: &["create"]
+    ),
+    stored!(
+        "authorization.k8s.io",
+        "v1",
+        "LocalSubjectAccessReview",
+        "localsubjectaccessreviews",
+        "localsubjectaccessreview",
+        true,
+        &[],
+        &[],
+        authorization::LocalSubjectAccessReview,
+        "io.k8s.api.authorization.v1.LocalSubjectAccessReview";
+        verbs: &["create"]
+    ),
+    stored!(
+        "authentication.k8s.io",
+        "v1",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        false,
+        &[],
+        &[],
+        authentication::SelfSubjectReview,
+        "io.k8s.api.authentication.v1.SelfSubjectReview";
+        verbs: &["create"]
+    ),
+    stored!(
+        "authorization.k8s.io",
+        "v1",
         "SelfSubjectRulesReview",
         "selfsubjectrulesreviews",
         "selfsubjectrulesreview",
@@ -784,7 +827,7 @@ pub static RESOURCES: &[Resource] = &[
         "certificatesigningrequest",
         false,
         &["csr"],
-        &[Sub::Status],
+        &[Sub::Status, Sub::Approval],
         certificates::CertificateSigningRequest,
         "io.k8s.api.certificates.v1.CertificateSigningRequest"
     ),

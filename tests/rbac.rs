@@ -1,0 +1,403 @@
+//! Identities and authorization as a Kubernetes user meets them: client
+//! certificates issued through the CertificateSigningRequest API, RBAC
+//! roles and bindings enforced on every request, `kubectl auth whoami`,
+//! `can-i` (with `--list` and `--as`) and impersonation.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use base64::Engine as _;
+use common::{Cluster, example};
+
+/// A user's kubeconfig, with a certificate the cluster issued through a
+/// CertificateSigningRequest the administrator approved.
+fn credentials(c: &Cluster, name: &str, groups: &[&str]) -> PathBuf {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    for g in groups {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, *g);
+    }
+    let request = params.serialize_request(&key).unwrap().pem().unwrap();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let csr = c.dir.join(format!("{name}-csr.yaml"));
+    std::fs::write(
+        &csr,
+        format!(
+            "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: {name}}}\nspec:\n  request: {}\n  signerName: kubernetes.io/kube-apiserver-client\n  expirationSeconds: 3600\n  usages: [client auth]\n",
+            b64(&request)
+        ),
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", csr.to_str().unwrap()]);
+    c.ok(&["certificate", "approve", name]);
+    let cert = c.wait_for(
+        &["get", "csr", name, "-o", "jsonpath={.status.certificate}"],
+        "the certificate to be issued",
+        |o| !o.trim().is_empty(),
+    );
+    let row = c.ok(&["get", "csr", name, "--no-headers"]);
+    assert!(row.contains("Approved,Issued"), "{row}");
+    let ca = std::fs::read_to_string(c.dir.join("pki/ca.crt")).unwrap();
+    let path = c.dir.join(format!("{name}.kubeconfig"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: {name}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: {name}}}\ncurrent-context: c\n",
+            c.server(),
+            b64(&ca),
+            cert.trim(),
+            b64(&key.serialize_pem()),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs kubectl with `kubeconfig`.
+fn kubectl_as(c: &Cluster, kubeconfig: &PathBuf, args: &[&str]) -> Output {
+    Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .arg(format!(
+            "--cache-dir={}",
+            c.dir.join("kube-cache-users").display()
+        ))
+        .stdin(Stdio::null())
+        .output()
+        .expect("running kubectl")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn users_may_do_what_their_roles_grant() {
+    let c = Cluster::start("rbac");
+    let alice = credentials(&c, "alice", &["devs"]);
+    let run = |args: &[&str]| kubectl_as(&c, &alice, args);
+
+    let who = text(&run(&["auth", "whoami"]));
+    assert!(
+        who.contains("alice") && who.contains("[devs system:authenticated]"),
+        "{who}"
+    );
+
+    // Nothing is granted yet.
+    let out = run(&["get", "pods"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("Error from server (Forbidden): pods is forbidden: User \"alice\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""),
+        "{}",
+        text(&out)
+    );
+    let out = run(&["auth", "can-i", "create", "deployments"]);
+    assert!(
+        !out.status.success() && text(&out).starts_with("no"),
+        "{}",
+        text(&out)
+    );
+
+    // admin in one namespace.
+    c.ok(&["create", "namespace", "team"]);
+    c.ok(&[
+        "create",
+        "rolebinding",
+        "alice-admin",
+        "--clusterrole=admin",
+        "--user=alice",
+        "-n",
+        "team",
+    ]);
+    let granted = || {
+        run(&["auth", "can-i", "create", "deployments", "-n", "team"])
+            .status
+            .success()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !granted() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the binding never took effect"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = run(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=hello-cmd:v1",
+        "-n",
+        "team",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    // admin manages the namespace's roles, but nothing cluster-wide.
+    let out = run(&[
+        "create",
+        "rolebinding",
+        "bob-view",
+        "--clusterrole=view",
+        "--user=bob",
+        "-n",
+        "team",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&["get", "nodes"]);
+    assert!(
+        text(&out).contains("nodes is forbidden: User \"alice\" cannot list resource \"nodes\" in API group \"\" at the cluster scope"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&[
+        "create",
+        "clusterrolebinding",
+        "mine",
+        "--clusterrole=cluster-admin",
+        "--user=alice",
+    ]);
+    assert!(
+        text(&out).contains("clusterrolebindings.rbac.authorization.k8s.io is forbidden"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=hello-cmd:v1",
+        "-n",
+        "default",
+    ]);
+    assert!(
+        text(&out).contains("deployments.apps is forbidden"),
+        "{}",
+        text(&out)
+    );
+    // Nobody grants what they do not hold: not by binding a bigger role,
+    // not by writing a role with more rules.
+    let out = run(&[
+        "create",
+        "rolebinding",
+        "root",
+        "--clusterrole=cluster-admin",
+        "--user=alice",
+        "-n",
+        "team",
+    ]);
+    assert!(
+        text(&out).contains("is attempting to bind RBAC permissions not currently held"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&[
+        "create",
+        "role",
+        "nodes",
+        "--verb=list",
+        "--resource=nodes",
+        "-n",
+        "team",
+    ]);
+    assert!(
+        text(&out).contains("is attempting to grant RBAC permissions not currently held"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&[
+        "create",
+        "role",
+        "secrets",
+        "--verb=get",
+        "--resource=secrets",
+        "-n",
+        "team",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let list = text(&run(&["auth", "can-i", "--list", "-n", "team"]));
+    assert!(
+        list.contains("deployments.apps")
+            && list.contains("rolebindings.rbac.authorization.k8s.io"),
+        "{list}"
+    );
+    assert!(
+        !text(&run(&["auth", "can-i", "--list", "-n", "default"])).contains("deployments.apps")
+    );
+
+    // A group's binding reaches every member: view in default for devs.
+    c.ok(&[
+        "create",
+        "rolebinding",
+        "devs-view",
+        "--clusterrole=view",
+        "--group=devs",
+        "-n",
+        "default",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !run(&["get", "pods", "-n", "default"]).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the group binding never took effect"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = run(&["delete", "configmap", "kube-root-ca.crt", "-n", "default"]);
+    assert!(text(&out).contains("is forbidden"), "{}", text(&out));
+
+    // Impersonation: only for those allowed to impersonate.
+    let out = run(&["get", "pods", "-n", "team", "--as", "bob"]);
+    assert!(
+        text(&out).contains("users \"bob\" is forbidden: User \"alice\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        c.ok(&[
+            "auth",
+            "can-i",
+            "create",
+            "deployments",
+            "-n",
+            "team",
+            "--as",
+            "alice"
+        ])
+        .trim(),
+        "yes"
+    );
+    let out = c.kubectl(&[
+        "auth",
+        "can-i",
+        "create",
+        "deployments",
+        "-n",
+        "team",
+        "--as",
+        "bob",
+    ]);
+    assert!(!out.status.success(), "bob only views");
+    assert_eq!(
+        c.ok(&[
+            "auth",
+            "can-i",
+            "list",
+            "deployments",
+            "-n",
+            "team",
+            "--as",
+            "bob"
+        ])
+        .trim(),
+        "yes"
+    );
+    let who = c.ok(&["auth", "whoami", "--as", "carol", "--as-group", "ops"]);
+    assert!(
+        who.contains("carol") && who.contains("[ops system:authenticated]"),
+        "{who}"
+    );
+
+    // Service accounts are users too.
+    c.ok(&["create", "serviceaccount", "ci", "-n", "team"]);
+    c.ok(&[
+        "create",
+        "rolebinding",
+        "ci-edit",
+        "--clusterrole=edit",
+        "--serviceaccount=team:ci",
+        "-n",
+        "team",
+    ]);
+    let sa = "system:serviceaccount:team:ci";
+    c.wait_for(
+        &["auth", "can-i", "create", "pods", "-n", "team", "--as", sa],
+        "the service account's binding",
+        |o| o.trim() == "yes",
+    );
+    let out = c.kubectl(&[
+        "auth", "can-i", "create", "pods", "-n", "default", "--as", sa,
+    ]);
+    assert!(!out.status.success());
+
+    // The node's own identity still runs pods.
+    c.import(&example("hello-cmd"), "hello-cmd:v1");
+    c.ok(&["run", "steady", "--image=hello-cmd:v1"]);
+    c.wait_for(&["get", "pod", "steady"], "steady Running", |o| {
+        o.contains(" Running ")
+    });
+}
+
+#[test]
+fn the_kubelet_signer_issues_only_node_identities() {
+    let c = Cluster::start("csr");
+    let request = |cn: &str, org: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, org);
+        base64::engine::general_purpose::STANDARD
+            .encode(params.serialize_request(&key).unwrap().pem().unwrap())
+    };
+    for (name, cn, org) in [
+        ("node-a", "system:node:a", "system:nodes"),
+        ("sneaky", "admin", "system:masters"),
+    ] {
+        let file = c.dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: {name}}}\nspec:\n  request: {}\n  signerName: kubernetes.io/kube-apiserver-client-kubelet\n  usages: [digital signature, client auth]\n",
+                request(cn, org)
+            ),
+        )
+        .unwrap();
+        c.ok(&["apply", "-f", file.to_str().unwrap()]);
+        c.ok(&["certificate", "approve", name]);
+    }
+    c.wait_for(
+        &["get", "csr", "node-a", "--no-headers"],
+        "node-a issued",
+        |o| o.contains("Approved,Issued"),
+    );
+    let failed = c.wait_for(
+        &[
+            "get",
+            "csr",
+            "sneaky",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Failed\")].message}",
+        ],
+        "sneaky failed",
+        |o| !o.is_empty(),
+    );
+    assert!(
+        failed.contains("does not begin with system:node:"),
+        "{failed}"
+    );
+    assert!(
+        c.ok(&[
+            "get",
+            "csr",
+            "sneaky",
+            "-o",
+            "jsonpath={.status.certificate}"
+        ])
+        .is_empty()
+    );
+}
