@@ -644,6 +644,8 @@ fn certificate_signing_requests_are_stored_checked_and_printed() {
     );
     let r = row(&table, "alice");
     assert_eq!(r[2], "kubernetes.io/kube-apiserver-client", "{table}");
+    // The requester is who asked, whatever the body said.
+    assert_eq!(r[3], "shoal-admin", "{table}");
     assert_eq!(r[r.len() - 2..], ["24h", "Pending"], "{table}");
 
     // The request is what was asked: an update leaves the spec as it was.
@@ -675,9 +677,11 @@ fn certificate_signing_requests_are_stored_checked_and_printed() {
         "-p",
         r#"{"status":{"conditions":[{"type":"Approved","status":"True","reason":"ByHand","message":"checked"}]}}"#,
     ]);
-    assert_eq!(
-        row(&c.ok(&["get", "csr"]), "alice").last().unwrap(),
-        "Approved"
+    // The cluster's signer issues the approved request.
+    c.wait_for(
+        &["get", "csr", "alice", "--no-headers"],
+        "the certificate issued",
+        |o| o.split_whitespace().last() == Some("Approved,Issued"),
     );
 
     // A request that is not one is refused with Kubernetes' causes.
@@ -704,6 +708,6 @@ fn certificate_signing_requests_are_stored_checked_and_printed() {
     c.boot();
     assert_eq!(
         row(&c.ok(&["get", "csr"]), "alice").last().unwrap(),
-        "Approved"
+        "Approved,Issued"
     );
 }

@@ -173,6 +173,7 @@ static CERTIFICATE_SIGNING_REQUEST: Strategy = Strategy {
     kept_on_update: &["spec"],
     printer: Printer { columns, cells },
     field_labels: &["spec.signerName"],
+    records_requester: true,
     ..Strategy::GENERIC
 };
 

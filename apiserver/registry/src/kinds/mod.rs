@@ -133,6 +133,9 @@ pub struct Strategy {
     pub allocation: Allocation,
     /// Where the scale subresource reads the label selector.
     pub scale_selector: &'static str,
+    /// Whether a new object records who asked for it in `spec.username`
+    /// and `spec.groups`, whatever the body says (CertificateSigningRequests).
+    pub records_requester: bool,
     /// Fields a field selector may name besides `metadata.name` and
     /// `metadata.namespace`, as Kubernetes' field label conversions list them.
     pub field_labels: &'static [&'static str],
@@ -165,6 +168,7 @@ impl Strategy {
         allocation: Allocation::Nothing,
         scale_selector: "/spec/selector/matchLabels",
         field_labels: &[],
+        records_requester: false,
     };
 
     /// Refuses a field selector naming a field the kind cannot select on

@@ -329,6 +329,19 @@ impl Objects {
         }
         let strategy = kinds::of(r);
         (strategy.prepare)(&mut obj);
+        if strategy.records_requester
+            && let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut)
+        {
+            let user = opts.user.as_deref();
+            spec.insert(
+                "username".into(),
+                json!(user.map_or("", |u| u.name.as_str())),
+            );
+            spec.insert(
+                "groups".into(),
+                json!(user.map_or(&[][..], |u| &u.groups[..])),
+            );
+        }
         strategy.default(&mut obj);
         if let Some(c) = r.custom {
             shoal_machinery::schema::prune(&c.schema, &mut obj, &mut Vec::new());
