@@ -57,7 +57,13 @@ message apimachinery.pkg.apis.meta.v1.TableRowCondition
 3 reason string
 4 message string"""
 # Objects of subresources, which are not kinds of their own.
-SUBRESOURCES = ["api.autoscaling.v1.Scale", "api.policy.v1.Eviction", "api.authentication.v1.TokenRequest"]
+# Bodies of subresources, decoded by their kind like the resources' own.
+SUBRESOURCE_KINDS = [
+    ("autoscaling/v1", "Scale", "api.autoscaling.v1.Scale"),
+    ("policy/v1", "Eviction", "api.policy.v1.Eviction"),
+    ("authentication.k8s.io/v1", "TokenRequest", "api.authentication.v1.TokenRequest"),
+]
+SUBRESOURCES = [m for _, _, m in SUBRESOURCE_KINDS]
 # Messages the decoder turns into JSON by hand (see protobuf/mod.rs).
 SPECIAL = {
     "apimachinery.pkg.apis.meta.v1.Time",
@@ -208,7 +214,7 @@ def main():
         "# types: a scalar, a message name, []T for repeated, {}T for a map with string keys",
         "# alias <message> []T: a message that is a bare array in JSON",
     ]
-    lines += [f"kind {v} {k} {m}" for v, k, m in sorted(kinds)]
+    lines += [f"kind {v} {k} {m}" for v, k, m in sorted(kinds + SUBRESOURCE_KINDS)]
     newer = []
     for full in sorted(reachable):
         m = messages[full]

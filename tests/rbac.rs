@@ -401,3 +401,140 @@ fn the_kubelet_signer_issues_only_node_identities() {
         .is_empty()
     );
 }
+
+/// A kubeconfig for the API with a bearer token.
+fn token_kubeconfig(c: &Cluster, name: &str, token: &str) -> PathBuf {
+    let ca = std::fs::read_to_string(c.dir.join("pki/ca.crt")).unwrap();
+    let path = c.dir.join(format!("{name}.kubeconfig"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: t\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context: {{cluster: c, user: t}}\ncurrent-context: c\n",
+            c.server(),
+            base64::engine::general_purpose::STANDARD.encode(ca),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn service_account_tokens_authenticate_their_account() {
+    let c = Cluster::start("tokens");
+    c.ok(&["create", "serviceaccount", "ci"]);
+    c.ok(&[
+        "create",
+        "rolebinding",
+        "ci-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:ci",
+    ]);
+    let token = c.ok(&["create", "token", "ci"]);
+    let ci = token_kubeconfig(&c, "ci", token.trim());
+    let who = text(&kubectl_as(&c, &ci, &["auth", "whoami"]));
+    assert!(
+        who.contains("system:serviceaccount:default:ci")
+            && who.contains(
+                "[system:serviceaccounts system:serviceaccounts:default system:authenticated]"
+            ),
+        "{who}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !kubectl_as(&c, &ci, &["get", "pods"]).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            text(&kubectl_as(&c, &ci, &["get", "pods"]))
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = kubectl_as(&c, &ci, &["get", "secrets"]);
+    assert!(
+        text(&out)
+            .contains("User \"system:serviceaccount:default:ci\" cannot list resource \"secrets\""),
+        "{}",
+        text(&out)
+    );
+
+    // Another signature, another audience's token, a tampered one: 401.
+    let mut tampered = token.trim().to_string();
+    tampered.pop();
+    for bad in [tampered.as_str(), "not-a-token"] {
+        let out = kubectl_as(&c, &token_kubeconfig(&c, "bad", bad), &["get", "pods"]);
+        assert!(text(&out).contains("Unauthorized"), "{}", text(&out));
+    }
+    let vault = c.ok(&["create", "token", "ci", "--audience=vault"]);
+    let out = kubectl_as(
+        &c,
+        &token_kubeconfig(&c, "vault", vault.trim()),
+        &["get", "pods"],
+    );
+    assert!(text(&out).contains("Unauthorized"), "{}", text(&out));
+    let err = c.fails(&["create", "token", "ci", "--duration=5m"]);
+    assert!(
+        err.contains("may not specify a duration less than 10 minutes"),
+        "{err}"
+    );
+
+    // TokenReview tells others whose a token is.
+    let review = c.dir.join("review.json");
+    std::fs::write(
+        &review,
+        serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "spec": {"token": token.trim()}})
+        .to_string(),
+    )
+    .unwrap();
+    let answer = c.ok(&[
+        "create",
+        "--validate=false",
+        "-f",
+        review.to_str().unwrap(),
+        "-o",
+        "jsonpath={.status.authenticated} {.status.user.username}",
+    ]);
+    assert_eq!(answer, "true system:serviceaccount:default:ci");
+
+    // The issuer's discovery documents, for other systems to verify tokens.
+    let config: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "--raw", "/.well-known/openid-configuration"]))
+            .unwrap();
+    assert_eq!(
+        config["issuer"],
+        "https://kubernetes.default.svc.cluster.local"
+    );
+    assert!(
+        config["jwks_uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("/openid/v1/jwks")
+    );
+    let jwks: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "--raw", "/openid/v1/jwks"])).unwrap();
+    assert_eq!(jwks["keys"][0]["kty"], "EC");
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+
+    // A token bound to a pod ends with the pod; every token with its account.
+    c.import(&example("hello-cmd"), "hello-cmd:v1");
+    c.ok(&[
+        "run",
+        "holder",
+        "--image=hello-cmd:v1",
+        "--overrides={\"spec\":{\"serviceAccountName\":\"ci\"}}",
+    ]);
+    let bound = c.ok(&[
+        "create",
+        "token",
+        "ci",
+        "--bound-object-kind=Pod",
+        "--bound-object-name=holder",
+    ]);
+    let held = token_kubeconfig(&c, "held", bound.trim());
+    assert!(kubectl_as(&c, &held, &["get", "pods"]).status.success());
+    c.ok(&["delete", "pod", "holder", "--grace-period=0", "--force"]);
+    c.wait_for(&["get", "pods"], "the pod gone", |o| !o.contains("holder"));
+    assert!(text(&kubectl_as(&c, &held, &["get", "pods"])).contains("Unauthorized"));
+    assert!(kubectl_as(&c, &ci, &["get", "pods"]).status.success());
+    c.ok(&["delete", "serviceaccount", "ci"]);
+    assert!(text(&kubectl_as(&c, &ci, &["get", "pods"])).contains("Unauthorized"));
+}

@@ -141,6 +141,10 @@ impl Server {
             metrics: Arc::default(),
             aggregator: aggregator.clone(),
             authorizer,
+            tokens: Some(Arc::new(
+                shoal_pki::tokens::Tokens::from_pem(&pki.service_account_key)
+                    .map_err(|e| StartError::Pki(shoal_pki::PkiError::Key(e)))?,
+            )),
         };
         tasks.extend([
             tokio::spawn(serve(listener, tls, state)),

@@ -20,6 +20,9 @@ fn sub_kind(r: &Resource, s: Sub) -> Value {
         Sub::Scale => json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}),
         Sub::Binding => json!({"group": "", "version": "v1", "kind": "Binding"}),
         Sub::Log => json!({"group": "", "version": "v1", "kind": "Pod"}),
+        Sub::Token => {
+            json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"})
+        }
         Sub::Status | Sub::Approval => {
             json!({"group": r.group, "version": r.version, "kind": r.kind})
         }
@@ -29,7 +32,7 @@ fn sub_kind(r: &Resource, s: Sub) -> Value {
 fn sub_verbs(s: Sub) -> Vec<&'static str> {
     match s {
         Sub::Log => vec!["get"],
-        Sub::Binding => vec!["create"],
+        Sub::Binding | Sub::Token => vec!["create"],
         _ => vec!["get", "patch", "update"],
     }
 }

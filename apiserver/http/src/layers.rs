@@ -76,8 +76,9 @@ pub fn refusal(e: BoxError) -> Response<Body> {
 /// The API's service over `state`: the layers and the handler.
 pub fn service(state: ApiState) -> ApiService {
     let (impersonating, resolving, authorizing) = (state.clone(), state.clone(), state.clone());
+    let authenticating = state.clone();
     let svc = ServiceBuilder::new()
-        .filter(authenticate)
+        .filter(move |req| authenticate(&authenticating, req))
         .filter(move |req| impersonate(&impersonating, req))
         .filter(move |req| resolve(&resolving, req))
         .filter(move |req| authorize(&authorizing, req))
@@ -96,14 +97,25 @@ fn public(path: &str) -> bool {
     )
 }
 
-/// Authentication: a request without a user is refused (401) unless its
-/// path is public.
-fn authenticate(req: Request<Body>) -> Result<Request<Body>, ApiError> {
+/// Authentication: the client certificate's user, or the service account
+/// of a valid bearer token; a request with neither is refused (401)
+/// unless its path is public, and so is one with an invalid token.
+fn authenticate(state: &ApiState, mut req: Request<Body>) -> Result<Request<Body>, ApiError> {
     let known = req
         .extensions()
         .get::<Authenticated>()
         .is_some_and(|a| a.0.is_some());
-    if known || public(req.uri().path()) {
+    if known {
+        return Ok(req);
+    }
+    if let Some(token) = crate::tokens::bearer(req.headers()) {
+        let user = crate::tokens::authenticate(state, token, &[shoal_pki::tokens::ISSUER])
+            .ok_or_else(ApiError::unauthorized)?;
+        req.extensions_mut()
+            .insert(Authenticated(Some(std::sync::Arc::new(user))));
+        return Ok(req);
+    }
+    if public(req.uri().path()) {
         Ok(req)
     } else {
         Err(ApiError::unauthorized())

@@ -27,6 +27,7 @@ pub use request::yaml_to_json;
 use resource::{resource, sub_of};
 use route::Route;
 mod table;
+mod tokens;
 mod watch;
 
 use std::net::SocketAddr;
@@ -65,6 +66,9 @@ pub struct ApiState {
     pub aggregator: Arc<Aggregator>,
     /// Who may do what.
     pub authorizer: Arc<dyn Authorizer>,
+    /// The service-account token key; `None`: bearer tokens are not
+    /// accepted or issued.
+    pub tokens: Option<tokens::TokenKeys>,
 }
 
 /// How long a client has to finish its TLS handshake: a silent one must not
@@ -268,6 +272,20 @@ async fn answer(state: &ApiState, route: Route, req: Request<Body>) -> Result<Re
             .ok_or_else(ApiError::no_route),
         Route::OpenApiRoot => Ok(ok(&openapi::root(registry))),
         Route::OpenApiDoc(g, v) => doc(state, &g, &v, query.get("hash")),
+        Route::OpenIdConfiguration => {
+            let host = req.uri().authority().map(|a| a.to_string()).or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            });
+            Ok(ok(&tokens::openid_configuration(state, host.as_deref())?))
+        }
+        Route::Jwks => Ok(json_response(
+            StatusCode::OK,
+            &tokens::jwks(state)?,
+            "application/jwk-set+json",
+        )),
         Route::OpenApiV2 => Err(ApiError {
             code: 404,
             reason: "NotFound",

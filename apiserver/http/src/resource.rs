@@ -183,6 +183,19 @@ pub(super) async fn resource(
                 &w.warnings,
             ))
         }
+        (Method::POST, Some(name), Some(Sub::Token)) => {
+            let (_, body) = read_body(req).await?;
+            let body = if body.is_empty() {
+                json!({})
+            } else {
+                parse_json(&body)?
+            };
+            Ok(json_response(
+                StatusCode::CREATED,
+                &crate::tokens::request_token(state, &ns, name, &body)?,
+                "application/json",
+            ))
+        }
         (Method::POST, Some(name), Some(Sub::Binding)) => {
             subresources::bind(objects, &ns, name, req).await
         }

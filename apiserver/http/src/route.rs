@@ -48,6 +48,10 @@ pub(crate) enum Route {
     OpenApiDoc(String, String),
     /// `/openapi/v2`, which is not served.
     OpenApiV2,
+    /// `/.well-known/openid-configuration`: the token issuer's discovery.
+    OpenIdConfiguration,
+    /// `/openid/v1/jwks`: the token issuer's public keys.
+    Jwks,
     /// A group-version another server serves, through this APIService.
     Remote(Arc<Value>),
     /// A resource's objects or an object.
@@ -80,6 +84,8 @@ pub(crate) fn resolve(state: &ApiState, method: &Method, path: &str) -> Result<R
         ["openapi", "v3", "api", v] => Some(Route::OpenApiDoc(String::new(), v.to_string())),
         ["openapi", "v3", "apis", g, v] => Some(Route::OpenApiDoc(g.to_string(), v.to_string())),
         ["openapi", "v2"] => Some(Route::OpenApiV2),
+        [".well-known", "openid-configuration"] => Some(Route::OpenIdConfiguration),
+        ["openid", "v1", "jwks"] => Some(Route::Jwks),
         _ => None,
     };
     if let Some(route) = fixed.filter(|_| get) {

@@ -44,6 +44,7 @@ async fn admitted(authorizer: Arc<dyn Authorizer>, plugins: Vec<Arc<dyn Admissio
         metrics: Arc::default(),
         aggregator: Arc::new(Aggregator::new(&pki)),
         authorizer,
+        tokens: None,
     };
     Api {
         svc: service(state),

@@ -4,6 +4,7 @@
 //! certificates.
 
 pub mod signer;
+pub mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,6 +33,9 @@ pub enum PkiError {
     /// rustls refused the material.
     #[error("TLS configuration: {0}")]
     Tls(String),
+    /// A signing key could not be made or read.
+    #[error("signing key: {0}")]
+    Key(String),
 }
 
 /// A certificate and key in PEM.
@@ -66,6 +70,8 @@ pub struct Pki {
     pub front_proxy_client: Pair,
     /// The cluster CA's private key, for signing approved requests.
     ca_key: String,
+    /// The service-account token key (P-256, PKCS#8 PEM).
+    pub service_account_key: String,
 }
 
 /// The common name of the aggregation layer's client certificate, the one
@@ -254,6 +260,11 @@ impl Pki {
             write_private(&path("front-proxy-client", "key"), &client.key)?;
             std::fs::write(path("front-proxy-ca", "crt"), cert.pem())?;
         }
+        if !path("sa", "key").exists() {
+            // Made also for data dirs from before service-account tokens.
+            let key = tokens::Tokens::generate_key().map_err(PkiError::Key)?;
+            write_private(&path("sa", "key"), &key)?;
+        }
         let read = |n: &str| -> Result<Pair, PkiError> {
             Ok(Pair {
                 cert: std::fs::read_to_string(path(n, "crt"))?,
@@ -271,6 +282,7 @@ impl Pki {
             front_proxy_ca: std::fs::read_to_string(path("front-proxy-ca", "crt"))?,
             front_proxy_client: read("front-proxy-client")?,
             ca_key: std::fs::read_to_string(path("ca", "key"))?,
+            service_account_key: std::fs::read_to_string(path("sa", "key"))?,
         })
     }
 

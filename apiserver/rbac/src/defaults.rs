@@ -293,6 +293,26 @@ pub fn defaults() -> Vec<Value> {
             )],
         ),
         cluster_role("system:node", none.clone(), node),
+        cluster_role(
+            "system:service-account-issuer-discovery",
+            none.clone(),
+            vec![urls(
+                &["get"],
+                &["/.well-known/openid-configuration", "/openid/v1/jwks"],
+            )],
+        ),
+        cluster_role(
+            "system:auth-delegator",
+            none.clone(),
+            vec![
+                rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
+                rule(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                ),
+            ],
+        ),
         binding(
             "cluster-admin",
             "cluster-admin",
@@ -317,5 +337,10 @@ pub fn defaults() -> Vec<Value> {
             ],
         ),
         binding("system:node", "system:node", &[("Group", "system:nodes")]),
+        binding(
+            "system:service-account-issuer-discovery",
+            "system:service-account-issuer-discovery",
+            &[("Group", "system:serviceaccounts")],
+        ),
     ]
 }

@@ -33,6 +33,8 @@ pub enum Sub {
     /// `/approval`: a CertificateSigningRequest's Approved or Denied
     /// condition (writes touch only `.status.conditions`).
     Approval,
+    /// `/token`: a ServiceAccount's TokenRequest.
+    Token,
 }
 
 impl Sub {
@@ -44,6 +46,7 @@ impl Sub {
             Sub::Log => "log",
             Sub::Binding => "binding",
             Sub::Approval => "approval",
+            Sub::Token => "token",
         }
     }
 }
@@ -379,7 +382,7 @@ pub static RESOURCES: &[Resource] = &[
         "serviceaccount",
         true,
         &["sa"],
-        &[],
+        &[Sub::Token],
         core::ServiceAccount,
         "io.k8s.api.core.v1.ServiceAccount"
     ),
@@ -765,6 +768,19 @@ pub static RESOURCES: &[Resource] = &[
         &[],
         authorization::LocalSubjectAccessReview,
         "io.k8s.api.authorization.v1.LocalSubjectAccessReview";
+        verbs: &["create"]
+    ),
+    stored!(
+        "authentication.k8s.io",
+        "v1",
+        "TokenReview",
+        "tokenreviews",
+        "tokenreview",
+        false,
+        &[],
+        &[],
+        authentication::TokenReview,
+        "io.k8s.api.authentication.v1.TokenReview";
         verbs: &["create"]
     ),
     stored!(
