@@ -538,3 +538,72 @@ fn service_account_tokens_authenticate_their_account() {
     c.ok(&["delete", "serviceaccount", "ci"]);
     assert!(text(&kubectl_as(&c, &ci, &["get", "pods"])).contains("Unauthorized"));
 }
+
+#[test]
+fn pods_get_their_service_account_credentials() {
+    let c = Cluster::start("podtokens");
+    c.import(&example("hello-cmd"), "hello-cmd:v1");
+    c.ok(&["create", "serviceaccount", "reader"]);
+    c.ok(&[
+        "create",
+        "rolebinding",
+        "reader-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:reader",
+    ]);
+    let dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let pod = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  serviceAccountName: reader\n{extra}  containers:\n  - name: c\n    image: hello-cmd:v1\n    env:\n    - {{name: SHOW_FILES, value: \"{dir}/namespace,{dir}/token,{dir}/ca.crt\"}}\n    - {{name: SHOW_ENV, value: \"KUBERNETES_SERVICE_HOST,KUBERNETES_SERVICE_PORT\"}}\n    - {{name: INTERVAL, value: \"3600\"}}\n"
+        )
+    };
+    let file = c.dir.join("with.yaml");
+    std::fs::write(&file, pod("with", "")).unwrap();
+    c.ok(&["apply", "-f", file.to_str().unwrap()]);
+    let file = c.dir.join("without.yaml");
+    std::fs::write(
+        &file,
+        pod("without", "  automountServiceAccountToken: false\n"),
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", file.to_str().unwrap()]);
+    let spec = c.ok(&[
+        "get",
+        "pod",
+        "with",
+        "-o",
+        "jsonpath={.spec.volumes[0].name} {.spec.containers[0].volumeMounts[0].mountPath}",
+    ]);
+    assert!(
+        spec.starts_with("kube-api-access-") && spec.ends_with(dir),
+        "{spec}"
+    );
+    let logs = c.wait_for(&["logs", "with"], "the credentials printed", |o| {
+        o.contains("KUBERNETES_SERVICE_PORT=")
+    });
+    assert!(logs.contains("KUBERNETES_SERVICE_HOST=10.96.0.1"), "{logs}");
+    assert!(logs.contains("KUBERNETES_SERVICE_PORT=443"), "{logs}");
+    assert!(logs.contains("BEGIN CERTIFICATE"), "the cluster CA: {logs}");
+    let token = logs
+        .split_whitespace()
+        .find(|w| w.starts_with("eyJ"))
+        .unwrap_or_else(|| panic!("no token in {logs}"));
+    // The pod's token is the pod's service account's, bound to the pod.
+    let as_pod = token_kubeconfig(&c, "as-pod", token);
+    let who = text(&kubectl_as(&c, &as_pod, &["auth", "whoami"]));
+    assert!(
+        who.contains("system:serviceaccount:default:reader"),
+        "{who}"
+    );
+    assert!(kubectl_as(&c, &as_pod, &["get", "pods"]).status.success());
+    let none = c.wait_for(&["logs", "without"], "the files' absence printed", |o| {
+        o.contains("KUBERNETES_SERVICE_PORT=")
+    });
+    assert!(
+        !none.contains("eyJ") && !none.contains("BEGIN CERTIFICATE"),
+        "{none}"
+    );
+    c.ok(&["delete", "pod", "with", "--grace-period=0", "--force"]);
+    c.wait_for(&["get", "pods"], "the pod gone", |o| !o.contains("with "));
+    assert!(text(&kubectl_as(&c, &as_pod, &["get", "pods"])).contains("Unauthorized"));
+}

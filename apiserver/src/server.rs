@@ -89,10 +89,12 @@ impl Server {
         )
         .await?;
         let rbac = (config.authorization == Authorization::Rbac).then(shoal_http::Rbac::new);
-        let admission: Vec<Arc<dyn shoal_registry::admission::Admission>> = match &rbac {
-            Some(rbac) => vec![Arc::new(shoal_http::NoEscalation(rbac.clone()))],
-            None => Vec::new(),
-        };
+        let mut admission: Vec<Arc<dyn shoal_registry::admission::Admission>> = vec![Arc::new(
+            shoal_registry::admission::service_account::ServiceAccounts(store.clone()),
+        )];
+        if let Some(rbac) = &rbac {
+            admission.push(Arc::new(shoal_http::NoEscalation(rbac.clone())));
+        }
         let objects = Objects::new(store).with_admission(admission);
         ensure_initial_objects(&objects, config.cluster_dns)
             .await

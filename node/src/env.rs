@@ -190,7 +190,7 @@ pub(crate) async fn resolve(
         config_maps: BTreeMap::new(),
         secrets: BTreeMap::new(),
     };
-    let mut env: Vec<(String, String)> = Vec::new();
+    let mut env: Vec<(String, String)> = api_env(client).await;
     let set = |env: &mut Vec<(String, String)>, k: String, v: String| {
         env.retain(|(n, _)| *n != k);
         env.push((k, v));
@@ -276,6 +276,58 @@ pub(crate) async fn resolve(
         set(&mut env, name, value);
     }
     Ok(env)
+}
+
+/// How long the API Service's address is remembered.
+const API_ENV_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The variables the kubelet gives every container to find the API: from
+/// the `default/kubernetes` Service (remembered for a minute; none while
+/// it cannot be read).
+async fn api_env(client: &kube::Client) -> Vec<(String, String)> {
+    type Cached = Option<(std::time::Instant, Vec<(String, String)>)>;
+    static CACHE: std::sync::Mutex<Cached> = std::sync::Mutex::new(None);
+    if let Some((at, env)) = CACHE.lock().expect("api env lock").as_ref()
+        && at.elapsed() < API_ENV_TTL
+    {
+        return env.clone();
+    }
+    let api: kube::Api<k8s_openapi::api::core::v1::Service> =
+        kube::Api::namespaced(client.clone(), "default");
+    let Ok(Some(svc)) = api.get_opt("kubernetes").await else {
+        return Vec::new();
+    };
+    let spec = svc.spec.unwrap_or_default();
+    let (Some(ip), Some(port)) = (
+        spec.cluster_ip.filter(|ip| !ip.is_empty() && ip != "None"),
+        spec.ports.and_then(|p| p.first().map(|p| p.port)),
+    ) else {
+        return Vec::new();
+    };
+    let env = service_env(&ip, port);
+    *CACHE.lock().expect("api env lock") = Some((std::time::Instant::now(), env.clone()));
+    env
+}
+
+/// `KUBERNETES_SERVICE_HOST` and the rest, as the kubelet writes them.
+fn service_env(ip: &str, port: i32) -> Vec<(String, String)> {
+    let url = format!("tcp://{ip}:{port}");
+    [
+        ("KUBERNETES_SERVICE_HOST", ip.to_string()),
+        ("KUBERNETES_SERVICE_PORT", port.to_string()),
+        ("KUBERNETES_SERVICE_PORT_HTTPS", port.to_string()),
+        ("KUBERNETES_PORT", url.clone()),
+        (&format!("KUBERNETES_PORT_{port}_TCP"), url),
+        (&format!("KUBERNETES_PORT_{port}_TCP_PROTO"), "tcp".into()),
+        (
+            &format!("KUBERNETES_PORT_{port}_TCP_PORT"),
+            port.to_string(),
+        ),
+        (&format!("KUBERNETES_PORT_{port}_TCP_ADDR"), ip.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 #[cfg(test)]

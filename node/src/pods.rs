@@ -423,6 +423,27 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
         )));
     }
     drop(tx);
+    if let Some(first) = crate::volumes::token_refresh_due(&pod_json) {
+        // Projected tokens are renewed at 80% of their life while the pod runs.
+        let (client, pod_json, pod_dir) =
+            (shared.client.clone(), pod_json.clone(), pod_dir.clone());
+        tasks.push(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+            async move {
+                let mut wait = first;
+                loop {
+                    tokio::time::sleep(wait).await;
+                    wait = match crate::volumes::refresh_tokens(&client, &pod_json, &pod_dir).await
+                    {
+                        Ok(next) => next.unwrap_or(first),
+                        Err(e) => {
+                            tracing::warn!("refreshing a pod's service-account token: {e}");
+                            std::time::Duration::from_secs(10)
+                        }
+                    };
+                }
+            },
+        )));
+    }
     report(&statuses, None);
     let limits = crate::volumes::disk_limits(&pod_json);
     let mut check = tokio::time::interval(EMPTY_DIR_CHECK);

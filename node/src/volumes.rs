@@ -184,6 +184,121 @@ pub(crate) fn is_component(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// The longest a token may live before the node asks for a new one.
+const TOKEN_REFRESH_AT: f64 = 0.8;
+
+/// A service-account token for `pod` as a projected `serviceAccountToken`
+/// source asks for it (bound to the pod, for its audience), from the API's
+/// TokenRequest; the token and its lifetime in seconds.
+async fn service_account_token(
+    client: &kube::Client,
+    pod: &Value,
+    src: &Value,
+) -> Result<(Vec<u8>, u64), VolumeError> {
+    let text = |p: &str| pod.pointer(p).and_then(Value::as_str).unwrap_or_default();
+    let ns = text("/metadata/namespace");
+    let account = match text("/spec/serviceAccountName") {
+        "" => "default",
+        a => a,
+    };
+    let mut spec = serde_json::json!({
+        "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
+            "name": text("/metadata/name"), "uid": text("/metadata/uid")},
+        "expirationSeconds": src.get("expirationSeconds").and_then(Value::as_i64).unwrap_or(3600).max(600),
+    });
+    if let Some(aud) = src
+        .get("audience")
+        .and_then(Value::as_str)
+        .filter(|a| !a.is_empty())
+    {
+        spec["audiences"] = serde_json::json!([aud]);
+    }
+    let body = serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec});
+    let api: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let answer: Value = api
+        .create_subresource(
+            "token",
+            account,
+            &kube::api::PostParams::default(),
+            serde_json::to_vec(&body).map_err(|e| e.to_string())?,
+        )
+        .await
+        .map_err(|e| format!("requesting a token for service account {ns}/{account}: {e}"))?;
+    let token = answer
+        .pointer("/status/token")
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("no token for service account {ns}/{account}"))?;
+    let lifetime = answer
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(600);
+    Ok((token.as_bytes().to_vec(), lifetime))
+}
+
+/// The `serviceAccountToken` sources of a pod's projected volumes: the
+/// volume's name and the source.
+fn token_sources(pod: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for v in pod
+        .pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let name = v.get("name").and_then(Value::as_str).unwrap_or_default();
+        for s in v
+            .pointer("/projected/sources")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            if let Some(t) = s.get("serviceAccountToken") {
+                out.push((name.to_string(), t.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Writes fresh tokens into the pod's projected volumes, each replacing
+/// its file at once (a reader sees the old token or the new one); how long
+/// until the next refresh is due.
+pub(crate) async fn refresh_tokens(
+    client: &kube::Client,
+    pod: &Value,
+    root: &Path,
+) -> Result<Option<std::time::Duration>, VolumeError> {
+    let mut next: Option<u64> = None;
+    for (volume, src) in token_sources(pod) {
+        if !is_component(&volume) {
+            continue;
+        }
+        let path = src.get("path").and_then(Value::as_str).unwrap_or_default();
+        let rel = safe_relative(path).ok_or_else(|| format!("invalid token path {path:?}"))?;
+        let (token, lifetime) = service_account_token(client, pod, &src).await?;
+        let file = root.join("volumes").join(&volume).join(rel);
+        let tmp = file.with_extension("refresh");
+        std::fs::write(&tmp, &token).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, &file).map_err(|e| format!("replacing {}: {e}", file.display()))?;
+        next = Some(next.map_or(lifetime, |n| n.min(lifetime)));
+    }
+    Ok(next.map(|s| std::time::Duration::from_secs_f64(s as f64 * TOKEN_REFRESH_AT)))
+}
+
+/// When a pod's tokens are next due, from their sources' lifetimes.
+pub(crate) fn token_refresh_due(pod: &Value) -> Option<std::time::Duration> {
+    token_sources(pod)
+        .iter()
+        .map(|(_, s)| {
+            s.get("expirationSeconds")
+                .and_then(Value::as_u64)
+                .unwrap_or(3600)
+                .max(600)
+        })
+        .min()
+        .map(|s| std::time::Duration::from_secs_f64(s as f64 * TOKEN_REFRESH_AT))
+}
+
 /// Sets up every volume of `pod` under `root` (the pod's directory). The
 /// node's `data_dir` is never offered to a pod, whatever the pod says.
 pub(crate) async fn prepare(
@@ -256,6 +371,12 @@ pub(crate) async fn prepare(
                     files.extend(secret(client, ns, c, "name").await?);
                 } else if let Some(c) = s.get("downwardAPI") {
                     files.extend(downward(pod, c)?);
+                } else if let Some(c) = s.get("serviceAccountToken") {
+                    let path = c.get("path").and_then(Value::as_str).unwrap_or_default();
+                    files.insert(
+                        path.to_string(),
+                        service_account_token(client, pod, c).await?.0,
+                    );
                 } else {
                     return Err(format!("volume {name:?}: unsupported projected source"));
                 }

@@ -4,7 +4,12 @@
 //! `Invalid`, as the plugin answers). A server without plugins admits
 //! everything.
 //!
-//! May import: `resources` (the resource written), the machinery.
+//! The built-in plugins each have a file: `service_account.rs`.
+//!
+//! May import: `resources` (the resource written), the machinery, the store
+//! (what a plugin reads).
+
+pub mod service_account;
 
 use serde_json::Value;
 
