@@ -25,6 +25,9 @@ spec:
     metadata:
       labels: {{app: idle}}
     spec:
+      # No volumes, so no preopened directories: each mounted volume is a
+      # descriptor a running instance holds, the service account's too.
+      automountServiceAccountToken: false
       containers:
       - name: idle
         image: hello-cmd:v1

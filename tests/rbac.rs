@@ -607,3 +607,95 @@ fn pods_get_their_service_account_credentials() {
     c.wait_for(&["get", "pods"], "the pod gone", |o| !o.contains("with "));
     assert!(text(&kubectl_as(&c, &as_pod, &["get", "pods"])).contains("Unauthorized"));
 }
+
+#[test]
+fn a_node_writes_only_its_own_objects() {
+    let c = Cluster::start("noderestriction");
+    let b64 = |p: &str| {
+        base64::engine::general_purpose::STANDARD
+            .encode(std::fs::read(c.dir.join("pki").join(p)).unwrap())
+    };
+    // The node agent's own credentials (system:node:shoal in system:nodes).
+    let node = c.dir.join("node.kubeconfig");
+    std::fs::write(
+        &node,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: node\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: node}}\ncurrent-context: c\n",
+            c.server(),
+            b64("ca.crt"),
+            b64("node-client.crt"),
+            b64("node-client.key"),
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| kubectl_as(&c, &node, args);
+    let other = c.dir.join("other.yaml");
+    std::fs::write(
+        &other,
+        "apiVersion: v1\nkind: Node\nmetadata: {name: other}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: elsewhere}\nspec:\n  nodeName: other\n  containers: [{name: c, image: hello-cmd:v1}]\n",
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", other.to_str().unwrap()]);
+    let patch = r#"{"metadata":{"labels":{"taken":"yes"}}}"#;
+    let out = run(&["patch", "node", "other", "-p", patch]);
+    assert!(
+        text(&out).contains("node \"shoal\" is not allowed to modify node \"other\""),
+        "{}",
+        text(&out)
+    );
+    let out = run(&["patch", "node", "shoal", "-p", patch]);
+    assert!(out.status.success(), "{}", text(&out));
+    let status = r#"{"status":{"phase":"Failed","reason":"Taken"}}"#;
+    let out = run(&[
+        "patch",
+        "pod",
+        "elsewhere",
+        "--subresource=status",
+        "-p",
+        status,
+    ]);
+    assert!(
+        text(&out).contains(
+            "node \"shoal\" can only update pod status for pods with spec.nodeName set to itself"
+        ),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        c.ok(&["get", "pod", "elsewhere", "-o", "jsonpath={.status.reason}"]),
+        ""
+    );
+    let out = run(&["run", "planted", "--image=hello-cmd:v1"]);
+    assert!(
+        text(&out).contains("can only create mirror pods"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&["create", "token", "default"]);
+    assert!(
+        text(&out).contains("can only get a token bound to a pod on that node"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&[
+        "create",
+        "token",
+        "default",
+        "--bound-object-kind=Pod",
+        "--bound-object-name=elsewhere",
+    ]);
+    assert!(
+        text(&out).contains("can only get a token bound to a pod on that node"),
+        "{}",
+        text(&out)
+    );
+    // What it may not read: nothing beyond its role.
+    let out = run(&[
+        "create",
+        "clusterrolebinding",
+        "mine",
+        "--clusterrole=cluster-admin",
+        "--user=system:node:shoal",
+    ]);
+    assert!(text(&out).contains("is forbidden"), "{}", text(&out));
+}

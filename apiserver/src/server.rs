@@ -93,6 +93,9 @@ impl Server {
             shoal_registry::admission::service_account::ServiceAccounts(store.clone()),
         )];
         if let Some(rbac) = &rbac {
+            admission.push(Arc::new(
+                shoal_registry::admission::node_restriction::NodeRestriction,
+            ));
             admission.push(Arc::new(shoal_http::NoEscalation(rbac.clone())));
         }
         let objects = Objects::new(store).with_admission(admission);

@@ -184,6 +184,10 @@ pub(super) async fn resource(
             ))
         }
         (Method::POST, Some(name), Some(Sub::Token)) => {
+            let asker = req
+                .extensions()
+                .get::<crate::authn::Authenticated>()
+                .and_then(|a| a.0.clone());
             let (_, body) = read_body(req).await?;
             let body = if body.is_empty() {
                 json!({})
@@ -192,7 +196,7 @@ pub(super) async fn resource(
             };
             Ok(json_response(
                 StatusCode::CREATED,
-                &crate::tokens::request_token(state, &ns, name, &body)?,
+                &crate::tokens::request_token(state, asker.as_deref(), &ns, name, &body)?,
                 "application/json",
             ))
         }

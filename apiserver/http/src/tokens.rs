@@ -16,6 +16,7 @@ use crate::authn::{AUTHENTICATED, User};
 use shoal_machinery::error::{ApiError, Result};
 use shoal_machinery::meta;
 use shoal_pki::tokens::{Claims, ISSUER, KubernetesClaims, ObjectRef};
+use shoal_registry::admission::node_restriction;
 use shoal_registry::resources;
 
 /// The token of a request's `Authorization: Bearer` header, if any.
@@ -68,8 +69,15 @@ fn now_secs() -> i64 {
 
 /// Answers a TokenRequest for the service account `ns/name`: a token for
 /// its audiences (the API's by default), valid `expirationSeconds` (an
-/// hour by default, at least ten minutes), bound to a pod when asked.
-pub(crate) fn request_token(state: &ApiState, ns: &str, name: &str, body: &Value) -> Result<Value> {
+/// hour by default, at least ten minutes), bound to a pod when asked. A
+/// node may ask only for tokens bound to pods bound to it.
+pub(crate) fn request_token(
+    state: &ApiState,
+    asker: Option<&User>,
+    ns: &str,
+    name: &str,
+    body: &Value,
+) -> Result<Value> {
     let tokens = state
         .tokens
         .as_ref()
@@ -127,12 +135,20 @@ pub(crate) fn request_token(state: &ApiState, ns: &str, name: &str, body: &Value
                     details: None,
                 });
             }
+            if let Some(node) = asker.and_then(node_restriction::node_name)
+                && meta::str_at(&p.value, "/spec/nodeName") != Some(node)
+            {
+                return Err(node_token_refused(node));
+            }
             Some(ObjectRef {
                 name: pod_name.to_string(),
                 uid,
             })
         }
     };
+    if let (None, Some(node)) = (&pod, asker.and_then(node_restriction::node_name)) {
+        return Err(node_token_refused(node));
+    }
     let now = now_secs();
     let claims = Claims {
         iss: ISSUER.into(),
@@ -213,6 +229,13 @@ pub(crate) fn jwks(state: &ApiState) -> Result<Value> {
         .as_ref()
         .map(|t| t.jwks())
         .ok_or_else(ApiError::no_route)
+}
+
+fn node_token_refused(node: &str) -> ApiError {
+    ApiError::forbidden(
+        format!("node \"{node}\" can only get a token bound to a pod on that node"),
+        None,
+    )
 }
 
 fn invalid(field: &str, value: &Value, why: &str) -> ApiError {

@@ -167,7 +167,7 @@ pub fn defaults() -> Vec<Value> {
     let node = vec![
         json!({"verbs": with(READ, &["create", "update", "patch", "delete"]), "apiGroups": [""], "resources": ["nodes"]}),
         rule(
-            &["patch", "update"],
+            &["get", "patch", "update"],
             &[""],
             &["nodes/status", "pods/status"],
         ),

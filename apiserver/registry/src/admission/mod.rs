@@ -4,11 +4,13 @@
 //! `Invalid`, as the plugin answers). A server without plugins admits
 //! everything.
 //!
-//! The built-in plugins each have a file: `service_account.rs`.
+//! The built-in plugins each have a file: `service_account.rs`,
+//! `node_restriction.rs`.
 //!
 //! May import: `resources` (the resource written), the machinery, the store
 //! (what a plugin reads).
 
+pub mod node_restriction;
 pub mod service_account;
 
 use serde_json::Value;

@@ -25,7 +25,10 @@ pub struct ServiceAccounts(pub Store);
 
 impl Admission for ServiceAccounts {
     fn admit(&self, a: Attempt<'_>) -> Result<()> {
-        if a.operation != Operation::Create || a.resource.group != "" || a.resource.kind != "Pod" {
+        if a.operation != Operation::Create
+            || !a.resource.group.is_empty()
+            || a.resource.kind != "Pod"
+        {
             return Ok(());
         }
         let ns = meta::namespace(a.object).to_string();
