@@ -46,6 +46,11 @@ fn credentials(c: &Cluster, name: &str, groups: &[&str]) -> PathBuf {
     let row = c.ok(&["get", "csr", name, "--no-headers"]);
     assert!(row.contains("Approved,Issued"), "{row}");
     let ca = std::fs::read_to_string(c.dir.join("pki/ca.crt")).unwrap();
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(cert.trim())
+        .unwrap();
+    std::fs::write(c.dir.join(format!("{name}.crt")), pem).unwrap();
+    std::fs::write(c.dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
     let path = c.dir.join(format!("{name}.kubeconfig"));
     std::fs::write(
         &path,
@@ -336,6 +341,51 @@ fn users_may_do_what_their_roles_grant() {
     c.wait_for(&["get", "pod", "steady"], "steady Running", |o| {
         o.contains(" Running ")
     });
+    assert!(
+        c.ok(&["logs", "steady"]).contains("1"),
+        "logs through the kubelet API"
+    );
+
+    // The kubelet API asks the API server whether a caller other than the
+    // API server may use it.
+    let kubelet = |who: &str| {
+        let out = Command::new("curl")
+            .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg("--cert")
+            .arg(c.dir.join(format!("{who}.crt")))
+            .arg("--key")
+            .arg(c.dir.join(format!("{who}.key")))
+            .arg(format!(
+                "https://127.0.0.1:{}/containerLogs/default/steady/steady",
+                c.kubelet_port
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(kubelet("alice"), "403");
+    c.ok(&[
+        "create",
+        "clusterrole",
+        "node-proxy",
+        "--verb=get",
+        "--resource=nodes/proxy",
+    ]);
+    c.ok(&[
+        "create",
+        "clusterrolebinding",
+        "alice-proxy",
+        "--clusterrole=node-proxy",
+        "--user=alice",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while kubelet("alice") != "200" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the kubelet API never let alice in"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 #[test]

@@ -1,4 +1,9 @@
 //! The kubelet API the control plane calls: container logs, health.
+//!
+//! Callers present a client certificate the cluster CA signed; the API
+//! server's (in `system:masters`) is let through, anyone else only when a
+//! SubjectAccessReview says they may `get` this node's `nodes/proxy`, as the
+//! kubelet's webhook authorization asks.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -41,16 +46,27 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut listener: tokio::net::TcpList
             else {
                 return;
             };
-            let authenticated = tls
+            let caller = tls
                 .get_ref()
                 .1
                 .peer_certificates()
-                .is_some_and(|c| !c.is_empty());
+                .and_then(|c| c.first())
+                .and_then(|c| caller(c.as_ref()));
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let shared = shared.clone();
+                let (shared, caller) = (shared.clone(), caller.clone());
                 async move {
-                    if !authenticated {
+                    let Some((user, groups)) = caller else {
                         return Ok::<_, Infallible>(text(StatusCode::UNAUTHORIZED, "Unauthorized"));
+                    };
+                    if !groups.iter().any(|g| g == "system:masters")
+                        && !may_proxy(&shared, &user, &groups).await
+                    {
+                        return Ok(text(
+                            StatusCode::FORBIDDEN,
+                            format!(
+                                "Forbidden (user={user}, verb=get, resource=nodes, subresource=proxy)"
+                            ),
+                        ));
                     }
                     Ok(handle(shared, req).await)
                 }
@@ -60,6 +76,49 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut listener: tokio::net::TcpList
             builder.http1().timer(TokioTimer::new());
             let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
         });
+    }
+}
+
+/// The user (CN) and groups (O) of a client certificate.
+fn caller(der: &[u8]) -> Option<(String, Vec<String>)> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let subject = cert.subject();
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok())
+        .map(str::to_string)
+        .collect();
+    Some((name, groups))
+}
+
+/// Whether the API's authorizer lets `user` get this node's `nodes/proxy`.
+async fn may_proxy(shared: &Shared, user: &str, groups: &[String]) -> bool {
+    let review = serde_json::json!({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": user, "groups": groups, "resourceAttributes": {
+            "verb": "get", "resource": "nodes", "subresource": "proxy",
+            "name": shared.config.node_name}},
+    });
+    let Ok(body) = serde_json::to_vec(&review) else {
+        return false;
+    };
+    let req = http::Request::post("/apis/authorization.k8s.io/v1/subjectaccessreviews")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body);
+    let Ok(req) = req else { return false };
+    match shared.client.request::<serde_json::Value>(req).await {
+        Ok(answer) => answer.pointer("/status/allowed") == Some(&serde_json::Value::Bool(true)),
+        Err(e) => {
+            tracing::warn!("asking the API whether {user} may use the kubelet API: {e}");
+            false
+        }
     }
 }
 

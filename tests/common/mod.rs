@@ -15,7 +15,7 @@ pub struct Cluster {
     pub dir: PathBuf,
     pub kubeconfig: PathBuf,
     pub api_port: u16,
-    kubelet_port: u16,
+    pub kubelet_port: u16,
     extra_args: Vec<String>,
     /// A shell `ulimit` command run before shoal, e.g. `ulimit -Sn 1024`.
     limits: Option<String>,
