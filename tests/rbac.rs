@@ -749,3 +749,51 @@ fn a_node_writes_only_its_own_objects() {
     ]);
     assert!(text(&out).contains("is forbidden"), "{}", text(&out));
 }
+
+#[test]
+fn pod_security_levels_are_enforced_per_namespace() {
+    let c = Cluster::start("podsecurity");
+    c.ok(&["create", "namespace", "locked"]);
+    c.ok(&[
+        "label",
+        "namespace",
+        "locked",
+        "pod-security.kubernetes.io/enforce=baseline",
+    ]);
+    let pod = |ns: &str, name: &str, extra: &str| {
+        let file = c.dir.join(format!("{ns}-{name}.yaml"));
+        std::fs::write(
+            &file,
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{extra}  containers: [{{name: c, image: hello-cmd:v1}}]\n"),
+        )
+        .unwrap();
+        c.kubectl(&["apply", "-f", file.to_str().unwrap()])
+    };
+    let host = "  hostNetwork: true\n  volumes: [{name: root, hostPath: {path: /}}]\n";
+    let out = pod("locked", "escape", host);
+    assert!(
+        text(&out).contains("pods \"escape\" is forbidden: violates PodSecurity \"baseline:latest\": host namespaces (hostNetwork=true), hostPath volumes (volume \"root\")"),
+        "{}",
+        text(&out)
+    );
+    assert!(pod("locked", "plain", "").status.success());
+    // Unlabelled namespaces are privileged, as in Kubernetes.
+    let out = pod("default", "escape", host);
+    assert!(out.status.success(), "{}", text(&out));
+    // restricted asks for hardened containers.
+    c.ok(&[
+        "label",
+        "namespace",
+        "locked",
+        "--overwrite",
+        "pod-security.kubernetes.io/enforce=restricted",
+    ]);
+    let out = pod("locked", "soft", "");
+    assert!(
+        text(&out).contains(
+            "violates PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false"
+        ),
+        "{}",
+        text(&out)
+    );
+}

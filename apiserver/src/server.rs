@@ -89,9 +89,14 @@ impl Server {
         )
         .await?;
         let rbac = (config.authorization == Authorization::Rbac).then(shoal_http::Rbac::new);
-        let mut admission: Vec<Arc<dyn shoal_registry::admission::Admission>> = vec![Arc::new(
-            shoal_registry::admission::service_account::ServiceAccounts(store.clone()),
-        )];
+        let mut admission: Vec<Arc<dyn shoal_registry::admission::Admission>> = vec![
+            Arc::new(shoal_registry::admission::service_account::ServiceAccounts(
+                store.clone(),
+            )),
+            Arc::new(shoal_registry::admission::pod_security::PodSecurity(
+                store.clone(),
+            )),
+        ];
         if let Some(rbac) = &rbac {
             admission.push(Arc::new(
                 shoal_registry::admission::node_restriction::NodeRestriction,

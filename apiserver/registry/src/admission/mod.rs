@@ -5,12 +5,13 @@
 //! everything.
 //!
 //! The built-in plugins each have a file: `service_account.rs`,
-//! `node_restriction.rs`.
+//! `node_restriction.rs`, `pod_security.rs`.
 //!
 //! May import: `resources` (the resource written), the machinery, the store
 //! (what a plugin reads).
 
 pub mod node_restriction;
+pub mod pod_security;
 pub mod service_account;
 
 use serde_json::Value;
