@@ -378,6 +378,15 @@ fn raise_open_files_limit() {
     }
 }
 
+/// Creates the data directory, readable by its owner only: it holds the
+/// cluster's keys and every pod's files.
+fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} private", dir.display()))
+}
+
 fn import(data_dir: &Path, file: &Path, name: &str) -> Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     if !bytes.starts_with(b"\0asm") {
@@ -394,8 +403,7 @@ fn import(data_dir: &Path, file: &Path, name: &str) -> Result<()> {
 
 async fn up(args: UpArgs) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    private_dir(&args.data_dir)?;
     let listen = SocketAddr::new(args.bind_address, args.api_port);
     let hosts = vec![args.bind_address.to_string(), args.node.node_ip.to_string()];
     let server = shoal_apiserver::server::Server::start(shoal_apiserver::server::ServerConfig {
@@ -454,8 +462,7 @@ async fn up(args: UpArgs) -> Result<()> {
 
 async fn agent(args: AgentArgs) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    private_dir(&args.data_dir)?;
     let read = |p: &Path| -> Result<String> {
         std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
     };

@@ -82,10 +82,12 @@ impl Server {
     /// Starts everything and returns once the API accepts requests.
     pub async fn start(config: ServerConfig) -> Result<Self, StartError> {
         let pki = Pki::load_or_create(&config.data_dir.join("pki"), &config.hosts)?;
-        let store = Store::open_single(
+        let sealer = secrets_sealer(&config.data_dir.join("pki"))?;
+        let store = Store::open_sealed(
             &config.data_dir.join("store"),
             1,
             &config.listen.to_string(),
+            Some(sealer),
         )
         .await?;
         let rbac = (config.authorization == Authorization::Rbac).then(shoal_http::Rbac::new);
@@ -238,6 +240,26 @@ async fn ensure_initial_objects(
         }
     }
     Ok(())
+}
+
+/// The key Secrets are encrypted with at rest: made at first start (32
+/// random bytes, owner-only, as the CA key is) and read afterwards.
+fn secrets_sealer(pki_dir: &std::path::Path) -> Result<Arc<shoal_store::Sealer>, StartError> {
+    use base64::Engine as _;
+    let path = pki_dir.join("encryption.key");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    if !path.exists() {
+        shoal_pki::write_private(&path, &b64.encode(shoal_store::Sealer::generate_key()))
+            .map_err(|e| StartError::Pki(e.into()))?;
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| StartError::Pki(e.into()))?;
+    let key = b64.decode(text.trim()).map_err(|e| {
+        StartError::Pki(shoal_pki::PkiError::Key(format!("{}: {e}", path.display())))
+    })?;
+    let secrets = resources::by_kind("", "Secret").expect("secrets are served");
+    shoal_store::Sealer::new("key1", &key, vec![secrets.prefix(None)])
+        .map(Arc::new)
+        .map_err(|e| StartError::Pki(shoal_pki::PkiError::Key(format!("{}: {e}", path.display()))))
 }
 
 /// Writes the default ClusterRoles and ClusterRoleBindings: those missing

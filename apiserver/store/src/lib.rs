@@ -10,6 +10,7 @@
 
 mod log;
 mod network;
+mod seal;
 mod state;
 mod types;
 
@@ -25,6 +26,7 @@ use openraft::{
     AnyError, BasicNode, Config, ErrorSubject, ErrorVerb, Raft, StorageError, StorageIOError,
 };
 
+pub use seal::{SealError, Sealer};
 pub use state::{TooOld, WatchStart, resource_version};
 use types::{Applied, Proposal, TypeConfig};
 pub use types::{Command, Cond, Event, EventKind, Failure, Outcome, Stored};
@@ -91,13 +93,29 @@ impl Store {
     /// member it is, initialising the group on first start, and waits until
     /// it leads.
     pub async fn open_single(dir: &Path, id: u64, addr: &str) -> Result<Self, StoreError> {
+        Self::open_sealed(dir, id, addr, None).await
+    }
+
+    /// As [`Store::open_single`], with the values `sealer` applies to
+    /// encrypted wherever they are persisted.
+    pub async fn open_sealed(
+        dir: &Path,
+        id: u64,
+        addr: &str,
+        sealer: Option<Arc<Sealer>>,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Open(e.to_string()))?;
         // A store being shut down in this process may still hold the files
         // for a moment; another process holding them is an error.
         let mut attempt = 0;
         let (log, sm) = loop {
-            let opened = log::LogStore::open(&dir.join("raft-log.redb"))
-                .and_then(|log| Ok((log, state::StateMachine::open(&dir.join("state.redb"))?)));
+            let opened =
+                log::LogStore::open(&dir.join("raft-log.redb"), sealer.clone()).and_then(|log| {
+                    Ok((
+                        log,
+                        state::StateMachine::open(&dir.join("state.redb"), sealer.clone())?,
+                    ))
+                });
             match opened {
                 Ok(pair) => break pair,
                 Err(redb::Error::DatabaseAlreadyOpen) if attempt < 50 => {
@@ -280,8 +298,9 @@ mod tests {
         ) -> Result<(tempfile::TempDir, log::LogStore, state::StateMachine), StorageError<u64>>
         {
             let dir = tempfile::tempdir().map_err(write_err)?;
-            let log = log::LogStore::open(&dir.path().join("log.redb")).map_err(write_err)?;
-            let sm = state::StateMachine::open(&dir.path().join("sm.redb")).map_err(write_err)?;
+            let log = log::LogStore::open(&dir.path().join("log.redb"), None).map_err(write_err)?;
+            let sm =
+                state::StateMachine::open(&dir.path().join("sm.redb"), None).map_err(write_err)?;
             Ok((dir, log, sm))
         }
     }
@@ -308,6 +327,68 @@ mod tests {
             value: json!({"metadata": {"name": key}}),
             cond,
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sealed_values_never_reach_the_disk_in_the_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Sealer::generate_key();
+        let sealer = || {
+            Some(Arc::new(
+                Sealer::new("key1", &key, vec!["/registry/secrets/".into()]).unwrap(),
+            ))
+        };
+        let store = Store::open_sealed(dir.path(), 1, "127.0.0.1:1", sealer())
+            .await
+            .unwrap();
+        for (k, text) in [
+            ("/registry/secrets/ns/a", "topsecret-5f1e"),
+            ("/registry/configmaps/ns/b", "plain-7a2c"),
+        ] {
+            store
+                .write(Command::Put {
+                    key: k.into(),
+                    value: json!({"metadata": {"name": "x"}, "data": {"v": text}}),
+                    cond: Cond::Absent,
+                })
+                .await
+                .unwrap();
+        }
+        store.shutdown().await;
+        drop(store);
+        let on_disk: Vec<u8> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flat_map(|e| std::fs::read(e.unwrap().path()).unwrap_or_default())
+            .collect();
+        let holds = |s: &str| on_disk.windows(s.len()).any(|w| w == s.as_bytes());
+        assert!(holds("plain-7a2c"), "the test reads the files it should");
+        assert!(
+            !holds("topsecret-5f1e"),
+            "a sealed value on disk in the clear"
+        );
+        let store = Store::open_sealed(dir.path(), 1, "127.0.0.1:1", sealer())
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("/registry/secrets/ns/a").unwrap().value["data"]["v"],
+            "topsecret-5f1e"
+        );
+        store.shutdown().await;
+        drop(store);
+        // Without the key the store does not open: nothing is read as garbage.
+        let other = Some(Arc::new(
+            Sealer::new(
+                "key1",
+                &Sealer::generate_key(),
+                vec!["/registry/secrets/".into()],
+            )
+            .unwrap(),
+        ));
+        assert!(
+            Store::open_sealed(dir.path(), 1, "127.0.0.1:1", other)
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,9 +10,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::{Entry, LogId, OptionalSend, StorageError, Vote};
+use openraft::{Entry, EntryPayload, LogId, OptionalSend, StorageError, Vote};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::seal::Sealer;
 use super::types::TypeConfig;
 use super::{read_err, write_err};
 
@@ -48,11 +49,13 @@ pub struct LogStore {
     /// entry once to apply it, and handing it over from here saves
     /// decoding it again. Anything missing is read from disk.
     recent: Arc<Mutex<BTreeMap<u64, Entry<TypeConfig>>>>,
+    /// Seals the values of secret keys in the entries written.
+    sealer: Option<Arc<Sealer>>,
 }
 
 impl LogStore {
     /// Opens (or creates) the log at `path`.
-    pub fn open(path: &Path) -> Result<Self, redb::Error> {
+    pub fn open(path: &Path, sealer: Option<Arc<Sealer>>) -> Result<Self, redb::Error> {
         let db = super::open_db(path)?;
         let txn = db.begin_write()?;
         txn.open_table(LOG)?;
@@ -69,7 +72,33 @@ impl LogStore {
             db,
             writer,
             recent: Arc::default(),
+            sealer,
         })
+    }
+
+    /// An entry as the log stores it: values sealed where they must be.
+    fn stored_form(&self, entry: &Entry<TypeConfig>) -> Result<Vec<u8>, StorageError<u64>> {
+        if let (Some(s), EntryPayload::Normal(p)) = (&self.sealer, &entry.payload)
+            && let Some(sealed) = s.seal_proposal(p)
+        {
+            let e = Entry::<TypeConfig> {
+                log_id: entry.log_id,
+                payload: EntryPayload::Normal(sealed),
+            };
+            return serde_json::to_vec(&e).map_err(write_err);
+        }
+        serde_json::to_vec(entry).map_err(write_err)
+    }
+
+    /// An entry read back from its stored form.
+    fn read_entry(&self, bytes: &[u8]) -> Result<Entry<TypeConfig>, StorageError<u64>> {
+        let mut e: Entry<TypeConfig> = crate::decode(bytes).map_err(read_err)?;
+        if let Some(s) = &self.sealer
+            && let EntryPayload::Normal(p) = e.payload
+        {
+            e.payload = EntryPayload::Normal(s.open_proposal(p).map_err(read_err)?);
+        }
+        Ok(e)
     }
 
     /// Takes the entries of `range` from the recent ones if all of them are
@@ -166,7 +195,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let mut out = Vec::new();
         for item in table.range(range).map_err(read_err)? {
             let (_, v) = item.map_err(read_err)?;
-            out.push(crate::decode(v.value()).map_err(read_err)?);
+            out.push(self.read_entry(v.value())?);
         }
         Ok(out)
     }
@@ -210,10 +239,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut rows = Vec::new();
         let mut appended = Vec::new();
         for entry in entries {
-            rows.push((
-                entry.log_id.index,
-                serde_json::to_vec(&entry).map_err(write_err)?,
-            ));
+            rows.push((entry.log_id.index, self.stored_form(&entry)?));
             appended.push(entry);
         }
         {

@@ -1,6 +1,7 @@
 //! The state machine: every object by key, persisted in redb and mirrored in
 //! memory for reads, with a history of recent changes for watches.
 
+use super::seal::Sealer;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Cursor;
 use std::path::Path;
@@ -264,7 +265,7 @@ struct SnapshotBodyRef<'a> {
     last_applied: Option<LogId<u64>>,
     membership: &'a StoredMembership<u64, BasicNode>,
     revision: Option<u64>,
-    objects: BTreeMap<&'a str, &'a Value>,
+    objects: BTreeMap<&'a str, std::borrow::Cow<'a, Value>>,
 }
 
 /// The Raft state machine.
@@ -276,6 +277,8 @@ pub struct StateMachine {
     /// The revision of the last change; every put or delete takes the next.
     revision: u64,
     snapshot: CurrentSnapshot,
+    /// Seals the values of secret keys in what is persisted.
+    sealer: Option<Arc<Sealer>>,
 }
 
 /// The latest snapshot, built or installed, shared with snapshot builders:
@@ -319,7 +322,7 @@ impl CurrentSnapshot {
 
 impl StateMachine {
     /// Opens the state at `path`, loading every object into memory.
-    pub fn open(path: &Path) -> Result<Self, redb::Error> {
+    pub fn open(path: &Path, sealer: Option<Arc<Sealer>>) -> Result<Self, redb::Error> {
         let db = super::open_db(path)?;
         let txn = db.begin_write()?;
         txn.open_table(OBJECTS)?;
@@ -329,7 +332,13 @@ impl StateMachine {
         let mut objects = BTreeMap::new();
         for item in txn.open_table(OBJECTS)?.iter()? {
             let (k, v) = item?;
-            let value: Value = crate::decode(v.value()).map_err(|e| redb::Error::Io(e.into()))?;
+            let plain = match &sealer {
+                Some(s) => s
+                    .open(k.value(), v.value())
+                    .map_err(|e| redb::Error::Io(std::io::Error::other(e)))?,
+                None => std::borrow::Cow::Borrowed(v.value()),
+            };
+            let value: Value = crate::decode(&plain).map_err(|e| redb::Error::Io(e.into()))?;
             let revision = resource_version(&value);
             // In today's encoding, whatever wrote it.
             let json = encode(&value).into();
@@ -382,7 +391,16 @@ impl StateMachine {
             membership,
             revision,
             snapshot: CurrentSnapshot::new(path.with_extension("snapshot")),
+            sealer,
         })
+    }
+
+    /// The bytes persisted for `key`: sealed where they must be.
+    fn persisted<'a>(&self, key: &str, json: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        match &self.sealer {
+            Some(s) if s.applies(key) => std::borrow::Cow::Owned(s.seal(key, json)),
+            _ => std::borrow::Cow::Borrowed(json),
+        }
     }
 
     /// The read side shared with the API.
@@ -398,7 +416,17 @@ impl StateMachine {
             revision: Some(self.revision),
             objects: objects
                 .iter()
-                .map(|(k, v)| (k.as_str(), &*v.value))
+                .map(|(k, v)| {
+                    let value = match self
+                        .sealer
+                        .as_ref()
+                        .and_then(|s| s.seal_for_snapshot(k, &v.value))
+                    {
+                        Some(sealed) => std::borrow::Cow::Owned(sealed),
+                        None => std::borrow::Cow::Borrowed(&*v.value),
+                    };
+                    (k.as_str(), value)
+                })
                 .collect(),
         };
         serde_json::to_vec(&body).unwrap_or_default()
@@ -607,7 +635,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 for op in &ops {
                     match op {
                         DbOp::Put(k, v) => {
-                            table.insert(k.as_str(), &v[..]).map_err(write_err)?;
+                            let stored = self.persisted(k, v);
+                            table.insert(k.as_str(), &stored[..]).map_err(write_err)?;
                         }
                         DbOp::Delete(k) => {
                             table.remove(k.as_str()).map_err(write_err)?;
@@ -682,7 +711,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<u64>> {
         let bytes = snapshot.into_inner();
-        let body: SnapshotBody = crate::decode(&bytes).map_err(read_err)?;
+        let mut body: SnapshotBody = crate::decode(&bytes).map_err(read_err)?;
+        if let Some(s) = &self.sealer {
+            for (k, v) in body.objects.iter_mut() {
+                *v = s.open_value(k, std::mem::take(v)).map_err(read_err)?;
+            }
+        }
         let revision = body
             .revision
             .unwrap_or_else(|| meta.last_log_id.map_or(0, |l| l.index));
@@ -694,7 +728,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 table.retain(|_, _| false).map_err(write_err)?;
                 for (k, v) in &body.objects {
                     let b = encode(v);
-                    table.insert(k.as_str(), b.as_slice()).map_err(write_err)?;
+                    let stored = self.persisted(k, &b);
+                    table.insert(k.as_str(), &stored[..]).map_err(write_err)?;
                     jsons.push(bytes::Bytes::from(b));
                 }
                 let mut m = txn.open_table(META).map_err(write_err)?;
