@@ -153,6 +153,7 @@ impl Server {
             metrics: Arc::default(),
             aggregator: aggregator.clone(),
             authorizer,
+            inflight: Arc::default(),
             tokens: Some(Arc::new(
                 shoal_pki::tokens::Tokens::from_pem(&pki.service_account_key)
                     .map_err(|e| StartError::Pki(shoal_pki::PkiError::Key(e)))?,

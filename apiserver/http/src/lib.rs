@@ -13,6 +13,7 @@ pub mod authn;
 mod authz;
 
 mod discovery;
+mod inflight;
 mod layers;
 mod logs;
 mod metrics;
@@ -48,6 +49,7 @@ use shoal_wire::gotypes;
 
 pub use authn::Authenticated;
 pub use authz::{NoEscalation, Rbac};
+pub use inflight::Inflight;
 pub use layers::{AllowAll, ApiService, Authorizer, Rules, service};
 pub use metrics::Metrics;
 pub use openapi::KUBE_VERSION;
@@ -69,6 +71,8 @@ pub struct ApiState {
     /// The service-account token key; `None`: bearer tokens are not
     /// accepted or issued.
     pub tokens: Option<tokens::TokenKeys>,
+    /// The budgets of requests in flight.
+    pub inflight: Arc<Inflight>,
 }
 
 /// How long a client has to finish its TLS handshake: a silent one must not
@@ -150,10 +154,15 @@ fn ok(v: &Value) -> Response<Body> {
 }
 
 fn error_response(e: &ApiError) -> Response<Body> {
-    status_response(
+    let mut r = status_response(
         StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         e.status_json(),
-    )
+    );
+    if e.code == 429 {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
 }
 
 /// A `Status` body, already encoded.
@@ -201,6 +210,14 @@ async fn dispatch(state: &ApiState, mut req: Request<Body>) -> Response<Body> {
         return error_response(&ApiError::internal(
             "a request reached the handler unresolved",
         ));
+    };
+    // Held until the answer is made (a streamed answer, long-running, holds none).
+    let _place = match state
+        .inflight
+        .admit(req.method(), &route, &Query::parse(req.uri().query()))
+    {
+        Ok(place) => place,
+        Err(e) => return error_response(&e),
     };
     match answer(state, route, req).await {
         Ok(r) => r,

@@ -24,6 +24,7 @@ use shoal_store::Store;
 struct Api {
     svc: ApiService,
     objects: Objects,
+    inflight: Arc<crate::Inflight>,
     _dir: tempfile::TempDir,
 }
 
@@ -45,10 +46,13 @@ async fn admitted(authorizer: Arc<dyn Authorizer>, plugins: Vec<Arc<dyn Admissio
         aggregator: Arc::new(Aggregator::new(&pki)),
         authorizer,
         tokens: None,
+        inflight: Arc::default(),
     };
+    let inflight = state.inflight.clone();
     Api {
         svc: service(state),
         objects,
+        inflight,
         _dir: dir,
     }
 }
@@ -237,6 +241,26 @@ async fn field_selectors_name_only_the_fields_a_kind_offers() {
             "{status}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_budget_of_writes_answers_429_and_reads_go_on() {
+    let api = api(Arc::new(AllowAll)).await;
+    let held = api.inflight.exhaust_writes();
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "busy"}});
+    let (code, status) = api
+        .json(Method::POST, "/api/v1/namespaces", ns.clone())
+        .await;
+    assert_eq!(code, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(status["reason"], "TooManyRequests");
+    assert_eq!(status["details"]["retryAfterSeconds"], 1);
+    let (code, _) = api
+        .json(Method::GET, "/api/v1/namespaces", Value::Null)
+        .await;
+    assert_eq!(code, StatusCode::OK, "reads have their own budget");
+    drop(held);
+    let (code, _) = api.json(Method::POST, "/api/v1/namespaces", ns).await;
+    assert_eq!(code, StatusCode::CREATED);
 }
 
 /// Refuses writes of Secrets, and records what it was asked.
