@@ -439,10 +439,22 @@ async fn up(args: UpArgs) -> Result<()> {
         &kubeconfig_path,
         &server.pki.kubeconfig(&url, "admin", &server.pki.admin),
     )?;
+    // The node's client certificate names this node: NodeRestriction lets
+    // a node's credentials write only their own Node.
+    let node_client = if args.node.node_name == "shoal" {
+        server.pki.node_client.clone()
+    } else {
+        shoal_pki::issue_node_credentials(
+            &args.data_dir.join("pki"),
+            &args.node.node_name,
+            &args.node.node_ip.to_string(),
+        )?
+        .client
+    };
     let node_kc = kube::config::Kubeconfig::from_yaml(&server.pki.kubeconfig(
         &url,
         &format!("system:node:{}", args.node.node_name),
-        &server.pki.node_client,
+        &node_client,
     ))?;
     let kubelet_tls = server
         .pki

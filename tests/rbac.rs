@@ -845,3 +845,12 @@ fn secrets_are_encrypted_at_rest() {
     let got = c.ok(&["get", "secret", "db", "-o", "jsonpath={.data.password}"]);
     assert_eq!(got, b64);
 }
+
+#[test]
+fn the_built_in_node_may_have_any_name() {
+    // Its credentials name it, so NodeRestriction lets it write its Node.
+    let c = Cluster::start_with("nodename", &["--node-name", "edge-1"]);
+    c.wait_for(&["get", "node", "edge-1"], "edge-1 Ready", |o| {
+        o.contains(" Ready ")
+    });
+}
