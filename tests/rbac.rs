@@ -66,6 +66,19 @@ fn credentials(c: &Cluster, name: &str, groups: &[&str]) -> PathBuf {
     path
 }
 
+/// Waits up to ten seconds for `done` (an authorizer sees a new binding
+/// once its watch delivers it).
+fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never happened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Runs kubectl with `kubeconfig`.
 fn kubectl_as(c: &Cluster, kubeconfig: &PathBuf, args: &[&str]) -> Output {
     Command::new("kubectl")
@@ -131,14 +144,7 @@ fn users_may_do_what_their_roles_grant() {
             .status
             .success()
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !granted() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the binding never took effect"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    eventually("the binding taking effect", granted);
     let out = run(&[
         "create",
         "deployment",
@@ -250,14 +256,9 @@ fn users_may_do_what_their_roles_grant() {
         "-n",
         "default",
     ]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !run(&["get", "pods", "-n", "default"]).status.success() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the group binding never took effect"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    eventually("the group binding taking effect", || {
+        run(&["get", "pods", "-n", "default"]).status.success()
+    });
     let out = run(&["delete", "configmap", "kube-root-ca.crt", "-n", "default"]);
     assert!(text(&out).contains("is forbidden"), "{}", text(&out));
 
@@ -378,14 +379,9 @@ fn users_may_do_what_their_roles_grant() {
         "--clusterrole=node-proxy",
         "--user=alice",
     ]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while kubelet("alice") != "200" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the kubelet API never let alice in"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    eventually("the kubelet API letting alice in", || {
+        kubelet("alice") == "200"
+    });
 }
 
 #[test]
@@ -489,15 +485,9 @@ fn service_account_tokens_authenticate_their_account() {
             ),
         "{who}"
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !kubectl_as(&c, &ci, &["get", "pods"]).status.success() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            text(&kubectl_as(&c, &ci, &["get", "pods"]))
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    eventually("the service account's binding taking effect", || {
+        kubectl_as(&c, &ci, &["get", "pods"]).status.success()
+    });
     let out = kubectl_as(&c, &ci, &["get", "secrets"]);
     assert!(
         text(&out)
