@@ -94,6 +94,17 @@ struct UpArgs {
         default_value = "RBAC"
     )]
     authorization_mode: AuthorizationMode,
+    /// Where to write the audit log (JSON lines, one audit.k8s.io Event a
+    /// request); none is kept without it.
+    #[arg(long, env = "SHOAL_AUDIT_LOG_PATH")]
+    audit_log_path: Option<PathBuf>,
+    /// Which requests the audit log records: an audit.k8s.io/v1 Policy
+    /// (default: every request, at the Metadata level).
+    #[arg(long, env = "SHOAL_AUDIT_POLICY_FILE")]
+    audit_policy_file: Option<PathBuf>,
+    /// Size at which the audit log is rotated (one earlier file is kept).
+    #[arg(long, env = "SHOAL_AUDIT_LOG_MAXSIZE", default_value = "100Mi", value_parser = parse_bytes)]
+    audit_log_maxsize: u64,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -406,6 +417,23 @@ async fn up(args: UpArgs) -> Result<()> {
     private_dir(&args.data_dir)?;
     let listen = SocketAddr::new(args.bind_address, args.api_port);
     let hosts = vec![args.bind_address.to_string(), args.node.node_ip.to_string()];
+    let audit = match &args.audit_log_path {
+        None => None,
+        Some(path) => {
+            let policy = match &args.audit_policy_file {
+                None => shoal_apiserver::audit::Policy::default(),
+                Some(p) => shoal_apiserver::audit::Policy::parse(
+                    &std::fs::read_to_string(p)
+                        .with_context(|| format!("reading {}", p.display()))?,
+                )
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+            };
+            Some(Arc::new(
+                shoal_apiserver::audit::Audit::start(path.clone(), policy, args.audit_log_maxsize)
+                    .with_context(|| format!("opening the audit log {}", path.display()))?,
+            ))
+        }
+    };
     let server = shoal_apiserver::server::Server::start(shoal_apiserver::server::ServerConfig {
         data_dir: args.data_dir.clone(),
         listen,
@@ -419,6 +447,7 @@ async fn up(args: UpArgs) -> Result<()> {
             AuthorizationMode::Rbac => shoal_apiserver::server::Authorization::Rbac,
             AuthorizationMode::AlwaysAllow => shoal_apiserver::server::Authorization::AlwaysAllow,
         },
+        audit,
     })
     .await
     .context("starting the control plane")?;

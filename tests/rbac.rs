@@ -844,3 +844,71 @@ fn the_built_in_node_may_have_any_name() {
         o.contains(" Ready ")
     });
 }
+
+#[test]
+fn requests_are_audited_by_policy() {
+    let policy =
+        std::env::temp_dir().join(format!("shoal-audit-policy-{}.yaml", std::process::id()));
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: None\n  resources: [{group: \"\", resources: [events]}]\n- level: None\n  nonResourceURLs: [\"/api*\", \"/openapi*\", /version]\n- level: Metadata\n",
+    )
+    .unwrap();
+    let log = std::env::temp_dir().join(format!("shoal-audit-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let c = Cluster::start_with(
+        "audit",
+        &[
+            "--audit-log-path",
+            log.to_str().unwrap(),
+            "--audit-policy-file",
+            policy.to_str().unwrap(),
+        ],
+    );
+    let alice = credentials(&c, "alice", &["devs"]);
+    assert!(!kubectl_as(&c, &alice, &["get", "pods"]).status.success());
+    c.ok(&["create", "configmap", "audited", "--from-literal=a=b"]);
+    c.ok(&["get", "pods", "--as", "bob", "--as-group", "system:masters"]);
+    let events = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is an audit Event"))
+            .collect()
+    };
+    let find = |pred: &dyn Fn(&serde_json::Value) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(e) = events().into_iter().find(|e| pred(e)) {
+                return e;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no such event in {:#?}",
+                events()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let refused =
+        find(&|e| e["user"]["username"] == "alice" && e["objectRef"]["resource"] == "pods");
+    assert_eq!(refused["verb"], "list");
+    assert_eq!(refused["responseStatus"]["code"], 403);
+    assert_eq!(refused["apiVersion"], "audit.k8s.io/v1");
+    assert_eq!(refused["objectRef"]["namespace"], "default");
+    let created = find(&|e| e["objectRef"]["resource"] == "configmaps" && e["verb"] == "create");
+    assert_eq!(created["verb"], "create");
+    assert_eq!(created["user"]["username"], "shoal-admin");
+    assert_eq!(created["responseStatus"]["code"], 201);
+    let impersonated = find(&|e| e["impersonatedUser"]["username"] == "bob");
+    assert_eq!(impersonated["user"]["username"], "shoal-admin");
+    // What the policy leaves out is not there.
+    assert!(
+        events()
+            .iter()
+            .all(|e| e["objectRef"]["resource"] != "events")
+    );
+    assert!(events().iter().all(|e| e["requestURI"] != "/version"));
+    let _ = std::fs::remove_file(&policy);
+    let _ = std::fs::remove_file(&log);
+}

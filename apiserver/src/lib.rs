@@ -14,6 +14,7 @@
 //!     node_grace: std::time::Duration::from_secs(40),
 //!     cluster_dns: "10.96.0.10".parse()?,
 //!     authorization: Authorization::Rbac,
+//!     audit: None,
 //! }).await?;
 //! println!("API at https://{}", server.addr);
 //! # Ok(()) }
@@ -28,3 +29,4 @@
 pub mod server;
 
 pub use shoal_http::KUBE_VERSION;
+pub use shoal_http::audit;

@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub cluster_dns: std::net::Ipv4Addr,
     /// How requests are authorized.
     pub authorization: Authorization,
+    /// The audit log, if one is kept.
+    pub audit: Option<Arc<shoal_http::audit::Audit>>,
 }
 
 /// How the API authorizes requests, as kube-apiserver's
@@ -154,6 +156,7 @@ impl Server {
             aggregator: aggregator.clone(),
             authorizer,
             inflight: Arc::default(),
+            audit: config.audit.clone(),
             tokens: Some(Arc::new(
                 shoal_pki::tokens::Tokens::from_pem(&pki.service_account_key)
                     .map_err(|e| StartError::Pki(shoal_pki::PkiError::Key(e)))?,

@@ -82,9 +82,17 @@ pub fn service(state: ApiState) -> ApiService {
         .filter(move |req| impersonate(&impersonating, req))
         .filter(move |req| resolve(&resolving, req))
         .filter(move |req| authorize(&authorizing, req))
-        .service_fn(move |req| {
+        .service_fn(move |req: Request<Body>| {
             let state = state.clone();
-            async move { Ok::<_, ApiError>(crate::dispatch(&state, req).await) }
+            async move {
+                let user = req.extensions().get::<Authenticated>().cloned();
+                let mut resp = crate::dispatch(&state, req).await;
+                // Who the request ran as, for the audit log.
+                if let Some(user) = user {
+                    resp.extensions_mut().insert(user);
+                }
+                Ok::<_, ApiError>(resp)
+            }
         });
     BoxCloneService::new(svc)
 }

@@ -9,6 +9,7 @@
 //! the registry, as the front is).
 
 pub mod aggregator;
+pub mod audit;
 pub mod authn;
 mod authz;
 
@@ -73,6 +74,8 @@ pub struct ApiState {
     pub tokens: Option<tokens::TokenKeys>,
     /// The budgets of requests in flight.
     pub inflight: Arc<Inflight>,
+    /// The audit log, when one is kept.
+    pub audit: Option<Arc<audit::Audit>>,
 }
 
 /// How long a client has to finish its TLS handshake: a silent one must not
@@ -196,7 +199,52 @@ async fn observe(
     use tower::ServiceExt as _;
     let started = std::time::Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let audited = state.audit.as_ref().map(|_| {
+        let header = |h: &str| {
+            req.headers()
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let facts = audit::RequestFacts {
+            uri: req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| path.clone(), |p| p.to_string()),
+            source_ip: peer.ip().to_string(),
+            user_agent: header("user-agent").unwrap_or_default(),
+            impersonated: header("impersonate-user"),
+            received: audit::timestamp(),
+        };
+        let query = request::Query::parse(req.uri().query());
+        let attributes = match route::resolve(state, &method, &path) {
+            Ok(r) => r.attributes(&method, &path, &query),
+            Err(_) => Attributes {
+                verb: method.as_str().to_ascii_lowercase(),
+                resource: None,
+                path: path.clone(),
+            },
+        };
+        let user = req
+            .extensions()
+            .get::<Authenticated>()
+            .and_then(|a| a.0.clone());
+        (facts, attributes, user)
+    });
     let resp = api.oneshot(req).await.unwrap_or_else(layers::refusal);
+    if let (Some(log), Some((facts, attributes, user))) = (&state.audit, audited) {
+        // The user the layers authenticated (a token's), not the one it
+        // impersonated, which the event names apart.
+        let user = match facts.impersonated {
+            Some(_) => user,
+            None => resp
+                .extensions()
+                .get::<Authenticated>()
+                .and_then(|a| a.0.clone())
+                .or(user),
+        };
+        log.record(user.as_deref(), &attributes, &facts, resp.status().as_u16());
+    }
     if let Some(labels) = resp.extensions().get::<metrics::RequestLabels>() {
         state.metrics.request(*labels, resp.status().as_u16());
     }

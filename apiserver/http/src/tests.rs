@@ -47,6 +47,7 @@ async fn admitted(authorizer: Arc<dyn Authorizer>, plugins: Vec<Arc<dyn Admissio
         authorizer,
         tokens: None,
         inflight: Arc::default(),
+        audit: None,
     };
     let inflight = state.inflight.clone();
     Api {
