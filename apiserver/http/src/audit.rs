@@ -14,6 +14,8 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 
 use serde_json::{Value, json};
 
+use shoal_machinery::meta::strings;
+
 use crate::authn::User;
 use shoal_machinery::user::Attributes;
 
@@ -56,18 +58,6 @@ impl Default for Policy {
             non_resource_urls: vec![],
         }])
     }
-}
-
-fn strings(v: &Value, k: &str) -> Vec<String> {
-    v.get(k)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 impl Policy {

@@ -184,16 +184,7 @@ fn answer(
                 "SelfSubjectAccessReview" => user.clone(),
                 _ => crate::authn::User {
                     name: text(spec, "user"),
-                    groups: spec
-                        .get("groups")
-                        .and_then(Value::as_array)
-                        .map(|g| {
-                            g.iter()
-                                .filter_map(Value::as_str)
-                                .map(str::to_string)
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                    groups: shoal_machinery::meta::strings(spec, "groups"),
                 },
             };
             let mut attributes = attributes_of(r, spec)?;

@@ -191,17 +191,12 @@ pub(crate) fn review(state: &ApiState, mut body: Value) -> Value {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let audiences: Vec<String> = body
-        .pointer("/spec/audiences")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .filter(|a: &Vec<String>| !a.is_empty())
-        .unwrap_or_else(|| vec![ISSUER.to_string()]);
+    let mut audiences = body
+        .get("spec")
+        .map_or_else(Vec::new, |s| meta::strings(s, "audiences"));
+    if audiences.is_empty() {
+        audiences.push(ISSUER.to_string());
+    }
     let refs: Vec<&str> = audiences.iter().map(String::as_str).collect();
     body["status"] = match authenticate(state, &token, &refs) {
         Some(user) => json!({"authenticated": true, "audiences": audiences,

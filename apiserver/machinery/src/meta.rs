@@ -77,6 +77,19 @@ pub fn condition_true(obj: &Value, ty: &str) -> bool {
         })
 }
 
+/// The strings of the list at `key` of `v` (empty when absent).
+pub fn strings(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// How deeply an object may nest: far beyond any real manifest, and well
 /// inside what every reader of the stored object parses.
 pub const MAX_DEPTH: usize = 100;

@@ -4,6 +4,8 @@
 
 use serde_json::{Value, json};
 
+use shoal_machinery::meta::strings;
+
 use shoal_machinery::user::{Attributes, ResourceAttributes};
 
 /// A rule of a Role or ClusterRole.
@@ -19,18 +21,6 @@ pub struct Rule {
     pub resource_names: Vec<String>,
     /// Non-resource paths, exact or a prefix ending in `*`.
     pub non_resource_urls: Vec<String>,
-}
-
-fn strings(v: &Value, key: &str) -> Vec<String> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 impl Rule {
