@@ -2,6 +2,7 @@
 //! the tools around them.
 
 mod logging;
+mod token;
 
 /// jemalloc instead of glibc's allocator: after 2,000 pods were created and
 /// deleted, glibc kept 540 MB resident for 205 MB in use (and mimalloc
@@ -47,8 +48,14 @@ enum Command {
     Up(UpArgs),
     /// Run a node agent that joins a cluster through its API.
     Agent(AgentArgs),
-    /// Write the credentials a new node joins this cluster with.
+    /// Write the credentials a new node joins this cluster with, for a
+    /// node that cannot reach the API to ask for them (see `shoal token`).
     NodeConfig(NodeConfigArgs),
+    /// Manage the bootstrap tokens nodes join with (`shoal agent --token`).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Manage the node's local image store.
     Images {
         #[command(subcommand)]
@@ -177,27 +184,73 @@ struct NodeArgs {
     minimum_image_ttl_duration: std::time::Duration,
 }
 
-/// A node agent joining a cluster through its API, as a kubelet does.
+/// A node agent joining a cluster through its API, as a kubelet does:
+/// with `--server` and a bootstrap `--token` (its certificates are then
+/// asked for, kept and renewed), or with the files `shoal node-config`
+/// wrote.
 #[derive(Args, Clone)]
 struct AgentArgs {
     /// Where the node's images, compiled artifacts, pod state and logs live.
     #[arg(long, env = "SHOAL_DATA_DIR", default_value = "/var/lib/shoal")]
     data_dir: PathBuf,
+    /// The API server's URL, to join with a bootstrap token.
+    #[arg(long, env = "SHOAL_SERVER", conflicts_with_all = ["kubeconfig", "tls_cert_file", "tls_private_key_file", "client_ca_file"])]
+    server: Option<String>,
+    /// A bootstrap token (`shoal token create`); needed at the first join
+    /// and whenever the node's kept client certificate has expired.
+    #[arg(long, env = "SHOAL_TOKEN", requires = "server", hide_env_values = true)]
+    token: Option<String>,
     /// The node's credentials for the API (see `shoal node-config`).
-    #[arg(long, env = "SHOAL_KUBECONFIG")]
-    kubeconfig: PathBuf,
+    #[arg(long, env = "SHOAL_KUBECONFIG", required_unless_present = "server")]
+    kubeconfig: Option<PathBuf>,
     /// Serving certificate of the kubelet API (PEM).
-    #[arg(long)]
-    tls_cert_file: PathBuf,
+    #[arg(long, required_unless_present = "server")]
+    tls_cert_file: Option<PathBuf>,
     /// Private key of the serving certificate (PEM).
-    #[arg(long)]
-    tls_private_key_file: PathBuf,
+    #[arg(long, required_unless_present = "server")]
+    tls_private_key_file: Option<PathBuf>,
     /// CA that signs the certificates clients of the kubelet API present
     /// (the API server's, for logs).
-    #[arg(long)]
-    client_ca_file: PathBuf,
+    #[arg(long, required_unless_present = "server")]
+    client_ca_file: Option<PathBuf>,
     #[command(flatten)]
     node: NodeArgs,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token and print it.
+    Create {
+        /// How long the token is valid (0: until deleted).
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        ttl: std::time::Duration,
+        /// What the token is for.
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List the tokens.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Delete a token (by its ID or the whole token): no node joins with it
+    /// any more; nodes that joined keep their certificates.
+    Delete {
+        /// The token or its ID.
+        token: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+/// How a command reaches the API.
+#[derive(Args, Clone)]
+struct ApiArgs {
+    /// An administrator's kubeconfig.
+    #[arg(long, env = "KUBECONFIG", default_value = "/var/lib/shoal/kubeconfig")]
+    kubeconfig: PathBuf,
 }
 
 /// Issues the files a node agent joins the cluster with.
@@ -329,6 +382,29 @@ fn main() -> Result<()> {
             .build()?
             .block_on(agent(args)),
         Command::NodeConfig(args) => node_config(&args),
+        Command::Token { command } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(async move {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                match command {
+                    TokenCommand::Create {
+                        ttl,
+                        description,
+                        api,
+                    } => {
+                        println!(
+                            "{}",
+                            token::create(&api.kubeconfig, ttl, &description).await?
+                        );
+                        Ok(())
+                    }
+                    TokenCommand::List { api } => token::list(&api.kubeconfig).await,
+                    TokenCommand::Delete { token, api } => {
+                        token::delete(&api.kubeconfig, &token).await
+                    }
+                }
+            }),
         Command::Images {
             command:
                 ImagesCommand::Import {
@@ -488,11 +564,28 @@ async fn up(args: UpArgs) -> Result<()> {
     let kubelet_tls = server
         .pki
         .server_config(&server.pki.node_serving, &[b"http/1.1"])?;
-    let agent = start_agent(&args.data_dir, &args.node, node_kc, kubelet_tls, true).await?;
+    let client = kubeconfig_client(node_kc, &args.node).await?;
+    let agent = start_agent(&args.data_dir, &args.node, client, kubelet_tls, true).await?;
+    // The token other nodes join with, made at the first start as k3s
+    // makes its node token; `shoal token` makes and revokes others.
+    let token_file = args.data_dir.join("node-token");
+    if !token_file.exists() {
+        let token = token::create(
+            &kubeconfig_path,
+            std::time::Duration::ZERO,
+            "made by shoal up for joining nodes",
+        )
+        .await?;
+        shoal_pki::write_private(&token_file, &format!("{token}\n"))?;
+    }
     println!(
         "shoal is ready: API at {url}, node {}. Use it with: export KUBECONFIG={}",
         args.node.node_name,
         kubeconfig_path.display()
+    );
+    println!(
+        "nodes join with: shoal agent --server {url} --token $(cat {})",
+        token_file.display()
     );
     tokio::signal::ctrl_c().await?;
     eprintln!("shutting down");
@@ -504,55 +597,105 @@ async fn up(args: UpArgs) -> Result<()> {
 async fn agent(args: AgentArgs) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     private_dir(&args.data_dir)?;
-    let read = |p: &Path| -> Result<String> {
-        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+    let (client, kubelet_tls, renewal) = match &args.server {
+        Some(server) => {
+            let joined = shoal_node::bootstrap::join(shoal_node::bootstrap::JoinConfig {
+                server: server.clone(),
+                token: args.token.clone(),
+                node_name: args.node.node_name.clone(),
+                addresses: vec![args.node.node_ip],
+                dir: args.data_dir.join("credentials"),
+                limits: limits(&args.node),
+            })
+            .await
+            .with_context(|| format!("joining the cluster at {server}"))?;
+            let renewal = joined.renew();
+            (joined.client, joined.kubelet_tls, Some(renewal))
+        }
+        None => {
+            let (client, tls) = offline_credentials(&args).await?;
+            (client, tls, None)
+        }
     };
-    let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig)
-        .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
-    let pair = shoal_pki::Pair {
-        cert: read(&args.tls_cert_file)?,
-        key: read(&args.tls_private_key_file)?,
-    };
-    let kubelet_tls = shoal_pki::server_config(&read(&args.client_ca_file)?, &pair, &[b"http/1.1"])
-        .with_context(|| {
-            format!(
-                "the kubelet API's certificate {}, key {} or client CA {}",
-                args.tls_cert_file.display(),
-                args.tls_private_key_file.display(),
-                args.client_ca_file.display()
-            )
-        })?;
-    let agent = start_agent(&args.data_dir, &args.node, kubeconfig, kubelet_tls, false).await?;
+    let agent = start_agent(&args.data_dir, &args.node, client, kubelet_tls, false).await?;
     println!(
         "shoal agent is ready: node {} at {}",
         args.node.node_name, args.node.node_ip
     );
     tokio::signal::ctrl_c().await?;
     eprintln!("shutting down");
+    if let Some(r) = renewal {
+        r.abort();
+    }
     agent.shutdown().await;
     Ok(())
 }
 
-/// Starts a node agent that reaches the API with `kubeconfig`.
-async fn start_agent(
-    data_dir: &Path,
-    node: &NodeArgs,
+/// The API client and kubelet API settings from the files `shoal
+/// node-config` wrote.
+async fn offline_credentials(
+    args: &AgentArgs,
+) -> Result<(kube::Client, Arc<rustls::ServerConfig>)> {
+    let read = |p: &Path| -> Result<String> {
+        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+    };
+    let need = |p: &Option<PathBuf>, flag: &str| -> Result<PathBuf> {
+        p.clone()
+            .ok_or_else(|| anyhow::anyhow!("{flag} is needed without --server"))
+    };
+    let kubeconfig_file = need(&args.kubeconfig, "--kubeconfig")?;
+    let cert = need(&args.tls_cert_file, "--tls-cert-file")?;
+    let key = need(&args.tls_private_key_file, "--tls-private-key-file")?;
+    let ca = need(&args.client_ca_file, "--client-ca-file")?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(&kubeconfig_file)
+        .with_context(|| format!("reading {}", kubeconfig_file.display()))?;
+    let pair = shoal_pki::Pair {
+        cert: read(&cert)?,
+        key: read(&key)?,
+    };
+    let kubelet_tls =
+        shoal_pki::server_config(&read(&ca)?, &pair, &[b"http/1.1"]).with_context(|| {
+            format!(
+                "the kubelet API's certificate {}, key {} or client CA {}",
+                cert.display(),
+                key.display(),
+                ca.display()
+            )
+        })?;
+    Ok((
+        kubeconfig_client(kubeconfig, &args.node).await?,
+        kubelet_tls,
+    ))
+}
+
+fn limits(node: &NodeArgs) -> shoal_node::client::ClientLimits {
+    shoal_node::client::ClientLimits {
+        qps: node.kube_api_qps,
+        burst: node.kube_api_burst,
+    }
+}
+
+/// The node's API client from a kubeconfig.
+async fn kubeconfig_client(
     kubeconfig: kube::config::Kubeconfig,
-    kubelet_tls: Arc<rustls::ServerConfig>,
-    control_plane: bool,
-) -> Result<shoal_node::Agent> {
+    node: &NodeArgs,
+) -> Result<kube::Client> {
     let kc = kube::Config::from_custom_kubeconfig(
         kubeconfig,
         &kube::config::KubeConfigOptions::default(),
     )
     .await?;
-    let client = shoal_node::client::connect(
-        &kc,
-        shoal_node::client::ClientLimits {
-            qps: node.kube_api_qps,
-            burst: node.kube_api_burst,
-        },
-    )?;
+    Ok(shoal_node::client::connect(&kc, limits(node))?)
+}
+
+/// Starts a node agent that reaches the API with `client`.
+async fn start_agent(
+    data_dir: &Path,
+    node: &NodeArgs,
+    client: kube::Client,
+    kubelet_tls: Arc<rustls::ServerConfig>,
+    control_plane: bool,
+) -> Result<shoal_node::Agent> {
     // A slot per pod, and some for pods with several containers; the
     // kernel must be able to map them all.
     let instances = shoal_runtime_wasm::ensure_map_count(node.max_pods.saturating_add(256));

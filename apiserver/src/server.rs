@@ -150,11 +150,11 @@ impl Server {
             None => Arc::new(shoal_http::AllowAll),
         };
         let state = ApiState {
+            authorizer: authorizer.clone(),
             objects: objects.clone(),
             kubelet_client: pki.client_config(&pki.apiserver_kubelet_client)?,
             metrics: Arc::default(),
             aggregator: aggregator.clone(),
-            authorizer,
             inflight: Arc::default(),
             audit: config.audit.clone(),
             tokens: Some(Arc::new(
@@ -180,6 +180,20 @@ impl Server {
                             pki.sign_request(csr, signer, secs)
                         })
                     }),
+                    approver: Some(node_approver(
+                        objects.clone(),
+                        authorizer.clone(),
+                        config
+                            .hosts
+                            .iter()
+                            .cloned()
+                            .chain([advertise.to_string()])
+                            .collect(),
+                    )),
+                    cluster_info: Some(cluster_info(
+                        &format!("https://{}", SocketAddr::new(advertise, addr.port())),
+                        &pki.ca,
+                    )),
                 },
             )),
         ]);
@@ -198,6 +212,103 @@ impl Server {
         }
         self.objects.store().shutdown().await;
     }
+}
+
+/// The kubeconfig joining nodes read from `kube-public/cluster-info`: the
+/// server and its CA, no credentials.
+fn cluster_info(server: &str, ca_pem: &str) -> String {
+    use base64::Engine as _;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: shoal\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\ncontexts: []\nusers: []\n"
+    )
+}
+
+/// Approves node agents' certificate requests as kube-controller-manager's
+/// `csrapproving` does: a client certificate for a node when its requester
+/// may create `certificatesigningrequests/nodeclient` (bootstrap tokens'
+/// users may) or, renewing its own, `selfnodeclient` (nodes may); and a
+/// node's serving certificate for names that are neither this server's
+/// nor another Node's, so a node cannot pose as the API or its peers.
+fn node_approver(
+    objects: Objects,
+    authorizer: Arc<dyn shoal_http::Authorizer>,
+    server_names: Vec<String>,
+) -> shoal_controllers::Approver {
+    use base64::Engine as _;
+    use shoal_machinery::user::{Attributes, ResourceAttributes, User};
+    use shoal_pki::signer::{NodeRequest, node_request};
+    Arc::new(move |csr: &serde_json::Value| {
+        let spec = csr.get("spec")?;
+        let text = |k: &str| spec.get(k).and_then(serde_json::Value::as_str);
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(text("request")?)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())?;
+        let usages = shoal_machinery::meta::strings(spec, "usages");
+        let usages: Vec<&str> = usages.iter().map(String::as_str).collect();
+        let requester = User {
+            name: text("username")?.to_string(),
+            groups: shoal_machinery::meta::strings(spec, "groups"),
+        };
+        let may = |subresource: &str| {
+            let a = Attributes {
+                verb: "create".into(),
+                resource: Some(ResourceAttributes {
+                    group: "certificates.k8s.io".into(),
+                    version: String::new(),
+                    resource: "certificatesigningrequests".into(),
+                    subresource: subresource.into(),
+                    namespace: String::new(),
+                    name: String::new(),
+                }),
+                path: String::new(),
+            };
+            authorizer.authorize(&requester, &a).is_ok()
+        };
+        match node_request(&pem, text("signerName")?, &usages, &requester.name)? {
+            NodeRequest::Client(_) => may("nodeclient").then(|| {
+                "Auto approving kubelet client certificate after SubjectAccessReview.".into()
+            }),
+            NodeRequest::SelfClient(_) => may("selfnodeclient").then(|| {
+                "Auto approving self kubelet client certificate after SubjectAccessReview.".into()
+            }),
+            NodeRequest::Serving(node, names) => {
+                let nodes = resources::by_kind("", "Node")?;
+                let (others, _) =
+                    objects.list(nodes, None, &Default::default(), &Default::default());
+                let others: Vec<&serde_json::Value> = others.iter().map(|o| &*o.value).collect();
+                names_free(&node, &names, &server_names, &others).then(|| {
+                    "Auto approving the node's serving certificate for its own names.".into()
+                })
+            }
+        }
+    })
+}
+
+/// Whether node `node` may have a serving certificate for `names`: none
+/// is the API server's, or another Node's name or address.
+fn names_free(
+    node: &str,
+    names: &[shoal_pki::signer::Name],
+    server_names: &[String],
+    nodes: &[&serde_json::Value],
+) -> bool {
+    use shoal_machinery::meta;
+    let taken = |n: &str| {
+        server_names.iter().any(|s| s == n)
+            || nodes.iter().any(|o| {
+                meta::name(o) != node
+                    && (meta::name(o) == n
+                        || o.pointer("/status/addresses")
+                            .and_then(serde_json::Value::as_array)
+                            .is_some_and(|a| a.iter().any(|x| x["address"] == n)))
+            })
+    };
+    names.iter().all(|n| match n {
+        shoal_pki::signer::Name::Dns(d) => !taken(d),
+        shoal_pki::signer::Name::Ip(ip) => !taken(&ip.to_string()),
+    })
 }
 
 async fn ensure_initial_objects(
@@ -276,10 +387,11 @@ async fn ensure_default_policy(objects: &Objects) -> Result<(), shoal_machinery:
         let r =
             resources::by_kind("rbac.authorization.k8s.io", kind).expect("RBAC kinds are served");
         let name = obj["metadata"]["name"].as_str().unwrap_or_default();
-        match objects.get(r, "", name) {
+        let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
+        match objects.get(r, ns, name) {
             Err(_) => {
                 objects
-                    .create(r, "", obj.clone(), WriteOpts::default())
+                    .create(r, ns, obj.clone(), WriteOpts::default())
                     .await?;
             }
             Ok(cur) => {
@@ -302,7 +414,7 @@ async fn ensure_default_policy(objects: &Objects) -> Result<(), shoal_machinery:
                         }
                     }
                     objects
-                        .update(r, "", name, next, None, WriteOpts::default())
+                        .update(r, ns, name, next, None, WriteOpts::default())
                         .await?;
                 }
             }
@@ -464,6 +576,33 @@ pub type SharedServer = Arc<Server>;
 mod tests {
     use super::*;
     use shoal_store::{Command, Cond};
+
+    #[test]
+    fn a_node_gets_no_serving_certificate_for_the_api_or_another_node() {
+        use shoal_pki::signer::Name;
+        let other = json!({"metadata": {"name": "b"},
+            "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.2"}]}});
+        let me = json!({"metadata": {"name": "a"},
+            "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}]}});
+        let nodes = [&other, &me];
+        let server = ["10.0.0.9".to_string(), "localhost".to_string()];
+        let ip = |s: &str| Name::Ip(s.parse().unwrap());
+        assert!(names_free(
+            "a",
+            &[Name::Dns("a".into()), ip("10.0.0.1")],
+            &server,
+            &nodes
+        ));
+        assert!(!names_free("a", &[ip("10.0.0.2")], &server, &nodes));
+        assert!(!names_free("a", &[Name::Dns("b".into())], &server, &nodes));
+        assert!(!names_free("a", &[ip("10.0.0.9")], &server, &nodes));
+        assert!(!names_free(
+            "a",
+            &[Name::Dns("localhost".into())],
+            &server,
+            &nodes
+        ));
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn statuses_stored_without_go_zeros_get_them_at_start() {

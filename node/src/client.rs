@@ -36,11 +36,20 @@ pub enum ClientError {
 /// A kube client for `config` that multiplexes over HTTP/2 and keeps to
 /// `limits`.
 pub fn connect(config: &kube::Config, limits: ClientLimits) -> Result<kube::Client, ClientError> {
+    connect_tls(config, config.rustls_client_config()?, limits)
+}
+
+/// A client as [`connect`] makes, with `tls` in place of the TLS settings
+/// `config` names (a node whose certificate is renewed while it runs).
+pub fn connect_tls(
+    config: &kube::Config,
+    tls: rustls::ClientConfig,
+    limits: ClientLimits,
+) -> Result<kube::Client, ClientError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(config.connect_timeout);
-    let tls = config.rustls_client_config()?;
     let mut builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();

@@ -5,6 +5,7 @@
 //! (kube-rs), so it can join any conformant apiserver.
 
 mod agent;
+pub mod bootstrap;
 pub mod client;
 mod dns;
 mod env;

@@ -365,44 +365,90 @@ impl Cluster {
     pub fn join(&self, name: &str, ip: &str, args: &[&str]) -> Node {
         let mut all = vec!["--pod-network", "none"];
         all.extend_from_slice(args);
-        self.join_in(name, ip, None, &all)
+        self.join_in(name, ip, None, &all, None)
     }
 
     /// Starts `shoal agent` as node `name` on `host` of a [`Lan`], with pod
     /// IPs routed.
+    /// Starts `shoal agent` as node `name` on `host` of a [`Lan`], with pod
+    /// IPs routed, joined with the cluster's bootstrap token as a person
+    /// would join a machine.
     pub fn join_on(&self, host: &Host, name: &str, args: &[&str]) -> Node {
-        self.join_in(name, &host.ip, Some(&host.ns), args)
+        let token = self.node_token();
+        self.join_in(name, &host.ip, Some(&host.ns), args, Some(&token))
     }
 
-    fn join_in(&self, name: &str, ip: &str, ns: Option<&str>, args: &[&str]) -> Node {
+    /// Starts `shoal agent` as node `name` at address `ip`, joined with
+    /// bootstrap token `token` (none: with the credentials a former join
+    /// kept).
+    pub fn join_with_token(&self, name: &str, ip: &str, token: Option<&str>) -> Node {
+        self.join_in(
+            name,
+            ip,
+            None,
+            &["--pod-network", "none"],
+            token.or(Some("")),
+        )
+    }
+
+    /// The token `shoal up` made for joining nodes.
+    pub fn node_token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node-token"))
+            .expect("shoal up writes node-token")
+            .trim()
+            .to_string()
+    }
+
+    /// Starts an agent: with `token` (empty: none) it joins with
+    /// `--server` and the token; without, with credentials from `shoal
+    /// node-config`.
+    fn join_in(
+        &self,
+        name: &str,
+        ip: &str,
+        ns: Option<&str>,
+        args: &[&str],
+        token: Option<&str>,
+    ) -> Node {
         let dir = self.dir.join(format!("node-{name}"));
-        let creds = dir.join("credentials");
-        let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
-            .args(["node-config", "--data-dir"])
-            .arg(&self.dir)
-            .args(["--node-name", name, "--node-ip", ip, "--server"])
-            .arg(self.server())
-            .arg("--out")
-            .arg(&creds)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "node-config failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut child = shoal_command(ns, None)
-            .arg("agent")
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--kubeconfig")
-            .arg(creds.join("kubeconfig"))
-            .arg("--tls-cert-file")
-            .arg(creds.join("kubelet.crt"))
-            .arg("--tls-private-key-file")
-            .arg(creds.join("kubelet.key"))
-            .arg("--client-ca-file")
-            .arg(creds.join("ca.crt"))
+        let mut command = shoal_command(ns, None);
+        command.arg("agent").arg("--data-dir").arg(dir.join("data"));
+        match token {
+            Some(token) => {
+                command.args(["--server", &self.server()]);
+                if !token.is_empty() {
+                    command.args(["--token", token]);
+                }
+            }
+            None => {
+                let creds = dir.join("credentials");
+                let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+                    .args(["node-config", "--data-dir"])
+                    .arg(&self.dir)
+                    .args(["--node-name", name, "--node-ip", ip, "--server"])
+                    .arg(self.server())
+                    .arg("--out")
+                    .arg(&creds)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "node-config failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                command
+                    .arg("--kubeconfig")
+                    .arg(creds.join("kubeconfig"))
+                    .arg("--tls-cert-file")
+                    .arg(creds.join("kubelet.crt"))
+                    .arg("--tls-private-key-file")
+                    .arg(creds.join("kubelet.key"))
+                    .arg("--client-ca-file")
+                    .arg(creds.join("ca.crt"));
+            }
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut child = command
             .args(["--node-name", name, "--node-ip", ip])
             .args(["--kubelet-port", &free_port().to_string()])
             .args(args)

@@ -15,14 +15,57 @@ use shoal_machinery::meta::{self, condition_true};
 /// certificate in PEM, or why not.
 pub type Signer = Arc<dyn Fn(&str, &str, u64) -> Result<String, String> + Send + Sync>;
 
+/// Decides whether a pending request is approved without a person: the
+/// approval's message when it is (kube-controller-manager's `csrapproving`
+/// approves nodes' client certificates this way), `None` to leave it.
+pub type Approver = Arc<dyn Fn(&Value) -> Option<String> + Send + Sync>;
+
 /// The signers handled here.
 const SIGNERS: &[&str] = &[
     "kubernetes.io/kube-apiserver-client",
     "kubernetes.io/kube-apiserver-client-kubelet",
+    "kubernetes.io/kubelet-serving",
 ];
 
 /// A year: what a request without `expirationSeconds` gets.
 const DEFAULT_VALIDITY: u64 = 365 * 24 * 3600;
+
+/// Approves the pending requests `approver` approves.
+pub fn approve_certificates(s: &Snapshot, approver: Option<&Approver>) -> Vec<Action> {
+    let Some(approver) = approver else {
+        return Vec::new();
+    };
+    let r = res("CertificateSigningRequest", "certificates.k8s.io");
+    let mut actions = Vec::new();
+    for csr in s.of("certificatesigningrequests") {
+        if ["Approved", "Denied", "Failed"]
+            .iter()
+            .any(|c| condition_true(csr, c))
+        {
+            continue;
+        }
+        let Some(message) = approver(csr) else {
+            continue;
+        };
+        let now = meta::now();
+        let mut conditions = csr
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        conditions.push(json!({"type": "Approved", "status": "True",
+            "reason": "AutoApproved", "message": message,
+            "lastUpdateTime": now, "lastTransitionTime": now}));
+        actions.push(Action::Patch {
+            resource: r,
+            namespace: String::new(),
+            name: meta::name(csr).to_string(),
+            patch: json!({"status": {"conditions": conditions}}),
+            status: true,
+        });
+    }
+    actions
+}
 
 /// Signs the approved, unsigned requests.
 pub fn reconcile_certificates(s: &Snapshot, signer: Option<&Signer>) -> Vec<Action> {
@@ -142,5 +185,47 @@ mod tests {
             }
         }
         assert!(reconcile_certificates(&s, None).is_empty());
+    }
+
+    #[test]
+    fn pending_requests_the_approver_takes_are_approved_once() {
+        let s = snap(&[
+            (
+                "certificatesigningrequests",
+                csr("node", SIGNERS[1], json!([])),
+            ),
+            (
+                "certificatesigningrequests",
+                csr("person", SIGNERS[0], json!([])),
+            ),
+            (
+                "certificatesigningrequests",
+                csr(
+                    "done",
+                    SIGNERS[1],
+                    json!([{"type": "Approved", "status": "True"}]),
+                ),
+            ),
+            (
+                "certificatesigningrequests",
+                csr(
+                    "denied",
+                    SIGNERS[1],
+                    json!([{"type": "Denied", "status": "True"}]),
+                ),
+            ),
+        ]);
+        let approver: Approver = Arc::new(|csr: &Value| {
+            (csr["spec"]["signerName"] == SIGNERS[1]).then(|| "auto".to_string())
+        });
+        let actions = approve_certificates(&s, Some(&approver));
+        assert_eq!(actions.len(), 1);
+        let Action::Patch { name, patch, .. } = &actions[0] else {
+            panic!()
+        };
+        assert_eq!(name, "node");
+        assert_eq!(patch["status"]["conditions"][0]["type"], "Approved");
+        assert_eq!(patch["status"]["conditions"][0]["reason"], "AutoApproved");
+        assert!(approve_certificates(&s, None).is_empty());
     }
 }

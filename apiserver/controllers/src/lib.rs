@@ -16,9 +16,10 @@ use shoal_machinery::meta::{self, str_at};
 use shoal_registry::objects::{DeleteOpts, Objects, PatchType, Propagation, WriteOpts};
 use shoal_registry::resources::{self, RESOURCES, Resource, Sub};
 
-pub use certificates::Signer;
+pub use certificates::{Approver, Signer};
 
 pub mod api_services;
+mod bootstrap;
 mod certificates;
 mod crds;
 mod cronjobs;
@@ -556,6 +557,12 @@ pub struct ControllerConfig {
     /// Signs approved CertificateSigningRequests; `None` leaves them
     /// unsigned.
     pub signer: Option<Signer>,
+    /// Approves the CertificateSigningRequests nodes make; `None` leaves
+    /// every request to a person.
+    pub approver: Option<Approver>,
+    /// The kubeconfig (server and CA, no credentials) published in
+    /// `kube-public/cluster-info` for joining nodes.
+    pub cluster_info: Option<String>,
 }
 
 /// How often the garbage collector looks for orphans when nothing was
@@ -575,6 +582,8 @@ pub async fn run(objects: Objects, config: ControllerConfig) {
         event_ttl,
         node_grace,
         signer,
+        approver,
+        cluster_info,
     } = config;
     let node_grace = jiff::SignedDuration::try_from(node_grace).unwrap_or(node_lifecycle::GRACE);
     let Ok((_, mut rx)) = objects.store().watch(None) else {
@@ -603,7 +612,14 @@ pub async fn run(objects: Objects, config: ControllerConfig) {
         actions.extend(load_balancers::reconcile_load_balancers(&snap));
         actions.extend(reconcile_quotas(&snap));
         actions.extend(reconcile_definitions(&snap));
+        actions.extend(certificates::approve_certificates(&snap, approver.as_ref()));
         actions.extend(certificates::reconcile_certificates(&snap, signer.as_ref()));
+        actions.extend(bootstrap::reconcile_cluster_info(
+            &snap,
+            cluster_info.as_deref(),
+            now.as_second(),
+        ));
+        actions.extend(bootstrap::reconcile_expired_tokens(&snap, now.as_second()));
         actions.extend(api_services::reconcile_api_services(&snap, now));
         if deleted || last_gc.elapsed() >= GC_PERIOD {
             actions.extend(reconcile_garbage(&snap));
@@ -617,6 +633,7 @@ pub async fn run(objects: Objects, config: ControllerConfig) {
             jobs::next_deadline(&snap),
             cronjobs::next_run(&snap, now),
             node_lifecycle::next_deadline(&snap, since, node_grace),
+            bootstrap::next_expiry(&snap),
         ]
         .into_iter()
         .flatten()

@@ -9,7 +9,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use std::sync::Arc;
 
-pub use shoal_machinery::user::{AUTHENTICATED, User};
+pub use shoal_machinery::user::{ANONYMOUS, AUTHENTICATED, UNAUTHENTICATED, User};
 
 /// The user a request's credentials name, set by the connection from its
 /// TLS client certificate; `None` for an anonymous client.

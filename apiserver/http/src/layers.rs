@@ -105,9 +105,10 @@ fn public(path: &str) -> bool {
     )
 }
 
-/// Authentication: the client certificate's user, or the service account
-/// of a valid bearer token; a request with neither is refused (401)
-/// unless its path is public, and so is one with an invalid token.
+/// Authentication: the client certificate's user, or the user of a valid
+/// bearer token (a service account's or a bootstrap token's); a request
+/// with neither is refused (401) unless its path is public or it reads the
+/// `cluster-info` ConfigMap, and so is one with an invalid token.
 fn authenticate(state: &ApiState, mut req: Request<Body>) -> Result<Request<Body>, ApiError> {
     let known = req
         .extensions()
@@ -124,10 +125,23 @@ fn authenticate(state: &ApiState, mut req: Request<Body>) -> Result<Request<Body
         return Ok(req);
     }
     if public(req.uri().path()) {
-        Ok(req)
-    } else {
-        Err(ApiError::unauthorized())
+        return Ok(req);
     }
+    // A joining node reads the cluster's CA before it can check the
+    // server's certificate, so before it sends its token: that one object
+    // is read anonymously, as kubeadm's discovery does, and RBAC decides.
+    let (ns, name) = shoal_machinery::bootstrap::CLUSTER_INFO;
+    if req.method() == http::Method::GET
+        && req.uri().path() == format!("/api/v1/namespaces/{ns}/configmaps/{name}")
+    {
+        req.extensions_mut()
+            .insert(Authenticated(Some(std::sync::Arc::new(User {
+                name: crate::authn::ANONYMOUS.into(),
+                groups: vec![crate::authn::UNAUTHENTICATED.into()],
+            }))));
+        return Ok(req);
+    }
+    Err(ApiError::unauthorized())
 }
 
 /// Impersonation (`kubectl --as`, `--as-group`): a user allowed to

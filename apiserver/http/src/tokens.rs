@@ -1,6 +1,8 @@
-//! Service-account tokens over HTTP: a bearer token on a request names its
+//! Bearer tokens over HTTP: a service-account token on a request names its
 //! service account (verified, unexpired, for the API's audience, and its
-//! service account and bound pod still the ones it was issued for); the
+//! service account and bound pod still the ones it was issued for); a
+//! bootstrap token (`ID.SECRET`) names `system:bootstrap:ID` while its
+//! Secret in `kube-system` allows it; the
 //! TokenRequest subresource (`kubectl create token`) issues them;
 //! TokenReview lets others check one; the OpenID discovery documents
 //! publish the key.
@@ -14,7 +16,7 @@ use serde_json::{Value, json};
 use crate::ApiState;
 use crate::authn::{AUTHENTICATED, User};
 use shoal_machinery::error::{ApiError, Result};
-use shoal_machinery::meta;
+use shoal_machinery::{bootstrap, meta};
 use shoal_pki::tokens::{Claims, ISSUER, KubernetesClaims, ObjectRef};
 use shoal_registry::admission::node_restriction;
 use shoal_registry::resources;
@@ -33,6 +35,9 @@ pub(crate) fn bearer(headers: &http::HeaderMap) -> Option<&str> {
 /// The user a service-account token names, for `audiences`; `None` when
 /// the token is not valid now.
 pub(crate) fn authenticate(state: &ApiState, token: &str, audiences: &[&str]) -> Option<User> {
+    if let Some((id, secret)) = bootstrap::parse(token) {
+        return bootstrap_user(state, id, secret);
+    }
     let tokens = state.tokens.as_ref()?;
     let claims = tokens.verify(token, audiences).ok()?;
     let k = &claims.kubernetes;
@@ -61,6 +66,23 @@ pub(crate) fn authenticate(state: &ApiState, token: &str, audiences: &[&str]) ->
             AUTHENTICATED.into(),
         ],
     })
+}
+
+/// The user of bootstrap token `id.secret`: its Secret exists, is meant
+/// for authentication, has not expired and holds this secret.
+fn bootstrap_user(state: &ApiState, id: &str, secret: &str) -> Option<User> {
+    let secrets = resources::by_kind("", "Secret")?;
+    let stored = state
+        .objects
+        .get(
+            secrets,
+            "kube-system",
+            &format!("{}{id}", bootstrap::SECRET_PREFIX),
+        )
+        .ok()?;
+    let token = bootstrap::Token::from_secret(&stored.value)?;
+    (token.authentication && !token.expired(now_secs()) && token.matches(secret))
+        .then(|| token.user())
 }
 
 fn now_secs() -> i64 {

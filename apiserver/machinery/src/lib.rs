@@ -10,6 +10,7 @@
 //! no I/O). A rule that needs to know a kind belongs to the registry.
 
 pub mod apply;
+pub mod bootstrap;
 pub mod cel;
 pub mod conditions;
 pub mod cron;

@@ -3,6 +3,10 @@
 
 /// The group every authenticated user is in.
 pub const AUTHENTICATED: &str = "system:authenticated";
+/// The user a request without credentials makes, where one may.
+pub const ANONYMOUS: &str = "system:anonymous";
+/// The group of [`ANONYMOUS`].
+pub const UNAUTHENTICATED: &str = "system:unauthenticated";
 
 /// An authenticated user.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,6 +23,21 @@ fn meta(name: &str, labels: Value) -> Value {
         "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}})
 }
 
+fn namespaced(name: &str, namespace: &str) -> Value {
+    let mut m = meta(name, json!({}));
+    m["namespace"] = json!(namespace);
+    m
+}
+
+/// The ClusterRole whose `create` on `certificatesigningrequests/nodeclient`
+/// gets a node's first client certificate approved automatically.
+const NODE_CLIENT: &str = "system:certificates.k8s.io:certificatesigningrequests:nodeclient";
+/// The ClusterRole whose `create` on
+/// `certificatesigningrequests/selfnodeclient` gets a node's renewal of its
+/// own client certificate approved automatically.
+const SELF_NODE_CLIENT: &str =
+    "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient";
+
 fn cluster_role(name: &str, labels: Value, rules: Vec<Value>) -> Value {
     json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
         "metadata": meta(name, labels), "rules": rules})
@@ -50,7 +65,8 @@ fn with(a: &[&str], b: &[&str]) -> Vec<String> {
     a.iter().chain(b).map(|s| s.to_string()).collect()
 }
 
-/// The default ClusterRoles and ClusterRoleBindings.
+/// The default ClusterRoles and ClusterRoleBindings, and the Role and
+/// RoleBinding that let anyone read `kube-public/cluster-info`.
 pub fn defaults() -> Vec<Value> {
     let core_read = [
         "pods",
@@ -337,6 +353,62 @@ pub fn defaults() -> Vec<Value> {
             ],
         ),
         binding("system:node", "system:node", &[("Group", "system:nodes")]),
+        // Nodes joining with a bootstrap token ask for their client
+        // certificate, which is approved for them; nodes renew their own.
+        cluster_role(
+            "system:node-bootstrapper",
+            none.clone(),
+            vec![rule(
+                &["create", "get", "list", "watch"],
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests"],
+            )],
+        ),
+        cluster_role(
+            NODE_CLIENT,
+            none.clone(),
+            vec![rule(
+                &["create"],
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests/nodeclient"],
+            )],
+        ),
+        cluster_role(
+            SELF_NODE_CLIENT,
+            none.clone(),
+            vec![rule(
+                &["create"],
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests/selfnodeclient"],
+            )],
+        ),
+        binding(
+            "shoal:kubelet-bootstrap",
+            "system:node-bootstrapper",
+            &[("Group", "system:bootstrappers")],
+        ),
+        binding(
+            "shoal:node-autoapprove-bootstrap",
+            NODE_CLIENT,
+            &[("Group", "system:bootstrappers")],
+        ),
+        binding(
+            "shoal:node-autoapprove-certificate-rotation",
+            SELF_NODE_CLIENT,
+            &[("Group", "system:nodes")],
+        ),
+        // Anyone may read the cluster's CA and its token signatures, which
+        // a joining node checks with its token before it trusts the server.
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": namespaced("shoal:bootstrap-signer-clusterinfo", "kube-public"),
+            "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["configmaps"],
+                "resourceNames": ["cluster-info"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": namespaced("shoal:bootstrap-signer-clusterinfo", "kube-public"),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                "name": "shoal:bootstrap-signer-clusterinfo"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                "name": "system:anonymous"}]}),
         binding(
             "system:service-account-issuer-discovery",
             "system:service-account-issuer-discovery",

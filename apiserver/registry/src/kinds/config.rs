@@ -85,10 +85,26 @@ static CONFIG_MAP: Strategy = Strategy {
     ..Strategy::GENERIC
 };
 
-/// Fills a Secret's defaults.
+/// Fills a Secret's defaults, and moves `stringData` (write-only) into
+/// `data`, encoded, its keys winning over `data`'s, as kube-apiserver does.
 fn default_secret(obj: &mut Value) {
-    if let Some(m) = obj.as_object_mut() {
-        default_key(m, "type", json!("Opaque"));
+    use base64::Engine as _;
+    let Some(m) = obj.as_object_mut() else {
+        return;
+    };
+    default_key(m, "type", json!("Opaque"));
+    if let Some(Value::Object(strings)) = m.remove("stringData") {
+        let data = m.entry("data").or_insert_with(|| json!({}));
+        if !data.is_object() {
+            *data = json!({});
+        }
+        for (k, v) in strings {
+            let text = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            data[k.as_str()] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+        }
     }
 }
 
