@@ -16,7 +16,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("shoal-machinery", &[]),
     ("shoal-rbac", &["shoal-machinery"]),
     ("shoal-store", &["shoal-wire"]),
-    ("shoal-registry", &["shoal-machinery", "shoal-store"]),
+    (
+        "shoal-registry",
+        &["shoal-machinery", "shoal-store", "shoal-quantity"],
+    ),
     (
         "shoal-scheduler",
         &[

@@ -94,6 +94,9 @@ impl Server {
         .await?;
         let rbac = (config.authorization == Authorization::Rbac).then(shoal_http::Rbac::new);
         let mut admission: Vec<Arc<dyn shoal_registry::admission::Admission>> = vec![
+            Arc::new(shoal_registry::admission::limit_ranger::LimitRanger(
+                store.clone(),
+            )),
             Arc::new(shoal_registry::admission::service_account::ServiceAccounts(
                 store.clone(),
             )),
@@ -107,7 +110,12 @@ impl Server {
             ));
             admission.push(Arc::new(shoal_http::NoEscalation(rbac.clone())));
         }
-        let objects = Objects::new(store).with_admission(admission);
+        admission.push(Arc::new(
+            shoal_registry::admission::resource_quota::ResourceQuotas(store.clone()),
+        ));
+        let objects = Objects::new(store.clone())
+            .with_admission(admission)
+            .with_webhooks(Arc::new(shoal_http::WebhookAdmission(store)));
         ensure_initial_objects(&objects, config.cluster_dns)
             .await
             .map_err(StartError::Init)?;

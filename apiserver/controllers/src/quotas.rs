@@ -1,77 +1,20 @@
 //! ResourceQuota usage: `status.hard` and `status.used` for object counts
 //! and the compute requests and limits of a namespace's pods, as
-//! Kubernetes' quota controller reports them (nothing is refused by them).
+//! Kubernetes' quota controller reports them (the registry's `quota`
+//! counts; its admission plugin refuses what a quota cannot hold).
 
 use serde_json::{Map, Value, json};
 
-use super::{Action, Snapshot, active, res, status_patch};
-use shoal_machinery::meta::{self, str_at};
-use shoal_scheduler::{bytes, cpu_millis};
-
-/// The sum of one compute resource over the containers of `pods`.
-fn compute(pods: &[&Value], field: &str, resource: &str) -> String {
-    let parse = |q: &str| {
-        if resource == "cpu" {
-            cpu_millis(q)
-        } else {
-            bytes(q)
-        }
-    };
-    let total: i64 = pods
-        .iter()
-        .flat_map(|p| {
-            p.pointer("/spec/containers")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-        })
-        .filter_map(|c| {
-            c.pointer(&format!("/resources/{field}/{resource}"))
-                .and_then(Value::as_str)
-        })
-        .filter_map(parse)
-        .sum();
-    let total = u64::try_from(total).unwrap_or(0);
-    if resource == "cpu" {
-        shoal_quantity::format_millicores(total)
-    } else {
-        shoal_quantity::format_bytes(total)
-    }
-}
+use super::{Action, Snapshot, res, status_patch};
+use shoal_machinery::meta;
+use shoal_registry::quota;
 
 /// How much of one quota resource a namespace uses, if shoal counts it.
 fn used(s: &Snapshot, ns: &str, name: &str) -> Option<String> {
-    let pods: Vec<&Value> = s
-        .in_namespace("pods", ns)
-        .iter()
-        .map(|a| &**a)
-        .filter(|p| active(p))
-        .collect();
-    let services_of = |ty: &str| {
-        s.in_namespace("services", ns)
-            .iter()
-            .filter(|o| str_at(o, "/spec/type") == Some(ty))
-            .count()
-    };
-    Some(match name {
-        "pods" | "count/pods" => pods.len().to_string(),
-        "cpu" | "requests.cpu" => compute(&pods, "requests", "cpu"),
-        "memory" | "requests.memory" => compute(&pods, "requests", "memory"),
-        "limits.cpu" => compute(&pods, "limits", "cpu"),
-        "limits.memory" => compute(&pods, "limits", "memory"),
-        "services.nodeports" => (services_of("NodePort") + services_of("LoadBalancer")).to_string(),
-        "services.loadbalancers" => services_of("LoadBalancer").to_string(),
-        "persistentvolumeclaims" => "0".into(),
-        other => {
-            // `services`, `count/deployments.apps`, …
-            let resource = other.strip_prefix("count/").unwrap_or(other);
-            let (plural, group) = resource.split_once('.').unwrap_or((resource, ""));
-            let r = shoal_registry::resources::RESOURCES
-                .iter()
-                .find(|r| r.plural == plural && r.group == group)?;
-            s.in_namespace(r.plural, ns).len().to_string()
-        }
-    })
+    let m = quota::measure(name)?;
+    let objects =
+        |r: &'static shoal_registry::resources::Resource| s.in_namespace(r.plural, ns).to_vec();
+    Some(quota::format(m, quota::usage(m, &objects)))
 }
 
 /// Keeps each ResourceQuota's `status.hard` and `status.used`.

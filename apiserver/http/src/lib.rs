@@ -31,6 +31,7 @@ use route::Route;
 mod table;
 mod tokens;
 mod watch;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,6 +56,7 @@ pub use layers::{AllowAll, ApiService, Authorizer, Rules, service};
 pub use metrics::Metrics;
 pub use openapi::KUBE_VERSION;
 pub use route::{Attributes, ResourceAttributes};
+pub use webhooks::WebhookAdmission;
 
 /// Shared state of the HTTP API.
 #[derive(Clone)]

@@ -216,6 +216,36 @@ impl ApiError {
         )
     }
 
+    /// An error with `code` and the reason Kubernetes gives that code (a
+    /// code it gives none of is 400 BadRequest), as a `Status` from
+    /// outside the server (an admission webhook's) is answered.
+    pub fn with_code(code: u16, message: impl Into<String>) -> Self {
+        let (code, reason) = match code {
+            401 => (401, "Unauthorized"),
+            403 => (403, "Forbidden"),
+            404 => (404, "NotFound"),
+            409 => (409, "Conflict"),
+            410 => (410, "Gone"),
+            422 => (422, "Invalid"),
+            429 => (429, "TooManyRequests"),
+            500 => (500, "InternalError"),
+            503 => (503, "ServiceUnavailable"),
+            504 => (504, "Timeout"),
+            _ => (400, "BadRequest"),
+        };
+        Self::new(code, reason, message)
+    }
+
+    /// 500 InternalError whose message the client sees (the cause is
+    /// outside the server, as a failed admission webhook).
+    pub fn internal_shown(message: impl std::fmt::Display) -> Self {
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {message}"),
+        )
+    }
+
     /// 503 ServiceUnavailable.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "ServiceUnavailable", message)

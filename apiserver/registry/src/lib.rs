@@ -16,5 +16,6 @@ pub mod binding;
 pub mod custom;
 pub mod kinds;
 pub mod objects;
+pub mod quota;
 pub mod resources;
 pub mod validation;

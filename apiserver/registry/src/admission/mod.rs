@@ -4,14 +4,17 @@
 //! `Invalid`, as the plugin answers). A server without plugins admits
 //! everything.
 //!
-//! The built-in plugins each have a file: `service_account.rs`,
-//! `node_restriction.rs`, `pod_security.rs`.
+//! The built-in plugins each have a file: `limit_ranger.rs`,
+//! `service_account.rs`, `node_restriction.rs`, `pod_security.rs`,
+//! `resource_quota.rs`.
 //!
 //! May import: `resources` (the resource written), the machinery, the store
 //! (what a plugin reads).
 
+pub mod limit_ranger;
 pub mod node_restriction;
 pub mod pod_security;
+pub mod resource_quota;
 pub mod service_account;
 
 use serde_json::Value;
@@ -49,4 +52,33 @@ pub struct Attempt<'a> {
 pub trait Admission: Send + Sync {
     /// Admits the write (possibly changing its object) or refuses it.
     fn admit(&self, attempt: Attempt<'_>) -> Result<()>;
+}
+
+/// One write, as admission outside the server (webhooks) sees it.
+pub struct Review<'a> {
+    /// Create or update.
+    pub operation: Operation,
+    /// The resource written.
+    pub resource: &'a Resource,
+    /// The subresource written (`status`, `scale`, …), if one is.
+    pub subresource: Option<&'a str>,
+    /// The stored object an update replaces.
+    pub old: Option<&'a Value>,
+    /// Who asked; `None` for the control plane's own writes.
+    pub user: Option<&'a User>,
+    /// Whether nothing will be stored (`dryRun`).
+    pub dry_run: bool,
+}
+
+/// A future admission answers with.
+pub type Answer<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>>;
+
+/// Admission that calls out of the server, after the built-in plugins:
+/// the mutating phase before the object is validated, the validating
+/// phase after, as kube-apiserver orders them.
+pub trait Webhooks: Send + Sync {
+    /// The mutating phase: may change `object`, or refuse the write.
+    fn mutate<'a>(&'a self, review: Review<'a>, object: &'a mut Value) -> Answer<'a>;
+    /// The validating phase: may refuse the write.
+    fn validate<'a>(&'a self, review: Review<'a>, object: &'a Value) -> Answer<'a>;
 }

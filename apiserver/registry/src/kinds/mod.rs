@@ -9,6 +9,7 @@
 //! Must not import: `resources` beyond [`Resource`], `objects`,
 //! `validation`, `defaults`.
 
+mod admission;
 mod batch;
 mod certificates;
 mod config;
@@ -224,6 +225,7 @@ static FAMILIES: &[&[(&str, &Strategy)]] = &[
     rbac::KINDS,
     extensions::KINDS,
     certificates::KINDS,
+    admission::KINDS,
 ];
 
 /// Every built-in kind with its strategy.

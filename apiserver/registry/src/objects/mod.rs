@@ -12,7 +12,7 @@ pub use options::{
 
 use std::sync::Arc;
 
-use crate::admission::{Admission, Attempt, Operation};
+use crate::admission::{Admission, Attempt, Operation, Review, Webhooks};
 use crate::custom;
 use crate::kinds::{self, Allocation, Deletion};
 use crate::resources::{self, Registry, Resource, Sub};
@@ -29,6 +29,7 @@ pub struct Objects {
     store: Store,
     registry: Arc<Registry>,
     admission: Arc<[Arc<dyn Admission>]>,
+    webhooks: Option<Arc<dyn Webhooks>>,
 }
 
 fn outcome_err(r: &Resource, name: &str, f: Failure) -> ApiError {
@@ -56,6 +57,7 @@ impl Objects {
             store,
             registry: Arc::default(),
             admission: Arc::new([]),
+            webhooks: None,
         };
         objects.refresh_custom();
         objects
@@ -66,6 +68,59 @@ impl Objects {
     pub fn with_admission(mut self, plugins: Vec<Arc<dyn Admission>>) -> Self {
         self.admission = plugins.into();
         self
+    }
+
+    /// These objects with `webhooks` called on every create and update
+    /// after the plugins.
+    pub fn with_webhooks(mut self, webhooks: Arc<dyn Webhooks>) -> Self {
+        self.webhooks = Some(webhooks);
+        self
+    }
+
+    /// The mutating webhooks' phase of a write.
+    async fn mutate(
+        &self,
+        operation: Operation,
+        (r, sub): (&Resource, Option<Sub>),
+        object: &mut Value,
+        old: Option<&Value>,
+        opts: &WriteOpts,
+    ) -> Result<()> {
+        let Some(w) = &self.webhooks else {
+            return Ok(());
+        };
+        let review = Review {
+            operation,
+            resource: r,
+            subresource: sub.map(Sub::name),
+            old,
+            user: opts.user.as_deref(),
+            dry_run: opts.dry_run,
+        };
+        w.mutate(review, object).await
+    }
+
+    /// The validating webhooks' phase of a write.
+    async fn validate_by_webhooks(
+        &self,
+        operation: Operation,
+        (r, sub): (&Resource, Option<Sub>),
+        object: &Value,
+        old: Option<&Value>,
+        opts: &WriteOpts,
+    ) -> Result<()> {
+        let Some(w) = &self.webhooks else {
+            return Ok(());
+        };
+        let review = Review {
+            operation,
+            resource: r,
+            subresource: sub.map(Sub::name),
+            old,
+            user: opts.user.as_deref(),
+            dry_run: opts.dry_run,
+        };
+        w.validate(review, object).await
     }
 
     /// Runs the admission plugins over a write.
@@ -351,7 +406,11 @@ impl Objects {
             self.allocate_service(&mut obj, None)?;
         }
         self.admit(Operation::Create, r, &mut obj, None, &opts)?;
+        self.mutate(Operation::Create, (r, None), &mut obj, None, &opts)
+            .await?;
         validation::validate(r, &obj)?;
+        self.validate_by_webhooks(Operation::Create, (r, None), &obj, None, &opts)
+            .await?;
         if opts.dry_run {
             return Ok(Written {
                 object: obj,
@@ -612,6 +671,8 @@ impl Objects {
             self.allocate_service(&mut new, Some(old))?;
         }
         self.admit(Operation::Update, r, &mut new, Some(old), opts)?;
+        self.mutate(Operation::Update, (r, sub), &mut new, Some(old), opts)
+            .await?;
         if spec_view(&new) != spec_view(old) {
             let g = old
                 .pointer("/metadata/generation")
@@ -621,6 +682,10 @@ impl Objects {
         }
         validation::validate(r, &new)?;
         validation::immutable(r, old, &new)?;
+        if new != *old {
+            self.validate_by_webhooks(Operation::Update, (r, sub), &new, Some(old), opts)
+                .await?;
+        }
         if let Cond::Revision(rev) = cond
             && rev != cur.revision
         {

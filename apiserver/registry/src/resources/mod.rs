@@ -5,7 +5,8 @@ pub mod custom;
 mod event_view;
 
 use k8s_openapi::api::{
-    apps::v1 as apps, authentication::v1 as authentication, authorization::v1 as authorization,
+    admissionregistration::v1 as admissionregistration, apps::v1 as apps,
+    authentication::v1 as authentication, authorization::v1 as authorization,
     autoscaling::v2 as autoscaling, batch::v1 as batch, certificates::v1 as certificates,
     coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
     events::v1 as events, networking::v1 as networking, node::v1 as node, policy::v1 as policy,
@@ -846,6 +847,32 @@ pub static RESOURCES: &[Resource] = &[
         &[Sub::Status, Sub::Approval],
         certificates::CertificateSigningRequest,
         "io.k8s.api.certificates.v1.CertificateSigningRequest"
+    ),
+    stored!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        "mutatingwebhookconfiguration",
+        false,
+        &[],
+        &[],
+        admissionregistration::MutatingWebhookConfiguration,
+        "io.k8s.api.admissionregistration.v1.MutatingWebhookConfiguration";
+        categories: &["api-extensions"]
+    ),
+    stored!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        "validatingwebhookconfiguration",
+        false,
+        &[],
+        &[],
+        admissionregistration::ValidatingWebhookConfiguration,
+        "io.k8s.api.admissionregistration.v1.ValidatingWebhookConfiguration";
+        categories: &["api-extensions"]
     ),
 ];
 
