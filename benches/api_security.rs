@@ -12,7 +12,8 @@
 //! the secured one also NodeRestriction and RBAC's escalation check. The
 //! pods wait on a node selector nothing matches, so only the API works.
 //! ROUNDS rounds (default 5) of CREATES creates each (default 1,000)
-//! alternate between the two; the medians of the rounds' rates, the p50
+//! alternate between the two (each first in every other round, after a
+//! pause for both to settle); the medians of the rounds' rates, the p50
 //! and p99 of every create, and the ratio are printed.
 //!
 //! Run with `cargo bench --bench api_security`.
@@ -181,12 +182,29 @@ fn main() {
     let (mut open_lat, mut secured_lat) = (Vec::new(), Vec::new());
     for r in 0..rounds {
         let first = 1_000 + r * count;
-        let (secs, lat) = rt.block_on(creates(&open_client, first, count));
-        open_rates.push(count as f64 / secs);
-        open_lat.extend(lat);
-        let (secs, lat) = rt.block_on(creates(&secured_client, first, count));
-        secured_rates.push(count as f64 / secs);
-        secured_lat.extend(lat);
+        // Each goes first in every other round, and each round starts once
+        // both control planes are done with the last one's pods.
+        let order = if r % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for open_turn in order {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            let client = if open_turn {
+                &open_client
+            } else {
+                &secured_client
+            };
+            let (secs, lat) = rt.block_on(creates(client, first, count));
+            let (rates, lats) = if open_turn {
+                (&mut open_rates, &mut open_lat)
+            } else {
+                (&mut secured_rates, &mut secured_lat)
+            };
+            rates.push(count as f64 / secs);
+            lats.extend(lat);
+        }
     }
     let audited = std::fs::read_to_string(&audit)
         .map(|s| {

@@ -182,6 +182,14 @@ struct NodeArgs {
     /// collection (a duration: 90s, 2m, 1h).
     #[arg(long, env = "SHOAL_MINIMUM_IMAGE_TTL_DURATION", default_value = "2m", value_parser = parse_duration)]
     minimum_image_ttl_duration: std::time::Duration,
+    /// The memory limit of a container whose pod sets none (a quantity).
+    #[arg(long, env = "SHOAL_DEFAULT_MEMORY_LIMIT", default_value = "512Mi", value_parser = parse_bytes)]
+    default_memory_limit: u64,
+    /// Memory kept for the system and the agent: pods together may use
+    /// the node's memory less this (its allocatable memory), and the node
+    /// refuses pods whose requests do not fit in it.
+    #[arg(long, env = "SHOAL_SYSTEM_RESERVED_MEMORY", default_value = "512Mi", value_parser = parse_bytes)]
+    system_reserved_memory: u64,
 }
 
 /// A node agent joining a cluster through its API, as a kubelet does:
@@ -704,6 +712,9 @@ async fn start_agent(
         pool_instances: instances,
         image_cache_max_bytes: node.image_cache_max_size,
         image_minimum_age: node.minimum_image_ttl_duration,
+        default_memory_limit: usize::try_from(node.default_memory_limit).ok(),
+        pod_memory: usize::try_from(shoal_node::allocatable_memory(node.system_reserved_memory))
+            .ok(),
         ..shoal_runtime_wasm::RuntimeConfig::new(data_dir)
     })?;
     shoal_node::Agent::start(
@@ -727,6 +738,7 @@ async fn start_agent(
                 address: node.cluster_dns,
                 domain: node.cluster_domain.clone(),
             },
+            system_reserved_memory: node.system_reserved_memory,
         },
         client,
         runtime,

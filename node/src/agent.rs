@@ -45,6 +45,9 @@ pub struct AgentConfig {
     pub pod_network: crate::podnet::PodNetwork,
     /// The cluster DNS this node serves (where pod IPs are routed).
     pub dns: crate::dns::DnsConfig,
+    /// Memory kept for the system and the agent: the node's allocatable
+    /// memory is its capacity less this.
+    pub system_reserved_memory: u64,
 }
 
 /// Pods that may be starting at once; the rest wait their turn in order.
@@ -69,6 +72,8 @@ pub(crate) struct Shared {
     pub image_gc: tokio::sync::Notify,
     /// Pod status writes.
     pub status: Arc<crate::status::StatusManager>,
+    /// The node's allocatable memory and the pods holding it.
+    pub admissions: Arc<crate::admit::Admissions>,
     /// The node's Events.
     pub events: Arc<crate::events::EventRecorder>,
     /// The budget of open container log files.
@@ -163,6 +168,13 @@ fn kernel_version() -> String {
         .unwrap_or_default()
 }
 
+/// The memory pods may have on this machine: its memory less
+/// `reserved` bytes (at least a quarter of it is left to pods).
+pub fn allocatable_memory(reserved: u64) -> u64 {
+    let total = memory_kib().unwrap_or(1 << 20) * 1024;
+    total.saturating_sub(reserved).max(total / 4)
+}
+
 /// The node's memory in KiB (`MemTotal`).
 pub(crate) fn memory_kib() -> Option<u64> {
     std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
@@ -202,8 +214,13 @@ fn node_status(config: &AgentConfig, since: &str) -> serde_json::Value {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mem_kib = memory_kib().unwrap_or(1 << 20);
     let capacity = json!({"cpu": cpus.to_string(), "memory": format!("{mem_kib}Ki"), "pods": config.max_pods.to_string()});
+    let mut allocatable = capacity.clone();
+    allocatable["memory"] = json!(format!(
+        "{}Ki",
+        allocatable_memory(config.system_reserved_memory) / 1024
+    ));
     json!({
-        "capacity": capacity, "allocatable": capacity,
+        "capacity": capacity, "allocatable": allocatable,
         "conditions": [
             {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "shoal node agent is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": since},
             {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory", "message": "", "lastHeartbeatTime": now, "lastTransitionTime": since},
@@ -319,6 +336,9 @@ impl Agent {
             node_addrs: node_addrs(config.node_ip),
             image_gc: tokio::sync::Notify::new(),
             status: crate::status::StatusManager::new(),
+            admissions: crate::admit::Admissions::new(allocatable_memory(
+                config.system_reserved_memory,
+            )),
             events: crate::events::EventRecorder::new(&config.node_name),
             open_logs: crate::logs::OpenLogs::new(OPEN_LOG_FILES),
             starts: Arc::new(tokio::sync::Semaphore::new(POD_STARTS)),

@@ -4,6 +4,7 @@
 //! The agent speaks to the control plane only through the Kubernetes API
 //! (kube-rs), so it can join any conformant apiserver.
 
+mod admit;
 mod agent;
 pub mod bootstrap;
 pub mod client;
@@ -24,6 +25,6 @@ mod status;
 mod volumes;
 mod watch;
 
-pub use agent::{Agent, AgentConfig};
+pub use agent::{Agent, AgentConfig, allocatable_memory};
 pub use dns::DnsConfig;
 pub use podnet::PodNetwork;

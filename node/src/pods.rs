@@ -297,6 +297,24 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
         wait_and_delete(&shared, &api, &pod, &uid, &mut updates, finished).await;
         return;
     }
+    // The node admits the pod only if its allocatable memory holds it.
+    let _admitted = match shared
+        .admissions
+        .admit(&uid, crate::admit::memory_request(&pod_json))
+    {
+        Ok(a) => a,
+        Err(message) => {
+            event(&shared, &pod, "Warning", "OutOfmemory", &message);
+            shared.status.set(
+                &uid,
+                &ns,
+                &name,
+                json!({"phase": "Failed", "reason": "OutOfmemory", "message": message}),
+            );
+            wait_and_delete(&shared, &api, &pod, &uid, &mut updates, true).await;
+            return;
+        }
+    };
     // Pods start in the order they came, a bounded number at a time.
     let permit = tokio::select! {
         p = shared.starts.clone().acquire_owned() => p.ok(),

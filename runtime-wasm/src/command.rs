@@ -176,7 +176,7 @@ impl Runtime {
         let err = |e: wasmtime::Error| format!("{e:#}");
         let component = match &workload.pre {
             Pre::Core(pre) => {
-                let mut store = self.store(workload, CoreHost::new(wasi.build_p1(), spec), spec);
+                let mut store = self.store(workload, CoreHost::new(wasi.build_p1()), spec);
                 return pre
                     .instantiate_async(&mut store)
                     .await
@@ -220,7 +220,7 @@ impl Runtime {
                     Ok(mut b) => b.build_p1(),
                     Err(e) => return Exit::StartFailed(e),
                 };
-                let mut store = self.store(workload, CoreHost::new(wasi, &spec), &spec);
+                let mut store = self.store(workload, CoreHost::new(wasi), &spec);
                 let instance = match pre.instantiate_async(&mut store).await {
                     Ok(i) => i,
                     Err(e) => return start_failed(e),

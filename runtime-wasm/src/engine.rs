@@ -32,6 +32,11 @@ pub struct RuntimeConfig {
     /// How long an image stays exempt from collection after it was stored
     /// or last used.
     pub image_minimum_age: Duration,
+    /// The memory limit of an instance whose pod sets none.
+    pub default_memory_limit: Option<usize>,
+    /// The memory all instances may hold together (the node's allocatable
+    /// memory); `None`: unbounded.
+    pub pod_memory: Option<usize>,
 }
 
 impl RuntimeConfig {
@@ -43,6 +48,8 @@ impl RuntimeConfig {
             max_memory_bytes: 1 << 30,
             image_cache_max_bytes: 10 << 30,
             image_minimum_age: Duration::from_secs(120),
+            default_memory_limit: None,
+            pod_memory: None,
         }
     }
 }
@@ -59,6 +66,8 @@ pub struct Runtime {
     pub(crate) last_used: Mutex<HashMap<String, std::time::SystemTime>>,
     /// Held while garbage is collected, so two collections do not race.
     pub(crate) gc_lock: Mutex<()>,
+    /// The node's memory for pods, shared by every instance.
+    pub(crate) memory: Option<Arc<crate::memory::MemoryBudget>>,
 }
 
 impl Runtime {
@@ -88,6 +97,7 @@ impl Runtime {
             http,
             images: ImageStore::new(config.image_dir.clone()),
             cache: Mutex::new(HashMap::new()),
+            memory: config.pod_memory.map(crate::memory::MemoryBudget::new),
             config,
             last_used: Mutex::new(HashMap::new()),
             gc_lock: Mutex::new(()),
@@ -130,6 +140,15 @@ impl Runtime {
             .lock()
             .expect("last-used lock")
             .remove(digest);
+    }
+
+    /// Bytes of linear memory the node's instances hold now, and the most
+    /// they may hold together (`None`: unbounded).
+    pub fn memory_in_use(&self) -> (usize, Option<usize>) {
+        match &self.memory {
+            Some(m) => (m.used(), Some(m.limit())),
+            None => (0, None),
+        }
     }
 
     /// The local image store.

@@ -3,8 +3,8 @@
 use wasmtime::component::ResourceTable;
 
 use crate::CommandSpec;
+use crate::memory::InstanceLimits;
 use crate::network::HttpHooks;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -14,7 +14,7 @@ pub(crate) struct ComponentHost {
     pub wasi: WasiCtx,
     pub http: WasiHttpCtx,
     pub table: ResourceTable,
-    pub limits: StoreLimits,
+    pub limits: InstanceLimits,
     pub hooks: HttpHooks,
 }
 
@@ -24,7 +24,7 @@ impl ComponentHost {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            limits: limits(spec.memory_limit),
+            limits: InstanceLimits::unbounded(),
             hooks: HttpHooks {
                 network: spec.network.clone(),
             },
@@ -54,53 +54,49 @@ impl WasiHttpView for ComponentHost {
 /// State of a WASI preview 1 core module instance.
 pub(crate) struct CoreHost {
     pub wasi: WasiP1Ctx,
-    pub limits: StoreLimits,
+    pub limits: InstanceLimits,
 }
 
 impl CoreHost {
-    pub fn new(wasi: WasiP1Ctx, spec: &CommandSpec) -> Self {
+    pub fn new(wasi: WasiP1Ctx) -> Self {
         Self {
             wasi,
-            limits: limits(spec.memory_limit),
+            limits: InstanceLimits::unbounded(),
         }
     }
 }
 
-/// Limits for one instance: growth past the memory limit traps, so the
-/// container ends as `OOMKilled` instead of limping on.
-pub(crate) fn limits(memory_limit: Option<usize>) -> StoreLimits {
-    let mut b = StoreLimitsBuilder::new().trap_on_grow_failure(true);
-    if let Some(m) = memory_limit {
-        b = b.memory_size(m);
-    }
-    b.build()
-}
-
 /// Host state that carries the instance's resource limits.
 pub(crate) trait Limited: 'static {
-    fn limits(&mut self) -> &mut StoreLimits;
+    fn limits(&mut self) -> &mut InstanceLimits;
 }
 
 impl Limited for ComponentHost {
-    fn limits(&mut self) -> &mut StoreLimits {
+    fn limits(&mut self) -> &mut InstanceLimits {
         &mut self.limits
     }
 }
 
 impl Limited for CoreHost {
-    fn limits(&mut self) -> &mut StoreLimits {
+    fn limits(&mut self) -> &mut InstanceLimits {
         &mut self.limits
     }
 }
 
 impl crate::Runtime {
-    /// A store for one instance: its memory limit and CPU governor set.
+    /// A store for one instance: its memory limits and CPU governor set.
     pub(crate) fn store<T: Limited>(
         &self,
         workload: &crate::Workload,
-        host: T,
+        mut host: T,
         spec: &CommandSpec,
     ) -> wasmtime::Store<T> {
+        // Every instance has a memory limit: the pod's, or the node's
+        // default; and all share the node's memory for pods.
+        *host.limits() = InstanceLimits::new(
+            spec.memory_limit.or(self.config.default_memory_limit),
+            self.memory.clone(),
+        );
         let mut store = wasmtime::Store::new(self.engine_of(workload), host);
         store.limiter(|h| h.limits());
         crate::cpu::govern(&mut store, spec.cpu_millis);

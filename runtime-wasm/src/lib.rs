@@ -26,6 +26,7 @@ mod host;
 mod http;
 mod images;
 mod lookup;
+mod memory;
 mod network;
 mod output;
 mod pools;

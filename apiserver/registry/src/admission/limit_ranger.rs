@@ -33,6 +33,16 @@ fn amount(resource: &str, q: &Value) -> Option<u64> {
 /// range; what was set, for the annotation.
 fn fill(container: &mut Value, range: &Value) -> (Vec<&'static str>, Vec<&'static str>) {
     let (mut requests, mut limits) = (Vec::new(), Vec::new());
+    // Admission sees objects before validation: anything may be here.
+    let resources_ok = container.get("resources").is_none_or(|r| {
+        r.is_object()
+            && ["requests", "limits"]
+                .iter()
+                .all(|f| r.get(f).is_none_or(Value::is_object))
+    });
+    if !container.is_object() || !resources_ok {
+        return (requests, limits);
+    }
     for res in RESOURCES {
         let has =
             |c: &Value, field: &str| c.pointer(&format!("/resources/{field}/{res}")).is_some();
