@@ -16,7 +16,9 @@
 //! pause for both to settle); the medians of the rounds' rates, the p50
 //! and p99 of every create, and the ratio are printed.
 //!
-//! Run with `cargo bench --bench api_security`.
+//! Run with `cargo bench --bench api_security` (`AUDIT=0`: the secured
+//! cluster without its audit log; `AS_ADMIN=1`: its creates made by the
+//! administrator, whom RBAC allows at once).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -133,9 +135,13 @@ fn main() {
     let count = common::env_number("CREATES", 1_000);
     let audit = std::env::temp_dir().join(format!("shoal-bench-audit-{}.log", std::process::id()));
     let open = common::Cluster::start_with("bench-open", &["--authorization-mode", "AlwaysAllow"]);
+    // AUDIT=0 leaves the secured cluster's audit log out, to tell its
+    // cost from RBAC's.
+    let audited_args = ["--audit-log-path", audit.to_str().unwrap()];
+    let with_audit = common::env_number("AUDIT", 1) != 0;
     let secured = common::Cluster::start_with(
         "bench-secured",
-        &["--audit-log-path", audit.to_str().unwrap()],
+        if with_audit { &audited_args[..] } else { &[] },
     );
     for c in [&open, &secured] {
         c.ok(&["create", "namespace", "bench"]);
@@ -157,8 +163,12 @@ fn main() {
     ]);
     let user = user_kubeconfig(&secured);
     let rt = tokio::runtime::Runtime::new().unwrap();
+    // AS_ADMIN=1 sends the secured cluster's creates with the
+    // administrator's certificate (RBAC answers `system:masters` at once).
+    let as_admin = common::env_number("AS_ADMIN", 0) != 0;
+    let secured_as = if as_admin { &secured.kubeconfig } else { &user };
     let (open_client, secured_client) =
-        rt.block_on(async { (client(&open.kubeconfig).await, client(&user).await) });
+        rt.block_on(async { (client(&open.kubeconfig).await, client(secured_as).await) });
     // The user is who the secured cluster says it is, and no more.
     let who = secured.ok(&[
         "auth",

@@ -339,3 +339,75 @@ fn hostile_pod_specs_and_deep_objects_are_refused_and_restarts_survive() {
     let got: serde_json::Value = serde_json::from_str(&got).unwrap();
     assert_eq!(got["spec"], nested("branch", 90));
 }
+
+/// Clients that connect and say nothing, or stop halfway through their
+/// request's headers, hold nothing for long: the API keeps answering
+/// others at once, and closes them after its handshake (10 s) and header
+/// (30 s) timeouts.
+#[test]
+fn silent_and_slow_clients_are_dropped_while_others_are_served() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+    let c = Cluster::start("slow-clients");
+    let addr = format!("127.0.0.1:{}", c.api_port);
+    // Hundreds of connections that never start TLS, and some that send
+    // half a ClientHello.
+    let mut silent: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    for s in silent.iter_mut().take(50) {
+        s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+    }
+    let started = Instant::now();
+    c.ok(&["get", "namespaces"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "kubectl waited {:?} behind silent clients",
+        started.elapsed()
+    );
+    // All of them are closed by the server after the handshake timeout.
+    std::thread::sleep(Duration::from_secs(11));
+    for s in &mut silent {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => {}
+            // A TLS alert before the close is a close too.
+            Ok(_) => assert!(matches!(s.read(&mut buf), Ok(0) | Err(_))),
+        }
+    }
+    // An open TLS session whose client never finishes a request's headers
+    // is closed too, while another is served.
+    let script = format!(
+        r#"
+import socket, ssl, time
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", {port})))
+s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+start = time.time()
+s.settimeout(60)
+try:
+    while s.recv(4096):
+        pass
+except Exception:
+    pass
+print(int(time.time() - start))
+"#,
+        port = c.api_port
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let secs: u64 = text.trim().parse().unwrap_or(99);
+    assert!(
+        secs < 40,
+        "a half-sent request held its connection {secs} s: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.ok(&["get", "namespaces"]);
+}
