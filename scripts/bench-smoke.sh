@@ -42,6 +42,8 @@ bench PODS=5 $run --bench pod_startup
 bench PODS=50 $run --bench pod_fill
 bench REPLICAS=100 ROUNDS=1 $run --bench deployment_fill
 bench OBJECTS=200 WATCHERS=20 RATE=50 SECONDS=2 $run --bench api_scale
+bench ROUNDS=1 CREATES=50 $run --bench api_security
+bench BINDINGS=500 DECISIONS=10000 $run --bench decisions
 bench CHANGES=20 $run --bench service_programming
 bench SERVICES=20 SECONDS=2 $run --bench cluster_dns
 bench SECONDS=2 $run --bench service_hop

@@ -7,10 +7,11 @@ cd "$(dirname "$0")/.."
 
 # Real components the tests use: an OCI registry (Debian), iproute2 for
 # network namespaces standing in for other machines, nftables (Services are
-# kernel rules), curl and dig as a node's processes, the oras and bcrypt
+# kernel rules), curl and dig as a node's processes, openssl for test
+# certificates, the oras and bcrypt
 # Python packages to push to the registry, and the Python kubernetes client.
 need=()
-for pair in docker-registry:docker-registry ip:iproute2 nft:nftables curl:curl dig:dnsutils; do
+for pair in docker-registry:docker-registry ip:iproute2 nft:nftables curl:curl dig:dnsutils openssl:openssl; do
   command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -40,7 +40,7 @@ fn attributes(verb: &str, resource: &str, namespace: &str, name: &str) -> Attrib
 fn main() {
     let bindings = env_number("BINDINGS", 10_000);
     let decisions = env_number("DECISIONS", 1_000_000);
-    let namespaces = 1_000;
+    let namespaces = bindings.clamp(1, 1_000);
     let cluster_roles = shoal_rbac::defaults()
         .into_iter()
         .filter(|o| o["kind"] == "ClusterRole")
