@@ -738,6 +738,67 @@ fn a_node_writes_only_its_own_objects() {
         "--user=system:node:shoal",
     ]);
     assert!(text(&out).contains("is forbidden"), "{}", text(&out));
+
+    // The Node authorizer: a node reads the Secrets and ConfigMaps its own
+    // pods name, one at a time, and nothing else of those kinds.
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "for-here",
+        "--from-literal=k=v",
+    ]);
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "for-there",
+        "--from-literal=k=v",
+    ]);
+    let pods = c.dir.join("pods.yaml");
+    std::fs::write(
+        &pods,
+        "apiVersion: v1
+kind: Pod
+metadata: {name: here}
+spec:
+  nodeName: shoal
+  containers: [{name: c, image: hello-cmd:v1, envFrom: [{secretRef: {name: for-here}}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: there}
+spec:
+  nodeName: other
+  containers: [{name: c, image: hello-cmd:v1, envFrom: [{secretRef: {name: for-there}}]}]
+",
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", pods.to_str().unwrap()]);
+    let out = run(&["get", "secret", "for-here", "-o", "name"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&["get", "secret", "for-there"]);
+    assert!(
+        text(&out).contains("no relationship found between node 'shoal' and this object"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&["get", "secrets"]);
+    assert!(
+        text(&out).contains("can only get individual secrets"),
+        "{}",
+        text(&out)
+    );
+    // Its pod's service account projection names the CA's ConfigMap.
+    let out = run(&["get", "configmap", "kube-root-ca.crt", "-o", "name"]);
+    assert!(out.status.success(), "{}", text(&out));
+    c.ok(&["create", "configmap", "private", "--from-literal=k=v"]);
+    let out = run(&["get", "configmap", "private"]);
+    assert!(
+        text(&out).contains("no relationship found"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

@@ -150,10 +150,15 @@ impl Server {
             tracing::warn!("writing the default roles and bindings: {}", e.message);
         }
         let mut tasks = Vec::new();
+        // As `--authorization-mode=Node,RBAC`: nodes' reads of Secrets,
+        // ConfigMaps and claims are the Node authorizer's, the rest RBAC's.
         let authorizer: Arc<dyn shoal_http::Authorizer> = match &rbac {
             Some(rbac) => {
                 tasks.push(rbac.follow(objects.clone()));
-                rbac.clone()
+                Arc::new(shoal_http::NodeAuthorizer {
+                    inner: rbac.clone(),
+                    objects: objects.clone(),
+                })
             }
             None => Arc::new(shoal_http::AllowAll),
         };
