@@ -847,6 +847,36 @@ fn pod_security_levels_are_enforced_per_namespace() {
         "{}",
         text(&out)
     );
+    // A workload whose pods would be refused is warned about, not refused;
+    // and a `warn` label warns without refusing.
+    let out = c.kubectl(&[
+        "create",
+        "deployment",
+        "soft",
+        "-n",
+        "locked",
+        "--image=hello-cmd:v1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("Warning: would violate PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false"),
+        "{}",
+        text(&out)
+    );
+    c.ok(&[
+        "label",
+        "namespace",
+        "default",
+        "pod-security.kubernetes.io/warn=baseline",
+    ]);
+    let out = pod("default", "noisy", host);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Warning: would violate PodSecurity \"baseline:latest\": host namespaces (hostNetwork=true)"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

@@ -104,6 +104,7 @@ fuzz_target!(|data: &[u8]| {
             old: (operation == Operation::Update).then_some(&old),
             user: user.as_ref(),
             dry_run: pick & 0x80 != 0,
+            warnings: &mut Vec::new(),
         });
         if i == 0 && result.is_ok() && kind == "Pod" && operation == Operation::Create {
             assert!(memory_limits_within(&obj, 1 << 30), "LimitRanger admitted {obj}");

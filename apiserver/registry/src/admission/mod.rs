@@ -46,6 +46,8 @@ pub struct Attempt<'a> {
     pub user: Option<&'a User>,
     /// Whether nothing will be stored (`dryRun`).
     pub dry_run: bool,
+    /// Warnings for the client (`Warning` headers), which a plugin may add.
+    pub warnings: &'a mut Vec<String>,
 }
 
 /// An admission plugin.

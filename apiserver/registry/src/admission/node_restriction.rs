@@ -86,6 +86,7 @@ mod tests {
             old: old.as_ref(),
             user: Some(user),
             dry_run: false,
+            warnings: &mut Vec::new(),
         })
     }
 

@@ -17,6 +17,21 @@ use shoal_store::Store;
 
 /// The label that sets a namespace's enforced level.
 pub const ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+/// The label that sets the level a namespace warns about.
+pub const WARN: &str = "pod-security.kubernetes.io/warn";
+
+/// Where a kind keeps the pod spec it makes pods from.
+fn template_spec<'a>(group: &str, kind: &str, obj: &'a Value) -> Option<&'a Value> {
+    match (group, kind) {
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
+        | ("batch", "Job")
+        | ("", "ReplicationController" | "PodTemplate") => obj
+            .pointer("/spec/template/spec")
+            .or_else(|| obj.pointer("/template/spec")),
+        ("batch", "CronJob") => obj.pointer("/spec/jobTemplate/spec/template/spec"),
+        _ => None,
+    }
+}
 
 /// A Pod Security Standard level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -298,36 +313,57 @@ pub struct PodSecurity(pub Store);
 
 impl Admission for PodSecurity {
     fn admit(&self, a: Attempt<'_>) -> Result<()> {
+        let pod = a.resource.group.is_empty() && a.resource.kind == "Pod";
+        let spec = if pod {
+            a.object.get("spec")
+        } else {
+            template_spec(a.resource.group, a.resource.kind, a.object)
+        };
+        let Some(spec) = spec else {
+            return Ok(());
+        };
         if a.operation != Operation::Create
-            || !a.resource.group.is_empty()
-            || a.resource.kind != "Pod"
+            && (pod
+                || a.old
+                    .and_then(|o| template_spec(a.resource.group, a.resource.kind, o))
+                    == Some(spec))
         {
             return Ok(());
         }
         let ns = meta::namespace(a.object);
-        let level = resources::by_kind("", "Namespace")
+        let labels = resources::by_kind("", "Namespace")
             .and_then(|r| self.0.get(&r.key("", ns)))
-            .and_then(|n| {
-                n.value
-                    .pointer("/metadata/labels")
-                    .and_then(|l| l.get(ENFORCE))
-                    .and_then(Value::as_str)
-                    .and_then(Level::parse)
-            })
-            .unwrap_or(Level::Privileged);
-        let found = violations(a.object.get("spec").unwrap_or(&Value::Null), level);
-        if found.is_empty() {
-            return Ok(());
+            .and_then(|n| n.value.pointer("/metadata/labels").cloned());
+        let level = |label: &str| {
+            labels
+                .as_ref()
+                .and_then(|l| l.get(label))
+                .and_then(Value::as_str)
+                .and_then(Level::parse)
+                .unwrap_or(Level::Privileged)
+        };
+        let (enforce, warn) = (level(ENFORCE), level(WARN));
+        // Workloads are warned about what their pods would be refused for,
+        // as kube-apiserver does; pods are refused.
+        for (l, refuse) in [(enforce, pod), (warn, false)] {
+            let found = violations(spec, l);
+            if found.is_empty() {
+                continue;
+            }
+            let text = format!("PodSecurity \"{}:latest\": {}", l.name(), found.join(", "));
+            if refuse {
+                let name = meta::name(a.object);
+                return Err(ApiError::forbidden(
+                    format!("pods \"{name}\" is forbidden: violates {text}"),
+                    Some(("", "pods", name)),
+                ));
+            }
+            let warning = format!("would violate {text}");
+            if !a.warnings.contains(&warning) {
+                a.warnings.push(warning);
+            }
         }
-        let name = meta::name(a.object);
-        Err(ApiError::forbidden(
-            format!(
-                "pods \"{name}\" is forbidden: violates PodSecurity \"{}:latest\": {}",
-                level.name(),
-                found.join(", ")
-            ),
-            Some(("", "pods", name)),
-        ))
+        Ok(())
     }
 }
 

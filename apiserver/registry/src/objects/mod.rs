@@ -131,7 +131,8 @@ impl Objects {
         object: &mut Value,
         old: Option<&Value>,
         opts: &WriteOpts,
-    ) -> Result<()> {
+    ) -> Result<Vec<String>> {
+        let mut warnings = Vec::new();
         for plugin in self.admission.iter() {
             plugin.admit(Attempt {
                 operation,
@@ -140,9 +141,10 @@ impl Objects {
                 old,
                 user: opts.user.as_deref(),
                 dry_run: opts.dry_run,
+                warnings: &mut warnings,
             })?;
         }
-        Ok(())
+        Ok(warnings)
     }
 
     /// Every resource served now, custom ones included.
@@ -309,7 +311,7 @@ impl Objects {
         mut obj: Value,
         opts: WriteOpts,
     ) -> Result<Written> {
-        let warnings = validation::decode(r, &obj, opts.field_validation)?;
+        let mut warnings = validation::decode(r, &obj, opts.field_validation)?;
         Self::check_type_meta(r, &mut obj)?;
         if r.custom.is_some_and(|c| c.terminating) {
             return Err(ApiError {
@@ -405,7 +407,7 @@ impl Objects {
         if strategy.allocation == Allocation::ServiceAddresses {
             self.allocate_service(&mut obj, None)?;
         }
-        self.admit(Operation::Create, r, &mut obj, None, &opts)?;
+        warnings.extend(self.admit(Operation::Create, r, &mut obj, None, &opts)?);
         self.mutate(Operation::Create, (r, None), &mut obj, None, &opts)
             .await?;
         validation::validate(r, &obj)?;
@@ -670,7 +672,8 @@ impl Objects {
         if kinds::of(r).allocation == Allocation::ServiceAddresses {
             self.allocate_service(&mut new, Some(old))?;
         }
-        self.admit(Operation::Update, r, &mut new, Some(old), opts)?;
+        // Warnings of updates are not carried back (yet).
+        let _ = self.admit(Operation::Update, r, &mut new, Some(old), opts)?;
         self.mutate(Operation::Update, (r, sub), &mut new, Some(old), opts)
             .await?;
         if spec_view(&new) != spec_view(old) {
