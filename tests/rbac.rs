@@ -1003,3 +1003,64 @@ fn requests_are_audited_by_policy() {
     let _ = std::fs::remove_file(&policy);
     let _ = std::fs::remove_file(&log);
 }
+
+/// Approving a certificate request takes the `approve` verb on its signer
+/// as well as the `approval` subresource, as in Kubernetes.
+#[test]
+fn approving_a_request_takes_the_approve_verb_on_its_signer() {
+    let c = Cluster::start("approve");
+    let carol = credentials(&c, "carol", &[]);
+    let f = c.dir.join("approver.yaml");
+    std::fs::write(
+        &f,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: csr-approver}\nrules:\n- {apiGroups: [certificates.k8s.io], resources: [certificatesigningrequests], verbs: [get, list]}\n- {apiGroups: [certificates.k8s.io], resources: [certificatesigningrequests/approval], verbs: [update]}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: carol-approves}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: csr-approver}\nsubjects: [{kind: User, apiGroup: rbac.authorization.k8s.io, name: carol}]\n",
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    // A request for another user, which carol may not approve yet.
+    let _dave = {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "dave");
+        let request = base64::engine::general_purpose::STANDARD
+            .encode(params.serialize_request(&key).unwrap().pem().unwrap());
+        let csr = c.dir.join("dave.yaml");
+        std::fs::write(
+            &csr,
+            format!("apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: dave}}\nspec:\n  request: {request}\n  signerName: kubernetes.io/kube-apiserver-client\n  usages: [client auth]\n"),
+        )
+        .unwrap();
+        c.ok(&["apply", "-f", csr.to_str().unwrap()]);
+    };
+    let out = kubectl_as(&c, &carol, &["certificate", "approve", "dave"]);
+    assert!(
+        text(&out).contains("user not permitted to approve requests with signerName \"kubernetes.io/kube-apiserver-client\""),
+        "{}",
+        text(&out)
+    );
+    let grant = c.dir.join("signer.yaml");
+    std::fs::write(
+        &grant,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: client-signer}\nrules:\n- {apiGroups: [certificates.k8s.io], resources: [signers], verbs: [approve], resourceNames: [\"kubernetes.io/*\"]}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: carol-signs}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: client-signer}\nsubjects: [{kind: User, apiGroup: rbac.authorization.k8s.io, name: carol}]\n",
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", grant.to_str().unwrap()]);
+    let mut approved = false;
+    for _ in 0..50 {
+        let out = kubectl_as(&c, &carol, &["certificate", "approve", "dave"]);
+        if out.status.success() {
+            approved = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(approved, "carol approves once she holds the signer");
+    c.wait_for(
+        &["get", "csr", "dave", "--no-headers"],
+        "dave issued",
+        |o| o.contains("Approved,Issued"),
+    );
+}

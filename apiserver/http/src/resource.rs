@@ -204,6 +204,9 @@ pub(super) async fn resource(
             subresources::bind(objects, &ns, name, req).await
         }
         (Method::PUT, Some(name), s @ (None | Some(Sub::Status | Sub::Approval))) => {
+            if s == Some(Sub::Approval) {
+                subresources::may_approve(state, &req, name)?;
+            }
             let opts = write_opts(&q, &req)?;
             let (_, body) = read_body(req).await?;
             let w = objects
@@ -248,6 +251,9 @@ pub(super) async fn resource(
             ))
         }
         (Method::PATCH, Some(name), s @ (None | Some(Sub::Status | Sub::Approval))) => {
+            if s == Some(Sub::Approval) {
+                subresources::may_approve(state, &req, name)?;
+            }
             let opts = write_opts(&q, &req)?;
             let (headers, body) = read_body(req).await?;
             let ty = PatchType::from_content_type(content_type(&headers))?;

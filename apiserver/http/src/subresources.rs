@@ -259,3 +259,51 @@ fn attributes_of(r: &Resource, spec: &Value) -> Result<Attributes> {
         )),
     }
 }
+
+/// `kubectl certificate approve` and `deny` write the `approval`
+/// subresource; as kube-apiserver's CertificateApproval plugin requires,
+/// the writer must also hold the `approve` verb on the request's signer
+/// (`signers` of `certificates.k8s.io`, named by the signer or by its
+/// domain and `/*`).
+pub(crate) fn may_approve(state: &ApiState, req: &Request<Body>, name: &str) -> Result<()> {
+    let Some(user) = req
+        .extensions()
+        .get::<Authenticated>()
+        .and_then(|a| a.0.clone())
+    else {
+        return Ok(());
+    };
+    let csrs =
+        shoal_registry::resources::by_kind("certificates.k8s.io", "CertificateSigningRequest")
+            .ok_or_else(|| ApiError::internal("certificatesigningrequests are not served"))?;
+    let stored = state.objects.get(csrs, "", name)?;
+    let signer = shoal_machinery::meta::str_at(&stored.value, "/spec/signerName")
+        .unwrap_or_default()
+        .to_string();
+    let domain = signer.split('/').next().unwrap_or_default();
+    let allowed = [signer.clone(), format!("{domain}/*")].iter().any(|n| {
+        let a = Attributes {
+            verb: "approve".into(),
+            resource: Some(ResourceAttributes {
+                group: "certificates.k8s.io".into(),
+                version: String::new(),
+                resource: "signers".into(),
+                subresource: String::new(),
+                namespace: String::new(),
+                name: n.clone(),
+            }),
+            path: String::new(),
+        };
+        state.authorizer.authorize(&user, &a).is_ok()
+    });
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            format!(
+                "certificatesigningrequests.certificates.k8s.io \"{name}\" is forbidden: user not permitted to approve requests with signerName \"{signer}\""
+            ),
+            Some(("certificates.k8s.io", "certificatesigningrequests", name)),
+        ))
+    }
+}
