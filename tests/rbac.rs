@@ -1018,7 +1018,7 @@ fn approving_a_request_takes_the_approve_verb_on_its_signer() {
     .unwrap();
     c.ok(&["apply", "-f", f.to_str().unwrap()]);
     // A request for another user, which carol may not approve yet.
-    let _dave = {
+    {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name = rcgen::DistinguishedName::new();
@@ -1034,7 +1034,7 @@ fn approving_a_request_takes_the_approve_verb_on_its_signer() {
         )
         .unwrap();
         c.ok(&["apply", "-f", csr.to_str().unwrap()]);
-    };
+    }
     let out = kubectl_as(&c, &carol, &["certificate", "approve", "dave"]);
     assert!(
         text(&out).contains("user not permitted to approve requests with signerName \"kubernetes.io/kube-apiserver-client\""),
