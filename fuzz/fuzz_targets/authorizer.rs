@@ -94,7 +94,8 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         }
     }
     let policy = Policy::new(&lists[0], &lists[1], &lists[2], &lists[3]);
-    let extra = binding(u, u.arbitrary()?)?;
+    let namespaced: bool = u.arbitrary()?;
+    let extra = binding(u, namespaced)?;
     let mut more = lists.clone();
     if extra["metadata"].get("namespace").is_some() {
         more[3].push(extra);
