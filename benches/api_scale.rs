@@ -23,16 +23,6 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
-}
-
 fn main() {
     let objects = common::env_number("OBJECTS", 10_000);
     let watchers = common::env_number("WATCHERS", 1_000);
@@ -67,7 +57,7 @@ fn main() {
                 start.elapsed().as_secs_f64() * 1000.0
             })
             .collect();
-        median(runs)
+        common::median(runs)
     };
     let raw: Vec<f64> = (0..5)
         .map(|_| {
@@ -92,7 +82,7 @@ fn main() {
             })
         })
         .collect();
-    let raw = median(raw);
+    let raw = common::median(raw);
     let all = time(&["get", "pods", "-A", "--no-headers"]);
     let selected = time(&["get", "pods", "-A", "-l", "app=a7", "--no-headers"]);
     let rows = cluster
@@ -298,14 +288,14 @@ async fn fan_out(
     );
     println!(
         "delivery latency: p50 {:.1} ms, p99 {:.1} ms over {} deliveries",
-        percentile(&mut all, 0.5) * 1000.0,
-        percentile(&mut all, 0.99) * 1000.0,
+        common::percentile(&mut all, 0.5) * 1000.0,
+        common::percentile(&mut all, 0.99) * 1000.0,
         all.len()
     );
-    let p99 = percentile(&mut writes, 0.99);
+    let p99 = common::percentile(&mut writes, 0.99);
     println!(
         "create latency under that load: p50 {:.1} ms, p99 {:.1} ms | Kubernetes SLO: p99 ≤ 1 s ({:.2}× of the limit)",
-        percentile(&mut writes, 0.5) * 1000.0,
+        common::percentile(&mut writes, 0.5) * 1000.0,
         p99 * 1000.0,
         p99
     );

@@ -29,16 +29,6 @@ use base64::Engine as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
-}
-
 async fn client(kubeconfig: &std::path::Path) -> kube::Client {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
     let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
@@ -225,16 +215,16 @@ fn main() {
                 .count()
         })
         .unwrap_or(0);
-    let (o, s) = (median(open_rates), median(secured_rates));
+    let (o, s) = (common::median(open_rates), common::median(secured_rates));
     println!(
         "open (AlwaysAllow, administrator, no audit): {o:.0} creates/s (median of {rounds} rounds of {count}), p50 {:.1} ms, p99 {:.1} ms",
-        percentile(&mut open_lat, 0.5),
-        percentile(&mut open_lat, 0.99)
+        common::percentile(&mut open_lat, 0.5),
+        common::percentile(&mut open_lat, 0.99)
     );
     println!(
         "secured (RBAC for a user bound to edit, admission, audit at Metadata): {s:.0} creates/s, p50 {:.1} ms, p99 {:.1} ms; {audited} pod creates audited",
-        percentile(&mut secured_lat, 0.5),
-        percentile(&mut secured_lat, 0.99)
+        common::percentile(&mut secured_lat, 0.5),
+        common::percentile(&mut secured_lat, 0.99)
     );
     println!(
         "ratio secured/open: {:.2} (cost {:.1}%; target ≤ 10%)",

@@ -89,15 +89,8 @@ impl Objects {
         let Some(w) = &self.webhooks else {
             return Ok(());
         };
-        let review = Review {
-            operation,
-            resource: r,
-            subresource: sub.map(Sub::name),
-            old,
-            user: opts.user.as_deref(),
-            dry_run: opts.dry_run,
-        };
-        w.mutate(review, object).await
+        w.mutate(review(operation, (r, sub), old, opts), object)
+            .await
     }
 
     /// The validating webhooks' phase of a write.
@@ -112,15 +105,8 @@ impl Objects {
         let Some(w) = &self.webhooks else {
             return Ok(());
         };
-        let review = Review {
-            operation,
-            resource: r,
-            subresource: sub.map(Sub::name),
-            old,
-            user: opts.user.as_deref(),
-            dry_run: opts.dry_run,
-        };
-        w.validate(review, object).await
+        w.validate(review(operation, (r, sub), old, opts), object)
+            .await
     }
 
     /// Runs the admission plugins over a write.
@@ -878,4 +864,20 @@ impl Objects {
 /// A write the store could not make: the API answers 503.
 fn unavailable(e: shoal_store::StoreError) -> ApiError {
     ApiError::unavailable(format!("storage is unavailable: {e}"))
+}
+/// A write as the webhooks see it.
+fn review<'a>(
+    operation: Operation,
+    (r, sub): (&'a Resource, Option<Sub>),
+    old: Option<&'a Value>,
+    opts: &'a WriteOpts,
+) -> Review<'a> {
+    Review {
+        operation,
+        resource: r,
+        subresource: sub.map(Sub::name),
+        old,
+        user: opts.user.as_deref(),
+        dry_run: opts.dry_run,
+    }
 }
