@@ -30,13 +30,7 @@ fn main() {
     let seconds = common::env_number("SECONDS", 10);
     let cluster = common::Cluster::start("bench-scale");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = rt.block_on(async {
-        let kc = kube::config::Kubeconfig::read_from(&cluster.kubeconfig).unwrap();
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-            .await
-            .unwrap();
-        kube::Client::try_from(cfg).unwrap()
-    });
+    let client = rt.block_on(common::kube_client(&cluster.kubeconfig));
 
     // 1. Lists over OBJECTS stored pods.
     let idle = common::rss_kib(cluster.pid());
@@ -166,14 +160,6 @@ async fn fill(client: kube::Client, objects: usize) -> Duration {
     start.elapsed()
 }
 
-async fn client_for(kubeconfig: &std::path::Path) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(cfg).unwrap()
-}
-
 async fn fan_out(
     client: kube::Client,
     kubeconfig: &std::path::Path,
@@ -245,7 +231,8 @@ async fn fan_out(
             .build()
             .unwrap();
         rt.block_on(async move {
-            let api: Api<ConfigMap> = Api::namespaced(client_for(&kubeconfig).await, "fan");
+            let api: Api<ConfigMap> =
+                Api::namespaced(common::kube_client(&kubeconfig).await, "fan");
             let writes = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total)));
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
             let mut pending = Vec::new();

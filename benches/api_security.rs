@@ -29,14 +29,6 @@ use base64::Engine as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 
-async fn client(kubeconfig: &std::path::Path) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(cfg).unwrap()
-}
-
 /// A kubeconfig for user `bench` of cluster `c`, its certificate issued
 /// through the CertificateSigningRequest API and approved.
 fn user_kubeconfig(c: &common::Cluster) -> std::path::PathBuf {
@@ -157,8 +149,12 @@ fn main() {
     // administrator's certificate (RBAC answers `system:masters` at once).
     let as_admin = common::env_number("AS_ADMIN", 0) != 0;
     let secured_as = if as_admin { &secured.kubeconfig } else { &user };
-    let (open_client, secured_client) =
-        rt.block_on(async { (client(&open.kubeconfig).await, client(secured_as).await) });
+    let (open_client, secured_client) = rt.block_on(async {
+        (
+            common::kube_client(&open.kubeconfig).await,
+            common::kube_client(secured_as).await,
+        )
+    });
     // The user is who the secured cluster says it is, and no more.
     let who = secured.ok(&[
         "auth",
