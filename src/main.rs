@@ -112,6 +112,12 @@ struct UpArgs {
     /// Size at which the audit log is rotated (one earlier file is kept).
     #[arg(long, env = "SHOAL_AUDIT_LOG_MAXSIZE", default_value = "100Mi", value_parser = parse_bytes)]
     audit_log_maxsize: u64,
+    /// How data is encrypted at rest: an apiserver.config.k8s.io/v1
+    /// EncryptionConfiguration (`aesgcm`, `secretbox` and `identity`
+    /// providers; the first writes, all read). Without it Secrets are
+    /// sealed with a key made at first start (DATA_DIR/pki/encryption.key).
+    #[arg(long, env = "SHOAL_ENCRYPTION_PROVIDER_CONFIG")]
+    encryption_provider_config: Option<PathBuf>,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -532,6 +538,7 @@ async fn up(args: UpArgs) -> Result<()> {
             AuthorizationMode::AlwaysAllow => shoal_apiserver::server::Authorization::AlwaysAllow,
         },
         audit,
+        encryption_config: args.encryption_provider_config.clone(),
     })
     .await
     .context("starting the control plane")?;

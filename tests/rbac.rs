@@ -896,10 +896,7 @@ fn secrets_are_encrypted_at_rest() {
         "--from-literal=mode=visible-91e3",
     ]);
     c.stop();
-    let mut on_disk = Vec::new();
-    for e in std::fs::read_dir(c.dir.join("store")).unwrap() {
-        on_disk.extend(std::fs::read(e.unwrap().path()).unwrap_or_default());
-    }
+    let on_disk = store_files(&c);
     let holds = |s: &str| on_disk.windows(s.len()).any(|w| w == s.as_bytes());
     // Secrets' data is base64 in the object: look for that too.
     let b64 = base64::engine::general_purpose::STANDARD.encode("hunter2-6d0c4b");
@@ -925,6 +922,85 @@ fn secrets_are_encrypted_at_rest() {
     c.boot();
     let got = c.ok(&["get", "secret", "db", "-o", "jsonpath={.data.password}"]);
     assert_eq!(got, b64);
+
+    // Rotation, as with kube-apiserver: the new key first, the old one
+    // still listed, ConfigMaps sealed too.
+    let old_key = std::fs::read_to_string(c.dir.join("pki/encryption.key")).unwrap();
+    let new_key = base64::engine::general_purpose::STANDARD.encode([0x5a; 32]);
+    let config = c.dir.join("encryption.yaml");
+    let write_config = |providers: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n\
+                 resources:\n- resources: [secrets, configmaps]\n  providers:\n{providers}"
+            ),
+        )
+        .unwrap();
+    };
+    let secretbox = format!("  - secretbox:\n      keys: [{{name: key2, secret: {new_key}}}]\n");
+    let aesgcm = format!(
+        "  - aesgcm:\n      keys: [{{name: key1, secret: {}}}]\n",
+        old_key.trim()
+    );
+    write_config(&format!("{secretbox}{aesgcm}  - identity: {{}}\n"));
+    c.stop();
+    c.add_args(&["--encryption-provider-config", config.to_str().unwrap()]);
+    c.boot();
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "db2",
+        "--from-literal=password=swordfish-20b7",
+    ]);
+    c.stop();
+    let on_disk = store_files(&c);
+    let holds = |s: &str| on_disk.windows(s.len()).any(|w| w == s.as_bytes());
+    assert!(holds("k8s:enc:secretbox:v1:key2:"));
+    for gone in ["k8s:enc:aesgcm:v1:key1:", "visible-91e3", "swordfish-20b7"] {
+        assert!(!holds(gone), "{gone} still on disk after the rotation");
+    }
+    // The old key goes; everything still reads.
+    write_config(&secretbox);
+    c.boot();
+    let got = c.ok(&["get", "secret", "db", "-o", "jsonpath={.data.password}"]);
+    assert_eq!(got, b64);
+    let got = c.ok(&[
+        "get",
+        "configmap",
+        "settings",
+        "-o",
+        "jsonpath={.data.mode}",
+    ]);
+    assert_eq!(got, "visible-91e3");
+    c.stop();
+    // A configuration that cannot read the store is refused at start,
+    // naming what it lacks; nothing is lost.
+    write_config(&aesgcm);
+    let log = c.boot_fails();
+    assert!(
+        log.contains("k8s:enc:secretbox:v1:key2") && log.contains("does not list"),
+        "{log}"
+    );
+    write_config("  - aescbc: {}\n");
+    assert!(c.boot_fails().contains("aescbc is not supported"));
+    write_config(&secretbox);
+    c.boot();
+    let got = c.ok(&["get", "secret", "db2", "-o", "jsonpath={.data.password}"]);
+    assert_eq!(
+        got,
+        base64::engine::general_purpose::STANDARD.encode("swordfish-20b7")
+    );
+}
+
+/// Every file of a stopped cluster's store, concatenated.
+fn store_files(c: &Cluster) -> Vec<u8> {
+    let mut on_disk = Vec::new();
+    for e in std::fs::read_dir(c.dir.join("store")).unwrap() {
+        on_disk.extend(std::fs::read(e.unwrap().path()).unwrap_or_default());
+    }
+    on_disk
 }
 
 #[test]

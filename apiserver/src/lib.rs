@@ -15,6 +15,7 @@
 //!     cluster_dns: "10.96.0.10".parse()?,
 //!     authorization: Authorization::Rbac,
 //!     audit: None,
+//!     encryption_config: None,
 //! }).await?;
 //! println!("API at https://{}", server.addr);
 //! # Ok(()) }
@@ -26,6 +27,7 @@
 //! decisions), `shoal-registry` (kinds and the object service), `shoal-scheduler`, `shoal-controllers` and
 //! `shoal-http` (the API front). This crate wires them into a [`server`].
 
+pub mod encryption;
 pub mod server;
 
 pub use shoal_http::KUBE_VERSION;

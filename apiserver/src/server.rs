@@ -40,6 +40,9 @@ pub struct ServerConfig {
     pub authorization: Authorization,
     /// The audit log, if one is kept.
     pub audit: Option<Arc<shoal_http::audit::Audit>>,
+    /// An EncryptionConfiguration for data at rest (Secrets sealed with a
+    /// key of the cluster's own without one).
+    pub encryption_config: Option<PathBuf>,
 }
 
 /// How the API authorizes requests, as kube-apiserver's
@@ -75,6 +78,9 @@ pub enum StartError {
     /// The listener.
     #[error("listening on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
+    /// Encryption at rest.
+    #[error("encryption at rest: {0}")]
+    Encryption(String),
     /// Writing the initial objects.
     #[error("creating initial objects: {0}")]
     Init(shoal_machinery::error::ApiError),
@@ -84,7 +90,11 @@ impl Server {
     /// Starts everything and returns once the API accepts requests.
     pub async fn start(config: ServerConfig) -> Result<Self, StartError> {
         let pki = Pki::load_or_create(&config.data_dir.join("pki"), &config.hosts)?;
-        let sealer = secrets_sealer(&config.data_dir.join("pki"))?;
+        let sealer = match &config.encryption_config {
+            Some(path) => crate::encryption::from_file(path),
+            None => crate::encryption::default_sealer(&config.data_dir.join("pki")),
+        }
+        .map_err(StartError::Encryption)?;
         let store = Store::open_sealed(
             &config.data_dir.join("store"),
             1,
@@ -368,26 +378,6 @@ async fn ensure_initial_objects(
         }
     }
     Ok(())
-}
-
-/// The key Secrets are encrypted with at rest: made at first start (32
-/// random bytes, owner-only, as the CA key is) and read afterwards.
-fn secrets_sealer(pki_dir: &std::path::Path) -> Result<Arc<shoal_store::Sealer>, StartError> {
-    use base64::Engine as _;
-    let path = pki_dir.join("encryption.key");
-    let b64 = base64::engine::general_purpose::STANDARD;
-    if !path.exists() {
-        shoal_pki::write_private(&path, &b64.encode(shoal_store::Sealer::generate_key()))
-            .map_err(|e| StartError::Pki(e.into()))?;
-    }
-    let text = std::fs::read_to_string(&path).map_err(|e| StartError::Pki(e.into()))?;
-    let key = b64.decode(text.trim()).map_err(|e| {
-        StartError::Pki(shoal_pki::PkiError::Key(format!("{}: {e}", path.display())))
-    })?;
-    let secrets = resources::by_kind("", "Secret").expect("secrets are served");
-    shoal_store::Sealer::new("key1", &key, vec![secrets.prefix(None)])
-        .map(Arc::new)
-        .map_err(|e| StartError::Pki(shoal_pki::PkiError::Key(format!("{}: {e}", path.display()))))
 }
 
 /// Writes the default ClusterRoles and ClusterRoleBindings: those missing

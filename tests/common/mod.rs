@@ -280,6 +280,39 @@ impl Cluster {
         self.child = Some(child);
     }
 
+    /// Adds `args` to those `shoal up` gets from the next boot on.
+    pub fn add_args(&mut self, args: &[&str]) {
+        self.extra_args.extend(args.iter().map(|a| a.to_string()));
+    }
+
+    /// Starts `shoal up` as [`Cluster::boot`] does, expecting it to refuse
+    /// to start: its log.
+    pub fn boot_fails(&self) -> String {
+        let ns = self.host.as_ref().map(|(ns, _)| ns.as_str());
+        let out = shoal_command(ns, self.limits.as_deref())
+            .args(["up", "--data-dir"])
+            .arg(&self.dir)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args([
+                "--api-port",
+                &self.api_port.to_string(),
+                "--kubelet-port",
+                &self.kubelet_port.to_string(),
+            ])
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("starting shoal");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "shoal started: {text}");
+        text
+    }
+
     /// The process id of the running `shoal up`.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()

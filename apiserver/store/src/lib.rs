@@ -26,7 +26,7 @@ use openraft::{
     AnyError, BasicNode, Config, ErrorSubject, ErrorVerb, Raft, StorageError, StorageIOError,
 };
 
-pub use seal::{SealError, Sealer};
+pub use seal::{Provider, Rule, SealError, Sealer};
 pub use state::{TooOld, WatchStart, resource_version};
 use types::{Applied, Proposal, TypeConfig};
 pub use types::{Command, Cond, Event, EventKind, Failure, Outcome, Stored};
@@ -321,6 +321,106 @@ mod tests {
         open(dir).await
     }
 
+    fn secrets_sealer(key: &[u8]) -> Sealer {
+        sealer_of(vec![Provider::aesgcm("key1", key).unwrap()])
+    }
+
+    fn sealer_of(providers: Vec<Provider>) -> Sealer {
+        Sealer::new(vec![
+            Rule::for_prefixes(vec!["/registry/secrets/".into()], providers).unwrap(),
+        ])
+    }
+
+    /// Every file of the store, concatenated.
+    fn on_disk(dir: &Path) -> Vec<u8> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flat_map(|e| std::fs::read(e.unwrap().path()).unwrap_or_default())
+            .collect()
+    }
+
+    fn holds(bytes: &[u8], s: &str) -> bool {
+        bytes.windows(s.len()).any(|w| w == s.as_bytes())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rotated_key_rewrites_everything_it_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (k1, k2) = (Sealer::generate_key(), Sealer::generate_key());
+        let v1 = || Provider::aesgcm("key1", &k1).unwrap();
+        let v2 = || Provider::secretbox("key2", &k2).unwrap();
+        let open_with = |providers: Vec<Provider>| {
+            Store::open_sealed(
+                dir.path(),
+                1,
+                "127.0.0.1:1",
+                Some(Arc::new(sealer_of(providers))),
+            )
+        };
+        // Written before anything was sealed.
+        let store = Store::open_sealed(dir.path(), 1, "127.0.0.1:1", None)
+            .await
+            .unwrap();
+        store
+            .write(Command::Put {
+                key: "/registry/secrets/ns/a".into(),
+                value: json!({"metadata": {"name": "a"}, "data": {"v": "topsecret-81d2"}}),
+                cond: Cond::Absent,
+            })
+            .await
+            .unwrap();
+        store.shutdown().await;
+        drop(store);
+        assert!(holds(&on_disk(dir.path()), "topsecret-81d2"));
+        // Sealing turned on: what was in the clear is sealed, nothing of it
+        // left in the files.
+        let store = open_with(vec![v1(), Provider::Identity]).await.unwrap();
+        store.shutdown().await;
+        drop(store);
+        let bytes = on_disk(dir.path());
+        assert!(holds(&bytes, "k8s:enc:aesgcm:v1:key1:"));
+        assert!(!holds(&bytes, "topsecret-81d2"), "left in the clear");
+        // The new key first, the old one still listed: everything is
+        // written again with the new one.
+        let store = open_with(vec![v2(), v1()]).await.unwrap();
+        store
+            .write(Command::Put {
+                key: "/registry/secrets/ns/b".into(),
+                value: json!({"metadata": {"name": "b"}, "data": {"v": "topsecret-93c4"}}),
+                cond: Cond::Absent,
+            })
+            .await
+            .unwrap();
+        store.shutdown().await;
+        drop(store);
+        let bytes = on_disk(dir.path());
+        assert!(holds(&bytes, "k8s:enc:secretbox:v1:key2:"));
+        for s in [
+            "k8s:enc:aesgcm:v1:key1:",
+            "topsecret-81d2",
+            "topsecret-93c4",
+        ] {
+            assert!(!holds(&bytes, s), "{s} on disk after the rotation");
+        }
+        // The old key can go.
+        let store = open_with(vec![v2()]).await.unwrap();
+        for (k, v) in [("a", "topsecret-81d2"), ("b", "topsecret-93c4")] {
+            let got = store.get(&format!("/registry/secrets/ns/{k}")).unwrap();
+            assert_eq!(got.value["data"]["v"], v);
+        }
+        store.shutdown().await;
+        drop(store);
+        // Decrypting everything: identity first writes them in the clear.
+        let store = open_with(vec![Provider::Identity, v2()]).await.unwrap();
+        store.shutdown().await;
+        drop(store);
+        let bytes = on_disk(dir.path());
+        assert!(holds(&bytes, "topsecret-81d2"), "written in the clear");
+        assert!(!holds(&bytes, "k8s:enc:"), "still sealed");
+        // Data in the clear where no identity provider is listed: refused.
+        assert!(open_with(vec![v1()]).await.is_err());
+    }
+
     fn put(key: &str, cond: Cond) -> Command {
         Command::Put {
             key: key.into(),
@@ -333,11 +433,7 @@ mod tests {
     async fn sealed_values_never_reach_the_disk_in_the_clear() {
         let dir = tempfile::tempdir().unwrap();
         let key = Sealer::generate_key();
-        let sealer = || {
-            Some(Arc::new(
-                Sealer::new("key1", &key, vec!["/registry/secrets/".into()]).unwrap(),
-            ))
-        };
+        let sealer = || Some(Arc::new(secrets_sealer(&key)));
         let store = Store::open_sealed(dir.path(), 1, "127.0.0.1:1", sealer())
             .await
             .unwrap();
@@ -356,11 +452,8 @@ mod tests {
         }
         store.shutdown().await;
         drop(store);
-        let on_disk: Vec<u8> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .flat_map(|e| std::fs::read(e.unwrap().path()).unwrap_or_default())
-            .collect();
-        let holds = |s: &str| on_disk.windows(s.len()).any(|w| w == s.as_bytes());
+        let on_disk = on_disk(dir.path());
+        let holds = |s: &str| holds(&on_disk, s);
         assert!(holds("plain-7a2c"), "the test reads the files it should");
         assert!(
             !holds("topsecret-5f1e"),
@@ -376,14 +469,7 @@ mod tests {
         store.shutdown().await;
         drop(store);
         // Without the key the store does not open: nothing is read as garbage.
-        let other = Some(Arc::new(
-            Sealer::new(
-                "key1",
-                &Sealer::generate_key(),
-                vec!["/registry/secrets/".into()],
-            )
-            .unwrap(),
-        ));
+        let other = Some(Arc::new(secrets_sealer(&Sealer::generate_key())));
         assert!(
             Store::open_sealed(dir.path(), 1, "127.0.0.1:1", other)
                 .await

@@ -61,6 +61,13 @@ impl LogStore {
         txn.open_table(LOG)?;
         txn.open_table(META)?;
         txn.commit()?;
+        let mut db = db;
+        if reseal(&db, sealer.as_deref())? {
+            // Pages the old forms occupied are freed, not erased:
+            // compacting leaves none behind in the file.
+            db.compact()
+                .map_err(|e| redb::Error::Io(std::io::Error::other(e)))?;
+        }
         let db = Arc::new(db);
         let (writer, jobs) = std::sync::mpsc::channel();
         let thread_db = db.clone();
@@ -78,27 +85,12 @@ impl LogStore {
 
     /// An entry as the log stores it: values sealed where they must be.
     fn stored_form(&self, entry: &Entry<TypeConfig>) -> Result<Vec<u8>, StorageError<u64>> {
-        if let (Some(s), EntryPayload::Normal(p)) = (&self.sealer, &entry.payload)
-            && let Some(sealed) = s.seal_proposal(p)
-        {
-            let e = Entry::<TypeConfig> {
-                log_id: entry.log_id,
-                payload: EntryPayload::Normal(sealed),
-            };
-            return serde_json::to_vec(&e).map_err(write_err);
-        }
-        serde_json::to_vec(entry).map_err(write_err)
+        stored_form(self.sealer.as_deref(), entry)
     }
 
     /// An entry read back from its stored form.
     fn read_entry(&self, bytes: &[u8]) -> Result<Entry<TypeConfig>, StorageError<u64>> {
-        let mut e: Entry<TypeConfig> = crate::decode(bytes).map_err(read_err)?;
-        if let Some(s) = &self.sealer
-            && let EntryPayload::Normal(p) = e.payload
-        {
-            e.payload = EntryPayload::Normal(s.open_proposal(p).map_err(read_err)?);
-        }
-        Ok(e)
+        read_entry(self.sealer.as_deref(), bytes)
     }
 
     /// Takes the entries of `range` from the recent ones if all of them are
@@ -288,6 +280,69 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             txn.commit().map_err(write_err)
         })
     }
+}
+
+/// An entry as the log stores it: values sealed where they must be.
+fn stored_form(
+    sealer: Option<&Sealer>,
+    entry: &Entry<TypeConfig>,
+) -> Result<Vec<u8>, StorageError<u64>> {
+    if let (Some(s), EntryPayload::Normal(p)) = (sealer, &entry.payload)
+        && let Some(sealed) = s.seal_proposal(p)
+    {
+        let e = Entry::<TypeConfig> {
+            log_id: entry.log_id,
+            payload: EntryPayload::Normal(sealed),
+        };
+        return serde_json::to_vec(&e).map_err(write_err);
+    }
+    serde_json::to_vec(entry).map_err(write_err)
+}
+
+/// An entry read back from its stored form.
+fn read_entry(
+    sealer: Option<&Sealer>,
+    bytes: &[u8],
+) -> Result<Entry<TypeConfig>, StorageError<u64>> {
+    let mut e: Entry<TypeConfig> = crate::decode(bytes).map_err(read_err)?;
+    if let Some(s) = sealer
+        && let EntryPayload::Normal(p) = e.payload
+    {
+        e.payload = EntryPayload::Normal(s.open_proposal(p).map_err(read_err)?);
+    }
+    Ok(e)
+}
+
+/// Writes every entry again when the log was sealed another way (a key
+/// added, rotated or dropped), so that afterwards only the providers that
+/// write are needed to read it.
+/// Whether it did.
+fn reseal(db: &Database, sealer: Option<&Sealer>) -> Result<bool, redb::Error> {
+    let fingerprint = sealer.map(Sealer::fingerprint).unwrap_or_default();
+    let io = |e: StorageError<u64>| redb::Error::Io(std::io::Error::other(e.to_string()));
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        if meta
+            .get("sealing")?
+            .is_some_and(|v| v.value() == fingerprint.as_bytes())
+        {
+            return Ok(false);
+        }
+        meta.insert("sealing", fingerprint.as_bytes())?;
+        let mut table = txn.open_table(LOG)?;
+        let mut rows = Vec::new();
+        for item in table.iter()? {
+            let (index, bytes) = item?;
+            let entry = read_entry(sealer, bytes.value()).map_err(io)?;
+            rows.push((index.value(), stored_form(sealer, &entry).map_err(io)?));
+        }
+        for (index, bytes) in rows {
+            table.insert(index, bytes.as_slice())?;
+        }
+    }
+    txn.commit()?;
+    Ok(true)
 }
 
 /// The writer thread: takes every append waiting, writes them in one

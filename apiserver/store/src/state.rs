@@ -384,7 +384,7 @@ impl StateMachine {
             hub: Mutex::new(hub),
             pins: Mutex::new(VecDeque::new()),
         });
-        Ok(Self {
+        Self {
             db: Arc::new(db),
             shared,
             last_applied,
@@ -392,14 +392,55 @@ impl StateMachine {
             revision,
             snapshot: CurrentSnapshot::new(path.with_extension("snapshot")),
             sealer,
-        })
+        }
+        .resealed()
+    }
+
+    /// Writes the objects again when they were sealed another way (a key
+    /// added, rotated or dropped, a resource sealed or no longer), so that
+    /// afterwards only the providers that write are needed to read them;
+    /// the last snapshot file, sealed the old way, goes.
+    fn resealed(mut self) -> Result<Self, redb::Error> {
+        let fingerprint = self
+            .sealer
+            .as_ref()
+            .map(|s| s.fingerprint())
+            .unwrap_or_default();
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            if meta
+                .get("sealing")?
+                .is_some_and(|v| v.value() == fingerprint.as_bytes())
+            {
+                return Ok(self);
+            }
+            meta.insert("sealing", fingerprint.as_bytes())?;
+            let mut table = txn.open_table(OBJECTS)?;
+            let objects = self.shared.objects.read().expect("objects lock");
+            for (k, v) in objects.iter() {
+                table.insert(k.as_str(), &self.persisted(k, &v.json)[..])?;
+            }
+        }
+        txn.commit()?;
+        // Pages the old forms occupied are freed, not erased: compacting
+        // leaves none behind in the file.
+        if let Some(db) = Arc::get_mut(&mut self.db) {
+            db.compact()
+                .map_err(|e| redb::Error::Io(std::io::Error::other(e)))?;
+        }
+        match std::fs::remove_file(&*self.snapshot.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        Ok(self)
     }
 
     /// The bytes persisted for `key`: sealed where they must be.
     fn persisted<'a>(&self, key: &str, json: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
         match &self.sealer {
-            Some(s) if s.applies(key) => std::borrow::Cow::Owned(s.seal(key, json)),
-            _ => std::borrow::Cow::Borrowed(json),
+            Some(s) => s.seal(key, json),
+            None => std::borrow::Cow::Borrowed(json),
         }
     }
 
