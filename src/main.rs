@@ -385,7 +385,10 @@ fn main() -> Result<()> {
         window: std::time::Duration::from_secs(10),
     })
     .context("opening the log file")?;
-    raise_open_files_limit();
+    let open_files = raise_open_files_limit();
+    // Connections may take what the store, pods and outgoing connections
+    // leave: a quarter of the descriptors, at least 64, stays for them.
+    shoal_listen::set_budget(open_files.saturating_sub((open_files / 4).max(64)) as usize);
     match cli.command {
         Command::Up(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -450,12 +453,12 @@ fn main() -> Result<()> {
 /// Raises the soft limit of open files to the hard one, as Go programs do
 /// at start: the default soft limit (1,024) is far below what a node with
 /// thousands of pods and connections needs, and the hard limit is what the
-/// administrator allows.
-fn raise_open_files_limit() {
+/// administrator allows. Returns the limit in force.
+fn raise_open_files_limit() -> u64 {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     let Some(soft) = limit.current else {
-        return;
+        return 1 << 20;
     };
     // An unlimited hard limit still stops at the kernel's `nr_open`.
     let hard = limit.maximum.unwrap_or_else(|| {
@@ -465,7 +468,7 @@ fn raise_open_files_limit() {
             .unwrap_or(1 << 20)
     });
     if hard <= soft {
-        return;
+        return soft;
     }
     match setrlimit(
         Resource::Nofile,
@@ -474,8 +477,14 @@ fn raise_open_files_limit() {
             maximum: limit.maximum,
         },
     ) {
-        Ok(()) => tracing::debug!("open files limit raised from {soft} to {hard}"),
-        Err(e) => tracing::warn!("raising the open files limit from {soft} to {hard}: {e}"),
+        Ok(()) => {
+            tracing::debug!("open files limit raised from {soft} to {hard}");
+            hard
+        }
+        Err(e) => {
+            tracing::warn!("raising the open files limit from {soft} to {hard}: {e}");
+            soft
+        }
     }
 }
 

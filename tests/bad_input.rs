@@ -411,3 +411,79 @@ print(int(time.time() - start))
     );
     c.ok(&["get", "namespaces"]);
 }
+
+/// Watches whose clients stop reading hold a bounded amount each, and end
+/// (the client lists again, as with kube-apiserver) once they stall, their
+/// connections closed; the API keeps serving everyone else meanwhile.
+#[test]
+fn watches_that_are_not_read_are_bounded_and_ended() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    const WATCHES: usize = 50;
+    let c = Cluster::start("stalled-watches");
+    let pid = c.pid();
+    let fds = common::open_fds(pid);
+    let mut watcher = Command::new("python3")
+        .arg(common::repo().join("tests/support/stalled_watches.py"))
+        .args([
+            &c.api_port.to_string(),
+            c.dir.join("pki").to_str().unwrap(),
+            &WATCHES.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(watcher.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "watching");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // (Give or take a few the process opened or closed meanwhile.)
+    while common::open_fds(pid) + 5 < fds + WATCHES {
+        assert!(
+            Instant::now() < deadline,
+            "{} descriptors, {fds} before {WATCHES} watches",
+            common::open_fds(pid)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = common::rss_kib(pid);
+    // 40 ConfigMaps of 900 KiB: 36 MB of events for every watch, 1.8 GB
+    // for all of them were nothing bounded.
+    let data = c.dir.join("blob");
+    std::fs::write(&data, "x".repeat(900 * 1024)).unwrap();
+    let started = Instant::now();
+    for i in 0..40 {
+        c.ok(&[
+            "create",
+            "configmap",
+            &format!("big-{i}"),
+            &format!("--from-file=blob={}", data.display()),
+        ]);
+    }
+    let writes = started.elapsed();
+    let grown_mib = common::rss_kib(pid).saturating_sub(before) / 1024;
+    eprintln!("{WATCHES} unread watches: +{grown_mib} MiB, 40 writes in {writes:?}");
+    assert!(
+        grown_mib < 500,
+        "{WATCHES} unread watches grew shoal by {grown_mib} MiB"
+    );
+    assert!(
+        writes < Duration::from_secs(60),
+        "40 writes took {writes:?} beside the unread watches"
+    );
+    c.ok(&["get", "configmaps", "big-39", "-o", "name"]);
+    // Stalled for longer than the API waits: every one is ended and its
+    // connection closed.
+    std::thread::sleep(Duration::from_secs(35));
+    let left = common::open_fds(pid);
+    drop(watcher.stdin.take());
+    let _ = watcher.wait();
+    assert!(
+        left < fds + 5,
+        "{} descriptors more than before the watches",
+        left - fds
+    );
+    assert!(c.log().contains("a watch of configmaps ended"));
+    c.ok(&["get", "namespaces"]);
+}

@@ -49,6 +49,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "shoal-wire",
             "shoal-pki",
             "shoal-rbac",
+            "shoal-listen",
         ],
     ),
     (
@@ -65,9 +66,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("shoal-runtime-wasm", &[]),
+    ("shoal-listen", &[]),
     (
         "shoal-node",
-        &["shoal-runtime-wasm", "shoal-cni", "shoal-quantity"],
+        &[
+            "shoal-runtime-wasm",
+            "shoal-cni",
+            "shoal-quantity",
+            "shoal-listen",
+        ],
     ),
 ];
 

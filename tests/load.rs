@@ -37,12 +37,6 @@ spec:
     )
 }
 
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
 /// The soft and hard open-files limits of a process.
 fn nofile(pid: u32) -> (String, String) {
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
@@ -72,7 +66,7 @@ fn fill(c: &Cluster, manifest: &std::path::Path, within: Duration) -> (Duration,
             "jsonpath={.status.readyReplicas}",
         ]);
         slowest = slowest.max(t.elapsed());
-        fds = fds.max(open_fds(c.pid()));
+        fds = fds.max(common::open_fds(c.pid()));
         if ready.trim() == REPLICAS.to_string() {
             return (slowest, fds);
         }
@@ -252,13 +246,14 @@ spec:
 }
 
 #[test]
-fn a_listener_out_of_descriptors_waits_and_recovers_without_flooding_the_log() {
-    // Hard and soft limit alike, so shoal cannot raise it.
+fn a_flood_of_connections_waits_within_the_descriptor_budget() {
+    // Hard and soft limit alike, so shoal cannot raise it: its listeners
+    // may hold 192 - 64 connections at once.
     let c = Cluster::start_limited("load-accept", &[], Some("ulimit -n 192"));
     let pid = c.pid();
     c.ok(&["get", "nodes"]);
     let log_before = c.log().lines().count();
-    // Idle connections that never start TLS take every descriptor left.
+    // Idle connections that never start TLS: more than the budget.
     let mut held = Vec::new();
     for _ in 0..400 {
         match std::net::TcpStream::connect(("127.0.0.1", c.api_port)) {
@@ -267,21 +262,26 @@ fn a_listener_out_of_descriptors_waits_and_recovers_without_flooding_the_log() {
         }
     }
     assert!(held.len() > 192, "only {} connections", held.len());
-    std::thread::sleep(Duration::from_secs(5));
-    assert!(open_fds(pid) >= 180, "shoal is out of descriptors");
-    let log = c.log();
-    let lines = log.lines().count() - log_before;
+    std::thread::sleep(Duration::from_secs(3));
+    let fds = common::open_fds(pid);
     assert!(
-        log.contains("Too many open files"),
-        "the accept failure is logged:\n{}",
+        (120..180).contains(&fds),
+        "{fds} descriptors: the budget is not what holds the flood"
+    );
+    // The rest wait in the backlog while the silent ones are closed (10 s
+    // handshake deadline), kubectl among them; nothing runs out.
+    c.wait_for(&["get", "nodes"], "the node", |o| o.contains("Ready"));
+    let log = c.log();
+    assert!(
+        !log.contains("Too many open files"),
+        "shoal ran out of descriptors:\n{}",
         common::tail(&log, 10)
     );
     assert!(
-        lines < 40,
-        "{lines} log lines in 5 s of accept failures:\n{}",
+        log.lines().count() - log_before < 40,
+        "the flood flooded the log:\n{}",
         common::tail(&log, 20)
     );
     drop(held);
-    // With the descriptors back, the API answers again.
-    c.wait_for(&["get", "nodes"], "the node", |o| o.contains("Ready"));
+    c.ok(&["get", "nodes"]);
 }

@@ -31,19 +31,16 @@ fn text(code: StatusCode, s: impl Into<String>) -> Response<Body> {
     r
 }
 
-/// How long a client has to finish its TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 pub(crate) async fn serve(shared: Arc<Shared>, mut listener: tokio::net::TcpListener) {
     let acceptor = tokio_rustls::TlsAcceptor::from(shared.config.kubelet_tls.clone());
     loop {
-        // Accept errors are logged and waited out, never spun on.
-        let (tcp, _) = axum::serve::Listener::accept(&mut listener).await;
+        // Within the process's budget of connections; accept errors are
+        // waited out, never spun on.
+        let (tcp, peer, slot) = shoal_listen::accept(&mut listener).await;
         let (acceptor, shared) = (acceptor.clone(), shared.clone());
         tokio::spawn(async move {
-            let Ok(Ok(tls)) =
-                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-            else {
+            let _slot = slot;
+            let Some(tls) = shoal_listen::handshake(&acceptor, tcp, peer).await else {
                 return;
             };
             let caller = tls

@@ -143,16 +143,17 @@ pub(crate) async fn listen_at_pod_ip(
             async move {
                 let mut listener = listener;
                 loop {
-                    // Accept errors are logged and waited out.
-                    let (tcp, from) = axum::serve::Listener::accept(&mut listener).await;
+                    // Within the process's budget of connections; accept
+                    // errors are logged and waited out.
+                    let (tcp, from, slot) = shoal_listen::accept(&mut listener).await;
                     // NetworkPolicy: a peer the pod may not hear from is
                     // closed on, as a dropped connection.
                     if !guard.admits(from, port, "TCP") {
                         continue;
                     }
-                    let _ = tcp.set_nodelay(true);
                     let (shared, ip) = (shared.clone(), ip.clone());
                     tokio::spawn(async move {
+                        let _slot = slot;
                         let svc = hyper::service::service_fn(move |req| {
                             let target = shared.http.get(&ip, port);
                             async move {
@@ -308,9 +309,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                         port,
                         tokio::spawn(async move {
                             loop {
-                                // Accept errors are logged and waited out.
-                                let (tcp, _) = axum::serve::Listener::accept(&mut l).await;
-                                let _ = tcp.set_nodelay(true);
+                                // Within the process's budget of
+                                // connections; accept errors are waited out.
+                                let (tcp, _, slot) = shoal_listen::accept(&mut l).await;
                                 let (shared, services, endpoints, rr) = (
                                     shared.clone(),
                                     services.clone(),
@@ -318,6 +319,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                                     rr.clone(),
                                 );
                                 tokio::spawn(async move {
+                                    let _slot = slot;
                                     let svc = hyper::service::service_fn(move |req| {
                                         let (shared, services, endpoints, rr) = (
                                             shared.clone(),

@@ -747,6 +747,13 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// How many descriptors process `pid` holds open.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
 /// The median of `v` (benchmarks' figures).
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

@@ -82,33 +82,32 @@ pub struct ApiState {
     pub audit: Option<Arc<audit::Audit>>,
 }
 
-/// How long a client has to finish its TLS handshake: a silent one must not
-/// hold a descriptor for ever.
-const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Closes the connection a request came on: what a watch whose client
+/// stopped reading uses to free what is queued for it, since a connection
+/// that cannot write never asks the watch for more.
+#[derive(Clone, Default)]
+pub(crate) struct Closer(Arc<tokio::sync::Notify>);
+
+impl Closer {
+    pub(crate) fn close(&self) {
+        self.0.notify_one();
+    }
+}
 
 /// Serves the API on `listener` until the task is dropped.
 pub async fn serve(mut listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: ApiState) {
     let acceptor = TlsAcceptor::from(tls);
     let api = service(state.clone());
     loop {
-        // An accept error (out of descriptors, say) is logged and waited
-        // out for a second instead of retried at once.
-        let (tcp, peer) = axum::serve::Listener::accept(&mut listener).await;
-        let _ = tcp.set_nodelay(true);
+        // Within the process's budget of connections; accept errors are
+        // waited out.
+        let (tcp, peer, slot) = shoal_listen::accept(&mut listener).await;
         let acceptor = acceptor.clone();
         let (state, api) = (state.clone(), api.clone());
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-            {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    tracing::debug!("TLS handshake with {peer}: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!("TLS handshake with {peer} timed out");
-                    return;
-                }
+            let _slot = slot;
+            let Some(tls) = shoal_listen::handshake(&acceptor, tcp, peer).await else {
+                return;
             };
             let auth = Authenticated(
                 tls.get_ref()
@@ -118,10 +117,13 @@ pub async fn serve(mut listener: TcpListener, tls: Arc<rustls::ServerConfig>, st
                     .and_then(|c| authn::from_certificate(c))
                     .map(Arc::new),
             );
+            let closer = Closer::default();
+            let closed = closer.0.clone();
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let (state, api, auth) = (state.clone(), api.clone(), auth.clone());
                 let mut req = req.map(Body::new);
                 req.extensions_mut().insert(auth);
+                req.extensions_mut().insert(closer.clone());
                 async move { Ok::<_, std::convert::Infallible>(observe(&state, api, peer, req).await) }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -132,11 +134,15 @@ pub async fn serve(mut listener: TcpListener, tls: Arc<rustls::ServerConfig>, st
                 .http2()
                 .timer(TokioTimer::new())
                 .keep_alive_interval(std::time::Duration::from_secs(30));
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
-                .await
-            {
-                tracing::debug!("connection from {peer}: {e}");
+            tokio::select! {
+                served = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc) => {
+                    if let Err(e) = served {
+                        tracing::debug!("connection from {peer}: {e}");
+                    }
+                }
+                () = closed.notified() => {
+                    tracing::debug!("closing the connection from {peer}: a watch on it stalled");
+                }
             }
         });
     }

@@ -65,7 +65,10 @@ pub(super) async fn resource(
             let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or_default())?;
             kinds::of(r).check_fields(&fields)?;
             if t.watch || q.flag("watch") {
-                return watch::watch(objects, r, t.ns.as_deref(), labels, fields, &q, table).await;
+                let closer = req.extensions().get::<super::Closer>().cloned();
+                let selectors = (labels, fields);
+                return watch::watch(objects, r, t.ns.as_deref(), selectors, &q, table, closer)
+                    .await;
             }
             let limit: usize = q
                 .get("limit")

@@ -1,6 +1,7 @@
 //! WATCH: newline-delimited JSON events, from a resourceVersion or from the
 //! current state, filtered by namespace and selectors.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -21,10 +22,10 @@ pub(super) async fn watch(
     objects: &Objects,
     r: &'static Resource,
     ns: Option<&str>,
-    labels: LabelSelector,
-    fields: FieldSelector,
+    (labels, fields): (LabelSelector, FieldSelector),
     q: &Query,
     as_table: bool,
+    closer: Option<crate::Closer>,
 ) -> Result<Response<Body>> {
     let prefix = r.prefix(ns);
     let store = objects.store().clone();
@@ -54,9 +55,39 @@ pub(super) async fn watch(
         .and_then(|t| t.parse::<u64>().ok())
         .unwrap_or(1800);
     let bookmarks = q.flag("allowWatchBookmarks");
-    let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(256);
+    let (tx, body_rx) = tokio::sync::mpsc::channel::<Queued>(64);
+    let queue = Arc::new(tokio::sync::Semaphore::new(QUEUED_BYTES));
+    let (stalled, abort) = tokio::sync::oneshot::channel::<()>();
     let matches = move |v: &Value| labels.matches_object(v) && fields.matches(v);
     tokio::spawn(async move {
+        // A chunk the client does not take within `STALL` ends the watch
+        // and its connection's stream, freeing what was queued for it.
+        let mut stalled = Some(stalled);
+        let mut put = async |chunk: Vec<u8>| -> bool {
+            let bytes = chunk.len().clamp(1, QUEUED_BYTES) as u32;
+            let queued = async {
+                let room = queue.clone().acquire_many_owned(bytes).await.ok()?;
+                tx.send((Bytes::from(chunk), room)).await.ok()
+            };
+            match tokio::time::timeout(STALL, queued).await {
+                Ok(sent) => sent.is_some(),
+                Err(_) => {
+                    tracing::info!(
+                        "a watch of {} ended: its client took nothing for {} s (closing: {})",
+                        r.plural,
+                        STALL.as_secs(),
+                        closer.is_some()
+                    );
+                    if let Some(s) = stalled.take() {
+                        let _ = s.send(());
+                    }
+                    if let Some(c) = &closer {
+                        c.close();
+                    }
+                    false
+                }
+            }
+        };
         let mut first = true;
         let mut send = |ty: &str, obj: &Value| {
             let object = if as_table && ty != "BOOKMARK" {
@@ -70,12 +101,17 @@ pub(super) async fn watch(
             } else {
                 r.served_as(obj).into_owned()
             };
-            Bytes::from(watch_event(ty, &gotypes::json::to_vec(&object)))
+            watch_event(ty, &gotypes::json::to_vec(&object))
         };
+        let mut chunk = Vec::new();
         for obj in initial.iter().filter(|o| matches(o)) {
-            if tx.send(Ok(send("ADDED", obj))).await.is_err() {
+            chunk.extend_from_slice(&send("ADDED", obj));
+            if chunk.len() >= CHUNK_BYTES / 4 && !put(std::mem::take(&mut chunk)).await {
                 return;
             }
+        }
+        if !chunk.is_empty() && !put(chunk).await {
+            return;
         }
         let deadline = tokio::time::sleep(Duration::from_secs(timeout));
         tokio::pin!(deadline);
@@ -90,7 +126,7 @@ pub(super) async fn watch(
                     _ = &mut deadline => return,
                     _ = bookmark.tick(), if bookmarks => {
                         let b = json!({"kind": r.kind, "apiVersion": r.api_version(), "metadata": {"resourceVersion": last_rev.to_string()}});
-                        if tx.send(Ok(send("BOOKMARK", &b))).await.is_err() { return; }
+                        if !put(send("BOOKMARK", &b)).await { return; }
                         continue;
                     }
                     e = rx.recv() => match e {
@@ -109,7 +145,7 @@ pub(super) async fn watch(
                 event_line(
                     r, &event, &prefix, &matches, as_table, &mut send, &mut batch,
                 );
-                if batch.len() < 256 * 1024 {
+                if batch.len() < CHUNK_BYTES {
                     next = match pending.next() {
                         Some(e) => Some(e),
                         None => match rx.try_recv() {
@@ -122,12 +158,12 @@ pub(super) async fn watch(
                     };
                 }
             }
-            if !batch.is_empty() && tx.send(Ok(Bytes::from(batch))).await.is_err() {
+            if !batch.is_empty() && !put(batch).await {
                 return;
             }
         }
     });
-    let stream = tokio_stream_from(body_rx);
+    let stream = body_stream(body_rx, abort);
     let mut resp = Response::new(Body::from_stream(stream));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -148,7 +184,7 @@ fn event_line(
     prefix: &str,
     matches: &impl Fn(&Value) -> bool,
     as_table: bool,
-    send: &mut impl FnMut(&str, &Value) -> Bytes,
+    send: &mut impl FnMut(&str, &Value) -> Vec<u8>,
     out: &mut Vec<u8>,
 ) {
     if !event.key.starts_with(prefix) {
@@ -172,6 +208,21 @@ fn event_line(
     out.extend_from_slice(&watch_event(ty, event.object_json()));
 }
 
+/// Bytes queued for a watch's client at most (a larger event alone): what
+/// one watch holds is bounded however slowly its client reads.
+const QUEUED_BYTES: usize = 2 << 20;
+
+/// A chunk queued for a watch's client, with its room in the queue.
+type Queued = (Bytes, tokio::sync::OwnedSemaphorePermit);
+
+/// Events already waiting go out together up to this size.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// How long a watch waits for its client to take a chunk before it ends:
+/// the client lists and watches again, as with kube-apiserver's watch
+/// cache dropping a watcher that does not keep up.
+const STALL: Duration = Duration::from_secs(30);
+
 /// A watch event as Go writes `metav1.WatchEvent`, `type` first.
 fn watch_event(ty: &str, object: &[u8]) -> Vec<u8> {
     let mut line = Vec::with_capacity(object.len() + ty.len() + 24);
@@ -183,8 +234,32 @@ fn watch_event(ty: &str, object: &[u8]) -> Vec<u8> {
     line
 }
 
-fn tokio_stream_from(
-    mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+/// The chunks of a watch, ended by an error (a reset stream or closed
+/// connection, so nothing queued stays) when the watch gives up on a
+/// client that does not read.
+fn body_stream(
+    mut rx: tokio::sync::mpsc::Receiver<Queued>,
+    mut abort: tokio::sync::oneshot::Receiver<()>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    use std::future::Future as _;
+    use std::task::Poll;
+    let mut watching = true;
+    futures::stream::poll_fn(move |cx| {
+        if watching {
+            match std::pin::Pin::new(&mut abort).poll(cx) {
+                Poll::Ready(Ok(())) => {
+                    rx.close();
+                    watching = false;
+                    return Poll::Ready(Some(Err(std::io::Error::other(
+                        "the watcher did not keep up",
+                    ))));
+                }
+                Poll::Ready(Err(_)) => watching = false,
+                Poll::Pending => {}
+            }
+        }
+        // The chunk's room is given back as the connection takes it.
+        rx.poll_recv(cx)
+            .map(|chunk| chunk.map(|(bytes, _room)| Ok(bytes)))
+    })
 }
