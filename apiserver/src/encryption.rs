@@ -58,41 +58,46 @@ pub fn parse(text: &str) -> Result<Vec<Rule>, String> {
     {
         return Err("expected an apiserver.config.k8s.io/v1 EncryptionConfiguration".into());
     }
-    let entries = doc
-        .get("resources")
-        .and_then(Value::as_array)
-        .filter(|r| !r.is_empty())
-        .ok_or("resources: at least one entry is required")?;
+    let entries = non_empty(&doc, "resources", "resources: at least one entry")?;
     let mut rules = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         let at = format!("resources[{i}]");
-        let patterns = entry
-            .get("resources")
-            .and_then(Value::as_array)
-            .filter(|r| !r.is_empty())
-            .ok_or(format!("{at}.resources: at least one resource is required"))?
-            .iter()
-            .enumerate()
-            .map(|(j, r)| pattern(r).map_err(|e| format!("{at}.resources[{j}]: {e}")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let providers = entry
-            .get("providers")
-            .and_then(Value::as_array)
-            .filter(|p| !p.is_empty())
-            .ok_or(format!("{at}.providers: at least one provider is required"))?
-            .iter()
-            .enumerate()
-            .map(|(j, p)| providers(p).map_err(|e| format!("{at}.providers[{j}]: {e}")))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .flatten()
-            .collect();
+        let patterns = non_empty(
+            entry,
+            "resources",
+            &format!("{at}.resources: at least one resource"),
+        )?
+        .iter()
+        .enumerate()
+        .map(|(j, r)| pattern(r).map_err(|e| format!("{at}.resources[{j}]: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+        let providers = non_empty(
+            entry,
+            "providers",
+            &format!("{at}.providers: at least one provider"),
+        )?
+        .iter()
+        .enumerate()
+        .map(|(j, p)| providers(p).map_err(|e| format!("{at}.providers[{j}]: {e}")))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect();
         rules.push(
             Rule::new(patterns.join(","), covers(patterns), providers)
                 .map_err(|e| format!("{at}: {e}"))?,
         );
     }
     Ok(rules)
+}
+
+/// The list `field` of `value`, which must hold `what`.
+fn non_empty<'a>(value: &'a Value, field: &str, what: &str) -> Result<&'a Vec<Value>, String> {
+    value
+        .get(field)
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| format!("{what} is required"))
 }
 
 /// A resource as the configuration names it: `secrets`,
@@ -154,11 +159,7 @@ fn providers(value: &Value) -> Result<Vec<Provider>, String> {
         "kms" => return Err("kms providers need a KMS plugin, which shoal does not run".into()),
         other => return Err(format!("unknown provider {other:?}")),
     };
-    let keys = spec
-        .get("keys")
-        .and_then(Value::as_array)
-        .filter(|k| !k.is_empty())
-        .ok_or(format!("{kind}.keys: at least one key is required"))?;
+    let keys = non_empty(spec, "keys", &format!("{kind}.keys: at least one key"))?;
     let mut names = std::collections::HashSet::new();
     keys.iter()
         .enumerate()

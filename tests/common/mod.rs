@@ -242,12 +242,11 @@ impl Cluster {
         format!("https://{host}:{}", self.api_port)
     }
 
-    /// Starts `shoal up` on this cluster's data directory and waits for its
-    /// ready line.
-    pub fn boot(&mut self) {
+    /// `shoal up` on this cluster's data directory, ports and arguments.
+    fn up_command(&self) -> Command {
         let ns = self.host.as_ref().map(|(ns, _)| ns.as_str());
         let mut command = shoal_command(ns, self.limits.as_deref());
-        let mut child = command
+        command
             .args(["up", "--data-dir"])
             .arg(&self.dir)
             .arg("--kubeconfig")
@@ -258,7 +257,15 @@ impl Cluster {
                 "--kubelet-port",
                 &self.kubelet_port.to_string(),
             ])
-            .args(&self.extra_args)
+            .args(&self.extra_args);
+        command
+    }
+
+    /// Starts `shoal up` on this cluster's data directory and waits for its
+    /// ready line.
+    pub fn boot(&mut self) {
+        let mut child = self
+            .up_command()
             .stdout(Stdio::piped())
             .stderr(Stdio::from(
                 std::fs::File::create(self.dir.join("shoal.log")).unwrap(),
@@ -288,19 +295,8 @@ impl Cluster {
     /// Starts `shoal up` as [`Cluster::boot`] does, expecting it to refuse
     /// to start: its log.
     pub fn boot_fails(&self) -> String {
-        let ns = self.host.as_ref().map(|(ns, _)| ns.as_str());
-        let out = shoal_command(ns, self.limits.as_deref())
-            .args(["up", "--data-dir"])
-            .arg(&self.dir)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args([
-                "--api-port",
-                &self.api_port.to_string(),
-                "--kubelet-port",
-                &self.kubelet_port.to_string(),
-            ])
-            .args(&self.extra_args)
+        let out = self
+            .up_command()
             .stdin(Stdio::null())
             .output()
             .expect("starting shoal");

@@ -66,6 +66,25 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> serde_json
     Ok(value)
 }
 
+/// Records in a database's `meta` table the sealing `sealer` writes with,
+/// and whether the one recorded before was another (then what the
+/// database holds must be written again).
+pub(crate) fn sealing_changed(
+    meta: &mut redb::Table<&str, &[u8]>,
+    sealer: Option<&Sealer>,
+) -> Result<bool, redb::Error> {
+    use redb::ReadableTable as _;
+    let fingerprint = sealer.map(Sealer::fingerprint).unwrap_or_default();
+    if meta
+        .get("sealing")?
+        .is_some_and(|v| v.value() == fingerprint.as_bytes())
+    {
+        return Ok(false);
+    }
+    meta.insert("sealing", fingerprint.as_bytes())?;
+    Ok(true)
+}
+
 pub(crate) fn read_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
     StorageIOError::new(ErrorSubject::Store, ErrorVerb::Read, AnyError::new(&e)).into()
 }
@@ -343,6 +362,17 @@ mod tests {
         bytes.windows(s.len()).any(|w| w == s.as_bytes())
     }
 
+    async fn put_secret(store: &Store, name: &str, text: &str) {
+        store
+            .write(Command::Put {
+                key: format!("/registry/secrets/ns/{name}"),
+                value: json!({"metadata": {"name": name}, "data": {"v": text}}),
+                cond: Cond::Absent,
+            })
+            .await
+            .unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_rotated_key_rewrites_everything_it_sealed() {
         let dir = tempfile::tempdir().unwrap();
@@ -361,14 +391,7 @@ mod tests {
         let store = Store::open_sealed(dir.path(), 1, "127.0.0.1:1", None)
             .await
             .unwrap();
-        store
-            .write(Command::Put {
-                key: "/registry/secrets/ns/a".into(),
-                value: json!({"metadata": {"name": "a"}, "data": {"v": "topsecret-81d2"}}),
-                cond: Cond::Absent,
-            })
-            .await
-            .unwrap();
+        put_secret(&store, "a", "topsecret-81d2").await;
         store.shutdown().await;
         drop(store);
         assert!(holds(&on_disk(dir.path()), "topsecret-81d2"));
@@ -383,14 +406,7 @@ mod tests {
         // The new key first, the old one still listed: everything is
         // written again with the new one.
         let store = open_with(vec![v2(), v1()]).await.unwrap();
-        store
-            .write(Command::Put {
-                key: "/registry/secrets/ns/b".into(),
-                value: json!({"metadata": {"name": "b"}, "data": {"v": "topsecret-93c4"}}),
-                cond: Cond::Absent,
-            })
-            .await
-            .unwrap();
+        put_secret(&store, "b", "topsecret-93c4").await;
         store.shutdown().await;
         drop(store);
         let bytes = on_disk(dir.path());

@@ -315,21 +315,14 @@ fn read_entry(
 
 /// Writes every entry again when the log was sealed another way (a key
 /// added, rotated or dropped), so that afterwards only the providers that
-/// write are needed to read it.
-/// Whether it did.
+/// write are needed to read it. Whether it did.
 fn reseal(db: &Database, sealer: Option<&Sealer>) -> Result<bool, redb::Error> {
-    let fingerprint = sealer.map(Sealer::fingerprint).unwrap_or_default();
     let io = |e: StorageError<u64>| redb::Error::Io(std::io::Error::other(e.to_string()));
     let txn = db.begin_write()?;
     {
-        let mut meta = txn.open_table(META)?;
-        if meta
-            .get("sealing")?
-            .is_some_and(|v| v.value() == fingerprint.as_bytes())
-        {
+        if !crate::sealing_changed(&mut txn.open_table(META)?, sealer)? {
             return Ok(false);
         }
-        meta.insert("sealing", fingerprint.as_bytes())?;
         let mut table = txn.open_table(LOG)?;
         let mut rows = Vec::new();
         for item in table.iter()? {

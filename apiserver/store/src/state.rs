@@ -401,21 +401,11 @@ impl StateMachine {
     /// afterwards only the providers that write are needed to read them;
     /// the last snapshot file, sealed the old way, goes.
     fn resealed(mut self) -> Result<Self, redb::Error> {
-        let fingerprint = self
-            .sealer
-            .as_ref()
-            .map(|s| s.fingerprint())
-            .unwrap_or_default();
         let txn = self.db.begin_write()?;
         {
-            let mut meta = txn.open_table(META)?;
-            if meta
-                .get("sealing")?
-                .is_some_and(|v| v.value() == fingerprint.as_bytes())
-            {
+            if !crate::sealing_changed(&mut txn.open_table(META)?, self.sealer.as_deref())? {
                 return Ok(self);
             }
-            meta.insert("sealing", fingerprint.as_bytes())?;
             let mut table = txn.open_table(OBJECTS)?;
             let objects = self.shared.objects.read().expect("objects lock");
             for (k, v) in objects.iter() {
