@@ -1,11 +1,15 @@
 //! shoal's listeners. This crate uses no other of shoal's.
 //!
 //! Accepting connections without running out of descriptors: every
-//! listener of the process (the API, the kubelet API, NodePorts) takes a
-//! slot of one budget before it accepts, so a flood of connections waits in
-//! the kernel's backlog instead of taking the descriptors the store, pods
-//! and outgoing connections need; accept errors are waited out, not spun
-//! on; TLS handshakes have a deadline.
+//! connection the process's listeners (the API, the kubelet API, NodePorts)
+//! accept takes a slot of one budget, and a listener whose connection finds
+//! the budget spent accepts nothing more until a slot is free, so a flood
+//! of connections waits in the kernel's backlog instead of taking the
+//! descriptors the store, pods and outgoing connections need. A listener
+//! with no connection holds no slot, so any number of idle listeners leave
+//! the budget whole; past the budget, at most one connection per listener
+//! waits for its slot. Accept errors are waited out, not spun on; TLS
+//! handshakes have a deadline.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -42,18 +46,18 @@ pub fn free_slots() -> usize {
 #[derive(Debug)]
 pub struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
 
-/// The next connection on `listener` and its slot: waits for a free slot,
-/// then for a connection (an accept error, out of descriptors say, is
-/// logged and waited out for a second).
+/// The next connection on `listener` and its slot: waits for a
+/// connection, then for a free slot (an accept error, out of descriptors
+/// say, is logged and waited out for a second).
 pub async fn accept(listener: &mut TcpListener) -> (TcpStream, SocketAddr, Slot) {
-    let permit = budget()
-        .clone()
-        .acquire_owned()
-        .await
-        .expect("the budget is never closed");
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
+                let permit = budget()
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the budget is never closed");
                 let _ = tcp.set_nodelay(true);
                 return (tcp, peer, Slot(permit));
             }
@@ -92,10 +96,20 @@ mod tests {
     #[tokio::test]
     async fn connections_past_the_budget_wait_for_a_slot() {
         set_budget(16);
+        let before = free_slots();
+        // Listeners waiting for connections hold no slot.
+        let mut idle = Vec::new();
+        for _ in 0..before + 4 {
+            let mut l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            idle.push(tokio::spawn(async move { accept(&mut l).await }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(free_slots(), before, "idle listeners took slots");
         let mut listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let before = free_slots();
-        let clients: Vec<_> = (0..before + 1)
+        // One more than the budget waits for a slot; the last waits in
+        // the backlog.
+        let clients: Vec<_> = (0..before + 2)
             .map(|_| std::net::TcpStream::connect(addr).unwrap())
             .collect();
         let mut held = Vec::new();
@@ -109,6 +123,7 @@ mod tests {
         let next = tokio::time::timeout(Duration::from_secs(5), accept(&mut listener)).await;
         assert!(next.is_ok(), "a freed slot is taken");
         drop((held, next, clients));
+        idle.iter().for_each(|t| t.abort());
         assert_eq!(free_slots(), before);
     }
 }

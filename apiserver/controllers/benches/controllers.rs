@@ -4,7 +4,6 @@
 //!
 //! `cargo bench -p shoal-apiserver --bench controllers`
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -14,7 +13,6 @@ use shoal_controllers::{
 };
 
 fn snapshot(namespaces: usize, pods_each: usize) -> Snapshot {
-    let mut s = Snapshot::default();
     let (mut pods, mut sets, mut services, mut quotas) = (vec![], vec![], vec![], vec![]);
     for n in 0..namespaces {
         let ns = format!("ns-{n}");
@@ -41,12 +39,13 @@ fn snapshot(namespaces: usize, pods_each: usize) -> Snapshot {
                     "conditions": [{"type": "Ready", "status": "True"}]}}));
         }
     }
-    let arcs = |v: Vec<Value>| v.into_iter().map(Arc::new).collect();
-    s.by_resource.insert("pods", arcs(pods));
-    s.by_resource.insert("replicasets", arcs(sets));
-    s.by_resource.insert("services", arcs(services));
-    s.by_resource.insert("resourcequotas", arcs(quotas));
-    s
+    let tagged = |plural: &'static str, v: Vec<Value>| v.into_iter().map(move |o| (plural, o));
+    Snapshot::of_objects(
+        tagged("pods", pods)
+            .chain(tagged("replicasets", sets))
+            .chain(tagged("services", services))
+            .chain(tagged("resourcequotas", quotas)),
+    )
 }
 
 /// The median time of `f` over fresh snapshots (each pass of the

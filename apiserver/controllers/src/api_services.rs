@@ -85,17 +85,12 @@ pub fn reconcile_api_services(s: &Snapshot, now: Timestamp) -> Vec<Action> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
     use serde_json::json;
 
     fn snapshot(items: Vec<(&'static str, Value)>) -> Snapshot {
-        let mut s = Snapshot::default();
-        for (plural, o) in items {
-            s.by_resource.entry(plural).or_default().push(Arc::new(o));
-        }
-        s
+        Snapshot::of_objects(items)
     }
 
     fn condition(actions: &[Action], name: &str) -> Value {
@@ -148,7 +143,12 @@ mod tests {
                 .any(|a| matches!(a, Action::Patch { name: n, .. } if n == "c"))
         );
         // Written once: the same condition again is left alone.
-        let mut written = (*s.of("apiservices")[0]).clone();
+        let mut written = s
+            .of("apiservices")
+            .iter()
+            .find(|o| meta::name(o) == "v1.apps")
+            .map(|o| (**o).clone())
+            .unwrap();
         written["status"] = json!({"conditions": [condition(&actions, "v1.apps")]});
         let again = snapshot(vec![("apiservices", written)]);
         assert!(reconcile_api_services(&again, now).is_empty());

@@ -119,14 +119,13 @@ pub enum Action {
 /// All objects of the kinds the controllers read.
 #[derive(Default)]
 pub struct Snapshot {
-    /// Objects of the built-in resources by plural.
-    pub by_resource: BTreeMap<&'static str, Vec<Arc<Value>>>,
+    /// Objects of the built-in resources by plural, each kind in the
+    /// store's order (by namespace, then name).
+    by_resource: BTreeMap<&'static str, Vec<Arc<Value>>>,
     /// Objects of each custom resource (one served version of each).
     pub custom: Vec<(&'static Resource, Vec<Arc<Value>>)>,
     /// Objects by resource plural and controller uid, made on first use.
     controlled: OnceLock<Index>,
-    /// Objects by resource plural and namespace, made on first use.
-    namespaced: OnceLock<Index>,
     /// What changed since the last pass, for the controllers that read
     /// only namespaced objects; `None` when anything may have (the first
     /// pass, a lagging watch, a failed action).
@@ -143,6 +142,10 @@ pub struct Dirty {
     /// The Services whose own objects changed (the Service, its Endpoints
     /// or its EndpointSlices), by namespace and name.
     pub services: BTreeSet<(String, String)>,
+    /// The pods that changed, as `namespace/name`.
+    pub pod_names: BTreeSet<String>,
+    /// Whether any Node changed.
+    pub nodes: bool,
 }
 
 impl Dirty {
@@ -152,6 +155,8 @@ impl Dirty {
             namespaces: ns.iter().map(|n| n.to_string()).collect(),
             pods: ns.iter().map(|n| n.to_string()).collect(),
             services: BTreeSet::new(),
+            pod_names: BTreeSet::new(),
+            nodes: false,
         }
     }
 
@@ -164,16 +169,19 @@ impl Dirty {
             parts.next().unwrap_or_default(),
         );
         if ns.is_empty() {
+            self.nodes |= plural == "nodes";
             return;
         }
         if !self.namespaces.contains(ns) {
             self.namespaces.insert(ns.to_string());
         }
         match plural {
-            "pods" if !self.pods.contains(ns) => {
-                self.pods.insert(ns.to_string());
+            "pods" => {
+                if !self.pods.contains(ns) {
+                    self.pods.insert(ns.to_string());
+                }
+                self.pod_names.insert(format!("{ns}/{name}"));
             }
-            "pods" => {}
             "services" | "endpoints" => {
                 self.services.insert((ns.to_string(), name.to_string()));
             }
@@ -244,24 +252,60 @@ impl Snapshot {
             .filter(move |o| meta::namespace(o) == ns)
     }
 
+    /// The pods that may have changed since the last pass (each found by
+    /// a binary search), or every pod when anything may have or a Node
+    /// changed (a pod's standing follows its node's).
+    fn changed_pods(&self) -> Box<dyn Iterator<Item = &Value> + '_> {
+        match &self.dirty {
+            Some(d) if !d.nodes => Box::new(
+                d.pod_names
+                    .iter()
+                    .filter_map(|key| self.by_key("pods", key))
+                    .map(|p| &**p),
+            ),
+            _ => Box::new(self.of("pods").iter().map(|p| &**p)),
+        }
+    }
+
+    /// The index of the first object of `plural` whose `namespace/name`
+    /// is not below `bound`: a binary search, as the objects are in the
+    /// store's order.
+    fn first_not_below(&self, plural: &str, bound: &str) -> usize {
+        self.of(plural)
+            .partition_point(|o| store_order(o).cmp(bound.as_bytes().iter()).is_lt())
+    }
+
+    /// The object of the built-in resource `plural` at `namespace/name`.
+    fn by_key(&self, plural: &str, key: &str) -> Option<&Arc<Value>> {
+        let found = self.of(plural).get(self.first_not_below(plural, key))?;
+        store_order(found)
+            .eq(key.as_bytes().iter())
+            .then_some(found)
+    }
+
     /// The objects of the built-in resource `plural` in namespace `ns`.
     fn in_namespace(&self, plural: &'static str, ns: &str) -> &[Arc<Value>] {
-        let index = self.namespaced.get_or_init(|| {
-            let mut index = Index::new();
-            for (plural, objects) in &self.by_resource {
-                for o in objects {
-                    index
-                        .entry((*plural, meta::namespace(o).to_string()))
-                        .or_default()
-                        .push(o.clone());
-                }
-            }
-            index
-        });
-        index
-            .get(&(plural, ns.to_string()))
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        // A namespace's keys are those from `ns/` up to `ns0` ('0' follows
+        // '/'), whatever other namespaces' names share its start.
+        let start = self.first_not_below(plural, &format!("{ns}/"));
+        let end = self.first_not_below(plural, &format!("{ns}0"));
+        &self.of(plural)[start..end.max(start)]
+    }
+
+    /// A snapshot of `items` under their resource plurals (for tests and
+    /// benchmarks), each kind put in the store's order.
+    pub fn of_objects(items: impl IntoIterator<Item = (&'static str, Value)>) -> Self {
+        let mut by_resource: BTreeMap<&'static str, Vec<Arc<Value>>> = BTreeMap::new();
+        for (plural, o) in items {
+            by_resource.entry(plural).or_default().push(Arc::new(o));
+        }
+        for objects in by_resource.values_mut() {
+            objects.sort_by(|a, b| store_order(a).cmp(store_order(b)));
+        }
+        Self {
+            by_resource,
+            ..Self::default()
+        }
     }
 
     fn of(&self, plural: &str) -> &[Arc<Value>] {
@@ -305,10 +349,19 @@ impl Snapshot {
             by_resource,
             custom,
             controlled: OnceLock::new(),
-            namespaced: OnceLock::new(),
             dirty: None,
         }
     }
+}
+
+/// The bytes an object's storage key sorts by after its resource's
+/// prefix: `namespace/name`.
+fn store_order(o: &Value) -> impl Iterator<Item = &u8> + Clone {
+    meta::namespace(o)
+        .as_bytes()
+        .iter()
+        .chain(b"/")
+        .chain(meta::name(o).as_bytes())
 }
 
 fn res(kind: &str, group: &str) -> &'static Resource {
@@ -593,6 +646,9 @@ pub async fn run(objects: Objects, config: ControllerConfig) {
     let mut deleted = true;
     let mut last_gc = tokio::time::Instant::now();
     let mut dirty: Option<Dirty> = None;
+    // The earliest deadline of a pod bound to a missing node, held across
+    // passes that look only at pods that changed.
+    let mut orphans_due: Option<jiff::Timestamp> = None;
     loop {
         let started = tokio::time::Instant::now();
         let mut snap = Snapshot::read(&objects);
@@ -629,10 +685,18 @@ pub async fn run(objects: Objects, config: ControllerConfig) {
         }
         actions.extend(reconcile_namespaces(&snap));
         actions.extend(reconcile_namespace_defaults(&snap, &ca_pem));
+        if snap.dirty.is_none() {
+            orphans_due = None;
+        }
+        orphans_due = orphans_due
+            .into_iter()
+            .chain(node_lifecycle::next_orphan_deadline(&snap, node_grace))
+            .min();
         let timer = [
             jobs::next_deadline(&snap),
             cronjobs::next_run(&snap, now),
-            node_lifecycle::next_deadline(&snap, since, node_grace),
+            node_lifecycle::next_silence(&snap, since, node_grace),
+            orphans_due,
             bootstrap::next_expiry(&snap),
         ]
         .into_iter()
@@ -707,17 +771,7 @@ mod test_support {
 
     /// A snapshot holding `items`, each under its resource plural.
     pub fn snap(items: &[(&'static str, Value)]) -> Snapshot {
-        let mut by_resource: BTreeMap<&'static str, Vec<Arc<Value>>> = BTreeMap::new();
-        for (plural, v) in items {
-            by_resource
-                .entry(plural)
-                .or_default()
-                .push(Arc::new(v.clone()));
-        }
-        Snapshot {
-            by_resource,
-            ..Snapshot::default()
-        }
+        Snapshot::of_objects(items.iter().cloned())
     }
 
     /// The objects the actions create.
@@ -781,5 +835,31 @@ mod test_support {
                 "ownerReferences": [{"uid": "dep-uid", "controller": true, "kind": "Deployment", "name": "web"}]},
             "spec": {"replicas": replicas, "template": d["spec"]["template"]},
             "status": {"replicas": available, "availableReplicas": available, "readyReplicas": available}})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_is_found_among_namespaces_sharing_its_start() {
+        let namespaces = ["a", "a-b", "a.b", "ab", "a0", "b", ""];
+        let s = Snapshot::of_objects(namespaces.iter().rev().flat_map(|ns| {
+            ["x", "y"].map(|n| ("pods", json!({"metadata": {"name": n, "namespace": ns}})))
+        }));
+        for ns in namespaces {
+            let found = s.in_namespace("pods", ns);
+            assert_eq!(found.len(), 2, "{ns:?}");
+            assert!(found.iter().all(|o| meta::namespace(o) == ns), "{ns:?}");
+        }
+        assert!(s.in_namespace("pods", "c").is_empty());
+        assert!(s.in_namespace("services", "a").is_empty());
+        for ns in namespaces {
+            let found = s.by_key("pods", &format!("{ns}/y")).unwrap();
+            assert_eq!((meta::namespace(found), meta::name(found)), (ns, "y"));
+        }
+        assert!(s.by_key("pods", "a/z").is_none());
+        assert!(s.by_key("pods", "a-b/").is_none());
     }
 }

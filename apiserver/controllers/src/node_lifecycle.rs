@@ -7,6 +7,11 @@
 //! statuses anew. Pods bound to a Node that no longer exists are deleted
 //! at once (the pod garbage collector's orphans): nothing is left to run or
 //! end them.
+//!
+//! A pass looks at every Node but only at the pods that changed since the
+//! last ([`Snapshot::changed_pods`]): a pod's standing changes with the pod
+//! or with its Node, and a changed Node or a timer's wake-up looks at every
+//! pod again.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -207,8 +212,8 @@ pub fn reconcile_node_lifecycle(
             down.insert(name);
         }
     }
-    for pod in s.of("pods") {
-        let Some(node) = str_at(pod, "/spec/nodeName") else {
+    for pod in s.changed_pods() {
+        let Some(node) = node_name(pod) else {
             continue;
         };
         let (ns, name) = (
@@ -239,30 +244,36 @@ pub fn reconcile_node_lifecycle(
     actions
 }
 
-/// When the next node falls silent if its agent says nothing more, or the
-/// next pod bound to a missing node has waited out its grace.
-pub fn next_deadline(s: &Snapshot, since: Timestamp, grace: SignedDuration) -> Option<Timestamp> {
+/// The node a pod is bound to.
+fn node_name(pod: &Value) -> Option<&str> {
+    pod.get("spec")?.get("nodeName")?.as_str()
+}
+
+/// When the next node falls silent if its agent says nothing more.
+pub fn next_silence(s: &Snapshot, since: Timestamp, grace: SignedDuration) -> Option<Timestamp> {
     let leases = leases(s);
-    let nodes: BTreeSet<&str> = s.of("nodes").iter().map(|n| meta::name(n)).collect();
-    let silent = s
-        .of("nodes")
+    s.of("nodes")
         .iter()
         .filter(|n| ready_status(n) != "Unknown")
-        .filter_map(|n| last_heard(n, &leases, since));
-    let orphaned = s
-        .of("pods")
-        .iter()
-        .filter(|p| str_at(p, "/spec/nodeName").is_some_and(|n| !nodes.contains(n)))
-        .filter_map(|p| time(p, "/metadata/creationTimestamp"));
-    silent
-        .chain(orphaned)
+        .filter_map(|n| last_heard(n, &leases, since))
+        .min()
+        .and_then(|t| t.checked_add(grace).ok())
+}
+
+/// When the next of the pods that may have changed, bound to a node that
+/// is missing, has waited out its grace. Pods that did not change keep the
+/// deadline an earlier pass found; the caller holds it.
+pub fn next_orphan_deadline(s: &Snapshot, grace: SignedDuration) -> Option<Timestamp> {
+    let nodes: BTreeSet<&str> = s.of("nodes").iter().map(|n| meta::name(n)).collect();
+    s.changed_pods()
+        .filter(|p| node_name(p).is_some_and(|n| !nodes.contains(n)))
+        .filter_map(|p| time(p, "/metadata/creationTimestamp"))
         .min()
         .and_then(|t| t.checked_add(grace).ok())
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
 
@@ -280,11 +291,7 @@ mod tests {
     }
 
     fn snapshot(items: Vec<(&'static str, Value)>) -> Snapshot {
-        let mut s = Snapshot::default();
-        for (plural, o) in items {
-            s.by_resource.entry(plural).or_default().push(Arc::new(o));
-        }
-        s
+        Snapshot::of_objects(items)
     }
 
     fn at(t: &str) -> Timestamp {
@@ -376,7 +383,7 @@ mod tests {
             .is_empty()
         );
         assert_eq!(
-            next_deadline(&s, at("2026-01-01T00:00:00Z"), GRACE),
+            next_silence(&s, at("2026-01-01T00:00:00Z"), GRACE),
             Some(at("2026-01-01T00:01:20Z"))
         );
     }
@@ -416,6 +423,36 @@ mod tests {
             p["spec"]["taints"],
             json!([{"key": "dedicated", "value": "x", "effect": "NoSchedule"}])
         );
+    }
+
+    #[test]
+    fn a_pass_looks_only_at_pods_that_changed_unless_a_node_did() {
+        let mut s = snapshot(vec![
+            ("nodes", node("a", "2026-01-01T00:00:00Z", "True")),
+            ("pods", pod("orphan", "gone", "True")),
+        ]);
+        let (now, since) = (at("2026-01-01T00:01:00Z"), at("2026-01-01T00:00:00Z"));
+        let deletes = |s: &Snapshot| {
+            reconcile_node_lifecycle(s, now, since, GRACE)
+                .iter()
+                .filter(|a| matches!(a, Action::DeleteNow { name, .. } if name == "orphan"))
+                .count()
+        };
+        s.dirty = Some(crate::Dirty::namespaces(["elsewhere"]));
+        assert_eq!(deletes(&s), 0, "pods of unchanged namespaces are not read");
+        assert_eq!(next_orphan_deadline(&s, GRACE), None);
+        let mut d = crate::Dirty::namespaces(["d"]);
+        s.dirty = Some(d.clone());
+        assert_eq!(deletes(&s), 0, "only the pods that changed are read");
+        d.pod_names.insert("d/orphan".into());
+        s.dirty = Some(d);
+        assert_eq!(deletes(&s), 1);
+        let mut d = crate::Dirty::namespaces(["elsewhere"]);
+        d.nodes = true;
+        s.dirty = Some(d);
+        assert_eq!(deletes(&s), 1, "a changed node looks at every pod");
+        s.dirty = None;
+        assert_eq!(deletes(&s), 1);
     }
 
     #[test]

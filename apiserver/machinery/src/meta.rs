@@ -38,24 +38,64 @@ pub fn metadata(obj: &mut Value) -> &mut Map<String, Value> {
         .expect("metadata is an object")
 }
 
+/// The value of `obj` at a JSON pointer, as [`Value::pointer`] finds it
+/// but without copying the tokens that need no unescaping (objects'
+/// fields are read on every pass of every controller).
+pub fn at<'a>(obj: &'a Value, pointer: &str) -> Option<&'a Value> {
+    if pointer.is_empty() {
+        return Some(obj);
+    }
+    let rest = pointer.strip_prefix('/')?;
+    rest.split('/').try_fold(obj, |v, token| {
+        if token.contains('~') {
+            let token = token.replace("~1", "/").replace("~0", "~");
+            step(v, &token)
+        } else {
+            step(v, token)
+        }
+    })
+}
+
+fn step<'a>(v: &'a Value, token: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(map) => map.get(token),
+        Value::Array(items) => {
+            // As JSON Pointer: decimal digits, no leading zero.
+            if token.starts_with('+') || (token.len() > 1 && token.starts_with('0')) {
+                return None;
+            }
+            items.get(token.parse::<usize>().ok()?)
+        }
+        _ => None,
+    }
+}
+
 /// A string field of `obj` at a JSON pointer.
 pub fn str_at<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
-    obj.pointer(pointer).and_then(Value::as_str)
+    at(obj, pointer).and_then(Value::as_str)
+}
+
+/// A string field of `obj.metadata`.
+fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// `metadata.name`.
 pub fn name(obj: &Value) -> &str {
-    str_at(obj, "/metadata/name").unwrap_or_default()
+    meta_str(obj, "name")
 }
 
 /// `metadata.namespace`.
 pub fn namespace(obj: &Value) -> &str {
-    str_at(obj, "/metadata/namespace").unwrap_or_default()
+    meta_str(obj, "namespace")
 }
 
 /// `metadata.uid`.
 pub fn uid(obj: &Value) -> &str {
-    str_at(obj, "/metadata/uid").unwrap_or_default()
+    meta_str(obj, "uid")
 }
 
 /// Sets a key of a JSON object if it is absent or null.
@@ -118,5 +158,29 @@ mod tests {
         assert!(!deeper_than(&v, 10));
         assert!(deeper_than(&v, 9));
         assert!(!deeper_than(&json!("scalar"), 0));
+    }
+
+    #[test]
+    fn pointers_find_what_serde_json_finds() {
+        let v = json!({"metadata": {"labels": {"kubernetes.io/os": "linux", "a~b": "t"}},
+            "items": [{"x": 1}, {"x": 2}], "": {"": 3}, "01": 4});
+        for p in [
+            "",
+            "/metadata/labels/kubernetes.io~1os",
+            "/metadata/labels/a~0b",
+            "/items/1/x",
+            "/items/01/x",
+            "/items/-",
+            "/items/2",
+            "/items/",
+            "/missing/x",
+            "//",
+            "/01",
+            "metadata",
+            "/items/1/x/y",
+            "/items/+1/x",
+        ] {
+            assert_eq!(at(&v, p), v.pointer(p), "{p}");
+        }
     }
 }
