@@ -4,6 +4,13 @@
 //! applies it atomically with its precondition and stamps the entry's log
 //! index as the object's `resourceVersion`, so one global revision orders
 //! every change, as in etcd. Reads come from the applied state in memory.
+//!
+//! A store is one member of a Raft group: alone (`shoal up`), or one of
+//! several servers reaching each other through a [`Transport`]. Any member
+//! takes writes (a follower forwards them to the leader and answers once it
+//! has applied them itself, so a client reads its own writes wherever it
+//! writes); [`Store::linearize`] makes a read on any member see every write
+//! acknowledged before it.
 
 // openraft's `StorageError` is the error type its storage traits demand.
 #![allow(clippy::result_large_err)]
@@ -23,16 +30,19 @@ use tokio::sync::{mpsc, oneshot};
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{
-    AnyError, BasicNode, Config, ErrorSubject, ErrorVerb, Raft, StorageError, StorageIOError,
+    AnyError, BasicNode, ChangeMembers, Config, ErrorSubject, ErrorVerb, Raft, StorageError,
+    StorageIOError,
 };
+use serde::{Deserialize, Serialize};
 
+pub use network::{Rpc, Transport};
 pub use seal::{Provider, Rule, SealError, Sealer};
 pub use state::{TooOld, WatchStart, resource_version};
 use types::{Applied, Proposal, TypeConfig};
 pub use types::{Command, Cond, Event, EventKind, Failure, Outcome, Stored};
 
 /// Errors of the store.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 pub enum StoreError {
     /// The store's files could not be opened.
     #[error("opening the store: {0}")]
@@ -105,7 +115,37 @@ pub struct Store {
     raft: Raft<TypeConfig>,
     shared: Arc<state::Shared>,
     proposals: mpsc::UnboundedSender<Pending>,
+    peers: Peers,
 }
+
+/// How a store opens.
+pub struct Options {
+    /// This member's id, unique in the group.
+    pub id: u64,
+    /// The address its peers reach it at.
+    pub addr: String,
+    /// What values are encrypted with wherever they are persisted.
+    pub sealer: Option<Arc<Sealer>>,
+    /// How it reaches its peers; `None` for a member that stays alone.
+    pub transport: Option<Arc<dyn Transport>>,
+    /// Whether it starts a group of its own on first start; otherwise it
+    /// waits for a member to add it ([`Store::join`]).
+    pub init: bool,
+}
+
+/// A member of the group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Its id.
+    pub id: u64,
+    /// The address its peers reach it at.
+    pub addr: String,
+    /// Whether it votes (a learner catching up does not).
+    pub voter: bool,
+}
+
+/// The longest a write waits for a leader to be elected.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
 
 impl Store {
     /// Opens the store in `dir` as member `id` of a Raft group whose only
@@ -123,6 +163,31 @@ impl Store {
         addr: &str,
         sealer: Option<Arc<Sealer>>,
     ) -> Result<Self, StoreError> {
+        Self::open(
+            dir,
+            Options {
+                id,
+                addr: addr.to_string(),
+                sealer,
+                transport: None,
+                init: true,
+            },
+        )
+        .await
+    }
+
+    /// Opens the store in `dir` as `options` say. A member alone returns
+    /// once it leads and has applied its log; a member of a group (or one
+    /// yet to join) returns at once, to answer its peers: [`Store::linearize`]
+    /// or [`Store::join`] then catch it up.
+    pub async fn open(dir: &Path, options: Options) -> Result<Self, StoreError> {
+        let Options {
+            id,
+            addr,
+            sealer,
+            transport,
+            init,
+        } = options;
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Open(e.to_string()))?;
         // A store being shut down in this process may still hold the files
         // for a moment; another process holding them is an error.
@@ -163,44 +228,151 @@ impl Store {
                 .validate()
                 .map_err(|e| StoreError::Open(e.to_string()))?,
         );
-        let raft = Raft::new(id, config, network::Network, log, sm)
+        let raft = Raft::new(id, config, network::Network(transport.clone()), log, sm)
             .await
             .map_err(|e| StoreError::Open(e.to_string()))?;
         let initialized = raft
             .is_initialized()
             .await
             .map_err(|e| StoreError::Raft(e.to_string()))?;
-        if !initialized {
-            let members = BTreeMap::from([(
-                id,
-                BasicNode {
-                    addr: addr.to_string(),
-                },
-            )]);
+        if !initialized && init {
+            let members = BTreeMap::from([(id, BasicNode { addr: addr.clone() })]);
             raft.initialize(members)
                 .await
                 .map_err(|e| StoreError::Raft(e.to_string()))?;
         }
-        // Entries of earlier terms are applied once the new leader's first
-        // entry commits: reads before that would miss the last writes.
-        raft.wait(Some(Duration::from_secs(30)))
-            .metrics(
-                |m| {
-                    m.current_leader == Some(id)
-                        && m.last_log_index.is_some()
-                        && m.last_applied.map(|l| l.index) == m.last_log_index
-                },
-                "leader elected and its log applied",
-            )
-            .await
-            .map_err(|e| StoreError::Raft(e.to_string()))?;
+        let peers = Peers {
+            raft: raft.clone(),
+            transport,
+            addr,
+        };
         let (proposals, queue) = mpsc::unbounded_channel();
-        tokio::spawn(propose_loop(raft.clone(), queue));
-        Ok(Self {
+        tokio::spawn(propose_loop(peers.clone(), queue));
+        let store = Self {
             raft,
             shared,
             proposals,
-        })
+            peers,
+        };
+        let alone = store.peers.transport.is_none()
+            || store.members().iter().filter(|m| m.voter).count() == 1
+                && store.members().iter().all(|m| m.id == id);
+        if (initialized || init) && alone {
+            // Alone: entries of earlier terms are applied once its first
+            // entry as leader commits; reads before that would miss the
+            // last writes.
+            store
+                .raft
+                .wait(Some(Duration::from_secs(30)))
+                .metrics(
+                    |m| {
+                        m.current_leader == Some(id)
+                            && m.last_log_index.is_some()
+                            && m.last_applied.map(|l| l.index) == m.last_log_index
+                    },
+                    "leader elected and its log applied",
+                )
+                .await
+                .map_err(|e| StoreError::Raft(e.to_string()))?;
+        }
+        Ok(store)
+    }
+
+    /// Waits, as long as it takes, until this member has applied what its
+    /// group committed (a server starting among others, before it reads).
+    pub async fn caught_up(&self) {
+        let mut waited = 0;
+        while let Err(e) = self.linearize().await {
+            waited += 1;
+            if waited % 10 == 1 {
+                tracing::info!("waiting for the store's group: {e}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// This member's id.
+    pub fn id(&self) -> u64 {
+        self.raft.metrics().borrow().id
+    }
+
+    /// The leader's id, if one is known.
+    pub fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// The members of the group, voters and learners.
+    pub fn members(&self) -> Vec<Member> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, node)| Member {
+                id: *id,
+                addr: node.addr.clone(),
+                voter: voters.contains(id),
+            })
+            .collect()
+    }
+
+    /// Asks the member at `addr` (any member: it passes the request to the
+    /// leader) to add this one, as a learner until it has caught up, then
+    /// as a voter, and waits until this member has applied what the group
+    /// committed.
+    pub async fn join(&self, addr: &str) -> Result<(), StoreError> {
+        let me = self
+            .peers
+            .transport
+            .as_ref()
+            .ok_or_else(|| StoreError::Raft("a member alone cannot join".into()))?;
+        let request = serde_json::to_vec(&(self.id(), &self.peers.addr))
+            .map_err(|e| StoreError::Raft(e.to_string()))?;
+        let reply = me
+            .call(addr, Rpc::Join, request)
+            .await
+            .map_err(StoreError::Raft)?;
+        let answer: Result<(), StoreError> =
+            decode(&reply).map_err(|e| StoreError::Raft(e.to_string()))?;
+        answer?;
+        self.linearize().await
+    }
+
+    /// Adds member `id` at `addr`: as a learner until it has caught up,
+    /// then as a voter. On a member that does not lead, the leader is asked.
+    pub async fn add_member(&self, id: u64, addr: &str) -> Result<(), StoreError> {
+        self.peers.add_member(id, addr.to_string()).await
+    }
+
+    /// Removes member `id` from the group (on the leader, or asking it).
+    pub async fn remove_member(&self, id: u64) -> Result<(), StoreError> {
+        let ids = std::collections::BTreeSet::from([id]);
+        let voter = self.members().iter().any(|m| m.id == id && m.voter);
+        if voter {
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters(ids.clone()), false)
+                .await
+                .map_err(|e| StoreError::Raft(e.to_string()))?;
+        }
+        self.raft
+            .change_membership(ChangeMembers::RemoveNodes(ids), false)
+            .await
+            .map_err(|e| StoreError::Raft(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Waits until this member has applied every write acknowledged before
+    /// the call, as the leader confirms it still leads (Raft's ReadIndex):
+    /// a read after it is linearizable.
+    pub async fn linearize(&self) -> Result<(), StoreError> {
+        let index = self.peers.read_index().await?;
+        self.peers.applied(index).await
+    }
+
+    /// Answers a peer's call `rpc` with body `body`; an error is a body
+    /// that is not such a call.
+    pub async fn serve(&self, rpc: Rpc, body: &[u8]) -> Result<Vec<u8>, String> {
+        self.peers.serve(rpc, body).await
     }
 
     /// Proposes a command and waits until it is applied. Commands written
@@ -254,11 +426,188 @@ impl Store {
     }
 }
 
+/// A member's dealings with its peers: writes, reads and joins passed to
+/// the leader, and the peers' calls answered.
+#[derive(Clone)]
+struct Peers {
+    raft: Raft<TypeConfig>,
+    transport: Option<Arc<dyn Transport>>,
+    /// The address the peers reach this member at.
+    addr: String,
+}
+
+impl Peers {
+    /// The leader's address when another member leads, waiting up to
+    /// [`LEADER_WAIT`] for an election; `None` when this member leads.
+    async fn leader_elsewhere(&self) -> Result<Option<String>, StoreError> {
+        if self.transport.is_none() {
+            // Alone: it leads, or nobody does and the write fails there.
+            return Ok(None);
+        }
+        let metrics = self
+            .raft
+            .wait(Some(LEADER_WAIT))
+            .metrics(|m| m.current_leader.is_some(), "a leader elected")
+            .await
+            .map_err(|e| StoreError::Raft(format!("no leader: {e}")))?;
+        let leader = metrics.current_leader.expect("waited for a leader");
+        if leader == metrics.id {
+            return Ok(None);
+        }
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| Some(n.addr.clone()))
+            .ok_or_else(|| StoreError::Raft(format!("leader {leader} has no address")))
+    }
+
+    /// Calls `rpc` on the member at `addr` with `request`; its answer.
+    async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        addr: &str,
+        rpc: Rpc,
+        request: &Req,
+    ) -> Result<Resp, StoreError> {
+        let transport = self
+            .transport
+            .as_ref()
+            .ok_or_else(|| StoreError::Raft("no transport to other members".into()))?;
+        let body = serde_json::to_vec(request).map_err(|e| StoreError::Raft(e.to_string()))?;
+        let reply = transport
+            .call(addr, rpc, body)
+            .await
+            .map_err(|e| StoreError::Raft(format!("the leader at {addr}: {e}")))?;
+        let answer: Result<Resp, StoreError> =
+            decode(&reply).map_err(|e| StoreError::Raft(e.to_string()))?;
+        answer
+    }
+
+    /// Proposes on the leader, passing the proposal to it when another
+    /// member leads; the outcome and the entry's log index.
+    async fn propose(&self, proposal: Proposal) -> Result<(Applied, u64), StoreError> {
+        match self.leader_elsewhere().await? {
+            None => match self.raft.client_write(proposal).await {
+                Ok(resp) => Ok((resp.data, resp.log_id.index)),
+                // Leadership moved before the entry was taken: nothing
+                // was written.
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    Err(StoreError::Raft(format!(
+                        "leadership moved to {:?} before the write was taken; try again",
+                        f.leader_id
+                    )))
+                }
+                Err(e) => Err(StoreError::Raft(e.to_string())),
+            },
+            Some(addr) => {
+                let (applied, index): (Applied, u64) =
+                    self.call(&addr, Rpc::Write, &proposal).await?;
+                // Answered once this member has it too: the client reads
+                // its write here next.
+                self.applied(index).await?;
+                Ok((applied, index))
+            }
+        }
+    }
+
+    /// Waits until this member has applied log index `index`.
+    async fn applied(&self, index: u64) -> Result<(), StoreError> {
+        self.raft
+            .wait(Some(LEADER_WAIT))
+            .applied_index_at_least(Some(index), "the leader's entries applied")
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::Raft(e.to_string()))
+    }
+
+    /// The log index a linearizable read must wait for: the leader's, once
+    /// it has confirmed with a quorum that it still leads.
+    async fn read_index(&self) -> Result<u64, StoreError> {
+        match self.leader_elsewhere().await? {
+            None => {
+                let (read, _) = self
+                    .raft
+                    .get_read_log_id()
+                    .await
+                    .map_err(|e| StoreError::Raft(e.to_string()))?;
+                Ok(read.map_or(0, |l| l.index))
+            }
+            Some(addr) => self.call(&addr, Rpc::ReadIndex, &()).await,
+        }
+    }
+
+    /// Adds member `id` at `addr`, on the leader.
+    async fn add_member(&self, id: u64, addr: String) -> Result<(), StoreError> {
+        if let Some(leader) = self.leader_elsewhere().await? {
+            return self.call(&leader, Rpc::Join, &(id, addr)).await;
+        }
+        let raft_err =
+            |e: RaftError<u64, ClientWriteError<u64, BasicNode>>| StoreError::Raft(e.to_string());
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        if membership.membership().voter_ids().any(|v| v == id) {
+            return Ok(());
+        }
+        // A learner first, until it has the log; then it votes.
+        self.raft
+            .add_learner(id, BasicNode { addr }, true)
+            .await
+            .map_err(raft_err)?;
+        self.raft
+            .change_membership(
+                ChangeMembers::AddVoterIds(std::collections::BTreeSet::from([id])),
+                false,
+            )
+            .await
+            .map_err(raft_err)?;
+        Ok(())
+    }
+
+    /// Answers a peer's call.
+    async fn serve(&self, rpc: Rpc, body: &[u8]) -> Result<Vec<u8>, String> {
+        fn reply<T: Serialize>(answer: T) -> Result<Vec<u8>, String> {
+            serde_json::to_vec(&answer).map_err(|e| e.to_string())
+        }
+        let bad = |e: serde_json::Error| format!("a malformed {} call: {e}", rpc.name());
+        match rpc {
+            Rpc::Append => reply(self.raft.append_entries(decode(body).map_err(bad)?).await),
+            Rpc::Vote => reply(self.raft.vote(decode(body).map_err(bad)?).await),
+            Rpc::Snapshot => reply(self.raft.install_snapshot(decode(body).map_err(bad)?).await),
+            Rpc::Write => {
+                let proposal: Proposal = decode(body).map_err(bad)?;
+                reply(match self.leader_elsewhere().await {
+                    Ok(None) => self
+                        .raft
+                        .client_write(proposal)
+                        .await
+                        .map(|r| (r.data, r.log_id.index))
+                        .map_err(|e| StoreError::Raft(e.to_string())),
+                    Ok(Some(_)) => Err(StoreError::Raft(
+                        "not the leader: the write was not taken".into(),
+                    )),
+                    Err(e) => Err(e),
+                })
+            }
+            Rpc::Join => {
+                let (id, addr): (u64, String) = decode(body).map_err(bad)?;
+                reply(self.add_member(id, addr).await)
+            }
+            Rpc::ReadIndex => {
+                let () = decode(body).map_err(bad)?;
+                reply(match self.leader_elsewhere().await {
+                    Ok(None) => self.read_index().await,
+                    Ok(Some(_)) => Err(StoreError::Raft("not the leader".into())),
+                    Err(e) => Err(e),
+                })
+            }
+        }
+    }
+}
+
 /// Takes the commands waiting, proposes them as one log entry and answers
 /// each with its outcome. One entry is on its way at a time: the commands
 /// arriving meanwhile go together in the next (measured: more writes per
 /// second than several smaller entries in flight).
-async fn propose_loop(raft: Raft<TypeConfig>, mut queue: mpsc::UnboundedReceiver<Pending>) {
+async fn propose_loop(peers: Peers, mut queue: mpsc::UnboundedReceiver<Pending>) {
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH
@@ -272,7 +621,7 @@ async fn propose_loop(raft: Raft<TypeConfig>, mut queue: mpsc::UnboundedReceiver
         } else {
             Proposal::Batch(commands)
         };
-        match propose(&raft, proposal).await {
+        match peers.propose(proposal).await.map(|(applied, _)| applied) {
             Ok(Applied::One(outcome)) => {
                 for reply in replies {
                     let _ = reply.send(Ok(outcome.clone()));
@@ -289,16 +638,6 @@ async fn propose_loop(raft: Raft<TypeConfig>, mut queue: mpsc::UnboundedReceiver
                 }
             }
         }
-    }
-}
-
-async fn propose(raft: &Raft<TypeConfig>, proposal: Proposal) -> Result<Applied, StoreError> {
-    match raft.client_write(proposal).await {
-        Ok(resp) => Ok(resp.data),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(StoreError::Raft(
-            format!("not the leader (leader: {:?})", f.leader_id),
-        )),
-        Err(e) => Err(StoreError::Raft(e.to_string())),
     }
 }
 
@@ -371,6 +710,198 @@ mod tests {
             })
             .await
             .unwrap();
+    }
+
+    /// Members in one process, reaching each other through memory; a cut
+    /// member neither reaches nor is reached.
+    #[derive(Default)]
+    struct Net {
+        members: std::sync::Mutex<std::collections::HashMap<String, Store>>,
+        cut: std::sync::Mutex<std::collections::HashSet<String>>,
+    }
+
+    /// One member's end of a [`Net`].
+    struct Link {
+        me: String,
+        net: Arc<Net>,
+    }
+
+    impl Transport for Link {
+        fn call(
+            &self,
+            addr: &str,
+            rpc: Rpc,
+            body: Vec<u8>,
+        ) -> futures::future::BoxFuture<'static, Result<Vec<u8>, String>> {
+            let cut = self.net.cut.lock().unwrap();
+            let target = if cut.contains(addr) || cut.contains(&self.me) {
+                None
+            } else {
+                self.net.members.lock().unwrap().get(addr).cloned()
+            };
+            Box::pin(async move {
+                match target {
+                    Some(store) => store.serve(rpc, &body).await,
+                    None => Err("unreachable".into()),
+                }
+            })
+        }
+    }
+
+    impl Net {
+        async fn open(self: &Arc<Self>, dir: &Path, id: u64, init: bool) -> Store {
+            let addr = format!("m{id}");
+            let options = Options {
+                id,
+                addr: addr.clone(),
+                sealer: None,
+                transport: Some(Arc::new(Link {
+                    me: addr.clone(),
+                    net: self.clone(),
+                })),
+                init,
+            };
+            let store = Store::open(dir, options).await.unwrap();
+            self.members.lock().unwrap().insert(addr, store.clone());
+            store
+        }
+    }
+
+    /// Retries `write` for up to 10 s (while a leader is elected).
+    async fn write_retrying(store: &Store, command: Command) -> Outcome {
+        let start = std::time::Instant::now();
+        loop {
+            match store.write(command.clone()).await {
+                Ok(o) => return o,
+                Err(e) if start.elapsed() < Duration::from_secs(10) => {
+                    tracing::debug!("retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("no write for 10 s: {e}"),
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_members_replicate_and_survive_losing_the_leader() {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let net = Arc::new(Net::default());
+        let first = net.open(dirs[0].path(), 1, true).await;
+        first.write(put("before", Cond::Absent)).await.unwrap();
+        let mut stores = vec![first];
+        for id in [2, 3] {
+            let s = net.open(dirs[id as usize - 1].path(), id, false).await;
+            s.join("m1").await.unwrap();
+            // What was written before it joined came with the log.
+            assert!(s.get("before").is_some(), "member {id} lacks the log");
+            stores.push(s);
+        }
+        let members = stores[0].members();
+        assert_eq!(members.len(), 3);
+        assert!(members.iter().all(|m| m.voter), "{members:?}");
+        // A follower takes a write and reads it back at once.
+        let follower = stores.iter().find(|s| s.leader() != Some(s.id())).unwrap();
+        let Outcome::Applied { revision, .. } =
+            follower.write(put("a", Cond::Absent)).await.unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(follower.get("a").unwrap().revision, revision);
+        // Preconditions hold across members: a second create fails.
+        assert!(matches!(
+            stores[2].write(put("a", Cond::Absent)).await.unwrap(),
+            Outcome::Failed(Failure::AlreadyExists)
+        ));
+        for s in &stores {
+            s.linearize().await.unwrap();
+            assert_eq!(s.get("a").unwrap().revision, revision, "member {}", s.id());
+        }
+        // The leader dies: the others elect one and go on.
+        let leader = stores[0].leader().unwrap();
+        let dead = stores.remove(stores.iter().position(|s| s.id() == leader).unwrap());
+        net.cut.lock().unwrap().insert(format!("m{leader}"));
+        dead.shutdown().await;
+        drop(dead);
+        let started = std::time::Instant::now();
+        let Outcome::Applied {
+            revision: after, ..
+        } = write_retrying(&stores[0], put("b", Cond::Absent)).await
+        else {
+            panic!()
+        };
+        let failover = started.elapsed();
+        assert!(after > revision);
+        assert!(
+            failover < Duration::from_secs(5),
+            "failover took {failover:?}"
+        );
+        stores[1].linearize().await.unwrap();
+        assert!(stores[1].get("b").is_some());
+        // The old leader comes back with its data and catches up.
+        net.cut.lock().unwrap().clear();
+        let back = net
+            .open(dirs[leader as usize - 1].path(), leader, true)
+            .await;
+        back.caught_up().await;
+        assert_eq!(back.get("b").unwrap().revision, after);
+        assert_eq!(back.get("a").unwrap().revision, revision);
+        for s in stores.into_iter().chain([back]) {
+            s.shutdown().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_isolated_leader_acknowledges_nothing_and_rejoins() {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let net = Arc::new(Net::default());
+        let mut stores = vec![net.open(dirs[0].path(), 1, true).await];
+        for id in [2, 3] {
+            let s = net.open(dirs[id as usize - 1].path(), id, false).await;
+            s.join("m1").await.unwrap();
+            stores.push(s);
+        }
+        let leader = stores[0].leader().unwrap();
+        let old = stores.iter().find(|s| s.id() == leader).unwrap().clone();
+        let others: Vec<Store> = stores
+            .iter()
+            .filter(|s| s.id() != leader)
+            .cloned()
+            .collect();
+        net.cut.lock().unwrap().insert(format!("m{leader}"));
+        // The isolated leader cannot commit: its write is not acknowledged,
+        // nor a linearizable read.
+        let lost = tokio::time::timeout(Duration::from_secs(3), old.write(put("x", Cond::Absent)));
+        assert!(
+            !matches!(lost.await, Ok(Ok(Outcome::Applied { .. }))),
+            "an isolated leader acknowledged a write"
+        );
+        let read = tokio::time::timeout(Duration::from_secs(3), old.linearize()).await;
+        assert!(
+            !matches!(read, Ok(Ok(()))),
+            "an isolated leader confirmed a linearizable read"
+        );
+        // The majority goes on.
+        let Outcome::Applied { revision, .. } =
+            write_retrying(&others[0], put("y", Cond::Absent)).await
+        else {
+            panic!()
+        };
+        // Healed: the old leader follows, and its unacknowledged write is
+        // gone or applied once, never half.
+        net.cut.lock().unwrap().clear();
+        old.caught_up().await;
+        assert_eq!(old.get("y").unwrap().revision, revision);
+        for s in &stores {
+            s.linearize().await.unwrap();
+        }
+        let x: Vec<Option<u64>> = stores
+            .iter()
+            .map(|s| s.get("x").map(|o| o.revision))
+            .collect();
+        assert!(x.iter().all(|r| *r == x[0]), "members disagree on x: {x:?}");
+        for s in stores {
+            s.shutdown().await;
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
