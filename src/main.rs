@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use shoal_apiserver::server::Membership;
 
 /// A Kubernetes-compatible cluster whose pods are WebAssembly modules.
 #[derive(Parser)]
@@ -46,6 +47,10 @@ struct LogArgs {
 enum Command {
     /// Start a single-node cluster (control plane and node) in the foreground.
     Up(UpArgs),
+    /// Start a server of a cluster of several (control plane and node):
+    /// the first with `--cluster-init`, the others with `--join` and a
+    /// server token; any of them answers the API.
+    Server(ServerArgs),
     /// Run a node agent that joins a cluster through its API.
     Agent(AgentArgs),
     /// Write the credentials a new node joins this cluster with, for a
@@ -120,6 +125,25 @@ struct UpArgs {
     encryption_provider_config: Option<PathBuf>,
     #[command(flatten)]
     node: NodeArgs,
+}
+
+/// A server among others, as `shoal up` with a store replicated among
+/// the servers.
+#[derive(Args, Clone)]
+struct ServerArgs {
+    /// Start a new cluster others join (the first server). Not needed on a
+    /// restart.
+    #[arg(long, env = "SHOAL_CLUSTER_INIT", conflicts_with = "join")]
+    cluster_init: bool,
+    /// The API URL of a server of the cluster to join.
+    #[arg(long, env = "SHOAL_JOIN", requires = "token")]
+    join: Option<String>,
+    /// A server token (the first server's `DATA_DIR/token`, or `shoal
+    /// token create --server`); needed at the first start only.
+    #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(flatten)]
+    up: UpArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -241,6 +265,10 @@ enum TokenCommand {
         /// What the token is for.
         #[arg(long, default_value = "")]
         description: String,
+        /// A token for a server to join with (`shoal server --join`),
+        /// which receives the cluster's keys, instead of a node's.
+        #[arg(long)]
+        server: bool,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -393,7 +421,11 @@ fn main() -> Result<()> {
         Command::Up(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
-            .block_on(up(args)),
+            .block_on(up(args, Membership::Alone)),
+        Command::Server(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(server(args)),
         Command::Agent(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
@@ -408,11 +440,12 @@ fn main() -> Result<()> {
                     TokenCommand::Create {
                         ttl,
                         description,
+                        server,
                         api,
                     } => {
                         println!(
                             "{}",
-                            token::create(&api.kubeconfig, ttl, &description).await?
+                            token::create(&api.kubeconfig, ttl, &description, server).await?
                         );
                         Ok(())
                     }
@@ -511,9 +544,45 @@ fn import(data_dir: &Path, file: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
-async fn up(args: UpArgs) -> Result<()> {
+/// `shoal server`: the membership its flags and data dir say, then as
+/// `shoal up`.
+async fn server(args: ServerArgs) -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let membership = match (&args.join, &args.token) {
+        (Some(server), Some(token)) => {
+            let ca_file = args.up.data_dir.join("pki/ca.crt");
+            let ca = if ca_file.exists() {
+                std::fs::read_to_string(&ca_file)?
+            } else {
+                // Trusted once the token's signature in cluster-info
+                // vouches for it.
+                shoal_node::bootstrap::discover(server, token, limits(&args.up.node))
+                    .await
+                    .with_context(|| format!("reading the cluster's CA from {server}"))?
+            };
+            Membership::Join {
+                server: server.clone(),
+                token: token.clone(),
+                ca,
+            }
+        }
+        _ if args.cluster_init || args.up.data_dir.join("member-id").exists() => Membership::Member,
+        _ => anyhow::bail!(
+            "{} holds no server of a cluster: start the first with --cluster-init, the others with --join URL --token TOKEN",
+            args.up.data_dir.display()
+        ),
+    };
+    up(args.up, membership).await
+}
+
+async fn up(args: UpArgs, membership: Membership) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     private_dir(&args.data_dir)?;
+    let alone = matches!(membership, Membership::Alone);
+    let join_token = match &membership {
+        Membership::Join { token, .. } => Some(token.clone()),
+        _ => None,
+    };
     let listen = SocketAddr::new(args.bind_address, args.api_port);
     let hosts = vec![args.bind_address.to_string(), args.node.node_ip.to_string()];
     let audit = match &args.audit_log_path {
@@ -548,6 +617,7 @@ async fn up(args: UpArgs) -> Result<()> {
         },
         audit,
         encryption_config: args.encryption_provider_config.clone(),
+        membership,
     })
     .await
     .context("starting the control plane")?;
@@ -598,9 +668,29 @@ async fn up(args: UpArgs) -> Result<()> {
             &kubeconfig_path,
             std::time::Duration::ZERO,
             "made by shoal up for joining nodes",
+            false,
         )
         .await?;
         shoal_pki::write_private(&token_file, &format!("{token}\n"))?;
+    }
+    // Among servers, the token other servers join with, as k3s's
+    // DATA_DIR/token.
+    let server_token = args.data_dir.join("token");
+    if !alone && !server_token.exists() {
+        // A joining server keeps the token it joined with.
+        let token = match join_token {
+            Some(token) => token,
+            None => {
+                token::create(
+                    &kubeconfig_path,
+                    std::time::Duration::ZERO,
+                    "made by shoal server for joining servers",
+                    true,
+                )
+                .await?
+            }
+        };
+        shoal_pki::write_private(&server_token, &format!("{token}\n"))?;
     }
     println!(
         "shoal is ready: API at {url}, node {}. Use it with: export KUBECONFIG={}",
@@ -611,6 +701,12 @@ async fn up(args: UpArgs) -> Result<()> {
         "nodes join with: shoal agent --server {url} --token $(cat {})",
         token_file.display()
     );
+    if !alone {
+        println!(
+            "servers join with: shoal server --join {url} --token $(cat {})",
+            server_token.display()
+        );
+    }
     tokio::signal::ctrl_c().await?;
     eprintln!("shutting down");
     agent.shutdown().await;

@@ -32,17 +32,21 @@ fn random(n: usize) -> String {
         .collect()
 }
 
-/// Makes a token valid for `ttl` (forever when zero) and returns it.
+/// Makes a token valid for `ttl` (forever when zero) and returns it: a
+/// node's, or with `server` a server's (`shoal server --join`), which may
+/// also fetch the keys every server shares.
 pub async fn create(
     kubeconfig: &Path,
     ttl: std::time::Duration,
     description: &str,
+    server: bool,
 ) -> Result<String> {
     let (id, secret) = (random(6), random(16));
     let mut data = json!({
         "token-id": id, "token-secret": secret,
         "usage-bootstrap-authentication": "true", "usage-bootstrap-signing": "true",
-        "auth-extra-groups": GROUP, "description": description,
+        "auth-extra-groups": if server { shoal_apiserver::rbac::SERVER_BOOTSTRAPPERS } else { GROUP },
+        "description": description,
     });
     if !ttl.is_zero() {
         let until = jiff::Timestamp::now()

@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-//! use shoal_apiserver::server::{Authorization, Server, ServerConfig};
+//! use shoal_apiserver::server::{Authorization, Membership, Server, ServerConfig};
 //! let server = Server::start(ServerConfig {
 //!     data_dir: "/tmp/shoal".into(),
 //!     listen: "127.0.0.1:6443".parse()?,
@@ -16,6 +16,7 @@
 //!     authorization: Authorization::Rbac,
 //!     audit: None,
 //!     encryption_config: None,
+//!     membership: Membership::Alone,
 //! }).await?;
 //! println!("API at https://{}", server.addr);
 //! # Ok(()) }
@@ -28,7 +29,9 @@
 //! `shoal-http` (the API front). This crate wires them into a [`server`].
 
 pub mod encryption;
+pub mod peers;
 pub mod server;
 
 pub use shoal_http::KUBE_VERSION;
 pub use shoal_http::audit;
+pub use shoal_rbac as rbac;

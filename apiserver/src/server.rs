@@ -43,6 +43,29 @@ pub struct ServerConfig {
     /// An EncryptionConfiguration for data at rest (Secrets sealed with a
     /// key of the cluster's own without one).
     pub encryption_config: Option<PathBuf>,
+    /// Whether the server is alone or one of several.
+    pub membership: Membership,
+}
+
+/// How a server's store relates to the other servers'.
+#[derive(Debug, Clone)]
+pub enum Membership {
+    /// The only server (`shoal up`): a group of one that never calls out.
+    Alone,
+    /// A server of a cluster others may join: the first (`--cluster-init`),
+    /// or any server restarting once joined.
+    Member,
+    /// Joins the cluster of the server at `server` (its API URL) with the
+    /// server token `token`, trusting the CA `ca` (PEM) that the token's
+    /// signature vouched for. Once joined, a restart is [`Membership::Member`]'s.
+    Join {
+        /// The API URL of a server of the cluster.
+        server: String,
+        /// A bootstrap token in the servers' group.
+        token: String,
+        /// The cluster CA.
+        ca: String,
+    },
 }
 
 /// How the API authorizes requests, as kube-apiserver's
@@ -84,22 +107,72 @@ pub enum StartError {
     /// Writing the initial objects.
     #[error("creating initial objects: {0}")]
     Init(shoal_machinery::error::ApiError),
+    /// Joining the other servers.
+    #[error("joining the cluster: {0}")]
+    Join(String),
 }
 
 impl Server {
     /// Starts everything and returns once the API accepts requests.
     pub async fn start(config: ServerConfig) -> Result<Self, StartError> {
-        let pki = Pki::load_or_create(&config.data_dir.join("pki"), &config.hosts)?;
+        let pki_dir = config.data_dir.join("pki");
+        if let Membership::Join { server, token, ca } = &config.membership
+            && !pki_dir.join("ca.crt").exists()
+        {
+            let bundle = crate::peers::fetch_join_bundle(server, ca, token)
+                .await
+                .map_err(|e| StartError::Join(format!("asking {server}: {e}")))?;
+            shoal_pki::write_shared(&pki_dir, &bundle.files)
+                .map_err(|e| StartError::Join(e.to_string()))?;
+        }
+        let join_via = match &config.membership {
+            Membership::Join { server, .. } => Some(server.clone()),
+            _ => None,
+        };
+        let pki = Pki::load_or_create(&pki_dir, &config.hosts)?;
         let sealer = match &config.encryption_config {
             Some(path) => crate::encryption::from_file(path),
-            None => crate::encryption::default_sealer(&config.data_dir.join("pki")),
+            None => crate::encryption::default_sealer(&pki_dir),
         }
         .map_err(StartError::Encryption)?;
-        let store = Store::open_sealed(
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| StartError::Listen(config.listen, e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Listen(config.listen, e))?;
+        let advertise = if addr.ip().is_unspecified() {
+            config
+                .hosts
+                .iter()
+                .filter_map(|h| h.parse::<std::net::IpAddr>().ok())
+                .find(|ip| !ip.is_unspecified())
+                .unwrap_or(addr.ip())
+        } else {
+            addr.ip()
+        };
+        let alone = matches!(config.membership, Membership::Alone);
+        let transport: Option<Arc<dyn shoal_store::Transport>> = if alone {
+            None
+        } else {
+            Some(Arc::new(crate::peers::TlsTransport::new(
+                pki.client_config(&pki.peer)?,
+            )))
+        };
+        let store = Store::open(
             &config.data_dir.join("store"),
-            1,
-            &config.listen.to_string(),
-            Some(sealer),
+            shoal_store::Options {
+                id: member_id(&config.data_dir, join_via.is_some())
+                    .map_err(|e| StartError::Join(e.to_string()))?,
+                addr: if alone {
+                    config.listen.to_string()
+                } else {
+                    SocketAddr::new(advertise, addr.port()).to_string()
+                },
+                sealer: Some(sealer),
+                transport: transport.clone(),
+                init: !matches!(config.membership, Membership::Join { .. }),
+            },
         )
         .await?;
         let rbac = (config.authorization == Authorization::Rbac).then(shoal_http::Rbac::new);
@@ -125,40 +198,9 @@ impl Server {
         ));
         let objects = Objects::new(store.clone())
             .with_admission(admission)
-            .with_webhooks(Arc::new(shoal_http::WebhookAdmission(store)));
-        ensure_initial_objects(&objects, config.cluster_dns)
-            .await
-            .map_err(StartError::Init)?;
-        complete_statuses(&objects).await;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| StartError::Listen(config.listen, e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| StartError::Listen(config.listen, e))?;
-        let advertise = if addr.ip().is_unspecified() {
-            config
-                .hosts
-                .iter()
-                .filter_map(|h| h.parse::<std::net::IpAddr>().ok())
-                .find(|ip| !ip.is_unspecified())
-                .unwrap_or(addr.ip())
-        } else {
-            addr.ip()
-        };
-        if let Err(e) =
-            ensure_api_endpoints(&objects, SocketAddr::new(advertise, addr.port())).await
-        {
-            tracing::warn!("writing the kubernetes Service's endpoints: {e}");
-        }
+            .with_webhooks(Arc::new(shoal_http::WebhookAdmission(store.clone())));
         let tls = pki.server_config(&pki.apiserver, &[b"h2", b"http/1.1"])?;
-        if let Err(e) = ensure_authentication_config(&objects, &pki).await {
-            tracing::warn!("writing kube-system/{AUTHENTICATION_CONFIG}: {}", e.message);
-        }
         let aggregator = Arc::new(Aggregator::new(&pki));
-        if let Err(e) = ensure_default_policy(&objects).await {
-            tracing::warn!("writing the default roles and bindings: {}", e.message);
-        }
         let mut tasks = Vec::new();
         // As `--authorization-mode=Node,RBAC`: nodes' reads of Secrets,
         // ConfigMaps and claims are the Node authorizer's, the rest RBAC's.
@@ -184,42 +226,87 @@ impl Server {
                 shoal_pki::tokens::Tokens::from_pem(&pki.service_account_key)
                     .map_err(|e| StartError::Pki(shoal_pki::PkiError::Key(e)))?,
             )),
+            peers: transport.is_some().then(|| {
+                Arc::new(crate::peers::Endpoint {
+                    store: store.clone(),
+                    pki_dir: pki_dir.clone(),
+                }) as Arc<dyn shoal_http::PeerService>
+            }),
         };
-        tasks.extend([
-            tokio::spawn(serve(listener, tls, state)),
-            tokio::spawn(shoal_scheduler::run(objects.clone())),
-            tokio::spawn(shoal_http::aggregator::run(objects.clone(), aggregator)),
-            tokio::spawn(shoal_controllers::run(
+        // Peers reach this server's store from here on: a joining server's
+        // log comes this way.
+        tasks.push(tokio::spawn(serve(listener, tls, state)));
+        // A joining server not yet in the group (its first start, or one
+        // that stopped before it was added) asks to be added.
+        let joining = join_via.filter(|_| store.members().is_empty());
+        if let Some(server) = &joining {
+            let target = server_authority(server).map_err(StartError::Join)?;
+            store.join(&target).await.map_err(|e| {
+                StartError::Join(format!("joining the store's group at {target}: {e}"))
+            })?;
+        } else if !alone {
+            store.caught_up().await;
+        }
+        ensure_initial_objects(&objects, config.cluster_dns)
+            .await
+            .map_err(StartError::Init)?;
+        complete_statuses(&objects).await;
+        if let Err(e) =
+            ensure_api_endpoints(&objects, SocketAddr::new(advertise, addr.port())).await
+        {
+            tracing::warn!("writing the kubernetes Service's endpoints: {e}");
+        }
+        if let Err(e) = ensure_authentication_config(&objects, &pki).await {
+            tracing::warn!("writing kube-system/{AUTHENTICATION_CONFIG}: {}", e.message);
+        }
+        if let Err(e) = ensure_default_policy(&objects).await {
+            tracing::warn!("writing the default roles and bindings: {}", e.message);
+        }
+        let controller_config = shoal_controllers::ControllerConfig {
+            cluster_cidr: config.cluster_cidr.clone(),
+            node_mask: config.node_cidr_mask,
+            ca_pem: pki.ca.clone(),
+            event_ttl: config.event_ttl,
+            node_grace: config.node_grace,
+            signer: Some({
+                let pki = pki.clone();
+                Arc::new(move |csr: &str, signer: &str, secs: u64| {
+                    pki.sign_request(csr, signer, secs)
+                })
+            }),
+            approver: Some(node_approver(
                 objects.clone(),
-                shoal_controllers::ControllerConfig {
-                    cluster_cidr: config.cluster_cidr.clone(),
-                    node_mask: config.node_cidr_mask,
-                    ca_pem: pki.ca.clone(),
-                    event_ttl: config.event_ttl,
-                    node_grace: config.node_grace,
-                    signer: Some({
-                        let pki = pki.clone();
-                        Arc::new(move |csr: &str, signer: &str, secs: u64| {
-                            pki.sign_request(csr, signer, secs)
-                        })
-                    }),
-                    approver: Some(node_approver(
-                        objects.clone(),
-                        authorizer.clone(),
-                        config
-                            .hosts
-                            .iter()
-                            .cloned()
-                            .chain([advertise.to_string()])
-                            .collect(),
-                    )),
-                    cluster_info: Some(cluster_info(
-                        &format!("https://{}", SocketAddr::new(advertise, addr.port())),
-                        &pki.ca,
-                    )),
-                },
+                authorizer.clone(),
+                config
+                    .hosts
+                    .iter()
+                    .cloned()
+                    .chain([advertise.to_string()])
+                    .collect(),
             )),
-        ]);
+            cluster_info: Some(cluster_info(
+                &format!("https://{}", SocketAddr::new(advertise, addr.port())),
+                &pki.ca,
+            )),
+        };
+        tasks.push(tokio::spawn(shoal_http::aggregator::run(
+            objects.clone(),
+            aggregator,
+        )));
+        // The scheduler and controllers run on one server at a time: the
+        // one whose store leads.
+        tasks.push(tokio::spawn(lead(store, {
+            let objects = objects.clone();
+            move || {
+                vec![
+                    tokio::spawn(shoal_scheduler::run(objects.clone())),
+                    tokio::spawn(shoal_controllers::run(
+                        objects.clone(),
+                        controller_config.clone(),
+                    )),
+                ]
+            }
+        })));
         Ok(Self {
             pki,
             objects,
@@ -235,6 +322,72 @@ impl Server {
         }
         self.objects.store().shutdown().await;
     }
+}
+
+/// Tasks aborted when dropped.
+struct Duties(Vec<JoinHandle<()>>);
+
+impl Drop for Duties {
+    fn drop(&mut self) {
+        self.0.iter().for_each(JoinHandle::abort);
+    }
+}
+
+/// Runs the tasks `start` spawns while this server's store leads its
+/// group, and stops them when it no longer does.
+async fn lead(store: Store, start: impl Fn() -> Vec<JoinHandle<()>>) {
+    let mut running: Option<Duties> = None;
+    loop {
+        let leads = store.leader() == Some(store.id());
+        match (leads, running.is_some()) {
+            (true, false) => {
+                tracing::info!("this server leads: the scheduler and controllers run here");
+                running = Some(Duties(start()));
+            }
+            (false, true) => {
+                tracing::info!("this server no longer leads: its scheduler and controllers stop");
+                running = None;
+            }
+            _ => {}
+        }
+        store
+            .leadership_changed(std::time::Duration::from_millis(500))
+            .await;
+    }
+}
+
+/// This server's member id in the store's group, kept in
+/// `<data-dir>/member-id`: 1 for the first server (and a server alone),
+/// a random one for a joining server.
+fn member_id(data_dir: &std::path::Path, joining: bool) -> std::io::Result<u64> {
+    let path = data_dir.join("member-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = if joining {
+                rand::random_range(2..u64::MAX)
+            } else {
+                1
+            };
+            std::fs::write(&path, format!("{id}\n"))?;
+            Ok(id)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `host:port` of an API URL (port 6443 when it names none).
+fn server_authority(url: &str) -> Result<String, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("the server URL {url:?}: {e}"))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("the server URL {url:?} names no host"))?;
+    Ok(format!("{host}:{}", uri.port_u16().unwrap_or(6443)))
 }
 
 /// The kubeconfig joining nodes read from `kube-public/cluster-info`: the

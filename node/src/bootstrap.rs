@@ -319,7 +319,11 @@ fn split_token(token: &str) -> Option<(&str, &str)> {
 
 /// Reads the cluster's CA from `cluster-info`, trusting it only when the
 /// token signed the kubeconfig holding it.
-async fn discover(server: &str, token: &str, limits: ClientLimits) -> Result<String, JoinError> {
+pub async fn discover(
+    server: &str,
+    token: &str,
+    limits: ClientLimits,
+) -> Result<String, JoinError> {
     let (id, _) = split_token(token).ok_or_else(|| {
         JoinError::new(
             "the token is not a bootstrap token: it has the form [a-z0-9]{6}.[a-z0-9]{16}",

@@ -22,6 +22,8 @@ pub struct Cluster {
     /// The network namespace (a host of a [`Lan`]) shoal runs in, and its
     /// address there.
     host: Option<(String, String)>,
+    /// The command: `up`, or `server` for one of several servers.
+    verb: &'static str,
     child: Option<Child>,
 }
 
@@ -210,7 +212,40 @@ impl Cluster {
         Self::start_in(test, &all, None, Some((host.ns.clone(), host.ip.clone())))
     }
 
+    /// Starts `shoal server` on `host` of a [`Lan`] with `args`
+    /// (`--cluster-init`, or `--join URL --token T`), pod IPs routed.
+    pub fn start_server_on(host: &Host, test: &str, args: &[&str]) -> Self {
+        let mut c = Self::server_on(host, test, args);
+        c.boot();
+        c
+    }
+
+    /// As [`Cluster::start_server_on`], not yet started.
+    pub fn server_on(host: &Host, test: &str, args: &[&str]) -> Self {
+        let mut all = vec!["--bind-address", &host.ip, "--node-ip", &host.ip];
+        all.extend_from_slice(args);
+        Self::unstarted(
+            "server",
+            test,
+            &all,
+            None,
+            Some((host.ns.clone(), host.ip.clone())),
+        )
+    }
+
     fn start_in(
+        test: &str,
+        args: &[&str],
+        limits: Option<&str>,
+        host: Option<(String, String)>,
+    ) -> Self {
+        let mut c = Self::unstarted("up", test, args, limits, host);
+        c.boot();
+        c
+    }
+
+    fn unstarted(
+        verb: &'static str,
         test: &str,
         args: &[&str],
         limits: Option<&str>,
@@ -219,7 +254,7 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("shoal-e2e-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut c = Self {
+        Self {
             kubeconfig: dir.join("kubeconfig"),
             dir,
             api_port: free_port(),
@@ -227,10 +262,9 @@ impl Cluster {
             extra_args: args.iter().map(|a| a.to_string()).collect(),
             limits: limits.map(String::from),
             host,
+            verb,
             child: None,
-        };
-        c.boot();
-        c
+        }
     }
 
     /// The API's URL as nodes reach it.
@@ -242,12 +276,13 @@ impl Cluster {
         format!("https://{host}:{}", self.api_port)
     }
 
-    /// `shoal up` on this cluster's data directory, ports and arguments.
+    /// `shoal up` (or `shoal server`) on this cluster's data directory,
+    /// ports and arguments.
     fn up_command(&self) -> Command {
         let ns = self.host.as_ref().map(|(ns, _)| ns.as_str());
         let mut command = shoal_command(ns, self.limits.as_deref());
         command
-            .args(["up", "--data-dir"])
+            .args([self.verb, "--data-dir"])
             .arg(&self.dir)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)

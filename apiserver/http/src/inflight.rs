@@ -56,7 +56,9 @@ impl Inflight {
                     || query.flag("watch")
                     || (t.sub.as_deref() == Some("log") && query.flag("follow"))
             }
-            Route::Remote(_) | Route::Health => true,
+            // Peers' calls (Raft's heartbeats among them) never wait
+            // behind clients.
+            Route::Remote(_) | Route::Health | Route::Peers(_) => true,
             _ => false,
         };
         if long_running {

@@ -80,7 +80,26 @@ pub struct ApiState {
     pub inflight: Arc<Inflight>,
     /// The audit log, when one is kept.
     pub audit: Option<Arc<audit::Audit>>,
+    /// What the other servers of the cluster call under `/peers/`; `None`
+    /// for a server alone.
+    pub peers: Option<Arc<dyn PeerService>>,
 }
+
+/// What the servers of a cluster call on each other under `/peers/`,
+/// once authentication and authorization let the call through (RBAC:
+/// `post` on the non-resource URL).
+pub trait PeerService: Send + Sync {
+    /// Answers call `call` (the path after `/peers/`) with body `body`.
+    fn call(
+        &self,
+        call: &str,
+        body: bytes::Bytes,
+    ) -> futures::future::BoxFuture<'static, Result<Vec<u8>, ApiError>>;
+}
+
+/// Largest body of a peer's call: a batch of log entries may carry many
+/// objects of up to the object limit each.
+const MAX_PEER_BODY: usize = 256 << 20;
 
 /// Closes the connection a request came on: what a watch whose client
 /// stopped reading uses to free what is queued for it, since a connection
@@ -314,6 +333,22 @@ async fn answer(state: &ApiState, route: Route, req: Request<Body>) -> Result<Re
             aggregator::forward(&state.objects, &state.aggregator, &api_service, &user, req).await
         }
         Route::Health => Ok(Response::new(Body::from("ok"))),
+        Route::Peers(call) => {
+            let peers = state.peers.clone().ok_or_else(ApiError::no_route)?;
+            use http_body_util::BodyExt as _;
+            let body = http_body_util::Limited::new(req.into_body(), MAX_PEER_BODY)
+                .collect()
+                .await
+                .map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?
+                .to_bytes();
+            let answer = peers.call(&call, body).await?;
+            let mut r = Response::new(Body::from(answer));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Ok(r)
+        }
         Route::Metrics => {
             let mut r = Response::new(Body::from(state.metrics.render()));
             r.headers_mut().insert(

@@ -56,6 +56,9 @@ pub(crate) enum Route {
     Remote(Arc<Value>),
     /// A resource's objects or an object.
     Resource(Target),
+    /// `/peers/<call>`: what the servers of a cluster call on each other
+    /// (the store's Raft traffic, joins).
+    Peers(String),
 }
 
 pub use shoal_machinery::user::{Attributes, ResourceAttributes};
@@ -69,6 +72,12 @@ pub(crate) fn resolve(state: &ApiState, method: &Method, path: &str) -> Result<R
         && let Some(api_service) = aggregator::remote(&state.objects, g, v)
     {
         return Ok(Route::Remote(api_service));
+    }
+    if let ["peers", call @ ..] = segs.as_slice()
+        && !call.is_empty()
+        && method == Method::POST
+    {
+        return Ok(Route::Peers(call.join("/")));
     }
     let get = method == Method::GET;
     let fixed = match segs.as_slice() {

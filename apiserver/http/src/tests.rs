@@ -48,6 +48,7 @@ async fn admitted(authorizer: Arc<dyn Authorizer>, plugins: Vec<Arc<dyn Admissio
         tokens: None,
         inflight: Arc::default(),
         audit: None,
+        peers: None,
     };
     let inflight = state.inflight.clone();
     Api {

@@ -365,13 +365,7 @@ impl WebhookAdmission {
                 roots
             }
         };
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = shoal_pki::trusting(roots).map_err(|e| e.to_string())?;
         let name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|e| format!("{host:?}: {e}"))?;
         let tcp = tokio::net::TcpStream::connect(addr)

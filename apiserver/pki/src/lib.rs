@@ -72,6 +72,66 @@ pub struct Pki {
     ca_key: String,
     /// The service-account token key (P-256, PKCS#8 PEM).
     pub service_account_key: String,
+    /// This server's client pair towards the other servers (in
+    /// [`PEER_GROUP`]).
+    pub peer: Pair,
+}
+
+/// The user of a server's peer certificate.
+pub const PEER_USER: &str = "system:shoal-server";
+/// The group of servers' peer certificates: who may call `/peers/`.
+pub const PEER_GROUP: &str = "system:shoal-servers";
+
+/// The files of `<data-dir>/pki` every server of a cluster shares: the
+/// CAs, the service-account key and the key sealing data at rest. A
+/// joining server is given these and issues its own pairs from the CA.
+pub const SHARED_FILES: [&str; 7] = [
+    "ca.crt",
+    "ca.key",
+    "sa.key",
+    "front-proxy-ca.crt",
+    "front-proxy-client.crt",
+    "front-proxy-client.key",
+    "encryption.key",
+];
+
+/// The shared files of the PKI in `dir`, by name (those present).
+pub fn shared_files(dir: &Path) -> std::io::Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for name in SHARED_FILES {
+        match std::fs::read_to_string(dir.join(name)) {
+            Ok(text) => {
+                out.insert(name.to_string(), text);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the shared files `files` into `dir` (owner-only), refusing any
+/// name that is not one of [`SHARED_FILES`].
+pub fn write_shared(
+    dir: &Path,
+    files: &std::collections::BTreeMap<String, String>,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for name in files.keys() {
+        if !SHARED_FILES.contains(&name.as_str()) {
+            return Err(std::io::Error::other(format!(
+                "{name} is not a file servers share"
+            )));
+        }
+    }
+    // The CA last: its presence says the rest is there.
+    for (name, text) in files.iter().filter(|(n, _)| *n != "ca.crt") {
+        write_private(&dir.join(name), text)?;
+    }
+    if let Some(ca) = files.get("ca.crt") {
+        std::fs::write(dir.join("ca.crt"), ca)?;
+    }
+    Ok(())
 }
 
 /// The common name of the aggregation layer's client certificate, the one
@@ -161,87 +221,82 @@ fn leaf(
     })
 }
 
+/// A pair a server issues itself from the CA: its file's name, common
+/// name, organization, names and usage.
+struct LeafSpec<'a> {
+    file: &'a str,
+    cn: &'a str,
+    org: Option<&'a str>,
+    sans: Vec<String>,
+    usage: ExtendedKeyUsagePurpose,
+}
+
 impl Pki {
     /// Loads the PKI from `dir`, creating it on first start. `hosts` are the
     /// names and addresses the API server and node are reached at.
     pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Self, PkiError> {
-        let names = [
-            "ca",
-            "apiserver",
-            "admin",
-            "node-serving",
-            "node-client",
-            "apiserver-kubelet-client",
-        ];
         let path = |n: &str, ext: &str| -> PathBuf { dir.join(format!("{n}.{ext}")) };
         if !path("ca", "crt").exists() {
             std::fs::create_dir_all(dir)?;
             let ca_key = KeyPair::generate()?;
-            let ca = ca_params()?;
-            let ca_cert = ca.self_signed(&ca_key)?;
+            let ca_cert = ca_params()?.self_signed(&ca_key)?;
             // Kept (owner-only) so certificates for more nodes can be issued.
             write_private(&path("ca", "key"), &ca_key.serialize_pem())?;
-            let issuer = Issuer::new(ca, ca_key);
-            use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
-            let mut sans: Vec<String> = vec![
-                "localhost".into(),
-                "127.0.0.1".into(),
-                "kubernetes".into(),
-                "kubernetes.default".into(),
-            ];
-            sans.extend(hosts.iter().cloned());
-            sans.dedup();
-            let pairs = [
-                (
-                    "apiserver",
-                    leaf(
-                        &issuer,
-                        "kube-apiserver",
-                        None,
-                        sans.clone(),
-                        vec![ServerAuth],
-                    )?,
-                ),
-                (
-                    "admin",
-                    leaf(
-                        &issuer,
-                        "shoal-admin",
-                        Some("system:masters"),
-                        vec![],
-                        vec![ClientAuth],
-                    )?,
-                ),
-                (
-                    "node-serving",
-                    leaf(&issuer, "shoal-node", None, sans, vec![ServerAuth])?,
-                ),
-                (
-                    "node-client",
-                    leaf(
-                        &issuer,
-                        "system:node:shoal",
-                        Some("system:nodes"),
-                        vec![],
-                        vec![ClientAuth],
-                    )?,
-                ),
-                (
-                    "apiserver-kubelet-client",
-                    leaf(
-                        &issuer,
-                        "kube-apiserver-kubelet-client",
-                        Some("system:masters"),
-                        vec![],
-                        vec![ClientAuth],
-                    )?,
-                ),
-            ];
-            for (n, pair) in &pairs {
-                std::fs::write(path(n, "crt"), &pair.cert)?;
-                write_private(&path(n, "key"), &pair.key)?;
-            }
             std::fs::write(path("ca", "crt"), ca_cert.pem())?;
+        }
+        // This server's own pairs, from the CA made here or the one a
+        // joining server was given.
+        let ca_key = KeyPair::from_pem(&std::fs::read_to_string(path("ca", "key"))?)?;
+        let issuer = Issuer::new(ca_params()?, ca_key);
+        use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+        let mut sans: Vec<String> = vec![
+            "localhost".into(),
+            "127.0.0.1".into(),
+            "kubernetes".into(),
+            "kubernetes.default".into(),
+        ];
+        sans.extend(hosts.iter().cloned());
+        sans.dedup();
+        let leaf_of = |file, cn, org, sans, usage| LeafSpec {
+            file,
+            cn,
+            org,
+            sans,
+            usage,
+        };
+        let masters = Some("system:masters");
+        let leaves = [
+            leaf_of(
+                "apiserver",
+                "kube-apiserver",
+                None,
+                sans.clone(),
+                ServerAuth,
+            ),
+            leaf_of("admin", "shoal-admin", masters, vec![], ClientAuth),
+            leaf_of("node-serving", "shoal-node", None, sans, ServerAuth),
+            leaf_of(
+                "node-client",
+                "system:node:shoal",
+                Some("system:nodes"),
+                vec![],
+                ClientAuth,
+            ),
+            leaf_of(
+                "apiserver-kubelet-client",
+                "kube-apiserver-kubelet-client",
+                masters,
+                vec![],
+                ClientAuth,
+            ),
+            leaf_of("peer", PEER_USER, Some(PEER_GROUP), vec![], ClientAuth),
+        ];
+        for l in leaves {
+            if !path(l.file, "crt").exists() {
+                let pair = leaf(&issuer, l.cn, l.org, l.sans, vec![l.usage])?;
+                write_private(&path(l.file, "key"), &pair.key)?;
+                std::fs::write(path(l.file, "crt"), &pair.cert)?;
+            }
         }
         if !path("front-proxy-ca", "crt").exists() {
             // Its own CA, made also for data dirs from before aggregation.
@@ -271,7 +326,6 @@ impl Pki {
                 key: std::fs::read_to_string(path(n, "key"))?,
             })
         };
-        let _ = names;
         Ok(Self {
             ca: std::fs::read_to_string(path("ca", "crt"))?,
             apiserver: read("apiserver")?,
@@ -281,6 +335,7 @@ impl Pki {
             apiserver_kubelet_client: read("apiserver-kubelet-client")?,
             front_proxy_ca: std::fs::read_to_string(path("front-proxy-ca", "crt"))?,
             front_proxy_client: read("front-proxy-client")?,
+            peer: read("peer")?,
             ca_key: std::fs::read_to_string(path("ca", "key"))?,
             service_account_key: std::fs::read_to_string(path("sa", "key"))?,
         })
@@ -336,6 +391,17 @@ impl Pki {
         .map_err(|e| PkiError::Tls(e.to_string()))?;
         Ok(Arc::new(cfg))
     }
+}
+
+/// A client config trusting `roots` and presenting no certificate.
+pub fn trusting(roots: RootCertStore) -> Result<rustls::ClientConfig, PkiError> {
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| PkiError::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }
 
 /// A root store holding the CA certificates in `ca_pem`.

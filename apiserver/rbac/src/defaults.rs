@@ -414,5 +414,32 @@ pub fn defaults() -> Vec<Value> {
             "system:service-account-issuer-discovery",
             &[("Group", "system:serviceaccounts")],
         ),
+        // The servers of a cluster call each other under /peers/ with
+        // their peer certificates; a server joining with a server token
+        // may ask for what it needs to join, and nothing else there.
+        cluster_role(
+            "shoal:peer",
+            none.clone(),
+            vec![urls(&["post"], &["/peers/*"])],
+        ),
+        binding(
+            "shoal:peer",
+            "shoal:peer",
+            &[("Group", "system:shoal-servers")],
+        ),
+        cluster_role(
+            "shoal:server-join",
+            none.clone(),
+            vec![urls(&["post"], &["/peers/join"])],
+        ),
+        binding(
+            "shoal:server-join",
+            "shoal:server-join",
+            &[("Group", SERVER_BOOTSTRAPPERS)],
+        ),
     ]
 }
+
+/// The group of the bootstrap tokens servers join with (`shoal server
+/// --join --token`), beside `system:bootstrappers`.
+pub const SERVER_BOOTSTRAPPERS: &str = "system:bootstrappers:shoal:servers";

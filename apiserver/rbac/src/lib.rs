@@ -19,7 +19,7 @@ use serde_json::Value;
 use shoal_machinery::selectors::LabelSelector;
 use shoal_machinery::user::{Attributes, User};
 
-pub use defaults::defaults;
+pub use defaults::{SERVER_BOOTSTRAPPERS, defaults};
 pub use rules::Rule;
 
 /// The group whose members may do everything, whatever the bindings say.

@@ -301,6 +301,22 @@ impl Store {
         self.raft.metrics().borrow().current_leader
     }
 
+    /// Waits until the leader changes, or `at_most`.
+    pub async fn leadership_changed(&self, at_most: Duration) {
+        let mut metrics = self.raft.metrics();
+        let now = metrics.borrow().current_leader;
+        let changed = async {
+            while metrics.changed().await.is_ok() {
+                if metrics.borrow().current_leader != now {
+                    return;
+                }
+            }
+            // The Raft node stopped: nothing more will change.
+            std::future::pending::<()>().await
+        };
+        let _ = tokio::time::timeout(at_most, changed).await;
+    }
+
     /// The members of the group, voters and learners.
     pub fn members(&self) -> Vec<Member> {
         let metrics = self.raft.metrics().borrow().clone();
@@ -444,22 +460,30 @@ impl Peers {
             // Alone: it leads, or nobody does and the write fails there.
             return Ok(None);
         }
+        // A member may hear from a leader before the log naming the
+        // leader's address reaches it.
         let metrics = self
             .raft
             .wait(Some(LEADER_WAIT))
-            .metrics(|m| m.current_leader.is_some(), "a leader elected")
+            .metrics(
+                |m| {
+                    m.current_leader.is_some_and(|l| {
+                        l == m.id || m.membership_config.membership().get_node(&l).is_some()
+                    })
+                },
+                "a leader elected, with its address",
+            )
             .await
             .map_err(|e| StoreError::Raft(format!("no leader: {e}")))?;
         let leader = metrics.current_leader.expect("waited for a leader");
         if leader == metrics.id {
             return Ok(None);
         }
-        metrics
+        Ok(metrics
             .membership_config
             .membership()
             .get_node(&leader)
-            .map(|n| Some(n.addr.clone()))
-            .ok_or_else(|| StoreError::Raft(format!("leader {leader} has no address")))
+            .map(|n| n.addr.clone()))
     }
 
     /// Calls `rpc` on the member at `addr` with `request`; its answer.
@@ -791,7 +815,8 @@ mod tests {
         let mut stores = vec![first];
         for id in [2, 3] {
             let s = net.open(dirs[id as usize - 1].path(), id, false).await;
-            s.join("m1").await.unwrap();
+            // The third asks the second, which passes it to the leader.
+            s.join(&format!("m{}", id - 1)).await.unwrap();
             // What was written before it joined came with the log.
             assert!(s.get("before").is_some(), "member {id} lacks the log");
             stores.push(s);
