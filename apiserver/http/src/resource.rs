@@ -109,7 +109,12 @@ pub(super) async fn resource(
                         at,
                     )
                 }
-                None => objects.list(r, t.ns.as_deref(), &labels, &fields),
+                None => {
+                    if most_recent(&q) {
+                        objects.consistent().await?;
+                    }
+                    objects.list(r, t.ns.as_deref(), &labels, &fields)
+                }
             };
             let first_page = token.is_none() && exact.is_none();
             let after = token.map(|t| t.start);
@@ -157,6 +162,9 @@ pub(super) async fn resource(
             Ok(list_response(&head, &page, r))
         }
         (Method::GET, Some(name), s) => {
+            if most_recent(&q) {
+                objects.consistent().await?;
+            }
             let cur = objects.get(r, &ns, name)?;
             match s {
                 Some(Sub::Scale) => Ok(ok(&subresources::scale_of(r, &cur.value))),
@@ -373,4 +381,11 @@ impl Continue {
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| ApiError::bad_request("invalid continue token"))
     }
+}
+
+/// Whether a read asks for the most recent state (no `resourceVersion`):
+/// then it must see every write acknowledged before it, whichever server
+/// answers. `resourceVersion=0` (any) is served from what this server has.
+fn most_recent(q: &Query) -> bool {
+    q.get("resourceVersion").is_none_or(str::is_empty)
 }

@@ -158,6 +158,14 @@ impl Objects {
         &self.store
     }
 
+    /// Waits until this server has applied every write acknowledged
+    /// anywhere before the call: reads after it are linearizable, as
+    /// Kubernetes' reads without a `resourceVersion` are (503 when the
+    /// store's group has no quorum).
+    pub async fn consistent(&self) -> Result<()> {
+        self.store.linearize().await.map_err(unavailable)
+    }
+
     /// One object.
     pub fn get(&self, r: &Resource, ns: &str, name: &str) -> Result<Stored> {
         self.store
