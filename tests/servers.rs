@@ -102,6 +102,25 @@ fn three_servers_keep_the_api_when_any_one_dies() {
             ready_nodes(c) == 3
         });
     }
+    // The kubernetes Service leads to every server.
+    let api_ips = |c: &Cluster| {
+        let out = c.ok(&[
+            "get",
+            "endpoints",
+            "kubernetes",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].ip}",
+        ]);
+        let mut ips: Vec<String> = out.split_whitespace().map(String::from).collect();
+        ips.sort();
+        ips
+    };
+    let all_ips: Vec<String> = hosts.iter().map(|h| h.ip.clone()).collect();
+    servers[1].wait_for(
+        &["get", "endpoints", "kubernetes"],
+        "every server's address",
+        |_| api_ips(&servers[1]) == all_ips,
+    );
     // A write through any server is read on every one, at one revision.
     servers[2].ok(&["create", "configmap", "c1", "--from-literal=a=1"]);
     let rv = resource_version(&servers[2], "c1");
@@ -163,8 +182,15 @@ fn three_servers_keep_the_api_when_any_one_dies() {
         "two web pods scheduled",
         |out| out.split_whitespace().count() == 2,
     );
-    // One of the two now says it leads.
+    // One of the two now says it leads, and the dead server leaves the
+    // kubernetes Service once its lease runs out.
     leader(&[&servers[alive[0]], &servers[alive[1]]]);
+    let left: Vec<String> = alive.iter().map(|i| hosts[*i].ip.clone()).collect();
+    survivor.wait_for(
+        &["get", "endpoints", "kubernetes"],
+        "the dead server gone",
+        |_| api_ips(survivor) == left,
+    );
 
     // The dead server comes back with its data and catches up.
     let expected = resource_version(survivor, "c2");

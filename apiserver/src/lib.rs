@@ -28,6 +28,7 @@
 //! decisions), `shoal-registry` (kinds and the object service), `shoal-scheduler`, `shoal-controllers` and
 //! `shoal-http` (the API front). This crate wires them into a [`server`].
 
+mod api_endpoints;
 pub mod encryption;
 pub mod peers;
 pub mod server;

@@ -251,10 +251,16 @@ impl Server {
             .await
             .map_err(StartError::Init)?;
         complete_statuses(&objects).await;
-        if let Err(e) =
-            ensure_api_endpoints(&objects, SocketAddr::new(advertise, addr.port())).await
-        {
+        let api_at = SocketAddr::new(advertise, addr.port());
+        if alone && let Err(e) = crate::api_endpoints::write(&objects, &[api_at]).await {
             tracing::warn!("writing the kubernetes Service's endpoints: {e}");
+        }
+        if !alone {
+            tasks.push(tokio::spawn(crate::api_endpoints::keep_lease(
+                objects.clone(),
+                store.id(),
+                api_at,
+            )));
         }
         if let Err(e) = ensure_authentication_config(&objects, &pki).await {
             tracing::warn!("writing kube-system/{AUTHENTICATION_CONFIG}: {}", e.message);
@@ -298,13 +304,19 @@ impl Server {
         tasks.push(tokio::spawn(lead(store, {
             let objects = objects.clone();
             move || {
-                vec![
+                let mut duties = vec![
                     tokio::spawn(shoal_scheduler::run(objects.clone())),
                     tokio::spawn(shoal_controllers::run(
                         objects.clone(),
                         controller_config.clone(),
                     )),
-                ]
+                ];
+                if !alone {
+                    duties.push(tokio::spawn(crate::api_endpoints::reconcile(
+                        objects.clone(),
+                    )));
+                }
+                duties
             }
         })));
         Ok(Self {
@@ -660,69 +672,6 @@ async fn ensure_authentication_config(
                 .map(|_| ())
         }
     }
-}
-
-/// Points the `kubernetes` Service at the API's address, as its
-/// `targetPort`, Endpoints and EndpointSlice (rewritten when the address
-/// changes).
-async fn ensure_api_endpoints(
-    objects: &Objects,
-    at: SocketAddr,
-) -> Result<(), shoal_machinery::error::ApiError> {
-    let (ip, port) = (at.ip().to_string(), at.port());
-    let svc = resources::by_kind("", "Service").expect("services are served");
-    if let Ok(current) = objects.get(svc, "default", "kubernetes")
-        && current.value.pointer("/spec/ports/0/targetPort") != Some(&json!(port))
-    {
-        let ports = json!({"spec": {"ports": [
-            {"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}});
-        objects
-            .patch(
-                svc,
-                "default",
-                "kubernetes",
-                shoal_registry::objects::PatchType::Merge,
-                &ports,
-                None,
-                WriteOpts::default(),
-            )
-            .await?;
-    }
-    let family = if at.is_ipv4() { "IPv4" } else { "IPv6" };
-    let labels = json!({"endpointslice.kubernetes.io/skip-mirror": "true"});
-    let endpoints = json!({"metadata": {"name": "kubernetes", "labels": labels},
-        "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]});
-    let slice = json!({"metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
-        "addressType": family,
-        "endpoints": [{"addresses": [ip], "conditions": {"ready": true, "serving": true, "terminating": false}}],
-        "ports": [{"name": "https", "port": port, "protocol": "TCP"}]});
-    let ep_r = resources::by_kind("", "Endpoints").expect("endpoints are served");
-    let slice_r =
-        resources::by_kind("discovery.k8s.io", "EndpointSlice").expect("slices are served");
-    for (r, mut obj, field) in [(ep_r, endpoints, "subsets"), (slice_r, slice, "endpoints")] {
-        match objects.get(r, "default", "kubernetes") {
-            Err(_) => {
-                objects
-                    .create(r, "default", obj, WriteOpts::default())
-                    .await?;
-            }
-            Ok(old)
-                if old.value.get(field) != obj.get(field)
-                    || old.value.get("ports") != obj.get("ports") =>
-            {
-                obj["metadata"]["resourceVersion"] = old
-                    .value
-                    .pointer("/metadata/resourceVersion")
-                    .cloned()
-                    .unwrap_or_default();
-                objects
-                    .update(r, "default", "kubernetes", obj, None, WriteOpts::default())
-                    .await?;
-            }
-            Ok(_) => {}
-        }
-    }
-    Ok(())
 }
 
 /// Keeps `Arc` in the public API surface small.
