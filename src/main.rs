@@ -231,7 +231,10 @@ struct AgentArgs {
     /// Where the node's images, compiled artifacts, pod state and logs live.
     #[arg(long, env = "SHOAL_DATA_DIR", default_value = "/var/lib/shoal")]
     data_dir: PathBuf,
-    /// The API server's URL, to join with a bootstrap token.
+    /// The API server's URL, to join with a bootstrap token; several,
+    /// comma-separated, for a cluster of several servers (the agent also
+    /// learns them from the `kubernetes` Service and moves to one that
+    /// answers when its own does not).
     #[arg(long, env = "SHOAL_SERVER", conflicts_with_all = ["kubeconfig", "tls_cert_file", "tls_private_key_file", "client_ca_file"])]
     server: Option<String>,
     /// A bootstrap token (`shoal token create`); needed at the first join
@@ -719,8 +722,16 @@ async fn agent(args: AgentArgs) -> Result<()> {
     private_dir(&args.data_dir)?;
     let (client, kubelet_tls, renewal) = match &args.server {
         Some(server) => {
+            let given: Vec<String> = server
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            let relay = shoal_node::servers::Balancer::start(&given)
+                .await
+                .context("starting the API relay")?;
             let joined = shoal_node::bootstrap::join(shoal_node::bootstrap::JoinConfig {
-                server: server.clone(),
+                server: relay.url(),
                 token: args.token.clone(),
                 node_name: args.node.node_name.clone(),
                 addresses: vec![args.node.node_ip],
@@ -730,7 +741,12 @@ async fn agent(args: AgentArgs) -> Result<()> {
             .await
             .with_context(|| format!("joining the cluster at {server}"))?;
             let renewal = joined.renew();
-            (joined.client, joined.kubelet_tls, Some(renewal))
+            let following = relay.follow(joined.client.clone());
+            (
+                joined.client,
+                joined.kubelet_tls,
+                Some((renewal, following, relay)),
+            )
         }
         None => {
             let (client, tls) = offline_credentials(&args).await?;
@@ -744,8 +760,9 @@ async fn agent(args: AgentArgs) -> Result<()> {
     );
     tokio::signal::ctrl_c().await?;
     eprintln!("shutting down");
-    if let Some(r) = renewal {
-        r.abort();
+    if let Some((renewal, following, _relay)) = renewal {
+        renewal.abort();
+        following.abort();
     }
     agent.shutdown().await;
     Ok(())

@@ -49,6 +49,7 @@ fn resource_version(c: &Cluster, cm: &str) -> String {
 fn three_servers_keep_the_api_when_any_one_dies() {
     let mut lan = Lan::new();
     let hosts: Vec<Host> = (1..=3).map(|n| lan.host(n)).collect();
+    let worker_host = lan.host(4);
     let first = Cluster::start_server_on(
         &hosts[0],
         "servers-1",
@@ -143,9 +144,27 @@ fn three_servers_keep_the_api_when_any_one_dies() {
         "{said}"
     );
 
+    // A node joined through the leader.
+    let dead = leader(&servers.iter().collect::<Vec<_>>());
+    let _worker = servers[dead].join_on(&worker_host, "w1", &[]);
+    let renewed = |c: &Cluster| {
+        c.ok(&[
+            "get",
+            "lease",
+            "w1",
+            "-n",
+            "kube-node-lease",
+            "-o",
+            "jsonpath={.spec.renewTime}",
+        ])
+    };
+    servers[dead].wait_for(&["get", "nodes"], "w1 Ready", |_| {
+        ready_nodes(&servers[dead]) == 4
+    });
+
     // The leader dies: the others elect another and go on, and the
     // scheduler and controllers move with the leadership.
-    let dead = leader(&servers.iter().collect::<Vec<_>>());
+    let before = renewed(&servers[dead]);
     servers[dead].crash();
     let alive: Vec<usize> = (0..3).filter(|i| *i != dead).collect();
     let started = Instant::now();
@@ -190,6 +209,14 @@ fn three_servers_keep_the_api_when_any_one_dies() {
         &["get", "endpoints", "kubernetes"],
         "the dead server gone",
         |_| api_ips(survivor) == left,
+    );
+
+    // The node moves to a server that answers: its lease is renewed.
+    survivor.wait_for_within(
+        40,
+        &["get", "lease", "w1", "-n", "kube-node-lease"],
+        "w1's lease renewed",
+        |_| renewed(survivor) != before,
     );
 
     // The dead server comes back with its data and catches up.

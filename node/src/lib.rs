@@ -20,6 +20,7 @@ mod pods;
 mod policy;
 mod proxy;
 mod ratelimit;
+pub mod servers;
 mod services;
 mod status;
 mod volumes;
