@@ -1,6 +1,7 @@
 //! The `shoal` command: one binary for the control plane, the node agent and
 //! the tools around them.
 
+mod control_plane;
 mod logging;
 mod token;
 
@@ -11,7 +12,7 @@ mod token;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -424,11 +425,11 @@ fn main() -> Result<()> {
         Command::Up(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
-            .block_on(up(args, Membership::Alone)),
+            .block_on(control_plane::up(args, Membership::Alone)),
         Command::Server(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
-            .block_on(server(args)),
+            .block_on(control_plane::server(args)),
         Command::Agent(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
@@ -544,176 +545,6 @@ fn import(data_dir: &Path, file: &Path, name: &str) -> Result<()> {
     let store = shoal_runtime_wasm::ImageStore::new(data_dir.join("images"));
     let digest = store.import(name, &bytes)?;
     println!("imported {} as {name} ({digest})", file.display());
-    Ok(())
-}
-
-/// `shoal server`: the membership its flags and data dir say, then as
-/// `shoal up`.
-async fn server(args: ServerArgs) -> Result<()> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let membership = match (&args.join, &args.token) {
-        (Some(server), Some(token)) => {
-            let ca_file = args.up.data_dir.join("pki/ca.crt");
-            let ca = if ca_file.exists() {
-                std::fs::read_to_string(&ca_file)?
-            } else {
-                // Trusted once the token's signature in cluster-info
-                // vouches for it.
-                shoal_node::bootstrap::discover(server, token, limits(&args.up.node))
-                    .await
-                    .with_context(|| format!("reading the cluster's CA from {server}"))?
-            };
-            Membership::Join {
-                server: server.clone(),
-                token: token.clone(),
-                ca,
-            }
-        }
-        _ if args.cluster_init || args.up.data_dir.join("member-id").exists() => Membership::Member,
-        _ => anyhow::bail!(
-            "{} holds no server of a cluster: start the first with --cluster-init, the others with --join URL --token TOKEN",
-            args.up.data_dir.display()
-        ),
-    };
-    up(args.up, membership).await
-}
-
-async fn up(args: UpArgs, membership: Membership) -> Result<()> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    private_dir(&args.data_dir)?;
-    let alone = matches!(membership, Membership::Alone);
-    let join_token = match &membership {
-        Membership::Join { token, .. } => Some(token.clone()),
-        _ => None,
-    };
-    let listen = SocketAddr::new(args.bind_address, args.api_port);
-    let hosts = vec![args.bind_address.to_string(), args.node.node_ip.to_string()];
-    let audit = match &args.audit_log_path {
-        None => None,
-        Some(path) => {
-            let policy = match &args.audit_policy_file {
-                None => shoal_apiserver::audit::Policy::default(),
-                Some(p) => shoal_apiserver::audit::Policy::parse(
-                    &std::fs::read_to_string(p)
-                        .with_context(|| format!("reading {}", p.display()))?,
-                )
-                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
-            };
-            Some(Arc::new(
-                shoal_apiserver::audit::Audit::start(path.clone(), policy, args.audit_log_maxsize)
-                    .with_context(|| format!("opening the audit log {}", path.display()))?,
-            ))
-        }
-    };
-    let server = shoal_apiserver::server::Server::start(shoal_apiserver::server::ServerConfig {
-        data_dir: args.data_dir.clone(),
-        listen,
-        hosts,
-        cluster_cidr: args.cluster_cidr.clone(),
-        node_cidr_mask: args.node_cidr_mask_size,
-        event_ttl: args.event_ttl,
-        node_grace: args.node_monitor_grace_period,
-        cluster_dns: args.node.cluster_dns,
-        authorization: match args.authorization_mode {
-            AuthorizationMode::Rbac => shoal_apiserver::server::Authorization::Rbac,
-            AuthorizationMode::AlwaysAllow => shoal_apiserver::server::Authorization::AlwaysAllow,
-        },
-        audit,
-        encryption_config: args.encryption_provider_config.clone(),
-        membership,
-    })
-    .await
-    .context("starting the control plane")?;
-    let host = if args.bind_address.is_unspecified() {
-        IpAddr::from([127, 0, 0, 1])
-    } else {
-        args.bind_address
-    };
-    let url = format!("https://{}", SocketAddr::new(host, server.addr.port()));
-    let kubeconfig_path = args
-        .kubeconfig
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join("kubeconfig"));
-    if let Some(dir) = kubeconfig_path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    shoal_pki::write_private(
-        &kubeconfig_path,
-        &server.pki.kubeconfig(&url, "admin", &server.pki.admin),
-    )?;
-    // The node's client certificate names this node: NodeRestriction lets
-    // a node's credentials write only their own Node.
-    let node_client = if args.node.node_name == "shoal" {
-        server.pki.node_client.clone()
-    } else {
-        shoal_pki::issue_node_credentials(
-            &args.data_dir.join("pki"),
-            &args.node.node_name,
-            &args.node.node_ip.to_string(),
-        )?
-        .client
-    };
-    let node_kc = kube::config::Kubeconfig::from_yaml(&server.pki.kubeconfig(
-        &url,
-        &format!("system:node:{}", args.node.node_name),
-        &node_client,
-    ))?;
-    let kubelet_tls = server
-        .pki
-        .server_config(&server.pki.node_serving, &[b"http/1.1"])?;
-    let client = kubeconfig_client(node_kc, &args.node).await?;
-    let agent = start_agent(&args.data_dir, &args.node, client, kubelet_tls, true).await?;
-    // The token other nodes join with, made at the first start as k3s
-    // makes its node token; `shoal token` makes and revokes others.
-    let token_file = args.data_dir.join("node-token");
-    if !token_file.exists() {
-        let token = token::create(
-            &kubeconfig_path,
-            std::time::Duration::ZERO,
-            "made by shoal up for joining nodes",
-            false,
-        )
-        .await?;
-        shoal_pki::write_private(&token_file, &format!("{token}\n"))?;
-    }
-    // Among servers, the token other servers join with, as k3s's
-    // DATA_DIR/token.
-    let server_token = args.data_dir.join("token");
-    if !alone && !server_token.exists() {
-        // A joining server keeps the token it joined with.
-        let token = match join_token {
-            Some(token) => token,
-            None => {
-                token::create(
-                    &kubeconfig_path,
-                    std::time::Duration::ZERO,
-                    "made by shoal server for joining servers",
-                    true,
-                )
-                .await?
-            }
-        };
-        shoal_pki::write_private(&server_token, &format!("{token}\n"))?;
-    }
-    println!(
-        "shoal is ready: API at {url}, node {}. Use it with: export KUBECONFIG={}",
-        args.node.node_name,
-        kubeconfig_path.display()
-    );
-    println!(
-        "nodes join with: shoal agent --server {url} --token $(cat {})",
-        token_file.display()
-    );
-    if !alone {
-        println!(
-            "servers join with: shoal server --join {url} --token $(cat {})",
-            server_token.display()
-        );
-    }
-    tokio::signal::ctrl_c().await?;
-    eprintln!("shutting down");
-    agent.shutdown().await;
-    server.shutdown().await;
     Ok(())
 }
 
