@@ -3,6 +3,7 @@
 
 mod control_plane;
 mod logging;
+mod store_admin;
 mod token;
 
 /// jemalloc instead of glibc's allocator: after 2,000 pods were created and
@@ -61,6 +62,18 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// List the members of the servers' replicated store, or remove one
+    /// (a dead server, before another takes its place).
+    Member {
+        #[command(subcommand)]
+        command: MemberCommand,
+    },
+    /// Back up the cluster (`save`, from any server) or restore a backup
+    /// into a data directory (`restore`, its server stopped).
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
     },
     /// Manage the node's local image store.
     Images {
@@ -291,6 +304,48 @@ enum TokenCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum MemberCommand {
+    /// List the members: id, address, and whether each leads, votes or is
+    /// still catching up (a learner).
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Remove a member by its id (see `list`); the last voter stays.
+    Remove {
+        /// The member's id.
+        id: u64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Write a backup: every object at one revision, and the keys every
+    /// server shares (the file is as secret as a server's data directory).
+    Save {
+        /// Where to write it.
+        file: PathBuf,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Restore a backup into a data directory (empty, or a stopped server
+    /// of the same cluster): its server then starts a new cluster with the
+    /// backup's objects.
+    Restore {
+        /// The backup.
+        file: PathBuf,
+        /// The data directory to restore into.
+        #[arg(long, env = "SHOAL_DATA_DIR", default_value = "/var/lib/shoal")]
+        data_dir: PathBuf,
+        /// The server's EncryptionConfiguration, if it runs with one.
+        #[arg(long, env = "SHOAL_ENCRYPTION_PROVIDER_CONFIG")]
+        encryption_provider_config: Option<PathBuf>,
+    },
+}
+
 /// How a command reaches the API.
 #[derive(Args, Clone)]
 struct ApiArgs {
@@ -459,6 +514,35 @@ fn main() -> Result<()> {
                     }
                 }
             }),
+        Command::Member { command } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(async move {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                match command {
+                    MemberCommand::List { api } => store_admin::list(&api.kubeconfig).await,
+                    MemberCommand::Remove { id, api } => {
+                        store_admin::remove(&api.kubeconfig, id).await
+                    }
+                }
+            }),
+        Command::Snapshot {
+            command: SnapshotCommand::Save { file, api },
+        } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(async move {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                store_admin::save(&api.kubeconfig, &file).await
+            }),
+        Command::Snapshot {
+            command:
+                SnapshotCommand::Restore {
+                    file,
+                    data_dir,
+                    encryption_provider_config,
+                },
+        } => store_admin::restore(&file, &data_dir, encryption_provider_config.as_deref()),
         Command::Images {
             command:
                 ImagesCommand::Import {

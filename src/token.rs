@@ -19,7 +19,7 @@ fn secrets(client: kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(client, "kube-system", &ar)
 }
 
-async fn client(kubeconfig: &Path) -> Result<kube::Client> {
+pub(crate) async fn client(kubeconfig: &Path) -> Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)
         .with_context(|| format!("reading {}", kubeconfig.display()))?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;

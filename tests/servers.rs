@@ -224,3 +224,220 @@ fn three_servers_keep_the_api_when_any_one_dies() {
     servers[dead].boot();
     assert_eq!(resource_version(&servers[dead], "c2"), expected);
 }
+
+/// `shoal <args>` run here, with `c`'s kubeconfig when given.
+fn shoal(c: Option<&Cluster>, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(common::shoal_binary());
+    command.args(args);
+    if let Some(c) = c {
+        command.arg("--kubeconfig").arg(&c.kubeconfig);
+    }
+    command.output().unwrap()
+}
+
+fn shoal_ok(c: Option<&Cluster>, args: &[&str]) -> String {
+    let out = shoal(c, args);
+    assert!(
+        out.status.success(),
+        "shoal {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The member ids `shoal member list` prints, and the leader's.
+fn members(c: &Cluster) -> (Vec<u64>, Option<u64>) {
+    let out = shoal_ok(Some(c), &["member", "list"]);
+    let mut ids = Vec::new();
+    let mut leader = None;
+    for line in out.lines().skip(1) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let id: u64 = cols[0].parse().unwrap();
+        if cols[2] == "leader" {
+            leader = Some(id);
+        }
+        ids.push(id);
+    }
+    ids.sort_unstable();
+    (ids, leader)
+}
+
+fn member_id(c: &Cluster) -> u64 {
+    std::fs::read_to_string(c.dir.join("member-id"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_dead_server_is_replaced_and_a_backup_brings_the_cluster_back() {
+    let mut lan = Lan::new();
+    let hosts: Vec<Host> = (1..=4).map(|n| lan.host(n)).collect();
+    let first = Cluster::start_server_on(
+        &hosts[0],
+        "members-1",
+        &["--cluster-init", "--node-name", "s1"],
+    );
+    let token = std::fs::read_to_string(first.dir.join("token")).unwrap();
+    let token = token.trim().to_string();
+    let url = first.server();
+    let join = |n: usize| {
+        Cluster::start_server_on(
+            &hosts[n - 1],
+            &format!("members-{n}"),
+            &[
+                "--join",
+                &url,
+                "--token",
+                &token,
+                "--node-name",
+                &format!("s{n}"),
+            ],
+        )
+    };
+    let mut servers = vec![first, join(2), join(3)];
+    let (ids, leader) = members(&servers[1]);
+    let mut expected: Vec<u64> = servers.iter().map(member_id).collect();
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    assert!(leader.is_some_and(|l| ids.contains(&l)));
+    servers[0].ok(&["create", "configmap", "before", "--from-literal=a=1"]);
+    servers[0].ok(&[
+        "create",
+        "secret",
+        "generic",
+        "kept",
+        "--from-literal=p=s3cr3t-6b1e",
+    ]);
+
+    // A server dies for good; it is removed and a new one takes its place.
+    let dead = member_id(&servers[2]);
+    servers[2].crash();
+    shoal_ok(Some(&servers[0]), &["member", "remove", &dead.to_string()]);
+    assert!(!members(&servers[1]).0.contains(&dead));
+    let again = shoal(Some(&servers[0]), &["member", "remove", &dead.to_string()]);
+    assert!(!again.status.success(), "removed twice");
+    // Only administrators see or change the members.
+    let denied = servers[0].kubectl(&["get", "--raw", "/peers/members", "--as", "someone"]);
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("forbidden"));
+    let fourth = Cluster::start_server_on(
+        &hosts[3],
+        "members-4",
+        &["--join", &url, "--token", &token, "--node-name", "s4"],
+    );
+    let (ids, _) = members(&fourth);
+    assert_eq!(ids.len(), 3);
+    assert!(ids.contains(&member_id(&fourth)) && !ids.contains(&dead));
+    assert_eq!(
+        fourth.ok(&["get", "configmap", "before", "-o", "jsonpath={.data.a}"]),
+        "1"
+    );
+    // Three again: losing one more server leaves a quorum.
+    servers[1].crash();
+    fourth.ok(&["create", "configmap", "with-two", "--from-literal=a=2"]);
+
+    // A backup from any server, then a write it does not hold.
+    let backup = std::env::temp_dir().join(format!(
+        "shoal-e2e-members-backup-{}.json",
+        std::process::id()
+    ));
+    let saved = shoal_ok(
+        Some(&fourth),
+        &["snapshot", "save", backup.to_str().unwrap()],
+    );
+    assert!(saved.contains("snapshot saved"), "{saved}");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "the backup is readable by others");
+    let snapshot_rv = resource_version(&fourth, "with-two");
+    fourth.ok(&["create", "configmap", "after", "--from-literal=a=3"]);
+    // Not into a running server's directory, nor another cluster's.
+    let busy = shoal(
+        None,
+        &[
+            "snapshot",
+            "restore",
+            backup.to_str().unwrap(),
+            "--data-dir",
+            fourth.dir.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("in use"),
+        "{}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
+    let other = Cluster::start("members-other");
+    let foreign = shoal(
+        None,
+        &[
+            "snapshot",
+            "restore",
+            backup.to_str().unwrap(),
+            "--data-dir",
+            other.dir.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&foreign.stderr).contains("another cluster"),
+        "{}",
+        String::from_utf8_lossy(&foreign.stderr)
+    );
+    drop(other);
+
+    // Every server is lost; the backup brings the cluster back in an
+    // empty data directory.
+    drop(fourth);
+    drop(servers);
+    let mut restored = Cluster::server_on(
+        &hosts[0],
+        "members-restored",
+        &["--cluster-init", "--node-name", "r1"],
+    );
+    let said = shoal_ok(
+        None,
+        &[
+            "snapshot",
+            "restore",
+            backup.to_str().unwrap(),
+            "--data-dir",
+            restored.dir.to_str().unwrap(),
+        ],
+    );
+    assert!(said.contains("restored"), "{said}");
+    restored.boot();
+    assert_eq!(resource_version(&restored, "with-two"), snapshot_rv);
+    assert_eq!(
+        restored.ok(&["get", "secret", "kept", "-o", "jsonpath={.data.p}"]),
+        "czNjcjN0LTZiMWU="
+    );
+    let missing = restored.kubectl(&["get", "configmap", "after"]);
+    assert!(
+        !missing.status.success(),
+        "a write after the backup came back"
+    );
+    let (ids, leader) = members(&restored);
+    assert_eq!(ids, [1]);
+    assert_eq!(leader, Some(1));
+    // It writes on from the backup's revision, and others join it again.
+    restored.ok(&["create", "configmap", "new", "--from-literal=a=4"]);
+    let new_rv: u64 = resource_version(&restored, "new").parse().unwrap();
+    assert!(new_rv > snapshot_rv.parse::<u64>().unwrap());
+    let token = std::fs::read_to_string(restored.dir.join("token")).unwrap();
+    let rejoined = Cluster::start_server_on(
+        &hosts[1],
+        "members-rejoined",
+        &[
+            "--join",
+            &restored.server(),
+            "--token",
+            token.trim(),
+            "--node-name",
+            "r2",
+        ],
+    );
+    assert_eq!(members(&rejoined).0.len(), 2);
+    assert_eq!(resource_version(&rejoined, "new"), new_rv.to_string());
+    std::fs::remove_file(&backup).unwrap();
+}

@@ -29,6 +29,7 @@
 //! `shoal-http` (the API front). This crate wires them into a [`server`].
 
 mod api_endpoints;
+pub mod backup;
 pub mod encryption;
 pub mod peers;
 pub mod server;

@@ -8,7 +8,11 @@
 //!   `system:bootstrappers:shoal:servers`) is given the files every
 //!   server shares (the CAs, the service-account key, the key sealing data
 //!   at rest) and the members; it issues its own certificates from the CA
-//!   and asks the store's group to add it.
+//!   and asks the store's group to add it;
+//! - for administrators (RBAC on the non-resource URLs, as `cluster-admin`
+//!   has): `GET /peers/members` lists the members, `DELETE
+//!   /peers/members/<id>` removes one, `GET /peers/snapshot` is a backup
+//!   of the store and the shared files (`shoal member`, `shoal snapshot`).
 //!
 //! [`TlsTransport`] is the store's way to those calls.
 
@@ -47,27 +51,103 @@ pub struct Endpoint {
     pub store: Store,
     /// This server's `<data-dir>/pki`.
     pub pki_dir: PathBuf,
+    /// A server alone (`shoal up`): it has no peers, and answers only its
+    /// administrators.
+    pub alone: bool,
+}
+
+/// A member as `GET /peers/members` lists it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Its id in the store's group.
+    pub id: u64,
+    /// The address its peers reach it at.
+    pub addr: String,
+    /// Whether it votes (a learner does not, until it has caught up).
+    pub voter: bool,
+    /// Whether it leads.
+    pub leader: bool,
+}
+
+/// What a backup holds beside the store's state (`GET /peers/snapshot`
+/// gives the store's backup body with `files` added, which the store's
+/// restore passes over): the files every server shares, so that it
+/// restores into an empty data directory.
+#[derive(Debug, Deserialize)]
+pub struct BackupFiles {
+    /// The files every server shares, by name.
+    pub files: BTreeMap<String, String>,
 }
 
 impl shoal_http::PeerService for Endpoint {
-    fn call(&self, call: &str, body: Bytes) -> BoxFuture<'static, Result<Vec<u8>, ApiError>> {
+    fn call(
+        &self,
+        method: &http::Method,
+        call: &str,
+        body: Bytes,
+    ) -> BoxFuture<'static, Result<Vec<u8>, ApiError>> {
         let store = self.store.clone();
         let pki_dir = self.pki_dir.clone();
         let call = call.to_string();
+        let method = method.clone();
+        let alone = self.alone;
         Box::pin(async move {
-            if let Some(name) = call.strip_prefix("raft/") {
-                let rpc = Rpc::from_name(name).ok_or_else(ApiError::no_route)?;
-                return store.serve(rpc, &body).await.map_err(ApiError::bad_request);
+            let unavailable = |e: shoal_store::StoreError| ApiError::unavailable(e.to_string());
+            match (&method, call.as_str()) {
+                (&http::Method::POST, raft) if raft.starts_with("raft/") && !alone => {
+                    let rpc =
+                        Rpc::from_name(&raft["raft/".len()..]).ok_or_else(ApiError::no_route)?;
+                    store.serve(rpc, &body).await.map_err(ApiError::bad_request)
+                }
+                (&http::Method::POST, "join") if !alone => {
+                    let files = shoal_pki::shared_files(&pki_dir).map_err(ApiError::internal)?;
+                    serde_json::to_vec(&JoinBundle {
+                        files,
+                        members: store.members(),
+                    })
+                    .map_err(ApiError::internal)
+                }
+                (&http::Method::GET, "members") => {
+                    store.linearize().await.map_err(unavailable)?;
+                    let leader = store.leader();
+                    let members: Vec<MemberStatus> = store
+                        .members()
+                        .into_iter()
+                        .map(|m| MemberStatus {
+                            leader: Some(m.id) == leader,
+                            id: m.id,
+                            addr: m.addr,
+                            voter: m.voter,
+                        })
+                        .collect();
+                    serde_json::to_vec(&members).map_err(ApiError::internal)
+                }
+                (&http::Method::DELETE, member) if member.starts_with("members/") => {
+                    let id: u64 = member["members/".len()..].parse().map_err(|_| {
+                        ApiError::bad_request(format!("{member:?}: a member is named by its id"))
+                    })?;
+                    if !store.members().iter().any(|m| m.id == id) {
+                        return Err(ApiError::not_found("", "members", &id.to_string()));
+                    }
+                    store
+                        .remove_member(id)
+                        .await
+                        .map_err(|e| ApiError::bad_request(format!("removing member {id}: {e}")))?;
+                    Ok(serde_json::to_vec(&serde_json::json!({"removed": id}))
+                        .map_err(ApiError::internal)?)
+                }
+                (&http::Method::GET, "snapshot") => {
+                    let state = store.backup().await.map_err(unavailable)?;
+                    let files = shoal_pki::shared_files(&pki_dir).map_err(ApiError::internal)?;
+                    // `{"files":{..},` and the rest of the store's object.
+                    let mut out = b"{\"files\":".to_vec();
+                    out.extend(serde_json::to_vec(&files).map_err(ApiError::internal)?);
+                    out.push(b',');
+                    out.extend(state.get(1..).unwrap_or_default());
+                    Ok(out)
+                }
+                _ => Err(ApiError::no_route()),
             }
-            if call != "join" {
-                return Err(ApiError::no_route());
-            }
-            let files = shoal_pki::shared_files(&pki_dir).map_err(ApiError::internal)?;
-            serde_json::to_vec(&JoinBundle {
-                files,
-                members: store.members(),
-            })
-            .map_err(ApiError::internal)
         })
     }
 }

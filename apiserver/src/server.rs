@@ -226,12 +226,11 @@ impl Server {
                 shoal_pki::tokens::Tokens::from_pem(&pki.service_account_key)
                     .map_err(|e| StartError::Pki(shoal_pki::PkiError::Key(e)))?,
             )),
-            peers: transport.is_some().then(|| {
-                Arc::new(crate::peers::Endpoint {
-                    store: store.clone(),
-                    pki_dir: pki_dir.clone(),
-                }) as Arc<dyn shoal_http::PeerService>
-            }),
+            peers: Some(Arc::new(crate::peers::Endpoint {
+                store: store.clone(),
+                pki_dir: pki_dir.clone(),
+                alone,
+            })),
         };
         // Peers reach this server's store from here on: a joining server's
         // log comes this way.

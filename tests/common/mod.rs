@@ -27,10 +27,16 @@ pub struct Cluster {
     child: Option<Child>,
 }
 
+/// The shoal binary: the one built with the tests, or `SHOAL_BINARY` (a
+/// benchmark comparing two builds).
+pub fn shoal_binary() -> String {
+    std::env::var("SHOAL_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_shoal").to_string())
+}
+
 /// A command running the shoal binary, in network namespace `ns` and
 /// under the shell's `limits` if given (the process keeps the pid).
 fn shoal_command(ns: Option<&str>, limits: Option<&str>) -> Command {
-    let shoal = env!("CARGO_BIN_EXE_shoal");
+    let shoal = shoal_binary();
     let mut argv: Vec<String> = Vec::new();
     if let Some(ns) = ns {
         argv.extend(["ip", "netns", "exec", ns].map(String::from));
@@ -42,7 +48,7 @@ fn shoal_command(ns: Option<&str>, limits: Option<&str>) -> Command {
             format!("{limits} && exec \"$0\" \"$@\""),
         ]);
     }
-    argv.push(shoal.into());
+    argv.push(shoal);
     let mut c = Command::new(&argv[0]);
     c.args(&argv[1..]);
     c
@@ -486,7 +492,7 @@ impl Cluster {
             }
             None => {
                 let creds = dir.join("credentials");
-                let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+                let out = Command::new(shoal_binary())
                     .args(["node-config", "--data-dir"])
                     .arg(&self.dir)
                     .args(["--node-name", name, "--node-ip", ip, "--server"])
@@ -644,7 +650,7 @@ fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
 
 /// Imports a module into the image store under `data_dir`.
 pub fn import_into(data_dir: &Path, file: &Path, name: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+    let out = Command::new(shoal_binary())
         .args(["images", "import", "--data-dir"])
         .arg(data_dir)
         .arg(file)

@@ -159,9 +159,13 @@ async fn keep_current(rbac: Arc<Rbac>, objects: Objects, mut events: Option<Rece
     let prefixes: Vec<String> = rbac_resources().iter().map(|r| r.prefix(None)).collect();
     loop {
         let Some(rx) = events.as_mut() else {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            // The store replaced its state (a snapshot installed): the
+            // policy is built again from what it holds now.
             events = objects.store().watch(None).ok().map(|(_, rx)| rx);
             *rbac.policy.write().expect("policy lock") = Arc::new(build(&objects));
+            if events.is_none() {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
             continue;
         };
         let changed = match rx.recv().await {

@@ -38,7 +38,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -85,13 +85,16 @@ pub struct ApiState {
     pub peers: Option<Arc<dyn PeerService>>,
 }
 
-/// What the servers of a cluster call on each other under `/peers/`,
-/// once authentication and authorization let the call through (RBAC:
-/// `post` on the non-resource URL).
+/// What the servers of a cluster call on each other under `/peers/`, and
+/// what their administrators ask of the store's group there, once
+/// authentication and authorization let the call through (RBAC: the
+/// request's verb on the non-resource URL).
 pub trait PeerService: Send + Sync {
-    /// Answers call `call` (the path after `/peers/`) with body `body`.
+    /// Answers call `call` (the path after `/peers/`) made with `method`
+    /// and body `body`.
     fn call(
         &self,
+        method: &Method,
         call: &str,
         body: bytes::Bytes,
     ) -> futures::future::BoxFuture<'static, Result<Vec<u8>, ApiError>>;
@@ -335,13 +338,14 @@ async fn answer(state: &ApiState, route: Route, req: Request<Body>) -> Result<Re
         Route::Health => Ok(Response::new(Body::from("ok"))),
         Route::Peers(call) => {
             let peers = state.peers.clone().ok_or_else(ApiError::no_route)?;
+            let method = req.method().clone();
             use http_body_util::BodyExt as _;
             let body = http_body_util::Limited::new(req.into_body(), MAX_PEER_BODY)
                 .collect()
                 .await
                 .map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?
                 .to_bytes();
-            let answer = peers.call(&call, body).await?;
+            let answer = peers.call(&method, &call, body).await?;
             let mut r = Response::new(Body::from(answer));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -15,6 +15,7 @@ use super::{ApiState, json_response, logs, ok, status_response, table, watch, wi
 use shoal_machinery::error::{ApiError, Result};
 use shoal_machinery::selectors::{FieldSelector, LabelSelector};
 use shoal_registry::kinds;
+use shoal_registry::objects::PageQuery;
 use shoal_registry::objects::PatchType;
 use shoal_registry::resources::{Resource, Sub};
 use shoal_wire::gotypes;
@@ -98,42 +99,44 @@ pub(super) async fn resource(
                 }
             };
             // Every page of a list reads the revision of its first page.
-            let (items, rev) = match token.as_ref().map(|t| t.revision).or(exact) {
+            let at = token.as_ref().map(|t| t.revision).or(exact);
+            match at {
                 Some(at) => {
                     let current = objects.store().revision();
                     if at > current {
                         return Err(ApiError::too_large_resource_version(at, current));
                     }
-                    (
-                        objects.list_at(r, t.ns.as_deref(), &labels, &fields, at)?,
-                        at,
+                }
+                None if most_recent(&q) => objects.consistent().await?,
+                None => {}
+            }
+            let first_page = token.is_none() && exact.is_none();
+            let query = PageQuery {
+                at,
+                after: token.as_ref().map(|t| t.start.as_str()),
+                limit,
+                labels: &labels,
+                fields: &fields,
+            };
+            let found = objects.page(r, t.ns.as_deref(), &query)?;
+            let rev = found.revision;
+            let page: Vec<&shoal_store::Stored> = found.items.iter().collect();
+            let cont = match page.last() {
+                Some(last) if found.more => {
+                    if first_page {
+                        // The next pages read the objects as this one did.
+                        objects.pin_list(r, t.ns.as_deref(), rev);
+                    }
+                    Some(
+                        Continue {
+                            revision: rev,
+                            start: list_key(&last.value),
+                        }
+                        .encode(),
                     )
                 }
-                None => {
-                    if most_recent(&q) {
-                        objects.consistent().await?;
-                    }
-                    objects.list(r, t.ns.as_deref(), &labels, &fields)
-                }
+                _ => None,
             };
-            let first_page = token.is_none() && exact.is_none();
-            let after = token.map(|t| t.start);
-            let mut page: Vec<&shoal_store::Stored> = items
-                .iter()
-                .filter(|s| after.as_ref().is_none_or(|a| list_key(&s.value) > *a))
-                .collect();
-            let cont = (page.len() > limit).then(|| {
-                if first_page {
-                    // The next pages read the objects as this one did.
-                    objects.pin_list(r, t.ns.as_deref(), rev);
-                }
-                page.truncate(limit);
-                Continue {
-                    revision: rev,
-                    start: list_key(&page[limit - 1].value),
-                }
-                .encode()
-            });
             let rev = rev.to_string();
             if table {
                 let page: Vec<&Value> = page.iter().map(|s| &*s.value).collect();

@@ -57,7 +57,8 @@ pub(crate) enum Route {
     /// A resource's objects or an object.
     Resource(Target),
     /// `/peers/<call>`: what the servers of a cluster call on each other
-    /// (the store's Raft traffic, joins).
+    /// (the store's Raft traffic, joins) and what their administrators
+    /// ask of the store's group (members, backups).
     Peers(String),
 }
 
@@ -75,7 +76,6 @@ pub(crate) fn resolve(state: &ApiState, method: &Method, path: &str) -> Result<R
     }
     if let ["peers", call @ ..] = segs.as_slice()
         && !call.is_empty()
-        && method == Method::POST
     {
         return Ok(Route::Peers(call.join("/")));
     }

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 pub use network::{Rpc, Transport};
 pub use seal::{Provider, Rule, SealError, Sealer};
-pub use state::{TooOld, WatchStart, resource_version};
+pub use state::{TooOld, View, WatchStart, resource_version};
 use types::{Applied, Proposal, TypeConfig};
 pub use types::{Command, Cond, Event, EventKind, Failure, Outcome, Stored};
 
@@ -114,6 +114,8 @@ type Pending = (Command, oneshot::Sender<Result<Outcome, StoreError>>);
 pub struct Store {
     raft: Raft<TypeConfig>,
     shared: Arc<state::Shared>,
+    /// Seals what a backup carries as the state seals it.
+    sealer: Option<Arc<Sealer>>,
     proposals: mpsc::UnboundedSender<Pending>,
     peers: Peers,
 }
@@ -216,6 +218,7 @@ impl Store {
             }
         };
         let shared = sm.shared();
+        let restored = sm.restored();
         let config = Config {
             cluster_name: "shoal".into(),
             heartbeat_interval: 100,
@@ -251,6 +254,7 @@ impl Store {
         let store = Self {
             raft,
             shared,
+            sealer,
             proposals,
             peers,
         };
@@ -275,7 +279,58 @@ impl Store {
                 .await
                 .map_err(|e| StoreError::Raft(e.to_string()))?;
         }
+        if restored {
+            store.cover_restored_state().await?;
+        }
         Ok(store)
+    }
+
+    /// Takes a snapshot of a state restored from a backup and purges the
+    /// log it covers, once this member leads: the restored objects came
+    /// from no log entry, and a member joining later must get them, which
+    /// it does as a snapshot once the entries it lacks are gone.
+    async fn cover_restored_state(&self) -> Result<(), StoreError> {
+        let id = self.id();
+        let raft_err = |e: &dyn std::fmt::Display| StoreError::Raft(e.to_string());
+        let leading = self
+            .raft
+            .wait(Some(Duration::from_secs(30)))
+            .metrics(
+                |m| m.current_leader == Some(id) && m.last_applied.is_some(),
+                "a restored member leading",
+            )
+            .await
+            .map_err(|e| raft_err(&e))?;
+        let applied = leading.last_applied.map_or(0, |l| l.index);
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| raft_err(&e))?;
+        let metrics = self
+            .raft
+            .wait(Some(Duration::from_secs(60)))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= applied),
+                "a snapshot of the restored state",
+            )
+            .await
+            .map_err(|e| raft_err(&e))?;
+        let upto = metrics.snapshot.map_or(0, |s| s.index);
+        self.raft
+            .trigger()
+            .purge_log(upto)
+            .await
+            .map_err(|e| raft_err(&e))?;
+        self.raft
+            .wait(Some(Duration::from_secs(30)))
+            .metrics(
+                |m| m.purged.is_some_and(|p| p.index >= upto),
+                "the log under the snapshot purged",
+            )
+            .await
+            .map_err(|e| raft_err(&e))?;
+        Ok(())
     }
 
     /// Waits, as long as it takes, until this member has applied what its
@@ -361,20 +416,54 @@ impl Store {
     }
 
     /// Removes member `id` from the group (on the leader, or asking it).
+    /// The last voter cannot go.
     pub async fn remove_member(&self, id: u64) -> Result<(), StoreError> {
-        let ids = std::collections::BTreeSet::from([id]);
-        let voter = self.members().iter().any(|m| m.id == id && m.voter);
-        if voter {
-            self.raft
-                .change_membership(ChangeMembers::RemoveVoters(ids.clone()), false)
-                .await
-                .map_err(|e| StoreError::Raft(e.to_string()))?;
+        self.peers.remove_member(id).await
+    }
+
+    /// The whole state as of now (after a linearizable read), in the body
+    /// [`Store::restore`] reads: every object at one revision, values the
+    /// store seals sealed.
+    pub async fn backup(&self) -> Result<Vec<u8>, StoreError> {
+        self.linearize().await?;
+        let view = self
+            .shared
+            .view("", None)
+            .map_err(|e| StoreError::Raft(format!("no view of the state (oldest {})", e.oldest)))?;
+        Ok(state::backup_body(&view, self.sealer.as_deref()))
+    }
+
+    /// Makes the store in `dir` hold the state of `backup` (a body
+    /// [`Store::backup`] wrote) and nothing else: no log, no members. The
+    /// store opened there next starts a new group, with the backup's
+    /// objects and revision. `sealer` must open what the backup sealed.
+    pub fn restore(
+        dir: &Path,
+        backup: &[u8],
+        sealer: Option<Arc<Sealer>>,
+    ) -> Result<u64, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Open(e.to_string()))?;
+        for db in ["raft-log.redb", "state.redb"] {
+            let path = dir.join(db);
+            if path.exists()
+                && let Err(redb::DatabaseError::DatabaseAlreadyOpen) = redb::Database::open(&path)
+            {
+                return Err(StoreError::Open(format!(
+                    "{} is in use: stop the server first",
+                    path.display()
+                )));
+            }
         }
-        self.raft
-            .change_membership(ChangeMembers::RemoveNodes(ids), false)
-            .await
-            .map_err(|e| StoreError::Raft(e.to_string()))?;
-        Ok(())
+        for file in ["raft-log.redb", "state.redb", "state.snapshot"] {
+            match std::fs::remove_file(dir.join(file)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::Open(format!("{file}: {e}")));
+                }
+                _ => {}
+            }
+        }
+        state::StateMachine::restore(&dir.join("state.redb"), sealer, backup)
+            .map_err(|e| StoreError::Open(e.to_string()))
     }
 
     /// Waits until this member has applied every write acknowledged before
@@ -428,6 +517,13 @@ impl Store {
     /// The latest applied revision.
     pub fn revision(&self) -> u64 {
         self.shared.revision()
+    }
+
+    /// The objects under `prefix` as they are now (`at` is `None`) or were
+    /// at revision `at`, for a page of a list to be read from: a snapshot
+    /// taken in O(1) plus the changes since `at` under `prefix`.
+    pub fn view(&self, prefix: &str, at: Option<u64>) -> Result<View, TooOld> {
+        self.shared.view(prefix, at)
     }
 
     /// Objects under `prefix` as they were at `revision`, if the changes
@@ -565,6 +661,38 @@ impl Peers {
         }
     }
 
+    /// Removes member `id`, on the leader.
+    async fn remove_member(&self, id: u64) -> Result<(), StoreError> {
+        if let Some(leader) = self.leader_elsewhere().await? {
+            return self.call(&leader, Rpc::Remove, &id).await;
+        }
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let membership = membership.membership();
+        if membership.get_node(&id).is_none() {
+            return Err(StoreError::Raft(format!("no member {id}")));
+        }
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        if voters.len() == 1 && voters.contains(&id) {
+            return Err(StoreError::Raft(format!(
+                "member {id} is the last voter: the group cannot go on without it"
+            )));
+        }
+        let raft_err =
+            |e: RaftError<u64, ClientWriteError<u64, BasicNode>>| StoreError::Raft(e.to_string());
+        let ids = std::collections::BTreeSet::from([id]);
+        if voters.contains(&id) {
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters(ids.clone()), false)
+                .await
+                .map_err(raft_err)?;
+        }
+        self.raft
+            .change_membership(ChangeMembers::RemoveNodes(ids), false)
+            .await
+            .map_err(raft_err)?;
+        Ok(())
+    }
+
     /// Adds member `id` at `addr`, on the leader.
     async fn add_member(&self, id: u64, addr: String) -> Result<(), StoreError> {
         if let Some(leader) = self.leader_elsewhere().await? {
@@ -619,6 +747,10 @@ impl Peers {
             Rpc::Join => {
                 let (id, addr): (u64, String) = decode(body).map_err(bad)?;
                 reply(self.add_member(id, addr).await)
+            }
+            Rpc::Remove => {
+                let id: u64 = decode(body).map_err(bad)?;
+                reply(self.remove_member(id).await)
             }
             Rpc::ReadIndex => {
                 let () = decode(body).map_err(bad)?;
@@ -1278,5 +1410,207 @@ mod tests {
         );
         assert_eq!(store.list_at("p/", rev).unwrap().len(), 3);
         store.shutdown().await;
+    }
+
+    fn names<'a>(items: impl Iterator<Item = &'a Stored>) -> Vec<String> {
+        items
+            .map(|s| s.value["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pages_of_a_view_read_one_revision_while_writes_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path()).await;
+        let keys: Vec<String> = (0..20).map(|i| format!("p/{i:02}")).collect();
+        for k in &keys {
+            store.write(put(k, Cond::Absent)).await.unwrap();
+        }
+        store.write(put("q/x", Cond::Absent)).await.unwrap();
+        let at = store.revision();
+        let now = store.view("p/", None).unwrap();
+        // Changes inside the range and around it after the view was taken.
+        store
+            .write(Command::Delete {
+                key: "p/05".into(),
+                cond: Cond::Any,
+            })
+            .await
+            .unwrap();
+        store
+            .write(Command::Put {
+                key: "p/10".into(),
+                value: json!({"metadata": {"name": "p/10"}, "data": "new"}),
+                cond: Cond::Present,
+            })
+            .await
+            .unwrap();
+        for k in ["p/07a", "p/99", "p/", "o/z"] {
+            store.write(put(k, Cond::Absent)).await.unwrap();
+        }
+
+        // The view taken before them does not see them.
+        assert_eq!(now.revision(), at);
+        assert_eq!(names(now.range("p/", None)), keys);
+        // A view at the earlier revision, read in pages of 4 after the
+        // last key of the page before, gives the same objects once each.
+        let then = store.view("p/", Some(at)).unwrap();
+        let mut paged = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page: Vec<&Stored> = then.range("p/", after.as_deref()).take(4).collect();
+            let Some(last) = page.last() else { break };
+            after = Some(last.value["metadata"]["name"].as_str().unwrap().to_string());
+            paged.extend(names(page.into_iter()));
+        }
+        assert_eq!(paged, keys);
+        assert!(
+            then.range("p/", Some("p/09"))
+                .next()
+                .is_some_and(|s| s.value.get("data").is_none()),
+            "p/10 as it was"
+        );
+        // Keys outside the prefix never show, wherever a page starts.
+        assert_eq!(names(then.range("p/", Some("a"))), keys);
+        assert_eq!(then.range("p/", Some("p/zz")).count(), 0);
+        // The latest view has the changes.
+        let latest = names(store.view("p/", None).unwrap().range("p/", None));
+        assert!(latest.contains(&"p/07a".to_string()) && !latest.contains(&"p/05".to_string()));
+        assert_eq!(latest.first().map(String::as_str), Some("p/"));
+        store.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_member_is_removed_and_replaced() {
+        let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+        let net = Arc::new(Net::default());
+        let mut stores = vec![net.open(dirs[0].path(), 1, true).await];
+        for id in [2, 3] {
+            let s = net.open(dirs[id as usize - 1].path(), id, false).await;
+            s.join("m1").await.unwrap();
+            stores.push(s);
+        }
+        // A follower dies for good.
+        let leader = stores[0].leader().unwrap();
+        let dead = stores.iter().find(|s| s.id() != leader).unwrap().id();
+        net.cut.lock().unwrap().insert(format!("m{dead}"));
+        let gone = stores.remove(stores.iter().position(|s| s.id() == dead).unwrap());
+        gone.shutdown().await;
+        // Asked through the other follower, which passes it to the leader.
+        let other = stores.iter().find(|s| s.id() != leader).unwrap().clone();
+        other.remove_member(dead).await.unwrap();
+        assert!(
+            other.remove_member(dead).await.is_err(),
+            "no such member now"
+        );
+        other.linearize().await.unwrap();
+        let ids: Vec<u64> = other.members().iter().map(|m| m.id).collect();
+        assert!(!ids.contains(&dead) && ids.len() == 2, "{ids:?}");
+        // A new member takes its place; the group of three goes on without
+        // the old one even when another member dies.
+        let new = net.open(dirs[3].path(), 9, false).await;
+        new.join(&format!("m{}", other.id())).await.unwrap();
+        assert_eq!(new.members().iter().filter(|m| m.voter).count(), 3);
+        net.cut.lock().unwrap().insert(format!("m{}", other.id()));
+        write_retrying(&new, put("after", Cond::Absent)).await;
+        net.cut.lock().unwrap().clear();
+        // The last voter cannot be removed.
+        let single_dir = tempfile::tempdir().unwrap();
+        let single = open(single_dir.path()).await;
+        assert!(single.remove_member(1).await.is_err());
+        for s in stores.into_iter().chain([new, single]) {
+            s.shutdown().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_backup_restores_every_object_sealed_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = Arc::new(secrets_sealer(&[7; 32]));
+        let store = Store::open_sealed(dir.path(), 1, "m1", Some(sealer.clone()))
+            .await
+            .unwrap();
+        for k in ["p/a", "p/b", "q/c"] {
+            store.write(put(k, Cond::Absent)).await.unwrap();
+        }
+        put_secret(&store, "s", "topsecret-5e1f").await;
+        store
+            .write(Command::Delete {
+                key: "p/b".into(),
+                cond: Cond::Any,
+            })
+            .await
+            .unwrap();
+        let revision = store.revision();
+        let backup = store.backup().await.unwrap();
+        assert!(!holds(&backup, "topsecret-5e1f"), "a secret in the clear");
+        // Writes after the backup are not in it.
+        store.write(put("p/later", Cond::Absent)).await.unwrap();
+        store.shutdown().await;
+        drop(store);
+
+        let elsewhere = tempfile::tempdir().unwrap();
+        let at = Store::restore(elsewhere.path(), &backup, Some(sealer.clone())).unwrap();
+        assert_eq!(at, revision);
+        assert!(!holds(&on_disk(elsewhere.path()), "topsecret-5e1f"));
+        let restored = Store::open_sealed(elsewhere.path(), 1, "m1", Some(sealer.clone()))
+            .await
+            .unwrap();
+        let (keys, rev) = restored.list("");
+        assert_eq!(rev, revision);
+        let names: Vec<&str> = keys
+            .iter()
+            .map(|s| s.value["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["s", "p/a", "q/c"], "in key order");
+        let secret = restored.get("/registry/secrets/ns/s").unwrap();
+        assert_eq!(secret.value["data"]["v"], "topsecret-5e1f");
+        // Revisions go on from the backup's.
+        let Outcome::Applied { revision: next, .. } =
+            restored.write(put("new", Cond::Absent)).await.unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(next, revision + 1);
+        restored.shutdown().await;
+        // Over an existing store, the old state goes.
+        drop(restored);
+        Store::restore(dir.path(), &backup, Some(sealer.clone())).unwrap();
+        let again = Store::open_sealed(dir.path(), 1, "m1", Some(sealer))
+            .await
+            .unwrap();
+        assert!(again.get("p/later").is_none());
+        assert_eq!(again.list("").0.len(), 3);
+        // A body that is not a backup is refused.
+        assert!(Store::restore(elsewhere.path(), b"{\"nope\":1}", None).is_err());
+        again.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_member_joining_a_restored_store_gets_its_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path()).await;
+        for k in ["a", "b"] {
+            store.write(put(k, Cond::Absent)).await.unwrap();
+        }
+        let backup = store.backup().await.unwrap();
+        store.shutdown().await;
+        drop(store);
+        let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+        Store::restore(dirs[0].path(), &backup, None).unwrap();
+        let net = Arc::new(Net::default());
+        let first = net.open(dirs[0].path(), 1, true).await;
+        assert_eq!(first.list("").0.len(), 2);
+        // The restored objects are in no log entry: they reach a new
+        // member in a snapshot.
+        let second = net.open(dirs[1].path(), 2, false).await;
+        second.join("m1").await.unwrap();
+        assert!(second.get("a").is_some() && second.get("b").is_some());
+        write_retrying(&second, put("c", Cond::Absent)).await;
+        first.linearize().await.unwrap();
+        assert_eq!(first.list("").0.len(), 3);
+        for s in [first, second] {
+            s.shutdown().await;
+        }
     }
 }

@@ -35,6 +35,8 @@ pub enum Rpc {
     Join,
     /// The leader's read index, for a linearizable read elsewhere.
     ReadIndex,
+    /// A member removed from the group, asked of the leader.
+    Remove,
 }
 
 impl Rpc {
@@ -47,6 +49,7 @@ impl Rpc {
             Self::Write => "write",
             Self::Join => "join",
             Self::ReadIndex => "read-index",
+            Self::Remove => "remove",
         }
     }
 
@@ -59,6 +62,7 @@ impl Rpc {
             Self::Write,
             Self::Join,
             Self::ReadIndex,
+            Self::Remove,
         ]
         .into_iter()
         .find(|r| r.name() == name)

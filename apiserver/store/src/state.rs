@@ -4,9 +4,11 @@
 use super::seal::Sealer;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Cursor;
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
+use imbl::OrdMap;
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
     BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, StorageError,
@@ -36,7 +38,9 @@ const HISTORY_BYTES: usize = 32 << 20;
 
 /// What readers share with the state machine.
 pub struct Shared {
-    objects: RwLock<BTreeMap<String, Stored>>,
+    /// A persistent map: a reader takes a snapshot of it in O(1) and reads
+    /// it without holding the lock, while writes go on.
+    objects: RwLock<OrdMap<String, Stored>>,
     hub: Mutex<Hub>,
     pins: Mutex<VecDeque<Pin>>,
 }
@@ -46,8 +50,7 @@ pub struct Shared {
 /// the bounded history may not reach back to the first page.
 struct Pin {
     prefix: String,
-    revision: u64,
-    items: Arc<Vec<Stored>>,
+    view: View,
     /// When a page last read it.
     used: std::time::Instant,
 }
@@ -112,6 +115,97 @@ pub struct TooOld {
     pub oldest: u64,
 }
 
+/// The objects as they were at one revision, read without holding the
+/// store's locks: a snapshot of the map (its structure shared with the
+/// live one, taken in O(1)) and, for an older revision, what the changes
+/// since replaced. Reading a page of it costs the page, not the whole
+/// range.
+#[derive(Clone)]
+pub struct View {
+    objects: OrdMap<String, Stored>,
+    /// The keys under the view's prefix changed after its revision, with
+    /// what they held at it (`None`: absent then).
+    undo: Arc<BTreeMap<String, Option<Stored>>>,
+    revision: u64,
+}
+
+impl View {
+    /// The revision the objects are read at.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The objects whose keys start with `prefix`, in key order, beginning
+    /// after the key `after` (from the first when `None`).
+    pub fn range<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = &'a Stored> + use<'a> {
+        self.entries(prefix, after).map(|(_, v)| v)
+    }
+
+    /// As [`View::range`], with each object's key.
+    pub fn entries<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = (&'a str, &'a Stored)> + use<'a> {
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        let under = move |k: &String| k.starts_with(prefix);
+        Merged {
+            current: self
+                .objects
+                .range::<_, str>((start, Bound::Unbounded))
+                .take_while(move |(k, _)| under(k))
+                .peekable(),
+            undo: self
+                .undo
+                .range::<str, _>((start, Bound::Unbounded))
+                .take_while(move |(k, _)| under(k))
+                .peekable(),
+        }
+    }
+}
+
+/// The current objects of a range with the undone changes laid over them.
+struct Merged<A: Iterator, B: Iterator> {
+    current: std::iter::Peekable<A>,
+    undo: std::iter::Peekable<B>,
+}
+
+impl<'a, A, B> Iterator for Merged<A, B>
+where
+    A: Iterator<Item = (&'a String, &'a Stored)>,
+    B: Iterator<Item = (&'a String, &'a Option<Stored>)>,
+{
+    type Item = (&'a str, &'a Stored);
+
+    fn next(&mut self) -> Option<(&'a str, &'a Stored)> {
+        use std::cmp::Ordering;
+        loop {
+            let order = match (self.current.peek(), self.undo.peek()) {
+                (None, None) => return None,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((a, _)), Some((b, _))) => a.cmp(b),
+            };
+            if order == Ordering::Less {
+                return self.current.next().map(|(k, v)| (k.as_str(), v));
+            }
+            if order == Ordering::Equal {
+                self.current.next();
+            }
+            if let Some((k, Some(then))) = self.undo.next() {
+                return Some((k.as_str(), then));
+            }
+        }
+    }
+}
+
 impl Shared {
     /// The object at `key`.
     pub fn get(&self, key: &str) -> Option<Stored> {
@@ -121,6 +215,13 @@ impl Shared {
     /// Every object whose key starts with `prefix`, and the revision of the
     /// snapshot they were read at.
     pub fn list(&self, prefix: &str) -> (Vec<Stored>, u64) {
+        let view = self.current();
+        let items = view.range(prefix, None).cloned().collect();
+        (items, view.revision)
+    }
+
+    /// The objects as they are now.
+    fn current(&self) -> View {
         // Lists are read all the time (the controllers' rounds): a good
         // moment to let go of paged lists no longer read.
         self.pins
@@ -129,12 +230,72 @@ impl Shared {
             .retain(|p| p.used.elapsed() < PIN_IDLE);
         let objects = self.objects.read().expect("objects lock");
         let revision = self.hub.lock().expect("hub lock").revision;
-        let items = objects
-            .range(prefix.to_string()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(_, v)| v.clone())
+        View {
+            objects: objects.clone(),
+            undo: Arc::default(),
+            revision,
+        }
+    }
+
+    /// The objects under `prefix` as they are now (`at` is `None`) or
+    /// were at revision `at`, if the changes since are still kept (or a
+    /// paged list pinned them).
+    pub fn view(&self, prefix: &str, at: Option<u64>) -> Result<View, TooOld> {
+        let Some(at) = at else {
+            return Ok(self.current());
+        };
+        if let Some(pin) = self
+            .pins
+            .lock()
+            .expect("pins lock")
+            .iter_mut()
+            .find(|p| p.prefix == prefix && p.view.revision == at)
+        {
+            pin.used = std::time::Instant::now();
+            return Ok(pin.view.clone());
+        }
+        let objects_lock = self.objects.read().expect("objects lock");
+        let hub = self.hub.lock().expect("hub lock");
+        let objects = objects_lock.clone();
+        drop(objects_lock);
+        if at < hub.history_from {
+            return Err(TooOld {
+                oldest: hub.history_from,
+            });
+        }
+        // Newest first: the oldest change after `at` to a key is the one
+        // whose previous version is the key's state at `at`.
+        let changed: Vec<(String, Option<bytes::Bytes>)> = hub
+            .history
+            .iter()
+            .rev()
+            .take_while(|e| e.revision > at)
+            .filter(|e| e.key.starts_with(prefix))
+            .map(|e| (e.key.clone(), e.prev.clone()))
             .collect();
-        (items, revision)
+        drop(hub);
+        let mut undo = BTreeMap::new();
+        for (key, prev) in changed {
+            let then = match prev {
+                Some(prev) => {
+                    let Ok(value) = crate::decode::<Value>(&prev) else {
+                        continue;
+                    };
+                    Some(Stored {
+                        revision: resource_version(&value),
+                        value: Arc::new(value),
+                        json: prev,
+                    })
+                }
+                None => None,
+            };
+            undo.insert(key, then);
+        }
+        Ok(View {
+            objects,
+            undo: Arc::new(undo),
+            revision: at,
+        })
     }
 
     /// Keeps the objects under `prefix` as they were at `revision` (a
@@ -144,19 +305,18 @@ impl Shared {
         pins.retain(|p| p.used.elapsed() < PIN_IDLE);
         if pins
             .iter()
-            .any(|p| p.prefix == prefix && p.revision == revision)
+            .any(|p| p.prefix == prefix && p.view.revision == revision)
         {
             return;
         }
         drop(pins);
-        let Ok(items) = self.list_at(prefix, revision) else {
+        let Ok(view) = self.view(prefix, Some(revision)) else {
             return;
         };
         let mut pins = self.pins.lock().expect("pins lock");
         pins.push_back(Pin {
             prefix: prefix.to_string(),
-            revision,
-            items: Arc::new(items),
+            view,
             used: std::time::Instant::now(),
         });
         while pins.len() > PINS {
@@ -169,60 +329,10 @@ impl Shared {
         self.hub.lock().expect("hub lock").revision
     }
 
-    /// Every object whose key starts with `prefix` as it was at `revision`:
-    /// the current objects with the kept changes after `revision` undone.
+    /// Every object whose key starts with `prefix` as it was at `revision`.
     pub fn list_at(&self, prefix: &str, revision: u64) -> Result<Vec<Stored>, TooOld> {
-        if let Some(pin) = self
-            .pins
-            .lock()
-            .expect("pins lock")
-            .iter_mut()
-            .find(|p| p.prefix == prefix && p.revision == revision)
-        {
-            pin.used = std::time::Instant::now();
-            return Ok(pin.items.as_ref().clone());
-        }
-        let objects = self.objects.read().expect("objects lock");
-        let hub = self.hub.lock().expect("hub lock");
-        if revision < hub.history_from {
-            return Err(TooOld {
-                oldest: hub.history_from,
-            });
-        }
-        let mut at: BTreeMap<&str, Stored> = objects
-            .range(prefix.to_string()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect();
-        for e in hub
-            .history
-            .iter()
-            .rev()
-            .take_while(|e| e.revision > revision)
-        {
-            if !e.key.starts_with(prefix) {
-                continue;
-            }
-            match &e.prev {
-                Some(prev) => {
-                    let Ok(value) = crate::decode::<Value>(prev) else {
-                        continue;
-                    };
-                    at.insert(
-                        &e.key,
-                        Stored {
-                            revision: resource_version(&value),
-                            value: Arc::new(value),
-                            json: prev.clone(),
-                        },
-                    );
-                }
-                None => {
-                    at.remove(e.key.as_str());
-                }
-            }
-        }
-        Ok(at.into_values().collect())
+        let view = self.view(prefix, Some(revision))?;
+        Ok(view.range(prefix, None).cloned().collect())
     }
 
     /// Changes after `from` (all kept ones when `None` means "from now"),
@@ -279,6 +389,10 @@ pub struct StateMachine {
     snapshot: CurrentSnapshot,
     /// Seals the values of secret keys in what is persisted.
     sealer: Option<Arc<Sealer>>,
+    /// Restored from a backup, and no snapshot taken since: the objects
+    /// came from no log entry, so a member joining must get them in a
+    /// snapshot.
+    restored: bool,
 }
 
 /// The latest snapshot, built or installed, shared with snapshot builders:
@@ -329,7 +443,7 @@ impl StateMachine {
         txn.open_table(META)?;
         txn.commit()?;
         let txn = db.begin_read()?;
-        let mut objects = BTreeMap::new();
+        let mut objects = OrdMap::new();
         for item in txn.open_table(OBJECTS)?.iter()? {
             let (k, v) = item?;
             let plain = match &sealer {
@@ -369,6 +483,7 @@ impl StateMachine {
             Some(b) => decode(b)?,
             None => last_applied.map_or(0, |l| l.index),
         };
+        let restored = get("restored")?.is_some();
         drop(meta);
         drop(txn);
         let (tx, _) = broadcast::channel(16_384);
@@ -392,6 +507,7 @@ impl StateMachine {
             revision,
             snapshot: CurrentSnapshot::new(path.with_extension("snapshot")),
             sealer,
+            restored,
         }
         .resealed()
     }
@@ -434,6 +550,12 @@ impl StateMachine {
         }
     }
 
+    /// Whether the state was restored from a backup and no snapshot has
+    /// been taken since.
+    pub fn restored(&self) -> bool {
+        self.restored
+    }
+
     /// The read side shared with the API.
     pub fn shared(&self) -> Arc<Shared> {
         self.shared.clone()
@@ -462,6 +584,133 @@ impl StateMachine {
         };
         serde_json::to_vec(&body).unwrap_or_default()
     }
+}
+
+impl StateMachine {
+    /// Makes the state the objects of a snapshot or backup (values sealed
+    /// as snapshots carry them), applied up to `last_applied`.
+    fn replace(
+        &mut self,
+        mut objects: BTreeMap<String, Value>,
+        last_applied: Option<LogId<u64>>,
+        membership: StoredMembership<u64, BasicNode>,
+        revision: u64,
+    ) -> Result<(), StorageError<u64>> {
+        if let Some(s) = &self.sealer {
+            for (k, v) in objects.iter_mut() {
+                *v = s.open_value(k, std::mem::take(v)).map_err(read_err)?;
+            }
+        }
+        let mut jsons = Vec::with_capacity(objects.len());
+        let txn = self.db.begin_write().map_err(write_err)?;
+        {
+            let mut table = txn.open_table(OBJECTS).map_err(write_err)?;
+            table.retain(|_, _| false).map_err(write_err)?;
+            for (k, v) in &objects {
+                let b = encode(v);
+                let stored = self.persisted(k, &b);
+                table.insert(k.as_str(), &stored[..]).map_err(write_err)?;
+                jsons.push(bytes::Bytes::from(b));
+            }
+            let mut m = txn.open_table(META).map_err(write_err)?;
+            let mut put = |key: &str, value: Vec<u8>| {
+                m.insert(key, value.as_slice())
+                    .map(|_| ())
+                    .map_err(write_err)
+            };
+            put(
+                "last_applied",
+                serde_json::to_vec(&last_applied).map_err(write_err)?,
+            )?;
+            put(
+                "membership",
+                serde_json::to_vec(&membership).map_err(write_err)?,
+            )?;
+            put(
+                "revision",
+                serde_json::to_vec(&revision).map_err(write_err)?,
+            )?;
+        }
+        txn.commit().map_err(write_err)?;
+        *self.shared.objects.write().expect("objects lock") = objects
+            .into_iter()
+            .zip(jsons)
+            .map(|((k, v), json)| {
+                let r = resource_version(&v);
+                (
+                    k,
+                    Stored {
+                        value: Arc::new(v),
+                        revision: r,
+                        json,
+                    },
+                )
+            })
+            .collect();
+        {
+            let mut hub = self.shared.hub.lock().expect("hub lock");
+            hub.revision = revision;
+            hub.history.clear();
+            hub.history_bytes = 0;
+            hub.history_from = revision;
+            // The state changed in one step no event describes: watchers
+            // see their channel close (a watch over HTTP ends, and its
+            // client, resuming before this revision, is told to list
+            // again) and subscribe anew.
+            hub.tx = broadcast::channel(16_384).0;
+        }
+        self.last_applied = last_applied;
+        self.membership = membership;
+        self.revision = revision;
+        Ok(())
+    }
+
+    /// Writes the state of `backup` (what [`backup_body`] wrote) at `path`,
+    /// as a state no log has been applied to; its revision.
+    pub fn restore(
+        path: &Path,
+        sealer: Option<Arc<Sealer>>,
+        backup: &[u8],
+    ) -> Result<u64, StorageError<u64>> {
+        let body: SnapshotBody = crate::decode(backup).map_err(read_err)?;
+        let revision = body.revision.unwrap_or_else(|| {
+            body.objects
+                .values()
+                .map(resource_version)
+                .max()
+                .unwrap_or(0)
+        });
+        let mut sm = Self::open(path, sealer).map_err(write_err)?;
+        sm.replace(body.objects, None, StoredMembership::default(), revision)?;
+        let txn = sm.db.begin_write().map_err(write_err)?;
+        txn.open_table(META)
+            .map_err(write_err)?
+            .insert("restored", &b"true"[..])
+            .map_err(write_err)?;
+        txn.commit().map_err(write_err)?;
+        Ok(revision)
+    }
+}
+
+/// A backup of the objects of `view`, with the values `sealer` seals
+/// sealed: a snapshot body without the Raft state.
+pub fn backup_body(view: &View, sealer: Option<&Sealer>) -> Vec<u8> {
+    let body = SnapshotBodyRef {
+        last_applied: None,
+        membership: &StoredMembership::default(),
+        revision: Some(view.revision()),
+        objects: view
+            .entries("", None)
+            .map(|(key, s)| {
+                let value = match sealer.and_then(|x| x.seal_for_snapshot(key, &s.value)) {
+                    Some(sealed) => std::borrow::Cow::Owned(sealed),
+                    None => std::borrow::Cow::Borrowed(&*s.value),
+                };
+                (key, value)
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
 }
 
 /// The revision recorded in an object's `metadata.resourceVersion`.
@@ -496,7 +745,7 @@ enum DbOp {
 /// rows to write and the events to publish (with the object before the
 /// change as stored, for the history).
 struct Changes<'a> {
-    objects: &'a mut BTreeMap<String, Stored>,
+    objects: &'a mut OrdMap<String, Stored>,
     revision: &'a mut u64,
     ops: &'a mut Vec<DbOp>,
     events: &'a mut Vec<(Arc<Event>, Option<bytes::Bytes>)>,
@@ -712,12 +961,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         // Make every applied entry durable before the log below the snapshot
         // may be purged.
+        let restored = self.restored;
         let flushed = tokio::task::block_in_place(|| -> Result<(), redb::Error> {
             let txn = self.db.begin_write()?;
-            txn.open_table(META)?;
+            // The snapshot holds the restored objects from here on.
+            txn.open_table(META)?.remove("restored")?;
             txn.commit()?;
             Ok(())
         });
+        if restored && flushed.is_ok() {
+            self.restored = false;
+        }
         if let Err(e) = flushed {
             tracing::error!("flushing the state machine before a snapshot: {e}");
         }
@@ -742,76 +996,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<u64>> {
         let bytes = snapshot.into_inner();
-        let mut body: SnapshotBody = crate::decode(&bytes).map_err(read_err)?;
-        if let Some(s) = &self.sealer {
-            for (k, v) in body.objects.iter_mut() {
-                *v = s.open_value(k, std::mem::take(v)).map_err(read_err)?;
-            }
-        }
+        let body: SnapshotBody = crate::decode(&bytes).map_err(read_err)?;
         let revision = body
             .revision
             .unwrap_or_else(|| meta.last_log_id.map_or(0, |l| l.index));
-        let mut jsons = Vec::with_capacity(body.objects.len());
-        tokio::task::block_in_place(|| -> Result<(), StorageError<u64>> {
-            let txn = self.db.begin_write().map_err(write_err)?;
-            {
-                let mut table = txn.open_table(OBJECTS).map_err(write_err)?;
-                table.retain(|_, _| false).map_err(write_err)?;
-                for (k, v) in &body.objects {
-                    let b = encode(v);
-                    let stored = self.persisted(k, &b);
-                    table.insert(k.as_str(), &stored[..]).map_err(write_err)?;
-                    jsons.push(bytes::Bytes::from(b));
-                }
-                let mut m = txn.open_table(META).map_err(write_err)?;
-                m.insert(
-                    "last_applied",
-                    serde_json::to_vec(&meta.last_log_id)
-                        .map_err(write_err)?
-                        .as_slice(),
-                )
-                .map_err(write_err)?;
-                m.insert(
-                    "membership",
-                    serde_json::to_vec(&meta.last_membership)
-                        .map_err(write_err)?
-                        .as_slice(),
-                )
-                .map_err(write_err)?;
-                m.insert(
-                    "revision",
-                    serde_json::to_vec(&revision).map_err(write_err)?.as_slice(),
-                )
-                .map_err(write_err)?;
-            }
-            txn.commit().map_err(write_err)
+        tokio::task::block_in_place(|| {
+            self.replace(
+                body.objects,
+                meta.last_log_id,
+                meta.last_membership.clone(),
+                revision,
+            )
         })?;
-        *self.shared.objects.write().expect("objects lock") = body
-            .objects
-            .into_iter()
-            .zip(jsons)
-            .map(|((k, v), json)| {
-                let r = resource_version(&v);
-                (
-                    k,
-                    Stored {
-                        value: Arc::new(v),
-                        revision: r,
-                        json,
-                    },
-                )
-            })
-            .collect();
-        {
-            let mut hub = self.shared.hub.lock().expect("hub lock");
-            hub.revision = revision;
-            hub.history.clear();
-            hub.history_bytes = 0;
-            hub.history_from = revision;
-        }
-        self.last_applied = meta.last_log_id;
-        self.membership = meta.last_membership.clone();
-        self.revision = revision;
         self.snapshot.set(meta, &bytes).map_err(write_err)?;
         Ok(())
     }

@@ -7,7 +7,8 @@ mod addresses;
 mod options;
 
 pub use options::{
-    DeleteOpts, FOREGROUND_DELETION, ORPHAN, PatchType, Propagation, WriteOpts, Written,
+    DeleteOpts, FOREGROUND_DELETION, ORPHAN, Page, PageQuery, PatchType, Propagation, WriteOpts,
+    Written,
 };
 
 use std::sync::Arc;
@@ -195,29 +196,31 @@ impl Objects {
         self.store.pin(&r.prefix(ns), revision);
     }
 
-    /// Objects of a resource, filtered, as they were at `revision`; 410
-    /// Expired when the changes since are no longer kept.
-    pub fn list_at(
-        &self,
-        r: &Resource,
-        ns: Option<&str>,
-        labels: &LabelSelector,
-        fields: &FieldSelector,
-        revision: u64,
-    ) -> Result<Vec<Stored>> {
-        let items = self
-            .store
-            .list_at(&r.prefix(ns), revision)
-            .map_err(|too_old| {
-                ApiError::expired(format!(
-                    "The provided continue parameter is too old to display a consistent list result (resourceVersion {revision}; the oldest kept is {}). Start a new list without the continue parameter.",
-                    too_old.oldest
-                ))
-            })?;
-        Ok(items
-            .into_iter()
-            .filter(|s| labels.matches_object(&s.value) && fields.matches(&s.value))
-            .collect())
+    /// One page of a list: at most `limit` objects of a resource that
+    /// match the selectors, after the object named `after` (its
+    /// `namespace/name`), as they are now or were at revision `at` (410
+    /// Expired when the changes since are no longer kept). It costs the
+    /// objects it reads, not the whole resource.
+    pub fn page(&self, r: &Resource, ns: Option<&str>, query: &PageQuery<'_>) -> Result<Page> {
+        let prefix = r.prefix(ns);
+        let view = self.store.view(&prefix, query.at).map_err(|too_old| {
+            ApiError::expired(format!(
+                "The provided continue parameter is too old to display a consistent list result (resourceVersion {}; the oldest kept is {}). Start a new list without the continue parameter.",
+                query.at.unwrap_or_default(),
+                too_old.oldest
+            ))
+        })?;
+        let after = query.after.map(|a| format!("{}{a}", r.prefix(None)));
+        let mut matching = view
+            .range(&prefix, after.as_deref())
+            .filter(|s| query.labels.matches_object(&s.value) && query.fields.matches(&s.value));
+        let items: Vec<Stored> = matching.by_ref().take(query.limit).cloned().collect();
+        let more = matching.next().is_some();
+        Ok(Page {
+            items,
+            revision: view.revision(),
+            more,
+        })
     }
 
     async fn put(&self, r: &Resource, obj: Value, cond: Cond) -> Result<Value> {

@@ -1,4 +1,5 @@
-//! What a write or a delete may ask for, and what a write answers.
+//! What a write, a delete or a page of a list may ask for, and what a
+//! write or a page answers.
 
 use std::sync::Arc;
 
@@ -6,7 +7,9 @@ use serde_json::Value;
 
 use crate::validation::FieldValidation;
 use shoal_machinery::error::{ApiError, Result};
+use shoal_machinery::selectors::{FieldSelector, LabelSelector};
 use shoal_machinery::user::User;
+use shoal_store::Stored;
 
 /// Options of a write.
 #[derive(Debug, Clone)]
@@ -126,4 +129,28 @@ impl PatchType {
             )),
         }
     }
+}
+
+/// Which page of a list to read.
+pub struct PageQuery<'a> {
+    /// The revision to read at; the latest when `None`.
+    pub at: Option<u64>,
+    /// The `namespace/name` of the last object of the page before.
+    pub after: Option<&'a str>,
+    /// The most objects to return.
+    pub limit: usize,
+    /// The list's label selector.
+    pub labels: &'a LabelSelector,
+    /// The list's field selector.
+    pub fields: &'a FieldSelector,
+}
+
+/// A page of a list.
+pub struct Page {
+    /// The matching objects, in key order.
+    pub items: Vec<Stored>,
+    /// The revision they were read at.
+    pub revision: u64,
+    /// Whether more match after the last of them.
+    pub more: bool,
 }
