@@ -162,6 +162,32 @@ fn three_servers_keep_the_api_when_any_one_dies() {
         ready_nodes(&servers[dead]) == 4
     });
 
+    // The components' Leases name the server that runs them.
+    let holder = |c: &Cluster, lease: &str| {
+        c.ok(&[
+            "get",
+            "lease",
+            lease,
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.spec.holderIdentity} {.spec.leaseTransitions}",
+        ])
+    };
+    let dead_identity = format!(
+        "shoal-server-{}",
+        std::fs::read_to_string(servers[dead].dir.join("member-id"))
+            .unwrap()
+            .trim()
+    );
+    for lease in ["kube-scheduler", "kube-controller-manager"] {
+        servers[dead].wait_for(
+            &["get", "lease", lease, "-n", "kube-system"],
+            "the Lease held",
+            |_| holder(&servers[dead], lease).starts_with(&format!("{dead_identity} ")),
+        );
+    }
+
     // The leader dies: the others elect another and go on, and the
     // scheduler and controllers move with the leadership.
     let before = renewed(&servers[dead]);
@@ -201,9 +227,29 @@ fn three_servers_keep_the_api_when_any_one_dies() {
         "two web pods scheduled",
         |out| out.split_whitespace().count() == 2,
     );
-    // One of the two now says it leads, and the dead server leaves the
-    // kubernetes Service once its lease runs out.
-    leader(&[&servers[alive[0]], &servers[alive[1]]]);
+    // One of the two now says it leads and holds the components' Leases,
+    // and the dead server leaves the kubernetes Service once its lease
+    // runs out.
+    let now_leads = alive[leader(&[&servers[alive[0]], &servers[alive[1]]])];
+    let identity = format!(
+        "shoal-server-{}",
+        std::fs::read_to_string(servers[now_leads].dir.join("member-id"))
+            .unwrap()
+            .trim()
+    );
+    survivor.wait_for(
+        &["get", "lease", "-n", "kube-system"],
+        "the Leases taken over",
+        |_| {
+            let held = holder(survivor, "kube-scheduler");
+            let mut parts = held.split_whitespace();
+            parts.next() == Some(identity.as_str())
+                && parts
+                    .next()
+                    .and_then(|t| t.parse::<u32>().ok())
+                    .is_some_and(|t| t >= 1)
+        },
+    );
     let left: Vec<String> = alive.iter().map(|i| hosts[*i].ip.clone()).collect();
     survivor.wait_for(
         &["get", "endpoints", "kubernetes"],
@@ -440,4 +486,122 @@ fn a_dead_server_is_replaced_and_a_backup_brings_the_cluster_back() {
     assert_eq!(members(&rejoined).0.len(), 2);
     assert_eq!(resource_version(&rejoined, "new"), new_rv.to_string());
     std::fs::remove_file(&backup).unwrap();
+}
+
+#[test]
+fn a_watch_resumes_on_another_server_without_gaps_or_duplicates() {
+    use futures::{StreamExt as _, TryStreamExt as _};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, PostParams, WatchEvent, WatchParams};
+
+    let mut lan = Lan::new();
+    let hosts: Vec<Host> = (1..=3).map(|n| lan.host(n)).collect();
+    let first = Cluster::start_server_on(
+        &hosts[0],
+        "resume-1",
+        &["--cluster-init", "--node-name", "s1"],
+    );
+    let token = std::fs::read_to_string(first.dir.join("token")).unwrap();
+    let url = first.server();
+    let mut servers = vec![first];
+    for n in [2, 3] {
+        servers.push(Cluster::start_server_on(
+            &hosts[n - 1],
+            &format!("resume-{n}"),
+            &[
+                "--join",
+                &url,
+                "--token",
+                token.trim(),
+                "--node-name",
+                &format!("s{n}"),
+            ],
+        ));
+    }
+    let watched = leader(&servers.iter().collect::<Vec<_>>());
+    let writer = (watched + 1) % 3;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = |i: usize| rt.block_on(common::kube_client(&servers[i].kubeconfig));
+    let (watch_client, write_client, after_client) =
+        (client(watched), client(writer), client((watched + 2) % 3));
+    let from = rt
+        .block_on(
+            Api::<ConfigMap>::namespaced(write_client.clone(), "default")
+                .list_metadata(&Default::default()),
+        )
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+
+    // A writer through a follower, retrying what fails (an unanswered
+    // create may have happened: AlreadyExists then says it did).
+    const COUNT: usize = 150;
+    let writing = rt.spawn(async move {
+        let api: Api<ConfigMap> = Api::namespaced(write_client, "default");
+        for i in 0..COUNT {
+            let cm: ConfigMap = serde_json::from_value(
+                serde_json::json!({"metadata": {"name": format!("w-{i:03}")}}),
+            )
+            .unwrap();
+            loop {
+                match api.create(&PostParams::default(), &cm).await {
+                    Ok(_) => break,
+                    Err(kube::Error::Api(e)) if e.code == 409 => break,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    // A watch on the leader, which dies after 40 events; the watch goes on
+    // from its last resourceVersion on another server.
+    let mut seen: Vec<(String, u64)> = Vec::new();
+    let mut last = from;
+    let mut killed = false;
+    for api in [
+        Api::<ConfigMap>::namespaced(watch_client, "default"),
+        Api::<ConfigMap>::namespaced(after_client, "default"),
+    ] {
+        let mut stream = rt
+            .block_on(api.watch(&WatchParams::default().timeout(60), &last))
+            .unwrap()
+            .boxed();
+        loop {
+            if !killed && seen.len() >= 40 {
+                servers[watched].crash();
+                killed = true;
+            }
+            let next = rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(20), stream.try_next()).await
+            });
+            let event = match next {
+                Ok(Ok(Some(WatchEvent::Added(cm)))) => cm,
+                Ok(Ok(Some(WatchEvent::Bookmark(_)))) => continue,
+                Ok(Ok(Some(other))) => panic!("unexpected event {other:?}"),
+                // The server died under the watch, or it ended.
+                Ok(Ok(None)) | Ok(Err(_)) => break,
+                Err(_) => panic!("no event for 20 s after {} of {COUNT}", seen.len()),
+            };
+            let rv = event.metadata.resource_version.clone().unwrap();
+            seen.push((event.metadata.name.clone().unwrap(), rv.parse().unwrap()));
+            last = rv;
+            if seen.len() >= COUNT {
+                break;
+            }
+        }
+        if seen.len() >= COUNT {
+            break;
+        }
+        assert!(killed, "the watch ended before its server died");
+    }
+    rt.block_on(writing).unwrap();
+    assert!(killed);
+    let names: std::collections::BTreeSet<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.len(), seen.len(), "an event came twice");
+    assert_eq!(seen.len(), COUNT, "events were lost");
+    assert!(
+        seen.windows(2).all(|w| w[0].1 < w[1].1),
+        "events out of revision order"
+    );
 }

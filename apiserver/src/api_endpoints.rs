@@ -108,7 +108,7 @@ pub(crate) async fn write(objects: &Objects, servers: &[SocketAddr]) -> Result<(
     Ok(())
 }
 
-fn micro_now() -> String {
+pub(crate) fn micro_now() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
         .to_string()

@@ -31,6 +31,7 @@
 mod api_endpoints;
 pub mod backup;
 pub mod encryption;
+mod leader_election;
 pub mod peers;
 pub mod server;
 

@@ -299,8 +299,8 @@ impl Server {
             aggregator,
         )));
         // The scheduler and controllers run on one server at a time: the
-        // one whose store leads.
-        tasks.push(tokio::spawn(lead(store, {
+        // one whose store leads, while it holds their Leases.
+        tasks.push(tokio::spawn(lead(store, objects.clone(), {
             let objects = objects.clone();
             move || {
                 let mut duties = vec![
@@ -345,15 +345,35 @@ impl Drop for Duties {
 }
 
 /// Runs the tasks `start` spawns while this server's store leads its
-/// group, and stops them when it no longer does.
-async fn lead(store: Store, start: impl Fn() -> Vec<JoinHandle<()>>) {
+/// group and it holds the components' Leases (renewed every 2 s; lost
+/// when no renewal succeeded for their duration), and stops them when
+/// either ends.
+async fn lead(store: Store, objects: Objects, start: impl Fn() -> Vec<JoinHandle<()>>) {
+    use crate::leader_election::{LEASE_DURATION, RENEW_PERIOD, renew};
+    let identity = format!("shoal-server-{}", store.id());
     let mut running: Option<Duties> = None;
+    let mut renewed: Option<std::time::Instant> = None;
     loop {
         let leads = store.leader() == Some(store.id());
-        match (leads, running.is_some()) {
+        if leads {
+            match renew(&objects, &identity).await {
+                Ok(()) => renewed = Some(std::time::Instant::now()),
+                Err(e) => tracing::debug!("renewing the components' Leases: {}", e.message),
+            }
+        } else {
+            renewed = None;
+        }
+        let holds = renewed.is_some_and(|t| t.elapsed() < LEASE_DURATION);
+        match (holds, running.is_some()) {
             (true, false) => {
                 tracing::info!("this server leads: the scheduler and controllers run here");
                 running = Some(Duties(start()));
+            }
+            (false, true) if leads => {
+                tracing::warn!(
+                    "this server could not renew the scheduler's and controllers' Leases for {LEASE_DURATION:?}: they stop"
+                );
+                running = None;
             }
             (false, true) => {
                 tracing::info!("this server no longer leads: its scheduler and controllers stop");
@@ -361,9 +381,7 @@ async fn lead(store: Store, start: impl Fn() -> Vec<JoinHandle<()>>) {
             }
             _ => {}
         }
-        store
-            .leadership_changed(std::time::Duration::from_millis(500))
-            .await;
+        store.leadership_changed(RENEW_PERIOD).await;
     }
 }
 

@@ -577,9 +577,12 @@ fn note(dirty: &mut Option<Dirty>, e: &shoal_store::Event) {
     }
 }
 
-/// Whether a change can give a controller work: Events and Leases never do.
+/// Whether a change can give a controller work: Events never do, nor do
+/// Leases but the nodes' (an agent heard from again).
 fn relevant(e: &shoal_store::Event) -> bool {
-    !(e.key.starts_with("events/") || e.key.starts_with("leases/"))
+    const LEASES: &str = "leases.coordination.k8s.io/";
+    !(e.key.starts_with("events/")
+        || e.key.starts_with(LEASES) && !e.key[LEASES.len()..].starts_with("kube-node-lease/"))
 }
 
 /// Whether a change can give the garbage collector work: an object gone,

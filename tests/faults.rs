@@ -1,0 +1,274 @@
+//! The fault campaign: three `shoal server`s, each on a host of its own (a
+//! network namespace), while clients write and read ConfigMaps through
+//! every server and a nemesis kills servers with SIGKILL (the leader half
+//! the time) and starts them again, pauses them with SIGSTOP and cuts
+//! hosts off the network. Every operation is recorded; once the faults
+//! stop, every server must answer every key, and the history must be
+//! linearizable (the checker the store's own simulation uses): no lost
+//! acknowledged write, no stale read.
+//!
+//! FAULT_SECONDS (default 20) sets how long the faults go on; the
+//! campaign is the same test run longer (`FAULT_SECONDS=600 cargo test
+//! --test faults`).
+
+mod common;
+#[path = "../apiserver/store/src/tests/linearizability.rs"]
+#[allow(dead_code)]
+mod linearizability;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Cluster, Host, Lan};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use linearizability::{Kind, Op, check};
+use rand::Rng as _;
+
+const KEYS: usize = 4;
+const CLIENTS: usize = 4;
+
+fn value_of(cm: &ConfigMap) -> Option<u64> {
+    cm.data.as_ref()?.get("v")?.parse().ok()
+}
+
+fn revision_of(cm: &ConfigMap) -> u64 {
+    cm.metadata
+        .resource_version
+        .as_deref()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One write (`Some(value)`) or read of `key` through `api`, recorded.
+async fn operate(
+    api: &Api<ConfigMap>,
+    key: &str,
+    write: Option<u64>,
+    origin: Instant,
+    history: &Mutex<Vec<Op>>,
+) {
+    let now = || origin.elapsed().as_nanos() as u64;
+    let invoked = now();
+    let limit = Duration::from_secs(3);
+    let op = match write {
+        Some(value) => {
+            let patch = Patch::Merge(serde_json::json!({"data": {"v": value.to_string()}}));
+            let done =
+                tokio::time::timeout(limit, api.patch(key, &PatchParams::default(), &patch)).await;
+            let (revision, completed) = match done {
+                Ok(Ok(cm)) => (Some(revision_of(&cm)), Some(now())),
+                // Failed or unanswered: it may have happened.
+                _ => (None, None),
+            };
+            Op {
+                key: key.to_string(),
+                kind: Kind::Write { value, revision },
+                invoked,
+                completed,
+            }
+        }
+        None => match tokio::time::timeout(limit, api.get(key)).await {
+            Ok(Ok(cm)) => Op {
+                key: key.to_string(),
+                kind: Kind::Read {
+                    value: value_of(&cm),
+                    revision: revision_of(&cm),
+                },
+                invoked,
+                completed: Some(now()),
+            },
+            _ => return,
+        },
+    };
+    history.lock().unwrap().push(op);
+}
+
+/// A process signal to a server.
+fn signal(c: &Cluster, sig: &str) {
+    let st = std::process::Command::new("kill")
+        .args([sig, &c.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// Takes `host` off the network, or puts it back.
+fn link(host: &Host, up: bool) {
+    let out = host.run(&["ip", "link", "set", "eth0", if up { "up" } else { "down" }]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn member_id(c: &Cluster) -> u64 {
+    std::fs::read_to_string(c.dir.join("member-id"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn writes_survive_kills_pauses_and_partitions_and_reads_stay_linearizable() {
+    let seconds = common::env_number("FAULT_SECONDS", 20) as u64;
+    let mut lan = Lan::new();
+    let hosts: Vec<Host> = (1..=3).map(|n| lan.host(n)).collect();
+    let first = Cluster::start_server_on(
+        &hosts[0],
+        "faults-1",
+        &["--cluster-init", "--node-name", "s1"],
+    );
+    let token = std::fs::read_to_string(first.dir.join("token")).unwrap();
+    let url = first.server();
+    let mut servers = vec![first];
+    for n in [2, 3] {
+        servers.push(Cluster::start_server_on(
+            &hosts[n - 1],
+            &format!("faults-{n}"),
+            &[
+                "--join",
+                &url,
+                "--token",
+                token.trim(),
+                "--node-name",
+                &format!("s{n}"),
+            ],
+        ));
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let apis: Vec<Api<ConfigMap>> = servers
+        .iter()
+        .map(|c| Api::namespaced(rt.block_on(common::kube_client(&c.kubeconfig)), "default"))
+        .collect();
+    let origin = Instant::now();
+    let history = Arc::new(Mutex::new(Vec::new()));
+    let values = Arc::new(AtomicU64::new(1));
+    // The keys, created as writes of the history.
+    for k in 0..KEYS {
+        let value = values.fetch_add(1, Ordering::Relaxed);
+        let invoked = origin.elapsed().as_nanos() as u64;
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("k{k}")}, "data": {"v": value.to_string()}}))
+        .unwrap();
+        let made = rt
+            .block_on(apis[0].create(&PostParams::default(), &cm))
+            .unwrap();
+        history.lock().unwrap().push(Op {
+            key: format!("k{k}"),
+            kind: Kind::Write {
+                value,
+                revision: Some(revision_of(&made)),
+            },
+            invoked,
+            completed: Some(origin.elapsed().as_nanos() as u64),
+        });
+    }
+
+    let run_for = Duration::from_secs(seconds);
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (apis, history, values) = (apis.clone(), history.clone(), values.clone());
+            rt.spawn(async move {
+                let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+                while origin.elapsed() < run_for {
+                    let api = &apis[rng.random_range(0..apis.len())];
+                    let key = format!("k{}", rng.random_range(0..KEYS));
+                    let write = rng
+                        .random_bool(0.5)
+                        .then(|| values.fetch_add(1, Ordering::Relaxed));
+                    operate(api, &key, write, origin, &history).await;
+                }
+            })
+        })
+        .collect();
+
+    // The nemesis.
+    let mut rng = rand::rng();
+    let (mut kills, mut pauses, mut cuts) = (0, 0, 0);
+    while origin.elapsed() < run_for {
+        let leader = servers.iter().position(|c| {
+            let log = c.log();
+            let leads = log.rfind("this server leads");
+            let stopped = log.rfind("this server no longer leads");
+            leads.is_some_and(|l| stopped.is_none_or(|s| s < l))
+        });
+        let victim = match leader {
+            Some(l) if rng.random_bool(0.5) => l,
+            _ => rng.random_range(0..servers.len()),
+        };
+        let hold = Duration::from_millis(rng.random_range(500..2500));
+        match rng.random_range(0..3) {
+            0 => {
+                servers[victim].crash();
+                std::thread::sleep(hold);
+                servers[victim].boot();
+                kills += 1;
+            }
+            1 => {
+                signal(&servers[victim], "-STOP");
+                std::thread::sleep(hold);
+                signal(&servers[victim], "-CONT");
+                pauses += 1;
+            }
+            _ => {
+                link(&hosts[victim], false);
+                std::thread::sleep(hold);
+                link(&hosts[victim], true);
+                cuts += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(rng.random_range(500..1500)));
+    }
+    for c in clients {
+        rt.block_on(c).unwrap();
+    }
+
+    // The faults stopped: every server answers every key.
+    let healed = Instant::now();
+    for (i, api) in apis.iter().enumerate() {
+        for k in 0..KEYS {
+            let key = format!("k{k}");
+            let before = history.lock().unwrap().len();
+            while history.lock().unwrap().len() == before {
+                assert!(
+                    healed.elapsed() < Duration::from_secs(60),
+                    "server {} did not answer {key} within 60 s of the faults' end",
+                    member_id(&servers[i])
+                );
+                rt.block_on(operate(api, &key, None, origin, &history));
+            }
+        }
+    }
+    let history = history.lock().unwrap().clone();
+    let count = |f: fn(&Op) -> bool| history.iter().filter(|op| f(op)).count();
+    let acknowledged = count(|op| {
+        matches!(
+            op.kind,
+            Kind::Write {
+                revision: Some(_),
+                ..
+            }
+        )
+    });
+    let unanswered = count(|op| matches!(op.kind, Kind::Write { revision: None, .. }));
+    let reads = count(|op| matches!(op.kind, Kind::Read { .. }));
+    eprintln!(
+        "{seconds} s of faults ({kills} kills, {pauses} pauses, {cuts} cuts): {acknowledged} writes acknowledged, {unanswered} unanswered, {reads} reads; healed in {:?}",
+        healed.elapsed()
+    );
+    assert!(
+        acknowledged > 20 && reads > 20,
+        "too little got through to mean anything"
+    );
+    let violations = check(&history);
+    assert!(
+        violations.is_empty(),
+        "{} violations, first: {:?}",
+        violations.len(),
+        &violations[..violations.len().min(5)]
+    );
+}
