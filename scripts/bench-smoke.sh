@@ -48,7 +48,9 @@ bench CHANGES=20 $run --bench service_programming
 bench SERVICES=20 SECONDS=2 $run --bench cluster_dns
 bench SECONDS=2 $run --bench service_hop
 bench OBJECTS=1000 WRITERS=4 PAGE=100 LISTS=1 $run --bench api_pages
+bench CREATES=50 TRIALS=2 OBJECTS=200 $run --bench servers
 bench WRITERS=2 WRITES=200 $run --bench store_writes
+bench MEMBERS=3 WRITERS=2 WRITES=200 $run --bench store_writes
 bench $run --bench controllers
 bench ROUNDS=3 $run --bench encode
 bench PODS=100 $run --bench density

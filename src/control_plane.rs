@@ -52,7 +52,8 @@ pub(crate) async fn up(args: UpArgs, membership: Membership) -> Result<()> {
         _ => None,
     };
     let listen = SocketAddr::new(args.bind_address, args.api_port);
-    let hosts = vec![args.bind_address.to_string(), args.node.node_ip.to_string()];
+    let mut hosts = vec![args.bind_address.to_string(), args.node.node_ip.to_string()];
+    hosts.extend(args.tls_san.iter().cloned());
     let audit = match &args.audit_log_path {
         None => None,
         Some(path) => {
@@ -175,7 +176,18 @@ pub(crate) async fn up(args: UpArgs, membership: Membership) -> Result<()> {
             server_token.display()
         );
     }
-    tokio::signal::ctrl_c().await?;
+    tokio::select! {
+        signal = tokio::signal::ctrl_c() => signal?,
+        why = server.failed() => {
+            // The API cannot write without its store: stop, for a
+            // supervisor to start it again once the cause is fixed.
+            agent.shutdown().await;
+            anyhow::bail!(
+                "the store under {} stopped: {why}",
+                args.data_dir.join("store").display()
+            );
+        }
+    }
     eprintln!("shutting down");
     agent.shutdown().await;
     server.shutdown().await;

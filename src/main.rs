@@ -98,6 +98,11 @@ struct UpArgs {
     /// Address the API listens on.
     #[arg(long, env = "SHOAL_BIND_ADDRESS", default_value = "127.0.0.1")]
     bind_address: IpAddr,
+    /// More names or addresses the API's certificate holds, as k3s's
+    /// `--tls-san`: a load balancer's or a DNS name in front of several
+    /// servers (repeat or separate with commas).
+    #[arg(long, env = "SHOAL_TLS_SAN", value_delimiter = ',')]
+    tls_san: Vec<String>,
     /// Range the nodes' pod CIDRs are cut from.
     #[arg(long, env = "SHOAL_CLUSTER_CIDR", default_value = "10.244.0.0/14")]
     cluster_cidr: String,

@@ -272,3 +272,107 @@ fn writes_survive_kills_pauses_and_partitions_and_reads_stay_linearizable() {
         &violations[..violations.len().min(5)]
     );
 }
+
+/// A tmpfs of `size` mounted at `dir` until dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mounting a tmpfs at {}", dir.display());
+        Self(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazily: the server using it may still be stopping.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_stops_its_server_clearly_and_the_others_go_on() {
+    let mut lan = Lan::new();
+    let hosts: Vec<Host> = (1..=3).map(|n| lan.host(n)).collect();
+    let first = Cluster::start_server_on(
+        &hosts[0],
+        "disk-1",
+        &["--cluster-init", "--node-name", "s1"],
+    );
+    let token = std::fs::read_to_string(first.dir.join("token")).unwrap();
+    let url = first.server();
+    let join = |n: usize| {
+        Cluster::server_on(
+            &hosts[n - 1],
+            &format!("disk-{n}"),
+            &[
+                "--join",
+                &url,
+                "--token",
+                token.trim(),
+                "--node-name",
+                &format!("s{n}"),
+            ],
+        )
+    };
+    let mut second = join(2);
+    second.boot();
+    // The third server's store on a small disk of its own.
+    let mut third = join(3);
+    let disk = Tmpfs::mount(&third.dir.join("store"), "64m");
+    third.boot();
+    first.ok(&["create", "configmap", "before", "--from-literal=a=1"]);
+    // The disk fills up.
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M"])
+        .arg(format!("of={}", disk.0.join("filler").display()))
+        .output()
+        .unwrap();
+    // Writes go on through the others; the full server stops with the
+    // reason instead of serving an API that cannot write.
+    let big = "x".repeat(200_000);
+    let manifest = |i: usize| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big-{i}"}},"data":{{"v":"{big}"}}}}"#
+        )
+    };
+    let started = Instant::now();
+    let mut written = 0;
+    let stopped = loop {
+        let file = first.dir.join("big.json");
+        std::fs::write(&file, manifest(written)).unwrap();
+        first.ok(&["create", "-f", file.to_str().unwrap()]);
+        written += 1;
+        if let Some(status) = third.exited() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the server with a full disk did not stop: {}",
+            common::tail(&third.log(), 20)
+        );
+    };
+    assert!(!stopped.success());
+    let log = third.log();
+    assert!(
+        log.contains("the store under") && log.contains("No space left"),
+        "{}",
+        common::tail(&log, 20)
+    );
+    second.ok(&["create", "configmap", "after", "--from-literal=a=2"]);
+    // Space again: the server starts and catches up, nothing lost.
+    std::fs::remove_file(disk.0.join("filler")).unwrap();
+    third.boot();
+    for name in ["before", "after", &format!("big-{}", written - 1)] {
+        third.ok(&["get", "configmap", name]);
+    }
+}

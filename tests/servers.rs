@@ -323,7 +323,27 @@ fn a_dead_server_is_replaced_and_a_backup_brings_the_cluster_back() {
     let first = Cluster::start_server_on(
         &hosts[0],
         "members-1",
-        &["--cluster-init", "--node-name", "s1"],
+        &[
+            "--cluster-init",
+            "--node-name",
+            "s1",
+            "--tls-san",
+            "api.shoal.test",
+        ],
+    );
+    // The certificate holds the name a load balancer in front is reached
+    // at, and no other.
+    first.ok(&[
+        "get",
+        "ns",
+        "default",
+        "--tls-server-name",
+        "api.shoal.test",
+    ]);
+    let other = first.kubectl(&["get", "ns", "default", "--tls-server-name", "other.test"]);
+    assert!(
+        !other.status.success(),
+        "a name the certificate lacks was accepted"
     );
     let token = std::fs::read_to_string(first.dir.join("token")).unwrap();
     let token = token.trim().to_string();

@@ -326,6 +326,12 @@ impl Server {
         })
     }
 
+    /// Waits until the store stops on a fatal error (its disk full or
+    /// failing), and returns why: the server cannot go on without it.
+    pub async fn failed(&self) -> String {
+        self.objects.store().stopped().await
+    }
+
     /// Stops the tasks and the store.
     pub async fn shutdown(self) {
         for t in &self.tasks {

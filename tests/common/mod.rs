@@ -375,6 +375,14 @@ impl Cluster {
         }
     }
 
+    /// The exit status, once the process has stopped by itself (it is
+    /// then no longer running).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().unwrap()?;
+        self.child = None;
+        Some(status)
+    }
+
     /// Kills shoal with SIGKILL, as a crash or power loss would stop it.
     pub fn crash(&mut self) {
         let mut child = self.child.take().expect("running");

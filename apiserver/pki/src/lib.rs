@@ -292,10 +292,22 @@ impl Pki {
             leaf_of("peer", PEER_USER, Some(PEER_GROUP), vec![], ClientAuth),
         ];
         for l in leaves {
-            if !path(l.file, "crt").exists() {
+            // A serving pair is issued again when the names it must be
+            // reached at change (`--tls-san`, a new address); the names
+            // it was issued for are kept beside it.
+            let names = l.sans.join("\n");
+            let stale = !l.sans.is_empty()
+                && std::fs::read_to_string(path(l.file, "sans"))
+                    .ok()
+                    .as_deref()
+                    != Some(&names);
+            if !path(l.file, "crt").exists() || stale {
                 let pair = leaf(&issuer, l.cn, l.org, l.sans, vec![l.usage])?;
                 write_private(&path(l.file, "key"), &pair.key)?;
                 std::fs::write(path(l.file, "crt"), &pair.cert)?;
+                if !names.is_empty() {
+                    std::fs::write(path(l.file, "sans"), &names)?;
+                }
             }
         }
         if !path("front-proxy-ca", "crt").exists() {
