@@ -85,14 +85,6 @@ async fn leader(client: &kube::Client) -> Option<u64> {
         .and_then(|m| m["id"].as_u64())
 }
 
-fn member_id(c: &Cluster) -> u64 {
-    std::fs::read_to_string(c.dir.join("member-id"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 fn main() {
     let creates = common::env_number("CREATES", 3_000);
     let trials = common::env_number("TRIALS", 20);
@@ -109,38 +101,13 @@ fn main() {
         rt.block_on(create(&client, "single", creates)),
     );
     drop(single);
-    let first = Cluster::start_server_on(
-        &hosts[0],
-        "bench-servers-1",
-        &["--cluster-init", "--node-name", "s1"],
-    );
-    let token = std::fs::read_to_string(first.dir.join("token")).unwrap();
-    let url = first.server();
-    let join = |n: usize, test: &str| {
-        Cluster::start_server_on(
-            &hosts[n],
-            test,
-            &[
-                "--join",
-                &url,
-                "--token",
-                token.trim(),
-                "--node-name",
-                &format!("s{}", n + 1),
-            ],
-        )
-    };
-    let mut servers = vec![
-        first,
-        join(1, "bench-servers-2"),
-        join(2, "bench-servers-3"),
-    ];
+    let mut servers = common::three_servers(&hosts, "bench-servers");
     let clients: Vec<kube::Client> = servers
         .iter()
         .map(|c| rt.block_on(common::kube_client(&c.kubeconfig)))
         .collect();
     let lead = rt.block_on(leader(&clients[0])).expect("a leader");
-    let li = servers.iter().position(|c| member_id(c) == lead).unwrap();
+    let li = servers.iter().position(|c| c.member_id() == lead).unwrap();
     let fi = (li + 1) % 3;
     let through_leader = report(
         "three servers, through the leader",
@@ -162,7 +129,7 @@ fn main() {
         let lead = rt
             .block_on(leader(&clients[(trial + 1) % 3]))
             .expect("a leader");
-        let li = servers.iter().position(|c| member_id(c) == lead).unwrap();
+        let li = servers.iter().position(|c| c.member_id() == lead).unwrap();
         let survivor = (li + 1) % 3;
         servers[li].crash();
         let killed = Instant::now();
@@ -207,7 +174,7 @@ fn main() {
 
     // 3. Recovery with many objects.
     let lead = rt.block_on(leader(&clients[0])).expect("a leader");
-    let li = servers.iter().position(|c| member_id(c) == lead).unwrap();
+    let li = servers.iter().position(|c| c.member_id() == lead).unwrap();
     let started = Instant::now();
     rt.block_on(create(&clients[li], "fill", objects));
     println!(
@@ -223,11 +190,8 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
     let started = Instant::now();
-    let new = Cluster::start_server_on(
-        &hosts[3],
-        "bench-servers-new",
-        &["--join", &url, "--token", token.trim(), "--node-name", "s4"],
-    );
+    let mut new = servers[li].joiner_on(&hosts[3], "bench-servers-new", "s4", &[]);
+    new.boot();
     let joined = started.elapsed().as_secs_f64();
     let voters = rt.block_on(async {
         let text = clients[li]
@@ -245,7 +209,7 @@ fn main() {
             .map(|m| m["id"].as_u64().unwrap())
             .collect::<Vec<_>>()
     });
-    assert!(voters.contains(&member_id(&new)), "the new server votes");
+    assert!(voters.contains(&new.member_id()), "the new server votes");
     println!(
         "a new server from an empty data directory to a voting member with them: {joined:.2} s"
     );

@@ -104,41 +104,12 @@ fn link(host: &Host, up: bool) {
     );
 }
 
-fn member_id(c: &Cluster) -> u64 {
-    std::fs::read_to_string(c.dir.join("member-id"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn writes_survive_kills_pauses_and_partitions_and_reads_stay_linearizable() {
     let seconds = common::env_number("FAULT_SECONDS", 20) as u64;
     let mut lan = Lan::new();
     let hosts: Vec<Host> = (1..=3).map(|n| lan.host(n)).collect();
-    let first = Cluster::start_server_on(
-        &hosts[0],
-        "faults-1",
-        &["--cluster-init", "--node-name", "s1"],
-    );
-    let token = std::fs::read_to_string(first.dir.join("token")).unwrap();
-    let url = first.server();
-    let mut servers = vec![first];
-    for n in [2, 3] {
-        servers.push(Cluster::start_server_on(
-            &hosts[n - 1],
-            &format!("faults-{n}"),
-            &[
-                "--join",
-                &url,
-                "--token",
-                token.trim(),
-                "--node-name",
-                &format!("s{n}"),
-            ],
-        ));
-    }
+    let mut servers = common::three_servers(&hosts, "faults");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let apis: Vec<Api<ConfigMap>> = servers
         .iter()
@@ -237,7 +208,7 @@ fn writes_survive_kills_pauses_and_partitions_and_reads_stay_linearizable() {
                 assert!(
                     healed.elapsed() < Duration::from_secs(60),
                     "server {} did not answer {key} within 60 s of the faults' end",
-                    member_id(&servers[i])
+                    servers[i].member_id()
                 );
                 rt.block_on(operate(api, &key, None, origin, &history));
             }
@@ -308,22 +279,8 @@ fn a_full_disk_stops_its_server_clearly_and_the_others_go_on() {
         "disk-1",
         &["--cluster-init", "--node-name", "s1"],
     );
-    let token = std::fs::read_to_string(first.dir.join("token")).unwrap();
-    let url = first.server();
-    let join = |n: usize| {
-        Cluster::server_on(
-            &hosts[n - 1],
-            &format!("disk-{n}"),
-            &[
-                "--join",
-                &url,
-                "--token",
-                token.trim(),
-                "--node-name",
-                &format!("s{n}"),
-            ],
-        )
-    };
+    let join =
+        |n: usize| first.joiner_on(&hosts[n - 1], &format!("disk-{n}"), &format!("s{n}"), &[]);
     let mut second = join(2);
     second.boot();
     // The third server's store on a small disk of its own.

@@ -308,14 +308,6 @@ fn members(c: &Cluster) -> (Vec<u64>, Option<u64>) {
     (ids, leader)
 }
 
-fn member_id(c: &Cluster) -> u64 {
-    std::fs::read_to_string(c.dir.join("member-id"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn a_dead_server_is_replaced_and_a_backup_brings_the_cluster_back() {
     let mut lan = Lan::new();
@@ -345,26 +337,20 @@ fn a_dead_server_is_replaced_and_a_backup_brings_the_cluster_back() {
         !other.status.success(),
         "a name the certificate lacks was accepted"
     );
-    let token = std::fs::read_to_string(first.dir.join("token")).unwrap();
-    let token = token.trim().to_string();
-    let url = first.server();
     let join = |n: usize| {
-        Cluster::start_server_on(
+        let mut c = first.joiner_on(
             &hosts[n - 1],
             &format!("members-{n}"),
-            &[
-                "--join",
-                &url,
-                "--token",
-                &token,
-                "--node-name",
-                &format!("s{n}"),
-            ],
-        )
+            &format!("s{n}"),
+            &[],
+        );
+        c.boot();
+        c
     };
-    let mut servers = vec![first, join(2), join(3)];
+    let (second, third) = (join(2), join(3));
+    let mut servers = vec![first, second, third];
     let (ids, leader) = members(&servers[1]);
-    let mut expected: Vec<u64> = servers.iter().map(member_id).collect();
+    let mut expected: Vec<u64> = servers.iter().map(Cluster::member_id).collect();
     expected.sort_unstable();
     assert_eq!(ids, expected);
     assert!(leader.is_some_and(|l| ids.contains(&l)));
@@ -378,7 +364,7 @@ fn a_dead_server_is_replaced_and_a_backup_brings_the_cluster_back() {
     ]);
 
     // A server dies for good; it is removed and a new one takes its place.
-    let dead = member_id(&servers[2]);
+    let dead = servers[2].member_id();
     servers[2].crash();
     shoal_ok(Some(&servers[0]), &["member", "remove", &dead.to_string()]);
     assert!(!members(&servers[1]).0.contains(&dead));
@@ -387,14 +373,11 @@ fn a_dead_server_is_replaced_and_a_backup_brings_the_cluster_back() {
     // Only administrators see or change the members.
     let denied = servers[0].kubectl(&["get", "--raw", "/peers/members", "--as", "someone"]);
     assert!(String::from_utf8_lossy(&denied.stderr).contains("forbidden"));
-    let fourth = Cluster::start_server_on(
-        &hosts[3],
-        "members-4",
-        &["--join", &url, "--token", &token, "--node-name", "s4"],
-    );
+    let mut fourth = servers[0].joiner_on(&hosts[3], "members-4", "s4", &[]);
+    fourth.boot();
     let (ids, _) = members(&fourth);
     assert_eq!(ids.len(), 3);
-    assert!(ids.contains(&member_id(&fourth)) && !ids.contains(&dead));
+    assert!(ids.contains(&fourth.member_id()) && !ids.contains(&dead));
     assert_eq!(
         fourth.ok(&["get", "configmap", "before", "-o", "jsonpath={.data.a}"]),
         "1"
@@ -490,19 +473,8 @@ fn a_dead_server_is_replaced_and_a_backup_brings_the_cluster_back() {
     restored.ok(&["create", "configmap", "new", "--from-literal=a=4"]);
     let new_rv: u64 = resource_version(&restored, "new").parse().unwrap();
     assert!(new_rv > snapshot_rv.parse::<u64>().unwrap());
-    let token = std::fs::read_to_string(restored.dir.join("token")).unwrap();
-    let rejoined = Cluster::start_server_on(
-        &hosts[1],
-        "members-rejoined",
-        &[
-            "--join",
-            &restored.server(),
-            "--token",
-            token.trim(),
-            "--node-name",
-            "r2",
-        ],
-    );
+    let mut rejoined = restored.joiner_on(&hosts[1], "members-rejoined", "r2", &[]);
+    rejoined.boot();
     assert_eq!(members(&rejoined).0.len(), 2);
     assert_eq!(resource_version(&rejoined, "new"), new_rv.to_string());
     std::fs::remove_file(&backup).unwrap();
@@ -516,28 +488,7 @@ fn a_watch_resumes_on_another_server_without_gaps_or_duplicates() {
 
     let mut lan = Lan::new();
     let hosts: Vec<Host> = (1..=3).map(|n| lan.host(n)).collect();
-    let first = Cluster::start_server_on(
-        &hosts[0],
-        "resume-1",
-        &["--cluster-init", "--node-name", "s1"],
-    );
-    let token = std::fs::read_to_string(first.dir.join("token")).unwrap();
-    let url = first.server();
-    let mut servers = vec![first];
-    for n in [2, 3] {
-        servers.push(Cluster::start_server_on(
-            &hosts[n - 1],
-            &format!("resume-{n}"),
-            &[
-                "--join",
-                &url,
-                "--token",
-                token.trim(),
-                "--node-name",
-                &format!("s{n}"),
-            ],
-        ));
-    }
+    let mut servers = common::three_servers(&hosts, "resume");
     let watched = leader(&servers.iter().collect::<Vec<_>>());
     let writer = (watched + 1) % 3;
     let rt = tokio::runtime::Runtime::new().unwrap();

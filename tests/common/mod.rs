@@ -27,6 +27,24 @@ pub struct Cluster {
     child: Option<Child>,
 }
 
+/// Three started servers on the first three of `hosts`, nodes `s1`–`s3`:
+/// the first with `--cluster-init`, the others joining it.
+pub fn three_servers(hosts: &[Host], test: &str) -> Vec<Cluster> {
+    let first = Cluster::start_server_on(
+        &hosts[0],
+        &format!("{test}-1"),
+        &["--cluster-init", "--node-name", "s1"],
+    );
+    let mut servers = vec![first];
+    for n in 2..=3 {
+        let mut c =
+            servers[0].joiner_on(&hosts[n - 1], &format!("{test}-{n}"), &format!("s{n}"), &[]);
+        c.boot();
+        servers.push(c);
+    }
+    servers
+}
+
 /// The shoal binary: the one built with the tests, or `SHOAL_BINARY` (a
 /// benchmark comparing two builds).
 pub fn shoal_binary() -> String {
@@ -224,6 +242,33 @@ impl Cluster {
         let mut c = Self::server_on(host, test, args);
         c.boot();
         c
+    }
+
+    /// `shoal server --join` to this server on `host`, as node `node`, not
+    /// yet started (with `args` as well).
+    pub fn joiner_on(&self, host: &Host, test: &str, node: &str, args: &[&str]) -> Self {
+        let token = self.server_token();
+        let url = self.server();
+        let mut all = vec!["--join", &url, "--token", &token, "--node-name", node];
+        all.extend_from_slice(args);
+        Self::server_on(host, test, &all)
+    }
+
+    /// The token servers join this one with (`<data-dir>/token`).
+    pub fn server_token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// This server's id in the store's group (`<data-dir>/member-id`).
+    pub fn member_id(&self) -> u64 {
+        std::fs::read_to_string(self.dir.join("member-id"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     /// As [`Cluster::start_server_on`], not yet started.

@@ -20,6 +20,7 @@ mod network;
 mod seal;
 mod state;
 mod types;
+mod view;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,9 +38,10 @@ use serde::{Deserialize, Serialize};
 
 pub use network::{Rpc, Transport};
 pub use seal::{Provider, Rule, SealError, Sealer};
-pub use state::{TooOld, View, WatchStart, resource_version};
+pub use state::{TooOld, WatchStart, resource_version};
 use types::{Applied, Proposal, TypeConfig};
 pub use types::{Command, Cond, Event, EventKind, Failure, Outcome, Stored};
+pub use view::View;
 
 /// Errors of the store.
 #[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
@@ -451,7 +453,7 @@ impl Store {
             .shared
             .view("", None)
             .map_err(|e| StoreError::Raft(format!("no view of the state (oldest {})", e.oldest)))?;
-        Ok(state::backup_body(&view, self.sealer.as_deref()))
+        Ok(view::backup_body(&view, self.sealer.as_deref()))
     }
 
     /// Makes the store in `dir` hold the state of `backup` (a body

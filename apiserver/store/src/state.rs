@@ -2,9 +2,9 @@
 //! memory for reads, with a history of recent changes for watches.
 
 use super::seal::Sealer;
+use super::view::View;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Cursor;
-use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -115,97 +115,6 @@ pub struct TooOld {
     pub oldest: u64,
 }
 
-/// The objects as they were at one revision, read without holding the
-/// store's locks: a snapshot of the map (its structure shared with the
-/// live one, taken in O(1)) and, for an older revision, what the changes
-/// since replaced. Reading a page of it costs the page, not the whole
-/// range.
-#[derive(Clone)]
-pub struct View {
-    objects: OrdMap<String, Stored>,
-    /// The keys under the view's prefix changed after its revision, with
-    /// what they held at it (`None`: absent then).
-    undo: Arc<BTreeMap<String, Option<Stored>>>,
-    revision: u64,
-}
-
-impl View {
-    /// The revision the objects are read at.
-    pub fn revision(&self) -> u64 {
-        self.revision
-    }
-
-    /// The objects whose keys start with `prefix`, in key order, beginning
-    /// after the key `after` (from the first when `None`).
-    pub fn range<'a>(
-        &'a self,
-        prefix: &'a str,
-        after: Option<&str>,
-    ) -> impl Iterator<Item = &'a Stored> + use<'a> {
-        self.entries(prefix, after).map(|(_, v)| v)
-    }
-
-    /// As [`View::range`], with each object's key.
-    pub fn entries<'a>(
-        &'a self,
-        prefix: &'a str,
-        after: Option<&str>,
-    ) -> impl Iterator<Item = (&'a str, &'a Stored)> + use<'a> {
-        let start = match after {
-            Some(a) if a >= prefix => Bound::Excluded(a),
-            _ => Bound::Included(prefix),
-        };
-        let under = move |k: &String| k.starts_with(prefix);
-        Merged {
-            current: self
-                .objects
-                .range::<_, str>((start, Bound::Unbounded))
-                .take_while(move |(k, _)| under(k))
-                .peekable(),
-            undo: self
-                .undo
-                .range::<str, _>((start, Bound::Unbounded))
-                .take_while(move |(k, _)| under(k))
-                .peekable(),
-        }
-    }
-}
-
-/// The current objects of a range with the undone changes laid over them.
-struct Merged<A: Iterator, B: Iterator> {
-    current: std::iter::Peekable<A>,
-    undo: std::iter::Peekable<B>,
-}
-
-impl<'a, A, B> Iterator for Merged<A, B>
-where
-    A: Iterator<Item = (&'a String, &'a Stored)>,
-    B: Iterator<Item = (&'a String, &'a Option<Stored>)>,
-{
-    type Item = (&'a str, &'a Stored);
-
-    fn next(&mut self) -> Option<(&'a str, &'a Stored)> {
-        use std::cmp::Ordering;
-        loop {
-            let order = match (self.current.peek(), self.undo.peek()) {
-                (None, None) => return None,
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (Some((a, _)), Some((b, _))) => a.cmp(b),
-            };
-            if order == Ordering::Less {
-                return self.current.next().map(|(k, v)| (k.as_str(), v));
-            }
-            if order == Ordering::Equal {
-                self.current.next();
-            }
-            if let Some((k, Some(then))) = self.undo.next() {
-                return Some((k.as_str(), then));
-            }
-        }
-    }
-}
-
 impl Shared {
     /// The object at `key`.
     pub fn get(&self, key: &str) -> Option<Stored> {
@@ -217,7 +126,7 @@ impl Shared {
     pub fn list(&self, prefix: &str) -> (Vec<Stored>, u64) {
         let view = self.current();
         let items = view.range(prefix, None).cloned().collect();
-        (items, view.revision)
+        (items, view.revision())
     }
 
     /// The objects as they are now.
@@ -230,11 +139,7 @@ impl Shared {
             .retain(|p| p.used.elapsed() < PIN_IDLE);
         let objects = self.objects.read().expect("objects lock");
         let revision = self.hub.lock().expect("hub lock").revision;
-        View {
-            objects: objects.clone(),
-            undo: Arc::default(),
-            revision,
-        }
+        View::new(objects.clone(), Arc::default(), revision)
     }
 
     /// The objects under `prefix` as they are now (`at` is `None`) or
@@ -249,7 +154,7 @@ impl Shared {
             .lock()
             .expect("pins lock")
             .iter_mut()
-            .find(|p| p.prefix == prefix && p.view.revision == at)
+            .find(|p| p.prefix == prefix && p.view.revision() == at)
         {
             pin.used = std::time::Instant::now();
             return Ok(pin.view.clone());
@@ -291,11 +196,7 @@ impl Shared {
             };
             undo.insert(key, then);
         }
-        Ok(View {
-            objects,
-            undo: Arc::new(undo),
-            revision: at,
-        })
+        Ok(View::new(objects, Arc::new(undo), at))
     }
 
     /// Keeps the objects under `prefix` as they were at `revision` (a
@@ -305,7 +206,7 @@ impl Shared {
         pins.retain(|p| p.used.elapsed() < PIN_IDLE);
         if pins
             .iter()
-            .any(|p| p.prefix == prefix && p.view.revision == revision)
+            .any(|p| p.prefix == prefix && p.view.revision() == revision)
         {
             return;
         }
@@ -665,7 +566,7 @@ impl StateMachine {
         Ok(())
     }
 
-    /// Writes the state of `backup` (what [`backup_body`] wrote) at `path`,
+    /// Writes the state of `backup` (what [`super::view::backup_body`] wrote) at `path`,
     /// as a state no log has been applied to; its revision.
     pub fn restore(
         path: &Path,
@@ -690,27 +591,6 @@ impl StateMachine {
         txn.commit().map_err(write_err)?;
         Ok(revision)
     }
-}
-
-/// A backup of the objects of `view`, with the values `sealer` seals
-/// sealed: a snapshot body without the Raft state.
-pub fn backup_body(view: &View, sealer: Option<&Sealer>) -> Vec<u8> {
-    let body = SnapshotBodyRef {
-        last_applied: None,
-        membership: &StoredMembership::default(),
-        revision: Some(view.revision()),
-        objects: view
-            .entries("", None)
-            .map(|(key, s)| {
-                let value = match sealer.and_then(|x| x.seal_for_snapshot(key, &s.value)) {
-                    Some(sealed) => std::borrow::Cow::Owned(sealed),
-                    None => std::borrow::Cow::Borrowed(&*s.value),
-                };
-                (key, value)
-            })
-            .collect(),
-    };
-    serde_json::to_vec(&body).unwrap_or_default()
 }
 
 /// The revision recorded in an object's `metadata.resourceVersion`.
