@@ -286,6 +286,22 @@ impl Store {
                 )
                 .await
                 .map_err(|e| StoreError::Raft(e.to_string()))?;
+            // The only member, now reached elsewhere (a server alone
+            // becoming the first of several, a new address): the group
+            // records where, for members joining later.
+            let recorded = store.members().into_iter().find(|m| m.id == id);
+            if store.peers.transport.is_some()
+                && recorded.is_some_and(|m| m.addr != store.peers.addr)
+            {
+                let node = BasicNode {
+                    addr: store.peers.addr.clone(),
+                };
+                store
+                    .raft
+                    .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, node)])), false)
+                    .await
+                    .map_err(|e| StoreError::Raft(e.to_string()))?;
+            }
         }
         if restored {
             store.cover_restored_state().await?;

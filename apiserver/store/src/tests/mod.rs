@@ -741,3 +741,28 @@ async fn a_member_joining_a_restored_store_gets_its_objects() {
         s.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_alone_becomes_the_first_of_several_at_its_new_address() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let alone = Store::open_single(dirs[0].path(), 1, "127.0.0.1:6443")
+        .await
+        .unwrap();
+    alone.write(put("a", Cond::Absent)).await.unwrap();
+    alone.shutdown().await;
+    drop(alone);
+    let net = Arc::new(Net::default());
+    let first = net.open(dirs[0].path(), 1, true).await;
+    assert_eq!(
+        first.members()[0].addr,
+        "m1",
+        "the group records the new address"
+    );
+    let second = net.open(dirs[1].path(), 2, false).await;
+    second.join("m1").await.unwrap();
+    assert!(second.get("a").is_some());
+    assert_eq!(second.members().len(), 2);
+    for s in [first, second] {
+        s.shutdown().await;
+    }
+}
