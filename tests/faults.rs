@@ -1,8 +1,10 @@
 //! The fault campaign: three `shoal server`s, each on a host of its own (a
 //! network namespace), while clients write and read ConfigMaps through
 //! every server and a nemesis kills servers with SIGKILL (the leader half
-//! the time) and starts them again, pauses them with SIGSTOP and cuts
-//! hosts off the network. Every operation is recorded; once the faults
+//! the time) and starts them again, pauses them with SIGSTOP, cuts
+//! hosts off the network and starts a server again on an older copy of its
+//! data directory (the one it had at an earlier kill: a disk restored from
+//! a backup, a VM rolled back). Every operation is recorded; once the faults
 //! stop, every server must answer every key, and the history must be
 //! linearizable (the checker the store's own simulation uses): no lost
 //! acknowledged write, no stale read.
@@ -85,6 +87,17 @@ async fn operate(
     history.lock().unwrap().push(op);
 }
 
+/// Copies a directory of files (a stopped server's store).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success(), "copying {}", from.display());
+}
+
 /// A process signal to a server.
 fn signal(c: &Cluster, sig: &str) {
     let st = std::process::Command::new("kill")
@@ -159,7 +172,10 @@ fn writes_survive_kills_pauses_and_partitions_and_reads_stay_linearizable() {
 
     // The nemesis.
     let mut rng = rand::rng();
-    let (mut kills, mut pauses, mut cuts) = (0, 0, 0);
+    let (mut kills, mut pauses, mut cuts, mut rollbacks) = (0, 0, 0, 0);
+    // The store as each server had it at its last kill.
+    let mut saved: Vec<Option<std::path::PathBuf>> = vec![None; servers.len()];
+    let mut faults = 0;
     while origin.elapsed() < run_for {
         let leader = servers.iter().position(|c| {
             let log = c.log();
@@ -172,9 +188,36 @@ fn writes_survive_kills_pauses_and_partitions_and_reads_stay_linearizable() {
             _ => rng.random_range(0..servers.len()),
         };
         let hold = Duration::from_millis(rng.random_range(500..2500));
-        match rng.random_range(0..3) {
-            0 => {
+        // The first fault a kill, the second a rollback to what it saved;
+        // then any.
+        let fault = match faults {
+            0 => 0,
+            1 => 3,
+            _ => rng.random_range(0..4),
+        };
+        faults += 1;
+        let rollback = saved
+            .iter()
+            .position(Option::is_some)
+            .filter(|_| fault == 3);
+        match fault {
+            3 if rollback.is_some() => {
+                let victim = rollback.unwrap();
+                let old = saved[victim].take().unwrap();
+                let store = servers[victim].dir.join("store");
                 servers[victim].crash();
+                std::fs::remove_dir_all(&store).unwrap();
+                copy_dir(&old, &store);
+                std::thread::sleep(hold);
+                servers[victim].boot();
+                rollbacks += 1;
+            }
+            0 | 3 => {
+                servers[victim].crash();
+                let copy = servers[victim].dir.with_extension("old-store");
+                let _ = std::fs::remove_dir_all(&copy);
+                copy_dir(&servers[victim].dir.join("store"), &copy);
+                saved[victim] = Some(copy);
                 std::thread::sleep(hold);
                 servers[victim].boot();
                 kills += 1;
@@ -228,13 +271,20 @@ fn writes_survive_kills_pauses_and_partitions_and_reads_stay_linearizable() {
     let unanswered = count(|op| matches!(op.kind, Kind::Write { revision: None, .. }));
     let reads = count(|op| matches!(op.kind, Kind::Read { .. }));
     eprintln!(
-        "{seconds} s of faults ({kills} kills, {pauses} pauses, {cuts} cuts): {acknowledged} writes acknowledged, {unanswered} unanswered, {reads} reads; healed in {:?}",
+        "{seconds} s of faults ({kills} kills, {pauses} pauses, {cuts} cuts, {rollbacks} restarts on an old data directory): {acknowledged} writes acknowledged, {unanswered} unanswered, {reads} reads; healed in {:?}",
         healed.elapsed()
     );
     assert!(
         acknowledged > 20 && reads > 20,
         "too little got through to mean anything"
     );
+    assert!(
+        rollbacks > 0 || faults < 2,
+        "no server was started on an old data directory"
+    );
+    for c in &servers {
+        let _ = std::fs::remove_dir_all(c.dir.with_extension("old-store"));
+    }
     let violations = check(&history);
     assert!(
         violations.is_empty(),

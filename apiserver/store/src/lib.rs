@@ -15,6 +15,7 @@
 // openraft's `StorageError` is the error type its storage traits demand.
 #![allow(clippy::result_large_err)]
 
+mod election;
 mod log;
 mod network;
 mod seal;
@@ -221,17 +222,14 @@ impl Store {
         };
         let shared = sm.shared();
         let restored = sm.restored();
-        // A follower grants no vote until the leader's lease (openraft's:
-        // the longest election timeout) has run out since it last heard
-        // from it, so a failover takes that long and the next election
-        // timeout after it: 400 ms keeps the time from a leader's death to
-        // the next accepted write under a second (`cargo bench --bench
-        // servers`), with heartbeats every 50 ms.
+        // openraft's lease is its longest election timeout; when to stand
+        // for election is `election`'s decision, not openraft's timer.
         let config = Config {
             cluster_name: "shoal".into(),
-            heartbeat_interval: 50,
-            election_timeout_min: 200,
-            election_timeout_max: 400,
+            heartbeat_interval: election::HEARTBEAT.as_millis() as u64,
+            election_timeout_min: election::LEASE.as_millis() as u64 / 2,
+            election_timeout_max: election::LEASE.as_millis() as u64,
+            enable_elect: false,
             ..Default::default()
         };
         let config = Arc::new(
@@ -256,9 +254,15 @@ impl Store {
             raft: raft.clone(),
             transport,
             addr,
+            heard: Arc::default(),
         };
         let (proposals, queue) = mpsc::unbounded_channel();
         tokio::spawn(propose_loop(peers.clone(), queue));
+        tokio::spawn(election::run(
+            raft.clone(),
+            peers.heard.clone(),
+            proposals.downgrade(),
+        ));
         let store = Self {
             raft,
             shared,
@@ -590,6 +594,8 @@ struct Peers {
     transport: Option<Arc<dyn Transport>>,
     /// The address the peers reach this member at.
     addr: String,
+    /// When a leader was last heard from.
+    heard: Arc<election::Heard>,
 }
 
 impl Peers {
@@ -765,9 +771,29 @@ impl Peers {
         }
         let bad = |e: serde_json::Error| format!("a malformed {} call: {e}", rpc.name());
         match rpc {
-            Rpc::Append => reply(self.raft.append_entries(decode(body).map_err(bad)?).await),
-            Rpc::Vote => reply(self.raft.vote(decode(body).map_err(bad)?).await),
-            Rpc::Snapshot => reply(self.raft.install_snapshot(decode(body).map_err(bad)?).await),
+            Rpc::Append => {
+                let answer = self.raft.append_entries(decode(body).map_err(bad)?).await;
+                if answer.as_ref().is_ok_and(|a| {
+                    !matches!(a, openraft::raft::AppendEntriesResponse::HigherVote(_))
+                }) {
+                    self.heard.now();
+                }
+                reply(answer)
+            }
+            Rpc::Vote => {
+                let answer = self.raft.vote(decode(body).map_err(bad)?).await;
+                if answer.as_ref().is_ok_and(|a| a.vote_granted) {
+                    self.heard.now();
+                }
+                reply(answer)
+            }
+            Rpc::Snapshot => {
+                let answer = self.raft.install_snapshot(decode(body).map_err(bad)?).await;
+                if answer.is_ok() {
+                    self.heard.now();
+                }
+                reply(answer)
+            }
             Rpc::Write => {
                 let proposal: Proposal = decode(body).map_err(bad)?;
                 reply(match self.leader_elsewhere().await {

@@ -144,12 +144,7 @@ async fn three_members_replicate_and_survive_losing_the_leader() {
 async fn an_isolated_leader_acknowledges_nothing_and_rejoins() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let net = Arc::new(Net::default());
-    let mut stores = vec![net.open(dirs[0].path(), 1, true).await];
-    for id in [2, 3] {
-        let s = net.open(dirs[id as usize - 1].path(), id, false).await;
-        s.join("m1").await.unwrap();
-        stores.push(s);
-    }
+    let stores = net.group(&dirs[..3]).await;
     let leader = stores[0].leader().unwrap();
     let old = stores.iter().find(|s| s.id() == leader).unwrap().clone();
     let others: Vec<Store> = stores
@@ -612,12 +607,7 @@ async fn pages_of_a_view_read_one_revision_while_writes_go_on() {
 async fn a_dead_member_is_removed_and_replaced() {
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let net = Arc::new(Net::default());
-    let mut stores = vec![net.open(dirs[0].path(), 1, true).await];
-    for id in [2, 3] {
-        let s = net.open(dirs[id as usize - 1].path(), id, false).await;
-        s.join("m1").await.unwrap();
-        stores.push(s);
-    }
+    let mut stores = net.group(&dirs[..3]).await;
     // A follower dies for good.
     let leader = stores[0].leader().unwrap();
     let dead = stores.iter().find(|s| s.id() != leader).unwrap().id();
@@ -763,6 +753,77 @@ async fn a_member_alone_becomes_the_first_of_several_at_its_new_address() {
     assert!(second.get("a").is_some());
     assert_eq!(second.members().len(), 2);
     for s in [first, second] {
+        s.shutdown().await;
+    }
+}
+
+/// Waits until no store has the databases in `dir` open.
+async fn closed(dir: &Path) {
+    for name in ["raft-log.redb", "state.redb"] {
+        for _ in 0..100 {
+            match redb::Database::open(dir.join(name)) {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_started_on_an_old_copy_of_its_files_is_caught_up() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let net = Arc::new(Net::default());
+    let mut stores = net.group(&dirs).await;
+    let writes = |stores: Vec<Store>, prefix: &'static str| async move {
+        for i in 0..20 {
+            write_retrying(&stores[0], put(&format!("{prefix}/{i}"), Cond::Absent)).await;
+        }
+        stores
+    };
+    stores = writes(stores, "a").await;
+    let leader = stores[0].leader().unwrap();
+    let id = stores.iter().find(|s| s.id() != leader).unwrap().id();
+    let dir = dirs[id as usize - 1].path();
+    let take = |stores: &mut Vec<Store>| {
+        let at = stores.iter().position(|s| s.id() == id).unwrap();
+        stores.remove(at)
+    };
+    // A follower stops; a copy of its files is kept.
+    let follower = take(&mut stores);
+    follower.linearize().await.unwrap();
+    follower.shutdown().await;
+    closed(dir).await;
+    let old = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(dir).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), old.path().join(f.file_name())).unwrap();
+    }
+    // It runs on and takes more writes, with the others.
+    stores.push(net.open(dir, id, false).await);
+    stores = writes(stores, "b").await;
+    let follower = take(&mut stores);
+    follower.linearize().await.unwrap();
+    assert_eq!(follower.list("").0.len(), 40);
+    follower.shutdown().await;
+    closed(dir).await;
+    // It starts again on the old copy: 20 entries it had acknowledged are
+    // gone from it. The leader finds its log shorter than it knew and
+    // sends what it lacks.
+    for f in std::fs::read_dir(old.path()).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dir.join(f.file_name())).unwrap();
+    }
+    let follower = net.open(dir, id, false).await;
+    assert_eq!(follower.list("").0.len(), 20, "the old copy");
+    stores.push(follower);
+    stores = writes(stores, "c").await;
+    for s in &stores {
+        s.linearize().await.unwrap();
+        assert_eq!(s.list("").0.len(), 60, "member {}", s.id());
+    }
+    for s in stores {
         s.shutdown().await;
     }
 }

@@ -107,6 +107,18 @@ impl Net {
         store
     }
 
+    /// A group of members `m1`, `m2`, … in `dirs`: the first starts it,
+    /// the others join it.
+    pub(super) async fn group(self: &Arc<Self>, dirs: &[tempfile::TempDir]) -> Vec<Store> {
+        let mut stores = vec![self.open(dirs[0].path(), 1, true).await];
+        for (i, dir) in dirs.iter().enumerate().skip(1) {
+            let s = self.open(dir.path(), i as u64 + 1, false).await;
+            s.join("m1").await.unwrap();
+            stores.push(s);
+        }
+        stores
+    }
+
     /// Calls from here on meet `faults` (none with `None`).
     pub(super) fn set_faults(&self, faults: Option<Faults>) {
         *self.faults.lock().unwrap() = faults;

@@ -91,11 +91,7 @@ async fn a_faulty_network_loses_no_acknowledged_write_and_serves_no_stale_read()
     eprintln!("simulation seed {seed} (SHOAL_SIM_SEED={seed} replays its faults)");
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let net = Arc::new(Net::default());
-    net.open(dirs[0].path(), 1, true).await;
-    for id in [2, 3] {
-        let s = net.open(dirs[id as usize - 1].path(), id, false).await;
-        s.join("m1").await.unwrap();
-    }
+    net.group(&dirs).await;
     net.set_faults(Some(Faults::new(seed, 0.02, Duration::from_millis(5))));
 
     let origin = Instant::now();
