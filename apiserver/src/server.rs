@@ -172,6 +172,7 @@ impl Server {
                 sealer: Some(sealer),
                 transport: transport.clone(),
                 init: !matches!(config.membership, Membership::Join { .. }),
+                election_seed: None,
             },
         )
         .await?;

@@ -359,9 +359,12 @@ impl Cluster {
             .spawn()
             .expect("starting shoal");
         let rx = stdout_lines(&mut child);
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("shoal did not become ready; log:\n{}", self.log()));
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            // Not left running after the test.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("shoal did not become ready; log:\n{}", self.log());
+        };
         assert!(
             line.contains("shoal is ready"),
             "unexpected first line: {line}"

@@ -356,6 +356,7 @@ async fn replicated(dirs: &[tempfile::TempDir]) -> Vec<Store> {
                 sealer: None,
                 transport: Some(std::sync::Arc::new(Http(client.clone()))),
                 init: n == 0,
+                election_seed: None,
             },
         )
         .await

@@ -80,17 +80,35 @@ impl Heard {
     }
 }
 
-/// A delay of `0..SPREAD_MS` drawn afresh (std's per-process random
-/// hasher keys, mixed with the time).
-fn draw() -> Duration {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    Duration::from_millis(MARGIN_MS + h.finish() % SPREAD_MS)
+/// The delays drawn after the lease (xorshift64*): from a seed, so a
+/// simulation replays them, or from the system's randomness.
+pub(crate) struct Draws(u64);
+
+impl Draws {
+    pub(crate) fn new(seed: Option<u64>) -> Self {
+        let seed = seed.unwrap_or_else(|| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos(),
+            );
+            h.finish()
+        });
+        Self(seed | 1)
+    }
+
+    /// The next delay, `MARGIN_MS..MARGIN_MS + SPREAD_MS`.
+    fn next(&mut self) -> Duration {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32;
+        Duration::from_millis(MARGIN_MS + r % SPREAD_MS)
+    }
 }
 
 /// Whether a member should stand now: a voter, not leading, whose lease
@@ -119,9 +137,10 @@ pub(crate) async fn run<T>(
     raft: Raft<TypeConfig>,
     heard: Arc<Heard>,
     alive: WeakUnboundedSender<T>,
+    mut draws: Draws,
 ) {
     let id = raft.metrics().borrow().id;
-    let mut delay = draw();
+    let mut delay = draws.next();
     loop {
         tokio::time::sleep(TICK).await;
         if alive.upgrade().is_none() {
@@ -154,7 +173,7 @@ pub(crate) async fn run<T>(
         heard.at((Instant::now() + RETRY)
             .checked_sub(LEASE)
             .unwrap_or(heard.base));
-        delay = draw();
+        delay = draws.next();
     }
 }
 
@@ -196,14 +215,27 @@ mod tests {
     }
 
     #[test]
-    fn draws_differ_and_stay_in_their_range() {
-        let draws: Vec<Duration> = (0..64).map(|_| draw()).collect();
+    fn draws_differ_stay_in_their_range_and_replay_from_a_seed() {
+        let mut system = Draws::new(None);
+        let draws: Vec<Duration> = (0..64).map(|_| system.next()).collect();
         assert!(draws.iter().all(|d| {
             *d >= Duration::from_millis(MARGIN_MS)
                 && *d < Duration::from_millis(MARGIN_MS + SPREAD_MS)
         }));
         let first = draws[0];
         assert!(draws.iter().any(|d| *d != first), "{draws:?}");
+        let (mut a, mut b) = (Draws::new(Some(7)), Draws::new(Some(7)));
+        let (a, b): (Vec<_>, Vec<_>) = (0..16).map(|_| (a.next(), b.next())).unzip();
+        assert_eq!(a, b);
+        assert_ne!(
+            a,
+            (0..16)
+                .map({
+                    let mut c = Draws::new(Some(8));
+                    move |_| c.next()
+                })
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -68,6 +68,26 @@ pub(crate) fn open_db(path: &Path) -> Result<redb::Database, redb::DatabaseError
         .create(path)
 }
 
+/// Whether storage work runs inline, on the task asking for it: on a
+/// current-thread runtime (a simulation's, with its clock paused), where
+/// it takes no time on the runtime's clock and the order of events stays
+/// what the simulation's seed made it. Elsewhere it runs beside the
+/// runtime's other tasks.
+pub(crate) fn inline_io() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+}
+
+/// Runs blocking storage work: inline where [`inline_io`] says so,
+/// otherwise with the runtime told the thread is busy.
+pub(crate) fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    if inline_io() {
+        work()
+    } else {
+        tokio::task::block_in_place(work)
+    }
+}
+
 /// Reads what the store wrote. Objects sit a few levels down in log
 /// entries and snapshots, so serde_json's default nesting limit (128) is
 /// lifted here: an object the API accepted is always read back.
@@ -136,6 +156,9 @@ pub struct Options {
     /// Whether it starts a group of its own on first start; otherwise it
     /// waits for a member to add it ([`Store::join`]).
     pub init: bool,
+    /// The seed of the delays drawn before standing for election (a
+    /// simulation's, to replay them); `None` draws from the system.
+    pub election_seed: Option<u64>,
 }
 
 /// A member of the group.
@@ -176,6 +199,7 @@ impl Store {
                 sealer,
                 transport: None,
                 init: true,
+                election_seed: None,
             },
         )
         .await
@@ -192,6 +216,7 @@ impl Store {
             sealer,
             transport,
             init,
+            election_seed,
         } = options;
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Open(e.to_string()))?;
         // A store being shut down in this process may still hold the files
@@ -262,6 +287,7 @@ impl Store {
             raft.clone(),
             peers.heard.clone(),
             proposals.downgrade(),
+            election::Draws::new(election_seed),
         ));
         let store = Self {
             raft,

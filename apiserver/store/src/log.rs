@@ -44,7 +44,9 @@ const MAX_RECENT: usize = 10_000;
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
-    writer: std::sync::mpsc::Sender<Job>,
+    /// The writer thread's queue; `None` where storage work runs inline
+    /// ([`crate::inline_io`]).
+    writer: Option<std::sync::mpsc::Sender<Job>>,
     /// Appended entries not yet read back: openraft reads each committed
     /// entry once to apply it, and handing it over from here saves
     /// decoding it again. Anything missing is read from disk.
@@ -69,12 +71,17 @@ impl LogStore {
                 .map_err(|e| redb::Error::Io(std::io::Error::other(e)))?;
         }
         let db = Arc::new(db);
-        let (writer, jobs) = std::sync::mpsc::channel();
-        let thread_db = db.clone();
-        std::thread::Builder::new()
-            .name("shoal-raft-log".into())
-            .spawn(move || write_loop(&thread_db, &jobs))
-            .map_err(redb::Error::Io)?;
+        let writer = if crate::inline_io() {
+            None
+        } else {
+            let (writer, jobs) = std::sync::mpsc::channel();
+            let thread_db = db.clone();
+            std::thread::Builder::new()
+                .name("shoal-raft-log".into())
+                .spawn(move || write_loop(&thread_db, &jobs))
+                .map_err(redb::Error::Io)?;
+            Some(writer)
+        };
         Ok(Self {
             db,
             writer,
@@ -123,11 +130,14 @@ impl LogStore {
         &self,
         change: impl FnOnce(&Database) -> Result<(), StorageError<u64>> + Send + 'static,
     ) -> Result<(), StorageError<u64>> {
+        let Some(writer) = &self.writer else {
+            return change(&self.db);
+        };
         let (done, wait) = std::sync::mpsc::sync_channel(1);
-        self.writer
+        writer
             .send(Job::Change(Box::new(change), done))
             .map_err(|_| write_err(std::io::Error::other("the log writer has stopped")))?;
-        tokio::task::block_in_place(|| wait.recv())
+        crate::blocking(|| wait.recv())
             .map_err(|_| write_err(std::io::Error::other("the log writer has stopped")))?
     }
 
@@ -241,9 +251,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 recent.pop_first();
             }
         }
-        self.writer
-            .send(Job::Append(rows, callback))
-            .map_err(|_| write_err(std::io::Error::other("the log writer has stopped")))
+        match &self.writer {
+            Some(writer) => writer
+                .send(Job::Append(rows, callback))
+                .map_err(|_| write_err(std::io::Error::other("the log writer has stopped"))),
+            None => {
+                write_appends(&self.db, vec![(rows, callback)]);
+                Ok(())
+            }
+        }
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
@@ -360,20 +376,25 @@ fn write_loop(db: &Database, jobs: &std::sync::mpsc::Receiver<Job>) {
                         Err(_) => break,
                     }
                 }
-                let written = write_batch(db, &batch);
-                for (_, callback) in batch {
-                    callback.log_io_completed(
-                        written
-                            .as_ref()
-                            .map(|_| ())
-                            .map_err(|e| std::io::Error::other(e.to_string())),
-                    );
-                }
+                write_appends(db, batch);
                 if next.is_none() {
                     next = jobs.recv().ok();
                 }
             }
         }
+    }
+}
+
+/// Writes `batch` in one transaction and tells each append's caller.
+fn write_appends(db: &Database, batch: Vec<Append>) {
+    let written = write_batch(db, &batch);
+    for (_, callback) in batch {
+        callback.log_io_completed(
+            written
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| std::io::Error::other(e.to_string())),
+        );
     }
 }
 

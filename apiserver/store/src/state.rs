@@ -783,7 +783,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let last_applied = serde_json::to_vec(&self.last_applied).map_err(write_err)?;
         let membership = serde_json::to_vec(&self.membership).map_err(write_err)?;
         let revision = serde_json::to_vec(&self.revision).map_err(write_err)?;
-        tokio::task::block_in_place(|| -> Result<(), StorageError<u64>> {
+        crate::blocking(|| -> Result<(), StorageError<u64>> {
             let mut txn = self.db.begin_write().map_err(write_err)?;
             // Applied state is not fsynced: the Raft log is, and after a crash
             // openraft re-applies the log from the last durable
@@ -842,7 +842,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // Make every applied entry durable before the log below the snapshot
         // may be purged.
         let restored = self.restored;
-        let flushed = tokio::task::block_in_place(|| -> Result<(), redb::Error> {
+        let flushed = crate::blocking(|| -> Result<(), redb::Error> {
             let txn = self.db.begin_write()?;
             // The snapshot holds the restored objects from here on.
             txn.open_table(META)?.remove("restored")?;
@@ -880,7 +880,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let revision = body
             .revision
             .unwrap_or_else(|| meta.last_log_id.map_or(0, |l| l.index));
-        tokio::task::block_in_place(|| {
+        crate::blocking(|| {
             self.replace(
                 body.objects,
                 meta.last_log_id,
@@ -920,7 +920,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot_id: id,
         };
         let body = std::mem::take(&mut self.body);
-        tokio::task::block_in_place(|| self.current.set(&meta, &body)).map_err(write_err)?;
+        crate::blocking(|| self.current.set(&meta, &body)).map_err(write_err)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(body)),

@@ -19,6 +19,8 @@ pub(super) struct Net {
     pub(super) members: Mutex<HashMap<String, Store>>,
     pub(super) cut: Mutex<HashSet<String>>,
     faults: Mutex<Option<Faults>>,
+    /// Seeds the members' election delays (plus their ids) when set.
+    pub(super) election_seed: Mutex<Option<u64>>,
 }
 
 /// What happens to calls: each is dropped on its way with probability
@@ -101,6 +103,11 @@ impl Net {
                 net: self.clone(),
             })),
             init,
+            election_seed: self
+                .election_seed
+                .lock()
+                .unwrap()
+                .map(|s| s.wrapping_add(id)),
         };
         let store = Store::open(dir, options).await.unwrap();
         self.members.lock().unwrap().insert(addr, store.clone());
