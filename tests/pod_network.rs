@@ -616,6 +616,28 @@ fn the_guestbook_example_runs_across_nodes() {
             && page.contains("first entry\nsecond entry\n"),
         "{page:?}"
     );
+    // The probes the manifests give passed (the rollouts waited for
+    // readiness; a readiness probe may fail while the backend binds) and
+    // the backend's liveness probe, a real request to its pod IP, never
+    // failed.
+    let probed = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=Unhealthy",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(!probed.contains("Liveness"), "{probed}");
+    let restarts = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "tier=backend",
+        "-o",
+        "jsonpath={.items[*].status.containerStatuses[*].restartCount}",
+    ]);
+    assert_eq!(restarts, "0");
 }
 
 /// An agent killed outright and started again takes its routes and rules

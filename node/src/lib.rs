@@ -18,6 +18,7 @@ mod nft;
 mod podnet;
 mod pods;
 mod policy;
+mod probes;
 mod proxy;
 mod ratelimit;
 pub mod servers;

@@ -159,6 +159,8 @@ struct ContainerStatus {
     last: Option<State>,
     restarts: i32,
     ready: bool,
+    /// Running, and its startup probe (if any) passed.
+    started: bool,
     /// The container ended and will not be restarted.
     done: bool,
 }
@@ -376,6 +378,7 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
             last: None,
             restarts: 0,
             ready: false,
+            started: false,
             done: false,
         })
         .collect();
@@ -486,6 +489,7 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
                         finished: finished.clone(),
                     };
                     st.ready = false;
+                    st.started = false;
                     st.done = true;
                 }
                 report(&statuses, Some(&message));
@@ -723,7 +727,7 @@ fn pod_status(
             let n = c.get("name").and_then(Value::as_str).unwrap_or_default();
             let mut v = json!({
                 "name": n, "image": s.image, "imageID": "", "ready": s.ready, "restartCount": s.restarts,
-                "started": matches!(s.state, State::Running(_)), "state": state_json(&s.state),
+                "started": s.started, "state": state_json(&s.state),
                 "lastState": s.last.as_ref().map(state_json).unwrap_or(json!({})),
             });
             if !matches!(s.state, State::Waiting(..)) || s.restarts > 0 {
@@ -765,6 +769,14 @@ struct ContainerCtx {
     permit: StartPermit,
 }
 
+/// How a container's run ended.
+enum Ended {
+    /// The guest returned or failed.
+    Exited(Exit),
+    /// A startup or liveness probe failed.
+    Killed,
+}
+
 fn backoff(n: u32) -> Duration {
     Duration::from_secs((10u64 << n.min(5)).min(300))
 }
@@ -789,6 +801,7 @@ async fn run_container(ctx: ContainerCtx) {
         last: None,
         restarts: 0,
         ready: false,
+        started: false,
         done: false,
     };
     let mut failures = 0u32;
@@ -968,6 +981,28 @@ async fn run_container(ctx: ContainerCtx) {
             policy: Some(shoal_runtime_wasm::Policy(guard.clone())),
         }
     };
+    let probes = crate::probes::Probes::of(&ctx.spec);
+    let runner = crate::probes::Runner {
+        http: &shared.http,
+        pod_ip: ctx.ip.clone(),
+        reach: ctx
+            .ip
+            .parse()
+            .ok()
+            .filter(|_| shared.pod_ips_live)
+            .unwrap_or(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        in_process: workload.is_http(),
+    };
+    // A probe's restart lets HTTP requests finish within the probe's (or
+    // the pod's) grace period.
+    let pod_grace = ctx
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .and_then(|s| u64::try_from(s).ok())
+        .map_or(Duration::from_secs(30), Duration::from_secs);
+    let mut listening = false;
     let mut crashes = 0u32;
     let mut log_failures = 0u32;
     loop {
@@ -1022,8 +1057,14 @@ async fn run_container(ctx: ContainerCtx) {
         );
         let started = now();
         st.state = State::Running(started.clone());
-        st.ready = true;
-        if workload.is_http() {
+        let standing = probes.at_start();
+        st.started = standing.started;
+        st.ready = standing.ready;
+        let events = |ty: &'static str, reason: &str, message: &str| {
+            event(shared, &ctx.pod, ty, reason, message);
+        };
+        let began = Instant::now();
+        let ended = if workload.is_http() {
             let ports: Vec<u16> = ctx
                 .spec
                 .get("ports")
@@ -1047,34 +1088,72 @@ async fn run_container(ctx: ContainerCtx) {
                 workload.clone(),
                 spec,
             );
-            if shared.pod_ips_live {
+            // The pod's listeners outlive a restart of its container.
+            if shared.pod_ips_live && !listening {
                 crate::proxy::listen_at_pod_ip(shared, &ctx.uid, &ctx.ip, &ports, guard.clone())
                     .await;
+                listening = true;
             }
-            send(&st).await;
-            return std::future::pending::<()>().await;
-        }
-        send(&st).await;
-        let began = Instant::now();
-        let exit = shared.runtime.run_command(&workload, spec).await;
-        let (reason, message) = match &exit {
-            Exit::Code(0) => ("Completed", String::new()),
-            Exit::Code(_) => ("Error", String::new()),
-            Exit::Trap(m) => ("Error", m.clone()),
-            Exit::OutOfMemory(m) => ("OOMKilled", m.clone()),
-            Exit::StartFailed(m) => ("StartError", m.clone()),
+            let why = crate::probes::supervise(
+                &probes,
+                &runner,
+                &name,
+                |standing| {
+                    st.started = standing.started;
+                    st.ready = standing.ready;
+                    send(&st)
+                },
+                events,
+            )
+            .await;
+            let grace = probes.grace(why).unwrap_or(pod_grace);
+            shared.http.stop_ports(&ctx.ip, &ports, grace).await;
+            Ended::Killed
+        } else {
+            // `supervise` reports the container running as it begins.
+            let run = shared.runtime.run_command(&workload, spec);
+            let supervised = crate::probes::supervise(
+                &probes,
+                &runner,
+                &name,
+                |standing| {
+                    st.started = standing.started;
+                    st.ready = standing.ready;
+                    send(&st)
+                },
+                events,
+            );
+            tokio::select! {
+                exit = run => Ended::Exited(exit),
+                _ = supervised => Ended::Killed,
+            }
+        };
+        let (code, reason, message) = match &ended {
+            Ended::Exited(exit) => {
+                let (reason, message) = match exit {
+                    Exit::Code(0) => ("Completed", String::new()),
+                    Exit::Code(_) => ("Error", String::new()),
+                    Exit::Trap(m) => ("Error", m.clone()),
+                    Exit::OutOfMemory(m) => ("OOMKilled", m.clone()),
+                    Exit::StartFailed(m) => ("StartError", m.clone()),
+                };
+                (exit.code(), reason, message)
+            }
+            // Stopped by the node, as SIGKILL stops a process.
+            Ended::Killed => (137, "Error", String::new()),
         };
         let term = State::Terminated {
-            code: exit.code(),
+            code,
             reason: reason.into(),
             message,
             started,
             finished: now(),
         };
         st.ready = false;
+        st.started = false;
         let restart = match ctx.policy.as_str() {
             "Never" => false,
-            "OnFailure" => exit.code() != 0,
+            "OnFailure" => code != 0,
             _ => true,
         };
         if !restart {
@@ -1101,7 +1180,7 @@ async fn run_container(ctx: ContainerCtx) {
             ),
         );
         send(&st).await;
-        if exit.code() != 0 {
+        if code != 0 {
             event(
                 shared,
                 &ctx.pod,

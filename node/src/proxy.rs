@@ -96,16 +96,26 @@ impl HttpTargets {
     /// requests it is serving to finish; those still running then are
     /// stopped. Returns how many were stopped.
     pub async fn drain(&self, uid: &str, grace: Duration) -> usize {
-        let Some(t) = self.take(uid) else {
-            return 0;
-        };
-        let deadline = tokio::time::Instant::now() + grace;
-        // The target itself holds one reference.
-        while Arc::strong_count(&t.in_flight) > 1 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        match self.take(uid) {
+            Some(t) => finish(t, grace).await,
+            None => 0,
         }
-        t.stop.send_replace(true);
-        Arc::strong_count(&t.in_flight) - 1
+    }
+
+    /// Takes one container's ports out of service (a restart: the pod's
+    /// listeners stay, answering 503 until it serves again) and lets its
+    /// requests finish within `grace`.
+    pub async fn stop_ports(&self, ip: &str, ports: &[u16], grace: Duration) {
+        let mut taken = None;
+        {
+            let mut m = self.inner.lock().expect("targets lock");
+            for p in ports {
+                taken = m.remove(&(ip.to_string(), *p)).or(taken);
+            }
+        }
+        if let Some(t) = taken {
+            finish(t, grace).await;
+        }
     }
 
     fn get(&self, ip: &str, port: u16) -> Option<Target> {
@@ -115,6 +125,61 @@ impl HttpTargets {
             .get(&(ip.to_string(), port))
             .cloned()
     }
+}
+
+impl crate::probes::InProcess for HttpTargets {
+    fn serves(&self, ip: &str, port: u16) -> bool {
+        self.get(ip, port).is_some()
+    }
+
+    fn probe(
+        &self,
+        ip: &str,
+        port: u16,
+        req: crate::probes::ProbeRequest,
+    ) -> futures::future::BoxFuture<'_, Result<StatusCode, String>> {
+        let target = self.get(ip, port);
+        let addr = format!("{ip}:{port}");
+        Box::pin(probe(target, addr, req))
+    }
+}
+
+/// A probe's request, served in-process by a fresh instance of `target`.
+async fn probe(
+    target: Option<Target>,
+    addr: String,
+    req: crate::probes::ProbeRequest,
+) -> Result<StatusCode, String> {
+    let Some(t) = target else {
+        return Err(format!("dial tcp {addr}: connect: connection refused"));
+    };
+    // The instance ends with the probe: answered, timed out or the pod
+    // stopping, whichever comes first.
+    let (_probing, probe_ended) = tokio::sync::oneshot::channel::<()>();
+    let pod_stopped = stopped(t.stop.subscribe());
+    let stop = async move {
+        tokio::select! {
+            () = pod_stopped => {}
+            _ = probe_ended => {}
+        }
+    };
+    let resp = t
+        .runtime
+        .serve_http(&t.workload, &t.spec, req, stop)
+        .await?;
+    Ok(resp.status())
+}
+
+/// Waits, at most `grace`, for a target's requests in flight to finish,
+/// then stops those left: how many.
+async fn finish(t: Target, grace: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + grace;
+    // The target itself holds one reference.
+    while Arc::strong_count(&t.in_flight) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    t.stop.send_replace(true);
+    Arc::strong_count(&t.in_flight) - 1
 }
 
 /// Serves an HTTP pod's ports at its IP: a listener per port, each

@@ -17,13 +17,17 @@ impl Runtime {
     ///
     /// When `stop` completes the instance is cancelled, even while it is
     /// still writing the response body.
-    pub async fn serve_http(
+    pub async fn serve_http<B>(
         &self,
         workload: &Workload,
         spec: &CommandSpec,
-        req: hyper::Request<hyper::body::Incoming>,
+        req: hyper::Request<B>,
         stop: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<HttpResponse, String> {
+    ) -> Result<HttpResponse, String>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let Pre::Http(pre) = &workload.pre else {
             return Err("the container does not serve HTTP".into());
         };

@@ -4,7 +4,10 @@
 //!
 //! `GET /fetch?http://host:port/path` instead makes that outgoing request
 //! and answers with its status, or with the error the host gave.
-//! `GET /sleep?MS` answers after MS milliseconds.
+//! `GET /sleep?MS` answers after MS milliseconds. `GET /status?CODE`
+//! answers with that status; `GET /exists?PATH` with 200 when the file at
+//! PATH (in a volume the pod mounts) exists, 503 when it does not: health
+//! endpoints for probes.
 
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
@@ -57,6 +60,18 @@ impl wasip2::exports::http::incoming_handler::Guest for Hello {
         {
             std::thread::sleep(std::time::Duration::from_millis(ms));
         }
+        let mut status = 200;
+        if let Some(code) = path
+            .strip_prefix("/status?")
+            .and_then(|c| c.parse::<u16>().ok())
+        {
+            status = code;
+        }
+        if let Some(file) = path.strip_prefix("/exists?")
+            && std::fs::metadata(file).is_err()
+        {
+            status = 503;
+        }
         let body_text = match path.strip_prefix("/fetch?") {
             Some(url) => match fetch(url) {
                 Ok(status) => format!("fetch {url}: status {status}\n"),
@@ -67,7 +82,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Hello {
         let headers = Fields::new();
         let _ = headers.set("content-type", &[b"text/plain; charset=utf-8".to_vec()]);
         let response = OutgoingResponse::new(headers);
-        let _ = response.set_status_code(200);
+        let _ = response.set_status_code(status);
         let Ok(body) = response.body() else { return };
         ResponseOutparam::set(response_out, Ok(response));
         if let Ok(out) = body.write() {
