@@ -79,6 +79,10 @@ pub(crate) async fn up(args: UpArgs, membership: Membership) -> Result<()> {
         node_cidr_mask: args.node_cidr_mask_size,
         event_ttl: args.event_ttl,
         node_grace: args.node_monitor_grace_period,
+        tolerations: shoal_apiserver::server::DefaultTolerationSeconds {
+            not_ready: args.default_not_ready_toleration_seconds,
+            unreachable: args.default_unreachable_toleration_seconds,
+        },
         cluster_dns: args.node.cluster_dns,
         authorization: match args.authorization_mode {
             AuthorizationMode::Rbac => shoal_apiserver::server::Authorization::Rbac,

@@ -116,6 +116,22 @@ struct UpArgs {
     /// status) before the node is marked unreachable and its pods not Ready.
     #[arg(long, env = "SHOAL_NODE_MONITOR_GRACE_PERIOD", default_value = "40s", value_parser = parse_duration)]
     node_monitor_grace_period: std::time::Duration,
+    /// How long a new pod tolerates its node being not ready before it is
+    /// evicted, in seconds, unless the pod says otherwise.
+    #[arg(
+        long,
+        env = "SHOAL_DEFAULT_NOT_READY_TOLERATION_SECONDS",
+        default_value_t = 300
+    )]
+    default_not_ready_toleration_seconds: u64,
+    /// How long a new pod tolerates its node being unreachable before it is
+    /// evicted, in seconds, unless the pod says otherwise.
+    #[arg(
+        long,
+        env = "SHOAL_DEFAULT_UNREACHABLE_TOLERATION_SECONDS",
+        default_value_t = 300
+    )]
+    default_unreachable_toleration_seconds: u64,
     /// How requests are authorized: `RBAC` (roles and bindings decide) or
     /// `AlwaysAllow` (every authenticated client may do everything).
     #[arg(

@@ -12,6 +12,7 @@
 //!     node_cidr_mask: 18,
 //!     event_ttl: std::time::Duration::from_secs(3600),
 //!     node_grace: std::time::Duration::from_secs(40),
+//!     tolerations: Default::default(),
 //!     cluster_dns: "10.96.0.10".parse()?,
 //!     authorization: Authorization::Rbac,
 //!     audit: None,

@@ -17,6 +17,8 @@ use shoal_registry::objects::{Objects, WriteOpts};
 use shoal_registry::resources;
 use shoal_store::Store;
 
+pub use shoal_registry::admission::default_tolerations::DefaultTolerationSeconds;
+
 /// Settings of the control plane.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -34,6 +36,8 @@ pub struct ServerConfig {
     pub event_ttl: std::time::Duration,
     /// How long a node may stay silent before it is unreachable.
     pub node_grace: std::time::Duration,
+    /// How long new pods tolerate a node that is not ready or unreachable.
+    pub tolerations: DefaultTolerationSeconds,
     /// The cluster DNS address: the `kube-dns` Service's ClusterIP.
     pub cluster_dns: std::net::Ipv4Addr,
     /// How requests are authorized.
@@ -184,6 +188,7 @@ impl Server {
             Arc::new(shoal_registry::admission::service_account::ServiceAccounts(
                 store.clone(),
             )),
+            Arc::new(config.tolerations),
             Arc::new(shoal_registry::admission::pod_security::PodSecurity(
                 store.clone(),
             )),

@@ -15,6 +15,7 @@ mod images;
 mod kubelet_api;
 pub mod logs;
 mod nft;
+mod pod_status;
 mod podnet;
 mod pods;
 mod policy;

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::agent::Shared;
 use crate::logs::{ContainerLog, log_path};
+use crate::pod_status::{ContainerStatus, PodFacts, State, pod_status};
 
 /// A pod's worker task and the channel that hands it newer versions.
 pub(crate) struct PodWorker {
@@ -139,61 +140,9 @@ fn cleanup(shared: &Arc<Shared>, pod: &Pod, uid: &str) {
     shared.image_gc.notify_one();
 }
 
-#[derive(Debug, Clone)]
-enum State {
-    Waiting(String, String),
-    Running(String),
-    Terminated {
-        code: i32,
-        reason: String,
-        message: String,
-        started: String,
-        finished: String,
-    },
-}
-
-#[derive(Debug, Clone)]
-struct ContainerStatus {
-    image: String,
-    state: State,
-    last: Option<State>,
-    restarts: i32,
-    ready: bool,
-    /// Running, and its startup probe (if any) passed.
-    started: bool,
-    /// The container ended and will not be restarted.
-    done: bool,
-}
-
 struct Update {
     index: usize,
     status: ContainerStatus,
-}
-
-fn state_json(s: &State) -> Value {
-    match s {
-        State::Waiting(reason, message) => {
-            let mut w = json!({"reason": reason});
-            if !message.is_empty() {
-                w["message"] = json!(message);
-            }
-            json!({"waiting": w})
-        }
-        State::Running(started) => json!({"running": {"startedAt": started}}),
-        State::Terminated {
-            code,
-            reason,
-            message,
-            started,
-            finished,
-        } => {
-            let mut t = json!({"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": finished});
-            if !message.is_empty() {
-                t["message"] = json!(message);
-            }
-            json!({"terminated": t})
-        }
-    }
 }
 
 /// Records an Event about `pod`; never waits.
@@ -276,15 +225,6 @@ fn pod_ip(shared: &Shared, pod: &Pod) -> Option<String> {
     ipam.as_mut()?.allocate().ok().map(|ip| ip.to_string())
 }
 
-/// What a pod's status is computed from, besides its containers'.
-struct PodFacts<'a> {
-    pod: &'a Value,
-    ip: &'a str,
-    host: &'a str,
-    start: &'a str,
-    containers: &'a [Value],
-}
-
 async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<Pod>) {
     let pod = updates.borrow().clone();
     let pod_json = serde_json::to_value(&pod).unwrap_or_default();
@@ -356,30 +296,34 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
         .and_then(|s| s.start_time.as_ref())
         .map(|t| t.0.to_string())
         .unwrap_or_else(now);
-    let containers: Vec<Value> = pod_json
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let list = |field: &str| -> Vec<Value> {
+        pod_json
+            .pointer(&format!("/spec/{field}"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (inits, containers) = (list("initContainers"), list("containers"));
+    // Init containers first, then the containers: the status vector, the
+    // containers' indexes and their tasks all follow this order.
+    let specs: Vec<Value> = inits.iter().chain(&containers).cloned().collect();
     let policy = pod_json
         .pointer("/spec/restartPolicy")
         .and_then(Value::as_str)
         .unwrap_or("Always")
         .to_string();
-    let mut statuses: Vec<ContainerStatus> = containers
+    let waiting_for = if inits.is_empty() {
+        "ContainerCreating"
+    } else {
+        "PodInitializing"
+    };
+    let mut statuses: Vec<ContainerStatus> = specs
         .iter()
-        .map(|c| ContainerStatus {
-            image: c
-                .get("image")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            state: State::Waiting("ContainerCreating".into(), String::new()),
-            last: None,
-            restarts: 0,
-            ready: false,
-            started: false,
-            done: false,
+        .map(|c| {
+            ContainerStatus::waiting(
+                c.get("image").and_then(Value::as_str).unwrap_or_default(),
+                waiting_for,
+            )
         })
         .collect();
     let pod_dir = shared.config.data_dir.join("pods").join(&uid);
@@ -389,6 +333,7 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
         ip: &ip,
         host: &host,
         start: &start_time,
+        inits: &inits,
         containers: &containers,
     };
     let last_status = std::sync::Mutex::new(None::<Value>);
@@ -423,27 +368,60 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
         }
     };
     let (tx, mut rx) = mpsc::channel::<Update>(64);
-    // The containers' tasks end with the worker, however it ends (a pod
-    // deleted with no grace goes from the watch without a word).
-    let mut tasks = Vec::new();
-    for (i, c) in containers.iter().enumerate() {
+    // The containers' tasks (init containers' first) end with the worker,
+    // however it ends (a pod deleted with no grace goes from the watch
+    // without a word).
+    let mut running: Vec<Option<tokio_util::task::AbortOnDropHandle<()>>> =
+        specs.iter().map(|_| None).collect();
+    // Until every container has been started, the worker keeps a sender;
+    // once it lets it go, the channel closes when the last container
+    // ends for good.
+    let mut starter = Some(tx);
+    let start = |i: usize, tx: &mpsc::Sender<Update>| {
+        // An init container runs to completion: restarted on failure
+        // unless the pod never restarts anything; a sidecar always.
+        let policy = match (i < inits.len(), policy.as_str()) {
+            (false, p) => p.to_string(),
+            (true, _) if crate::pod_status::sidecar(&specs[i]) => "Always".into(),
+            (true, "Never") => "Never".into(),
+            (true, _) => "OnFailure".into(),
+        };
         let ctx = ContainerCtx {
             shared: shared.clone(),
             pod: pod.clone(),
             uid: uid.clone(),
             ip: ip.clone(),
             index: i,
-            spec: c.clone(),
-            policy: policy.clone(),
+            spec: specs[i].clone(),
+            policy,
             tx: tx.clone(),
             volumes: volumes.clone(),
             permit: permit.clone(),
         };
-        tasks.push(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
-            run_container(ctx),
-        )));
-    }
-    drop(tx);
+        tokio_util::task::AbortOnDropHandle::new(tokio::spawn(run_container(ctx)))
+    };
+    // Starts whatever the init containers' progress allows.
+    let advance = |running: &mut Vec<Option<tokio_util::task::AbortOnDropHandle<()>>>,
+                   starter: &mut Option<mpsc::Sender<Update>>,
+                   statuses: &[ContainerStatus]| {
+        let Some(tx) = starter.as_ref() else { return };
+        let progress = crate::pod_status::init_progress(&inits, &statuses[..inits.len()]);
+        let upto = if progress > inits.len() {
+            specs.len()
+        } else {
+            progress
+        };
+        for (i, slot) in running.iter_mut().enumerate().take(upto) {
+            if slot.is_none() {
+                *slot = Some(start(i, tx));
+            }
+        }
+        if upto == specs.len() {
+            *starter = None;
+        }
+    };
+    advance(&mut running, &mut starter, &statuses);
+    let mut tasks = Vec::new();
     if let Some(first) = crate::volumes::token_refresh_due(&pod_json) {
         // Projected tokens are renewed at 80% of their life while the pod runs.
         let (client, pod_json, pod_dir) =
@@ -466,15 +444,22 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
         )));
     }
     report(&statuses, None);
+    let abort_all = |running: &mut Vec<Option<tokio_util::task::AbortOnDropHandle<()>>>,
+                     tasks: &[tokio_util::task::AbortOnDropHandle<()>]| {
+        for t in running.iter_mut() {
+            *t = None;
+        }
+        for t in tasks {
+            t.abort();
+        }
+    };
     let limits = crate::volumes::disk_limits(&pod_json);
     let mut check = tokio::time::interval(EMPTY_DIR_CHECK);
     loop {
         tokio::select! {
             _ = check.tick(), if !limits.is_empty() => {
                 let Some(message) = over_limit(&limits, &volumes) else { continue };
-                for t in &tasks {
-                    t.abort();
-                }
+                abort_all(&mut running, &tasks);
                 let finished = now();
                 for st in statuses.iter_mut() {
                     let started = match &st.state {
@@ -505,6 +490,27 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
                     while let Ok(more) = rx.try_recv() {
                         statuses[more.index] = more.status;
                     }
+                    let n = inits.len();
+                    if crate::pod_status::init_failed(&inits, &statuses[..n]) {
+                        // The pod failed: its sidecars stop and nothing
+                        // more starts.
+                        abort_all(&mut running, &tasks);
+                        stop_sidecars(&inits, &mut statuses, 137, "Error");
+                        report(&statuses, None);
+                        let gone = with_ip(pod.clone(), &ip);
+                        wait_and_delete(&shared, &api, &gone, &uid, &mut updates, true).await;
+                        return;
+                    }
+                    advance(&mut running, &mut starter, &statuses);
+                    if starter.is_none() && statuses[n..].iter().all(|s| s.done) {
+                        // The containers are done: their sidecars stop.
+                        for (slot, spec) in running.iter_mut().zip(&inits) {
+                            if crate::pod_status::sidecar(spec) {
+                                *slot = None;
+                            }
+                        }
+                        stop_sidecars(&inits, &mut statuses, 0, "Completed");
+                    }
                     report(&statuses, None);
                 }
                 None => {
@@ -532,11 +538,9 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
                     if cut > 0 {
                         tracing::info!("{ns}/{name}: {cut} requests cut off at the end of the grace period");
                     }
-                    for t in &tasks {
-                        t.abort();
-                    }
+                    abort_all(&mut running, &tasks);
                     let gone = with_ip(latest.clone(), &ip);
-                    for (i, c) in containers.iter().enumerate() {
+                    for (i, c) in specs.iter().enumerate() {
                         let n = c.get("name").and_then(Value::as_str).unwrap_or_default();
                         if matches!(statuses[i].state, State::Running(_)) {
                             event(&shared, &gone, "Normal", "Killing", &format!("Stopping container {n}"));
@@ -547,6 +551,31 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
                 }
             }
         }
+    }
+}
+
+/// Marks the pod's sidecars that have not ended as ended with `code`
+/// (their tasks were stopped).
+fn stop_sidecars(inits: &[Value], statuses: &mut [ContainerStatus], code: i32, reason: &str) {
+    let finished = now();
+    for (st, spec) in statuses.iter_mut().zip(inits) {
+        if !crate::pod_status::sidecar(spec) || st.done {
+            continue;
+        }
+        let started = match &st.state {
+            State::Running(t) => t.clone(),
+            _ => finished.clone(),
+        };
+        st.state = State::Terminated {
+            code,
+            reason: reason.into(),
+            message: String::new(),
+            started,
+            finished: finished.clone(),
+        };
+        st.ready = false;
+        st.started = false;
+        st.done = true;
     }
 }
 
@@ -670,92 +699,6 @@ fn delete_now(shared: &Arc<Shared>, api: &Api<Pod>, pod: &Pod, uid: &str) {
     });
 }
 
-/// The pod's `.status` for its containers' states; `evicted` carries the
-/// eviction message of a pod the node evicted.
-/// Conditions keep their transition times from `prev`, the status last
-/// computed (or the pod's own).
-fn pod_status(
-    f: &PodFacts,
-    prev: Option<&Value>,
-    statuses: &[ContainerStatus],
-    evicted: Option<&str>,
-) -> Value {
-    let all_ready = statuses.iter().all(|s| s.ready);
-    let any_running = statuses
-        .iter()
-        .any(|s| matches!(s.state, State::Running(_)));
-    let all_done = statuses.iter().all(|s| s.done);
-    let phase = if all_done {
-        if statuses
-            .iter()
-            .all(|s| matches!(s.state, State::Terminated { code: 0, .. }))
-        {
-            "Succeeded"
-        } else {
-            "Failed"
-        }
-    } else if any_running || statuses.iter().any(|s| s.restarts > 0) {
-        "Running"
-    } else {
-        "Pending"
-    };
-    let old_conds = prev
-        .and_then(|p| p.get("conditions"))
-        .or_else(|| f.pod.pointer("/status/conditions"))
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let cond = |ty: &str, ok: bool| {
-        let status = if ok { "True" } else { "False" };
-        let prev = old_conds
-            .iter()
-            .find(|c| c.get("type") == Some(&json!(ty)) && c.get("status") == Some(&json!(status)));
-        let t = prev
-            .and_then(|c| c.get("lastTransitionTime").cloned())
-            .unwrap_or(json!(now()));
-        let mut c =
-            json!({"type": ty, "status": status, "lastProbeTime": null, "lastTransitionTime": t});
-        if !ok && (ty == "Ready" || ty == "ContainersReady") {
-            c["reason"] = json!("ContainersNotReady");
-        }
-        c
-    };
-    let cs: Vec<Value> = statuses
-        .iter()
-        .zip(f.containers)
-        .map(|(s, c)| {
-            let n = c.get("name").and_then(Value::as_str).unwrap_or_default();
-            let mut v = json!({
-                "name": n, "image": s.image, "imageID": "", "ready": s.ready, "restartCount": s.restarts,
-                "started": s.started, "state": state_json(&s.state),
-                "lastState": s.last.as_ref().map(state_json).unwrap_or(json!({})),
-            });
-            if !matches!(s.state, State::Waiting(..)) || s.restarts > 0 {
-                v["containerID"] = json!(format!("wasm://{}/{n}", meta_uid(f.pod)));
-            }
-            v
-        })
-        .collect();
-    let mut status = json!({
-        "phase": phase,
-        "conditions": [cond("PodReadyToStartContainers", true), cond("Initialized", true), cond("Ready", all_ready && !all_done), cond("ContainersReady", all_ready && !all_done), cond("PodScheduled", true)],
-        "hostIP": f.host, "hostIPs": [{"ip": f.host}], "podIP": f.ip, "podIPs": [{"ip": f.ip}],
-        "startTime": f.start, "containerStatuses": cs,
-    });
-    if let Some(message) = evicted {
-        status["phase"] = json!("Failed");
-        status["reason"] = json!("Evicted");
-        status["message"] = json!(message);
-    }
-    status
-}
-
-fn meta_uid(pod: &Value) -> &str {
-    pod.pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
 struct ContainerCtx {
     shared: Arc<Shared>,
     pod: Pod,
@@ -795,15 +738,7 @@ async fn run_container(ctx: ContainerCtx) {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let mut st = ContainerStatus {
-        image: image.clone(),
-        state: State::Waiting("ContainerCreating".into(), String::new()),
-        last: None,
-        restarts: 0,
-        ready: false,
-        started: false,
-        done: false,
-    };
+    let mut st = ContainerStatus::waiting(&image, "ContainerCreating");
     let mut failures = 0u32;
     // Any news of the container (it runs, or it failed and waits) ends the
     // pod's turn in the start queue.

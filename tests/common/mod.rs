@@ -741,6 +741,12 @@ impl Node {
         import_into(&self.data_dir, file, name);
     }
 
+    /// Kills the agent with SIGKILL, as a crash or a lost machine stops it.
+    pub fn crash(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Stops the agent with SIGINT (as Ctrl-C) and waits for it to exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         Command::new("kill")

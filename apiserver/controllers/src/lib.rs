@@ -27,6 +27,7 @@ mod daemonsets;
 mod endpoints;
 pub use endpoints::reconcile_endpoints;
 mod deployments;
+mod disruption;
 mod event_ttl;
 mod garbage;
 mod jobs;
@@ -38,6 +39,7 @@ mod quotas;
 mod replicasets;
 mod revisions;
 mod statefulsets;
+mod taint_eviction;
 pub use crds::reconcile_definitions;
 pub use cronjobs::reconcile_cronjobs;
 pub use daemonsets::reconcile_daemonsets;
@@ -667,6 +669,8 @@ pub async fn run(objects: Objects, config: ControllerConfig) {
         actions.extend(node_lifecycle::reconcile_node_lifecycle(
             &snap, now, since, node_grace,
         ));
+        actions.extend(taint_eviction::reconcile_taint_eviction(&snap, now));
+        actions.extend(disruption::reconcile_disruption_budgets(&snap, now));
         actions.extend(reconcile_endpoints(&snap));
         actions.extend(load_balancers::reconcile_load_balancers(&snap));
         actions.extend(reconcile_quotas(&snap));
@@ -699,6 +703,7 @@ pub async fn run(objects: Objects, config: ControllerConfig) {
             jobs::next_deadline(&snap),
             cronjobs::next_run(&snap, now),
             node_lifecycle::next_silence(&snap, since, node_grace),
+            taint_eviction::next_eviction(&snap, now),
             orphans_due,
             bootstrap::next_expiry(&snap),
         ]

@@ -19,6 +19,7 @@ fn sub_kind(r: &Resource, s: Sub) -> Value {
     match s {
         Sub::Scale => json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}),
         Sub::Binding => json!({"group": "", "version": "v1", "kind": "Binding"}),
+        Sub::Eviction => json!({"group": "policy", "version": "v1", "kind": "Eviction"}),
         Sub::Log => json!({"group": "", "version": "v1", "kind": "Pod"}),
         Sub::Token => {
             json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"})
@@ -32,7 +33,7 @@ fn sub_kind(r: &Resource, s: Sub) -> Value {
 fn sub_verbs(s: Sub) -> Vec<&'static str> {
     match s {
         Sub::Log => vec!["get"],
-        Sub::Binding | Sub::Token => vec!["create"],
+        Sub::Binding | Sub::Token | Sub::Eviction => vec!["create"],
         _ => vec!["get", "patch", "update"],
     }
 }

@@ -13,27 +13,36 @@ use shoal_registry::resources;
 
 pub(super) async fn proxy(state: &ApiState, pod: &Value, q: &Query) -> Result<Response<Body>> {
     let name = meta::name(pod);
-    let containers: Vec<&str> = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .map(|cs| {
-            cs.iter()
-                .filter_map(|c| c.get("name").and_then(Value::as_str))
-                .collect()
-        })
-        .unwrap_or_default();
+    let names = |field: &str| -> Vec<&str> {
+        pod.pointer(&format!("/spec/{field}"))
+            .and_then(Value::as_array)
+            .map(|cs| {
+                cs.iter()
+                    .filter_map(|c| c.get("name").and_then(Value::as_str))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (containers, inits) = (names("containers"), names("initContainers"));
     let container = match q.get("container") {
-        Some(c) if containers.contains(&c) => c.to_string(),
+        Some(c) if containers.contains(&c) || inits.contains(&c) => c.to_string(),
         Some(c) => {
             return Err(ApiError::bad_request(format!(
                 "container {c} is not valid for pod {name}"
             )));
         }
         None if containers.len() == 1 => containers[0].to_string(),
-        None => {
+        None if inits.is_empty() => {
             return Err(ApiError::bad_request(format!(
                 "a container name must be specified for pod {name}, choose one of: [{}]",
                 containers.join(" ")
+            )));
+        }
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}] or one of the init containers: [{}]",
+                containers.join(" "),
+                inits.join(" ")
             )));
         }
     };

@@ -172,7 +172,7 @@ pub(super) async fn resource(
             match s {
                 Some(Sub::Scale) => Ok(ok(&subresources::scale_of(r, &cur.value))),
                 Some(Sub::Log) => logs::proxy(state, &cur.value, &q).await,
-                Some(Sub::Binding) => Err(ApiError::method_not_allowed()),
+                Some(Sub::Binding | Sub::Eviction) => Err(ApiError::method_not_allowed()),
                 _ if table => Ok(ok(&table::table(
                     r,
                     &[&*cur.value],
@@ -216,6 +216,9 @@ pub(super) async fn resource(
         }
         (Method::POST, Some(name), Some(Sub::Binding)) => {
             subresources::bind(objects, &ns, name, req).await
+        }
+        (Method::POST, Some(name), Some(Sub::Eviction)) => {
+            subresources::evict(objects, &ns, name, &q, req).await
         }
         (Method::PUT, Some(name), s @ (None | Some(Sub::Status | Sub::Approval))) => {
             if s == Some(Sub::Approval) {

@@ -124,6 +124,44 @@ pub(super) async fn bind(
     ))
 }
 
+/// `POST` of a pod's `eviction` (`policy/v1` Eviction, its
+/// `deleteOptions` those of the delete): the pod is deleted if its
+/// disruption budget allows, else 429 with the budget's reason.
+pub(super) async fn evict(
+    objects: &Objects,
+    ns: &str,
+    name: &str,
+    q: &Query,
+    req: Request<Body>,
+) -> Result<Response<Body>> {
+    let (_, body) = read_body(req).await?;
+    let eviction = if body.is_empty() {
+        json!({})
+    } else {
+        parse_json(&body)?
+    };
+    if let Some(named) = eviction.pointer("/metadata/name").and_then(Value::as_str)
+        && named != name
+    {
+        return Err(ApiError::bad_request(format!(
+            "name in URL does not match name in Eviction object: {name} != {named}"
+        )));
+    }
+    let options = eviction
+        .get("deleteOptions")
+        .map(|o| serde_json::to_vec(o).unwrap_or_default())
+        .unwrap_or_default();
+    let opts = crate::request::delete_opts(q, &options)?;
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    shoal_registry::eviction::evict(objects, ns, name, opts, &now).await?;
+    Ok(status_response(
+        StatusCode::CREATED,
+        shoal_machinery::error::success_status_json(201),
+    ))
+}
+
 /// `POST` of an access review: decoded and answered.
 pub(super) async fn review(
     state: &ApiState,

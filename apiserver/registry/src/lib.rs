@@ -5,7 +5,8 @@
 //! machinery; [`custom`] turns CustomResourceDefinitions into kinds;
 //! [`objects`] is the one way objects are created, read, updated, patched,
 //! applied and deleted, with preconditions, finalizers and watches;
-//! [`binding`] is the `pods/binding` subresource; [`admission`] is the
+//! [`binding`] is the `pods/binding` subresource, [`eviction`] the
+//! `pods/eviction` one; [`admission`] is the
 //! slot for plugins that see every write before it is validated.
 //!
 //! May import: `shoal-machinery`, `shoal-store`.
@@ -14,6 +15,7 @@
 pub mod admission;
 pub mod binding;
 pub mod custom;
+pub mod eviction;
 pub mod kinds;
 pub mod objects;
 pub mod quota;

@@ -51,7 +51,7 @@ fn node_ready(node: &Value) -> bool {
 /// Whether a toleration tolerates a taint: the same key (an `Exists`
 /// toleration without a key tolerates every taint), the same value unless
 /// `Exists`, and the same effect unless the toleration names none.
-fn tolerates(toleration: &Value, taint: &Value) -> bool {
+pub fn tolerates(toleration: &Value, taint: &Value) -> bool {
     let field = |v: &Value, k: &str| {
         v.get(k)
             .and_then(Value::as_str)

@@ -5,12 +5,13 @@
 //! everything.
 //!
 //! The built-in plugins each have a file: `limit_ranger.rs`,
-//! `service_account.rs`, `node_restriction.rs`, `pod_security.rs`,
-//! `resource_quota.rs`.
+//! `service_account.rs`, `default_tolerations.rs`, `node_restriction.rs`,
+//! `pod_security.rs`, `resource_quota.rs`.
 //!
 //! May import: `resources` (the resource written), the machinery, the store
 //! (what a plugin reads).
 
+pub mod default_tolerations;
 pub mod limit_ranger;
 pub mod node_restriction;
 pub mod pod_security;

@@ -70,24 +70,13 @@ pub fn pod_columns() -> Vec<Value> {
 
 /// A row of [`pod_columns`] for `o`.
 pub fn pod_cells(o: &Value) -> Vec<Value> {
-    let statuses = o
-        .pointer("/status/containerStatuses")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let total = o
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    let ready = statuses
-        .iter()
-        .filter(|c| c.get("ready") == Some(&json!(true)))
-        .count();
-    let restarts: i64 = statuses.iter().map(|c| int(c, "/restartCount")).sum();
-    let last_restart = statuses
-        .iter()
-        .filter_map(|c| str_at(c, "/lastState/terminated/finishedAt").and_then(parse_time))
-        .max();
+    let Summary {
+        ready,
+        total,
+        restarts,
+        last_restart,
+        reason,
+    } = summary(o);
     let restarts = match last_restart {
         Some(t) if restarts > 0 => format!(
             "{restarts} ({} ago)",
@@ -98,7 +87,7 @@ pub fn pod_cells(o: &Value) -> Vec<Value> {
     vec![
         name_cell(o),
         text(format!("{ready}/{total}")),
-        text(pod_status(o)),
+        text(reason),
         text(restarts),
         age_cell(o),
         text(str_at(o, "/status/podIP").unwrap_or("<none>").into()),
@@ -462,31 +451,122 @@ fn is_port_name(n: &str) -> bool {
         && !n.contains("--")
 }
 
-/// The pod's STATUS column, as kubectl computes it.
-pub fn pod_status(pod: &Value) -> String {
+/// What `kubectl get pods` shows of a pod: ready and all containers
+/// (sidecars, init containers with `restartPolicy: Always`, count), the
+/// restarts and when the last was, and the status, as kube-apiserver's
+/// printer makes them (`Init:1/2`, `Init:Error`, `PodInitializing`,
+/// `CrashLoopBackOff`, `Completed`, `Terminating`, …).
+struct Summary {
+    ready: usize,
+    total: usize,
+    restarts: i64,
+    last_restart: Option<jiff::Timestamp>,
+    reason: String,
+}
+
+fn summary(pod: &Value) -> Summary {
+    let list = |p: &str| {
+        pod.pointer(p)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (init_specs, init_statuses, statuses) = (
+        list("/spec/initContainers"),
+        list("/status/initContainerStatuses"),
+        list("/status/containerStatuses"),
+    );
+    let sidecar = |name: Option<&str>| {
+        init_specs
+            .iter()
+            .any(|c| str_at(c, "/name") == name && str_at(c, "/restartPolicy") == Some("Always"))
+    };
+    let mut total = list("/spec/containers").len()
+        + init_specs
+            .iter()
+            .filter(|c| str_at(c, "/restartPolicy") == Some("Always"))
+            .count();
+    let mut ready = 0;
+    let mut restarts = 0;
+    let mut sidecar_restarts = 0;
+    let mut last_restart = None;
     let mut reason = str_at(pod, "/status/reason")
         .or(str_at(pod, "/status/phase"))
         .unwrap_or("Pending")
         .to_string();
-    let statuses = pod
-        .pointer("/status/containerStatuses")
+    let finished = |c: &Value| str_at(c, "/lastState/terminated/finishedAt").and_then(parse_time);
+    let terminated_reason = |t: &Value| match str_at(t, "/reason") {
+        Some(r) if !r.is_empty() => r.to_string(),
+        _ => format!("ExitCode:{}", int(t, "/exitCode")),
+    };
+    let mut initializing = false;
+    for (i, c) in init_statuses.iter().enumerate() {
+        restarts += int(c, "/restartCount");
+        last_restart = last_restart.max(finished(c));
+        let is_sidecar = sidecar(str_at(c, "/name"));
+        if is_sidecar {
+            sidecar_restarts += int(c, "/restartCount");
+            if c.get("ready") == Some(&json!(true)) {
+                ready += 1;
+            }
+        }
+        let terminated = c.pointer("/state/terminated");
+        let waiting = str_at(c, "/state/waiting/reason").filter(|r| !r.is_empty());
+        if terminated.is_some_and(|t| int(t, "/exitCode") == 0)
+            || (is_sidecar && c.get("started") == Some(&json!(true)))
+        {
+            continue;
+        }
+        initializing = true;
+        reason = match (terminated, waiting) {
+            (Some(t), _) => format!("Init:{}", terminated_reason(t)),
+            (None, Some(w)) if w != "PodInitializing" => format!("Init:{w}"),
+            _ => format!("Init:{i}/{}", init_specs.len()),
+        };
+        break;
+    }
+    let initialized = pod
+        .pointer("/status/conditions")
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for cs in statuses.iter().rev() {
-        if let Some(r) = str_at(cs, "/state/waiting/reason") {
-            reason = r.to_string();
-        } else if let Some(t) = cs.pointer("/state/terminated") {
-            reason = match str_at(t, "/reason") {
-                Some(r) => r.to_string(),
-                None => format!("ExitCode:{}", int(t, "/exitCode")),
-            };
+        .into_iter()
+        .flatten()
+        .any(|c| str_at(c, "/type") == Some("Initialized") && str_at(c, "/status") == Some("True"));
+    if !initializing || initialized {
+        restarts = sidecar_restarts;
+        let mut running = false;
+        for c in statuses.iter().rev() {
+            restarts += int(c, "/restartCount");
+            last_restart = last_restart.max(finished(c));
+            if let Some(w) = str_at(c, "/state/waiting/reason").filter(|r| !r.is_empty()) {
+                reason = w.to_string();
+            } else if let Some(t) = c.pointer("/state/terminated") {
+                reason = terminated_reason(t);
+            } else if c.get("ready") == Some(&json!(true)) && c.pointer("/state/running").is_some()
+            {
+                running = true;
+                ready += 1;
+            }
+        }
+        if reason == "Completed" && running {
+            reason = "Running".into();
         }
     }
     if pod.pointer("/metadata/deletionTimestamp").is_some() {
         reason = "Terminating".into();
     }
-    reason
+    total = total.max(ready);
+    Summary {
+        ready,
+        total,
+        restarts,
+        last_restart,
+        reason,
+    }
+}
+
+/// The status `kubectl get pods` shows for a pod.
+pub fn pod_status(pod: &Value) -> String {
+    summary(pod).reason
 }
 
 /// The kinds this file holds, by name.
@@ -552,5 +632,42 @@ mod tests {
         assert_eq!(pod_status(&pod), "ErrImagePull");
         let gone = json!({"metadata": {"deletionTimestamp": "x"}, "status": {"phase": "Running"}});
         assert_eq!(pod_status(&gone), "Terminating");
+    }
+
+    #[test]
+    fn init_containers_show_as_kubectl_shows_them() {
+        let pod = |inits: Value, statuses: Value, initialized: bool| {
+            json!({"spec": {"containers": [{"name": "main"}], "initContainers": inits},
+                "status": {"phase": "Pending", "conditions": [{"type": "Initialized", "status": if initialized { "True" } else { "False" }}],
+                    "initContainerStatuses": statuses,
+                    "containerStatuses": [{"name": "main", "ready": false, "state": {"waiting": {"reason": "PodInitializing"}}}]}})
+        };
+        let inits =
+            json!([{"name": "a"}, {"name": "proxy", "restartPolicy": "Always"}, {"name": "b"}]);
+        let done =
+            json!({"name": "a", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}});
+        let waiting =
+            |n: &str| json!({"name": n, "state": {"waiting": {"reason": "PodInitializing"}}});
+        let p = pod(
+            inits.clone(),
+            json!([waiting("a"), waiting("proxy"), waiting("b")]),
+            false,
+        );
+        let s = summary(&p);
+        assert_eq!((s.reason.as_str(), s.ready, s.total), ("Init:0/3", 0, 2));
+        let sidecar =
+            json!({"name": "proxy", "started": true, "ready": true, "state": {"running": {}}});
+        let p = pod(inits.clone(), json!([done, sidecar, waiting("b")]), false);
+        let s = summary(&p);
+        assert_eq!((s.reason.as_str(), s.ready), ("Init:2/3", 1));
+        let failed = json!({"name": "b", "restartCount": 2, "state": {"terminated": {"exitCode": 3, "reason": "Error"}}});
+        let p = pod(inits.clone(), json!([done, sidecar, failed]), false);
+        assert_eq!(summary(&p).reason, "Init:Error");
+        assert_eq!(summary(&p).restarts, 2);
+        let backoff = json!({"name": "b", "state": {"waiting": {"reason": "CrashLoopBackOff"}}});
+        let p = pod(inits, json!([done, sidecar, backoff]), false);
+        assert_eq!(summary(&p).reason, "Init:CrashLoopBackOff");
+        let p = pod(json!([{"name": "a"}]), json!([done]), true);
+        assert_eq!(summary(&p).reason, "PodInitializing");
     }
 }

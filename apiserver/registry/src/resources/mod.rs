@@ -36,6 +36,8 @@ pub enum Sub {
     Approval,
     /// `/token`: a ServiceAccount's TokenRequest.
     Token,
+    /// `/eviction`: a pod deleted if its disruption budget allows.
+    Eviction,
 }
 
 impl Sub {
@@ -48,6 +50,7 @@ impl Sub {
             Sub::Binding => "binding",
             Sub::Approval => "approval",
             Sub::Token => "token",
+            Sub::Eviction => "eviction",
         }
     }
 }
@@ -309,7 +312,7 @@ pub static RESOURCES: &[Resource] = &[
         "pod",
         true,
         &["po"],
-        &[Sub::Status, Sub::Log, Sub::Binding],
+        &[Sub::Status, Sub::Log, Sub::Binding, Sub::Eviction],
         core::Pod,
         "io.k8s.api.core.v1.Pod";
         categories: &["all"]
