@@ -357,8 +357,17 @@ fn a_full_disk_stops_its_server_clearly_and_the_others_go_on() {
     let stopped = loop {
         let file = first.dir.join("big.json");
         std::fs::write(&file, manifest(written)).unwrap();
-        first.ok(&["create", "-f", file.to_str().unwrap()]);
-        written += 1;
+        // A write the full server took as leader fails (503) until it has
+        // stopped and another leads.
+        if first
+            .kubectl(&["create", "-f", file.to_str().unwrap()])
+            .status
+            .success()
+        {
+            written += 1;
+        } else {
+            std::thread::sleep(Duration::from_millis(200));
+        }
         if let Some(status) = third.exited() {
             break status;
         }
@@ -375,7 +384,12 @@ fn a_full_disk_stops_its_server_clearly_and_the_others_go_on() {
         "{}",
         common::tail(&log, 20)
     );
-    second.ok(&["create", "configmap", "after", "--from-literal=a=2"]);
+    // (Once another server leads, if the full one did.)
+    second.wait_for(
+        &["create", "configmap", "after", "--from-literal=a=2"],
+        "a write after the full server stopped",
+        |_| true,
+    );
     // Space again: the server starts and catches up, nothing lost.
     std::fs::remove_file(disk.0.join("filler")).unwrap();
     third.boot();

@@ -88,3 +88,112 @@ fn in_flight_requests_finish_within_the_grace_period() {
         "a stopped request is not a success: {answer:?}"
     );
 }
+
+/// A command asked to stop (the stop file) ends within the grace period
+/// instead of being cancelled at its end; preStop hooks run first and the
+/// deletion waits for them; a failing postStart hook restarts its
+/// container.
+#[test]
+fn hooks_run_and_commands_are_asked_to_stop() {
+    let c = Cluster::start("hooks");
+    c.import(&example("hello-cmd"), "hello-cmd:v1");
+    c.import(&example("hello-http"), "hello-http:v1");
+    let manifest = c.dir.join("hooks.yaml");
+    std::fs::write(
+        &manifest,
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: polite}
+spec:
+  terminationGracePeriodSeconds: 30
+  containers:
+  - name: main
+    image: hello-cmd:v1
+    env: [{name: INTERVAL, value: "60"}]
+    lifecycle: {preStop: {sleep: {seconds: 2}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: draining}
+spec:
+  containers:
+  - name: web
+    image: hello-http:v1
+    ports: [{containerPort: 8080}]
+    lifecycle: {preStop: {httpGet: {path: "/sleep?1500", port: 8080}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unwarmed}
+spec:
+  containers:
+  - name: web
+    image: hello-http:v1
+    ports: [{containerPort: 8080}]
+    lifecycle: {postStart: {httpGet: {path: "/status?500", port: 8080}}}
+"#,
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    for pod in ["polite", "draining"] {
+        c.wait_for(
+            &["get", "pod", pod, "-o", "jsonpath={.status.phase}"],
+            "the pod to run",
+            |s| s == "Running",
+        );
+    }
+    c.wait_for(&["logs", "polite"], "the first line", |s| s.contains("#1"));
+
+    // The command: the preStop sleep, then the stop file; it says so and
+    // exits long before its 30 s are up.
+    let (lines, took) = std::thread::scope(|scope| {
+        let follow = scope.spawn(|| c.follow_logs("polite", &[], 2, Duration::from_secs(40)));
+        std::thread::sleep(Duration::from_millis(500));
+        let began = Instant::now();
+        c.ok(&["delete", "pod", "polite", "--wait=true"]);
+        (follow.join().unwrap(), began.elapsed())
+    });
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("asked to stop after 1 lines"),
+        "{lines:?}"
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(20),
+        "the preStop hook's 2 s, not the 30 s grace period: {took:?}"
+    );
+
+    // An HTTP component's preStop request is served before it goes.
+    let began = Instant::now();
+    c.ok(&["delete", "pod", "draining", "--wait=true"]);
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(20),
+        "{took:?}"
+    );
+
+    // A failed postStart hook restarts the container.
+    c.wait_for(
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=unwarmed",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+        "the hook's failure",
+        |s| s.contains("PostStartHook failed: HTTP probe failed with statuscode: 500"),
+    );
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            "unwarmed",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        ],
+        "a restart",
+        |s| s.parse::<u32>().is_ok_and(|n| n >= 1),
+    );
+}

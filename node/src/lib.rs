@@ -11,6 +11,7 @@ pub mod client;
 mod dns;
 mod env;
 mod events;
+mod hooks;
 mod images;
 mod kubelet_api;
 pub mod logs;

@@ -377,6 +377,7 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
     // once it lets it go, the channel closes when the last container
     // ends for good.
     let mut starter = Some(tx);
+    let (stop, stop_rx) = watch::channel(None::<tokio::time::Instant>);
     let start = |i: usize, tx: &mpsc::Sender<Update>| {
         // An init container runs to completion: restarted on failure
         // unless the pod never restarts anything; a sidecar always.
@@ -397,6 +398,7 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
             tx: tx.clone(),
             volumes: volumes.clone(),
             permit: permit.clone(),
+            stop: stop_rx.clone(),
         };
         tokio_util::task::AbortOnDropHandle::new(tokio::spawn(run_container(ctx)))
     };
@@ -526,26 +528,33 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
                 }
                 let latest = updates.borrow().clone();
                 if latest.metadata.deletion_timestamp.is_some() {
-                    // HTTP instances finish the requests they are serving,
-                    // within the grace period. A command cannot be told to
-                    // stop (WASI has no signals), so it is cancelled.
+                    // Running containers run their preStop hooks and are
+                    // asked to stop (HTTP instances finish the requests
+                    // they are serving, commands see the stop file);
+                    // whatever still runs at the end of the grace period
+                    // is cancelled.
                     let grace = latest
                         .metadata
                         .deletion_grace_period_seconds
                         .and_then(|s| u64::try_from(s).ok())
                         .unwrap_or(30);
-                    let cut = shared.http.drain(&uid, Duration::from_secs(grace)).await;
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(grace);
+                    let gone = with_ip(latest.clone(), &ip);
+                    let mut live = Vec::new();
+                    for ((c, st), task) in specs.iter().zip(&statuses).zip(running.iter_mut()) {
+                        let n = c.get("name").and_then(Value::as_str).unwrap_or_default();
+                        if let (State::Running(_), Some(task)) = (&st.state, task.as_mut()) {
+                            event(&shared, &gone, "Normal", "Killing", &format!("Stopping container {n}"));
+                            live.push(task);
+                        }
+                    }
+                    stop.send_replace(Some(deadline));
+                    let _ = tokio::time::timeout_at(deadline, futures::future::join_all(live)).await;
+                    let cut = shared.http.drain(&uid, Duration::ZERO).await;
                     if cut > 0 {
                         tracing::info!("{ns}/{name}: {cut} requests cut off at the end of the grace period");
                     }
                     abort_all(&mut running, &tasks);
-                    let gone = with_ip(latest.clone(), &ip);
-                    for (i, c) in specs.iter().enumerate() {
-                        let n = c.get("name").and_then(Value::as_str).unwrap_or_default();
-                        if matches!(statuses[i].state, State::Running(_)) {
-                            event(&shared, &gone, "Normal", "Killing", &format!("Stopping container {n}"));
-                        }
-                    }
                     delete_now(&shared, &api, &gone, &uid);
                     return;
                 }
@@ -710,6 +719,64 @@ struct ContainerCtx {
     tx: mpsc::Sender<Update>,
     volumes: Arc<crate::volumes::Volumes>,
     permit: StartPermit,
+    /// When the pod is asked to stop: the end of its grace period.
+    stop: watch::Receiver<Option<tokio::time::Instant>>,
+}
+
+/// Completes with the end of the grace period once the pod is asked to
+/// stop.
+async fn stop_requested(
+    mut stop: watch::Receiver<Option<tokio::time::Instant>>,
+) -> tokio::time::Instant {
+    loop {
+        if let Some(deadline) = *stop.borrow_and_update() {
+            return deadline;
+        }
+        if stop.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// Runs a container's postStart hook: whether it passed (a failure is
+/// the kubelet's event, and the container is restarted).
+async fn post_started(
+    hook: Option<&crate::hooks::Hook>,
+    runner: &crate::probes::Runner<'_>,
+    limit: Duration,
+    events: impl Fn(&'static str, &str, &str),
+) -> bool {
+    let Some(hook) = hook else { return true };
+    match crate::hooks::run(hook, runner, limit).await {
+        Ok(()) => true,
+        Err(why) => {
+            events(
+                "Warning",
+                "FailedPostStartHook",
+                &format!("PostStartHook failed: {why}"),
+            );
+            false
+        }
+    }
+}
+
+/// Runs a container's preStop hook within what is left of the grace
+/// period.
+async fn pre_stop_hook(
+    hook: Option<&crate::hooks::Hook>,
+    runner: &crate::probes::Runner<'_>,
+    deadline: tokio::time::Instant,
+    events: impl Fn(&'static str, &str, &str),
+) {
+    let Some(hook) = hook else { return };
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    if let Err(why) = crate::hooks::run(hook, runner, left).await {
+        events(
+            "Warning",
+            "FailedPreStopHook",
+            &format!("PreStopHook failed: {why}"),
+        );
+    }
 }
 
 /// How a container's run ended.
@@ -917,6 +984,33 @@ async fn run_container(ctx: ContainerCtx) {
         }
     };
     let probes = crate::probes::Probes::of(&ctx.spec);
+    let (post_start, pre_stop) = (
+        crate::hooks::of(&ctx.spec, crate::hooks::When::PostStart),
+        crate::hooks::of(&ctx.spec, crate::hooks::When::PreStop),
+    );
+    for (hook, when) in [
+        (&post_start, crate::hooks::When::PostStart),
+        (&pre_stop, crate::hooks::When::PreStop),
+    ] {
+        if let Some(why) = hook.as_ref().and_then(|h| crate::hooks::not_run(h, when)) {
+            event(shared, &ctx.pod, "Warning", "HookNotRun", &why);
+        }
+    }
+    // A command's own directory, where the stop file appears.
+    let run_dir = root.join("pods").join(&ctx.uid).join("run").join(&name);
+    let mut preopens = preopens;
+    if !workload.is_http() {
+        let made = std::fs::create_dir_all(&run_dir);
+        let _ = std::fs::remove_file(run_dir.join(crate::hooks::STOP_FILE));
+        match made {
+            Ok(()) => preopens.push(shoal_runtime_wasm::Preopen {
+                host: run_dir.clone(),
+                guest: crate::hooks::RUN_DIR.into(),
+                read_only: true,
+            }),
+            Err(e) => tracing::warn!("pod {}: cannot make {}: {e}", ctx.uid, run_dir.display()),
+        }
+    }
     let runner = crate::probes::Runner {
         http: &shared.http,
         pod_ip: ctx.ip.clone(),
@@ -1029,38 +1123,74 @@ async fn run_container(ctx: ContainerCtx) {
                     .await;
                 listening = true;
             }
-            let why = crate::probes::supervise(
-                &probes,
-                &runner,
-                &name,
-                |standing| {
-                    st.started = standing.started;
-                    st.ready = standing.ready;
-                    send(&st)
-                },
-                events,
-            )
-            .await;
-            let grace = probes.grace(why).unwrap_or(pod_grace);
-            shared.http.stop_ports(&ctx.ip, &ports, grace).await;
-            Ended::Killed
+            let watched = async {
+                if !post_started(post_start.as_ref(), &runner, pod_grace, events).await {
+                    return None;
+                }
+                Some(
+                    crate::probes::supervise(
+                        &probes,
+                        &runner,
+                        &name,
+                        |standing| {
+                            st.started = standing.started;
+                            st.ready = standing.ready;
+                            send(&st)
+                        },
+                        events,
+                    )
+                    .await,
+                )
+            };
+            tokio::select! {
+                why = watched => {
+                    let grace = why.and_then(|k| probes.grace(k)).unwrap_or(pod_grace);
+                    shared.http.stop_ports(&ctx.ip, &ports, grace).await;
+                    Ended::Killed
+                }
+                deadline = stop_requested(ctx.stop.clone()) => {
+                    // The pod is going: its requests finish within the
+                    // grace period the preStop hook leaves.
+                    pre_stop_hook(pre_stop.as_ref(), &runner, deadline, events).await;
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    shared.http.stop_ports(&ctx.ip, &ports, left).await;
+                    return;
+                }
+            }
         } else {
             // `supervise` reports the container running as it begins.
             let run = shared.runtime.run_command(&workload, spec);
-            let supervised = crate::probes::supervise(
-                &probes,
-                &runner,
-                &name,
-                |standing| {
-                    st.started = standing.started;
-                    st.ready = standing.ready;
-                    send(&st)
-                },
-                events,
-            );
+            tokio::pin!(run);
+            let watched = async {
+                if post_started(post_start.as_ref(), &runner, pod_grace, events).await {
+                    crate::probes::supervise(
+                        &probes,
+                        &runner,
+                        &name,
+                        |standing| {
+                            st.started = standing.started;
+                            st.ready = standing.ready;
+                            send(&st)
+                        },
+                        events,
+                    )
+                    .await;
+                }
+            };
             tokio::select! {
-                exit = run => Ended::Exited(exit),
-                _ = supervised => Ended::Killed,
+                exit = &mut run => Ended::Exited(exit),
+                () = watched => Ended::Killed,
+                deadline = stop_requested(ctx.stop.clone()) => {
+                    // Asked to stop, as SIGTERM asks a process: the guest
+                    // may see the stop file and end within the grace
+                    // period; then it is cancelled.
+                    pre_stop_hook(pre_stop.as_ref(), &runner, deadline, events).await;
+                    if let Err(e) = std::fs::write(run_dir.join(crate::hooks::STOP_FILE), b"") {
+                        tracing::warn!("pod {}: cannot ask {name} to stop: {e}", ctx.uid);
+                    }
+                    let _ = tokio::time::timeout_at(deadline, &mut run).await;
+                    return;
+                }
             }
         };
         let (code, reason, message) = match &ended {

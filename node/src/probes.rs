@@ -165,7 +165,9 @@ fn container_name(container: &Value) -> &str {
         .unwrap_or_default()
 }
 
-fn check(container: &Value, probe: &Value) -> Check {
+/// What a probe or lifecycle handler (`httpGet`, `tcpSocket`, `exec`,
+/// `grpc`) of `container` does.
+pub(crate) fn check(container: &Value, probe: &Value) -> Check {
     let host = |h: &Value| {
         h.get("host")
             .and_then(Value::as_str)
@@ -340,7 +342,7 @@ pub(crate) struct Runner<'a> {
 impl Runner<'_> {
     /// Runs one check within `timeout`: `Err` with the kubelet's words
     /// when it fails.
-    async fn run(&self, check: &Check, timeout: Duration) -> Result<(), String> {
+    pub async fn run(&self, check: &Check, timeout: Duration) -> Result<(), String> {
         match check {
             Check::Invalid(why) => Err(why.clone()),
             Check::NotRun(_) => Ok(()),

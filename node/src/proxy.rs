@@ -171,14 +171,21 @@ async fn probe(
 }
 
 /// Waits, at most `grace`, for a target's requests in flight to finish,
-/// then stops those left: how many.
+/// then stops those left: how many. They are stopped however the wait
+/// ends, even when it is itself cancelled.
 async fn finish(t: Target, grace: Duration) -> usize {
+    struct StopOnDrop(Arc<watch::Sender<bool>>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.send_replace(true);
+        }
+    }
+    let _stop = StopOnDrop(t.stop.clone());
     let deadline = tokio::time::Instant::now() + grace;
     // The target itself holds one reference.
     while Arc::strong_count(&t.in_flight) > 1 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    t.stop.send_replace(true);
     Arc::strong_count(&t.in_flight) - 1
 }
 

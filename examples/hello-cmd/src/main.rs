@@ -22,9 +22,16 @@
 //!   makes an idle pod.
 //! - `UDP_ECHO` (`ip:port`) instead answers each UDP datagram sent there
 //!   with `echo from <HOSTNAME>: ` and the datagram, forever.
+//!
+//! Between lines it looks for the file the node creates when it asks the
+//! guest to stop (`/run/shoal/stop`, as SIGTERM asks a process), and then
+//! says so and exits 0.
 
 use std::io::Write;
 use std::time::Duration;
+
+/// The file the node creates when it asks this guest to stop.
+const STOP: &str = "/run/shoal/stop";
 
 fn list(var: &str) -> Vec<String> {
     std::env::var(var)
@@ -145,6 +152,13 @@ fn main() {
         let _ = writeln!(out, "{greeting} #{n}");
         let _ = out.flush();
         drop(out);
-        std::thread::sleep(Duration::from_secs(interval));
+        let until = std::time::Instant::now() + Duration::from_secs(interval);
+        while std::time::Instant::now() < until {
+            if std::path::Path::new(STOP).exists() {
+                println!("asked to stop after {n} lines");
+                std::process::exit(0);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }

@@ -1,0 +1,129 @@
+//! Lifecycle hooks, as the kubelet runs them: `postStart` right after a
+//! container starts (a failure restarts it), `preStop` before it is asked
+//! to stop (within the grace period). An `httpGet` goes where a probe's
+//! would (in-process for an HTTP component), `sleep` waits; `exec` is not
+//! run yet, and an event says so.
+//!
+//! And the stop request a command guest may follow, as a process follows
+//! SIGTERM: WASI has no signals, so the node creates the file
+//! [`STOP_FILE`] in a directory every command sees at [`RUN_DIR`]
+//! (read-only); a guest that checks for it can finish its work and exit
+//! before the grace period ends, when it is cancelled.
+//!
+//! May import: `probes` (the handlers' requests).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::probes::{Check, Runner};
+
+/// Where a command guest sees its node-made directory.
+pub(crate) const RUN_DIR: &str = "/run/shoal";
+/// The file that appears there when the guest is asked to stop.
+pub(crate) const STOP_FILE: &str = "stop";
+
+/// Which hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum When {
+    PostStart,
+    PreStop,
+}
+
+impl When {
+    fn field(self) -> &'static str {
+        match self {
+            When::PostStart => "postStart",
+            When::PreStop => "preStop",
+        }
+    }
+
+    /// The kubelet's name for the hook in its events.
+    pub fn name(self) -> &'static str {
+        match self {
+            When::PostStart => "PostStartHook",
+            When::PreStop => "PreStopHook",
+        }
+    }
+}
+
+/// What a hook does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Hook {
+    /// An HTTP GET or a connection, as a probe's.
+    Check(Check),
+    /// `sleep: {seconds}`.
+    Sleep(Duration),
+}
+
+/// The hook `when` of a container's spec.
+pub(crate) fn of(container: &Value, when: When) -> Option<Hook> {
+    let handler = container.pointer(&format!("/lifecycle/{}", when.field()))?;
+    if !handler.is_object() {
+        return None;
+    }
+    if let Some(seconds) = handler.pointer("/sleep/seconds") {
+        return Some(Hook::Sleep(Duration::from_secs(
+            seconds.as_u64().unwrap_or(0),
+        )));
+    }
+    Some(Hook::Check(crate::probes::check(container, handler)))
+}
+
+/// Runs a hook within `limit`: `Err` with why it failed. A hook the node
+/// does not run yet passes (see [`not_run`]).
+pub(crate) async fn run(hook: &Hook, runner: &Runner<'_>, limit: Duration) -> Result<(), String> {
+    match hook {
+        Hook::Sleep(d) => {
+            tokio::time::sleep((*d).min(limit)).await;
+            Ok(())
+        }
+        Hook::Check(check) => runner.run(check, limit.max(Duration::from_secs(1))).await,
+    }
+}
+
+/// Why the node does not run `hook`, if it does not: the words of the
+/// event that says so.
+pub(crate) fn not_run(hook: &Hook, when: When) -> Option<String> {
+    match hook {
+        Hook::Check(Check::NotRun(handler)) => Some(format!(
+            "{} not run: {handler} hooks are not run in Wasm containers yet",
+            when.name()
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hooks_are_read_from_the_container_lifecycle() {
+        let c = json!({"name": "web", "ports": [{"name": "http", "containerPort": 8080}],
+            "lifecycle": {
+                "postStart": {"httpGet": {"path": "/warm", "port": "http"}},
+                "preStop": {"sleep": {"seconds": 5}}}});
+        assert_eq!(
+            of(&c, When::PostStart),
+            Some(Hook::Check(Check::Http {
+                https: false,
+                host: None,
+                port: 8080,
+                path: "/warm".into(),
+                headers: vec![]
+            }))
+        );
+        assert_eq!(
+            of(&c, When::PreStop),
+            Some(Hook::Sleep(Duration::from_secs(5)))
+        );
+        let exec = json!({"lifecycle": {"preStop": {"exec": {"command": ["drain"]}}}});
+        assert_eq!(
+            of(&exec, When::PreStop),
+            Some(Hook::Check(Check::NotRun("exec")))
+        );
+        assert_eq!(of(&json!({}), When::PreStop), None);
+    }
+}
