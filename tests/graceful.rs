@@ -89,9 +89,10 @@ fn in_flight_requests_finish_within_the_grace_period() {
     );
 }
 
-/// A command asked to stop (the stop file) ends within the grace period
-/// instead of being cancelled at its end; preStop hooks run first and the
-/// deletion waits for them; a failing postStart hook restarts its
+/// A command asked to stop (the stop file, for a pod that says it looks)
+/// ends within the grace period instead of being cancelled at its end, and
+/// one that did not say so is cancelled at once; preStop hooks run first
+/// and the deletion waits for them; a failing postStart hook restarts its
 /// container.
 #[test]
 fn hooks_run_and_commands_are_asked_to_stop() {
@@ -103,7 +104,7 @@ fn hooks_run_and_commands_are_asked_to_stop() {
         &manifest,
         r#"apiVersion: v1
 kind: Pod
-metadata: {name: polite}
+metadata: {name: polite, annotations: {shoal.dev/stop-file: "true"}}
 spec:
   terminationGracePeriodSeconds: 30
   containers:
@@ -111,6 +112,14 @@ spec:
     image: hello-cmd:v1
     env: [{name: INTERVAL, value: "60"}]
     lifecycle: {preStop: {sleep: {seconds: 2}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: abrupt}
+spec:
+  terminationGracePeriodSeconds: 30
+  containers:
+  - {name: main, image: hello-cmd:v1, env: [{name: INTERVAL, value: "60"}]}
 ---
 apiVersion: v1
 kind: Pod
@@ -135,7 +144,7 @@ spec:
     )
     .unwrap();
     c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
-    for pod in ["polite", "draining"] {
+    for pod in ["polite", "abrupt", "draining"] {
         c.wait_for(
             &["get", "pod", pod, "-o", "jsonpath={.status.phase}"],
             "the pod to run",
@@ -161,6 +170,15 @@ spec:
     assert!(
         took >= Duration::from_secs(2) && took < Duration::from_secs(20),
         "the preStop hook's 2 s, not the 30 s grace period: {took:?}"
+    );
+
+    // A command that did not say it would look is cancelled at once.
+    let began = Instant::now();
+    c.ok(&["delete", "pod", "abrupt", "--wait=true"]);
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        began.elapsed()
     );
 
     // An HTTP component's preStop request is served before it goes.

@@ -27,6 +27,16 @@ spec:
     )
 }
 
+/// The kubectl arguments that list the `web` pods as `node phase` lines.
+const WHERE_WEB_RUNS: [&str; 6] = [
+    "get",
+    "pods",
+    "-l",
+    "app=web",
+    "-o",
+    "jsonpath={range .items[*]}{.spec.nodeName} {.status.phase}{\"\\n\"}{end}",
+];
+
 /// `name`'s pods as `pod node phase` lines.
 fn placement(c: &Cluster, app: &str) -> String {
     c.ok(&[
@@ -87,18 +97,9 @@ fn the_pods_of_a_lost_node_are_evicted_after_their_toleration_and_replaced() {
     );
     // Three seconds later the pod is evicted and its replacement runs on
     // the node that is left.
-    c.wait_for(
-        &[
-            "get",
-            "pods",
-            "-l",
-            "app=web",
-            "-o",
-            "jsonpath={range .items[*]}{.spec.nodeName} {.status.phase}{\"\\n\"}{end}",
-        ],
-        "a replacement running on shoal",
-        |s| s.lines().any(|l| l == "shoal Running"),
-    );
+    c.wait_for(&WHERE_WEB_RUNS, "a replacement running on shoal", |s| {
+        s.lines().any(|l| l == "shoal Running")
+    });
     let reason = c.ok(&[
         "get",
         "pod",
@@ -177,23 +178,12 @@ fn drain_evicts_a_nodes_pods_within_their_disruption_budget() {
         "--timeout=90s",
     ]);
     assert!(out.contains(&format!("node/{node} drained")), "{out}");
-    c.wait_for(
-        &[
-            "get",
-            "pods",
-            "-l",
-            "app=web",
-            "-o",
-            "jsonpath={range .items[*]}{.spec.nodeName} {.status.phase}{\"\\n\"}{end}",
-        ],
-        "both replicas on the other node",
-        |s| {
-            s.lines()
-                .filter(|l| *l == format!("{other} Running"))
-                .count()
-                == 2
-                && s.lines().count() == 2
-        },
-    );
+    c.wait_for(&WHERE_WEB_RUNS, "both replicas on the other node", |s| {
+        s.lines()
+            .filter(|l| *l == format!("{other} Running"))
+            .count()
+            == 2
+            && s.lines().count() == 2
+    });
     c.ok(&["uncordon", &node]);
 }

@@ -5,10 +5,13 @@
 //! run yet, and an event says so.
 //!
 //! And the stop request a command guest may follow, as a process follows
-//! SIGTERM: WASI has no signals, so the node creates the file
-//! [`STOP_FILE`] in a directory every command sees at [`RUN_DIR`]
-//! (read-only); a guest that checks for it can finish its work and exit
-//! before the grace period ends, when it is cancelled.
+//! SIGTERM: WASI has no signals, so in a pod annotated
+//! [`STOP_FILE_ANNOTATION`]`: "true"` every command sees a read-only
+//! directory at [`RUN_DIR`] where the node creates the file [`STOP_FILE`]
+//! when the guest should finish its work and exit; the node waits for it
+//! until the grace period ends, then cancels it. Other commands are
+//! cancelled at once: they could not be asked, and the directory would
+//! cost each running instance an open descriptor.
 //!
 //! May import: `probes` (the handlers' requests).
 
@@ -22,6 +25,9 @@ use crate::probes::{Check, Runner};
 pub(crate) const RUN_DIR: &str = "/run/shoal";
 /// The file that appears there when the guest is asked to stop.
 pub(crate) const STOP_FILE: &str = "stop";
+/// The pod annotation by which its commands say they follow the stop
+/// request.
+pub(crate) const STOP_FILE_ANNOTATION: &str = "shoal.dev/stop-file";
 
 /// Which hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -996,10 +996,20 @@ async fn run_container(ctx: ContainerCtx) {
             event(shared, &ctx.pod, "Warning", "HookNotRun", &why);
         }
     }
-    // A command's own directory, where the stop file appears.
+    // A command of a pod that says it follows the stop request gets its
+    // own directory, where the stop file appears (a directory a running
+    // instance holds open: only for those that use it).
+    let asks_to_stop = !workload.is_http()
+        && ctx
+            .pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(crate::hooks::STOP_FILE_ANNOTATION))
+            .is_some_and(|v| v == "true");
     let run_dir = root.join("pods").join(&ctx.uid).join("run").join(&name);
     let mut preopens = preopens;
-    if !workload.is_http() {
+    if asks_to_stop {
         let made = std::fs::create_dir_all(&run_dir);
         let _ = std::fs::remove_file(run_dir.join(crate::hooks::STOP_FILE));
         match made {
@@ -1093,6 +1103,28 @@ async fn run_container(ctx: ContainerCtx) {
             event(shared, &ctx.pod, ty, reason, message);
         };
         let began = Instant::now();
+        // The postStart hook, then the probes (which report the container
+        // running as they begin): ends with the probe that failed, or with
+        // none when the hook did.
+        let watched = async {
+            if !post_started(post_start.as_ref(), &runner, pod_grace, events).await {
+                return None;
+            }
+            Some(
+                crate::probes::supervise(
+                    &probes,
+                    &runner,
+                    &name,
+                    |standing| {
+                        st.started = standing.started;
+                        st.ready = standing.ready;
+                        send(&st)
+                    },
+                    events,
+                )
+                .await,
+            )
+        };
         let ended = if workload.is_http() {
             let ports: Vec<u16> = ctx
                 .spec
@@ -1123,25 +1155,6 @@ async fn run_container(ctx: ContainerCtx) {
                     .await;
                 listening = true;
             }
-            let watched = async {
-                if !post_started(post_start.as_ref(), &runner, pod_grace, events).await {
-                    return None;
-                }
-                Some(
-                    crate::probes::supervise(
-                        &probes,
-                        &runner,
-                        &name,
-                        |standing| {
-                            st.started = standing.started;
-                            st.ready = standing.ready;
-                            send(&st)
-                        },
-                        events,
-                    )
-                    .await,
-                )
-            };
             tokio::select! {
                 why = watched => {
                     let grace = why.and_then(|k| probes.grace(k)).unwrap_or(pod_grace);
@@ -1158,37 +1171,23 @@ async fn run_container(ctx: ContainerCtx) {
                 }
             }
         } else {
-            // `supervise` reports the container running as it begins.
             let run = shared.runtime.run_command(&workload, spec);
             tokio::pin!(run);
-            let watched = async {
-                if post_started(post_start.as_ref(), &runner, pod_grace, events).await {
-                    crate::probes::supervise(
-                        &probes,
-                        &runner,
-                        &name,
-                        |standing| {
-                            st.started = standing.started;
-                            st.ready = standing.ready;
-                            send(&st)
-                        },
-                        events,
-                    )
-                    .await;
-                }
-            };
             tokio::select! {
                 exit = &mut run => Ended::Exited(exit),
-                () = watched => Ended::Killed,
+                _ = watched => Ended::Killed,
                 deadline = stop_requested(ctx.stop.clone()) => {
-                    // Asked to stop, as SIGTERM asks a process: the guest
-                    // may see the stop file and end within the grace
-                    // period; then it is cancelled.
+                    // After its preStop hook, a guest that follows the
+                    // stop request is asked, as SIGTERM asks a process,
+                    // and may end within the grace period; any other is
+                    // cancelled at once (it could not be asked).
                     pre_stop_hook(pre_stop.as_ref(), &runner, deadline, events).await;
-                    if let Err(e) = std::fs::write(run_dir.join(crate::hooks::STOP_FILE), b"") {
-                        tracing::warn!("pod {}: cannot ask {name} to stop: {e}", ctx.uid);
+                    if asks_to_stop {
+                        if let Err(e) = std::fs::write(run_dir.join(crate::hooks::STOP_FILE), b"") {
+                            tracing::warn!("pod {}: cannot ask {name} to stop: {e}", ctx.uid);
+                        }
+                        let _ = tokio::time::timeout_at(deadline, &mut run).await;
                     }
-                    let _ = tokio::time::timeout_at(deadline, &mut run).await;
                     return;
                 }
             }

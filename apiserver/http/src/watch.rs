@@ -141,10 +141,16 @@ pub(super) async fn watch(
             let mut batch = Vec::new();
             let mut next = Some(event);
             while let Some(event) = next.take() {
-                last_rev = event.revision;
-                event_line(
-                    r, &event, &prefix, &matches, as_table, &mut send, &mut batch,
-                );
+                // A server behind the revision the watch starts from (a
+                // watch resumed on a member still catching up) applies
+                // changes the client has already seen: they are not sent
+                // again.
+                if event.revision > start {
+                    last_rev = event.revision;
+                    event_line(
+                        r, &event, &prefix, &matches, as_table, &mut send, &mut batch,
+                    );
+                }
                 if batch.len() < CHUNK_BYTES {
                     next = match pending.next() {
                         Some(e) => Some(e),
