@@ -8,6 +8,7 @@ mod admit;
 mod agent;
 pub mod bootstrap;
 pub mod client;
+mod containers;
 mod dns;
 mod env;
 mod events;
