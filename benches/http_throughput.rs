@@ -89,6 +89,7 @@ fn in_process(module: &std::path::Path, dir: &std::path::Path) -> (u16, tokio::r
         cpu_millis: None,
         working_dir: None,
         network: NetworkAccess::None,
+        stdio: None,
     };
     exec.spawn(async move {
         let w = rt.load("hello-http:v1").await.unwrap();

@@ -96,6 +96,8 @@ pub(crate) struct Shared {
     /// Every node's pod CIDR (where pod IPs are routed): connections to
     /// them come from the pod's own address.
     pub pod_cidrs: std::sync::RwLock<Vec<shoal_cni::Ipv4Cidr>>,
+    /// Running containers, for `kubectl exec`.
+    pub exec: Arc<crate::exec::Targets>,
 }
 
 /// A running node agent.
@@ -128,7 +130,8 @@ async fn collect_images(shared: Arc<Shared>) {
             () = shared.image_gc.notified() => {}
             () = tokio::time::sleep(IMAGE_GC_PERIOD) => {}
         }
-        let in_use = crate::pods::images_in_use(&shared);
+        let mut in_use = crate::pods::images_in_use(&shared);
+        in_use.push(crate::toolbox::IMAGE.to_string());
         let runtime = shared.runtime.clone();
         let result = tokio::task::spawn_blocking(move || {
             runtime.collect_garbage(in_use.iter().map(String::as_str))
@@ -350,7 +353,11 @@ impl Agent {
             service_guard: Arc::default(),
             policies: crate::policy::Policies::default(),
             pod_cidrs: std::sync::RwLock::new(vec![cidr]),
+            exec: Arc::default(),
         });
+        if let Err(e) = crate::toolbox::install(&shared.runtime) {
+            tracing::warn!("{e}");
+        }
         let listen = SocketAddr::new(config.node_ip, config.kubelet_port);
         let listener = tokio::net::TcpListener::bind(listen)
             .await

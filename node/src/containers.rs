@@ -473,6 +473,7 @@ pub(crate) async fn run_container(ctx: ContainerCtx) {
             cpu_millis: cpu_limit(&ctx.spec),
             working_dir: working_dir.clone(),
             network: network.clone(),
+            stdio: None,
         };
         event(
             shared,
@@ -519,6 +520,21 @@ pub(crate) async fn run_container(ctx: ContainerCtx) {
                 .await,
             )
         };
+        // Reachable by `kubectl exec` while it runs.
+        let _exec = shared.exec.register(
+            &ctx.uid,
+            &name,
+            crate::exec::Target {
+                spec: spec.clone(),
+                workload: workload.clone(),
+                names: {
+                    let mut names = crate::exec::own_names(&image_config.entrypoint);
+                    names.extend(argv.first().cloned());
+                    names
+                },
+                pod_dir: root.join("pods").join(&ctx.uid),
+            },
+        );
         let ended = if workload.is_http() {
             let ports: Vec<u16> = ctx
                 .spec

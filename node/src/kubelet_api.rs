@@ -71,7 +71,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut listener: tokio::net::TcpList
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             // The timer gives HTTP/1 its default 30 s to read a request's headers.
             builder.http1().timer(TokioTimer::new());
-            let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+            let _ = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                .await;
         });
     }
 }
@@ -119,7 +121,7 @@ async fn may_proxy(shared: &Shared, user: &str, groups: &[String]) -> bool {
     }
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+async fn handle(shared: Arc<Shared>, mut req: Request<hyper::body::Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query: Vec<(String, String)> =
         form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
@@ -129,6 +131,7 @@ async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) -> Res
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
         ["healthz"] => text(StatusCode::OK, "ok"),
+        ["exec", ns, pod, container] => exec(shared, &mut req, &query, ns, pod, container),
         ["containerLogs", ns, pod, container] => {
             let uid = shared
                 .by_name
@@ -267,4 +270,44 @@ async fn emit(
     tx.send(Ok(Frame::data(Bytes::from(out))))
         .await
         .map_err(|_| ())
+}
+
+/// `/exec/{namespace}/{pod}/{container}`: a command in a running
+/// container, streamed over a WebSocket.
+fn exec(
+    shared: Arc<Shared>,
+    req: &mut Request<hyper::body::Incoming>,
+    query: &[(String, String)],
+    ns: &str,
+    pod: &str,
+    container: &str,
+) -> Response<Body> {
+    use crate::streaming::{self, ws};
+    let cmd = crate::exec::Command::from_query(query);
+    if let Err(e) = streaming::check(&cmd) {
+        return text(StatusCode::BAD_REQUEST, e);
+    }
+    let target = match streaming::exec_target(&shared, ns, pod, container) {
+        Ok(t) => t,
+        Err(e) => return text(StatusCode::NOT_FOUND, e),
+    };
+    if !ws::is_websocket(req) {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "exec needs a WebSocket upgrade (channel.k8s.io protocols)",
+        );
+    }
+    let Some(protocol) = ws::negotiate(req) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "none of the requested WebSocket protocols is supported; v5.channel.k8s.io, v4.channel.k8s.io and older channel.k8s.io versions are",
+        );
+    };
+    let response = match ws::accept::<_, Body>(req, protocol.name) {
+        Ok(r) => r,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e),
+    };
+    let upgrade = hyper::upgrade::on(req);
+    tokio::spawn(ws::exec(shared, upgrade, protocol, target, cmd));
+    response
 }

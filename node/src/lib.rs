@@ -12,6 +12,7 @@ mod containers;
 mod dns;
 mod env;
 mod events;
+mod exec;
 mod hooks;
 mod images;
 mod kubelet_api;
@@ -27,6 +28,9 @@ mod ratelimit;
 pub mod servers;
 mod services;
 mod status;
+mod streaming;
+mod toolbox;
+mod tty;
 mod volumes;
 mod watch;
 

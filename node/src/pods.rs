@@ -255,7 +255,9 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
         .status
         .as_ref()
         .and_then(|s| s.start_time.as_ref())
-        .map(|t| t.0.to_string())
+        // As the API wrote it (RFC 3339), not as the type displays.
+        .and_then(|t| serde_json::to_value(t).ok())
+        .and_then(|v| v.as_str().map(String::from))
         .unwrap_or_else(now);
     let list = |field: &str| -> Vec<Value> {
         pod_json

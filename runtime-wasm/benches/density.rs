@@ -101,6 +101,7 @@ fn main() {
             cpu_millis: None,
             working_dir: None,
             network: NetworkAccess::None,
+            stdio: None,
         };
         // One instance first, so the figures leave out one-time costs.
         let (rt1, w1, s1) = (rt.clone(), w.clone(), spec.clone());

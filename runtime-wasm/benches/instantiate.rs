@@ -78,6 +78,7 @@ fn main() {
         cpu_millis: None,
         working_dir: None,
         network: NetworkAccess::None,
+        stdio: None,
     };
     tokio.block_on(async {
         let core = rt.load("empty:v1").await.unwrap();

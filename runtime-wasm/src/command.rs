@@ -29,6 +29,9 @@ pub struct CommandSpec {
     pub working_dir: Option<String>,
     /// What network the guest may reach.
     pub network: NetworkAccess,
+    /// Pipes for stdin, stdout and stderr in place of `stdout` and `stderr`
+    /// (an interactive instance, as `kubectl exec` starts).
+    pub stdio: Option<crate::Stdio>,
 }
 
 /// A host directory offered to the guest at a path of its own.
@@ -68,10 +71,19 @@ impl Exit {
 
 pub(crate) fn wasi_builder(spec: &CommandSpec) -> Result<WasiCtxBuilder, String> {
     let mut b = WasiCtxBuilder::new();
-    b.args(&spec.argv)
-        .envs(&spec.env)
-        .stdout(SinkStream(spec.stdout.clone()))
-        .stderr(SinkStream(spec.stderr.clone()));
+    b.args(&spec.argv).envs(&spec.env);
+    match &spec.stdio {
+        Some(stdio) => {
+            b.stdout(stdio.stdout.clone()).stderr(stdio.stderr.clone());
+            if let Some(stdin) = &stdio.stdin {
+                b.stdin(stdin.clone());
+            }
+        }
+        None => {
+            b.stdout(SinkStream(spec.stdout.clone()))
+                .stderr(SinkStream(spec.stderr.clone()));
+        }
+    }
     for p in &spec.preopens {
         let perms = if p.read_only {
             FsPerms::ReadOnly

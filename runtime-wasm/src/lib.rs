@@ -33,6 +33,7 @@ mod pools;
 mod registry;
 mod sender;
 mod sockets;
+mod stdio;
 mod workload;
 
 pub use command::{CommandSpec, Exit, Preopen};
@@ -45,6 +46,7 @@ pub use network::{ConnectPolicy, NameResolver, NetworkAccess, Policy, Resolver};
 pub use output::OutputSink;
 pub use pools::ensure_map_count;
 pub use registry::{Credentials, registry_host};
+pub use stdio::Stdio;
 pub use workload::{Workload, WorkloadKind};
 
 /// Entry points for the fuzz targets: the parsers of untrusted registry

@@ -35,6 +35,7 @@ fn spec(out: Arc<Capture>, memory_limit: Option<usize>) -> CommandSpec {
         cpu_millis: None,
         working_dir: None,
         network: NetworkAccess::None,
+        stdio: None,
     }
 }
 

@@ -444,14 +444,15 @@ impl Cluster {
 
     /// Runs kubectl against the cluster.
     pub fn kubectl(&self, args: &[&str]) -> Output {
+        // Global flags first: whatever follows `--` is the pod's command.
         Command::new("kubectl")
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("KUBECACHEDIR", self.dir.join("kube-cache"))
             .arg(format!(
                 "--cache-dir={}",
                 self.dir.join("kube-cache").display()
             ))
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECACHEDIR", self.dir.join("kube-cache"))
             .stdin(Stdio::null())
             .output()
             .expect("running kubectl")

@@ -21,6 +21,11 @@ fn sub_kind(r: &Resource, s: Sub) -> Value {
         Sub::Binding => json!({"group": "", "version": "v1", "kind": "Binding"}),
         Sub::Eviction => json!({"group": "policy", "version": "v1", "kind": "Eviction"}),
         Sub::Log => json!({"group": "", "version": "v1", "kind": "Pod"}),
+        Sub::Exec => json!({"group": "", "version": "v1", "kind": "PodExecOptions"}),
+        Sub::Attach => json!({"group": "", "version": "v1", "kind": "PodAttachOptions"}),
+        Sub::PortForward => {
+            json!({"group": "", "version": "v1", "kind": "PodPortForwardOptions"})
+        }
         Sub::Token => {
             json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"})
         }
@@ -34,6 +39,7 @@ fn sub_verbs(s: Sub) -> Vec<&'static str> {
     match s {
         Sub::Log => vec!["get"],
         Sub::Binding | Sub::Token | Sub::Eviction => vec!["create"],
+        Sub::Exec | Sub::Attach | Sub::PortForward => vec!["create", "get"],
         _ => vec!["get", "patch", "update"],
     }
 }

@@ -55,6 +55,7 @@ impl Inflight {
                 t.watch
                     || query.flag("watch")
                     || (t.sub.as_deref() == Some("log") && query.flag("follow"))
+                    || matches!(t.sub.as_deref(), Some("exec" | "attach" | "portforward"))
             }
             // Peers' calls (Raft's heartbeats among them) never wait
             // behind clients.

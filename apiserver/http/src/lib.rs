@@ -15,6 +15,7 @@ mod authz;
 
 mod discovery;
 mod inflight;
+mod kubelet;
 mod layers;
 mod logs;
 mod metrics;
@@ -23,6 +24,7 @@ mod openapi;
 mod request;
 mod resource;
 mod route;
+mod streaming;
 mod subresources;
 
 use request::Query;

@@ -11,7 +11,9 @@ use super::request::{
 };
 use super::route::{Target, verb_of};
 use super::subresources;
-use super::{ApiState, json_response, logs, ok, status_response, table, watch, with_warnings};
+use super::{
+    ApiState, json_response, logs, ok, status_response, streaming, table, watch, with_warnings,
+};
 use shoal_machinery::error::{ApiError, Result};
 use shoal_machinery::selectors::{FieldSelector, LabelSelector};
 use shoal_registry::kinds;
@@ -163,6 +165,14 @@ pub(super) async fn resource(
                 return Ok(ok(&list));
             }
             Ok(list_response(&head, &page, r))
+        }
+        (
+            Method::GET | Method::POST,
+            Some(name),
+            Some(sub @ (Sub::Exec | Sub::Attach | Sub::PortForward)),
+        ) => {
+            let pod = objects.get(r, &ns, name)?;
+            streaming::proxy(state, &pod.value, sub, &q, req).await
         }
         (Method::GET, Some(name), s) => {
             if most_recent(&q) {

@@ -38,6 +38,12 @@ pub enum Sub {
     Token,
     /// `/eviction`: a pod deleted if its disruption budget allows.
     Eviction,
+    /// `/exec`: a command in a pod's container, streamed from its node.
+    Exec,
+    /// `/attach`: a running container's stdin and output, from its node.
+    Attach,
+    /// `/portforward`: connections to a pod's ports, through its node.
+    PortForward,
 }
 
 impl Sub {
@@ -51,6 +57,9 @@ impl Sub {
             Sub::Approval => "approval",
             Sub::Token => "token",
             Sub::Eviction => "eviction",
+            Sub::Exec => "exec",
+            Sub::Attach => "attach",
+            Sub::PortForward => "portforward",
         }
     }
 }
@@ -312,7 +321,15 @@ pub static RESOURCES: &[Resource] = &[
         "pod",
         true,
         &["po"],
-        &[Sub::Status, Sub::Log, Sub::Binding, Sub::Eviction],
+        &[
+            Sub::Status,
+            Sub::Log,
+            Sub::Binding,
+            Sub::Eviction,
+            Sub::Exec,
+            Sub::Attach,
+            Sub::PortForward,
+        ],
         core::Pod,
         "io.k8s.api.core.v1.Pod";
         categories: &["all"]
