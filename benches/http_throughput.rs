@@ -90,6 +90,7 @@ fn in_process(module: &std::path::Path, dir: &std::path::Path) -> (u16, tokio::r
         working_dir: None,
         network: NetworkAccess::None,
         stdio: None,
+        usage: None,
     };
     exec.spawn(async move {
         let w = rt.load("hello-http:v1").await.unwrap();

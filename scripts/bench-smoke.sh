@@ -47,6 +47,7 @@ bench BINDINGS=500 DECISIONS=10000 $run --bench decisions
 bench CHANGES=20 $run --bench service_programming
 bench SERVICES=20 SECONDS=2 $run --bench cluster_dns
 bench SECONDS=2 $run --bench service_hop
+bench RUNS=3 SECONDS=1 $run --bench streaming
 bench OBJECTS=1000 WRITERS=4 PAGE=100 LISTS=1 $run --bench api_pages
 bench CREATES=50 TRIALS=2 OBJECTS=200 $run --bench servers
 bench WRITERS=2 WRITES=200 $run --bench store_writes

@@ -3,6 +3,8 @@
 //! the container's health both ways; a liveness or startup probe that fails
 //! restarts the container with the kubelet's events; a probe against a
 //! port nothing serves, or one answered too slowly, fails with the reason.
+//! `exec` probes and hooks run their commands in the pod's sandbox; `grpc`
+//! probes call gRPC's health check.
 
 mod common;
 
@@ -32,6 +34,21 @@ fn ready(c: &Cluster, name: &str) -> String {
         "-o",
         "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
     ])
+}
+
+/// Waits for pod `name` to be Ready.
+fn wait_ready(c: &Cluster, name: &str) {
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            name,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+        &format!("{name} to be Ready"),
+        |s| s == "True",
+    );
 }
 
 /// The messages of `name`'s events once one contains `text`.
@@ -228,4 +245,96 @@ spec:
         "slow",
         "Unhealthy: Startup probe failed: HTTP probe failed with statuscode: 503",
     );
+}
+
+#[test]
+fn exec_and_grpc_probes_and_exec_hooks_run_in_the_pod() {
+    let c = Cluster::start("probes-exec");
+    c.import(&example("hello-http"), "hello-http:v1");
+    let host = c.dir.join("hooks");
+    std::fs::create_dir_all(&host).unwrap();
+    let data = "    volumeMounts: [{name: data, mountPath: /data}]
+  volumes: [{name: data, emptyDir: {}}]";
+    let manifest = [
+        pod(
+            "execready",
+            &format!(
+                "    readinessProbe: {{exec: {{command: [cat, /data/ready]}}, periodSeconds: 1}}\n{data}"
+            ),
+        ),
+        pod(
+            "execlive",
+            "    livenessProbe: {exec: {command: [sh, -c, 'echo sick; exit 3']}, periodSeconds: 1, failureThreshold: 1}",
+        ),
+        pod(
+            "grpcok",
+            "    readinessProbe: {grpc: {port: 8080}, periodSeconds: 1}",
+        ),
+        pod(
+            "grpcsick",
+            &format!(
+                "    readinessProbe: {{grpc: {{port: 8080, service: /data/serving}}, periodSeconds: 1}}\n{data}"
+            ),
+        ),
+        pod(
+            "hooked",
+            &format!(
+                r#"    lifecycle:
+      postStart: {{exec: {{command: [sh, -c, "echo started > /hooks/post"]}}}}
+      preStop: {{exec: {{command: [sh, -c, "echo stopping > /hooks/pre"]}}}}
+    volumeMounts: [{{name: hooks, mountPath: /hooks}}]
+  volumes:
+  - name: hooks
+    hostPath: {{path: {}, type: Directory}}"#,
+                host.display()
+            ),
+        ),
+    ]
+    .concat();
+    let file = c.dir.join("probes.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    c.ok(&["apply", "-f", file.to_str().unwrap()]);
+
+    // exec: the command's output is the failure's reason; once the file is
+    // there the pod is Ready.
+    wait_event(
+        &c,
+        "execready",
+        "Unhealthy: Readiness probe failed: cat: /data/ready:",
+    );
+    assert_eq!(ready(&c, "execready"), "False");
+    c.ok(&["exec", "execready", "--", "touch", "/data/ready"]);
+    wait_ready(&c, "execready");
+    wait_event(&c, "execlive", "Unhealthy: Liveness probe failed: sick");
+    wait_event(
+        &c,
+        "execlive",
+        "Killing: Container hello failed liveness probe, will be restarted",
+    );
+
+    // grpc: the health check, served in-process by the component.
+    wait_ready(&c, "grpcok");
+    wait_event(
+        &c,
+        "grpcsick",
+        "Unhealthy: Readiness probe failed: service unhealthy (responded with \"NOT_SERVING\")",
+    );
+    assert_eq!(ready(&c, "grpcsick"), "False");
+    c.ok(&["exec", "grpcsick", "--", "touch", "/data/serving"]);
+    wait_ready(&c, "grpcsick");
+
+    // exec hooks: postStart after the start, preStop before the stop.
+    c.wait_for(&["get", "pod", "hooked"], "hooked running", |o| {
+        o.contains("Running")
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !host.join("post").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let post = std::fs::read_to_string(host.join("post")).unwrap_or_default();
+    assert_eq!(post, "started\n");
+    assert!(!host.join("pre").exists());
+    c.ok(&["delete", "pod", "hooked", "--timeout=60s"]);
+    let pre = std::fs::read_to_string(host.join("pre")).unwrap_or_default();
+    assert_eq!(pre, "stopping\n");
 }

@@ -98,6 +98,12 @@ pub(crate) struct Shared {
     pub pod_cidrs: std::sync::RwLock<Vec<shoal_cni::Ipv4Cidr>>,
     /// Running containers, for `kubectl exec`.
     pub exec: Arc<crate::exec::Targets>,
+    /// The samples of CPU rates in `/stats/summary`.
+    pub stats: crate::stats::Sampler,
+    /// When the agent started.
+    pub started: std::time::Instant,
+    /// The same, as a timestamp.
+    pub started_at: String,
 }
 
 /// A running node agent.
@@ -354,6 +360,9 @@ impl Agent {
             policies: crate::policy::Policies::default(),
             pod_cidrs: std::sync::RwLock::new(vec![cidr]),
             exec: Arc::default(),
+            stats: crate::stats::Sampler::default(),
+            started: std::time::Instant::now(),
+            started_at: crate::containers::now(),
         });
         if let Err(e) = crate::toolbox::install(&shared.runtime) {
             tracing::warn!("{e}");

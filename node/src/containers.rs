@@ -382,14 +382,6 @@ pub(crate) async fn run_container(ctx: ContainerCtx) {
         crate::hooks::of(&ctx.spec, crate::hooks::When::PostStart),
         crate::hooks::of(&ctx.spec, crate::hooks::When::PreStop),
     );
-    for (hook, when) in [
-        (&post_start, crate::hooks::When::PostStart),
-        (&pre_stop, crate::hooks::When::PreStop),
-    ] {
-        if let Some(why) = hook.as_ref().and_then(|h| crate::hooks::not_run(h, when)) {
-            event(shared, &ctx.pod, "Warning", "HookNotRun", &why);
-        }
-    }
     // A command of a pod that says it follows the stop request gets its
     // own directory, where the stop file appears (a directory a running
     // instance holds open: only for those that use it).
@@ -415,8 +407,14 @@ pub(crate) async fn run_container(ctx: ContainerCtx) {
             Err(e) => tracing::warn!("pod {}: cannot make {}: {e}", ctx.uid, run_dir.display()),
         }
     }
+    let commands = crate::exec::InContainer {
+        shared: shared.as_ref(),
+        uid: ctx.uid.clone(),
+        container: name.clone(),
+    };
     let runner = crate::probes::Runner {
         http: &shared.http,
+        commands: &commands,
         pod_ip: ctx.ip.clone(),
         reach: ctx
             .ip
@@ -435,6 +433,8 @@ pub(crate) async fn run_container(ctx: ContainerCtx) {
         .and_then(|s| s.termination_grace_period_seconds)
         .and_then(|s| u64::try_from(s).ok())
         .map_or(Duration::from_secs(30), Duration::from_secs);
+    // What the container's instances use, for `kubectl top`.
+    let usage = Arc::new(shoal_runtime_wasm::Usage::default());
     let mut listening = false;
     let mut crashes = 0u32;
     let mut log_failures = 0u32;
@@ -474,6 +474,7 @@ pub(crate) async fn run_container(ctx: ContainerCtx) {
             working_dir: working_dir.clone(),
             network: network.clone(),
             stdio: None,
+            usage: Some(usage.clone()),
         };
         event(
             shared,
@@ -533,6 +534,9 @@ pub(crate) async fn run_container(ctx: ContainerCtx) {
                     names
                 },
                 pod_dir: root.join("pods").join(&ctx.uid),
+                pod_ip: ctx.ip.clone(),
+                started: began,
+                started_at: started.clone(),
             },
         );
         let ended = if workload.is_http() {

@@ -11,7 +11,11 @@
 //! The protocols (`streaming/`) turn their frames into [`Input`] and
 //! [`Output`]; this module knows nothing of them.
 //!
-//! May import: the agent's shared state, the toolbox and the terminal.
+//! The same runs the `exec` handlers of probes and hooks
+//! ([`InContainer`]).
+//!
+//! May import: the agent's shared state, the toolbox, the terminal and
+//! the probes' [`Commands`](crate::probes::Commands) it serves.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -35,6 +39,11 @@ pub(crate) struct Target {
     pub names: Vec<String>,
     /// The pod's directory on the node.
     pub pod_dir: PathBuf,
+    /// The pod's IP.
+    pub pod_ip: String,
+    /// When the container started, and the same as a timestamp.
+    pub started: std::time::Instant,
+    pub started_at: String,
 }
 
 /// The running containers of the node, by pod UID and container name.
@@ -75,6 +84,26 @@ impl Targets {
             key,
             target,
         }
+    }
+
+    /// Every running container, by pod UID and name.
+    pub fn all(&self) -> Vec<((String, String), Arc<Target>)> {
+        self.0
+            .lock()
+            .expect("exec targets lock")
+            .iter()
+            .map(|(k, t)| (k.clone(), t.clone()))
+            .collect()
+    }
+
+    /// A running container of the pod `uid`, any.
+    pub fn any_of(&self, uid: &str) -> Option<Arc<Target>> {
+        self.0
+            .lock()
+            .expect("exec targets lock")
+            .iter()
+            .find(|((u, _), _)| u == uid)
+            .map(|(_, t)| t.clone())
     }
 
     /// The running container `container` of the pod `uid`.
@@ -261,6 +290,51 @@ pub(crate) async fn run(
         Exit::StartFailed(m) => Outcome::Failed(m),
         Exit::Code(c) => Outcome::Exited(written.filter(|_| c != 0).unwrap_or(c)),
         other => Outcome::Exited(other.code()),
+    }
+}
+
+/// The `exec` handlers of one container's probes and hooks.
+pub(crate) struct InContainer<'a> {
+    pub shared: &'a Shared,
+    pub uid: String,
+    pub container: String,
+}
+
+impl crate::probes::Commands for InContainer<'_> {
+    fn run(
+        &self,
+        argv: Vec<String>,
+    ) -> futures::future::BoxFuture<'_, Result<(i32, String), String>> {
+        Box::pin(async move {
+            let target = self
+                .shared
+                .exec
+                .get(&self.uid, &self.container)
+                .ok_or_else(|| format!("container {} is not running", self.container))?;
+            let cmd = Command {
+                argv,
+                stdin: false,
+                stdout: true,
+                stderr: true,
+                tty: false,
+            };
+            let (_no_input, input) = mpsc::channel(1);
+            let (out_tx, mut out_rx) = mpsc::channel(16);
+            let collect = async {
+                let mut all = Vec::new();
+                while let Some(Output::Stdout(b) | Output::Stderr(b)) = out_rx.recv().await {
+                    let room = crate::probes::MAX_BODY.saturating_sub(all.len());
+                    all.extend_from_slice(&b[..b.len().min(room)]);
+                }
+                String::from_utf8_lossy(&all).into_owned()
+            };
+            let (outcome, output) =
+                tokio::join!(run(self.shared, &target, cmd, input, out_tx), collect);
+            match outcome {
+                Outcome::Exited(code) => Ok((code, output)),
+                Outcome::Failed(why) => Err(why),
+            }
+        })
     }
 }
 

@@ -1,8 +1,8 @@
 //! Lifecycle hooks, as the kubelet runs them: `postStart` right after a
 //! container starts (a failure restarts it), `preStop` before it is asked
 //! to stop (within the grace period). An `httpGet` goes where a probe's
-//! would (in-process for an HTTP component), `sleep` waits; `exec` is not
-//! run yet, and an event says so.
+//! would (in-process for an HTTP component), `exec` runs its command in
+//! the container as a probe's does, `sleep` waits.
 //!
 //! And the stop request a command guest may follow, as a process follows
 //! SIGTERM: WASI has no signals, so in a pod annotated
@@ -43,14 +43,6 @@ impl When {
             When::PreStop => "preStop",
         }
     }
-
-    /// The kubelet's name for the hook in its events.
-    pub fn name(self) -> &'static str {
-        match self {
-            When::PostStart => "PostStartHook",
-            When::PreStop => "PreStopHook",
-        }
-    }
 }
 
 /// What a hook does.
@@ -76,8 +68,7 @@ pub(crate) fn of(container: &Value, when: When) -> Option<Hook> {
     Some(Hook::Check(crate::probes::check(container, handler)))
 }
 
-/// Runs a hook within `limit`: `Err` with why it failed. A hook the node
-/// does not run yet passes (see [`not_run`]).
+/// Runs a hook within `limit`: `Err` with why it failed.
 pub(crate) async fn run(hook: &Hook, runner: &Runner<'_>, limit: Duration) -> Result<(), String> {
     match hook {
         Hook::Sleep(d) => {
@@ -85,18 +76,6 @@ pub(crate) async fn run(hook: &Hook, runner: &Runner<'_>, limit: Duration) -> Re
             Ok(())
         }
         Hook::Check(check) => runner.run(check, limit.max(Duration::from_secs(1))).await,
-    }
-}
-
-/// Why the node does not run `hook`, if it does not: the words of the
-/// event that says so.
-pub(crate) fn not_run(hook: &Hook, when: When) -> Option<String> {
-    match hook {
-        Hook::Check(Check::NotRun(handler)) => Some(format!(
-            "{} not run: {handler} hooks are not run in Wasm containers yet",
-            when.name()
-        )),
-        _ => None,
     }
 }
 
@@ -128,7 +107,7 @@ mod tests {
         let exec = json!({"lifecycle": {"preStop": {"exec": {"command": ["drain"]}}}});
         assert_eq!(
             of(&exec, When::PreStop),
-            Some(Hook::Check(Check::NotRun("exec")))
+            Some(Hook::Check(Check::Exec(vec!["drain".into()])))
         );
         assert_eq!(of(&json!({}), When::PreStop), None);
     }

@@ -1,4 +1,5 @@
-//! The kubelet API the control plane calls: container logs, health.
+//! The kubelet API the control plane calls: container logs, exec and
+//! port-forward, resource figures (`/stats/summary`), health.
 //!
 //! Callers present a client certificate the cluster CA signed; the API
 //! server's (in `system:masters`) is let through, anyone else only when a
@@ -131,7 +132,28 @@ async fn handle(shared: Arc<Shared>, mut req: Request<hyper::body::Incoming>) ->
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
         ["healthz"] => text(StatusCode::OK, "ok"),
-        ["exec", ns, pod, container] => exec(shared, &mut req, &query, ns, pod, container),
+        ["stats", "summary"] => {
+            let mut r = text(StatusCode::OK, crate::stats::summary(&shared).to_string());
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        ["exec", ns, pod, container] => {
+            crate::streaming::exec(shared, &mut req, &query, ns, pod, container)
+                .unwrap_or_else(|(code, msg)| text(code, msg))
+        }
+        ["podProxy", ns, pod, port, ..] => {
+            let (ns, pod, port) = (ns.to_string(), pod.to_string(), port.to_string());
+            crate::streaming::pod_proxy::serve(shared, req, &ns, &pod, &port)
+                .await
+                .unwrap_or_else(|(code, msg)| text(code, msg))
+        }
+        ["portForward", ns, pod] => {
+            crate::streaming::port_forward(shared, &mut req, &query, ns, pod)
+                .unwrap_or_else(|(code, msg)| text(code, msg))
+        }
         ["containerLogs", ns, pod, container] => {
             let uid = shared
                 .by_name
@@ -270,44 +292,4 @@ async fn emit(
     tx.send(Ok(Frame::data(Bytes::from(out))))
         .await
         .map_err(|_| ())
-}
-
-/// `/exec/{namespace}/{pod}/{container}`: a command in a running
-/// container, streamed over a WebSocket.
-fn exec(
-    shared: Arc<Shared>,
-    req: &mut Request<hyper::body::Incoming>,
-    query: &[(String, String)],
-    ns: &str,
-    pod: &str,
-    container: &str,
-) -> Response<Body> {
-    use crate::streaming::{self, ws};
-    let cmd = crate::exec::Command::from_query(query);
-    if let Err(e) = streaming::check(&cmd) {
-        return text(StatusCode::BAD_REQUEST, e);
-    }
-    let target = match streaming::exec_target(&shared, ns, pod, container) {
-        Ok(t) => t,
-        Err(e) => return text(StatusCode::NOT_FOUND, e),
-    };
-    if !ws::is_websocket(req) {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "exec needs a WebSocket upgrade (channel.k8s.io protocols)",
-        );
-    }
-    let Some(protocol) = ws::negotiate(req) else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "none of the requested WebSocket protocols is supported; v5.channel.k8s.io, v4.channel.k8s.io and older channel.k8s.io versions are",
-        );
-    };
-    let response = match ws::accept::<_, Body>(req, protocol.name) {
-        Ok(r) => r,
-        Err(e) => return text(StatusCode::BAD_REQUEST, e),
-    };
-    let upgrade = hyper::upgrade::on(req);
-    tokio::spawn(ws::exec(shared, upgrade, protocol, target, cmd));
-    response
 }

@@ -27,6 +27,7 @@ mod proxy;
 mod ratelimit;
 pub mod servers;
 mod services;
+mod stats;
 mod status;
 mod streaming;
 mod toolbox;

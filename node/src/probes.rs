@@ -7,37 +7,98 @@
 //! An `httpGet` on an HTTP component is served in-process by a fresh
 //! instance, as the proxy serves requests (no socket); on a guest that
 //! listens with `wasi:sockets` it is a real HTTP/1.1 request, and a
-//! `tcpSocket` a real connection. `exec` and `grpc` probes are not run
-//! yet: the container is told so in an event, and the probe counts as
-//! passing, as it did before probes were run at all.
+//! `tcpSocket` a real connection. A `grpc` probe is gRPC's health check
+//! (`grpc.health.v1.Health/Check`), in-process or over HTTP/2 to the
+//! guest's listener; an `exec` probe runs its command in the container's
+//! sandbox as `kubectl exec` does, and passes when it exits 0.
 //!
 //! May import: nothing of the agent's; the HTTP components it probes in
-//! process come as [`InProcess`].
+//! process come as [`InProcess`], the commands it runs as [`Commands`].
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use tokio::time::Instant;
 
 /// A probe's request, as the node sends it.
-pub(crate) type ProbeRequest = http::Request<Empty<Bytes>>;
+pub(crate) type ProbeRequest = http::Request<Full<Bytes>>;
+
+/// What a probe's request was answered.
+#[derive(Debug, Default)]
+pub(crate) struct Answer {
+    pub status: http::StatusCode,
+    /// The body, when asked for (at most [`MAX_BODY`]).
+    pub body: Bytes,
+    /// `grpc-status`, from the headers or the trailers.
+    pub grpc_status: Option<String>,
+}
+
+/// The most of a response's body a probe reads.
+pub(crate) const MAX_BODY: usize = 10 * 1024;
+
+/// Reads a probe's response: its status, and its body and `grpc-status`
+/// when `read_body`.
+pub(crate) async fn answer<B>(resp: http::Response<B>, read_body: bool) -> Result<Answer, String>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let status = resp.status();
+    let grpc = |h: &http::HeaderMap| {
+        h.get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
+    let mut grpc_status = grpc(resp.headers());
+    let mut body = Vec::new();
+    if read_body {
+        let mut b = resp.into_body();
+        while let Some(frame) = b.frame().await {
+            let frame = frame.map_err(|e| e.to_string())?;
+            match frame.into_data() {
+                Ok(d) => {
+                    let room = MAX_BODY.saturating_sub(body.len());
+                    body.extend_from_slice(&d[..d.len().min(room)]);
+                }
+                Err(frame) => {
+                    if let Some(t) = frame.trailers_ref() {
+                        grpc_status = grpc_status.or_else(|| grpc(t));
+                    }
+                }
+            }
+        }
+    }
+    Ok(Answer {
+        status,
+        body: body.into(),
+        grpc_status,
+    })
+}
+
+/// Commands run in the probed container (`exec` probes and hooks).
+pub(crate) trait Commands: Send + Sync {
+    /// Runs `argv` in the container to its end: its exit code and its
+    /// output (stdout and stderr as they came, at most [`MAX_BODY`]).
+    fn run(&self, argv: Vec<String>) -> BoxFuture<'_, Result<(i32, String), String>>;
+}
 
 /// The HTTP components a node serves in-process, by pod IP and port.
 pub(crate) trait InProcess: Send + Sync {
     /// Whether an instance serves `ip:port`.
     fn serves(&self, ip: &str, port: u16) -> bool;
     /// `req` served by a fresh instance of what serves `ip:port`: the
-    /// response's status.
+    /// answer (with its body when `read_body`).
     fn probe(
         &self,
         ip: &str,
         port: u16,
         req: ProbeRequest,
-    ) -> BoxFuture<'_, Result<http::StatusCode, String>>;
+        read_body: bool,
+    ) -> BoxFuture<'_, Result<Answer, String>>;
 }
 
 /// Which probe.
@@ -80,10 +141,15 @@ pub(crate) enum Check {
         host: Option<String>,
         port: u16,
     },
+    /// gRPC's health check of `service` (empty: the server as a whole).
+    Grpc {
+        port: u16,
+        service: String,
+    },
+    /// A command in the container.
+    Exec(Vec<String>),
     /// A probe that cannot run as written: why, reported as its failure.
     Invalid(String),
-    /// A handler not run yet (`exec`, `grpc`): it counts as passing.
-    NotRun(&'static str),
 }
 
 /// One probe of a container, with its timing.
@@ -213,11 +279,37 @@ pub(crate) fn check(container: &Value, probe: &Value) -> Check {
             Err(e) => Check::Invalid(e),
         };
     }
-    if probe.get("exec").is_some() {
-        return Check::NotRun("exec");
+    if let Some(e) = probe.get("exec") {
+        let command: Vec<String> = e
+            .get("command")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(String::from))
+            .collect();
+        return if command.is_empty() {
+            Check::Invalid("the exec handler has no command".into())
+        } else {
+            Check::Exec(command)
+        };
     }
-    if probe.get("grpc").is_some() {
-        return Check::NotRun("grpc");
+    if let Some(g) = probe.get("grpc") {
+        // grpc ports are numbers only.
+        return match g
+            .get("port")
+            .and_then(Value::as_u64)
+            .and_then(|p| u16::try_from(p).ok())
+        {
+            Some(port) if port > 0 => Check::Grpc {
+                port,
+                service: g
+                    .get("service")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            },
+            _ => Check::Invalid("the grpc probe needs a port number".into()),
+        };
     }
     Check::Invalid("the probe has no handler".into())
 }
@@ -329,6 +421,8 @@ impl Tracker {
 /// Where the probes of one container go.
 pub(crate) struct Runner<'a> {
     pub http: &'a dyn InProcess,
+    /// Where `exec` handlers run.
+    pub commands: &'a dyn Commands,
     /// The pod's IP (the HTTP targets' key).
     pub pod_ip: String,
     /// The address a socket probe connects to when the probe names no
@@ -345,7 +439,44 @@ impl Runner<'_> {
     pub async fn run(&self, check: &Check, timeout: Duration) -> Result<(), String> {
         match check {
             Check::Invalid(why) => Err(why.clone()),
-            Check::NotRun(_) => Ok(()),
+            Check::Exec(argv) => {
+                let shown = argv.join(" ");
+                match tokio::time::timeout(timeout, self.commands.run(argv.clone())).await {
+                    Ok(Ok((0, _))) => Ok(()),
+                    Ok(Ok((code, output))) if output.trim().is_empty() => {
+                        Err(format!("command '{shown}' exited with {code}"))
+                    }
+                    Ok(Ok((_, output))) => Err(output),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(format!("command \"{shown}\" timed out")),
+                }
+            }
+            Check::Grpc { port, service } => {
+                let target = self.reach.to_string();
+                let in_process = self.in_process && self.http.serves(&self.pod_ip, *port);
+                let req = grpc_request(&target, *port, service)?;
+                let answer = tokio::time::timeout(timeout, async {
+                    if in_process {
+                        self.http.probe(&self.pod_ip, *port, req, true).await
+                    } else {
+                        h2c(&target, *port, req).await
+                    }
+                })
+                .await
+                .map_err(|_| {
+                    format!(
+                        "timeout: health rpc did not complete within {}s",
+                        timeout.as_secs()
+                    )
+                })?
+                .map_err(|e| {
+                    format!(
+                        "timeout: failed to connect service \"{target}:{port}\" within {}s: {e}",
+                        timeout.as_secs()
+                    )
+                })?;
+                grpc_verdict(&answer)
+            }
             Check::Tcp { host, port } => {
                 let host = host.clone().unwrap_or_else(|| self.reach.to_string());
                 if self.in_process && host == self.reach.to_string() {
@@ -389,12 +520,15 @@ impl Runner<'_> {
                     req = req.header(k.as_str(), v.as_str());
                 }
                 let req = req
-                    .body(Empty::<Bytes>::new())
+                    .body(Full::<Bytes>::default())
                     .map_err(|e| format!("Get \"{url}\": {e}"))?;
                 let in_process = self.in_process && host.is_none();
                 let answer = tokio::time::timeout(timeout, async {
                     if in_process {
-                        self.http.probe(&self.pod_ip, *port, req).await
+                        self.http
+                            .probe(&self.pod_ip, *port, req, false)
+                            .await
+                            .map(|a| a.status)
                     } else if *https {
                         Err("HTTPS probes reach HTTP components only".into())
                     } else {
@@ -431,12 +565,115 @@ fn dial_error(e: &std::io::Error) -> String {
     }
 }
 
+/// gRPC's `Health/Check` request for `service`: one length-prefixed
+/// `HealthCheckRequest` (field 1, the service's name).
+fn grpc_request(host: &str, port: u16, service: &str) -> Result<ProbeRequest, String> {
+    let name = service.as_bytes();
+    if name.len() > 127 {
+        return Err(format!(
+            "the grpc service name {service:?} is longer than 127 bytes"
+        ));
+    }
+    let mut message = Vec::new();
+    if !name.is_empty() {
+        message.extend([0x0a, name.len() as u8]);
+        message.extend_from_slice(name);
+    }
+    let mut frame = vec![0u8];
+    frame.extend((message.len() as u32).to_be_bytes());
+    frame.extend(message);
+    http::Request::post(format!("http://{host}:{port}/grpc.health.v1.Health/Check"))
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header(http::header::TE, "trailers")
+        .header(http::header::USER_AGENT, "kube-probe/1.32")
+        .body(Full::new(Bytes::from(frame)))
+        .map_err(|e| e.to_string())
+}
+
+/// Whether a health check's answer says SERVING, in the kubelet's words
+/// when it does not.
+fn grpc_verdict(a: &Answer) -> Result<(), String> {
+    match a.grpc_status.as_deref() {
+        Some("0") => {}
+        Some(code) => {
+            return Err(format!(
+                "rpc error: code = {} desc = health rpc failed",
+                grpc_code(code)
+            ));
+        }
+        None if !a.status.is_success() => {
+            return Err(format!(
+                "rpc error: code = Unknown desc = unexpected HTTP status code received from server: {}",
+                a.status.as_u16()
+            ));
+        }
+        None => {
+            return Err("rpc error: code = Internal desc = the server sent no grpc-status".into());
+        }
+    }
+    // HealthCheckResponse { status (field 1, varint) }.
+    let status = match a.body.get(5..) {
+        Some([0x08, s, ..]) => *s,
+        _ => 0,
+    };
+    match status {
+        1 => Ok(()),
+        2 => Err("service unhealthy (responded with \"NOT_SERVING\")".into()),
+        3 => Err("service unhealthy (responded with \"SERVICE_UNKNOWN\")".into()),
+        _ => Err("service unhealthy (responded with \"UNKNOWN\")".into()),
+    }
+}
+
+/// A gRPC status code's name.
+fn grpc_code(code: &str) -> &str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "Canceled",
+        "Unknown",
+        "InvalidArgument",
+        "DeadlineExceeded",
+        "NotFound",
+        "AlreadyExists",
+        "PermissionDenied",
+        "ResourceExhausted",
+        "FailedPrecondition",
+        "Aborted",
+        "OutOfRange",
+        "Unimplemented",
+        "Internal",
+        "Unavailable",
+        "DataLoss",
+        "Unauthenticated",
+    ];
+    code.parse::<usize>()
+        .ok()
+        .and_then(|n| NAMES.get(n).copied())
+        .unwrap_or(code)
+}
+
+/// One gRPC call over a new HTTP/2 connection without TLS (as the
+/// kubelet's probe makes it).
+async fn h2c(host: &str, port: u16, req: ProbeRequest) -> Result<Answer, String> {
+    let tcp = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("dial tcp {host}:{port}: connect: {}", dial_error(&e)))?;
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let conn = tokio::spawn(conn);
+    let answer = match send.send_request(req).await {
+        Ok(resp) => answer(resp, true).await,
+        Err(e) => Err(e.to_string()),
+    };
+    conn.abort();
+    answer
+}
+
 /// One HTTP/1.1 GET over a new connection.
-async fn http_get(
-    host: &str,
-    port: u16,
-    req: http::Request<Empty<Bytes>>,
-) -> Result<http::StatusCode, String> {
+async fn http_get(host: &str, port: u16, req: ProbeRequest) -> Result<http::StatusCode, String> {
     let tcp = tokio::net::TcpStream::connect((host, port))
         .await
         .map_err(|e| format!("dial tcp {host}:{port}: connect: {}", dial_error(&e)))?;
@@ -460,21 +697,6 @@ pub(crate) async fn supervise<F: Future<Output = ()>>(
     event: impl Fn(&'static str, &str, &str),
 ) -> Kind {
     let start = Instant::now();
-    for p in [&probes.startup, &probes.liveness, &probes.readiness]
-        .into_iter()
-        .flatten()
-    {
-        if let Check::NotRun(handler) = &p.check {
-            event(
-                "Warning",
-                "ProbeNotRun",
-                &format!(
-                    "{} probe not run: {handler} probes are not run in Wasm containers yet; it counts as passing",
-                    p.kind.name()
-                ),
-            );
-        }
-    }
     let mut standing = probes.at_start();
     report(standing).await;
     let failed = |p: &Probe, why: &str| {
@@ -625,7 +847,10 @@ mod tests {
             probe(Kind::Liveness, c.clone()).check,
             Check::Invalid("the probe has no handler".into())
         );
-        assert_eq!(probe(Kind::Startup, c).check, Check::NotRun("exec"));
+        assert_eq!(
+            probe(Kind::Startup, c).check,
+            Check::Exec(vec!["true".into()])
+        );
     }
 
     #[test]

@@ -137,10 +137,11 @@ impl crate::probes::InProcess for HttpTargets {
         ip: &str,
         port: u16,
         req: crate::probes::ProbeRequest,
-    ) -> futures::future::BoxFuture<'_, Result<StatusCode, String>> {
+        read_body: bool,
+    ) -> futures::future::BoxFuture<'_, Result<crate::probes::Answer, String>> {
         let target = self.get(ip, port);
         let addr = format!("{ip}:{port}");
-        Box::pin(probe(target, addr, req))
+        Box::pin(probe(target, addr, req, read_body))
     }
 }
 
@@ -149,7 +150,8 @@ async fn probe(
     target: Option<Target>,
     addr: String,
     req: crate::probes::ProbeRequest,
-) -> Result<StatusCode, String> {
+    read_body: bool,
+) -> Result<crate::probes::Answer, String> {
     let Some(t) = target else {
         return Err(format!("dial tcp {addr}: connect: connection refused"));
     };
@@ -167,7 +169,7 @@ async fn probe(
         .runtime
         .serve_http(&t.workload, &t.spec, req, stop)
         .await?;
-    Ok(resp.status())
+    crate::probes::answer(resp, read_body).await
 }
 
 /// Waits, at most `grace`, for a target's requests in flight to finish,
@@ -265,6 +267,37 @@ pub(crate) async fn listen_at_pod_ip(
             .expect("listeners lock")
             .insert(uid.to_string(), handles);
     }
+}
+
+impl HttpTargets {
+    /// Whether a pod's HTTP instances serve `ip:port` in this process.
+    pub fn serves(&self, ip: &str, port: u16) -> bool {
+        self.get(ip, port).is_some()
+    }
+}
+
+/// Serves one HTTP/1 connection that reached a pod's port some other way
+/// than a socket (a forwarded port) to its instances, in this process.
+pub(crate) async fn serve_connection(
+    shared: Arc<Shared>,
+    ip: String,
+    port: u16,
+    io: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+) {
+    let svc = hyper::service::service_fn(move |req| {
+        let target = shared.http.get(&ip, port);
+        async move {
+            Ok::<_, Infallible>(match target {
+                Some(t) => serve(t, req).await,
+                None => text(StatusCode::SERVICE_UNAVAILABLE, "the pod is stopping\n"),
+            })
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
 }
 
 /// Serves one request with a fresh instance of `t`.

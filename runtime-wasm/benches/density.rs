@@ -102,6 +102,7 @@ fn main() {
             working_dir: None,
             network: NetworkAccess::None,
             stdio: None,
+            usage: None,
         };
         // One instance first, so the figures leave out one-time costs.
         let (rt1, w1, s1) = (rt.clone(), w.clone(), spec.clone());

@@ -79,6 +79,7 @@ fn main() {
         working_dir: None,
         network: NetworkAccess::None,
         stdio: None,
+        usage: None,
     };
     tokio.block_on(async {
         let core = rt.load("empty:v1").await.unwrap();

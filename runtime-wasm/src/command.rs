@@ -32,6 +32,9 @@ pub struct CommandSpec {
     /// Pipes for stdin, stdout and stderr in place of `stdout` and `stderr`
     /// (an interactive instance, as `kubectl exec` starts).
     pub stdio: Option<crate::Stdio>,
+    /// Where the instance's CPU time and memory are counted (its
+    /// container's).
+    pub usage: Option<Arc<crate::Usage>>,
 }
 
 /// A host directory offered to the guest at a path of its own.
@@ -210,6 +213,11 @@ impl Runtime {
     /// instance. HTTP workloads are not commands and end at once with
     /// [`Exit::StartFailed`].
     pub async fn run_command(&self, workload: &Workload, spec: CommandSpec) -> Exit {
+        let usage = spec.usage.clone();
+        crate::usage::metered(usage, self.run_command_unmetered(workload, spec)).await
+    }
+
+    async fn run_command_unmetered(&self, workload: &Workload, spec: CommandSpec) -> Exit {
         match &workload.pre {
             Pre::Command(pre) => {
                 let wasi = match wasi_builder(&spec) {

@@ -96,7 +96,8 @@ impl crate::Runtime {
         *host.limits() = InstanceLimits::new(
             spec.memory_limit.or(self.config.default_memory_limit),
             self.memory.clone(),
-        );
+        )
+        .counted(spec.usage.clone());
         let mut store = wasmtime::Store::new(self.engine_of(workload), host);
         store.limiter(|h| h.limits());
         crate::cpu::govern(&mut store, spec.cpu_millis);

@@ -48,7 +48,8 @@ impl Runtime {
             .new_response_outparam(sender)
             .map_err(|e| format!("{e:#}"))?;
         let pre = pre.clone();
-        let task = tokio::spawn(async move {
+        let usage = spec.usage.clone();
+        let task = tokio::spawn(crate::usage::metered(usage, async move {
             let serve = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
                 proxy
@@ -60,7 +61,7 @@ impl Runtime {
                 done = serve => done,
                 () = stop => Err(wasmtime::Error::msg("the instance was stopped")),
             }
-        });
+        }));
         match receiver.await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(code)) => Err(format!("guest answered with error {code:?}")),

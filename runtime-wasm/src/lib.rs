@@ -34,6 +34,7 @@ mod registry;
 mod sender;
 mod sockets;
 mod stdio;
+mod usage;
 mod workload;
 
 pub use command::{CommandSpec, Exit, Preopen};
@@ -47,6 +48,7 @@ pub use output::OutputSink;
 pub use pools::ensure_map_count;
 pub use registry::{Credentials, registry_host};
 pub use stdio::Stdio;
+pub use usage::Usage;
 pub use workload::{Workload, WorkloadKind};
 
 /// Entry points for the fuzz targets: the parsers of untrusted registry

@@ -57,6 +57,11 @@ pub struct InstanceLimits {
     held: usize,
     /// Growth taken from the budget that wasmtime may still fail.
     pending: usize,
+    /// Where the instance's memory is counted, and how much it holds.
+    usage: Option<Arc<crate::Usage>>,
+    grown: usize,
+    /// The last growth counted, which wasmtime may still fail.
+    last_growth: usize,
 }
 
 impl InstanceLimits {
@@ -67,7 +72,16 @@ impl InstanceLimits {
             budget,
             held: 0,
             pending: 0,
+            usage: None,
+            grown: 0,
+            last_growth: 0,
         }
+    }
+
+    /// The same limits, the instance's memory counted in `usage`.
+    pub fn counted(mut self, usage: Option<Arc<crate::Usage>>) -> Self {
+        self.usage = usage;
+        self
     }
 
     /// No limit at all (a host before its store is made).
@@ -80,6 +94,9 @@ impl Drop for InstanceLimits {
     fn drop(&mut self) {
         if let Some(b) = &self.budget {
             b.give_back(self.held);
+        }
+        if let Some(u) = &self.usage {
+            u.shrank(self.grown);
         }
     }
 }
@@ -110,6 +127,11 @@ impl wasmtime::ResourceLimiter for InstanceLimits {
             self.held += delta;
             self.pending = delta;
         }
+        if let Some(u) = &self.usage {
+            u.grew(delta);
+        }
+        self.grown += delta;
+        self.last_growth = delta;
         Ok(true)
     }
 
@@ -119,6 +141,11 @@ impl wasmtime::ResourceLimiter for InstanceLimits {
             self.held -= self.pending;
         }
         self.pending = 0;
+        if let Some(u) = &self.usage {
+            u.shrank(self.last_growth);
+        }
+        self.grown -= self.last_growth;
+        self.last_growth = 0;
         Err(error)
     }
 

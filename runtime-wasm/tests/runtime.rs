@@ -36,6 +36,7 @@ fn spec(out: Arc<Capture>, memory_limit: Option<usize>) -> CommandSpec {
         working_dir: None,
         network: NetworkAccess::None,
         stdio: None,
+        usage: None,
     }
 }
 

@@ -321,7 +321,7 @@ impl Snapshot {
     fn each(&self) -> impl Iterator<Item = (&'static Resource, &[Arc<Value>])> {
         RESOURCES
             .iter()
-            .filter(|r| r.view.is_none())
+            .filter(|r| r.view.is_none() && r.stored)
             .map(|r| (r, self.of(r.plural)))
             .chain(self.custom.iter().map(|(r, os)| (*r, os.as_slice())))
     }
@@ -334,7 +334,7 @@ impl Snapshot {
         };
         let by_resource = RESOURCES
             .iter()
-            .filter(|r| r.view.is_none())
+            .filter(|r| r.view.is_none() && r.stored)
             .map(|r| (r.plural, list(r)))
             .collect();
         let mut custom: Vec<(&'static Resource, Vec<Arc<Value>>)> = Vec::new();

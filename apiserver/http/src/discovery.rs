@@ -29,6 +29,9 @@ fn sub_kind(r: &Resource, s: Sub) -> Value {
         Sub::Token => {
             json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"})
         }
+        Sub::Proxy => {
+            json!({"group": "", "version": "v1", "kind": format!("{}ProxyOptions", r.kind)})
+        }
         Sub::Status | Sub::Approval => {
             json!({"group": r.group, "version": r.version, "kind": r.kind})
         }
@@ -40,6 +43,7 @@ fn sub_verbs(s: Sub) -> Vec<&'static str> {
         Sub::Log => vec!["get"],
         Sub::Binding | Sub::Token | Sub::Eviction => vec!["create"],
         Sub::Exec | Sub::Attach | Sub::PortForward => vec!["create", "get"],
+        Sub::Proxy => vec!["create", "delete", "get", "patch", "update"],
         _ => vec!["get", "patch", "update"],
     }
 }
@@ -76,9 +80,11 @@ pub type RemoteGroups = [(String, Vec<String>)];
 /// `GET /apis` (legacy): the groups served here, then those of
 /// aggregated API servers.
 pub fn group_list(registry: &Registry, remote: &RemoteGroups) -> Value {
+    // A group served here that an APIService backs (the resource
+    // metrics) is listed once, as the APIService's.
     let mut groups: Vec<Value> = groups(registry)
         .into_iter()
-        .filter(|(g, _)| !g.is_empty())
+        .filter(|(g, _)| !g.is_empty() && !remote.iter().any(|(r, _)| r == g))
         .map(|(g, vs)| api_group(g, &vs))
         .collect();
     groups.extend(remote.iter().map(|(g, vs)| {
@@ -90,7 +96,10 @@ pub fn group_list(registry: &Registry, remote: &RemoteGroups) -> Value {
 
 /// `GET /apis/{group}` (legacy).
 pub fn group(registry: &Registry, remote: &RemoteGroups, group: &str) -> Option<Value> {
-    let mut v = match groups(registry).into_iter().find(|(g, _)| *g == group) {
+    let local = groups(registry)
+        .into_iter()
+        .find(|(g, _)| *g == group && !remote.iter().any(|(r, _)| r == g));
+    let mut v = match local {
         Some((g, vs)) => api_group(g, &vs),
         None => {
             let (g, vs) = remote.iter().find(|(g, _)| g == group)?;
@@ -218,7 +227,7 @@ pub fn aggregated(
 ) -> Value {
     let mut items: Vec<Value> = groups(registry)
         .into_iter()
-        .filter(|(g, _)| g.is_empty() == core)
+        .filter(|(g, _)| g.is_empty() == core && !remote.keys().any(|(r, _)| r == g))
         .map(|(g, _)| aggregated_group(registry, g))
         .collect();
     let mut by_group: Vec<(&str, Vec<(&str, &Value)>)> = Vec::new();

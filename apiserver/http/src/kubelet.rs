@@ -64,6 +64,21 @@ pub(super) async fn connect(
     let node_name = str_at(pod, "/spec/nodeName").ok_or_else(|| {
         ApiError::bad_request(format!("pod {name} is not yet scheduled to a node"))
     })?;
+    connect_node(state, node_name, what).await
+}
+
+/// An HTTP/1 connection (upgrades allowed) to the kubelet API of node
+/// `node_name`, and the node's address.
+pub(super) async fn connect_node<B>(
+    state: &ApiState,
+    node_name: &str,
+    what: &str,
+) -> Result<(SendRequest<B>, String)>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let nodes = resources::by_kind("", "Node").expect("nodes are served");
     let node = state.objects.get(nodes, "", node_name)?;
     let addr = node

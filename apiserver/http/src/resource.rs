@@ -57,6 +57,9 @@ pub(super) async fn resource(
     if sub.is_none() && !r.verbs().contains(&verb) {
         return Err(ApiError::method_not_allowed());
     }
+    if !r.stored {
+        return super::resource_metrics::serve(state, &t, &q).await;
+    }
     match (method, t.name.as_deref(), sub) {
         (Method::POST, None, None)
             if matches!(r.group, "authorization.k8s.io" | "authentication.k8s.io") =>
@@ -165,6 +168,9 @@ pub(super) async fn resource(
                 return Ok(ok(&list));
             }
             Ok(list_response(&head, &page, r))
+        }
+        (_, Some(name), Some(Sub::Proxy)) => {
+            super::object_proxy::serve(state, r, &ns, name, req).await
         }
         (
             Method::GET | Method::POST,

@@ -115,7 +115,8 @@ pub(crate) fn resolve(state: &ApiState, method: &Method, path: &str) -> Result<R
         let r = registry
             .find(group, version, rest[2])
             .ok_or_else(ApiError::no_route)?;
-        if rest.len() > 5 {
+        // Only a proxy has a path of its own after the subresource.
+        if rest.len() > 5 && rest[4] != "proxy" {
             return Err(ApiError::no_route());
         }
         Target {
@@ -130,7 +131,7 @@ pub(crate) fn resolve(state: &ApiState, method: &Method, path: &str) -> Result<R
         let r = registry
             .find(group, version, plural)
             .ok_or_else(ApiError::no_route)?;
-        if rest.len() > 3 {
+        if rest.len() > 3 && rest[2] != "proxy" {
             return Err(ApiError::no_route());
         }
         Target {

@@ -135,6 +135,7 @@ fn build(crd: &Value, version: &Value, terminating: bool) -> Resource {
         custom: Some(Box::leak(Box::new(custom))),
         view: None,
         verbs: crate::resources::ALL_VERBS,
+        stored: true,
     }
 }
 

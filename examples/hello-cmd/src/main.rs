@@ -20,6 +20,8 @@
 //!   default): a run-to-completion task.
 //! - `INTERVAL` sets the seconds between lines (1 by default): a large one
 //!   makes an idle pod.
+//! - `BUSY_MS` spends that many milliseconds of each 100 computing (a
+//!   pod that uses CPU); `HOLD_MIB` allocates and keeps that many MiB.
 //! - `UDP_ECHO` (`ip:port`) instead answers each UDP datagram sent there
 //!   with `echo from <HOSTNAME>: ` and the datagram, forever.
 //!
@@ -142,6 +144,21 @@ fn main() {
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(1);
+    let busy = Duration::from_millis(
+        std::env::var("BUSY_MS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0u64)
+            .min(100),
+    );
+    let held: Vec<u8> = vec![
+        1;
+        std::env::var("HOLD_MIB")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0usize)
+            << 20
+    ];
     let mut n = 0u64;
     loop {
         if count.is_some_and(|c| n >= c) {
@@ -158,7 +175,12 @@ fn main() {
                 println!("asked to stop after {n} lines");
                 std::process::exit(0);
             }
-            std::thread::sleep(Duration::from_millis(100));
+            let spin = std::time::Instant::now();
+            let mut x = held.len() as u64;
+            while spin.elapsed() < busy {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            std::thread::sleep(Duration::from_millis(100) - busy.min(Duration::from_millis(100)));
         }
     }
 }

@@ -8,6 +8,11 @@
 //! answers with that status; `GET /exists?PATH` with 200 when the file at
 //! PATH (in a volume the pod mounts) exists, 503 when it does not: health
 //! endpoints for probes.
+//!
+//! `POST /grpc.health.v1.Health/Check` is gRPC's health check (what a
+//! `grpc` probe calls): the empty service is SERVING; a service named by a
+//! file path is SERVING while that file exists, NOT_SERVING when it does
+//! not.
 
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
@@ -37,11 +42,61 @@ fn fetch(url: &str) -> Result<u16, String> {
     }
 }
 
+/// The request's body, at most `limit` bytes.
+fn read_body(request: IncomingRequest, limit: usize) -> Vec<u8> {
+    let mut data = Vec::new();
+    let Ok(body) = request.consume() else {
+        return data;
+    };
+    if let Ok(stream) = body.stream() {
+        while data.len() < limit {
+            match stream.blocking_read((limit - data.len()) as u64) {
+                Ok(chunk) => data.extend(chunk),
+                Err(_) => break,
+            }
+        }
+    }
+    data
+}
+
+/// Answers a gRPC health check: the service is the request message's
+/// field 1 (`HealthCheckRequest.service`).
+fn health_check(request: IncomingRequest, response_out: ResponseOutparam) {
+    let frame = read_body(request, 4096);
+    let message = frame.get(5..).unwrap_or_default();
+    let service = match message {
+        [0x0a, len, rest @ ..] => {
+            String::from_utf8_lossy(rest.get(..usize::from(*len)).unwrap_or_default()).into_owned()
+        }
+        _ => String::new(),
+    };
+    // HealthCheckResponse.status: 1 SERVING, 2 NOT_SERVING.
+    let status = if service.is_empty() || std::fs::metadata(&service).is_ok() {
+        1
+    } else {
+        2
+    };
+    let headers = Fields::new();
+    let _ = headers.set("content-type", &[b"application/grpc".to_vec()]);
+    let response = OutgoingResponse::new(headers);
+    let Ok(body) = response.body() else { return };
+    ResponseOutparam::set(response_out, Ok(response));
+    if let Ok(out) = body.write() {
+        let _ = out.blocking_write_and_flush(&[0, 0, 0, 0, 2, 0x08, status]);
+    }
+    let trailers = Fields::new();
+    let _ = trailers.set("grpc-status", &[b"0".to_vec()]);
+    let _ = OutgoingBody::finish(body, Some(trailers));
+}
+
 struct Hello;
 
 impl wasip2::exports::http::incoming_handler::Guest for Hello {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let path = request.path_with_query().unwrap_or_else(|| "/".into());
+        if path == "/grpc.health.v1.Health/Check" {
+            return health_check(request, response_out);
+        }
         let method = match request.method() {
             Method::Get => "GET".to_string(),
             Method::Head => "HEAD".to_string(),

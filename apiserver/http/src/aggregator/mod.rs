@@ -87,11 +87,13 @@ pub fn remote(objects: &Objects, group: &str, version: &str) -> Option<Arc<Value
         .ok()?
         .value;
     let backed = a.pointer("/spec/service").is_some_and(Value::is_object);
+    // What this server serves of its own, unless it is only a default an
+    // APIService may replace (the resource metrics, as metrics-server
+    // replaces them).
     let local = || {
-        objects
-            .resources()
-            .group_versions()
-            .contains(&(group, version))
+        let registry = objects.resources();
+        registry.group_versions().contains(&(group, version))
+            && !registry.replaceable(group, version)
     };
     (backed && !local()).then_some(a)
 }
@@ -99,7 +101,8 @@ pub fn remote(objects: &Objects, group: &str, version: &str) -> Option<Arc<Value
 /// The groups APIServices back with Services, each with its versions,
 /// for `/apis`.
 pub fn remote_groups(objects: &Objects) -> Vec<(String, Vec<String>)> {
-    let local = objects.resources().group_versions();
+    let registry = objects.resources();
+    let local = registry.group_versions();
     let (items, _) = objects.list(
         api_services(),
         None,
@@ -114,7 +117,8 @@ pub fn remote_groups(objects: &Objects) -> Vec<(String, Vec<String>)> {
         .filter_map(|a| {
             let (g, v) = (str_at(a, "/spec/group")?, str_at(a, "/spec/version")?);
             let priority = a.pointer("/spec/versionPriority").and_then(Value::as_i64);
-            (!local.contains(&(g, v))).then_some((g, v, priority.unwrap_or(0)))
+            let own = local.contains(&(g, v)) && !registry.replaceable(g, v);
+            (!own).then_some((g, v, priority.unwrap_or(0)))
         })
         .collect();
     // Versions by descending priority, the preferred first.

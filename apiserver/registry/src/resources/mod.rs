@@ -44,6 +44,9 @@ pub enum Sub {
     Attach,
     /// `/portforward`: connections to a pod's ports, through its node.
     PortForward,
+    /// `/proxy/...`: HTTP to a pod's port, a Service's endpoint or a
+    /// node's kubelet API, through the node.
+    Proxy,
 }
 
 impl Sub {
@@ -60,6 +63,7 @@ impl Sub {
             Sub::Exec => "exec",
             Sub::Attach => "attach",
             Sub::PortForward => "portforward",
+            Sub::Proxy => "proxy",
         }
     }
 }
@@ -98,6 +102,9 @@ pub struct Resource {
     pub view: Option<&'static View>,
     /// The verbs the resource supports.
     pub verbs: &'static [&'static str],
+    /// Whether its objects are kept in the store; the resource metrics
+    /// API's are made when read.
+    pub stored: bool,
 }
 
 /// The verbs of a resource that stores its objects.
@@ -265,6 +272,7 @@ macro_rules! stored {
             custom: None,
             view: None,
             verbs: ALL_VERBS,
+            stored: true,
         }
     };
     ($group:literal, $version:literal, $kind:literal, $plural:literal, $singular:literal,
@@ -309,7 +317,7 @@ pub static RESOURCES: &[Resource] = &[
         "node",
         false,
         &["no"],
-        &[Sub::Status],
+        &[Sub::Status, Sub::Proxy],
         core::Node,
         "io.k8s.api.core.v1.Node"
     ),
@@ -329,6 +337,7 @@ pub static RESOURCES: &[Resource] = &[
             Sub::Exec,
             Sub::Attach,
             Sub::PortForward,
+            Sub::Proxy,
         ],
         core::Pod,
         "io.k8s.api.core.v1.Pod";
@@ -342,7 +351,7 @@ pub static RESOURCES: &[Resource] = &[
         "service",
         true,
         &["svc"],
-        &[Sub::Status],
+        &[Sub::Status, Sub::Proxy],
         core::Service,
         "io.k8s.api.core.v1.Service";
         categories: &["all"]
@@ -894,7 +903,75 @@ pub static RESOURCES: &[Resource] = &[
         "io.k8s.api.admissionregistration.v1.ValidatingWebhookConfiguration";
         categories: &["api-extensions"]
     ),
+    resource_metrics("NodeMetrics", "nodes", "node", false),
+    resource_metrics("PodMetrics", "pods", "pod", true),
 ];
+
+/// A kind of the resource metrics API (`metrics.k8s.io`, what `kubectl
+/// top` reads): read-only, made from the nodes' figures when asked, never
+/// stored.
+const fn resource_metrics(
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    namespaced: bool,
+) -> Resource {
+    Resource {
+        group: "metrics.k8s.io",
+        version: "v1beta1",
+        kind,
+        plural,
+        singular,
+        namespaced,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        schema: metrics_schema,
+        schema_name: if namespaced {
+            "io.k8s.metrics.pkg.apis.metrics.v1beta1.PodMetrics"
+        } else {
+            "io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetrics"
+        },
+        decode: |_| Err("metrics are read, not written".into()),
+        custom: None,
+        view: None,
+        verbs: &["get", "list"],
+        stored: false,
+    }
+}
+
+/// The resource metrics kinds' schemas (both, as definitions): objects
+/// with a `timestamp`, a `window` and the `usage` of the node or of each
+/// of the pod's `containers`, in quantities.
+fn metrics_schema(g: &mut SchemaGenerator) -> Schema {
+    let usage = serde_json::json!({"type": "object",
+        "additionalProperties": {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.api.resource.Quantity"}});
+    let with = |field: &str, schema: serde_json::Value| {
+        let mut props = serde_json::json!({
+            "apiVersion": {"type": "string"}, "kind": {"type": "string"},
+            "metadata": {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "window": {"type": "string"},
+        });
+        props[field] = schema;
+        serde_json::from_value::<Schema>(serde_json::json!({"type": "object", "properties": props}))
+            .expect("a schema")
+    };
+    let containers = serde_json::json!({"type": "array", "items": {"type": "object",
+        "properties": {"name": {"type": "string"}, "usage": usage.clone()}}});
+    let node = with("usage", usage);
+    let pod = with("containers", containers);
+    let defs = g.definitions_mut();
+    defs.insert(
+        "io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetrics".into(),
+        node,
+    );
+    defs.insert(
+        "io.k8s.metrics.pkg.apis.metrics.v1beta1.PodMetrics".into(),
+        pod,
+    );
+    Schema::Bool(true)
+}
 
 /// The built-in resource served at `group`/`version` under `plural`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
@@ -959,6 +1036,17 @@ impl Registry {
             .iter()
             .chain(self.custom().iter().copied())
             .collect()
+    }
+
+    /// Whether what is served at `group`/`version` is only a default an
+    /// APIService backed by a Service may replace: no object of it is
+    /// stored (the resource metrics).
+    pub fn replaceable(&self, group: &str, version: &str) -> bool {
+        let mut of = RESOURCES
+            .iter()
+            .filter(|r| r.group == group && r.version == version)
+            .peekable();
+        of.peek().is_some() && of.all(|r| !r.stored)
     }
 
     /// The group/version pairs served, core first; a group's versions in
