@@ -1,7 +1,8 @@
 //! `kubectl exec` and `kubectl cp` into a Wasm pod: commands run as new
 //! instances in the pod's sandbox (its volumes and environment, nothing
 //! else), with stdin, a terminal, exit codes and files both ways; the same
-//! through the Python client's WebSocket streams.
+//! through the Python client's WebSocket streams. `kubectl attach` to a
+//! running container's output and stdin.
 
 mod common;
 
@@ -199,5 +200,69 @@ fn exec_reaches_an_http_pods_sandbox() {
     // The component itself (argv[0] is the container's name) serves; it is
     // not a command.
     let err = c.fails(&["exec", "web", "--", "web"]);
+    assert!(err.contains("HTTP component"), "{err}");
+}
+
+#[test]
+fn attach_reaches_a_running_containers_streams() {
+    let c = Cluster::start("attach");
+    c.import(&example("hello-cmd"), "hello-cmd:v1");
+    // The toolbox every node carries, as a container's image.
+    let runtime = c.ok(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={.items[0].status.nodeInfo.containerRuntimeVersion}",
+    ]);
+    let version = runtime.rsplit('/').next().unwrap().to_string();
+    let manifest = c.dir.join("attach.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: shell}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: sh\n    image: shoal.dev/toolbox:{version}\n    command: [sh]\n    stdin: true\n    stdinOnce: true\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: talker}}\nspec:\n  containers:\n  - name: main\n    image: hello-cmd:v1\n"
+        ),
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    c.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/shell",
+        "pod/talker",
+        "--timeout=60s",
+    ]);
+
+    // Output as it is written.
+    let out = Command::new("timeout")
+        .args(["5", "kubectl", "attach", "talker"])
+        .env("KUBECONFIG", &c.kubeconfig)
+        .output()
+        .unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(seen.contains("hello from a wasm pod #"), "{out:?}");
+
+    // stdin: a shell reading what the client sends; stdinOnce ends it
+    // with the client's input.
+    let out = kubectl_with_input(
+        &c,
+        &["attach", "-i", "shell"],
+        b"echo attached to $HOSTNAME\n",
+    );
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(seen.contains("attached to shell"), "{out:?}");
+    c.wait_for(&["get", "pod", "shell"], "the shell to end", |o| {
+        o.contains("Completed") || o.contains("Error")
+    });
+    // An HTTP component has nothing to attach to.
+    c.import(&example_file("hello-http/hello-http.wasm"), "hello-http:v1");
+    let web = c.dir.join("web.yaml");
+    std::fs::write(
+        &web,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - {name: web, image: hello-http:v1}\n",
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", web.to_str().unwrap()]);
+    c.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=60s"]);
+    let err = c.fails(&["attach", "web"]);
     assert!(err.contains("HTTP component"), "{err}");
 }

@@ -435,6 +435,8 @@ pub(crate) async fn run_container(ctx: ContainerCtx) {
         .map_or(Duration::from_secs(30), Duration::from_secs);
     // What the container's instances use, for `kubectl top`.
     let usage = Arc::new(shoal_runtime_wasm::Usage::default());
+    let flag = |k: &str| ctx.spec.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let hub = crate::attach::AttachHub::new(flag("stdin"), flag("stdinOnce"), flag("tty"));
     let mut listening = false;
     let mut crashes = 0u32;
     let mut log_failures = 0u32;
@@ -463,6 +465,34 @@ pub(crate) async fn run_container(ctx: ContainerCtx) {
                 continue;
             }
         };
+        // A command's output also goes to attached clients; its stdin is
+        // a pipe they write to when the container asks for one.
+        let (stdout, stderr): (
+            Arc<dyn shoal_runtime_wasm::OutputSink>,
+            Arc<dyn shoal_runtime_wasm::OutputSink>,
+        ) = if workload.is_http() {
+            (stdout, stderr)
+        } else {
+            let tee = |log: Arc<dyn shoal_runtime_wasm::OutputSink>,
+                       stderr|
+             -> Arc<dyn shoal_runtime_wasm::OutputSink> {
+                Arc::new(crate::attach::Tee {
+                    log,
+                    hub: hub.clone(),
+                    stderr,
+                })
+            };
+            (tee(stdout, false), tee(stderr, true))
+        };
+        let (stdio, pipe) = if hub.has_stdin && !workload.is_http() {
+            let (guest, ours) = tokio::io::duplex(64 * 1024);
+            let stdio =
+                shoal_runtime_wasm::Stdio::attached(guest, stdout.clone(), stderr.clone(), hub.tty);
+            (Some(stdio), Some(ours))
+        } else {
+            (None, None)
+        };
+        let run_guard = hub.begin(pipe);
         let spec = CommandSpec {
             argv: argv.clone(),
             env: env.clone(),
@@ -473,7 +503,7 @@ pub(crate) async fn run_container(ctx: ContainerCtx) {
             cpu_millis: cpu_limit(&ctx.spec),
             working_dir: working_dir.clone(),
             network: network.clone(),
-            stdio: None,
+            stdio,
             usage: Some(usage.clone()),
         };
         event(
@@ -537,6 +567,7 @@ pub(crate) async fn run_container(ctx: ContainerCtx) {
                 pod_ip: ctx.ip.clone(),
                 started: began,
                 started_at: started.clone(),
+                attach: hub.clone(),
             },
         );
         let ended = if workload.is_http() {
@@ -620,6 +651,7 @@ pub(crate) async fn run_container(ctx: ContainerCtx) {
             // Stopped by the node, as SIGKILL stops a process.
             Ended::Killed => (137, "Error", String::new()),
         };
+        run_guard.end(code);
         let term = State::Terminated {
             code,
             reason: reason.into(),

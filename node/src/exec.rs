@@ -14,7 +14,9 @@
 //! The same runs the `exec` handlers of probes and hooks
 //! ([`InContainer`]).
 //!
-//! May import: the agent's shared state, the toolbox, the terminal and
+//! An `attach` request goes to [`crate::attach`] instead.
+//!
+//! May import: the agent's shared state, attach, the toolbox, the terminal and
 //! the probes' [`Commands`](crate::probes::Commands) it serves.
 
 use std::collections::HashMap;
@@ -44,6 +46,8 @@ pub(crate) struct Target {
     /// When the container started, and the same as a timestamp.
     pub started: std::time::Instant,
     pub started_at: String,
+    /// Its output and stdin, for `kubectl attach`.
+    pub attach: Arc<crate::attach::AttachHub>,
 }
 
 /// The running containers of the node, by pod UID and container name.
@@ -139,6 +143,8 @@ pub(crate) struct Command {
     pub stdout: bool,
     pub stderr: bool,
     pub tty: bool,
+    /// Attach to the container's own streams instead of running argv.
+    pub attach: bool,
 }
 
 impl Command {
@@ -161,6 +167,7 @@ impl Command {
             // A terminal has no separate stderr.
             stderr: flag("stderr") && !tty,
             tty,
+            attach: false,
         }
     }
 }
@@ -179,7 +186,7 @@ pub(crate) enum Input {
 }
 
 /// To the client.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Output {
     Stdout(Bytes),
     Stderr(Bytes),
@@ -201,6 +208,9 @@ pub(crate) async fn run(
     input: mpsc::Receiver<Input>,
     output: mpsc::Sender<Output>,
 ) -> Outcome {
+    if cmd.attach {
+        return crate::attach::run(target, cmd, input, output).await;
+    }
     let Some(name) = cmd.argv.first().cloned() else {
         return Outcome::Failed("you must specify at least one command for the container".into());
     };
@@ -317,6 +327,7 @@ impl crate::probes::Commands for InContainer<'_> {
                 stdout: true,
                 stderr: true,
                 tty: false,
+                attach: false,
             };
             let (_no_input, input) = mpsc::channel(1);
             let (out_tx, mut out_rx) = mpsc::channel(16);

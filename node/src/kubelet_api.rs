@@ -141,7 +141,11 @@ async fn handle(shared: Arc<Shared>, mut req: Request<hyper::body::Incoming>) ->
             r
         }
         ["exec", ns, pod, container] => {
-            crate::streaming::exec(shared, &mut req, &query, ns, pod, container)
+            crate::streaming::exec(shared, &mut req, &query, ns, pod, container, false)
+                .unwrap_or_else(|(code, msg)| text(code, msg))
+        }
+        ["attach", ns, pod, container] => {
+            crate::streaming::exec(shared, &mut req, &query, ns, pod, container, true)
                 .unwrap_or_else(|(code, msg)| text(code, msg))
         }
         ["podProxy", ns, pod, port, ..] => {

@@ -6,6 +6,7 @@
 
 mod admit;
 mod agent;
+mod attach;
 pub mod bootstrap;
 pub mod client;
 mod containers;

@@ -28,7 +28,7 @@ impl StdoutStream for SinkStream {
     }
 }
 
-struct SinkWriter(Arc<dyn OutputSink>);
+pub(crate) struct SinkWriter(pub Arc<dyn OutputSink>);
 
 impl AsyncWrite for SinkWriter {
     fn poll_write(

@@ -37,6 +37,24 @@ impl Stdio {
     }
 }
 
+impl Stdio {
+    /// Stdin over a pipe, stdout and stderr to sinks (a long-running
+    /// container with `stdin: true`, whose output is its log).
+    pub fn attached(
+        stdin: impl AsyncRead + Send + Sync + 'static,
+        stdout: Arc<dyn crate::OutputSink>,
+        stderr: Arc<dyn crate::OutputSink>,
+        tty: bool,
+    ) -> Self {
+        Self::new(
+            Some(stdin),
+            crate::output::SinkWriter(stdout),
+            crate::output::SinkWriter(stderr),
+            tty,
+        )
+    }
+}
+
 /// A stream that says whether it is a terminal.
 #[derive(Clone)]
 pub(crate) struct Terminal<T>(pub T, pub bool);

@@ -1,4 +1,4 @@
-//! The kubelet's streaming endpoints — `/exec`, `/portForward` and the
+//! The kubelet's streaming endpoints — `/exec`, `/attach`, `/portForward` and the
 //! pods' HTTP proxy `/podProxy` (`pod_proxy.rs`) — over
 //! the protocols Kubernetes clients speak: the WebSocket channel protocols
 //! (`ws.rs`) and SPDY/3.1 (framing in `spdy.rs`, exec in `spdy_exec.rs`;
@@ -85,7 +85,8 @@ where
 }
 
 /// `/exec/{namespace}/{pod}/{container}`: a command in a running
-/// container, over a WebSocket or SPDY.
+/// container, over a WebSocket or SPDY; with `attach`,
+/// `/attach/{namespace}/{pod}/{container}`: the container's own streams.
 pub(crate) fn exec<B, R: Default>(
     shared: Arc<Shared>,
     req: &mut Request<B>,
@@ -93,8 +94,10 @@ pub(crate) fn exec<B, R: Default>(
     ns: &str,
     pod: &str,
     container: &str,
+    attach: bool,
 ) -> Result<Response<R>, Refusal> {
-    let cmd = Command::from_query(query);
+    let mut cmd = Command::from_query(query);
+    cmd.attach = attach;
     check(&cmd).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
     let target =
         exec_target(&shared, ns, pod, container).map_err(|e| (StatusCode::NOT_FOUND, e))?;
@@ -292,7 +295,7 @@ pub(crate) fn exec_target(
 
 /// Checks an exec request's options as the kubelet does.
 pub(crate) fn check(cmd: &Command) -> Result<(), String> {
-    if cmd.argv.is_empty() {
+    if cmd.argv.is_empty() && !cmd.attach {
         return Err("you must specify at least one command for the container".into());
     }
     if !(cmd.stdin || cmd.stdout || cmd.stderr) {
