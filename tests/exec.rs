@@ -266,3 +266,78 @@ fn attach_reaches_a_running_containers_streams() {
     let err = c.fails(&["attach", "web"]);
     assert!(err.contains("HTTP component"), "{err}");
 }
+
+#[test]
+fn kubectl_debug_adds_the_toolbox_to_a_running_pod() {
+    let c = Cluster::start("debug");
+    c.import(&example("hello-cmd"), "hello-cmd:v1");
+    let manifest = c.dir.join("box.yaml");
+    std::fs::write(&manifest, POD).unwrap();
+    c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    c.ok(&["wait", "--for=condition=Ready", "pod/box", "--timeout=60s"]);
+    c.ok(&["exec", "box", "--", "sh", "-c", "echo kept > /data/note"]);
+    let runtime = c.ok(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={.items[0].status.nodeInfo.containerRuntimeVersion}",
+    ]);
+    let image = format!(
+        "--image=shoal.dev/toolbox:{}",
+        runtime.rsplit('/').next().unwrap()
+    );
+    // An ephemeral container aimed at `main` sees its volumes.
+    let out = kubectl_with_input(
+        &c,
+        &[
+            "debug",
+            "box",
+            "-i",
+            &image,
+            "--target=main",
+            "--container=dbg",
+            "--",
+            "sh",
+        ],
+        b"cat /data/note; echo debugged\nexit\n",
+    );
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        seen.contains("kept") && seen.contains("debugged"),
+        "{out:?}"
+    );
+    let names = c.ok(&[
+        "get",
+        "pod",
+        "box",
+        "-o",
+        "jsonpath={.spec.ephemeralContainers[*].name}/{.status.ephemeralContainerStatuses[*].name}",
+    ]);
+    assert_eq!(names, "dbg/dbg");
+    // They may only be added, not changed.
+    let pod = c.ok(&["get", "pod", "box", "-o", "json"]);
+    let mut pod: serde_json::Value = serde_json::from_str(&pod).unwrap();
+    pod["spec"]["ephemeralContainers"][0]["image"] = "hello-cmd:v1".into();
+    let changed = c.dir.join("changed.json");
+    std::fs::write(&changed, pod.to_string()).unwrap();
+    let err = c.fails(&[
+        "replace",
+        "--raw",
+        "/api/v1/namespaces/default/pods/box/ephemeralcontainers",
+        "-f",
+        changed.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("existing ephemeral containers \"dbg\" may not be changed"),
+        "{err}"
+    );
+    // The pod's own container still runs, untouched.
+    let started = c.ok(&[
+        "get",
+        "pod",
+        "box",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].state.running.startedAt}",
+    ]);
+    assert!(!started.is_empty());
+}

@@ -94,6 +94,14 @@ impl OutputSink for Tee {
     }
 }
 
+/// Whether the client asked for the stream `o` is on.
+fn wanted(cmd: &Command, o: &Output) -> bool {
+    match o {
+        Output::Stdout(_) => cmd.stdout,
+        Output::Stderr(_) => cmd.stderr,
+    }
+}
+
 /// Attaches a client to `target` until the container's run ends (its exit
 /// code) or the client goes.
 pub(crate) async fn run(
@@ -117,17 +125,20 @@ pub(crate) async fn run(
     };
     let mut line = crate::tty::LineDiscipline::default();
     let outcome = loop {
-        if let Some(code) = *ended.borrow_and_update() {
+        let end = *ended.borrow_and_update();
+        if let Some(code) = end {
+            // What the run wrote before it ended still goes out.
+            while let Ok(o) = out.try_recv() {
+                if wanted(&cmd, &o) && output.send(o).await.is_err() {
+                    break;
+                }
+            }
             break Outcome::Exited(code);
         }
         tokio::select! {
             o = out.recv() => match o {
                 Ok(o) => {
-                    let wanted = match &o {
-                        Output::Stdout(_) => cmd.stdout,
-                        Output::Stderr(_) => cmd.stderr,
-                    };
-                    if wanted && output.send(o).await.is_err() {
+                    if wanted(&cmd, &o) && output.send(o).await.is_err() {
                         break Outcome::Exited(0);
                     }
                 }

@@ -140,7 +140,11 @@ fn meta_uid(pod: &Value) -> &str {
 }
 
 /// The statuses of `specs` as the API shows them.
-fn statuses_json(f: &PodFacts, specs: &[Value], statuses: &[ContainerStatus]) -> Vec<Value> {
+pub(crate) fn statuses_json(
+    f: &PodFacts,
+    specs: &[Value],
+    statuses: &[ContainerStatus],
+) -> Vec<Value> {
     statuses
         .iter()
         .zip(specs)

@@ -300,9 +300,19 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
         containers: &containers,
     };
     let last_status = std::sync::Mutex::new(None::<Value>);
+    // Ephemeral containers (`kubectl debug`), added while the pod runs:
+    // their specs and statuses, in the order they came.
+    let ephemeral = std::sync::Mutex::new((Vec::<Value>::new(), Vec::<ContainerStatus>::new()));
     let report = |statuses: &[ContainerStatus], evicted: Option<&str>| {
         let mut last = last_status.lock().expect("status lock");
-        let status = pod_status(&facts, last.as_ref(), statuses, evicted);
+        let mut status = pod_status(&facts, last.as_ref(), statuses, evicted);
+        {
+            let eph = ephemeral.lock().expect("ephemeral lock");
+            if !eph.0.is_empty() {
+                status["ephemeralContainerStatuses"] =
+                    serde_json::json!(crate::pod_status::statuses_json(&facts, &eph.0, &eph.1));
+            }
+        }
         shared.status.set(&uid, &ns, &name, status.clone());
         *last = Some(status);
     };
@@ -418,6 +428,8 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
             t.abort();
         }
     };
+    let (etx, mut erx) = mpsc::channel::<Update>(16);
+    let mut eph_running: Vec<tokio_util::task::AbortOnDropHandle<()>> = Vec::new();
     let limits = crate::volumes::disk_limits(&pod_json);
     let mut check = tokio::time::interval(EMPTY_DIR_CHECK);
     loop {
@@ -485,11 +497,56 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
                     return;
                 }
             },
+            Some(u) = erx.recv() => {
+                if let Some(st) = ephemeral.lock().expect("ephemeral lock").1.get_mut(u.index) {
+                    *st = u.status;
+                }
+                report(&statuses, None);
+            }
             changed = updates.changed() => {
                 if changed.is_err() {
                     return;
                 }
                 let latest = updates.borrow().clone();
+                // Ephemeral containers added since: each started once, never
+                // restarted, beside the others.
+                let added = new_ephemeral(&latest, &ephemeral.lock().expect("ephemeral lock").0);
+                for mut spec in added {
+                    // A debug container aimed at a container sees what it
+                    // sees: its volumes (a Wasm pod has no process
+                    // namespace to share).
+                    if spec.get("volumeMounts").is_none()
+                        && let Some(target) = spec.get("targetContainerName").and_then(Value::as_str)
+                        && let Some(mounts) = specs
+                            .iter()
+                            .find(|c| c.get("name").and_then(Value::as_str) == Some(target))
+                            .and_then(|c| c.get("volumeMounts"))
+                    {
+                        spec["volumeMounts"] = mounts.clone();
+                    }
+                    let index = {
+                        let mut eph = ephemeral.lock().expect("ephemeral lock");
+                        let image = spec.get("image").and_then(Value::as_str).unwrap_or_default();
+                        eph.1.push(ContainerStatus::waiting(image, "ContainerCreating"));
+                        eph.0.push(spec.clone());
+                        eph.0.len() - 1
+                    };
+                    let ctx = ContainerCtx {
+                        shared: shared.clone(),
+                        pod: pod.clone(),
+                        uid: uid.clone(),
+                        ip: ip.clone(),
+                        index,
+                        spec,
+                        policy: "Never".into(),
+                        tx: etx.clone(),
+                        volumes: volumes.clone(),
+                        permit: permit.clone(),
+                        stop: stop_rx.clone(),
+                    };
+                    eph_running.push(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(run_container(ctx))));
+                    report(&statuses, None);
+                }
                 if latest.metadata.deletion_timestamp.is_some() {
                     // Running containers run their preStop hooks and are
                     // asked to stop (HTTP instances finish the requests
@@ -524,6 +581,21 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
             }
         }
     }
+}
+
+/// The ephemeral containers of `pod` not among `known` (by name).
+fn new_ephemeral(pod: &Pod, known: &[Value]) -> Vec<Value> {
+    let json = serde_json::to_value(pod).unwrap_or_default();
+    json.pointer("/spec/ephemeralContainers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            let name = c.get("name");
+            name.is_some() && !known.iter().any(|k| k.get("name") == name)
+        })
+        .cloned()
+        .collect()
 }
 
 /// Marks the pod's sidecars that have not ended as ended with `code`

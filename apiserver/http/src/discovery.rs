@@ -20,7 +20,7 @@ fn sub_kind(r: &Resource, s: Sub) -> Value {
         Sub::Scale => json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}),
         Sub::Binding => json!({"group": "", "version": "v1", "kind": "Binding"}),
         Sub::Eviction => json!({"group": "policy", "version": "v1", "kind": "Eviction"}),
-        Sub::Log => json!({"group": "", "version": "v1", "kind": "Pod"}),
+        Sub::Log | Sub::EphemeralContainers => json!({"group": "", "version": "v1", "kind": "Pod"}),
         Sub::Exec => json!({"group": "", "version": "v1", "kind": "PodExecOptions"}),
         Sub::Attach => json!({"group": "", "version": "v1", "kind": "PodAttachOptions"}),
         Sub::PortForward => {
@@ -44,6 +44,7 @@ fn sub_verbs(s: Sub) -> Vec<&'static str> {
         Sub::Binding | Sub::Token | Sub::Eviction => vec!["create"],
         Sub::Exec | Sub::Attach | Sub::PortForward => vec!["create", "get"],
         Sub::Proxy => vec!["create", "delete", "get", "patch", "update"],
+        Sub::EphemeralContainers => vec!["get", "patch", "update"],
         _ => vec!["get", "patch", "update"],
     }
 }

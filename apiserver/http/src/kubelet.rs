@@ -26,7 +26,10 @@ pub(super) fn container(pod: &Value, q: &Query) -> Result<String> {
             })
             .unwrap_or_default()
     };
-    let (containers, inits) = (names("containers"), names("initContainers"));
+    let (containers, mut inits) = (names("containers"), names("initContainers"));
+    // Ephemeral containers are named like init containers, never chosen
+    // by default.
+    inits.extend(names("ephemeralContainers"));
     let container = match q.get("container") {
         Some(c) if containers.contains(&c) || inits.contains(&c) => c.to_string(),
         Some(c) => {

@@ -236,7 +236,11 @@ pub(super) async fn resource(
         (Method::POST, Some(name), Some(Sub::Eviction)) => {
             subresources::evict(objects, &ns, name, &q, req).await
         }
-        (Method::PUT, Some(name), s @ (None | Some(Sub::Status | Sub::Approval))) => {
+        (
+            Method::PUT,
+            Some(name),
+            s @ (None | Some(Sub::Status | Sub::Approval | Sub::EphemeralContainers)),
+        ) => {
             if s == Some(Sub::Approval) {
                 subresources::may_approve(state, &req, name)?;
             }
@@ -283,7 +287,11 @@ pub(super) async fn resource(
                 &w.warnings,
             ))
         }
-        (Method::PATCH, Some(name), s @ (None | Some(Sub::Status | Sub::Approval))) => {
+        (
+            Method::PATCH,
+            Some(name),
+            s @ (None | Some(Sub::Status | Sub::Approval | Sub::EphemeralContainers)),
+        ) => {
             if s == Some(Sub::Approval) {
                 subresources::may_approve(state, &req, name)?;
             }

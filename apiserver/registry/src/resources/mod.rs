@@ -47,6 +47,9 @@ pub enum Sub {
     /// `/proxy/...`: HTTP to a pod's port, a Service's endpoint or a
     /// node's kubelet API, through the node.
     Proxy,
+    /// `/ephemeralcontainers`: writes touch only
+    /// `.spec.ephemeralContainers`, which may only grow (`kubectl debug`).
+    EphemeralContainers,
 }
 
 impl Sub {
@@ -64,6 +67,7 @@ impl Sub {
             Sub::Attach => "attach",
             Sub::PortForward => "portforward",
             Sub::Proxy => "proxy",
+            Sub::EphemeralContainers => "ephemeralcontainers",
         }
     }
 }
@@ -338,6 +342,7 @@ pub static RESOURCES: &[Resource] = &[
             Sub::Attach,
             Sub::PortForward,
             Sub::Proxy,
+            Sub::EphemeralContainers,
         ],
         core::Pod,
         "io.k8s.api.core.v1.Pod";
