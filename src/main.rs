@@ -255,6 +255,12 @@ struct NodeArgs {
     /// refuses pods whose requests do not fit in it.
     #[arg(long, env = "SHOAL_SYSTEM_RESERVED_MEMORY", default_value = "512Mi", value_parser = parse_bytes)]
     system_reserved_memory: u64,
+    /// Hard eviction thresholds, as the kubelet's: `signal<quantity` or
+    /// `signal<N%`, comma-separated (memory.available, nodefs.available,
+    /// nodefs.inodesFree, pid.available). Under one, the node reports
+    /// pressure and evicts pods.
+    #[arg(long, env = "SHOAL_EVICTION_HARD", default_value = shoal_node::pressure::Thresholds::DEFAULT, value_parser = shoal_node::pressure::Thresholds::parse)]
+    eviction_hard: shoal_node::pressure::Thresholds,
 }
 
 /// A node agent joining a cluster through its API, as a kubelet does:
@@ -804,6 +810,7 @@ async fn start_agent(
                 domain: node.cluster_domain.clone(),
             },
             system_reserved_memory: node.system_reserved_memory,
+            eviction_hard: node.eviction_hard.clone(),
         },
         client,
         runtime,

@@ -2,7 +2,9 @@
 //! of a node whose agent died are evicted once their toleration of the
 //! `unreachable` taint runs out and come back elsewhere through their
 //! Deployment; `kubectl drain` evicts a node's pods through the eviction
-//! API, held back while a PodDisruptionBudget would be broken.
+//! API, held back while a PodDisruptionBudget would be broken. A node
+//! under a hard eviction threshold reports the pressure and evicts pods
+//! with the kubelet's reason and message.
 
 mod common;
 
@@ -186,4 +188,73 @@ fn drain_evicts_a_nodes_pods_within_their_disruption_budget() {
             && s.lines().count() == 2
     });
     c.ok(&["uncordon", &node]);
+}
+
+#[test]
+fn a_node_under_pressure_says_so_and_evicts_its_pods() {
+    // A threshold no machine meets: the node is always short of memory.
+    let c = Cluster::start_with(
+        "pressure",
+        &[
+            "--eviction-hard",
+            "memory.available<1000Ti,nodefs.available<1%",
+        ],
+    );
+    c.import(&example("hello-http"), "hello-http:v1");
+    let conditions = |c: &Cluster| {
+        c.ok(&[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={range .items[0].status.conditions[*]}{.type}={.status}/{.reason};{end}",
+        ])
+    };
+    c.wait_for_within(
+        60,
+        &[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={.items[0].status.conditions[?(@.type==\"MemoryPressure\")].status}",
+        ],
+        "memory pressure on the node",
+        |o| o == "True",
+    );
+    let conds = conditions(&c);
+    assert!(
+        conds.contains("MemoryPressure=True/KubeletHasInsufficientMemory")
+            && conds.contains("DiskPressure=False/KubeletHasNoDiskPressure")
+            && conds.contains("Ready=True"),
+        "{conds}"
+    );
+    let file = c.dir.join("web.yaml");
+    std::fs::write(&file, deployment("web", 1, "")).unwrap();
+    c.ok(&["apply", "-f", file.to_str().unwrap()]);
+    let evicted = c.wait_for_within(
+        90,
+        &[
+            "get",
+            "pods",
+            "-o",
+            "jsonpath={range .items[*]}{.status.reason}: {.status.message}{\"\\n\"}{end}",
+        ],
+        "a pod evicted",
+        |o| o.contains("Evicted: "),
+    );
+    assert!(
+        evicted.contains("The node was low on resource: memory."),
+        "{evicted}"
+    );
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=Evicted",
+        "-o",
+        "name",
+    ]);
+    assert!(!events.trim().is_empty(), "no Evicted event");
+    // kubectl shows the pod as evicted.
+    let pods = c.ok(&["get", "pods"]);
+    assert!(pods.contains("Evicted"), "{pods}");
 }

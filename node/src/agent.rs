@@ -48,6 +48,8 @@ pub struct AgentConfig {
     /// Memory kept for the system and the agent: the node's allocatable
     /// memory is its capacity less this.
     pub system_reserved_memory: u64,
+    /// The hard eviction thresholds (`--eviction-hard`).
+    pub eviction_hard: crate::pressure::Thresholds,
 }
 
 /// Pods that may be starting at once; the rest wait their turn in order.
@@ -100,6 +102,8 @@ pub(crate) struct Shared {
     pub exec: Arc<crate::exec::Targets>,
     /// The samples of CPU rates in `/stats/summary`.
     pub stats: crate::stats::Sampler,
+    /// Pods the node evicted, stopped until they are deleted.
+    pub evicted: Mutex<std::collections::HashSet<String>>,
     /// When the agent started.
     pub started: std::time::Instant,
     /// The same, as a timestamp.
@@ -218,7 +222,11 @@ fn ready_since(node: &Node) -> Option<String> {
 }
 
 /// The node's status, Ready since `since`.
-fn node_status(config: &AgentConfig, since: &str) -> serde_json::Value {
+fn node_status(
+    config: &AgentConfig,
+    since: &str,
+    pressure: &crate::pressure::Pressure,
+) -> serde_json::Value {
     let now = stamp();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mem_kib = memory_kib().unwrap_or(1 << 20);
@@ -230,12 +238,10 @@ fn node_status(config: &AgentConfig, since: &str) -> serde_json::Value {
     ));
     json!({
         "capacity": capacity, "allocatable": allocatable,
-        "conditions": [
-            {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "shoal node agent is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": since},
-            {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory", "message": "", "lastHeartbeatTime": now, "lastTransitionTime": since},
-            {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure", "message": "", "lastHeartbeatTime": now, "lastTransitionTime": since},
-            {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID", "message": "", "lastHeartbeatTime": now, "lastTransitionTime": since},
-        ],
+        "conditions": std::iter::once(json!(
+            {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "shoal node agent is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": since}))
+            .chain(pressure.conditions(&now, since))
+            .collect::<Vec<_>>(),
         "addresses": [{"type": "InternalIP", "address": config.node_ip.to_string()}, {"type": "Hostname", "address": config.node_name}],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": config.kubelet_port}},
         "nodeInfo": {
@@ -279,7 +285,7 @@ impl Agent {
             .patch_status(
                 &name,
                 &PatchParams::default(),
-                &Patch::Merge(json!({"status": node_status(&config, &since)})),
+                &Patch::Merge(json!({"status": node_status(&config, &since, &Default::default())})),
             )
             .await?;
         let cidr = loop {
@@ -316,7 +322,9 @@ impl Agent {
                 .patch_status(
                     &name,
                     &PatchParams::default(),
-                    &Patch::Merge(json!({"status": node_status(&config, &since)})),
+                    &Patch::Merge(
+                        json!({"status": node_status(&config, &since, &Default::default())}),
+                    ),
                 )
                 .await?;
         }
@@ -361,6 +369,7 @@ impl Agent {
             pod_cidrs: std::sync::RwLock::new(vec![cidr]),
             exec: Arc::default(),
             stats: crate::stats::Sampler::default(),
+            evicted: Mutex::default(),
             started: std::time::Instant::now(),
             started_at: crate::containers::now(),
         });
@@ -456,6 +465,7 @@ async fn heartbeat(shared: Arc<Shared>) {
     let seconds = duration.as_secs().max(1);
     let mut since = stamp();
     let mut posted: Option<std::time::Instant> = None;
+    let mut last_pressure = crate::pressure::Pressure::default();
     loop {
         let now = jiff::Timestamp::now()
             .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
@@ -484,17 +494,29 @@ async fn heartbeat(shared: Arc<Shared>) {
         if ready == Some(false) {
             since = stamp();
         }
-        let due = posted.is_none_or(|t| t.elapsed() >= STATUS_REPORT);
+        // Pressure, measured every pass: a change is posted at once, and
+        // under memory or disk pressure a pod is evicted.
+        let running = shared.pods.lock().expect("pods lock").len() as u64;
+        let observed = crate::pressure::measure(
+            &shared.config.data_dir,
+            running,
+            u64::from(shared.config.max_pods),
+        );
+        let pressure = crate::pressure::decide(&shared.config.eviction_hard, &observed);
+        if let Some(why) = pressure.eviction() {
+            crate::pods::evict_one(&shared, why);
+        }
+        let due = posted.is_none_or(|t| t.elapsed() >= STATUS_REPORT) || pressure != last_pressure;
         if ready == Some(false) || (ready.is_some() && due) {
+            let status = node_status(&shared.config, &since, &pressure);
             match nodes
-                .patch_status(
-                    &name,
-                    &pp,
-                    &Patch::Merge(json!({"status": node_status(&shared.config, &since)})),
-                )
+                .patch_status(&name, &pp, &Patch::Merge(json!({ "status": status })))
                 .await
             {
-                Ok(_) => posted = Some(std::time::Instant::now()),
+                Ok(_) => {
+                    posted = Some(std::time::Instant::now());
+                    last_pressure = pressure;
+                }
                 Err(e) => tracing::warn!("posting node status: {e}"),
             }
         }

@@ -23,6 +23,7 @@ mod pod_status;
 mod podnet;
 mod pods;
 mod policy;
+pub mod pressure;
 mod probes;
 mod proxy;
 mod ratelimit;

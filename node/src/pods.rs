@@ -98,6 +98,7 @@ pub(crate) fn forget(shared: &Arc<Shared>, pod: &Pod) {
     let Some(uid) = pod.metadata.uid.as_deref() else {
         return;
     };
+    shared.evicted.lock().expect("evicted lock").remove(uid);
     if let Some(w) = shared.pods.lock().expect("pods lock").remove(uid) {
         w.abort();
     }
@@ -195,7 +196,7 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
     let finished = matches!(
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded" | "Failed")
-    );
+    ) || shared.evicted.lock().expect("evicted lock").contains(&uid);
     if pod.metadata.deletion_timestamp.is_some() || finished {
         wait_and_delete(&shared, &api, &pod, &uid, &mut updates, finished).await;
         return;
@@ -581,6 +582,50 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
             }
         }
     }
+}
+
+/// Evicts the running pod that holds the most memory, as the kubelet's
+/// eviction manager does under pressure (`why`, its message): its
+/// containers are stopped and it is `Failed` with reason `Evicted` until
+/// it is deleted (its controller makes a replacement). Returns its name.
+pub(crate) fn evict_one(shared: &Arc<Shared>, why: &str) -> Option<String> {
+    let mut memory: std::collections::HashMap<String, usize> = Default::default();
+    for ((uid, _), t) in shared.exec.all() {
+        *memory.entry(uid).or_default() += t.spec.usage.as_ref().map_or(0, |u| u.memory());
+    }
+    let (uid, worker) = {
+        let mut pods = shared.pods.lock().expect("pods lock");
+        let uid = memory
+            .iter()
+            .filter(|(u, _)| pods.contains_key(*u))
+            .max_by_key(|(_, m)| **m)
+            .map(|(u, _)| u.clone())?;
+        let worker = pods.remove(&uid)?;
+        (uid, worker)
+    };
+    shared
+        .evicted
+        .lock()
+        .expect("evicted lock")
+        .insert(uid.clone());
+    let pod = worker.updates.borrow().clone();
+    worker.abort();
+    shared.http.remove_pod(&uid);
+    let (ns, name) = (
+        pod.metadata.namespace.clone().unwrap_or_default(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    );
+    let mut status = serde_json::to_value(&pod.status).unwrap_or_default();
+    if !status.is_object() {
+        status = serde_json::json!({});
+    }
+    status["phase"] = "Failed".into();
+    status["reason"] = "Evicted".into();
+    status["message"] = why.into();
+    shared.status.set(&uid, &ns, &name, status);
+    event(shared, &pod, "Warning", "Evicted", why);
+    tracing::info!("{ns}/{name} evicted: {why}");
+    Some(name)
 }
 
 /// The ephemeral containers of `pod` not among `known` (by name).
