@@ -106,6 +106,8 @@ where
     let tcp = tokio::net::TcpStream::connect((addr.as_str(), port as u16))
         .await
         .map_err(|e| unavailable(&e))?;
+    // Streams (exec, port-forward) carry small writes both ways.
+    let _ = tcp.set_nodelay(true);
     let server_name =
         rustls_pki_types::ServerName::try_from(addr.clone()).map_err(|e| unavailable(&e))?;
     let tls = tokio_rustls::TlsConnector::from(state.kubelet_client.clone())

@@ -48,6 +48,7 @@ pub(crate) async fn connect(
     .await
     .map_err(|_| format!("dial tcp {host}:{port}: i/o timeout"))?
     .map_err(|e| format!("dial tcp {host}:{port}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
     tokio::spawn(async move {
         let (mut tcp, mut theirs) = (tcp, theirs);
         let _ = tokio::io::copy_bidirectional(&mut tcp, &mut theirs).await;

@@ -16,7 +16,7 @@ mod config;
 mod extensions;
 mod networking;
 mod nodes;
-mod pods;
+pub(crate) mod pods;
 pub mod print;
 mod rbac;
 mod storage;

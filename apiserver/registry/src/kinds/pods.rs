@@ -572,6 +572,88 @@ pub fn pod_status(pod: &Value) -> String {
 /// The kinds this file holds, by name.
 pub(super) static KINDS: &[(&str, &Strategy)] = &[("Pod", &POD)];
 
+/// `old` with the ephemeral containers of `obj`: those it had, unchanged,
+/// and new ones, each with a name no container of the pod has and an
+/// image, as Kubernetes allows them.
+pub(crate) fn ephemeral_containers(
+    old: &Value,
+    obj: &Value,
+) -> shoal_machinery::error::Result<Value> {
+    let list = |v: &Value, field: &str| -> Vec<Value> {
+        v.pointer(&format!("/spec/{field}"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (before, after) = (
+        list(old, "ephemeralContainers"),
+        list(obj, "ephemeralContainers"),
+    );
+    let name = |c: &Value| {
+        c.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let invalid = |msg: String| {
+        let cause = shoal_machinery::error::Cause {
+            kind: "FieldValueInvalid",
+            field: "spec.ephemeralContainers".into(),
+            message: msg,
+        };
+        shoal_machinery::error::ApiError::invalid(
+            "",
+            "Pod",
+            shoal_machinery::meta::name(old),
+            vec![cause],
+        )
+    };
+    for b in &before {
+        match after.iter().find(|a| name(a) == name(b)) {
+            None => {
+                return Err(invalid(format!(
+                    "Forbidden: existing ephemeral containers \"{}\" may not be removed",
+                    name(b)
+                )));
+            }
+            Some(a) if a != b => {
+                return Err(invalid(format!(
+                    "Forbidden: existing ephemeral containers \"{}\" may not be changed",
+                    name(b)
+                )));
+            }
+            _ => {}
+        }
+    }
+    let mut taken: Vec<String> = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|f| list(old, f))
+        .map(|c| name(&c))
+        .collect();
+    for a in after.iter().filter(|a| !before.contains(a)) {
+        let n = name(a);
+        if n.is_empty()
+            || a.get("image")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        {
+            return Err(invalid(
+                "Required value: a new ephemeral container needs a name and an image".into(),
+            ));
+        }
+        if taken.contains(&n) {
+            return Err(invalid(format!("Duplicate value: \"{n}\"")));
+        }
+        taken.push(n);
+    }
+    let mut n = old.clone();
+    if !n.get("spec").is_some_and(Value::is_object) {
+        n["spec"] = json!({});
+    }
+    n["spec"]["ephemeralContainers"] = json!(after);
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

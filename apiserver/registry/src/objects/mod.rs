@@ -600,7 +600,7 @@ impl Objects {
             n["status"] = obj.get("status").cloned().unwrap_or(Value::Null);
             n
         } else if sub == Some(Sub::EphemeralContainers) {
-            ephemeral_containers(old, &obj)?
+            crate::kinds::pods::ephemeral_containers(old, &obj)?
         } else if sub == Some(Sub::Approval) {
             let mut n = old.clone();
             if !n.get("status").is_some_and(Value::is_object) {
@@ -893,78 +893,4 @@ fn review<'a>(
         user: opts.user.as_deref(),
         dry_run: opts.dry_run,
     }
-}
-
-/// `old` with the ephemeral containers of `obj`: those it had, unchanged,
-/// and new ones, each with a name no container of the pod has and an
-/// image, as Kubernetes allows them.
-fn ephemeral_containers(old: &Value, obj: &Value) -> Result<Value> {
-    let list = |v: &Value, field: &str| -> Vec<Value> {
-        v.pointer(&format!("/spec/{field}"))
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
-    let (before, after) = (
-        list(old, "ephemeralContainers"),
-        list(obj, "ephemeralContainers"),
-    );
-    let name = |c: &Value| {
-        c.get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let invalid = |msg: String| {
-        let cause = shoal_machinery::error::Cause {
-            kind: "FieldValueInvalid",
-            field: "spec.ephemeralContainers".into(),
-            message: msg,
-        };
-        ApiError::invalid("", "Pod", meta::name(old), vec![cause])
-    };
-    for b in &before {
-        match after.iter().find(|a| name(a) == name(b)) {
-            None => {
-                return Err(invalid(format!(
-                    "Forbidden: existing ephemeral containers \"{}\" may not be removed",
-                    name(b)
-                )));
-            }
-            Some(a) if a != b => {
-                return Err(invalid(format!(
-                    "Forbidden: existing ephemeral containers \"{}\" may not be changed",
-                    name(b)
-                )));
-            }
-            _ => {}
-        }
-    }
-    let mut taken: Vec<String> = ["containers", "initContainers"]
-        .iter()
-        .flat_map(|f| list(old, f))
-        .map(|c| name(&c))
-        .collect();
-    for a in after.iter().filter(|a| !before.contains(a)) {
-        let n = name(a);
-        if n.is_empty()
-            || a.get("image")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-        {
-            return Err(invalid(
-                "Required value: a new ephemeral container needs a name and an image".into(),
-            ));
-        }
-        if taken.contains(&n) {
-            return Err(invalid(format!("Duplicate value: \"{n}\"")));
-        }
-        taken.push(n);
-    }
-    let mut n = old.clone();
-    if !n.get("spec").is_some_and(Value::is_object) {
-        n["spec"] = json!({});
-    }
-    n["spec"]["ephemeralContainers"] = json!(after);
-    Ok(n)
 }
