@@ -8,6 +8,10 @@
 //! is started with `--max-pods` N + 100). Targets (DESIGN.md): ≥ 500 pods/s
 //! (kube-scheduler alone is ~100–300 pods/s); agent overhead ≤ 200 KiB per
 //! pod beyond the guest's own memory.
+//!
+//! `PROBE=exec` gives every pod a readiness probe that runs `true` in it
+//! every 10 s (a new instance per run), so a run with it beside one
+//! without shows what probes cost a filling node.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -26,6 +30,12 @@ fn main() {
         .and_then(|p| p.parse().ok())
         .unwrap_or(500);
     let max_pods = (pods + 100).to_string();
+    let probe = std::env::var("PROBE").ok().filter(|p| p == "exec");
+    let container = match &probe {
+        Some(_) => serde_json::json!({"name": "c", "image": "hello-cmd:v1",
+            "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 10}}),
+        None => serde_json::json!({"name": "c", "image": "hello-cmd:v1"}),
+    };
     let cluster = common::Cluster::start("bench-fill");
     let node = cluster.join("fill", "127.0.0.2", &["--max-pods", &max_pods]);
     node.import(&common::example("hello-cmd"), "hello-cmd:v1");
@@ -68,13 +78,14 @@ fn main() {
         let workers: Vec<_> = (0..16)
             .map(|w| {
                 let api = api.clone();
+                let container = container.clone();
                 tokio::spawn(async move {
                     for i in (w..pods).step_by(16) {
                         let pod: Pod = serde_json::from_value(serde_json::json!({
                             "metadata": {"name": format!("fill-{i}"), "labels": {"bench": "fill"}},
                             "spec": {
                                 "nodeSelector": {"kubernetes.io/hostname": "fill"},
-                                "containers": [{"name": "c", "image": "hello-cmd:v1"}],
+                                "containers": [container.clone()],
                             },
                         }))
                         .unwrap();
@@ -103,7 +114,12 @@ fn main() {
     let agent_after = common::rss_kib(node.pid());
     let control_after = common::rss_kib(cluster.pid());
     println!(
-        "{pods} pods (hello-cmd), 16 concurrent creators: created in {:.2} s ({:.0} creates/s), all Running in {:.2} s → {:.0} pods/s | target ≥ 500 pods/s ({:.2}×)",
+        "{pods} pods (hello-cmd{}), 16 concurrent creators: created in {:.2} s ({:.0} creates/s), all Running in {:.2} s → {:.0} pods/s | target ≥ 500 pods/s ({:.2}×)",
+        if probe.is_some() {
+            ", exec readiness probe every 10 s"
+        } else {
+            ""
+        },
         created_in.as_secs_f64(),
         pods as f64 / created_in.as_secs_f64(),
         running_in.as_secs_f64(),
