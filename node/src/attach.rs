@@ -15,6 +15,11 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::exec::{Command, Input, Outcome, Output, Target};
 
+/// Writes of the guest an attached client may fall behind by (each slot
+/// is held by every container, attached or not; what a slow client misses
+/// is in the log).
+const OUTPUT_QUEUE: usize = 32;
+
 /// What an attached client may reach of one container.
 pub(crate) struct AttachHub {
     out: broadcast::Sender<Output>,
@@ -30,7 +35,7 @@ pub(crate) struct AttachHub {
 impl AttachHub {
     pub fn new(has_stdin: bool, stdin_once: bool, tty: bool) -> Arc<Self> {
         Arc::new(Self {
-            out: broadcast::channel(256).0,
+            out: broadcast::channel(OUTPUT_QUEUE).0,
             stdin: tokio::sync::Mutex::new(None),
             ended: watch::channel(None).0,
             has_stdin,
