@@ -120,3 +120,17 @@ where
     tokio::spawn(conn.with_upgrades());
     Ok((sender, addr))
 }
+
+/// `GET path` over a kubelet connection to `addr`: the answer, or why
+/// there is none.
+pub(super) async fn get(
+    sender: &mut SendRequest<Empty<bytes::Bytes>>,
+    addr: &str,
+    path: &str,
+) -> Result<std::result::Result<http::Response<hyper::body::Incoming>, hyper::Error>> {
+    let req = http::Request::get(path)
+        .header(http::header::HOST, addr)
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(ApiError::internal)?;
+    Ok(sender.send_request(req).await)
+}

@@ -1,8 +1,8 @@
 //! `pods/{name}/log`: proxied to the node agent serving the pod.
 
 use axum::body::Body;
-use http::{Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Empty};
+use http::{Response, StatusCode, header};
+use http_body_util::BodyExt;
 use serde_json::Value;
 
 use super::{ApiState, Query, kubelet};
@@ -36,13 +36,8 @@ pub(super) async fn proxy(state: &ApiState, pod: &Value, q: &Query) -> Result<Re
         query
     );
     let (mut sender, addr) = kubelet::connect(state, pod, "logs").await?;
-    let req = Request::get(path)
-        .header(header::HOST, addr.as_str())
-        .body(Empty::<bytes::Bytes>::new())
-        .map_err(ApiError::internal)?;
-    let resp = sender
-        .send_request(req)
-        .await
+    let resp = kubelet::get(&mut sender, &addr, &path)
+        .await?
         .map_err(|e| ApiError::unavailable(format!("cannot reach the node for logs: {e}")))?;
     let status = resp.status();
     if status != StatusCode::OK {

@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use axum::body::Body;
-use http::{Request, Response, header};
-use http_body_util::{BodyExt, Empty, Limited};
+use http::Response;
+use http_body_util::{BodyExt, Limited};
 use serde_json::{Value, json};
 
 use super::route::Target;
@@ -103,13 +103,8 @@ async fn summaries(state: &ApiState, nodes: BTreeSet<String>) -> BTreeMap<String
 /// `/stats/summary` of one node.
 async fn summary(state: &ApiState, node: &str) -> Result<Value> {
     let (mut sender, addr) = kubelet::connect_node(state, node, "metrics").await?;
-    let req = Request::get("/stats/summary")
-        .header(header::HOST, addr.as_str())
-        .body(Empty::<bytes::Bytes>::new())
-        .map_err(ApiError::internal)?;
-    let resp = sender
-        .send_request(req)
-        .await
+    let resp = kubelet::get(&mut sender, &addr, "/stats/summary")
+        .await?
         .map_err(|e| ApiError::unavailable(format!("node {node}: {e}")))?;
     if !resp.status().is_success() {
         return Err(ApiError::unavailable(format!(
