@@ -126,6 +126,22 @@ fn main() {
         pods as f64 / running_in.as_secs_f64(),
         pods as f64 / running_in.as_secs_f64() / 500.0
     );
+    if probe.is_some() {
+        let out = cluster.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=Unhealthy",
+            "-o",
+            "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
+        for m in text.lines().filter(|l| !l.is_empty()) {
+            *kinds.entry(m).or_default() += 1;
+        }
+        println!("probe failures while filling (Unhealthy events, by message): {kinds:?}");
+    }
     let per_pod = |before: u64, after: u64| after.saturating_sub(before) as f64 / pods as f64;
     println!(
         "shoal agent RSS: {agent_before} KiB idle, {agent_after} KiB with {pods} pods running → {:.1} KiB per pod, the guest's own memory included | target ≤ 200 KiB beyond the guest's memory",

@@ -347,6 +347,20 @@ impl crate::probes::Commands for InContainer<'_> {
             }
         })
     }
+
+    fn prepare<'a>(&'a self, argv: &'a [String]) -> futures::future::BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let carried = self
+                .shared
+                .exec
+                .get(&self.uid, &self.container)
+                .is_some_and(|t| argv.first().is_some_and(|n| t.names.contains(n)));
+            if !carried && argv.first().is_some_and(|n| crate::toolbox::has(n)) {
+                // A failure shows when the command runs.
+                let _ = crate::toolbox::workload(&self.shared.runtime).await;
+            }
+        })
+    }
 }
 
 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

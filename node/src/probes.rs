@@ -84,6 +84,9 @@ pub(crate) trait Commands: Send + Sync {
     /// Runs `argv` in the container to its end: its exit code and its
     /// output (stdout and stderr as they came, at most [`MAX_BODY`]).
     fn run(&self, argv: Vec<String>) -> BoxFuture<'_, Result<(i32, String), String>>;
+    /// Readies what running `argv` needs (the toolbox compiled on a node's
+    /// first use), so that a probe's timeout measures the command alone.
+    fn prepare<'a>(&'a self, argv: &'a [String]) -> BoxFuture<'a, ()>;
 }
 
 /// The HTTP components a node serves in-process, by pod IP and port.
@@ -699,6 +702,14 @@ pub(crate) async fn supervise<F: Future<Output = ()>>(
     let start = Instant::now();
     let mut standing = probes.at_start();
     report(standing).await;
+    for p in [&probes.startup, &probes.liveness, &probes.readiness]
+        .into_iter()
+        .flatten()
+    {
+        if let Check::Exec(argv) = &p.check {
+            runner.commands.prepare(argv).await;
+        }
+    }
     let failed = |p: &Probe, why: &str| {
         event(
             "Warning",

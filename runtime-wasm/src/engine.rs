@@ -3,6 +3,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use tokio::sync::OnceCell;
 use wasmtime::Engine;
 use wasmtime_wasi::p2::bindings::CommandPre;
@@ -11,6 +13,9 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use crate::pools::{Flavor, FlavorEngine};
 use crate::workload::{Compiled, Pre, compile};
 use crate::{Error, ImageRef, ImageStore, Result, Workload, WorkloadKind};
+
+/// A module's compilation, awaited by every load that needs it.
+type CompileJob = Shared<BoxFuture<'static, Result<((String, WorkloadKind, Compiled), Flavor)>>>;
 
 /// How often the engine's epoch advances; a running guest yields to other
 /// tasks at every tick.
@@ -61,6 +66,10 @@ pub struct Runtime {
     http: FlavorEngine,
     images: ImageStore,
     cache: Mutex<HashMap<String, Arc<OnceCell<Arc<Workload>>>>>,
+    /// Compilations under way, by digest.
+    compiling: Mutex<HashMap<String, CompileJob>>,
+    /// Compilations started since the runtime began.
+    compilations: std::sync::atomic::AtomicU64,
     pub(crate) config: RuntimeConfig,
     /// When each module was last loaded for a container.
     pub(crate) last_used: Mutex<HashMap<String, std::time::SystemTime>>,
@@ -97,6 +106,8 @@ impl Runtime {
             http,
             images: ImageStore::new(config.image_dir.clone()),
             cache: Mutex::new(HashMap::new()),
+            compiling: Mutex::new(HashMap::new()),
+            compilations: Default::default(),
             memory: config.pod_memory.map(crate::memory::MemoryBudget::new),
             config,
             last_used: Mutex::new(HashMap::new()),
@@ -181,20 +192,66 @@ impl Runtime {
             .clone();
         let workload = cell
             .get_or_try_init(|| async {
-                let bytes = self.images.read_blob(&digest)?;
-                let flavor = Flavor::of_binary(&bytes);
-                let engine = self.flavor(flavor).engine.clone();
-                let (img, dig) = (image_ref.to_string(), digest.clone());
-                let cache = self.compiled_path(&digest, flavor);
-                let compiled = tokio::task::spawn_blocking(move || {
-                    compile(&engine, &img, &dig, &bytes, Some(&cache))
-                })
-                .await
-                .map_err(|e| Error::Engine(format!("compiler task failed: {e}")))??;
-                self.prepare(compiled, flavor).map(Arc::new)
+                let job = self.compile_job(&image_ref, &digest);
+                let done = job
+                    .await
+                    .and_then(|(compiled, flavor)| self.prepare(compiled, flavor));
+                // Done either way: a workload lives in the cell now, and a
+                // failure is tried again by the next load.
+                self.compiling
+                    .lock()
+                    .expect("compiling lock")
+                    .remove(&digest);
+                done.map(Arc::new)
             })
             .await?;
         Ok(workload.clone())
+    }
+
+    /// How many compilations of a module (from its binary or from the
+    /// compiled cache) this runtime has started.
+    pub fn compilations(&self) -> u64 {
+        self.compilations.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The compilation of `digest`, started if none is running. It runs to
+    /// the end on the blocking pool even when every caller stops waiting (a
+    /// probe's timeout, a deleted pod): the next caller takes its result
+    /// instead of starting again, so a node under load cannot keep
+    /// abandoning and restarting the same compilation.
+    fn compile_job(&self, image_ref: &ImageRef, digest: &str) -> CompileJob {
+        let mut jobs = self.compiling.lock().expect("compiling lock");
+        if let Some(job) = jobs.get(digest) {
+            return job.clone();
+        }
+        self.compilations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let images = self.images.clone();
+        let engines = Flavor::ALL.map(|f| {
+            (
+                f,
+                self.flavor(f).engine.clone(),
+                self.compiled_path(digest, f),
+            )
+        });
+        let (img, dig) = (image_ref.to_string(), digest.to_string());
+        let task = tokio::task::spawn_blocking(move || {
+            let bytes = images.read_blob(&dig)?;
+            let flavor = Flavor::of_binary(&bytes);
+            let (_, engine, cache) = engines
+                .iter()
+                .find(|(f, ..)| *f == flavor)
+                .expect("an engine per flavor");
+            compile(engine, &img, &dig, &bytes, Some(cache)).map(|c| (c, flavor))
+        });
+        let job = async move {
+            task.await
+                .map_err(|e| Error::Engine(format!("compiler task failed: {e}")))?
+        }
+        .boxed()
+        .shared();
+        jobs.insert(digest.to_string(), job.clone());
+        job
     }
 
     /// Links a workload compiled on `flavor`'s engine. (Both engines link

@@ -52,5 +52,34 @@ pub enum Error {
     Engine(String),
 }
 
+impl Clone for Error {
+    /// A copy for each of several waiters on one operation (an I/O error
+    /// keeps its kind and message).
+    fn clone(&self) -> Self {
+        match self {
+            Self::ImageNotFound(i) => Self::ImageNotFound(i.clone()),
+            Self::Pull { image, reason } => Self::Pull {
+                image: image.clone(),
+                reason: reason.clone(),
+            },
+            Self::InvalidImageRef(i) => Self::InvalidImageRef(i.clone()),
+            Self::NotWasm { image } => Self::NotWasm {
+                image: image.clone(),
+            },
+            Self::Compile { image, reason } => Self::Compile {
+                image: image.clone(),
+                reason: reason.clone(),
+            },
+            Self::UnsupportedWorld { image, exports } => Self::UnsupportedWorld {
+                image: image.clone(),
+                exports: exports.clone(),
+            },
+            Self::Instantiate(m) => Self::Instantiate(m.clone()),
+            Self::Io(e) => Self::Io(std::io::Error::new(e.kind(), e.to_string())),
+            Self::Engine(m) => Self::Engine(m.clone()),
+        }
+    }
+}
+
 /// Result with the runtime's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -36,6 +36,7 @@ pub(crate) enum Pre {
     Core(InstancePre<CoreHost>),
 }
 
+#[derive(Clone)]
 pub(crate) enum Compiled {
     Component(Component),
     Core(Module),

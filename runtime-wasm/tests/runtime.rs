@@ -251,6 +251,42 @@ async fn compiled_artifacts_survive_restarts_and_bad_cache_files() {
     assert_ne!(std::fs::read(&cached[0]).unwrap(), b"not an artifact");
 }
 
+/// A module with enough functions to take a while to compile.
+fn big_module() -> Vec<u8> {
+    let mut wat = String::from("(module (memory 1)\n");
+    for i in 0..3000 {
+        wat.push_str(&format!(
+            "(func (export \"f{i}\") (param i32) (result i32) \
+             (i32.add (i32.mul (local.get 0) (i32.const {i})) (i32.load (local.get 0))))\n"
+        ));
+    }
+    wat.push_str("(func (export \"_start\") (drop (call 0 (i32.const 1)))))");
+    wat::parse_str(&wat).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_given_up_on_does_not_restart_compilation() {
+    let (rt, _dir) = runtime();
+    rt.images().import("big:v1", &big_module()).unwrap();
+    // Callers that stop waiting (a probe's timeout) leave the one
+    // compilation running for the next caller.
+    for _ in 0..10 {
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(1), rt.load("big:v1")).await;
+    }
+    let w = rt.load("big:v1").await.unwrap();
+    assert_eq!(
+        rt.run_command(&w, spec(Arc::default(), None)).await,
+        Exit::Code(0)
+    );
+    assert_eq!(rt.compilations(), 1, "one compilation for every caller");
+    rt.load("big:v1").await.unwrap();
+    assert_eq!(
+        rt.compilations(),
+        1,
+        "a loaded module is not compiled again"
+    );
+}
+
 /// The hello-cmd example, built by `examples/build.sh`.
 fn hello_cmd() -> Option<Vec<u8>> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
