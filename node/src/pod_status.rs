@@ -241,17 +241,109 @@ pub(crate) fn pod_status(
     if !f.inits.is_empty() {
         status["initContainerStatuses"] = json!(statuses_json(f, f.inits, inits));
     }
-    if let Some(message) = evicted {
-        status["phase"] = json!("Failed");
-        status["reason"] = json!("Evicted");
-        status["message"] = json!(message);
+    match evicted {
+        Some(message) => evicted_status(status, message),
+        None => status,
     }
+}
+
+/// `status` of a pod the node evicted (`message`, why): `Failed` with
+/// reason `Evicted`, not Ready, with the `DisruptionTarget` condition, and
+/// every container not yet ended killed (137).
+pub(crate) fn evicted_status(mut status: Value, message: &str) -> Value {
+    let at = now();
+    if !status.is_object() {
+        status = json!({});
+    }
+    status["phase"] = json!("Failed");
+    status["reason"] = json!("Evicted");
+    status["message"] = json!(message);
+    for list in ["initContainerStatuses", "containerStatuses"] {
+        let Some(cs) = status.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for c in cs {
+            c["ready"] = json!(false);
+            c["started"] = json!(false);
+            if c.pointer("/state/terminated").is_some() {
+                continue;
+            }
+            let started = c
+                .pointer("/state/running/startedAt")
+                .cloned()
+                .unwrap_or(Value::Null);
+            c["state"] = json!({"terminated": {"exitCode": 137, "reason": "Error",
+                "message": "the pod was evicted", "startedAt": started, "finishedAt": at}});
+        }
+    }
+    let mut conds: Vec<Value> = status
+        .get("conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for c in conds.iter_mut() {
+        let ty = c.get("type").and_then(Value::as_str).unwrap_or_default();
+        if matches!(ty, "Ready" | "ContainersReady") && c.get("status") != Some(&json!("False")) {
+            c["status"] = json!("False");
+            c["reason"] = json!("PodFailed");
+            c["lastTransitionTime"] = json!(at);
+        }
+    }
+    if !conds
+        .iter()
+        .any(|c| c.get("type") == Some(&json!("DisruptionTarget")))
+    {
+        conds.push(
+            json!({"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet",
+            "message": message, "lastProbeTime": null, "lastTransitionTime": at}),
+        );
+    }
+    status["conditions"] = Value::Array(conds);
     status
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_evicted_pod_is_failed_with_its_containers_killed() {
+        let running = json!({
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}, {"type": "PodScheduled", "status": "True"}],
+            "containerStatuses": [
+                {"name": "a", "ready": true, "started": true, "state": {"running": {"startedAt": "t0"}}},
+                {"name": "b", "ready": false, "started": false,
+                 "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}],
+        });
+        let s = evicted_status(running, "The node was low on resource: memory.");
+        assert_eq!(
+            (s["phase"].as_str(), s["reason"].as_str()),
+            (Some("Failed"), Some("Evicted"))
+        );
+        let a = &s["containerStatuses"][0];
+        assert_eq!(a["ready"], false);
+        assert_eq!(a["state"]["terminated"]["exitCode"], 137);
+        assert_eq!(a["state"]["terminated"]["startedAt"], "t0");
+        assert_eq!(
+            s["containerStatuses"][1]["state"]["terminated"]["exitCode"], 0,
+            "an ended container keeps its end"
+        );
+        let cond = |t: &str| {
+            s["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == t)
+                .cloned()
+        };
+        assert_eq!(cond("Ready").unwrap()["status"], "False");
+        assert_eq!(
+            cond("DisruptionTarget").unwrap()["reason"],
+            "TerminationByKubelet"
+        );
+        assert_eq!(cond("PodScheduled").unwrap()["status"], "True");
+    }
 
     fn running(started: bool) -> ContainerStatus {
         ContainerStatus {

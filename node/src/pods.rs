@@ -584,8 +584,9 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
     }
 }
 
-/// Evicts the running pod that holds the most memory, as the kubelet's
-/// eviction manager does under pressure (`why`, its message): its
+/// Evicts a running pod as the kubelet's eviction manager does under
+/// pressure (`why`, its message; the pod chosen by
+/// [`victim`](crate::pressure::victim)): its
 /// containers are stopped and it is `Failed` with reason `Evicted` until
 /// it is deleted (its controller makes a replacement). Returns its name.
 pub(crate) fn evict_one(shared: &Arc<Shared>, why: &str) -> Option<String> {
@@ -595,11 +596,19 @@ pub(crate) fn evict_one(shared: &Arc<Shared>, why: &str) -> Option<String> {
     }
     let (uid, worker) = {
         let mut pods = shared.pods.lock().expect("pods lock");
-        let uid = memory
+        let (uids, candidates): (Vec<&String>, Vec<_>) = pods
             .iter()
-            .filter(|(u, _)| pods.contains_key(*u))
-            .max_by_key(|(_, m)| **m)
-            .map(|(u, _)| u.clone())?;
+            .map(|(uid, w)| {
+                let pod = w.updates.borrow();
+                let candidate = crate::pressure::Candidate {
+                    usage: memory.get(uid).copied().unwrap_or(0) as u64,
+                    request: memory_request(&pod),
+                    priority: pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
+                };
+                (uid, candidate)
+            })
+            .unzip();
+        let uid = uids[crate::pressure::victim(&candidates)?].clone();
         let worker = pods.remove(&uid)?;
         (uid, worker)
     };
@@ -615,17 +624,24 @@ pub(crate) fn evict_one(shared: &Arc<Shared>, why: &str) -> Option<String> {
         pod.metadata.namespace.clone().unwrap_or_default(),
         pod.metadata.name.clone().unwrap_or_default(),
     );
-    let mut status = serde_json::to_value(&pod.status).unwrap_or_default();
-    if !status.is_object() {
-        status = serde_json::json!({});
-    }
-    status["phase"] = "Failed".into();
-    status["reason"] = "Evicted".into();
-    status["message"] = why.into();
+    let status = crate::pod_status::evicted_status(
+        serde_json::to_value(&pod.status).unwrap_or_default(),
+        why,
+    );
     shared.status.set(&uid, &ns, &name, status);
     event(shared, &pod, "Warning", "Evicted", why);
     tracing::info!("{ns}/{name} evicted: {why}");
     Some(name)
+}
+
+/// The memory `pod`'s containers request, in bytes.
+fn memory_request(pod: &Pod) -> u64 {
+    pod.spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .filter_map(|c| c.resources.as_ref()?.requests.as_ref()?.get("memory"))
+        .filter_map(|q| shoal_quantity::bytes(&q.0))
+        .sum()
 }
 
 /// The ephemeral containers of `pod` not among `known` (by name).

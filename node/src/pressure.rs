@@ -5,8 +5,8 @@
 //! run), each against the hard thresholds of `--eviction-hard`. A signal
 //! under its threshold sets the node's `MemoryPressure`, `DiskPressure` or
 //! `PIDPressure` condition, and under memory or disk pressure the node
-//! evicts a pod each pass (the one holding the most memory), as the
-//! kubelet does with its reasons and messages.
+//! evicts a pod each pass ([`victim`]: the kubelet's ranking by usage over
+//! requests, priority and usage), with the kubelet's reasons and messages.
 //!
 //! May import: nothing of the agent's (`measure` reads `/proc` and the
 //! filesystem; `decide` is pure).
@@ -212,9 +212,50 @@ impl Pressure {
     }
 }
 
+/// A pod the node could evict: its memory in use and requested, and its
+/// priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    pub usage: u64,
+    pub request: u64,
+    pub priority: i32,
+}
+
+/// Which of `pods` to evict for memory, in the kubelet's order: first those
+/// using more than they requested, then the lowest priority, then the
+/// most memory beyond the request.
+pub(crate) fn victim(pods: &[Candidate]) -> Option<usize> {
+    pods.iter()
+        .enumerate()
+        .max_by_key(|(_, c)| {
+            (
+                c.usage > c.request,
+                std::cmp::Reverse(c.priority),
+                c.usage.saturating_sub(c.request),
+            )
+        })
+        .map(|(i, _)| i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eviction_takes_pods_over_their_request_then_low_priority_then_usage() {
+        let c = |usage, request, priority| Candidate {
+            usage,
+            request,
+            priority,
+        };
+        // Within its request, a big pod stays; one over its request goes.
+        assert_eq!(victim(&[c(900, 1000, 0), c(200, 100, 0)]), Some(1));
+        // Both over: the lower priority goes, though it uses less.
+        assert_eq!(victim(&[c(900, 0, 0), c(200, 100, -5)]), Some(1));
+        // Same priority: the most beyond its request.
+        assert_eq!(victim(&[c(900, 800, 0), c(500, 0, 0)]), Some(1));
+        assert_eq!(victim(&[]), None);
+    }
 
     #[test]
     fn thresholds_are_read_as_the_kubelet_writes_them() {

@@ -4,7 +4,11 @@
 //! `node.kubernetes.io/unreachable` (`NoSchedule` and `NoExecute`), and its
 //! pods are marked not Ready, so Services stop sending them connections.
 //! An agent posting `Ready` again lifts the taints and writes its pods'
-//! statuses anew. Pods bound to a Node that no longer exists are deleted
+//! statuses anew. A reachable node's pressure conditions, a
+//! `NetworkUnavailable` condition and a cordon become `NoSchedule` taints
+//! (`node.kubernetes.io/memory-pressure`, …, `unschedulable`), as
+//! Kubernetes' `TaintNodesByCondition` does, so only pods tolerating them
+//! are placed there. Pods bound to a Node that no longer exists are deleted
 //! at once (the pod garbage collector's orphans): nothing is left to run or
 //! end them.
 //!
@@ -80,39 +84,81 @@ fn leases(s: &Snapshot) -> BTreeMap<&str, &Value> {
         .collect()
 }
 
-/// The taints a node should carry for its Ready status: those of the
-/// lifecycle replaced, every other kept; null for none.
+/// The condition taints (`TaintNodesByCondition`): a node under pressure,
+/// without a network or cordoned takes no new pods but those tolerating it.
+const BY_CONDITION: [(&str, &str); 4] = [
+    ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "node.kubernetes.io/pid-pressure"),
+    (
+        "NetworkUnavailable",
+        "node.kubernetes.io/network-unavailable",
+    ),
+];
+/// The taint of a cordoned node (`spec.unschedulable`).
+const UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+
+/// The taints the lifecycle manages for a node whose Ready status is
+/// `ready`: key and effect.
+fn lifecycle_taints(node: &Value, ready: &str) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    let key = match ready {
+        "True" => None,
+        "False" => Some(NOT_READY),
+        _ => Some(UNREACHABLE),
+    };
+    if let Some(key) = key {
+        out.extend([(key, "NoSchedule"), (key, "NoExecute")]);
+    }
+    // The conditions of a silent node are unknown, so none holds.
+    if ready != "Unknown" {
+        for (kind, key) in BY_CONDITION {
+            if condition(node, kind).and_then(|c| str_at(c, "/status")) == Some("True") {
+                out.push((key, "NoSchedule"));
+            }
+        }
+    }
+    if node.pointer("/spec/unschedulable") == Some(&json!(true)) {
+        out.push((UNSCHEDULABLE, "NoSchedule"));
+    }
+    out
+}
+
+/// Whether the lifecycle owns taints under `key`.
+fn managed(key: &str) -> bool {
+    key == UNREACHABLE
+        || key == NOT_READY
+        || key == UNSCHEDULABLE
+        || BY_CONDITION.iter().any(|(_, k)| *k == key)
+}
+
+/// The taints a node should carry for its Ready status, conditions and
+/// cordon: those of the lifecycle replaced (a kept one keeps its
+/// `timeAdded`), every other kept; null for none.
 fn taints(node: &Value, ready: &str, now: Timestamp) -> Value {
     let current = node
         .pointer("/spec/taints")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let key = match ready {
-        "True" => None,
-        "False" => Some(NOT_READY),
-        _ => Some(UNREACHABLE),
+    let wanted = lifecycle_taints(node, ready);
+    let is = |t: &Value, (key, effect): (&str, &str)| {
+        str_at(t, "/key") == Some(key) && str_at(t, "/effect") == Some(effect)
     };
     let mut out: Vec<Value> = current
         .iter()
         .filter(|t| {
-            let k = str_at(t, "/key").unwrap_or_default();
-            (k != UNREACHABLE && k != NOT_READY) || Some(k) == key
+            !managed(str_at(t, "/key").unwrap_or_default()) || wanted.iter().any(|w| is(t, *w))
         })
         .cloned()
         .collect();
-    if let Some(key) = key {
-        for effect in ["NoSchedule", "NoExecute"] {
-            let has = out
-                .iter()
-                .any(|t| str_at(t, "/key") == Some(key) && str_at(t, "/effect") == Some(effect));
-            if !has {
-                let mut t = json!({"key": key, "effect": effect});
-                if effect == "NoExecute" {
-                    t["timeAdded"] = json!(stamp(now));
-                }
-                out.push(t);
+    for (key, effect) in wanted {
+        if !out.iter().any(|t| is(t, (key, effect))) {
+            let mut t = json!({"key": key, "effect": effect});
+            if effect == "NoExecute" {
+                t["timeAdded"] = json!(stamp(now));
             }
+            out.push(t);
         }
     }
     if out.is_empty() {
@@ -423,6 +469,51 @@ mod tests {
             p["spec"]["taints"],
             json!([{"key": "dedicated", "value": "x", "effect": "NoSchedule"}])
         );
+    }
+
+    #[test]
+    fn pressure_and_cordon_become_no_schedule_taints_while_the_node_reports() {
+        let mut n = node("a", "2026-01-01T00:01:00Z", "True");
+        n["status"]["conditions"][1]["status"] = json!("True");
+        n["status"]["conditions"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "DiskPressure", "status": "False"}));
+        n["spec"] = json!({"unschedulable": true, "taints": [
+            {"key": "node.kubernetes.io/pid-pressure", "effect": "NoSchedule"},
+            {"key": "dedicated", "value": "x", "effect": "NoSchedule"}]});
+        let taints_after = |n: &Value, now: &str| {
+            let s = snapshot(vec![("nodes", n.clone())]);
+            reconcile_node_lifecycle(&s, at(now), at("2026-01-01T00:00:00Z"), GRACE)
+                .into_iter()
+                .find_map(|a| match a {
+                    Action::Patch {
+                        patch,
+                        status: false,
+                        ..
+                    } => Some(patch["spec"]["taints"].clone()),
+                    _ => None,
+                })
+        };
+        assert_eq!(
+            taints_after(&n, "2026-01-01T00:01:05Z"),
+            Some(json!([
+                {"key": "dedicated", "value": "x", "effect": "NoSchedule"},
+                {"key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule"},
+                {"key": UNSCHEDULABLE, "effect": "NoSchedule"}]))
+        );
+        // Silent: unreachable, and its conditions no longer count.
+        let t = taints_after(&n, "2026-01-01T00:05:00Z").unwrap();
+        let keys: Vec<&str> = t
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| str_at(t, "/key"))
+            .collect();
+        assert_eq!(keys, ["dedicated", UNREACHABLE, UNREACHABLE, UNSCHEDULABLE]);
+        // Taints as wanted already: nothing to write.
+        n["spec"]["taints"] = taints_after(&n, "2026-01-01T00:01:05Z").unwrap();
+        assert_eq!(taints_after(&n, "2026-01-01T00:01:05Z"), None);
     }
 
     #[test]

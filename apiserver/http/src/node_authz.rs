@@ -13,7 +13,6 @@ use serde_json::Value;
 
 use crate::layers::{Authorizer, Rules};
 use shoal_machinery::error::ApiError;
-use shoal_machinery::selectors::{FieldSelector, LabelSelector};
 use shoal_machinery::user::{Attributes, User};
 use shoal_registry::admission::node_restriction::node_name;
 use shoal_registry::objects::Objects;
@@ -36,12 +35,12 @@ pub fn references(pod: &Value) -> Vec<(&'static str, String)> {
         }
     };
     let spec = pod.get("spec").unwrap_or(&Value::Null);
-    let list = |v: &Value, k: &str| -> Vec<Value> {
+    fn list<'a>(v: &'a Value, k: &str) -> &'a [Value] {
         v.get(k)
             .and_then(Value::as_array)
-            .cloned()
+            .map(Vec::as_slice)
             .unwrap_or_default()
-    };
+    }
     for s in list(spec, "imagePullSecrets") {
         add("secrets", s.get("name"));
     }
@@ -59,11 +58,11 @@ pub fn references(pod: &Value) -> Vec<(&'static str, String)> {
     }
     for group in ["initContainers", "containers", "ephemeralContainers"] {
         for c in list(spec, group) {
-            for e in list(&c, "env") {
+            for e in list(c, "env") {
                 add("secrets", e.pointer("/valueFrom/secretKeyRef/name"));
                 add("configmaps", e.pointer("/valueFrom/configMapKeyRef/name"));
             }
-            for e in list(&c, "envFrom") {
+            for e in list(c, "envFrom") {
                 add("secrets", e.pointer("/secretRef/name"));
                 add("configmaps", e.pointer("/configMapRef/name"));
             }
@@ -82,20 +81,16 @@ pub struct NodeAuthorizer {
 
 impl NodeAuthorizer {
     /// Whether a pod bound to `node` in `namespace` names `kind`/`name`.
+    /// The pods are read in order until one does, so a name that the
+    /// node's pods share (the cluster CA's ConfigMap, a common Secret)
+    /// costs the first of them, not the namespace.
     fn related(&self, node: &str, namespace: &str, kind: &str, name: &str) -> bool {
         let Some(pods) = resources::by_kind("", "Pod") else {
             return false;
         };
-        let Ok(on_node) = FieldSelector::parse(&format!("spec.nodeName={node}")) else {
-            return false;
-        };
-        let (bound, _) =
-            self.objects
-                .list(pods, Some(namespace), &LabelSelector::default(), &on_node);
-        bound.iter().any(|p| {
-            references(&p.value)
-                .iter()
-                .any(|(k, n)| *k == kind && n == name)
+        self.objects.any(pods, Some(namespace), |p| {
+            p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node)
+                && references(p).iter().any(|(k, n)| *k == kind && n == name)
         })
     }
 }

@@ -25,9 +25,11 @@
 //! - `UDP_ECHO` (`ip:port`) instead answers each UDP datagram sent there
 //!   with `echo from <HOSTNAME>: ` and the datagram, forever.
 //!
-//! Between lines it looks for the file the node creates when it asks the
-//! guest to stop (`/run/shoal/stop`, as SIGTERM asks a process), and then
-//! says so and exits 0.
+//! When the node offers its stop request (`/run/shoal` exists, for pods
+//! annotated `shoal.dev/stop-file`), it looks ten times a second for the
+//! file the node creates when it asks the guest to stop (`/run/shoal/stop`,
+//! as SIGTERM asks a process), and then says so and exits 0; otherwise it
+//! sleeps from one line to the next.
 
 use std::io::Write;
 use std::time::Duration;
@@ -159,6 +161,16 @@ fn main() {
             .unwrap_or(0usize)
             << 20
     ];
+    // The node offers the stop request only to pods that ask for it; the
+    // others wake once a line.
+    let stoppable = std::path::Path::new(STOP)
+        .parent()
+        .is_some_and(std::path::Path::is_dir);
+    let tick = if stoppable || !busy.is_zero() {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_secs(interval)
+    };
     let mut n = 0u64;
     loop {
         if count.is_some_and(|c| n >= c) {
@@ -171,7 +183,7 @@ fn main() {
         drop(out);
         let until = std::time::Instant::now() + Duration::from_secs(interval);
         while std::time::Instant::now() < until {
-            if std::path::Path::new(STOP).exists() {
+            if stoppable && std::path::Path::new(STOP).exists() {
                 println!("asked to stop after {n} lines");
                 std::process::exit(0);
             }
@@ -180,7 +192,8 @@ fn main() {
             while spin.elapsed() < busy {
                 x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
             }
-            std::thread::sleep(Duration::from_millis(100) - busy.min(Duration::from_millis(100)));
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            std::thread::sleep(tick.saturating_sub(busy).min(left));
         }
     }
 }

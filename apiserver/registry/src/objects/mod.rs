@@ -190,6 +190,15 @@ impl Objects {
         (items, rev)
     }
 
+    /// Whether any object of a resource (in `ns`) satisfies `pred`, read
+    /// as they are now, in key order, stopping at the first.
+    pub fn any(&self, r: &Resource, ns: Option<&str>, pred: impl Fn(&Value) -> bool) -> bool {
+        let prefix = r.prefix(ns);
+        self.store
+            .view(&prefix, None)
+            .is_ok_and(|view| view.range(&prefix, None).any(|s| pred(&s.value)))
+    }
+
     /// Keeps a resource's objects as they were at `revision` while a paged
     /// list of them is read.
     pub fn pin_list(&self, r: &Resource, ns: Option<&str>, revision: u64) {
