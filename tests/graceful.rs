@@ -123,6 +123,17 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: stubborn}
+spec:
+  terminationGracePeriodSeconds: 3
+  containers:
+  - name: main
+    image: hello-cmd:v1
+    env: [{name: INTERVAL, value: "60"}]
+    lifecycle: {preStop: {sleep: {seconds: 3600}}}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: draining}
 spec:
   containers:
@@ -144,7 +155,7 @@ spec:
     )
     .unwrap();
     c.ok(&["apply", "-f", manifest.to_str().unwrap()]);
-    for pod in ["polite", "abrupt", "draining"] {
+    for pod in ["polite", "abrupt", "stubborn", "draining"] {
         c.wait_for(
             &["get", "pod", pod, "-o", "jsonpath={.status.phase}"],
             "the pod to run",
@@ -179,6 +190,15 @@ spec:
         began.elapsed() < Duration::from_secs(10),
         "{:?}",
         began.elapsed()
+    );
+
+    // A preStop hook that never returns is cut at the grace period.
+    let began = Instant::now();
+    c.ok(&["delete", "pod", "stubborn", "--wait=true"]);
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(15),
+        "the 3 s grace period, not the hook's hour: {took:?}"
     );
 
     // An HTTP component's preStop request is served before it goes.

@@ -227,8 +227,50 @@ fn a_node_under_pressure_says_so_and_evicts_its_pods() {
             && conds.contains("Ready=True"),
         "{conds}"
     );
+    // The condition is a NoSchedule taint: a pod that does not tolerate
+    // it is not placed, and says why.
+    c.wait_for_within(
+        60,
+        &[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={.items[0].spec.taints[*].key}",
+        ],
+        "the memory-pressure taint",
+        |o| {
+            o.split(' ')
+                .any(|k| k == "node.kubernetes.io/memory-pressure")
+        },
+    );
+    let file = c.dir.join("shy.yaml");
+    std::fs::write(&file, deployment("shy", 1, "")).unwrap();
+    c.ok(&["apply", "-f", file.to_str().unwrap()]);
+    c.wait_for_within(
+        60,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=shy",
+            "-o",
+            "jsonpath={.items[0].status.conditions[?(@.type==\"PodScheduled\")].message}",
+        ],
+        "the pod left pending by the taint",
+        |o| o.contains("untolerated taint {node.kubernetes.io/memory-pressure: }"),
+    );
+    c.ok(&["delete", "deployment", "shy"]);
+    // One that tolerates it runs, and is evicted.
     let file = c.dir.join("web.yaml");
-    std::fs::write(&file, deployment("web", 1, "")).unwrap();
+    std::fs::write(
+        &file,
+        deployment(
+            "web",
+            1,
+            "tolerations: [{key: node.kubernetes.io/memory-pressure, operator: Exists, effect: NoSchedule}]",
+        ),
+    )
+    .unwrap();
     c.ok(&["apply", "-f", file.to_str().unwrap()]);
     let evicted = c.wait_for_within(
         90,
@@ -254,7 +296,14 @@ fn a_node_under_pressure_says_so_and_evicts_its_pods() {
         "name",
     ]);
     assert!(!events.trim().is_empty(), "no Evicted event");
-    // kubectl shows the pod as evicted.
-    let pods = c.ok(&["get", "pods"]);
-    assert!(pods.contains("Evicted"), "{pods}");
+    // kubectl shows the pod failed, evicted, its container killed (as
+    // kubectl 1.32 shows a kubelet's evicted pod: `Error` in the list).
+    let pods = c.ok(&["get", "pods", "-l", "app=web"]);
+    assert!(pods.contains("Error"), "{pods}");
+    let described = c.ok(&["describe", "pods", "-l", "app=web"]);
+    assert!(
+        described.contains("Reason:           Evicted")
+            && described.contains("Exit Code:    137"),
+        "{described}"
+    );
 }
