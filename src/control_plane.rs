@@ -77,6 +77,7 @@ pub(crate) async fn up(args: UpArgs, membership: Membership) -> Result<()> {
         hosts,
         cluster_cidr: args.cluster_cidr.clone(),
         node_cidr_mask: args.node_cidr_mask_size,
+        allocate_node_cidrs: args.allocate_node_cidrs,
         event_ttl: args.event_ttl,
         node_grace: args.node_monitor_grace_period,
         tolerations: shoal_apiserver::server::DefaultTolerationSeconds {

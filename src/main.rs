@@ -109,6 +109,10 @@ struct UpArgs {
     /// Prefix length of each node's pod CIDR (/18: 16,382 pods per node).
     #[arg(long, env = "SHOAL_NODE_CIDR_MASK_SIZE", default_value_t = 18, value_parser = clap::value_parser!(u8).range(8..=30))]
     node_cidr_mask_size: u8,
+    /// Whether the control plane gives each Node a pod CIDR from
+    /// `--cluster-cidr` (false: nodes bring their own, `--pod-cidr`).
+    #[arg(long, env = "SHOAL_ALLOCATE_NODE_CIDRS", default_value_t = true, action = clap::ArgAction::Set)]
+    allocate_node_cidrs: bool,
     /// How long an Event is kept after it was last written (a duration: 1h).
     #[arg(long, env = "SHOAL_EVENT_TTL", default_value = "1h", value_parser = parse_duration)]
     event_ttl: std::time::Duration,
@@ -261,6 +265,37 @@ struct NodeArgs {
     /// pressure and evicts pods.
     #[arg(long, env = "SHOAL_EVICTION_HARD", default_value = shoal_node::pressure::Thresholds::DEFAULT, value_parser = shoal_node::pressure::Thresholds::parse)]
     eviction_hard: shoal_node::pressure::Thresholds,
+    /// The node's pod CIDR when the control plane assigns none (one
+    /// without node IPAM); the Node's `spec.podCIDR` wins when it has one.
+    #[arg(long, env = "SHOAL_POD_CIDR")]
+    pod_cidr: Option<shoal_node::Ipv4Cidr>,
+    /// Taints the node registers with, as the kubelet's:
+    /// `key[=value]:Effect`, comma-separated (e.g.
+    /// `shoal.dev/wasm=true:NoSchedule`, so only pods that tolerate it
+    /// land on the node).
+    #[arg(long, env = "SHOAL_REGISTER_WITH_TAINTS", value_delimiter = ',', value_parser = parse_taint)]
+    register_with_taints: Vec<serde_json::Value>,
+}
+
+/// A taint as `--register-with-taints` writes one: `key[=value]:Effect`.
+fn parse_taint(s: &str) -> Result<serde_json::Value, String> {
+    let (kv, effect) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?}: a taint is key[=value]:Effect"))?;
+    if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+        return Err(format!(
+            "{s:?}: the effect must be NoSchedule, PreferNoSchedule or NoExecute"
+        ));
+    }
+    let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+    if key.is_empty() {
+        return Err(format!("{s:?}: a taint needs a key"));
+    }
+    let mut t = serde_json::json!({"key": key, "effect": effect});
+    if !value.is_empty() {
+        t["value"] = serde_json::json!(value);
+    }
+    Ok(t)
 }
 
 /// A node agent joining a cluster through its API, as a kubelet does:
@@ -811,6 +846,8 @@ async fn start_agent(
             },
             system_reserved_memory: node.system_reserved_memory,
             eviction_hard: node.eviction_hard.clone(),
+            pod_cidr: node.pod_cidr,
+            register_with_taints: node.register_with_taints.clone(),
         },
         client,
         runtime,

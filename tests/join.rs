@@ -192,3 +192,67 @@ fn a_node_joins_with_a_bootstrap_token_and_revoked_tokens_are_refused() {
     assert_eq!(nodes.lines().count(), 2, "{nodes}");
     drop(worker);
 }
+
+#[test]
+fn a_node_brings_its_own_pod_cidr_and_registers_with_taints() {
+    // A control plane that assigns no pod CIDRs, as one without node IPAM.
+    let c = Cluster::start_with(
+        "own-cidr",
+        &["--allocate-node-cidrs=false", "--pod-cidr", "10.244.0.0/18"],
+    );
+    let worker = c.join(
+        "wasm-1",
+        "127.0.0.2",
+        &[
+            "--pod-cidr",
+            "10.244.64.0/18",
+            "--register-with-taints",
+            "shoal.dev/wasm=true:NoSchedule",
+        ],
+    );
+    worker.import(&example("hello-cmd"), "hello-cmd:v1");
+    c.import(&example("hello-cmd"), "hello-cmd:v1");
+    let spec = c.ok(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.spec.podCIDR} {.spec.taints[*].key}{\"\\n\"}{end}",
+    ]);
+    assert!(spec.contains("shoal 10.244.0.0/18"), "{spec}");
+    assert!(
+        spec.contains("wasm-1 10.244.64.0/18 shoal.dev/wasm"),
+        "{spec}"
+    );
+    // Pods that do not tolerate the taint stay off the node; one that
+    // does runs there, with an address from the node's own CIDR.
+    c.ok(&["run", "plain", "--image=hello-cmd:v1"]);
+    c.ok(&[
+        "run",
+        "wasm",
+        "--image=hello-cmd:v1",
+        "--overrides",
+        r#"{"spec": {"nodeSelector": {"kubernetes.io/hostname": "wasm-1"},
+            "tolerations": [{"key": "shoal.dev/wasm", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]}}"#,
+    ]);
+    let placed = |pod: &str| {
+        c.wait_for(
+            &[
+                "get",
+                "pod",
+                pod,
+                "-o",
+                "jsonpath={.status.phase} {.spec.nodeName} {.status.podIP}",
+            ],
+            "the pod running",
+            |s| s.starts_with("Running "),
+        )
+    };
+    let plain = placed("plain");
+    assert!(plain.starts_with("Running shoal 10.244."), "{plain}");
+    let wasm = placed("wasm");
+    let ip: std::net::Ipv4Addr = wasm.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(
+        wasm.starts_with("Running wasm-1 ") && (64..128).contains(&ip.octets()[2]),
+        "{wasm}"
+    );
+}

@@ -302,8 +302,7 @@ fn a_node_under_pressure_says_so_and_evicts_its_pods() {
     assert!(pods.contains("Error"), "{pods}");
     let described = c.ok(&["describe", "pods", "-l", "app=web"]);
     assert!(
-        described.contains("Reason:           Evicted")
-            && described.contains("Exit Code:    137"),
+        described.contains("Reason:           Evicted") && described.contains("Exit Code:    137"),
         "{described}"
     );
 }

@@ -10,6 +10,7 @@
 //!     hosts: vec![],
 //!     cluster_cidr: "10.244.0.0/14".into(),
 //!     node_cidr_mask: 18,
+//!     allocate_node_cidrs: true,
 //!     event_ttl: std::time::Duration::from_secs(3600),
 //!     node_grace: std::time::Duration::from_secs(40),
 //!     tolerations: Default::default(),

@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub cluster_cidr: String,
     /// Prefix length of each node's pod CIDR.
     pub node_cidr_mask: u8,
+    /// Whether the controllers give each Node a pod CIDR.
+    pub allocate_node_cidrs: bool,
     /// How long an Event lives after it was last written.
     pub event_ttl: std::time::Duration,
     /// How long a node may stay silent before it is unreachable.
@@ -276,6 +278,7 @@ impl Server {
         let controller_config = shoal_controllers::ControllerConfig {
             cluster_cidr: config.cluster_cidr.clone(),
             node_mask: config.node_cidr_mask,
+            allocate_node_cidrs: config.allocate_node_cidrs,
             ca_pem: pki.ca.clone(),
             event_ttl: config.event_ttl,
             node_grace: config.node_grace,

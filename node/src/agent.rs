@@ -13,6 +13,7 @@ use serde_json::json;
 use shoal_cni::PodIpam;
 use shoal_runtime_wasm::Runtime;
 
+use crate::node_conditions::Transitions;
 use crate::pods::PodWorker;
 
 /// Settings of a node agent.
@@ -50,7 +51,15 @@ pub struct AgentConfig {
     pub system_reserved_memory: u64,
     /// The hard eviction thresholds (`--eviction-hard`).
     pub eviction_hard: crate::pressure::Thresholds,
+    /// The pod CIDR to use when the Node object has none (`--pod-cidr`).
+    pub pod_cidr: Option<shoal_cni::Ipv4Cidr>,
+    /// Taints the Node is registered with (`--register-with-taints`).
+    pub register_with_taints: Vec<serde_json::Value>,
 }
+
+/// How long the agent waits for the control plane to assign the Node a
+/// pod CIDR before it says what it waits for.
+const POD_CIDR_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Pods that may be starting at once; the rest wait their turn in order.
 const POD_STARTS: usize = 64;
@@ -204,27 +213,23 @@ fn stamp() -> String {
         .to_string()
 }
 
-/// When `node` became Ready, if it is.
-fn ready_since(node: &Node) -> Option<String> {
-    let ready = node
-        .status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready" && c.status == "True")?;
-    Some(
-        ready
-            .last_transition_time
-            .as_ref()
-            .map_or_else(stamp, |t| t.0.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-    )
+/// The conditions a Node object carries, as JSON.
+fn conditions_of(node: &Node) -> Vec<serde_json::Value> {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| serde_json::to_value(c).ok())
+        .and_then(|v| match v {
+            serde_json::Value::Array(a) => Some(a),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
-/// The node's status, Ready since `since`.
+/// The node's status, its conditions' transition times from `transitions`.
 fn node_status(
     config: &AgentConfig,
-    since: &str,
+    transitions: &mut Transitions,
     pressure: &crate::pressure::Pressure,
 ) -> serde_json::Value {
     let now = stamp();
@@ -239,8 +244,9 @@ fn node_status(
     json!({
         "capacity": capacity, "allocatable": allocatable,
         "conditions": std::iter::once(json!(
-            {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "shoal node agent is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": since}))
-            .chain(pressure.conditions(&now, since))
+            {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "shoal node agent is posting ready status", "lastHeartbeatTime": now}))
+            .chain(pressure.conditions(&now))
+            .map(|c| transitions.stamp(c, &now))
             .collect::<Vec<_>>(),
         "addresses": [{"type": "InternalIP", "address": config.node_ip.to_string()}, {"type": "Hostname", "address": config.node_name}],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": config.kubelet_port}},
@@ -251,6 +257,47 @@ fn node_status(
             "operatingSystem": "linux", "architecture": if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH },
         },
     })
+}
+
+/// The node's pod CIDR: the Node object's `spec.podCIDR` (the control
+/// plane's node IPAM sets it), or `flag` when the Node has none — written
+/// to the Node where the API lets the node set it, so other nodes route to
+/// it. Without either, waits for the control plane and says so.
+async fn pod_cidr(
+    nodes: &Api<Node>,
+    name: &str,
+    flag: Option<shoal_cni::Ipv4Cidr>,
+) -> Result<shoal_cni::Ipv4Cidr, AgentError> {
+    let began = tokio::time::Instant::now();
+    let mut said = false;
+    loop {
+        let n = nodes.get(name).await?;
+        if let Some(c) = n.spec.and_then(|s| s.pod_cidr) {
+            return c.parse().map_err(|e: shoal_cni::Error| {
+                AgentError::Local(format!("the Node's spec.podCIDR {c:?}: {e}"))
+            });
+        }
+        if let Some(c) = flag {
+            let patch = json!({"spec": {"podCIDR": c.to_string(), "podCIDRs": [c.to_string()]}});
+            if let Err(e) = nodes
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::info!(
+                    "pod CIDR {c} from --pod-cidr, not written to Node {name} ({e}); other nodes will not route to it"
+                );
+            }
+            return Ok(c);
+        }
+        if !said && began.elapsed() >= POD_CIDR_PATIENCE {
+            said = true;
+            tracing::warn!(
+                "waiting for Node {name} to be given spec.podCIDR: the control plane assigns it \
+                 (shoal's does; kube-controller-manager with --allocate-node-cidrs), or pass --pod-cidr"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 impl Agent {
@@ -264,10 +311,8 @@ impl Agent {
         let name = config.node_name.clone();
         let existing = nodes.get_opt(&name).await?;
         // A node that was Ready stays Ready since then across a restart.
-        let since = existing
-            .as_ref()
-            .and_then(ready_since)
-            .unwrap_or_else(stamp);
+        let mut transitions =
+            Transitions::of(&existing.as_ref().map(conditions_of).unwrap_or_default());
         if existing.is_none() {
             let mut labels = json!({
                 "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
@@ -276,28 +321,26 @@ impl Agent {
             if config.control_plane {
                 labels["node-role.kubernetes.io/control-plane"] = json!("");
             }
-            let node: Node =
-                serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))
-                    .map_err(|e| AgentError::Local(e.to_string()))?;
+            let mut spec = json!({});
+            if !config.register_with_taints.is_empty() {
+                spec["taints"] = json!(config.register_with_taints);
+            }
+            let node: Node = serde_json::from_value(
+                json!({"metadata": {"name": name, "labels": labels}, "spec": spec}),
+            )
+            .map_err(|e| AgentError::Local(e.to_string()))?;
             nodes.create(&PostParams::default(), &node).await?;
         }
         nodes
             .patch_status(
                 &name,
                 &PatchParams::default(),
-                &Patch::Merge(json!({"status": node_status(&config, &since, &Default::default())})),
+                &Patch::Merge(
+                    json!({"status": node_status(&config, &mut transitions, &Default::default())}),
+                ),
             )
             .await?;
-        let cidr = loop {
-            let n = nodes.get(&name).await?;
-            if let Some(c) = n.spec.and_then(|s| s.pod_cidr) {
-                break c;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        let cidr = cidr
-            .parse()
-            .map_err(|e: shoal_cni::Error| AgentError::Local(e.to_string()))?;
+        let cidr = pod_cidr(&nodes, &name, config.pod_cidr).await?;
         let dns_route = shoal_cni::Ipv4Cidr::new(config.dns.address, 32)
             .map_err(|e| AgentError::Local(e.to_string()))?;
         let routes = crate::podnet::open(config.pod_network, cidr, &[dns_route]).await;
@@ -323,7 +366,7 @@ impl Agent {
                     &name,
                     &PatchParams::default(),
                     &Patch::Merge(
-                        json!({"status": node_status(&config, &since, &Default::default())}),
+                        json!({"status": node_status(&config, &mut transitions, &Default::default())}),
                     ),
                 )
                 .await?;
@@ -463,8 +506,9 @@ async fn heartbeat(shared: Arc<Shared>) {
     let duration = shared.config.lease_duration;
     let renew = (duration / 4).clamp(Duration::from_millis(200), Duration::from_secs(10));
     let seconds = duration.as_secs().max(1);
-    let mut since = stamp();
+    let mut transitions = Transitions::default();
     let mut posted: Option<std::time::Instant> = None;
+    let mut warned = false;
     let mut last_pressure = crate::pressure::Pressure::default();
     loop {
         let now = jiff::Timestamp::now()
@@ -482,18 +526,21 @@ async fn heartbeat(shared: Arc<Shared>) {
         }
         let ready = match nodes.get_opt(&name).await {
             Ok(Some(n)) => {
-                let at = ready_since(&n);
-                if let (None, Some(t)) = (posted, &at) {
-                    // The registration's time, kept.
-                    since = t.clone();
+                // The registration's times, then what others changed.
+                transitions.observe(&conditions_of(&n));
+                let shown = conditions_of(&n)
+                    .iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                if !shown && posted.is_some() && !warned {
+                    warned = true;
+                    tracing::warn!(
+                        "the API server does not show node {name} Ready after its status was posted; posting it every pass"
+                    );
                 }
-                Some(at.is_some())
+                Some(shown)
             }
             _ => None,
         };
-        if ready == Some(false) {
-            since = stamp();
-        }
         // Pressure, measured every pass: a change is posted at once, and
         // under memory or disk pressure a pod is evicted.
         let running = shared.pods.lock().expect("pods lock").len() as u64;
@@ -508,7 +555,7 @@ async fn heartbeat(shared: Arc<Shared>) {
         }
         let due = posted.is_none_or(|t| t.elapsed() >= STATUS_REPORT) || pressure != last_pressure;
         if ready == Some(false) || (ready.is_some() && due) {
-            let status = node_status(&shared.config, &since, &pressure);
+            let status = node_status(&shared.config, &mut transitions, &pressure);
             match nodes
                 .patch_status(&name, &pp, &Patch::Merge(json!({ "status": status })))
                 .await

@@ -257,7 +257,16 @@ impl EventRecorder {
                 _ => self.create(&api, &r, 1).await,
             };
             if let Err(e) = result {
-                tracing::debug!("recording event {}: {e}", r.reason);
+                static QUIET: crate::ratelimit::Quiet =
+                    crate::ratelimit::Quiet::new(std::time::Duration::from_secs(10));
+                if let Some(more) = QUIET.pass() {
+                    tracing::warn!(
+                        "recording event {} for {}/{}: {e} ({more} more events failed since the last warning)",
+                        r.reason,
+                        r.involved.namespace,
+                        r.involved.name
+                    );
+                }
             }
         }
     }

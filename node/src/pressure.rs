@@ -176,15 +176,16 @@ impl Pressure {
         self.memory.as_deref().or(self.disk.as_deref())
     }
 
-    /// The node's pressure conditions, as the kubelet reports them.
-    pub fn conditions(&self, now: &str, since: &str) -> Vec<serde_json::Value> {
+    /// The node's pressure conditions, as the kubelet reports them (their
+    /// transition times are the agent's record's, `node_conditions.rs`).
+    pub fn conditions(&self, now: &str) -> Vec<serde_json::Value> {
         let cond = |ty: &str, on: &Option<String>, yes: &str, no: &str, msg_no: &str| {
             let (status, reason, message) = match on {
                 Some(m) => ("True", yes, m.as_str()),
                 None => ("False", no, msg_no),
             };
             serde_json::json!({"type": ty, "status": status, "reason": reason, "message": message,
-                "lastHeartbeatTime": now, "lastTransitionTime": since})
+                "lastHeartbeatTime": now})
         };
         vec![
             cond(
@@ -294,7 +295,7 @@ mod tests {
         assert!(p.disk.as_deref().unwrap().contains("ephemeral-storage"));
         assert!(p.pid.is_some());
         assert_eq!(p.eviction(), p.memory.as_deref());
-        let conds = p.conditions("now", "then");
+        let conds = p.conditions("now");
         assert_eq!(conds[0]["status"], "True");
         assert_eq!(conds[1]["reason"], "KubeletHasDiskPressure");
     }

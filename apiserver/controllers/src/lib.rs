@@ -606,6 +606,9 @@ pub struct ControllerConfig {
     pub cluster_cidr: String,
     /// Prefix length of each node's pod CIDR.
     pub node_mask: u8,
+    /// Whether Nodes are given pod CIDRs (kube-controller-manager's
+    /// `--allocate-node-cidrs`).
+    pub allocate_node_cidrs: bool,
     /// The cluster CA, published in each namespace's `kube-root-ca.crt`.
     pub ca_pem: String,
     /// How long an Event lives after it was last written.
@@ -636,6 +639,7 @@ pub async fn run(objects: Objects, config: ControllerConfig) {
     let ControllerConfig {
         cluster_cidr,
         node_mask,
+        allocate_node_cidrs,
         ca_pem,
         event_ttl,
         node_grace,
@@ -658,7 +662,11 @@ pub async fn run(objects: Objects, config: ControllerConfig) {
         let started = tokio::time::Instant::now();
         let mut snap = Snapshot::read(&objects);
         snap.dirty = dirty.replace(Dirty::default());
-        let mut actions = reconcile_node_cidrs(&snap, &cluster_cidr, node_mask);
+        let mut actions = if allocate_node_cidrs {
+            reconcile_node_cidrs(&snap, &cluster_cidr, node_mask)
+        } else {
+            Vec::new()
+        };
         actions.extend(reconcile_deployments(&snap));
         actions.extend(reconcile_replicasets(&snap));
         actions.extend(reconcile_daemonsets(&snap));
