@@ -275,6 +275,19 @@ struct NodeArgs {
     /// land on the node).
     #[arg(long, env = "SHOAL_REGISTER_WITH_TAINTS", value_delimiter = ',', value_parser = parse_taint)]
     register_with_taints: Vec<serde_json::Value>,
+    /// Labels the node registers with, as the kubelet's: `key=value`,
+    /// comma-separated (e.g. `shoal.dev/runtime=wasm`, for a
+    /// RuntimeClass's `scheduling.nodeSelector`).
+    #[arg(long, env = "SHOAL_NODE_LABELS", value_delimiter = ',', value_parser = parse_label)]
+    node_labels: Vec<(String, String)>,
+}
+
+/// A label as `--node-labels` writes one: `key=value`.
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?}: a label is key=value")),
+    }
 }
 
 /// A taint as `--register-with-taints` writes one: `key[=value]:Effect`.
@@ -848,6 +861,7 @@ async fn start_agent(
             eviction_hard: node.eviction_hard.clone(),
             pod_cidr: node.pod_cidr,
             register_with_taints: node.register_with_taints.clone(),
+            node_labels: node.node_labels.clone(),
         },
         client,
         runtime,

@@ -208,6 +208,8 @@ fn a_node_brings_its_own_pod_cidr_and_registers_with_taints() {
             "10.244.64.0/18",
             "--register-with-taints",
             "shoal.dev/wasm=true:NoSchedule",
+            "--node-labels",
+            "shoal.dev/runtime=wasm,tier=edge",
         ],
     );
     worker.import(&example("hello-cmd"), "hello-cmd:v1");
@@ -223,17 +225,49 @@ fn a_node_brings_its_own_pod_cidr_and_registers_with_taints() {
         spec.contains("wasm-1 10.244.64.0/18 shoal.dev/wasm"),
         "{spec}"
     );
-    // Pods that do not tolerate the taint stay off the node; one that
-    // does runs there, with an address from the node's own CIDR.
+    let labels = c.ok(&["get", "node", "wasm-1", "-o", "jsonpath={.metadata.labels}"]);
+    assert!(
+        labels.contains(r#""shoal.dev/runtime":"wasm""#) && labels.contains(r#""tier":"edge""#),
+        "{labels}"
+    );
+    // A RuntimeClass carries the node's selector and toleration: pods that
+    // name it land there, the others stay off; one naming a class that
+    // does not exist is refused.
+    let rc = c.dir.join("runtimeclass.yaml");
+    std::fs::write(
+        &rc,
+        r#"apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata: {name: shoal}
+handler: shoal
+scheduling:
+  nodeSelector: {shoal.dev/runtime: wasm}
+  tolerations: [{key: shoal.dev/wasm, operator: Equal, value: "true", effect: NoSchedule}]
+"#,
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", rc.to_str().unwrap()]);
     c.ok(&["run", "plain", "--image=hello-cmd:v1"]);
     c.ok(&[
         "run",
         "wasm",
         "--image=hello-cmd:v1",
         "--overrides",
-        r#"{"spec": {"nodeSelector": {"kubernetes.io/hostname": "wasm-1"},
-            "tolerations": [{"key": "shoal.dev/wasm", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]}}"#,
+        r#"{"spec": {"runtimeClassName": "shoal"}}"#,
     ]);
+    let refused = c.fails(&[
+        "run",
+        "nowhere",
+        "--image=hello-cmd:v1",
+        "--overrides",
+        r#"{"spec": {"runtimeClassName": "missing"}}"#,
+    ]);
+    assert!(
+        refused.contains(
+            r#"pods "nowhere" is forbidden: pod rejected: RuntimeClass "missing" not found"#
+        ),
+        "{refused}"
+    );
     let placed = |pod: &str| {
         c.wait_for(
             &[

@@ -191,6 +191,9 @@ impl Server {
                 store.clone(),
             )),
             Arc::new(config.tolerations),
+            Arc::new(shoal_registry::admission::runtime_class::RuntimeClasses(
+                store.clone(),
+            )),
             Arc::new(shoal_registry::admission::pod_security::PodSecurity(
                 store.clone(),
             )),

@@ -55,6 +55,8 @@ pub struct AgentConfig {
     pub pod_cidr: Option<shoal_cni::Ipv4Cidr>,
     /// Taints the Node is registered with (`--register-with-taints`).
     pub register_with_taints: Vec<serde_json::Value>,
+    /// Labels the Node is registered with (`--node-labels`).
+    pub node_labels: Vec<(String, String)>,
 }
 
 /// How long the agent waits for the control plane to assign the Node a
@@ -320,6 +322,9 @@ impl Agent {
             });
             if config.control_plane {
                 labels["node-role.kubernetes.io/control-plane"] = json!("");
+            }
+            for (k, v) in &config.node_labels {
+                labels[k] = json!(v);
             }
             let mut spec = json!({});
             if !config.register_with_taints.is_empty() {

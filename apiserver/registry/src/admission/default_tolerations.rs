@@ -8,7 +8,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Admission, Attempt, Operation};
+use super::{Admission, Attempt};
 use shoal_machinery::error::Result;
 
 /// The taint of a node whose agent reports it not ready.
@@ -46,10 +46,7 @@ fn covers(toleration: &Value, key: &str) -> bool {
 
 impl Admission for DefaultTolerationSeconds {
     fn admit(&self, a: Attempt<'_>) -> Result<()> {
-        if a.operation != Operation::Create
-            || !a.resource.group.is_empty()
-            || a.resource.kind != "Pod"
-        {
+        if !a.creates_pod() {
             return Ok(());
         }
         let Some(spec) = a.object.get_mut("spec").and_then(Value::as_object_mut) else {
@@ -77,6 +74,7 @@ impl Admission for DefaultTolerationSeconds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admission::Operation;
     use crate::resources;
 
     fn admit(plugin: &DefaultTolerationSeconds, pod: &mut Value) {

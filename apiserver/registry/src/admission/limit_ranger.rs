@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Admission, Attempt, Operation};
+use super::{Admission, Attempt};
 use crate::resources;
 use shoal_machinery::error::{ApiError, Result};
 use shoal_machinery::meta;
@@ -133,10 +133,7 @@ fn format(res: &str, n: u64) -> String {
 
 impl Admission for LimitRanger {
     fn admit(&self, a: Attempt<'_>) -> Result<()> {
-        if a.operation != Operation::Create
-            || !a.resource.group.is_empty()
-            || a.resource.kind != "Pod"
-        {
+        if !a.creates_pod() {
             return Ok(());
         }
         let ns = meta::namespace(a.object).to_string();

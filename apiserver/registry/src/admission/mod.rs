@@ -5,8 +5,8 @@
 //! everything.
 //!
 //! The built-in plugins each have a file: `limit_ranger.rs`,
-//! `service_account.rs`, `default_tolerations.rs`, `node_restriction.rs`,
-//! `pod_security.rs`, `resource_quota.rs`.
+//! `service_account.rs`, `default_tolerations.rs`, `runtime_class.rs`,
+//! `node_restriction.rs`, `pod_security.rs`, `resource_quota.rs`.
 //!
 //! May import: `resources` (the resource written), the machinery, the store
 //! (what a plugin reads).
@@ -16,6 +16,7 @@ pub mod limit_ranger;
 pub mod node_restriction;
 pub mod pod_security;
 pub mod resource_quota;
+pub mod runtime_class;
 pub mod service_account;
 
 use serde_json::Value;
@@ -49,6 +50,15 @@ pub struct Attempt<'a> {
     pub dry_run: bool,
     /// Warnings for the client (`Warning` headers), which a plugin may add.
     pub warnings: &'a mut Vec<String>,
+}
+
+impl Attempt<'_> {
+    /// Whether this write creates a pod (what most plugins look at).
+    pub fn creates_pod(&self) -> bool {
+        self.operation == Operation::Create
+            && self.resource.group.is_empty()
+            && self.resource.kind == "Pod"
+    }
 }
 
 /// An admission plugin.

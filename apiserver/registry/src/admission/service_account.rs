@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Admission, Attempt, Operation};
+use super::{Admission, Attempt};
 use crate::resources;
 use shoal_machinery::error::Result;
 use shoal_machinery::meta;
@@ -25,10 +25,7 @@ pub struct ServiceAccounts(pub Store);
 
 impl Admission for ServiceAccounts {
     fn admit(&self, a: Attempt<'_>) -> Result<()> {
-        if a.operation != Operation::Create
-            || !a.resource.group.is_empty()
-            || a.resource.kind != "Pod"
-        {
+        if !a.creates_pod() {
             return Ok(());
         }
         let ns = meta::namespace(a.object).to_string();
