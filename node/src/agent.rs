@@ -532,8 +532,9 @@ async fn heartbeat(shared: Arc<Shared>) {
         let ready = match nodes.get_opt(&name).await {
             Ok(Some(n)) => {
                 // The registration's times, then what others changed.
-                transitions.observe(&conditions_of(&n));
-                let shown = conditions_of(&n)
+                let conditions = conditions_of(&n);
+                transitions.observe(&conditions);
+                let shown = conditions
                     .iter()
                     .any(|c| c["type"] == "Ready" && c["status"] == "True");
                 if !shown && posted.is_some() && !warned {

@@ -257,16 +257,12 @@ impl EventRecorder {
                 _ => self.create(&api, &r, 1).await,
             };
             if let Err(e) = result {
-                static QUIET: crate::ratelimit::Quiet =
-                    crate::ratelimit::Quiet::new(std::time::Duration::from_secs(10));
-                if let Some(more) = QUIET.pass() {
-                    tracing::warn!(
-                        "recording event {} for {}/{}: {e} ({more} more events failed since the last warning)",
-                        r.reason,
-                        r.involved.namespace,
-                        r.involved.name
-                    );
-                }
+                tracing::warn!(
+                    "recording event {} for {}/{}: {e}",
+                    r.reason,
+                    r.involved.namespace,
+                    r.involved.name
+                );
             }
         }
     }

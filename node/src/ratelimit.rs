@@ -1,9 +1,7 @@
 //! A token bucket, as client-go's QPS and burst: `burst` requests may go at
 //! once, then `qps` a second. A caller reserves its token at once and
 //! waits until the bucket would have held it, so waiters go in the order
-//! they came and none is woken for nothing. And [`Quiet`], which lets a
-//! warning that may repeat thousands of times a second through once in a
-//! while, with the count of those held back.
+//! they came and none is woken for nothing.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,36 +69,6 @@ impl TokenBucket {
     }
 }
 
-/// A warning let through at most once per period; the others are counted.
-pub(crate) struct Quiet {
-    every: Duration,
-    state: Mutex<(Option<Instant>, u64)>,
-}
-
-impl Quiet {
-    pub const fn new(every: Duration) -> Self {
-        Self {
-            every,
-            state: Mutex::new((None, 0)),
-        }
-    }
-
-    /// Whether to log this one: `Some(n)` with the `n` held back since the
-    /// last one logged, or `None` to stay quiet.
-    pub fn pass(&self) -> Option<u64> {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if s.0
-            .is_some_and(|t| now.saturating_duration_since(t) < self.every)
-        {
-            s.1 += 1;
-            return None;
-        }
-        s.0 = Some(now);
-        Some(std::mem::take(&mut s.1))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,16 +121,5 @@ mod tests {
             bucket.acquire().await;
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_repeated_warning_passes_once_a_period_with_the_count_held_back() {
-        let quiet = Quiet::new(Duration::from_secs(10));
-        assert_eq!(quiet.pass(), Some(0));
-        assert_eq!(quiet.pass(), None);
-        assert_eq!(quiet.pass(), None);
-        tokio::time::advance(Duration::from_secs(10)).await;
-        assert_eq!(quiet.pass(), Some(2));
-        assert_eq!(quiet.pass(), None);
     }
 }

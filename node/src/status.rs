@@ -229,13 +229,7 @@ impl StatusManager {
                 // The pod is gone, or this name is another pod now.
                 Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => (None, true),
                 Err(e) => {
-                    static QUIET: crate::ratelimit::Quiet =
-                        crate::ratelimit::Quiet::new(Duration::from_secs(10));
-                    if let Some(more) = QUIET.pass() {
-                        tracing::warn!(
-                            "writing the status of {namespace}/{name}: {e} (retried; {more} more failed writes since the last warning)"
-                        );
-                    }
+                    tracing::warn!("writing the status of {namespace}/{name} (retried): {e}");
                     (None, false)
                 }
             };
