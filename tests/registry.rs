@@ -4,75 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use common::{Cluster, example, free_port, repo};
-
-struct Registry {
-    addr: String,
-    root: PathBuf,
-    child: Child,
-}
-
-impl Registry {
-    fn start(dir: &Path, htpasswd: Option<&Path>) -> Self {
-        let port = free_port();
-        let root = dir.join(format!("registry-{port}"));
-        std::fs::create_dir_all(&root).unwrap();
-        let auth = htpasswd.map_or(String::new(), |p| {
-            format!(
-                "auth:\n  htpasswd:\n    realm: shoal-test\n    path: {}\n",
-                p.display()
-            )
-        });
-        let config = root.join("config.yml");
-        std::fs::write(
-            &config,
-            format!("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}", root.join("data").display()),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .args(["serve"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(root.join("registry.log")).unwrap(),
-            ))
-            .spawn()
-            .expect("docker-registry is installed by scripts/test.sh");
-        let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { addr, root, child }
-    }
-
-    fn push(&self, target: &str, wasm: &Path, extra: &[&str]) {
-        let out = Command::new("python3")
-            .arg(repo().join("tests/support/oras_push.py"))
-            .args([&self.addr, target])
-            .arg(wasm)
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "oras push failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::registry::Registry;
+use common::{Cluster, example, free_port};
 
 fn run(c: &Cluster, name: &str, image: &str, extra: &[&str]) {
     let mut args = vec!["run", name, "--image", image, "--restart=Never"];

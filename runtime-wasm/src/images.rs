@@ -192,12 +192,7 @@ impl ImageStore {
         config: Option<ImageConfig>,
     ) -> Result<String> {
         let name = ImageRef::parse(name)?;
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
-        let blob = self.blob_path(&digest);
-        std::fs::create_dir_all(blob.parent().expect("blob path has a parent"))?;
-        if !blob.exists() {
-            write_atomic(&blob, bytes)?;
-        }
+        let digest = self.store_blob(bytes)?;
         let mut index = Index::clone(&*self.read_index()?);
         let entry = match config {
             Some(config) => Entry::Full {
@@ -209,6 +204,18 @@ impl ImageStore {
         index.insert(name.0, entry);
         let json = serde_json::to_vec_pretty(&index).expect("index serialises");
         write_atomic(&self.index_path(), &json)?;
+        Ok(digest)
+    }
+
+    /// Stores `bytes` as a blob without naming it, returning its digest:
+    /// a reference `name@<digest>` resolves to it.
+    pub fn store_blob(&self, bytes: &[u8]) -> Result<String> {
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        let blob = self.blob_path(&digest);
+        std::fs::create_dir_all(blob.parent().expect("blob path has a parent"))?;
+        if !blob.exists() {
+            write_atomic(&blob, bytes)?;
+        }
         Ok(digest)
     }
 
@@ -286,8 +293,12 @@ impl ImageStore {
     }
 }
 
+/// Writes `path` whole or not at all; writers racing on one path (the same
+/// content) each use a file of their own.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }

@@ -32,6 +32,8 @@ mod output;
 mod pools;
 mod registry;
 mod sender;
+#[cfg(feature = "shim")]
+pub mod shim;
 mod sockets;
 mod stdio;
 mod usage;

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod containerd;
+pub mod registry;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

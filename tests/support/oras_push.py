@@ -6,9 +6,12 @@ one of the formats Wasm images are published in:
   media types), entrypoint in the image config
 - container: an image built like a container (`docker buildx --platform
   wasi/wasm`): gzip tar layers, the module at /app.wasm, entrypoint and
-  environment in the image config, and an unrelated base layer below
+  environment in the image config, and an unrelated base layer below;
+  `--path` puts the file elsewhere and `--entrypoint` (JSON) replaces the
+  entrypoint, so any static binary makes an ordinary container image
 
-usage: oras_push.py HOST:PORT REPO:TAG FILE.wasm [--format F] [--user U --password P]
+usage: oras_push.py HOST:PORT REPO:TAG FILE.wasm [--format F] [--path P --entrypoint JSON]
+                    [--user U --password P]
 """
 
 import argparse
@@ -44,6 +47,8 @@ def main():
     p.add_argument("target")
     p.add_argument("wasm")
     p.add_argument("--format", choices=["artifact", "wasm-layer", "container"], default="artifact")
+    p.add_argument("--path", default="app.wasm")
+    p.add_argument("--entrypoint", default='["/app.wasm"]')
     p.add_argument("--user")
     p.add_argument("--password")
     a = p.parse_args()
@@ -56,14 +61,14 @@ def main():
     config = os.path.join(work, "config.json")
     if a.format == "container":
         base = tar_layer(os.path.join(work, "base.tar.gz"), {"etc/motd": b"base layer\n"})
-        app = tar_layer(os.path.join(work, "app.tar.gz"), {"app.wasm": module})
+        app = tar_layer(os.path.join(work, "app.tar.gz"), {a.path: module})
         layer_type = "application/vnd.oci.image.layer.v1.tar+gzip"
         files = [f"base.tar.gz:{layer_type}", f"app.tar.gz:{layer_type}"]
         config_type = "application/vnd.oci.image.config.v1+json"
         body = {
             "architecture": "wasm",
             "os": "wasip1",
-            "config": {"Entrypoint": ["/app.wasm"], "Env": ["GREETING=hello from the image config"], "WorkingDir": "/"},
+            "config": {"Entrypoint": json.loads(a.entrypoint), "Env": ["GREETING=hello from the image config"], "WorkingDir": "/"},
             "rootfs": {"type": "layers", "diff_ids": [base, app]},
         }
     else:

@@ -1,0 +1,707 @@
+//! The task service containerd calls: the containers of the daemon, each
+//! with its init process and the processes `exec` adds, and the events
+//! containerd hears of them (create, start, exit, OOM, delete).
+//!
+//! A container's module is the file its process names in its root
+//! filesystem (the image's entrypoint, as containerd unpacked it); the
+//! daemon stores it by digest, so the same module in many containers is
+//! compiled once.
+//!
+//! May import: `spec`, `process`, the runtime's public API and the shim
+//! protocols.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use containerd_shim::asynchronous::ExitSignal;
+use containerd_shim::asynchronous::publisher::RemotePublisher;
+use containerd_shim::protos::api::{self, Empty};
+use containerd_shim::protos::cgroups_v2::metrics::{CPUStat, MemoryStat, Metrics};
+use containerd_shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskStart,
+};
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::protobuf::{EnumOrUnknown, MessageDyn, MessageField};
+use containerd_shim::protos::shim_async::Task;
+use containerd_shim::protos::topics;
+use containerd_shim::protos::ttrpc::{self, r#async::TtrpcContext};
+use containerd_shim::protos::types::task::{ProcessInfo, Status};
+
+use super::process::{Ended, Job, Proc, State, StdioPaths};
+use super::spec::{self, Plan, Spec};
+use crate::{CommandSpec, NetworkAccess, OutputSink, Runtime, Usage, Workload};
+
+/// The largest `config.json` the daemon reads.
+const MAX_SPEC: u64 = 4 << 20;
+/// The largest module the daemon loads from a root filesystem.
+const MAX_MODULE: u64 = 512 << 20;
+
+type RpcResult<T> = ttrpc::Result<T>;
+
+fn status(code: ttrpc::Code, msg: impl Into<String>) -> ttrpc::Error {
+    ttrpc::Error::RpcStatus(ttrpc::get_status(code, msg.into()))
+}
+
+fn not_found(what: impl std::fmt::Display) -> ttrpc::Error {
+    status(ttrpc::Code::NOT_FOUND, format!("{what}: not found"))
+}
+
+/// The daemon's task service.
+pub(crate) struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: Arc<Runtime>,
+    publisher: RemotePublisher,
+    namespace: String,
+    containers: Mutex<HashMap<String, Arc<Container>>>,
+    /// When a request last came in, for leaving when idle.
+    last_request: Mutex<Instant>,
+}
+
+/// One container.
+struct Container {
+    id: String,
+    bundle: PathBuf,
+    rootfs: PathBuf,
+    /// Whether the daemon mounted the root filesystem (and unmounts it).
+    mounted: bool,
+    spec: Spec,
+    /// The container's own module and how its instance starts, which
+    /// `exec` reuses; none for a sandbox.
+    base: Option<(Arc<Workload>, CommandSpec, PathBuf)>,
+    usage: Arc<Usage>,
+    init: Arc<Proc>,
+    execs: Mutex<HashMap<String, Arc<Proc>>>,
+}
+
+impl Container {
+    fn process(&self, exec_id: &str) -> RpcResult<Arc<Proc>> {
+        if exec_id.is_empty() {
+            return Ok(self.init.clone());
+        }
+        self.execs
+            .lock()
+            .expect("execs lock")
+            .get(exec_id)
+            .cloned()
+            .ok_or_else(|| not_found(format!("process {exec_id}")))
+    }
+}
+
+/// Output nobody reads (a process's streams are its own pipes).
+struct Discard;
+
+impl OutputSink for Discard {
+    fn write(&self, _: &[u8]) {}
+}
+
+impl Service {
+    pub fn new(runtime: Arc<Runtime>, publisher: RemotePublisher, namespace: String) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                runtime,
+                publisher,
+                namespace,
+                containers: Mutex::new(HashMap::new()),
+                last_request: Mutex::new(Instant::now()),
+            }),
+        }
+    }
+
+    /// Leaves (removing the socket first, so the next container spawns a
+    /// new daemon) once no container has been served for `linger`.
+    pub fn leave_when_idle(&self, linger: Duration, exit: Arc<ExitSignal>, socket: String) {
+        let inner = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1).min(linger)).await;
+                let Some(inner) = inner.upgrade() else { return };
+                let idle = inner.containers.lock().expect("containers lock").is_empty()
+                    && inner.last_request.lock().expect("request lock").elapsed() >= linger;
+                if idle {
+                    let path = socket.strip_prefix("unix://").unwrap_or(&socket);
+                    let _ = std::fs::remove_file(path);
+                    log::info!("no containers for {linger:?}: leaving");
+                    exit.signal();
+                    return;
+                }
+            }
+        });
+    }
+}
+
+impl Inner {
+    fn touch(&self) {
+        *self.last_request.lock().expect("request lock") = Instant::now();
+    }
+
+    fn container(&self, id: &str) -> RpcResult<Arc<Container>> {
+        self.touch();
+        self.containers
+            .lock()
+            .expect("containers lock")
+            .get(id)
+            .cloned()
+            .ok_or_else(|| not_found(format!("container {id}")))
+    }
+
+    fn publish(self: &Arc<Self>, topic: &'static str, event: Box<dyn MessageDyn>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let ctx = ttrpc::context::with_timeout(0);
+            if let Err(e) = this
+                .publisher
+                .publish(ctx, topic, &this.namespace, event)
+                .await
+            {
+                log::warn!("publishing {topic}: {e}");
+            }
+        });
+    }
+
+    /// Reads the bundle, mounts the root filesystem and loads the module.
+    async fn create(&self, req: &api::CreateTaskRequest) -> Result<Container, String> {
+        let bundle = PathBuf::from(&req.bundle);
+        let spec = Spec::parse(&read_bounded(&bundle.join("config.json"), MAX_SPEC)?)?;
+        let rootfs = spec.rootfs(&bundle);
+        let stdio = StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        let usage = Arc::new(Usage::default());
+        if spec.is_sandbox() {
+            return Ok(Container {
+                id: req.id.clone(),
+                bundle,
+                rootfs,
+                mounted: false,
+                spec,
+                base: None,
+                usage,
+                init: Proc::new(Job::Pause, stdio),
+                execs: Mutex::default(),
+            });
+        }
+        let mounted = !req.rootfs.is_empty();
+        for m in &req.rootfs {
+            std::fs::create_dir_all(&rootfs).map_err(|e| format!("{}: {e}", rootfs.display()))?;
+            containerd_shim::asynchronous::util::mount_rootfs(m, &rootfs)
+                .await
+                .map_err(|e| format!("mounting the root filesystem: {e}"))?;
+        }
+        let loaded = async {
+            let process = spec.process.as_ref().ok_or("the spec has no process")?;
+            let plan = spec::plan(&spec, process, &rootfs)?;
+            let (workload, module) = self.load(&rootfs, &plan).await?;
+            let command = command_spec(&plan, &usage);
+            Ok::<_, String>((workload, command, module))
+        }
+        .await;
+        let (workload, command, module) = match loaded {
+            Ok(l) => l,
+            Err(e) => {
+                if mounted {
+                    unmount_rootfs(&bundle);
+                }
+                return Err(e);
+            }
+        };
+        let init = Proc::new(
+            Job::Wasm {
+                workload: workload.clone(),
+                spec: Box::new(command.clone()),
+            },
+            stdio,
+        );
+        Ok(Container {
+            id: req.id.clone(),
+            bundle,
+            rootfs,
+            mounted,
+            spec,
+            base: Some((workload, command, module)),
+            usage,
+            init,
+            execs: Mutex::default(),
+        })
+    }
+
+    /// The module `plan` names, compiled: its file must be Wasm.
+    async fn load(&self, rootfs: &Path, plan: &Plan) -> Result<(Arc<Workload>, PathBuf), String> {
+        let path = spec::module_path(rootfs, &plan.module)?;
+        let bytes = read_bounded(&path, MAX_MODULE)?;
+        if !bytes.starts_with(b"\0asm") {
+            return Err(format!(
+                "/{} is not a WebAssembly module: this runtime runs Wasm images only",
+                plan.module.display()
+            ));
+        }
+        let digest = self
+            .runtime
+            .images()
+            .store_blob(&bytes)
+            .map_err(|e| format!("storing the module: {e}"))?;
+        let workload = self
+            .runtime
+            .load(&format!("shim.local/module@{digest}"))
+            .await
+            .map_err(|e| format!("/{}: {e}", plan.module.display()))?;
+        Ok((workload, path))
+    }
+
+    /// Starts `proc` of `container`; its end is published (and, for the
+    /// init process, ends the container's other processes).
+    async fn start(
+        self: &Arc<Self>,
+        container: &Arc<Container>,
+        exec_id: &str,
+        proc: &Arc<Proc>,
+    ) -> Result<(), String> {
+        let this = self.clone();
+        let c = container.clone();
+        let id = exec_id.to_string();
+        let ended = move |e: Ended| {
+            if e.oom {
+                this.publish(
+                    topics::TASK_OOM_EVENT_TOPIC,
+                    Box::new(TaskOOM {
+                        container_id: c.id.clone(),
+                        ..Default::default()
+                    }),
+                );
+            }
+            if id.is_empty() {
+                for p in c.execs.lock().expect("execs lock").values() {
+                    let _ = p.kill(9);
+                }
+            }
+            this.publish(
+                topics::TASK_EXIT_EVENT_TOPIC,
+                Box::new(TaskExit {
+                    container_id: c.id.clone(),
+                    id: if id.is_empty() { c.id.clone() } else { id },
+                    pid: pid(),
+                    exit_status: e.code,
+                    exited_at: MessageField::some(Timestamp::from(e.at)),
+                    ..Default::default()
+                }),
+            );
+        };
+        proc.start(self.runtime.clone(), ended).await
+    }
+}
+
+/// The daemon's pid: every process of every container is an instance in it.
+fn pid() -> u32 {
+    std::process::id()
+}
+
+fn command_spec(plan: &Plan, usage: &Arc<Usage>) -> CommandSpec {
+    CommandSpec {
+        argv: plan.argv.clone(),
+        env: plan.env.clone(),
+        stdout: Arc::new(Discard),
+        stderr: Arc::new(Discard),
+        memory_limit: plan.memory_limit,
+        preopens: plan.preopens.clone(),
+        cpu_millis: plan.cpu_millis,
+        working_dir: plan.cwd.clone(),
+        network: if plan.host_network {
+            NetworkAccess::Host
+        } else {
+            NetworkAccess::None
+        },
+        stdio: None,
+        usage: Some(usage.clone()),
+    }
+}
+
+/// Reads a file of at most `max` bytes.
+fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    f.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("{} is larger than {max} bytes", path.display()));
+    }
+    Ok(bytes)
+}
+
+/// Unmounts whatever is mounted at the bundle's root filesystem.
+pub(crate) fn unmount_rootfs(bundle: &Path) {
+    let rootfs = bundle.join("rootfs");
+    if let Err(e) = containerd_shim::mount::umount_recursive(rootfs.to_str(), 0) {
+        log::warn!("unmounting {}: {e}", rootfs.display());
+    }
+}
+
+fn timestamp(at: SystemTime) -> MessageField<Timestamp> {
+    MessageField::some(Timestamp::from(at))
+}
+
+#[async_trait]
+impl Task for Service {
+    async fn connect(
+        &self,
+        _: &TtrpcContext,
+        _: api::ConnectRequest,
+    ) -> RpcResult<api::ConnectResponse> {
+        self.inner.touch();
+        Ok(api::ConnectResponse {
+            shim_pid: pid(),
+            task_pid: pid(),
+            version: concat!("shoal ", env!("CARGO_PKG_VERSION")).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn create(
+        &self,
+        _: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> RpcResult<api::CreateTaskResponse> {
+        let inner = &self.inner;
+        inner.touch();
+        if inner
+            .containers
+            .lock()
+            .expect("containers lock")
+            .contains_key(&req.id)
+        {
+            return Err(status(
+                ttrpc::Code::ALREADY_EXISTS,
+                format!("container {} already exists", req.id),
+            ));
+        }
+        let container = inner.create(&req).await.map_err(|e| {
+            log::warn!("creating {}: {e}", req.id);
+            status(ttrpc::Code::FAILED_PRECONDITION, e)
+        })?;
+        let container = Arc::new(container);
+        let raced = {
+            let mut all = inner.containers.lock().expect("containers lock");
+            if all.contains_key(&req.id) {
+                true
+            } else {
+                all.insert(req.id.clone(), container.clone());
+                false
+            }
+        };
+        if raced {
+            if container.mounted {
+                unmount_rootfs(&container.bundle);
+            }
+            return Err(status(
+                ttrpc::Code::ALREADY_EXISTS,
+                format!("container {} already exists", req.id),
+            ));
+        }
+        inner.publish(
+            topics::TASK_CREATE_EVENT_TOPIC,
+            Box::new(TaskCreate {
+                container_id: req.id.clone(),
+                bundle: req.bundle.clone(),
+                rootfs: req.rootfs.clone(),
+                io: MessageField::some(TaskIO {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    terminal: req.terminal,
+                    ..Default::default()
+                }),
+                pid: pid(),
+                ..Default::default()
+            }),
+        );
+        Ok(api::CreateTaskResponse {
+            pid: pid(),
+            ..Default::default()
+        })
+    }
+
+    async fn start(
+        &self,
+        _: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> RpcResult<api::StartResponse> {
+        let inner = &self.inner;
+        let c = inner.container(&req.id)?;
+        let proc = c.process(&req.exec_id)?;
+        inner
+            .start(&c, &req.exec_id, &proc)
+            .await
+            .map_err(|e| status(ttrpc::Code::FAILED_PRECONDITION, e))?;
+        if req.exec_id.is_empty() {
+            inner.publish(
+                topics::TASK_START_EVENT_TOPIC,
+                Box::new(TaskStart {
+                    container_id: c.id.clone(),
+                    pid: pid(),
+                    ..Default::default()
+                }),
+            );
+        } else {
+            inner.publish(
+                topics::TASK_EXEC_STARTED_EVENT_TOPIC,
+                Box::new(TaskExecStarted {
+                    container_id: c.id.clone(),
+                    exec_id: req.exec_id.clone(),
+                    pid: pid(),
+                    ..Default::default()
+                }),
+            );
+        }
+        Ok(api::StartResponse {
+            pid: pid(),
+            ..Default::default()
+        })
+    }
+
+    async fn state(
+        &self,
+        _: &TtrpcContext,
+        req: api::StateRequest,
+    ) -> RpcResult<api::StateResponse> {
+        let c = self.inner.container(&req.id)?;
+        let proc = c.process(&req.exec_id)?;
+        let (status, exit_status, exited_at) = match proc.state() {
+            State::Created => (Status::CREATED, 0, MessageField::none()),
+            State::Running => (Status::RUNNING, 0, MessageField::none()),
+            State::Stopped { code, at } => (Status::STOPPED, code, timestamp(at)),
+        };
+        Ok(api::StateResponse {
+            id: req.id.clone(),
+            bundle: c.bundle.display().to_string(),
+            pid: pid(),
+            status: EnumOrUnknown::new(status),
+            stdin: proc.stdio.stdin.clone(),
+            stdout: proc.stdio.stdout.clone(),
+            stderr: proc.stdio.stderr.clone(),
+            terminal: proc.stdio.terminal,
+            exit_status,
+            exited_at,
+            exec_id: req.exec_id.clone(),
+            ..Default::default()
+        })
+    }
+
+    async fn kill(&self, _: &TtrpcContext, req: api::KillRequest) -> RpcResult<Empty> {
+        let c = self.inner.container(&req.id)?;
+        let proc = c.process(&req.exec_id)?;
+        if req.all && req.exec_id.is_empty() {
+            for p in c.execs.lock().expect("execs lock").values() {
+                let _ = p.kill(req.signal);
+            }
+        }
+        proc.kill(req.signal)
+            .map_err(|e| status(ttrpc::Code::NOT_FOUND, e))?;
+        Ok(Empty::default())
+    }
+
+    async fn wait(&self, _: &TtrpcContext, req: api::WaitRequest) -> RpcResult<api::WaitResponse> {
+        let c = self.inner.container(&req.id)?;
+        let proc = c.process(&req.exec_id)?;
+        let (code, at) = proc.wait().await;
+        Ok(api::WaitResponse {
+            exit_status: code,
+            exited_at: timestamp(at),
+            ..Default::default()
+        })
+    }
+
+    async fn delete(
+        &self,
+        _: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> RpcResult<api::DeleteResponse> {
+        let inner = &self.inner;
+        let c = inner.container(&req.id)?;
+        let proc = c.process(&req.exec_id)?;
+        let (code, at) = match proc.state() {
+            State::Running => {
+                return Err(status(
+                    ttrpc::Code::FAILED_PRECONDITION,
+                    "the process is running: kill it first",
+                ));
+            }
+            State::Created => (0, SystemTime::now()),
+            State::Stopped { code, at } => (code, at),
+        };
+        if !req.exec_id.is_empty() {
+            c.execs.lock().expect("execs lock").remove(&req.exec_id);
+        } else {
+            inner
+                .containers
+                .lock()
+                .expect("containers lock")
+                .remove(&req.id);
+            if c.mounted {
+                unmount_rootfs(&c.bundle);
+            }
+            inner.publish(
+                topics::TASK_DELETE_EVENT_TOPIC,
+                Box::new(TaskDelete {
+                    container_id: c.id.clone(),
+                    pid: pid(),
+                    exit_status: code,
+                    exited_at: timestamp(at),
+                    id: c.id.clone(),
+                    ..Default::default()
+                }),
+            );
+        }
+        Ok(api::DeleteResponse {
+            pid: pid(),
+            exit_status: code,
+            exited_at: timestamp(at),
+            ..Default::default()
+        })
+    }
+
+    async fn exec(&self, _: &TtrpcContext, req: api::ExecProcessRequest) -> RpcResult<Empty> {
+        let inner = &self.inner;
+        let c = inner.container(&req.id)?;
+        let invalid = |e: String| status(ttrpc::Code::INVALID_ARGUMENT, e);
+        let Some((own, base, own_path)) = &c.base else {
+            return Err(invalid("a pod's sandbox runs no commands".into()));
+        };
+        if c.init.state() != State::Running {
+            return Err(status(
+                ttrpc::Code::FAILED_PRECONDITION,
+                "the container is not running",
+            ));
+        }
+        let process: spec::Process = serde_json::from_slice(&req.spec.value)
+            .map_err(|e| invalid(format!("exec process spec: {e}")))?;
+        let plan = spec::plan(&c.spec, &process, &c.rootfs).map_err(invalid)?;
+        // The container's own module, by its path or file name; else the
+        // module at that path in the root filesystem.
+        let names_own = spec::module_path(&c.rootfs, &plan.module).ok().as_ref() == Some(own_path)
+            || (plan.module.components().count() == 1
+                && own_path.file_name() == plan.module.file_name());
+        let workload = if names_own {
+            own.clone()
+        } else {
+            inner
+                .load(&c.rootfs, &plan)
+                .await
+                .map_err(|e| status(ttrpc::Code::NOT_FOUND, format!("executable: {e}")))?
+                .0
+        };
+        let spec = CommandSpec {
+            argv: plan.argv.clone(),
+            env: plan.env.clone(),
+            working_dir: plan.cwd.clone(),
+            ..base.clone()
+        };
+        let proc = Proc::new(
+            Job::Wasm {
+                workload,
+                spec: Box::new(spec),
+            },
+            StdioPaths {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+            },
+        );
+        {
+            let mut execs = c.execs.lock().expect("execs lock");
+            if execs.contains_key(&req.exec_id) {
+                return Err(status(
+                    ttrpc::Code::ALREADY_EXISTS,
+                    format!("process {} already exists", req.exec_id),
+                ));
+            }
+            execs.insert(req.exec_id.clone(), proc);
+        }
+        inner.publish(
+            topics::TASK_EXEC_ADDED_EVENT_TOPIC,
+            Box::new(TaskExecAdded {
+                container_id: c.id.clone(),
+                exec_id: req.exec_id.clone(),
+                ..Default::default()
+            }),
+        );
+        Ok(Empty::default())
+    }
+
+    async fn pids(&self, _: &TtrpcContext, req: api::PidsRequest) -> RpcResult<api::PidsResponse> {
+        self.inner.container(&req.id)?;
+        Ok(api::PidsResponse {
+            processes: vec![ProcessInfo {
+                pid: pid(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    }
+
+    async fn stats(
+        &self,
+        _: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> RpcResult<api::StatsResponse> {
+        let c = self.inner.container(&req.id)?;
+        let limit = c
+            .base
+            .as_ref()
+            .and_then(|(_, s, _)| s.memory_limit)
+            .unwrap_or(0);
+        let metrics = Metrics {
+            cpu: MessageField::some(CPUStat {
+                usage_usec: c.usage.cpu().as_micros() as u64,
+                ..Default::default()
+            }),
+            memory: MessageField::some(MemoryStat {
+                usage: c.usage.memory() as u64,
+                usage_limit: limit as u64,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let any = containerd_shim::util::convert_to_any(Box::new(metrics))
+            .map_err(|e| status(ttrpc::Code::INTERNAL, e.to_string()))?;
+        Ok(api::StatsResponse {
+            stats: MessageField::some(any),
+            ..Default::default()
+        })
+    }
+
+    async fn close_io(&self, _: &TtrpcContext, req: api::CloseIORequest) -> RpcResult<Empty> {
+        let c = self.inner.container(&req.id)?;
+        if req.stdin {
+            c.process(&req.exec_id)?.close_stdin();
+        }
+        Ok(Empty::default())
+    }
+
+    async fn resize_pty(&self, _: &TtrpcContext, req: api::ResizePtyRequest) -> RpcResult<Empty> {
+        // A guest's terminal has no size to change.
+        self.inner.container(&req.id)?.process(&req.exec_id)?;
+        Ok(Empty::default())
+    }
+
+    async fn update(&self, _: &TtrpcContext, req: api::UpdateTaskRequest) -> RpcResult<Empty> {
+        // Limits are fixed when an instance starts; a new one takes the
+        // container's spec again.
+        self.inner.container(&req.id)?;
+        Ok(Empty::default())
+    }
+
+    async fn shutdown(&self, _: &TtrpcContext, _: api::ShutdownRequest) -> RpcResult<Empty> {
+        // The daemon serves other containers; it leaves by itself once idle.
+        Ok(Empty::default())
+    }
+}
