@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pair in wrk:wrk dnsperf:dnsperf dnsmasq:dnsmasq-base etcd:etcd-server; do
+for pair in wrk:wrk dnsperf:dnsperf dnsmasq:dnsmasq-base etcd:etcd-server busybox:busybox-static; do
   command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -56,6 +56,7 @@ bench $run --bench controllers
 bench ROUNDS=3 $run --bench encode
 bench PODS=100 $run --bench density
 bench $run --bench instantiate
+bench STARTS=5 RUNNING=10 $run --bench shim_start
 # Its peer is wasmtime-cli 48.0.8, a long build: run where it is installed.
 if { "${WASMTIME:-wasmtime}" --version 2>/dev/null || /opt/wasmtime-48/bin/wasmtime --version 2>/dev/null; } | grep -q 48.0.8; then
   bench SECS=2 $run --bench http_throughput

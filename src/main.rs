@@ -4,6 +4,7 @@
 mod control_plane;
 mod flags;
 mod logging;
+mod node_setup;
 mod store_admin;
 mod token;
 
@@ -77,6 +78,12 @@ enum Command {
     Snapshot {
         #[command(subcommand)]
         command: SnapshotCommand,
+    },
+    /// Set this machine's containerd up to run Wasm containers with
+    /// shoal's runtime (`containerd-shim-shoal-v1`).
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
     },
     /// Manage the node's local image store.
     Images {
@@ -395,6 +402,26 @@ enum SnapshotCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Install the shim where containerd finds it, add the runtime to
+    /// containerd's CRI plugin, and print the RuntimeClass for it.
+    Setup {
+        /// containerd's configuration file.
+        #[arg(long, default_value = "/etc/containerd/config.toml")]
+        containerd_config: PathBuf,
+        /// A directory on containerd's `PATH` for the shim binary.
+        #[arg(long, default_value = "/usr/local/bin")]
+        bin_dir: PathBuf,
+        /// The runtime handler's name (the RuntimeClass's `handler`).
+        #[arg(long, default_value = "shoal")]
+        handler: String,
+        /// Print what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
 /// How a command reaches the API.
 #[derive(Args, Clone)]
 struct ApiArgs {
@@ -559,6 +586,20 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Node {
+            command:
+                NodeCommand::Setup {
+                    containerd_config,
+                    bin_dir,
+                    handler,
+                    dry_run,
+                },
+        } => node_setup::setup(&node_setup::Setup {
+            containerd_config,
+            bin_dir,
+            handler,
+            dry_run,
+        }),
         Command::Version => {
             println!(
                 "shoal {} (Kubernetes API {})",

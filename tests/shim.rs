@@ -287,3 +287,239 @@ fn bad_images_dead_daemons_and_restarts() {
     s.ctd.ok(&["task", "rm", "k2"]);
     assert!(s.ctd.mounts().is_empty(), "{:?}", s.ctd.mounts());
 }
+
+/// A CRI client (the kubelet's side) on containerd's socket.
+async fn cri(
+    socket: &std::path::Path,
+) -> k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel> {
+    let socket = socket.to_path_buf();
+    let channel = tonic::transport::Endpoint::try_from("http://[::]:0")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let socket = socket.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(socket).await?,
+                ))
+            }
+        }))
+        .await
+        .unwrap();
+    k8s_cri::v1::runtime_service_client::RuntimeServiceClient::new(channel)
+}
+
+#[test]
+fn node_setup_makes_a_runtime_class_for_cri_pods() {
+    use k8s_cri::v1 as cri_api;
+
+    let dir = PathBuf::from(format!("/tmp/shoal-shim-cri-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let registry = Registry::start(&dir, None);
+    registry.push(
+        "container/hello-cmd:v1",
+        &example("hello-cmd"),
+        &["--format", "container"],
+    );
+    let image = format!("{}/container/hello-cmd:v1", registry.addr);
+    // The CRI plugin on; the pod sandbox's image is any local image (the
+    // shim runs no process for a sandbox).
+    let mut ctd = Containerd::configure(
+        &dir.join("ctd"),
+        Some(&format!(
+            "[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"{image}\"\n"
+        )),
+        &[],
+    );
+    let setup = std::process::Command::new(common::shoal_binary())
+        .args(["node", "setup", "--containerd-config"])
+        .arg(&ctd.config)
+        .arg("--bin-dir")
+        .arg(dir.join("bin"))
+        .output()
+        .unwrap();
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    let runtime_class = String::from_utf8(setup.stdout).unwrap();
+    assert!(runtime_class.contains("handler: shoal"), "{runtime_class}");
+    assert!(dir.join("bin/containerd-shim-shoal-v1").exists());
+    ctd.boot();
+    let log = std::fs::read_to_string(ctd.dir.join("containerd.log")).unwrap();
+    assert!(
+        log.contains("shoal:{Type:io.containerd.shoal.v1"),
+        "containerd's CRI plugin has the runtime: {log}"
+    );
+    ctd.ok(&["-n", "k8s.io", "images", "pull", "--plain-http", &image]);
+
+    let logs = dir.join("pod-logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut client = cri(&ctd.socket).await;
+        let sandbox_config = cri_api::PodSandboxConfig {
+            metadata: Some(cri_api::PodSandboxMetadata {
+                name: "hello".into(),
+                uid: "0b7c1c3e-5d4e-4c1a-9d2f-000000000001".into(),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            log_directory: logs.display().to_string(),
+            linux: Some(cri_api::LinuxPodSandboxConfig {
+                security_context: Some(cri_api::LinuxSandboxSecurityContext {
+                    namespace_options: Some(cri_api::NamespaceOption {
+                        network: cri_api::NamespaceMode::Node as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let sandbox = client
+            .run_pod_sandbox(cri_api::RunPodSandboxRequest {
+                config: Some(sandbox_config.clone()),
+                runtime_handler: "shoal".into(),
+            })
+            .await
+            .expect("RunPodSandbox with the shoal handler")
+            .into_inner()
+            .pod_sandbox_id;
+        let create = |name: &str, envs: &[(&str, &str)]| cri_api::CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(cri_api::ContainerConfig {
+                metadata: Some(cri_api::ContainerMetadata {
+                    name: name.into(),
+                    attempt: 0,
+                }),
+                image: Some(cri_api::ImageSpec {
+                    image: image.clone(),
+                    ..Default::default()
+                }),
+                envs: envs
+                    .iter()
+                    .map(|(k, v)| cri_api::KeyValue {
+                        key: k.to_string(),
+                        value: v.to_string(),
+                    })
+                    .collect(),
+                log_path: format!("{name}.log"),
+                ..Default::default()
+            }),
+            sandbox_config: Some(sandbox_config.clone()),
+        };
+        let id = client
+            .create_container(create("hello", &[("COUNT", "3"), ("INTERVAL", "0")]))
+            .await
+            .expect("CreateContainer")
+            .into_inner()
+            .container_id;
+        client
+            .start_container(cri_api::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .expect("StartContainer");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            let s = client
+                .container_status(cri_api::ContainerStatusRequest {
+                    container_id: id.clone(),
+                    verbose: false,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+                .unwrap();
+            if s.state == cri_api::ContainerState::ContainerExited as i32 {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the container did not end: {s:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(status.exit_code, 0, "{status:?}");
+        assert_eq!(status.reason, "Completed");
+        // containerd's CRI log format: time, stream, tag, line.
+        let log = std::fs::read_to_string(logs.join("hello.log")).unwrap();
+        let lines: Vec<&str> = log
+            .lines()
+            .map(|l| l.splitn(4, ' ').nth(3).unwrap_or(""))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "hello from the image config #1",
+                "hello from the image config #2",
+                "hello from the image config #3"
+            ],
+            "{log}"
+        );
+
+        // A long-running container: its stats, then the pod stopped and
+        // removed with it.
+        let busy = client
+            .create_container(create("busy", &[("BUSY_MS", "50")]))
+            .await
+            .expect("CreateContainer")
+            .into_inner()
+            .container_id;
+        client
+            .start_container(cri_api::StartContainerRequest {
+                container_id: busy.clone(),
+            })
+            .await
+            .expect("StartContainer");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let stats = client
+            .container_stats(cri_api::ContainerStatsRequest {
+                container_id: busy.clone(),
+            })
+            .await
+            .expect("ContainerStats")
+            .into_inner()
+            .stats
+            .unwrap();
+        let cpu = stats
+            .cpu
+            .and_then(|c| c.usage_core_nano_seconds)
+            .map_or(0, |v| v.value);
+        let memory = stats
+            .memory
+            .and_then(|m| m.working_set_bytes)
+            .map_or(0, |v| v.value);
+        assert!(cpu > 100_000_000, "{cpu} ns of CPU");
+        assert!(memory > 0, "{memory} bytes");
+
+        client
+            .stop_pod_sandbox(cri_api::StopPodSandboxRequest {
+                pod_sandbox_id: sandbox.clone(),
+            })
+            .await
+            .expect("StopPodSandbox");
+        client
+            .remove_pod_sandbox(cri_api::RemovePodSandboxRequest {
+                pod_sandbox_id: sandbox.clone(),
+            })
+            .await
+            .expect("RemovePodSandbox");
+    });
+    let left = ctd.ok(&["-n", "k8s.io", "task", "ls"]);
+    assert_eq!(left.lines().count(), 1, "no tasks left: {left}");
+    assert!(ctd.mounts().is_empty(), "{:?}", ctd.mounts());
+
+    // The RuntimeClass it printed, applied to a cluster.
+    let c = common::Cluster::start("shim-runtimeclass");
+    let file = c.dir.join("runtimeclass.yaml");
+    std::fs::write(&file, &runtime_class).unwrap();
+    c.ok(&["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(
+        c.ok(&["get", "runtimeclass", "shoal", "-o", "jsonpath={.handler}"]),
+        "shoal"
+    );
+}

@@ -21,7 +21,8 @@ pub struct Containerd {
     pub socket: PathBuf,
     /// The shim's data directory (`SHOAL_SHIM_ROOT`).
     pub shim_root: PathBuf,
-    config: PathBuf,
+    /// Its configuration file.
+    pub config: PathBuf,
     env: Vec<(String, String)>,
     child: Option<Child>,
 }
@@ -31,6 +32,14 @@ impl Containerd {
     /// unix address). `config` is added to its configuration (the CRI
     /// plugin stays off without it); `env` reaches the shims it starts.
     pub fn start(dir: &Path, config: Option<&str>, env: &[(&str, &str)]) -> Self {
+        let mut c = Self::configure(dir, config, env);
+        c.boot();
+        c
+    }
+
+    /// Writes its configuration file ([`Containerd::config`]) without
+    /// starting it: [`Containerd::boot`] does.
+    pub fn configure(dir: &Path, config: Option<&str>, env: &[(&str, &str)]) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let socket = dir.join("c.sock");
         let shim_root = dir.join("shim");
@@ -57,19 +66,18 @@ impl Containerd {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         env.push(("SHOAL_SHIM_ROOT".into(), shim_root.display().to_string()));
-        let mut c = Self {
+        Self {
             dir: dir.to_path_buf(),
             socket,
             shim_root,
             config: path,
             env,
             child: None,
-        };
-        c.boot();
-        c
+        }
     }
 
-    fn boot(&mut self) {
+    /// Starts containerd and waits until it answers.
+    pub fn boot(&mut self) {
         let bin_dir = shim_binary().parent().unwrap().to_path_buf();
         let path = format!(
             "{}:{}",
