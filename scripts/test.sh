@@ -7,13 +7,14 @@ cd "$(dirname "$0")/.."
 
 # Real components the tests use: an OCI registry (Debian), containerd
 # and runc (the shim is tested under a real containerd; protoc builds the
-# CRI client the tests drive containerd with), iproute2 for
+# CRI client the tests drive containerd with; the standard CNI plugins give
+# its pods their network), iproute2 for
 # network namespaces standing in for other machines, nftables (Services are
 # kernel rules), curl and dig as a node's processes, openssl for test
 # certificates, the oras and bcrypt
 # Python packages to push to the registry, and the Python kubernetes client.
 need=()
-for pair in docker-registry:docker-registry containerd:containerd runc:runc protoc:protobuf-compiler ip:iproute2 nft:nftables curl:curl dig:dnsutils openssl:openssl; do
+for pair in docker-registry:docker-registry containerd:containerd runc:runc protoc:protobuf-compiler /usr/lib/cni/bridge:containernetworking-plugins ip:iproute2 nft:nftables curl:curl dig:dnsutils openssl:openssl; do
   command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

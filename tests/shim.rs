@@ -3,7 +3,9 @@
 //! `ctr run --runtime io.containerd.shoal.v1`, served by one
 //! `containerd-shim-shoal-v1` daemon — output, exit codes, memory limits
 //! and OOM events, exec, kill, stats, and what happens when the daemon or
-//! containerd dies.
+//! containerd dies — and, through containerd's CRI plugin as a kubelet
+//! drives it, pods with the `shoal` handler that `shoal node setup`
+//! configures, in pod networks from the standard CNI plugins.
 
 mod common;
 
@@ -522,4 +524,182 @@ fn node_setup_makes_a_runtime_class_for_cri_pods() {
         c.ok(&["get", "runtimeclass", "shoal", "-o", "jsonpath={.handler}"]),
         "shoal"
     );
+}
+
+#[test]
+fn cri_pods_have_their_own_network() {
+    use k8s_cri::v1 as cri_api;
+
+    let dir = PathBuf::from(format!("/tmp/shoal-shim-net-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let registry = Registry::start(&dir, None);
+    registry.push(
+        "container/hello-cmd:v1",
+        &example("hello-cmd"),
+        &["--format", "container"],
+    );
+    let image = format!("{}/container/hello-cmd:v1", registry.addr);
+    // Pods' networks from the standard CNI plugins: a bridge and
+    // addresses from host-local.
+    let bridge = "shoalcri0";
+    let cni = dir.join("cni");
+    std::fs::create_dir_all(&cni).unwrap();
+    std::fs::write(
+        cni.join("10-pods.conflist"),
+        serde_json::json!({
+            "cniVersion": "0.4.0", "name": "pods",
+            "plugins": [{
+                "type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.213.0.0/24"}]],
+                         "dataDir": dir.join("ipam").display().to_string()},
+            }],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let ctd = Containerd::start(
+        &dir.join("ctd"),
+        Some(&format!(
+            "[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"{image}\"\n\
+             [plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = \"/usr/lib/cni\"\n  conf_dir = \"{}\"\n\
+             [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\
+             [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.shoal]\n  runtime_type = \"{RUNTIME}\"\n",
+            cni.display()
+        )),
+        &[],
+    );
+    ctd.ok(&["-n", "k8s.io", "images", "pull", "--plain-http", &image]);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (ip, netns) = rt.block_on(async {
+        let mut client = cri(&ctd.socket).await;
+        let sandbox_config = cri_api::PodSandboxConfig {
+            metadata: Some(cri_api::PodSandboxMetadata {
+                name: "echo".into(),
+                uid: "0b7c1c3e-5d4e-4c1a-9d2f-000000000002".into(),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            hostname: "echo-pod".into(),
+            log_directory: dir.join("pod-logs").display().to_string(),
+            ..Default::default()
+        };
+        let sandbox = client
+            .run_pod_sandbox(cri_api::RunPodSandboxRequest {
+                config: Some(sandbox_config.clone()),
+                runtime_handler: "shoal".into(),
+            })
+            .await
+            .expect("RunPodSandbox with a pod network")
+            .into_inner()
+            .pod_sandbox_id;
+        let status = client
+            .pod_sandbox_status(cri_api::PodSandboxStatusRequest {
+                pod_sandbox_id: sandbox.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let ip = status.status.unwrap().network.unwrap().ip;
+        assert!(ip.starts_with("10.213.0."), "{ip}");
+        let info = status.info.get("info").cloned().unwrap_or_default();
+        let netns = serde_json::from_str::<serde_json::Value>(&info)
+            .ok()
+            .and_then(|v| v["runtimeSpec"]["linux"]["namespaces"].as_array().cloned())
+            .and_then(|ns| {
+                ns.iter()
+                    .find(|n| n["type"] == "network")
+                    .and_then(|n| n["path"].as_str().map(String::from))
+            })
+            .unwrap_or_default();
+        let id = client
+            .create_container(cri_api::CreateContainerRequest {
+                pod_sandbox_id: sandbox.clone(),
+                config: Some(cri_api::ContainerConfig {
+                    metadata: Some(cri_api::ContainerMetadata {
+                        name: "echo".into(),
+                        attempt: 0,
+                    }),
+                    image: Some(cri_api::ImageSpec {
+                        image: image.clone(),
+                        ..Default::default()
+                    }),
+                    envs: vec![cri_api::KeyValue {
+                        key: "UDP_ECHO".into(),
+                        value: "0.0.0.0:9000".into(),
+                    }],
+                    log_path: "echo.log".into(),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(sandbox_config.clone()),
+            })
+            .await
+            .expect("CreateContainer")
+            .into_inner()
+            .container_id;
+        client
+            .start_container(cri_api::StartContainerRequest { container_id: id })
+            .await
+            .expect("StartContainer");
+
+        // The guest's socket is in the pod's network, at the pod's address.
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let reply = loop {
+            socket.send_to(b"ping", (ip.as_str(), 9000)).unwrap();
+            let mut buf = [0u8; 1500];
+            if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                assert_eq!(from.ip().to_string(), ip);
+                break String::from_utf8_lossy(&buf[..n]).into_owned();
+            }
+            assert!(Instant::now() < deadline, "no echo from {ip}:9000");
+        };
+        assert!(reply.contains("ping"), "{reply}");
+        // Nothing listens on the node's own port 9000.
+        let host = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        host.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        host.send_to(b"ping", "127.0.0.1:9000").unwrap();
+        assert!(host.recv_from(&mut [0u8; 64]).is_err());
+
+        client
+            .stop_pod_sandbox(cri_api::StopPodSandboxRequest {
+                pod_sandbox_id: sandbox.clone(),
+            })
+            .await
+            .expect("StopPodSandbox");
+        client
+            .remove_pod_sandbox(cri_api::RemovePodSandboxRequest {
+                pod_sandbox_id: sandbox,
+            })
+            .await
+            .expect("RemovePodSandbox");
+        (ip, netns)
+    });
+    let left = ctd.ok(&["-n", "k8s.io", "task", "ls"]);
+    assert_eq!(left.lines().count(), 1, "no tasks left: {left}");
+    assert!(
+        !netns.is_empty() && !std::path::Path::new(&netns).exists(),
+        "the pod's namespace {netns:?} is gone"
+    );
+    let daemon = ctd.shim_daemons();
+    assert_eq!(daemon.len(), 1);
+    let threads = std::fs::read_dir(format!("/proc/{}/task", daemon[0]))
+        .unwrap()
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("netns-"))
+        })
+        .count();
+    assert_eq!(
+        threads, 0,
+        "the namespace's thread ended with its pod ({ip})"
+    );
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", bridge])
+        .status();
 }

@@ -17,6 +17,7 @@
 //! May import: the runtime's public API, `containerd-shim` and its
 //! protocols.
 
+mod netns;
 mod process;
 mod spec;
 mod task;

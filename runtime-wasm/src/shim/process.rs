@@ -82,9 +82,12 @@ impl Proc {
 
     /// Starts the process; `ended` hears how it ends. Refused when it has
     /// started before or its streams cannot be opened.
+    /// It runs on `executor` (a pod's network namespace) if given, else on
+    /// the daemon's.
     pub async fn start(
         self: &Arc<Self>,
         runtime: Arc<Runtime>,
+        executor: Option<&tokio::runtime::Handle>,
         ended: impl FnOnce(Ended) + Send + 'static,
     ) -> Result<(), String> {
         let job = self
@@ -103,7 +106,7 @@ impl Proc {
         *self.signal.lock().expect("signal lock") = Some(signal_tx);
         self.state.send_replace(State::Running);
         let this = self.clone();
-        tokio::spawn(async move {
+        let run = async move {
             let (code, oom) = match job {
                 Job::Pause => (128 + signal_rx.await.unwrap_or(9), false),
                 Job::Wasm { workload, spec } => {
@@ -123,7 +126,11 @@ impl Proc {
             this.close_stdin.lock().expect("stdin lock").take();
             this.state.send_replace(State::Stopped { code, at });
             ended(Ended { code, at, oom });
-        });
+        };
+        match executor {
+            Some(handle) => drop(handle.spawn(run)),
+            None => drop(tokio::spawn(run)),
+        }
         Ok(())
     }
 
@@ -242,13 +249,13 @@ mod tests {
         let p = Proc::new(Job::Pause, StdioPaths::default());
         assert_eq!(p.state(), State::Created);
         let (tx, rx) = oneshot::channel();
-        p.start(rt.clone(), move |e| {
+        p.start(rt.clone(), None, move |e| {
             let _ = tx.send(e.code);
         })
         .await
         .unwrap();
         assert_eq!(p.state(), State::Running);
-        assert!(p.start(rt, |_| {}).await.is_err(), "a second start");
+        assert!(p.start(rt, None, |_| {}).await.is_err(), "a second start");
         p.kill(0).unwrap();
         assert_eq!(p.state(), State::Running, "signal 0 only asks");
         p.kill(15).unwrap();

@@ -82,10 +82,14 @@ pub(crate) struct Cpu {
 pub(crate) struct Namespace {
     #[serde(rename = "type")]
     pub kind: String,
+    /// An existing namespace to join (a CRI pod's network).
+    pub path: Option<String>,
 }
 
 /// The annotation containerd's CRI plugin puts on a pod's sandbox container.
 const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
+/// The annotation naming the sandbox a CRI container belongs to.
+const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 
 impl Spec {
     /// Parses `config.json`.
@@ -99,6 +103,11 @@ impl Spec {
         self.annotations.get(CONTAINER_TYPE).map(String::as_str) == Some("sandbox")
     }
 
+    /// The pod sandbox a CRI container belongs to.
+    pub fn sandbox_id(&self) -> Option<&str> {
+        self.annotations.get(SANDBOX_ID).map(String::as_str)
+    }
+
     /// The root filesystem's directory: `root.path`, relative to the bundle.
     pub fn rootfs(&self, bundle: &Path) -> PathBuf {
         let path = self
@@ -110,14 +119,32 @@ impl Spec {
         bundle.join(path)
     }
 
-    /// Whether the container has a network namespace of its own (the guest
-    /// then has no network: an instance in the shim's process cannot join
-    /// it) rather than the host's.
-    fn own_network(&self) -> bool {
-        self.linux
+    /// The network the container's guests use.
+    pub fn network(&self) -> Network {
+        let ns = self
+            .linux
             .as_ref()
-            .is_some_and(|l| l.namespaces.iter().any(|n| n.kind == "network"))
+            .and_then(|l| l.namespaces.iter().find(|n| n.kind == "network"));
+        match ns {
+            None => Network::Host,
+            Some(Namespace {
+                path: Some(path), ..
+            }) if path.starts_with('/') => Network::Namespace(PathBuf::from(path)),
+            // A new, empty namespace: nothing to reach.
+            Some(_) => Network::None,
+        }
     }
+}
+
+/// The network a container's guests use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Network {
+    /// The host's (no network namespace in the spec).
+    Host,
+    /// The namespace at this path (a pod's, which CNI set up).
+    Namespace(PathBuf),
+    /// None: the spec asks for a new namespace, which would be empty.
+    None,
 }
 
 /// What to run for one process of a container.
@@ -132,8 +159,7 @@ pub(crate) struct Plan {
     pub memory_limit: Option<usize>,
     pub cpu_millis: Option<u32>,
     pub preopens: Vec<Preopen>,
-    /// Whether the guest may use the host's network.
-    pub host_network: bool,
+    pub network: Network,
 }
 
 /// The plan for `process` in a container made from `spec`, whose root
@@ -183,7 +209,7 @@ pub(crate) fn plan(spec: &Spec, process: &Process, rootfs: &Path) -> Result<Plan
         memory_limit,
         cpu_millis,
         preopens,
-        host_network: !spec.own_network(),
+        network: spec.network(),
     })
 }
 
@@ -272,7 +298,7 @@ mod tests {
         assert_eq!(p.cwd.as_deref(), Some("/work"));
         assert_eq!(p.memory_limit, Some(1 << 20));
         assert_eq!(p.cpu_millis, Some(500));
-        assert!(!p.host_network, "a network namespace of its own");
+        assert_eq!(p.network, Network::None, "a new network namespace");
         let guest: Vec<_> = p
             .preopens
             .iter()
@@ -297,7 +323,14 @@ mod tests {
         ], "process": {"args": ["/m.wasm"]}}));
         let p = plan(&s, s.process.as_ref().unwrap(), Path::new("/r")).unwrap();
         assert_eq!(p.preopens.len(), 1, "only the root filesystem");
-        assert!(p.host_network);
+        assert_eq!(p.network, Network::Host);
+        let s = spec(
+            serde_json::json!({"process": {"args": ["/m.wasm"]}, "linux": {"namespaces": [
+                {"type": "network", "path": "/var/run/netns/cni-1"},
+            ]}}),
+        );
+        let p = plan(&s, s.process.as_ref().unwrap(), Path::new("/r")).unwrap();
+        assert_eq!(p.network, Network::Namespace("/var/run/netns/cni-1".into()));
     }
 
     #[test]

@@ -31,8 +31,9 @@ use containerd_shim::protos::topics;
 use containerd_shim::protos::ttrpc::{self, r#async::TtrpcContext};
 use containerd_shim::protos::types::task::{ProcessInfo, Status};
 
+use super::netns::{Executor, Namespaces};
 use super::process::{Ended, Job, Proc, State, StdioPaths};
-use super::spec::{self, Plan, Spec};
+use super::spec::{self, Network, Plan, Spec};
 use crate::{CommandSpec, NetworkAccess, OutputSink, Runtime, Usage, Workload};
 
 /// The largest `config.json` the daemon reads.
@@ -60,6 +61,8 @@ struct Inner {
     publisher: RemotePublisher,
     namespace: String,
     containers: Mutex<HashMap<String, Arc<Container>>>,
+    /// Executors inside pods' network namespaces.
+    namespaces: Namespaces,
     /// When a request last came in, for leaving when idle.
     last_request: Mutex<Instant>,
 }
@@ -76,6 +79,10 @@ struct Container {
     /// `exec` reuses; none for a sandbox.
     base: Option<(Arc<Workload>, CommandSpec, PathBuf)>,
     usage: Arc<Usage>,
+    /// Its network: for a sandbox, the pod's.
+    network: Network,
+    /// Where its instances run when it is in a pod's network namespace.
+    executor: Option<Arc<Executor>>,
     init: Arc<Proc>,
     execs: Mutex<HashMap<String, Arc<Proc>>>,
 }
@@ -109,6 +116,7 @@ impl Service {
                 publisher,
                 namespace,
                 containers: Mutex::new(HashMap::new()),
+                namespaces: Namespaces::default(),
                 last_request: Mutex::new(Instant::now()),
             }),
         }
@@ -183,9 +191,11 @@ impl Inner {
                 bundle,
                 rootfs,
                 mounted: false,
+                network: spec.network(),
                 spec,
                 base: None,
                 usage,
+                executor: None,
                 init: Proc::new(Job::Pause, stdio),
                 execs: Mutex::default(),
             });
@@ -199,13 +209,18 @@ impl Inner {
         }
         let loaded = async {
             let process = spec.process.as_ref().ok_or("the spec has no process")?;
-            let plan = spec::plan(&spec, process, &rootfs)?;
+            let mut plan = spec::plan(&spec, process, &rootfs)?;
+            plan.network = self.pod_network(&spec, plan.network);
+            let executor = match &plan.network {
+                Network::Namespace(path) => Some(self.namespaces.executor(path)?),
+                Network::Host | Network::None => None,
+            };
             let (workload, module) = self.load(&rootfs, &plan).await?;
             let command = command_spec(&plan, &usage);
-            Ok::<_, String>((workload, command, module))
+            Ok::<_, String>((workload, command, module, executor, plan.network))
         }
         .await;
-        let (workload, command, module) = match loaded {
+        let (workload, command, module, executor, plan_network) = match loaded {
             Ok(l) => l,
             Err(e) => {
                 if mounted {
@@ -227,11 +242,33 @@ impl Inner {
             rootfs,
             mounted,
             spec,
+            network: plan_network,
             base: Some((workload, command, module)),
             usage,
+            executor,
             init,
             execs: Mutex::default(),
         })
+    }
+
+    /// A CRI container joins its pod's network through the sandbox's
+    /// process (`/proc/<pid>/ns/net`), which is this daemon: that names
+    /// the daemon's own namespace, so the pod's is its sandbox's.
+    fn pod_network(&self, spec: &Spec, network: Network) -> Network {
+        let Network::Namespace(path) = &network else {
+            return network;
+        };
+        if !same_file(path, Path::new("/proc/self/ns/net")) {
+            return network;
+        }
+        let sandbox = spec.sandbox_id().and_then(|id| {
+            self.containers
+                .lock()
+                .expect("containers lock")
+                .get(id)
+                .map(|c| c.network.clone())
+        });
+        sandbox.unwrap_or(Network::Host)
     }
 
     /// The module `plan` names, compiled: its file must be Wasm.
@@ -295,7 +332,8 @@ impl Inner {
                 }),
             );
         };
-        proc.start(self.runtime.clone(), ended).await
+        let executor = container.executor.as_ref().map(|e| e.handle());
+        proc.start(self.runtime.clone(), executor, ended).await
     }
 }
 
@@ -314,13 +352,23 @@ fn command_spec(plan: &Plan, usage: &Arc<Usage>) -> CommandSpec {
         preopens: plan.preopens.clone(),
         cpu_millis: plan.cpu_millis,
         working_dir: plan.cwd.clone(),
-        network: if plan.host_network {
-            NetworkAccess::Host
-        } else {
-            NetworkAccess::None
+        // In a pod's namespace the guest has that namespace's network, as
+        // a process of the pod would.
+        network: match plan.network {
+            Network::Host | Network::Namespace(_) => NetworkAccess::Host,
+            Network::None => NetworkAccess::None,
         },
         stdio: None,
         usage: Some(usage.clone()),
+    }
+}
+
+/// Whether two paths are the same file (namespaces compare this way).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
