@@ -145,7 +145,14 @@ fn runs_wasm_images_pulled_by_containerd() {
 
 #[test]
 fn one_daemon_serves_every_container() {
-    let s = setup("daemon", &[("SHOAL_SHIM_LINGER_SECONDS", "2")]);
+    let s = setup(
+        "daemon",
+        &[
+            ("SHOAL_SHIM_LINGER_SECONDS", "2"),
+            ("SHOAL_SHIM_IMAGE_CACHE_BYTES", "0"),
+            ("SHOAL_SHIM_IMAGE_MINIMUM_AGE_SECONDS", "0"),
+        ],
+    );
     let ids: Vec<String> = (0..5).map(|i| format!("c{i}")).collect();
     for id in &ids {
         s.ctd.ok(&["run", "-d", "--runtime", RUNTIME, &s.image, id]);
@@ -224,12 +231,20 @@ fn one_daemon_serves_every_container() {
         s.ctd.ok(&["container", "rm", id]);
     }
     assert!(s.ctd.mounts().is_empty(), "{:?}", s.ctd.mounts());
-    // Without containers the daemon leaves, socket and all.
+    let blobs = || -> usize {
+        std::fs::read_dir(s.ctd.shim_root.join("images/blobs/sha256"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(blobs(), 1, "one module stored for five containers");
+    // Without containers the daemon leaves, socket and all, and its
+    // image store holds no module beyond its bound (0 here).
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::path::Path::new(&format!("/proc/{daemon}")).exists() {
         assert!(Instant::now() < deadline, "the idle daemon stays");
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert_eq!(blobs(), 0, "the unused module collected");
 }
 
 #[test]

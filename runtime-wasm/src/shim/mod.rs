@@ -11,8 +11,10 @@
 //!
 //! The daemon keeps its state under `SHOAL_SHIM_ROOT` (default
 //! `/var/lib/shoal-shim`): the image store with each module seen and its
-//! compiled form, and `shim.log`. It leaves once it has served no container
-//! for `SHOAL_SHIM_LINGER_SECONDS` (default 30).
+//! compiled form (bounded by `SHOAL_SHIM_IMAGE_CACHE_BYTES`, 10 GiB; a
+//! module stays at least `SHOAL_SHIM_IMAGE_MINIMUM_AGE_SECONDS`, 120), and
+//! `shim.log`. It leaves once it has served no container for
+//! `SHOAL_SHIM_LINGER_SECONDS` (default 30).
 //!
 //! May import: the runtime's public API, `containerd-shim` and its
 //! protocols.
@@ -64,11 +66,11 @@ fn root() -> PathBuf {
 
 /// How long the daemon stays without containers before it leaves.
 fn linger() -> Duration {
-    let secs = std::env::var("SHOAL_SHIM_LINGER_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
-    Duration::from_secs(secs)
+    Duration::from_secs(env_number("SHOAL_SHIM_LINGER_SECONDS").unwrap_or(30))
+}
+
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|s| s.parse().ok())
 }
 
 /// One invocation of the shim binary.
@@ -134,7 +136,14 @@ impl Shim for Daemon {
     async fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
         let root = root();
         crate::ensure_map_count(1000);
-        let runtime = match Runtime::new(RuntimeConfig::new(&root)) {
+        let mut config = RuntimeConfig::new(&root);
+        if let Some(bytes) = env_number("SHOAL_SHIM_IMAGE_CACHE_BYTES") {
+            config.image_cache_max_bytes = bytes;
+        }
+        if let Some(secs) = env_number("SHOAL_SHIM_IMAGE_MINIMUM_AGE_SECONDS") {
+            config.image_minimum_age = Duration::from_secs(secs);
+        }
+        let runtime = match Runtime::new(config) {
             Ok(rt) => rt,
             Err(e) => {
                 log::error!("starting the runtime: {e}");

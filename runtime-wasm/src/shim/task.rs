@@ -123,16 +123,25 @@ impl Service {
     }
 
     /// Leaves (removing the socket first, so the next container spawns a
-    /// new daemon) once no container has been served for `linger`.
+    /// new daemon) once no container has been served for `linger`; every
+    /// few minutes meanwhile, and before leaving, removes from the image
+    /// store the modules no container runs (past the store's bound,
+    /// least recently used first).
     pub fn leave_when_idle(&self, linger: Duration, exit: Arc<ExitSignal>, socket: String) {
         let inner = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
+            let mut last_gc = Instant::now();
             loop {
                 tokio::time::sleep(Duration::from_secs(1).min(linger)).await;
                 let Some(inner) = inner.upgrade() else { return };
+                if last_gc.elapsed() >= GC_INTERVAL {
+                    last_gc = Instant::now();
+                    inner.collect_garbage().await;
+                }
                 let idle = inner.containers.lock().expect("containers lock").is_empty()
                     && inner.last_request.lock().expect("request lock").elapsed() >= linger;
                 if idle {
+                    inner.collect_garbage().await;
                     let path = socket.strip_prefix("unix://").unwrap_or(&socket);
                     let _ = std::fs::remove_file(path);
                     log::info!("no containers for {linger:?}: leaving");
@@ -145,6 +154,35 @@ impl Service {
 }
 
 impl Inner {
+    /// Collects the image store's garbage, keeping every running
+    /// container's module.
+    async fn collect_garbage(self: &Arc<Self>) {
+        let in_use: Vec<String> = self
+            .containers
+            .lock()
+            .expect("containers lock")
+            .values()
+            .filter_map(|c| c.base.as_ref())
+            .map(|(w, ..)| module_ref(w.digest()))
+            .collect();
+        let this = self.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            this.runtime
+                .collect_garbage(in_use.iter().map(String::as_str))
+        })
+        .await;
+        match report {
+            Ok(Ok(r)) if !r.removed.is_empty() => log::info!(
+                "image store: removed {} modules, {} → {} bytes",
+                r.removed.len(),
+                r.before,
+                r.after
+            ),
+            Ok(Err(e)) => log::warn!("image store garbage collection: {e}"),
+            _ => {}
+        }
+    }
+
     fn touch(&self) {
         *self.last_request.lock().expect("request lock") = Instant::now();
     }
@@ -288,7 +326,7 @@ impl Inner {
             .map_err(|e| format!("storing the module: {e}"))?;
         let workload = self
             .runtime
-            .load(&format!("shim.local/module@{digest}"))
+            .load(&module_ref(&digest))
             .await
             .map_err(|e| format!("/{}: {e}", plan.module.display()))?;
         Ok((workload, path))
@@ -335,6 +373,15 @@ impl Inner {
         let executor = container.executor.as_ref().map(|e| e.handle());
         proc.start(self.runtime.clone(), executor, ended).await
     }
+}
+
+/// How often the image store's garbage is collected.
+const GC_INTERVAL: Duration = Duration::from_secs(300);
+
+/// The image store's name for a module the daemon found in a root
+/// filesystem.
+fn module_ref(digest: &str) -> String {
+    format!("shim.local/module@{digest}")
 }
 
 /// The daemon's pid: every process of every container is an instance in it.
