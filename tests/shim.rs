@@ -120,6 +120,7 @@ fn runs_wasm_images_pulled_by_containerd() {
         }
     }
     let _ = events.kill();
+    let _ = events.wait();
     assert!(seen.contains("/tasks/oom"), "events: {seen}");
     assert!(seen.contains("/tasks/exit"), "events: {seen}");
 
@@ -188,9 +189,24 @@ fn one_daemon_serves_every_container() {
     assert_eq!(status.code(), Some(137));
     assert_eq!(s.ctd.tasks()["c0"].1, "RUNNING");
 
+    // A command the image lacks is the toolbox's, as on shoal's own
+    // nodes: it sees the container's files, and its exit code comes back.
+    let sh = s.ctd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e2",
+        "c0",
+        "sh",
+        "-c",
+        "ls /; exit 3",
+    ]);
+    assert_eq!(sh.status.code(), Some(3), "{sh:?}");
+    let listing = String::from_utf8_lossy(&sh.stdout);
+    assert!(listing.lines().any(|l| l == "app.wasm"), "{listing}");
     let missing = s
         .ctd
-        .ctr(&["task", "exec", "--exec-id", "e2", "c0", "/bin/sh"]);
+        .ctr(&["task", "exec", "--exec-id", "e3", "c0", "/bin/nosuch"]);
     assert!(!missing.status.success());
     assert!(
         String::from_utf8_lossy(&missing.stderr).contains("No such file"),
@@ -236,7 +252,7 @@ fn one_daemon_serves_every_container() {
             .map(|d| d.count())
             .unwrap_or(0)
     };
-    assert_eq!(blobs(), 1, "one module stored for five containers");
+    assert_eq!(blobs(), 2, "one module for five containers, and the toolbox");
     // Without containers the daemon leaves, socket and all, and its
     // image store holds no module beyond its bound (0 here).
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -244,7 +260,7 @@ fn one_daemon_serves_every_container() {
         assert!(Instant::now() < deadline, "the idle daemon stays");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(blobs(), 0, "the unused module collected");
+    assert_eq!(blobs(), 0, "the unused modules collected");
 }
 
 #[test]

@@ -33,7 +33,7 @@ mod services;
 mod stats;
 mod status;
 mod streaming;
-mod toolbox;
+pub mod toolbox;
 mod tty;
 mod volumes;
 mod watch;

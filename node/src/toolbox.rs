@@ -11,16 +11,17 @@ use shoal_runtime_wasm::{Error as RtError, Runtime, Workload};
 /// `kubectl debug` container that names it).
 pub(crate) const IMAGE: &str = concat!("shoal.dev/toolbox:", env!("CARGO_PKG_VERSION"));
 
-static WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/toolbox.wasm"));
+/// The toolbox's module.
+pub static WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/toolbox.wasm"));
 
 static APPLETS: &str = include_str!("../toolbox/applets.txt");
 
 /// Where the toolbox writes its exit code, when offered (WASI preview 2
 /// commands end only with success or failure).
-pub(crate) const STATUS_DIR: &str = "/run/shoal/exec";
+pub const STATUS_DIR: &str = "/run/shoal/exec";
 
 /// Whether the toolbox has a command called `name` (a path's last part).
-pub(crate) fn has(name: &str) -> bool {
+pub fn has(name: &str) -> bool {
     let name = name.rsplit('/').next().unwrap_or(name);
     APPLETS.lines().any(|a| a.trim() == name)
 }

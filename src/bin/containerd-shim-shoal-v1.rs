@@ -6,5 +6,10 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() {
-    shoal_runtime_wasm::shim::run().await;
+    shoal_runtime_wasm::shim::run_with(shoal_runtime_wasm::shim::Toolbox {
+        wasm: shoal_node::toolbox::WASM,
+        has: shoal_node::toolbox::has,
+        status_dir: shoal_node::toolbox::STATUS_DIR,
+    })
+    .await;
 }

@@ -45,6 +45,30 @@ pub const RUNTIME_ID: &str = "io.containerd.shoal.v1";
 /// Every container of one containerd and namespace shares a daemon.
 const GROUPING: &str = "shoal";
 
+/// Commands `exec` finds when a container's root filesystem has no file
+/// of that name: the toolbox shoal's nodes offer (`sh`, `ls`, `cat`, …).
+pub struct Toolbox {
+    /// The toolbox's module.
+    pub wasm: &'static [u8],
+    /// Whether it has a command of this name (or path).
+    pub has: fn(&str) -> bool,
+    /// Where it writes a command's exit code, when offered a directory.
+    pub status_dir: &'static str,
+}
+
+static TOOLBOX: std::sync::OnceLock<Toolbox> = std::sync::OnceLock::new();
+
+/// The toolbox the binary registered.
+pub(crate) fn toolbox() -> Option<&'static Toolbox> {
+    TOOLBOX.get()
+}
+
+/// Runs the shim binary with a toolbox for `exec`: see [`run`].
+pub async fn run_with(toolbox: Toolbox) {
+    let _ = TOOLBOX.set(toolbox);
+    run().await;
+}
+
 /// Runs the shim binary: `start`, `delete` or the daemon, as containerd's
 /// arguments say. Call from a multi-threaded tokio `main`.
 pub async fn run() {

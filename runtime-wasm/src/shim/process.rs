@@ -43,6 +43,9 @@ pub(crate) enum Job {
     Wasm {
         workload: Arc<Workload>,
         spec: Box<CommandSpec>,
+        /// Where the guest may write its exit code (a WASI preview 2
+        /// command ends only with success or failure).
+        status_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -109,13 +112,22 @@ impl Proc {
         let run = async move {
             let (code, oom) = match job {
                 Job::Pause => (128 + signal_rx.await.unwrap_or(9), false),
-                Job::Wasm { workload, spec } => {
+                Job::Wasm {
+                    workload,
+                    spec,
+                    status_file,
+                } => {
                     tokio::select! {
                         exit = runtime.run_command(&workload, *spec) => {
                             if let Exit::Trap(e) | Exit::StartFailed(e) = &exit {
                                 log::warn!("instance ended: {e}");
                             }
-                            (exit.code() as u32, matches!(exit, Exit::OutOfMemory(_)))
+                            let written = status_file
+                                .filter(|_| exit != Exit::Code(0))
+                                .and_then(|f| std::fs::read_to_string(f).ok())
+                                .and_then(|s| s.trim().parse::<u32>().ok());
+                            let code = written.unwrap_or(exit.code() as u32);
+                            (code, matches!(exit, Exit::OutOfMemory(_)))
                         }
                         sig = signal_rx => (128 + sig.unwrap_or(9), false),
                     }

@@ -63,6 +63,8 @@ struct Inner {
     containers: Mutex<HashMap<String, Arc<Container>>>,
     /// Executors inside pods' network namespaces.
     namespaces: Namespaces,
+    /// The toolbox's digest, once stored.
+    toolbox_digest: std::sync::OnceLock<String>,
     /// When a request last came in, for leaving when idle.
     last_request: Mutex<Instant>,
 }
@@ -117,6 +119,7 @@ impl Service {
                 namespace,
                 containers: Mutex::new(HashMap::new()),
                 namespaces: Namespaces::default(),
+                toolbox_digest: std::sync::OnceLock::new(),
                 last_request: Mutex::new(Instant::now()),
             }),
         }
@@ -271,6 +274,7 @@ impl Inner {
             Job::Wasm {
                 workload: workload.clone(),
                 spec: Box::new(command.clone()),
+                status_file: None,
             },
             stdio,
         );
@@ -307,6 +311,25 @@ impl Inner {
                 .map(|c| c.network.clone())
         });
         sandbox.unwrap_or(Network::Host)
+    }
+
+    /// The toolbox, compiled (stored once per daemon).
+    async fn toolbox(&self, t: &super::Toolbox) -> Result<Arc<Workload>, String> {
+        let digest = match self.toolbox_digest.get() {
+            Some(d) => d.clone(),
+            None => {
+                let d = self
+                    .runtime
+                    .images()
+                    .store_blob(t.wasm)
+                    .map_err(|e| format!("storing the toolbox: {e}"))?;
+                self.toolbox_digest.get_or_init(|| d).clone()
+            }
+        };
+        self.runtime
+            .load(&module_ref(&digest))
+            .await
+            .map_err(|e| format!("the toolbox: {e}"))
     }
 
     /// The module `plan` names, compiled: its file must be Wasm.
@@ -408,6 +431,12 @@ fn command_spec(plan: &Plan, usage: &Arc<Usage>) -> CommandSpec {
         stdio: None,
         usage: Some(usage.clone()),
     }
+}
+
+/// A directory name for an exec id (containerd's are free-form).
+fn exec_dir_name(exec_id: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(&sha2::Sha256::digest(exec_id.as_bytes())[..16])
 }
 
 /// Whether two paths are the same file (namespaces compare this way).
@@ -634,6 +663,11 @@ impl Task for Service {
         };
         if !req.exec_id.is_empty() {
             c.execs.lock().expect("execs lock").remove(&req.exec_id);
+            let _ = std::fs::remove_dir_all(
+                c.bundle
+                    .join("exec-status")
+                    .join(exec_dir_name(&req.exec_id)),
+            );
         } else {
             inner
                 .containers
@@ -684,25 +718,49 @@ impl Task for Service {
         let names_own = spec::module_path(&c.rootfs, &plan.module).ok().as_ref() == Some(own_path)
             || (plan.module.components().count() == 1
                 && own_path.file_name() == plan.module.file_name());
-        let workload = if names_own {
-            own.clone()
-        } else {
-            inner
-                .load(&c.rootfs, &plan)
-                .await
-                .map_err(|e| status(ttrpc::Code::NOT_FOUND, format!("executable: {e}")))?
-                .0
-        };
-        let spec = CommandSpec {
+        let mut spec = CommandSpec {
             argv: plan.argv.clone(),
             env: plan.env.clone(),
             working_dir: plan.cwd.clone(),
             ..base.clone()
         };
+        let mut status_file = None;
+        let workload = if names_own {
+            own.clone()
+        } else {
+            match inner.load(&c.rootfs, &plan).await {
+                Ok((w, _)) => w,
+                // Not in the image: the toolbox's command of that name.
+                Err(e) => match super::toolbox().filter(|t| (t.has)(&plan.argv[0])) {
+                    Some(t) => {
+                        let dir = c
+                            .bundle
+                            .join("exec-status")
+                            .join(exec_dir_name(&req.exec_id));
+                        std::fs::create_dir_all(&dir)
+                            .map_err(|e| status(ttrpc::Code::INTERNAL, e.to_string()))?;
+                        spec.preopens.push(crate::Preopen {
+                            host: dir.clone(),
+                            guest: t.status_dir.into(),
+                            read_only: false,
+                        });
+                        status_file = Some(dir.join("status"));
+                        inner
+                            .toolbox(t)
+                            .await
+                            .map_err(|e| status(ttrpc::Code::INTERNAL, e))?
+                    }
+                    None => {
+                        return Err(status(ttrpc::Code::NOT_FOUND, format!("executable: {e}")));
+                    }
+                },
+            }
+        };
         let proc = Proc::new(
             Job::Wasm {
                 workload,
                 spec: Box::new(spec),
+                status_file,
             },
             StdioPaths {
                 stdin: req.stdin.clone(),
