@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use common::containerd::{Containerd, RUNTIME, shim_binary};
 use common::example;
 use common::registry::Registry;
+use k8s_cri::v1 as cri_api;
 
 struct Setup {
     ctd: Containerd,
@@ -252,7 +253,11 @@ fn one_daemon_serves_every_container() {
             .map(|d| d.count())
             .unwrap_or(0)
     };
-    assert_eq!(blobs(), 2, "one module for five containers, and the toolbox");
+    assert_eq!(
+        blobs(),
+        2,
+        "one module for five containers, and the toolbox"
+    );
     // Without containers the daemon leaves, socket and all, and its
     // image store holds no module beyond its bound (0 here).
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -341,10 +346,119 @@ async fn cri(
     k8s_cri::v1::runtime_service_client::RuntimeServiceClient::new(channel)
 }
 
+type CriClient =
+    k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>;
+
+/// A pod with the `shoal` handler, as a kubelet runs one: its sandbox's
+/// config and id. `host_network` pods skip CNI.
+async fn run_pod(
+    client: &mut CriClient,
+    name: &str,
+    logs: &std::path::Path,
+    host_network: bool,
+) -> (cri_api::PodSandboxConfig, String) {
+    let network = if host_network {
+        cri_api::NamespaceMode::Node
+    } else {
+        cri_api::NamespaceMode::Pod
+    };
+    let config = cri_api::PodSandboxConfig {
+        metadata: Some(cri_api::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("{name}-{}", std::process::id()),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        log_directory: logs.display().to_string(),
+        linux: Some(cri_api::LinuxPodSandboxConfig {
+            security_context: Some(cri_api::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri_api::NamespaceOption {
+                    network: network as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = client
+        .run_pod_sandbox(cri_api::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: "shoal".into(),
+        })
+        .await
+        .expect("RunPodSandbox with the shoal handler")
+        .into_inner()
+        .pod_sandbox_id;
+    (config, id)
+}
+
+/// Creates and starts container `name` of `image` with `envs` in a pod;
+/// its id. Its log is `<name>.log` in the pod's log directory.
+async fn start_container(
+    client: &mut CriClient,
+    pod: &(cri_api::PodSandboxConfig, String),
+    image: &str,
+    name: &str,
+    envs: &[(&str, &str)],
+) -> String {
+    let id = client
+        .create_container(cri_api::CreateContainerRequest {
+            pod_sandbox_id: pod.1.clone(),
+            config: Some(cri_api::ContainerConfig {
+                metadata: Some(cri_api::ContainerMetadata {
+                    name: name.into(),
+                    attempt: 0,
+                }),
+                image: Some(cri_api::ImageSpec {
+                    image: image.into(),
+                    ..Default::default()
+                }),
+                envs: envs
+                    .iter()
+                    .map(|(k, v)| cri_api::KeyValue {
+                        key: k.to_string(),
+                        value: v.to_string(),
+                    })
+                    .collect(),
+                log_path: format!("{name}.log"),
+                ..Default::default()
+            }),
+            sandbox_config: Some(pod.0.clone()),
+        })
+        .await
+        .expect("CreateContainer")
+        .into_inner()
+        .container_id;
+    client
+        .start_container(cri_api::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("StartContainer");
+    id
+}
+
+/// Stops and removes a pod, as a kubelet does when it is deleted.
+async fn remove_pod(client: &mut CriClient, id: &str) {
+    client
+        .stop_pod_sandbox(cri_api::StopPodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        })
+        .await
+        .expect("StopPodSandbox");
+    client
+        .remove_pod_sandbox(cri_api::RemovePodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        })
+        .await
+        .expect("RemovePodSandbox");
+}
+
 #[test]
 fn node_setup_makes_a_runtime_class_for_cri_pods() {
-    use k8s_cri::v1 as cri_api;
-
     let dir = PathBuf::from(format!("/tmp/shoal-shim-cri-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let registry = Registry::start(&dir, None);
@@ -391,70 +505,15 @@ fn node_setup_makes_a_runtime_class_for_cri_pods() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut client = cri(&ctd.socket).await;
-        let sandbox_config = cri_api::PodSandboxConfig {
-            metadata: Some(cri_api::PodSandboxMetadata {
-                name: "hello".into(),
-                uid: "0b7c1c3e-5d4e-4c1a-9d2f-000000000001".into(),
-                namespace: "default".into(),
-                attempt: 0,
-            }),
-            log_directory: logs.display().to_string(),
-            linux: Some(cri_api::LinuxPodSandboxConfig {
-                security_context: Some(cri_api::LinuxSandboxSecurityContext {
-                    namespace_options: Some(cri_api::NamespaceOption {
-                        network: cri_api::NamespaceMode::Node as i32,
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let sandbox = client
-            .run_pod_sandbox(cri_api::RunPodSandboxRequest {
-                config: Some(sandbox_config.clone()),
-                runtime_handler: "shoal".into(),
-            })
-            .await
-            .expect("RunPodSandbox with the shoal handler")
-            .into_inner()
-            .pod_sandbox_id;
-        let create = |name: &str, envs: &[(&str, &str)]| cri_api::CreateContainerRequest {
-            pod_sandbox_id: sandbox.clone(),
-            config: Some(cri_api::ContainerConfig {
-                metadata: Some(cri_api::ContainerMetadata {
-                    name: name.into(),
-                    attempt: 0,
-                }),
-                image: Some(cri_api::ImageSpec {
-                    image: image.clone(),
-                    ..Default::default()
-                }),
-                envs: envs
-                    .iter()
-                    .map(|(k, v)| cri_api::KeyValue {
-                        key: k.to_string(),
-                        value: v.to_string(),
-                    })
-                    .collect(),
-                log_path: format!("{name}.log"),
-                ..Default::default()
-            }),
-            sandbox_config: Some(sandbox_config.clone()),
-        };
-        let id = client
-            .create_container(create("hello", &[("COUNT", "3"), ("INTERVAL", "0")]))
-            .await
-            .expect("CreateContainer")
-            .into_inner()
-            .container_id;
-        client
-            .start_container(cri_api::StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .expect("StartContainer");
+        let pod = run_pod(&mut client, "hello", &logs, true).await;
+        let id = start_container(
+            &mut client,
+            &pod,
+            &image,
+            "hello",
+            &[("COUNT", "3"), ("INTERVAL", "0")],
+        )
+        .await;
         let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
             let s = client
@@ -496,18 +555,7 @@ fn node_setup_makes_a_runtime_class_for_cri_pods() {
 
         // A long-running container: its stats, then the pod stopped and
         // removed with it.
-        let busy = client
-            .create_container(create("busy", &[("BUSY_MS", "50")]))
-            .await
-            .expect("CreateContainer")
-            .into_inner()
-            .container_id;
-        client
-            .start_container(cri_api::StartContainerRequest {
-                container_id: busy.clone(),
-            })
-            .await
-            .expect("StartContainer");
+        let busy = start_container(&mut client, &pod, &image, "busy", &[("BUSY_MS", "50")]).await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let stats = client
             .container_stats(cri_api::ContainerStatsRequest {
@@ -529,18 +577,7 @@ fn node_setup_makes_a_runtime_class_for_cri_pods() {
         assert!(cpu > 100_000_000, "{cpu} ns of CPU");
         assert!(memory > 0, "{memory} bytes");
 
-        client
-            .stop_pod_sandbox(cri_api::StopPodSandboxRequest {
-                pod_sandbox_id: sandbox.clone(),
-            })
-            .await
-            .expect("StopPodSandbox");
-        client
-            .remove_pod_sandbox(cri_api::RemovePodSandboxRequest {
-                pod_sandbox_id: sandbox.clone(),
-            })
-            .await
-            .expect("RemovePodSandbox");
+        remove_pod(&mut client, &pod.1).await;
     });
     let left = ctd.ok(&["-n", "k8s.io", "task", "ls"]);
     assert_eq!(left.lines().count(), 1, "no tasks left: {left}");
@@ -559,8 +596,6 @@ fn node_setup_makes_a_runtime_class_for_cri_pods() {
 
 #[test]
 fn cri_pods_have_their_own_network() {
-    use k8s_cri::v1 as cri_api;
-
     let dir = PathBuf::from(format!("/tmp/shoal-shim-net-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let registry = Registry::start(&dir, None);
@@ -604,29 +639,10 @@ fn cri_pods_have_their_own_network() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (ip, netns) = rt.block_on(async {
         let mut client = cri(&ctd.socket).await;
-        let sandbox_config = cri_api::PodSandboxConfig {
-            metadata: Some(cri_api::PodSandboxMetadata {
-                name: "echo".into(),
-                uid: "0b7c1c3e-5d4e-4c1a-9d2f-000000000002".into(),
-                namespace: "default".into(),
-                attempt: 0,
-            }),
-            hostname: "echo-pod".into(),
-            log_directory: dir.join("pod-logs").display().to_string(),
-            ..Default::default()
-        };
-        let sandbox = client
-            .run_pod_sandbox(cri_api::RunPodSandboxRequest {
-                config: Some(sandbox_config.clone()),
-                runtime_handler: "shoal".into(),
-            })
-            .await
-            .expect("RunPodSandbox with a pod network")
-            .into_inner()
-            .pod_sandbox_id;
+        let pod = run_pod(&mut client, "echo", &dir.join("pod-logs"), false).await;
         let status = client
             .pod_sandbox_status(cri_api::PodSandboxStatusRequest {
-                pod_sandbox_id: sandbox.clone(),
+                pod_sandbox_id: pod.1.clone(),
                 verbose: true,
             })
             .await
@@ -644,35 +660,14 @@ fn cri_pods_have_their_own_network() {
                     .and_then(|n| n["path"].as_str().map(String::from))
             })
             .unwrap_or_default();
-        let id = client
-            .create_container(cri_api::CreateContainerRequest {
-                pod_sandbox_id: sandbox.clone(),
-                config: Some(cri_api::ContainerConfig {
-                    metadata: Some(cri_api::ContainerMetadata {
-                        name: "echo".into(),
-                        attempt: 0,
-                    }),
-                    image: Some(cri_api::ImageSpec {
-                        image: image.clone(),
-                        ..Default::default()
-                    }),
-                    envs: vec![cri_api::KeyValue {
-                        key: "UDP_ECHO".into(),
-                        value: "0.0.0.0:9000".into(),
-                    }],
-                    log_path: "echo.log".into(),
-                    ..Default::default()
-                }),
-                sandbox_config: Some(sandbox_config.clone()),
-            })
-            .await
-            .expect("CreateContainer")
-            .into_inner()
-            .container_id;
-        client
-            .start_container(cri_api::StartContainerRequest { container_id: id })
-            .await
-            .expect("StartContainer");
+        start_container(
+            &mut client,
+            &pod,
+            &image,
+            "echo",
+            &[("UDP_ECHO", "0.0.0.0:9000")],
+        )
+        .await;
 
         // The guest's socket is in the pod's network, at the pod's address.
         let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
@@ -697,18 +692,7 @@ fn cri_pods_have_their_own_network() {
         host.send_to(b"ping", "127.0.0.1:9000").unwrap();
         assert!(host.recv_from(&mut [0u8; 64]).is_err());
 
-        client
-            .stop_pod_sandbox(cri_api::StopPodSandboxRequest {
-                pod_sandbox_id: sandbox.clone(),
-            })
-            .await
-            .expect("StopPodSandbox");
-        client
-            .remove_pod_sandbox(cri_api::RemovePodSandboxRequest {
-                pod_sandbox_id: sandbox,
-            })
-            .await
-            .expect("RemovePodSandbox");
+        remove_pod(&mut client, &pod.1).await;
         (ip, netns)
     });
     let left = ctd.ok(&["-n", "k8s.io", "task", "ls"]);
