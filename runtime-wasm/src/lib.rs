@@ -8,6 +8,9 @@
 //! instance per request), a WASI preview 2 command component or a WASI
 //! preview 1 command module (both long-running, with captured output).
 //!
+//! With the feature `shim`, [`shim`] puts the same runtime behind
+//! containerd's shim v2 task API (`containerd-shim-shoal-v1`).
+//!
 //! ```no_run
 //! # async fn f() -> Result<(), shoal_runtime_wasm::Error> {
 //! use shoal_runtime_wasm::{Runtime, RuntimeConfig};
