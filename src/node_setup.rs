@@ -59,7 +59,9 @@ pub fn with_runtime(config: &str, handler: &str) -> Option<String> {
         out.push('\n');
     }
     out.push_str(&format!(
-        "\n# shoal's Wasm runtime (written by `shoal node setup`).\n[{runtimes}.{handler}]\n  runtime_type = \"{}\"\n",
+        "\n# shoal's Wasm runtime (written by `shoal node setup`); pods' shoal.dev/\n\
+         # annotations reach it (the stop request, `shoal.dev/stop-file`).\n\
+         [{runtimes}.{handler}]\n  runtime_type = \"{}\"\n  pod_annotations = [\"shoal.dev/*\"]\n",
         shoal_runtime_wasm::shim::RUNTIME_ID
     ));
     let default_name = out
@@ -189,7 +191,7 @@ mod tests {
         let fresh = with_runtime("", "shoal").unwrap();
         assert!(fresh.starts_with("version = 2\n"));
         assert!(fresh.contains(
-            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.shoal]\n  runtime_type = \"io.containerd.shoal.v1\"\n"
+            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.shoal]\n  runtime_type = \"io.containerd.shoal.v1\"\n  pod_annotations = [\"shoal.dev/*\"]\n"
         ));
         assert!(fresh.contains(
             "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n"

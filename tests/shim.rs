@@ -142,6 +142,50 @@ fn runs_wasm_images_pulled_by_containerd() {
     assert!(out.contains("base layer"), "the image's lower layer: {out}");
     assert!(!out.contains("root:"), "nothing of the host: {out}");
 
+    // SIGTERM ends a guest at once (143), unless it follows the stop
+    // request: then it finishes by itself.
+    for (id, annotation, code, said) in [
+        ("plain", "shoal.dev/other=x", 143, None),
+        (
+            "polite",
+            "shoal.dev/stop-file=true",
+            0,
+            Some("asked to stop after"),
+        ),
+    ] {
+        let mut child = s
+            .ctd
+            .command()
+            .args([
+                "run",
+                "--rm",
+                "--runtime",
+                RUNTIME,
+                "--annotation",
+                annotation,
+            ])
+            .args([s.image.as_str(), id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        assert!(
+            first.starts_with("hello from the image config #1"),
+            "{first}"
+        );
+        s.ctd.ok(&["task", "kill", id]);
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{id}: {rest}");
+        if let Some(said) = said {
+            assert!(rest.contains(said), "{id}: {rest}");
+        }
+    }
+
     assert!(s.ctd.mounts().is_empty(), "{:?}", s.ctd.mounts());
 }
 

@@ -60,6 +60,9 @@ pub(crate) struct Ended {
 /// One process.
 pub(crate) struct Proc {
     pub stdio: StdioPaths,
+    /// The file whose creation asks the guest to stop, if it follows the
+    /// stop request.
+    stop_file: Option<std::path::PathBuf>,
     state: watch::Sender<State>,
     job: Mutex<Option<Job>>,
     /// Delivers a signal to the running process, which ends it.
@@ -70,8 +73,18 @@ pub(crate) struct Proc {
 
 impl Proc {
     pub fn new(job: Job, stdio: StdioPaths) -> Arc<Self> {
+        Self::stoppable(job, stdio, None)
+    }
+
+    /// A process whose guest follows the stop request through `stop_file`.
+    pub fn stoppable(
+        job: Job,
+        stdio: StdioPaths,
+        stop_file: Option<std::path::PathBuf>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             stdio,
+            stop_file,
             state: watch::Sender::new(State::Created),
             job: Mutex::new(Some(job)),
             signal: Mutex::new(None),
@@ -147,9 +160,18 @@ impl Proc {
     }
 
     /// Delivers `signal`: any signal but 0 ends a running process (a guest
-    /// has no handlers; its grace is the caller's wait before a `SIGKILL`).
-    /// Signal 0 only asks whether it runs.
+    /// has no handlers; its grace is the caller's wait before a `SIGKILL`),
+    /// except that `SIGTERM` and `SIGINT` only create `stop_file` when the
+    /// process has one (the guest then finishes by itself). Signal 0 only
+    /// asks whether it runs.
     pub fn kill(&self, signal: u32) -> Result<(), String> {
+        const SIGINT: u32 = 2;
+        const SIGTERM: u32 = 15;
+        if let (State::Running, Some(file), SIGINT | SIGTERM) =
+            (self.state(), &self.stop_file, signal)
+        {
+            return std::fs::write(file, b"").map_err(|e| format!("asking to stop: {e}"));
+        }
         match self.state() {
             State::Stopped { .. } => return Err("process already finished".into()),
             State::Created if signal != 0 => {

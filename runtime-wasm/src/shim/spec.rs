@@ -90,6 +90,9 @@ pub(crate) struct Namespace {
 const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 /// The annotation naming the sandbox a CRI container belongs to.
 const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+/// The annotation by which a container's commands say they follow shoal's
+/// stop request (the same as on shoal's nodes).
+pub(crate) const STOP_FILE_ANNOTATION: &str = "shoal.dev/stop-file";
 
 impl Spec {
     /// Parses `config.json`.
@@ -101,6 +104,15 @@ impl Spec {
     /// first): it runs nothing and only holds the pod until it is stopped.
     pub fn is_sandbox(&self) -> bool {
         self.annotations.get(CONTAINER_TYPE).map(String::as_str) == Some("sandbox")
+    }
+
+    /// Whether its guest follows the stop request: WASI has no signals,
+    /// so a `SIGTERM` becomes a file the guest looks for.
+    pub fn asks_to_stop(&self) -> bool {
+        self.annotations
+            .get(STOP_FILE_ANNOTATION)
+            .map(String::as_str)
+            == Some("true")
     }
 
     /// The pod sandbox a CRI container belongs to.
@@ -351,5 +363,8 @@ mod tests {
     fn sandboxes_are_recognised() {
         let s = spec(serde_json::json!({"annotations": {CONTAINER_TYPE: "sandbox"}}));
         assert!(s.is_sandbox());
+        assert!(!s.asks_to_stop());
+        let s = spec(serde_json::json!({"annotations": {STOP_FILE_ANNOTATION: "true"}}));
+        assert!(s.asks_to_stop());
     }
 }

@@ -36,6 +36,11 @@ use super::process::{Ended, Job, Proc, State, StdioPaths};
 use super::spec::{self, Network, Plan, Spec};
 use crate::{CommandSpec, NetworkAccess, OutputSink, Runtime, Usage, Workload};
 
+/// Where a guest that follows the stop request sees its directory, and
+/// the file that appears there when it should stop (as on shoal's nodes).
+const RUN_DIR: &str = "/run/shoal";
+const STOP_FILE: &str = "stop";
+
 /// The largest `config.json` the daemon reads.
 const MAX_SPEC: u64 = 4 << 20;
 /// The largest module the daemon loads from a root filesystem.
@@ -252,6 +257,17 @@ impl Inner {
             let process = spec.process.as_ref().ok_or("the spec has no process")?;
             let mut plan = spec::plan(&spec, process, &rootfs)?;
             plan.network = self.pod_network(&spec, plan.network);
+            if spec.asks_to_stop() {
+                // A directory of its own where the stop file appears.
+                let dir = bundle.join("shoal-run");
+                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                let _ = std::fs::remove_file(dir.join(STOP_FILE));
+                plan.preopens.push(crate::Preopen {
+                    host: dir,
+                    guest: RUN_DIR.into(),
+                    read_only: true,
+                });
+            }
             let executor = match &plan.network {
                 Network::Namespace(path) => Some(self.namespaces.executor(path)?),
                 Network::Host | Network::None => None,
@@ -270,13 +286,17 @@ impl Inner {
                 return Err(e);
             }
         };
-        let init = Proc::new(
+        let stop_file = spec
+            .asks_to_stop()
+            .then(|| bundle.join("shoal-run").join(STOP_FILE));
+        let init = Proc::stoppable(
             Job::Wasm {
                 workload: workload.clone(),
                 spec: Box::new(command.clone()),
                 status_file: None,
             },
             stdio,
+            stop_file,
         );
         Ok(Container {
             id: req.id.clone(),
