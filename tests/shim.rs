@@ -636,6 +636,44 @@ fn node_setup_makes_a_runtime_class_for_cri_pods() {
         c.ok(&["get", "runtimeclass", "shoal", "-o", "jsonpath={.handler}"]),
         "shoal"
     );
+    // shoal's own node runs the class's pods; a class whose handler is an
+    // OCI runtime it lacks fails the pod's sandbox, as on a kubelet.
+    c.import(&example("hello-cmd"), "hello-cmd:v1");
+    std::fs::write(
+        &file,
+        "apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata: {name: oci}\nhandler: runc\n",
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", file.to_str().unwrap()]);
+    for (pod, class) in [("wasm", "shoal"), ("oci", "oci")] {
+        c.ok(&[
+            "run",
+            pod,
+            "--image=hello-cmd:v1",
+            "--overrides",
+            &format!(r#"{{"spec": {{"runtimeClassName": "{class}"}}}}"#),
+        ]);
+    }
+    c.wait_for(
+        &["get", "pod", "wasm", "-o", "jsonpath={.status.phase}"],
+        "the shoal class's pod running",
+        |s| s == "Running",
+    );
+    let events = c.wait_for(
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=oci",
+        ],
+        "the sandbox failing",
+        |s| s.contains("FailedCreatePodSandBox"),
+    );
+    assert!(events.contains(r#"no runtime for "runc""#), "{events}");
+    assert_eq!(
+        c.ok(&["get", "pod", "oci", "-o", "jsonpath={.status.phase}"]),
+        "Pending"
+    );
 }
 
 #[test]

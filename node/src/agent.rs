@@ -111,6 +111,8 @@ pub(crate) struct Shared {
     pub pod_cidrs: std::sync::RwLock<Vec<shoal_cni::Ipv4Cidr>>,
     /// Running containers, for `kubectl exec`.
     pub exec: Arc<crate::exec::Targets>,
+    /// The handlers of the RuntimeClasses pods name.
+    pub runtime_classes: crate::runtime_class::Handlers,
     /// The samples of CPU rates in `/stats/summary`.
     pub stats: crate::stats::Sampler,
     /// Pods the node evicted, stopped until they are deleted.
@@ -416,6 +418,7 @@ impl Agent {
             policies: crate::policy::Policies::default(),
             pod_cidrs: std::sync::RwLock::new(vec![cidr]),
             exec: Arc::default(),
+            runtime_classes: Default::default(),
             stats: crate::stats::Sampler::default(),
             evicted: Mutex::default(),
             started: std::time::Instant::now(),

@@ -28,6 +28,7 @@ pub mod pressure;
 mod probes;
 mod proxy;
 mod ratelimit;
+mod runtime_class;
 pub mod servers;
 mod services;
 mod stats;

@@ -230,6 +230,20 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
         }
     };
     let permit = StartPermit(Arc::new(std::sync::Mutex::new(permit)));
+    // A runtime this node has: its RuntimeClass's handler.
+    let mut attempt = 0u32;
+    while let Err(message) = shared.runtime_classes.check(&shared.client, &pod).await {
+        event(&shared, &pod, "Warning", "FailedCreatePodSandBox", &message);
+        permit.release();
+        match sleep_unless_deleted(&mut updates, backoff(attempt)).await {
+            Wake::Elapsed => attempt += 1,
+            Wake::Deleted(latest) => {
+                delete_now(&shared, &api, &latest, &uid);
+                return;
+            }
+            Wake::Gone => return,
+        }
+    }
     let mut attempt = 0u32;
     let ip = loop {
         if let Some(ip) = pod_ip(&shared, &pod) {
