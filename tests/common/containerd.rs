@@ -227,12 +227,32 @@ impl Containerd {
 impl Drop for Containerd {
     fn drop(&mut self) {
         self.stop();
-        for pid in self.shim_daemons() {
+        let daemons = self.shim_daemons();
+        for pid in &daemons {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
-        for m in self.mounts() {
-            if let Some(point) = m.split_whitespace().nth(4) {
-                let _ = Command::new("umount").args(["-l", point]).status();
+        // Gone before their mounts are taken down, deepest first.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while daemons
+            .iter()
+            .any(|p| Path::new(&format!("/proc/{p}")).exists())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut points: Vec<String> = self
+            .mounts()
+            .iter()
+            .filter_map(|m| m.split_whitespace().nth(4).map(String::from))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for point in points {
+            let ok = Command::new("umount")
+                .args(["-l", &point])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                eprintln!("could not unmount {point}");
             }
         }
     }
