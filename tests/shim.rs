@@ -25,17 +25,24 @@ struct Setup {
     image: String,
 }
 
-fn setup(name: &str, env: &[(&str, &str)]) -> Setup {
-    let dir = PathBuf::from(format!("/tmp/shoal-shim-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let registry = Registry::start(&dir, None);
+/// A registry in `dir` holding hello-cmd built as a container image, and
+/// that image's reference.
+fn hello_image(dir: &std::path::Path) -> (Registry, String) {
+    let registry = Registry::start(dir, None);
     registry.push(
         "container/hello-cmd:v1",
         &example("hello-cmd"),
         &["--format", "container"],
     );
-    let ctd = Containerd::start(&dir.join("ctd"), None, env);
     let image = format!("{}/container/hello-cmd:v1", registry.addr);
+    (registry, image)
+}
+
+fn setup(name: &str, env: &[(&str, &str)]) -> Setup {
+    let dir = PathBuf::from(format!("/tmp/shoal-shim-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (registry, image) = hello_image(&dir);
+    let ctd = Containerd::start(&dir.join("ctd"), None, env);
     ctd.pull(&image);
     Setup {
         ctd,
@@ -505,13 +512,7 @@ async fn remove_pod(client: &mut CriClient, id: &str) {
 fn node_setup_makes_a_runtime_class_for_cri_pods() {
     let dir = PathBuf::from(format!("/tmp/shoal-shim-cri-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let registry = Registry::start(&dir, None);
-    registry.push(
-        "container/hello-cmd:v1",
-        &example("hello-cmd"),
-        &["--format", "container"],
-    );
-    let image = format!("{}/container/hello-cmd:v1", registry.addr);
+    let (_registry, image) = hello_image(&dir);
     // The CRI plugin on; the pod sandbox's image is any local image (the
     // shim runs no process for a sandbox).
     let mut ctd = Containerd::configure(
@@ -680,13 +681,7 @@ fn node_setup_makes_a_runtime_class_for_cri_pods() {
 fn cri_pods_have_their_own_network() {
     let dir = PathBuf::from(format!("/tmp/shoal-shim-net-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let registry = Registry::start(&dir, None);
-    registry.push(
-        "container/hello-cmd:v1",
-        &example("hello-cmd"),
-        &["--format", "container"],
-    );
-    let image = format!("{}/container/hello-cmd:v1", registry.addr);
+    let (_registry, image) = hello_image(&dir);
     // Pods' networks from the standard CNI plugins: a bridge and
     // addresses from host-local.
     let bridge = "shoalcri0";

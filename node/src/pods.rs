@@ -231,39 +231,35 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut updates: watch::Receiver<
     };
     let permit = StartPermit(Arc::new(std::sync::Mutex::new(permit)));
     // A runtime this node has: its RuntimeClass's handler.
+    // A failed sandbox: said, the start turn given up, tried again after
+    // a back-off; `false` when the pod went meanwhile.
     let mut attempt = 0u32;
-    while let Err(message) = shared.runtime_classes.check(&shared.client, &pod).await {
-        event(&shared, &pod, "Warning", "FailedCreatePodSandBox", &message);
+    let mut sandbox_failed = async |message: &str, updates: &mut watch::Receiver<Pod>| {
+        event(&shared, &pod, "Warning", "FailedCreatePodSandBox", message);
         permit.release();
-        match sleep_unless_deleted(&mut updates, backoff(attempt)).await {
-            Wake::Elapsed => attempt += 1,
+        match sleep_unless_deleted(updates, backoff(attempt)).await {
+            Wake::Elapsed => {
+                attempt += 1;
+                true
+            }
             Wake::Deleted(latest) => {
                 delete_now(&shared, &api, &latest, &uid);
-                return;
+                false
             }
-            Wake::Gone => return,
+            Wake::Gone => false,
+        }
+    };
+    while let Err(message) = shared.runtime_classes.check(&shared.client, &pod).await {
+        if !sandbox_failed(&message, &mut updates).await {
+            return;
         }
     }
-    let mut attempt = 0u32;
     let ip = loop {
         if let Some(ip) = pod_ip(&shared, &pod) {
             break ip;
         }
-        event(
-            &shared,
-            &pod,
-            "Warning",
-            "FailedCreatePodSandBox",
-            "no free pod IP on the node",
-        );
-        permit.release();
-        match sleep_unless_deleted(&mut updates, backoff(attempt)).await {
-            Wake::Elapsed => attempt += 1,
-            Wake::Deleted(latest) => {
-                delete_now(&shared, &api, &latest, &uid);
-                return;
-            }
-            Wake::Gone => return,
+        if !sandbox_failed("no free pod IP on the node", &mut updates).await {
+            return;
         }
     };
     let start_time = pod
